@@ -1,0 +1,45 @@
+# netmargin: `make demo` runs the main job, `make test` the whole suite.
+# Both build the environment first: a Python 3.11 venv from requirements.lock and the
+# pinned Anvil from npm, both inside the project (nothing global, nothing downloaded at run time).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin
+# ape-vyper downloads a compiler unless the venv's vyper is on PATH; ape-foundry finds anvil on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(ANVIL_BIN):$(PATH)
+
+.PHONY: install test test-quick demo lint bench fuzz-long lock clean
+
+install: $(VENV)/.installed $(ANVIL_BIN)/anvil
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(ANVIL_BIN)/anvil: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install lint
+	pytest -q
+
+lint: install
+	ruff check offchain tests scripts benchmarks
+	@vyper --version | grep -q '^0.4.3' || { echo "vyper must be 0.4.3, got $$(vyper --version)"; exit 1; }
+
+demo: install
+	netmargin demo
+
+bench: install
+	for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+fuzz-long: install
+	HYPOTHESIS_PROFILE=long pytest -q tests/stateful
+
+lock:
+	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules .build
