@@ -10,15 +10,13 @@ import argparse
 import importlib
 import sys
 
+from offchain.errors import UserError
+
 # name -> (module, one-line help). Modules live in offchain/commands/.
 COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("margin", "margin report for a book JSON file"),
     "backtest": ("backtest", "backtest the margin model on ../shared/data"),
 }
-
-
-class UserError(Exception):
-    """An error in the user's input or environment: printed as one line, exit code 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
