@@ -26,7 +26,7 @@ test: install lint
 	pytest -q
 
 lint: install
-	ruff check offchain tests scripts benchmarks
+	ruff check .
 	@vyper --version | grep -q '^0.4.3' || { echo "vyper must be 0.4.3, got $$(vyper --version)"; exit 1; }
 
 demo: install
