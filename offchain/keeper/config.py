@@ -1,0 +1,222 @@
+"""Keeper configuration: a dataclass read from TOML or JSON, then overridden by environment.
+
+Environment overrides use `NETMARGIN_KEEPER_<FIELD>` and `__` for nested sections, e.g.
+`NETMARGIN_KEEPER_RPC_URL`, `NETMARGIN_KEEPER_GAS__BUMP_PCT=25`. Keys are never values in
+the config: a key is named by `ape:<alias>` (an ape account keyfile) or `keyfile:<path>`
+(an encrypted JSON keyfile), and its passphrase comes from an environment variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from offchain.errors import UserError
+
+ENV_PREFIX = "NETMARGIN_KEEPER_"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    # "ape:<alias>" or "keyfile:<path>"; a raw private key is refused on purpose
+    source: str = ""
+    # name of the environment variable that holds the keyfile passphrase
+    passphrase_env: str = ""
+
+
+@dataclass(frozen=True)
+class GasConfig:
+    # attempts per transaction on RPC errors before giving up
+    max_retries: int = 5
+    # first backoff delay, doubled each retry, capped at backoff_max_s
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    # a transaction not mined after this long is replaced with a bumped fee
+    bump_after_s: float = 12.0
+    # replacement fee increase; nodes require >= 10%
+    bump_pct: int = 15
+    # never pay more than this per gas (gwei), bumps included
+    max_fee_gwei: float = 500.0
+    # gas limit used when estimation fails on a transaction we still want to try
+    fallback_gas_limit: int = 3_000_000
+
+
+@dataclass(frozen=True)
+class PriceSourceConfig:
+    # "replay": ../shared/data daily closes interpolated intraday; "oracle": read back marks
+    kind: str = "replay"
+    data_dir: str = "../shared/data"
+    start: str = "2020-03-05"
+    end: str = "2020-03-20"
+    # wall-clock seconds of replay per historical day (0 = follow block timestamps)
+    seconds_per_day: float = 0.0
+    # annualised implied vol per underlying, used to price options with Black-76
+    vols: dict[str, float] = field(default_factory=lambda: {"BTC": 0.8, "ETH": 0.95})
+
+
+@dataclass(frozen=True)
+class KeeperConfig:
+    rpc_url: str = "http://127.0.0.1:8545"
+    engine_address: str = ""
+    oracle_address: str = ""
+    registry_address: str = ""
+    token_address: str = ""
+    # sqlite state store lives here; restart resumes from it
+    data_dir: str = ".keeper"
+    # first block to index when the store is empty (the engine's deployment block)
+    start_block: int = 0
+    # blocks kept below head before events count as final (0 on a devnet)
+    confirmations: int = 0
+    # blocks re-checked for a changed hash on every cycle (reorg window)
+    reorg_depth: int = 64
+    poll_interval_s: float = 1.0
+    # re-attest when MM or IM moved by more than this fraction of the last attested value...
+    attest_move_frac: float = 0.05
+    # ...or by more than this absolute amount (settlement units), or when the book changed
+    attest_move_abs: float = 1.0
+    # ...or when the last attestation is older than this
+    attest_max_age_s: int = 3600
+    # an attestation may be posted up to this long after signing
+    attest_validity_s: int = 600
+    # liquidate accounts with equity < MM; the engine caps the fraction itself
+    liquidate: bool = True
+    # the liquidator pays at most this fraction of the slice's mark value (price limit)
+    liquidation_max_payment_frac: float = 1.0
+    settle: bool = True
+    # post marks, margin rates, index and settlement prices (this keeper is a price signer)
+    post_prices: bool = True
+    # compute and log every action but send nothing
+    dry_run: bool = False
+    # 0 disables the Prometheus/health server
+    metrics_port: int = 0
+    log_format: str = "json"
+    log_level: str = "INFO"
+    signer: KeySpec = field(default_factory=KeySpec)
+    gas_key: KeySpec = field(default_factory=KeySpec)
+    gas: GasConfig = field(default_factory=GasConfig)
+    prices: PriceSourceConfig = field(default_factory=PriceSourceConfig)
+
+
+def load_config(path: str | Path | None, env: typing.Mapping[str, str] | None = None) -> KeeperConfig:
+    """Read `path` (.toml or .json; None = defaults), apply environment overrides, validate."""
+    raw: dict = {}
+    if path is not None:
+        raw = _read_file(Path(path))
+    env = os.environ if env is None else env
+    _apply_env(raw, env)
+    config = _build(KeeperConfig, raw, "config")
+    validate(config)
+    return config
+
+
+def validate(config: KeeperConfig) -> None:
+    checks = [
+        ("rpc_url", config.rpc_url.startswith(("http://", "https://", "ws://", "wss://")),
+         "an http(s) or ws(s) URL"),
+        ("poll_interval_s", config.poll_interval_s > 0, "> 0"),
+        ("attest_move_frac", 0 < config.attest_move_frac < 1, "between 0 and 1"),
+        ("attest_move_abs", config.attest_move_abs >= 0, ">= 0"),
+        ("attest_max_age_s", config.attest_max_age_s > 0, "> 0"),
+        ("attest_validity_s", config.attest_validity_s > 0, "> 0"),
+        ("liquidation_max_payment_frac", 0 < config.liquidation_max_payment_frac <= 1,
+         "in (0, 1]"),
+        ("confirmations", config.confirmations >= 0, ">= 0"),
+        ("reorg_depth", config.reorg_depth >= 1, ">= 1"),
+        ("metrics_port", 0 <= config.metrics_port < 65536, "a TCP port or 0"),
+        ("log_format", config.log_format in ("json", "text"), "'json' or 'text'"),
+        ("gas.bump_pct", config.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
+        ("gas.max_retries", config.gas.max_retries >= 1, ">= 1"),
+        ("prices.kind", config.prices.kind in ("replay", "oracle"), "'replay' or 'oracle'"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            value = _get_dotted(config, name)
+            raise UserError(f"config.{name}: must be {expected}, got {value!r}")
+    for name in ("engine_address", "oracle_address"):
+        value = getattr(config, name)
+        if value and not (value.startswith("0x") and len(value) == 42):
+            raise UserError(f"config.{name}: must be a 0x-prefixed 20-byte address, got {value!r}")
+    for name in ("signer", "gas_key"):
+        spec = getattr(config, name)
+        if spec.source and not spec.source.startswith(("ape:", "keyfile:")):
+            raise UserError(
+                f"config.{name}.source: must be 'ape:<alias>' or 'keyfile:<path>' "
+                f"(plain keys are not accepted), got {_redact(spec.source)!r}"
+            )
+
+
+def _read_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"config file: {path} does not exist; pass --config with a .toml or .json file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"config file {path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+    raise UserError(f"config file: must end in .toml or .json, got {path.name!r}")
+
+
+def _apply_env(raw: dict, env: typing.Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+
+
+def _build(cls, raw: dict, where: str):
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: must be a table of settings, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown setting; known: {', '.join(sorted(names))}")
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**values)
+
+
+def _coerce(hint, value, where: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        if isinstance(value, str):
+            value = json.loads(value)
+        return {str(k): float(v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        hint = next(h for h in typing.get_args(hint) if h is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("1", "true", "yes")
+            return bool(value)
+        return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: must be {hint.__name__}, got {value!r}") from exc
+
+
+def _get_dotted(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _redact(text: str) -> str:
+    return text[:6] + "..." if len(text) > 12 else text

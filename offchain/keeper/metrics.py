@@ -1,0 +1,88 @@
+"""Prometheus metrics and a health endpoint for the keeper.
+
+`/metrics` is the Prometheus text format; `/health` answers 200 while the keeper is keeping
+up (processed block within `max_lag_blocks` of head and a cycle finished recently), else 503
+with the reason, so an orchestrator can restart it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class KeeperMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.head_block = Gauge("keeper_head_block", "Chain head block number", registry=r)
+        self.processed_block = Gauge("keeper_processed_block", "Last block fully processed", registry=r)
+        self.accounts = Gauge("keeper_accounts", "Accounts in the book", registry=r)
+        self.unhealthy = Gauge("keeper_unhealthy_accounts", "Accounts with equity < MM", registry=r)
+        self.attestation_age_max = Gauge(
+            "keeper_attestation_age_max_seconds", "Oldest attestation among accounts with positions",
+            registry=r)
+        self.last_liquidation = Gauge(
+            "keeper_last_liquidation_timestamp_seconds", "When this keeper last liquidated", registry=r)
+        self.cycle_seconds = Gauge("keeper_cycle_seconds", "Duration of the last cycle", registry=r)
+        self.last_cycle = Gauge("keeper_last_cycle_timestamp_seconds", "End of the last cycle", registry=r)
+        self.errors = Counter("keeper_errors", "Errors by kind", ["kind"], registry=r)
+        self.actions = Counter("keeper_actions", "Actions sent by kind and outcome",
+                               ["kind", "outcome"], registry=r)
+        self.reorgs = Counter("keeper_reorgs", "Reorgs rewound", registry=r)
+
+    def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
+        head = self.head_block._value.get()
+        done = self.processed_block._value.get()
+        last = self.last_cycle._value.get()
+        age = time.time() - last if last else float("inf")
+        status = {"head_block": head, "processed_block": done, "lag_blocks": head - done,
+                  "last_cycle_age_s": round(age, 3)}
+        ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s
+        if not ok:
+            status["reason"] = ("behind head" if head - done > max_lag_blocks
+                                else "no cycle finished recently")
+        return ok, status
+
+
+class MetricsServer:
+    """`/metrics` and `/health` on one port, served from a daemon thread."""
+
+    def __init__(self, metrics: KeeperMetrics, port: int, host: str = "127.0.0.1",
+                 max_lag_blocks: int = 5, max_cycle_age_s: float = 60.0):
+        metrics_ref = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                if self.path.startswith("/metrics"):
+                    body, code, ctype = generate_latest(metrics_ref.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path.startswith("/health"):
+                    ok, status = metrics_ref.health(max_lag_blocks, max_cycle_age_s)
+                    body, code, ctype = json.dumps(status).encode(), 200 if ok else 503, "application/json"
+                else:
+                    body, code, ctype = b"not found: try /metrics or /health\n", 404, "text/plain"
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep the keeper's log structured
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
