@@ -1,0 +1,192 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title InstrumentRegistry
+@custom:contract-name InstrumentRegistry
+@license MIT
+@notice Owner-managed list of the derivatives netmargin trades: futures, perpetuals,
+        European calls and puts on an underlying (e.g. "BTC"). Ids are sequential from 1
+        and never reused. Instruments can be delisted by the owner and retired by anyone
+        once expired; they are never deleted, so old ids keep resolving.
+@dev Implements `IInstrumentRegistry` (the agreement with MarginEngine and RiskOracle).
+     Ownership is two-step (snekmate `ownable_2step`).
+"""
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from interfaces import IInstrumentRegistry
+
+implements: IInstrumentRegistry
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+
+#### CONSTANTS ####
+
+KIND_FUTURE: public(constant(uint8)) = 0
+KIND_PERPETUAL: public(constant(uint8)) = 1
+KIND_CALL: public(constant(uint8)) = 2
+KIND_PUT: public(constant(uint8)) = 3
+
+# Upper bound of one `instruments(...)` page (bounds the loop).
+MAX_PAGE: constant(uint256) = 64
+
+
+#### STORAGE ####
+
+# Number of instruments ever listed; also the latest id.
+instrument_count: public(uint256)
+# id -> instrument; ids 1..instrument_count are set.
+_instruments: HashMap[uint256, IInstrumentRegistry.Instrument]
+# keccak(underlying, kind, strike, expiry) -> id, to refuse listing the same contract twice.
+instrument_id_of: public(HashMap[bytes32, uint256])
+
+
+#### EVENTS ####
+
+event InstrumentListed:
+    instrument_id: indexed(uint256)
+    underlying: indexed(bytes32)
+    kind: uint8
+    strike_wad: uint256
+    expiry: uint256
+
+event InstrumentDelisted:
+    instrument_id: indexed(uint256)
+
+event InstrumentRetired:
+    instrument_id: indexed(uint256)
+    caller: indexed(address)
+
+
+#### CONSTRUCTOR ####
+
+@deploy
+def __init__():
+    """
+    @notice The deployer becomes the owner.
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+
+
+#### EXTERNAL: OWNER ####
+
+@external
+def list_instrument(underlying: bytes32, kind: uint8, strike_wad: uint256, expiry: uint256) -> uint256:
+    """
+    @notice List a new instrument and return its id.
+    @dev Futures need an expiry in the future and no strike; perpetuals need neither;
+         calls and puts need a strike > 0 and an expiry in the future.
+    @param underlying Underlying symbol, right-padded bytes32 (e.g. b"BTC").
+    @param kind 0 future, 1 perpetual, 2 call, 3 put.
+    @param strike_wad Option strike in WAD; 0 for futures and perpetuals.
+    @param expiry Unix seconds; 0 for perpetuals.
+    @return uint256 The new instrument id.
+    """
+    ownable._check_owner()
+    assert underlying != empty(bytes32), "registry: empty underlying"
+    assert kind <= KIND_PUT, "registry: unknown kind"
+    if kind == KIND_PERPETUAL:
+        assert strike_wad == 0, "registry: perpetual takes no strike"
+        assert expiry == 0, "registry: perpetual takes no expiry"
+    else:
+        assert expiry > block.timestamp, "registry: expiry not in the future"
+        if kind == KIND_FUTURE:
+            assert strike_wad == 0, "registry: future takes no strike"
+        else:
+            assert strike_wad > 0, "registry: option needs a strike"
+
+    key: bytes32 = keccak256(abi_encode(underlying, kind, strike_wad, expiry))
+    assert self.instrument_id_of[key] == 0, "registry: instrument already listed"
+
+    instrument_id: uint256 = self.instrument_count + 1
+    self.instrument_count = instrument_id
+    self.instrument_id_of[key] = instrument_id
+    self._instruments[instrument_id] = IInstrumentRegistry.Instrument(
+        underlying=underlying, kind=kind, strike_wad=strike_wad, expiry=expiry, active=True
+    )
+    log InstrumentListed(
+        instrument_id=instrument_id, underlying=underlying, kind=kind, strike_wad=strike_wad, expiry=expiry
+    )
+    return instrument_id
+
+
+@external
+def delist(instrument_id: uint256):
+    """
+    @notice Stop trading an instrument (it stays readable and settleable).
+    @param instrument_id The instrument to delist.
+    """
+    ownable._check_owner()
+    self._check_known(instrument_id)
+    assert self._instruments[instrument_id].active, "registry: instrument not active"
+    self._instruments[instrument_id].active = False
+    log InstrumentDelisted(instrument_id=instrument_id)
+
+
+#### EXTERNAL: PERMISSIONLESS ####
+
+@external
+def retire_expired(instrument_id: uint256):
+    """
+    @notice Mark an expired future or option inactive; anyone may call it.
+    @param instrument_id The expired instrument.
+    """
+    self._check_known(instrument_id)
+    item: IInstrumentRegistry.Instrument = self._instruments[instrument_id]
+    assert item.active, "registry: instrument not active"
+    assert item.kind != KIND_PERPETUAL, "registry: perpetual never expires"
+    assert block.timestamp >= item.expiry, "registry: not expired yet"
+    self._instruments[instrument_id].active = False
+    log InstrumentRetired(instrument_id=instrument_id, caller=msg.sender)
+
+
+#### VIEWS ####
+
+@view
+@external
+@reentrant
+def instrument(instrument_id: uint256) -> IInstrumentRegistry.Instrument:
+    """
+    @notice One instrument; reverts "registry: unknown instrument" for ids never listed.
+    """
+    self._check_known(instrument_id)
+    return self._instruments[instrument_id]
+
+
+@view
+@external
+@reentrant
+def instruments(first_id: uint256, count: uint256) -> DynArray[IInstrumentRegistry.Instrument, MAX_PAGE]:
+    """
+    @notice A page of instruments `first_id, first_id + 1, ...` (at most MAX_PAGE),
+            cut at the last listed id; for keepers rebuilding their instrument table.
+    """
+    assert first_id >= 1, "registry: ids start at 1"
+    assert count <= MAX_PAGE, "registry: page too large"
+    out: DynArray[IInstrumentRegistry.Instrument, MAX_PAGE] = []
+    last: uint256 = self.instrument_count
+    for i: uint256 in range(count, bound=MAX_PAGE):
+        # first_id + i cannot overflow in practice, but keep the checked add (cheap).
+        instrument_id: uint256 = first_id + i
+        if instrument_id > last:
+            break
+        out.append(self._instruments[instrument_id])
+    return out
+
+
+#### INTERNAL ####
+
+@view
+@internal
+def _check_known(instrument_id: uint256):
+    assert instrument_id >= 1 and instrument_id <= self.instrument_count, "registry: unknown instrument"

@@ -1,0 +1,678 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title RiskOracle
+@custom:contract-name RiskOracle
+@license MIT
+@notice Verifies M-of-N EIP-712 signatures of the netmargin risk signers and stores what
+        they sign: per-instrument marks, funding indices and per-unit margin rates, index
+        prices per underlying (bounded move per update) and final expiry settlement prices.
+        Account attestations are only checked here (`check_attestation`); MarginEngine
+        stores them and enforces the state-nonce binding and per-account timestamps.
+@dev EIP-712 domain: name "netmargin RiskOracle", version "1", chain.id, this address
+     (snekmate `eip712_domain_separator`, rebuilt if the chain id changes). Type strings
+     are the *_TYPEHASH constants below and must equal offchain/chain/eip712.py.
+     Signatures: 65 bytes (r, s, v), v in {27, 28}, low s, recovered signers strictly
+     ascending, every one a current signer, at least `threshold` of them.
+@custom:security Signers are trusted for values, not for liveness of old data: they can
+     post any mark or margin (within storage ranges), but cannot rewind a timestamp,
+     replay a message, move an index price more than `max_index_move_bps` per update,
+     settle before expiry or change a settlement price once set.
+"""
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from snekmate.utils import ecdsa
+from snekmate.utils import eip712_domain_separator
+from interfaces import IRiskOracle
+from interfaces import IInstrumentRegistry
+
+implements: IRiskOracle
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+initializes: eip712_domain_separator
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+    eip712_domain_separator.eip712Domain,
+)
+
+
+#### CONSTANTS ####
+
+# Bounds of every loop (see IRiskOracle).
+MAX_SIGNATURES: public(constant(uint256)) = 16
+MAX_SIGNERS: public(constant(uint256)) = 16
+MAX_IDS: public(constant(uint256)) = 32
+# Instruments per market-data batch and underlyings per index update.
+MAX_BATCH: public(constant(uint256)) = 256
+MAX_UNDERLYINGS: public(constant(uint256)) = 32
+BPS: constant(uint256) = 10_000
+
+ATTESTATION_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "Attestation(address account,uint256 state_nonce,int256 position_value_wad,uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
+)
+MARKET_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "MarketData(uint256[] ids,int256[] marks_wad,int256[] funding_indices_wad,uint256[] im_long_wad,uint256[] im_short_wad,uint256[] mm_long_wad,uint256[] mm_short_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
+)
+INDEX_PRICES_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "IndexPrices(bytes32[] underlyings,uint256[] prices_wad,uint256 timestamp,uint256 deadline)"
+)
+SETTLEMENT_PRICE_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "SettlementPrice(uint256 instrument_id,uint256 price_wad,uint256 timestamp,uint256 deadline)"
+)
+
+# Packed market word: [mark + 2**95 : 96 bits][funding + 2**95 : 96 bits][updated_at : 64 bits].
+# Biased (offset) encoding keeps signed values as plain unsigned bit fields.
+SIGNED_96_BIAS: constant(int256) = 2**95
+MASK_96: constant(uint256) = 2**96 - 1
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_128: constant(uint256) = 2**128 - 1
+# Highest rate that fits a 128-bit half of a packed rates word.
+MAX_RATE_WAD: constant(uint256) = 2**128 - 1
+
+
+#### STRUCTS ####
+
+struct MarketData:
+    ids: DynArray[uint256, MAX_BATCH]
+    marks_wad: DynArray[int256, MAX_BATCH]
+    funding_indices_wad: DynArray[int256, MAX_BATCH]
+    im_long_wad: DynArray[uint256, MAX_BATCH]
+    im_short_wad: DynArray[uint256, MAX_BATCH]
+    mm_long_wad: DynArray[uint256, MAX_BATCH]
+    mm_short_wad: DynArray[uint256, MAX_BATCH]
+    params_hash: bytes32
+    timestamp: uint256
+    deadline: uint256
+
+struct IndexPrices:
+    underlyings: DynArray[bytes32, MAX_UNDERLYINGS]
+    prices_wad: DynArray[uint256, MAX_UNDERLYINGS]
+    timestamp: uint256
+    deadline: uint256
+
+struct SettlementPrice:
+    instrument_id: uint256
+    price_wad: uint256
+    timestamp: uint256
+    deadline: uint256
+
+struct IndexPrice:
+    price_wad: uint256
+    updated_at: uint256
+
+
+#### IMMUTABLES ####
+
+# Instrument registry whose ids the market data refers to.
+registry: public(immutable(IInstrumentRegistry))
+
+
+#### STORAGE ####
+
+# Signatures needed (1 <= threshold <= signer_count at all times).
+threshold: public(uint256)
+# Current signer set, as a flag (cheap lookup) and a list (for keepers).
+is_signer: public(HashMap[address, bool])
+_signers: DynArray[address, MAX_SIGNERS]
+# Risk parameter set that attestations and market data must carry.
+params_hash: public(bytes32)
+# Largest index move per update, in bps of the previous price.
+max_index_move_bps: public(uint256)
+# instrument id -> packed mark / funding / updated_at (see MASK_* above).
+_market: HashMap[uint256, uint256]
+# instrument id -> (im_long << 128 | im_short), (mm_long << 128 | mm_short).
+_initial_rates: HashMap[uint256, uint256]
+_maintenance_rates: HashMap[uint256, uint256]
+# underlying -> latest index price.
+_index: HashMap[bytes32, IndexPrice]
+# instrument id -> final expiry settlement price (0 while unset).
+settlement_price: public(HashMap[uint256, uint256])
+
+
+#### EVENTS ####
+
+event SignerAdded:
+    signer: indexed(address)
+
+event SignerRemoved:
+    signer: indexed(address)
+
+event ThresholdSet:
+    threshold: uint256
+
+event ParamsHashSet:
+    params_hash: bytes32
+
+event MaxIndexMoveSet:
+    max_index_move_bps: uint256
+
+event MarketDataPosted:
+    digest: indexed(bytes32)
+    poster: indexed(address)
+    count: uint256
+    timestamp: uint256
+
+event IndexPriceUpdated:
+    underlying: indexed(bytes32)
+    price_wad: uint256
+    timestamp: uint256
+
+event SettlementPriceSet:
+    instrument_id: indexed(uint256)
+    price_wad: uint256
+    timestamp: uint256
+
+
+#### CONSTRUCTOR ####
+
+@deploy
+def __init__(
+    registry_: IInstrumentRegistry,
+    signers_: DynArray[address, MAX_SIGNERS],
+    threshold_: uint256,
+    params_hash_: bytes32,
+    max_index_move_bps_: uint256,
+):
+    """
+    @notice Deploy with a complete signer set so the oracle is never in a state where
+            zero signatures would pass.
+    @param registry_ The InstrumentRegistry.
+    @param signers_ Initial signers (distinct, non-zero).
+    @param threshold_ Signatures required, 1..len(signers_).
+    @param params_hash_ Initial risk parameter set hash (non-zero).
+    @param max_index_move_bps_ Largest index move per update, 1..10000 bps.
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    eip712_domain_separator.__init__("netmargin RiskOracle", "1")
+    assert registry_.address != empty(address), "oracle: zero registry"
+    registry = registry_
+    for s: address in signers_:
+        self._add_signer(s)
+    self._set_threshold(threshold_)
+    self._set_params_hash(params_hash_)
+    self._set_max_index_move(max_index_move_bps_)
+
+
+#### EXTERNAL: OWNER ####
+
+@external
+def add_signer(signer: address):
+    """
+    @notice Add a signer (effective at once).
+    """
+    ownable._check_owner()
+    self._add_signer(signer)
+
+
+@external
+def remove_signer(signer: address):
+    """
+    @notice Remove a signer (effective at once: its signatures stop counting, including
+            on already signed, unposted messages). Reverts if fewer than `threshold`
+            signers would remain; lower the threshold first.
+    """
+    ownable._check_owner()
+    assert self.is_signer[signer], "oracle: not a signer"
+    assert len(self._signers) > self.threshold, "oracle: would leave fewer signers than threshold"
+    self.is_signer[signer] = False
+    kept: DynArray[address, MAX_SIGNERS] = []
+    for s: address in self._signers:
+        if s != signer:
+            kept.append(s)
+    self._signers = kept
+    log SignerRemoved(signer=signer)
+
+
+@external
+def set_threshold(threshold_: uint256):
+    """
+    @notice Set how many signatures every signed message needs.
+    """
+    ownable._check_owner()
+    self._set_threshold(threshold_)
+
+
+@external
+def set_params_hash(params_hash_: bytes32):
+    """
+    @notice Switch the risk parameter set; attestations and market data signed for the
+            previous set stop being accepted at once.
+    """
+    ownable._check_owner()
+    self._set_params_hash(params_hash_)
+
+
+@external
+def set_max_index_move_bps(max_index_move_bps_: uint256):
+    """
+    @notice Set the largest index move per update, in bps of the previous price.
+    """
+    ownable._check_owner()
+    self._set_max_index_move(max_index_move_bps_)
+
+
+#### EXTERNAL: SIGNED DATA (anyone may post) ####
+
+@external
+def post_market_data(data: MarketData, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @notice Store signed marks, funding indices and per-unit margin rates for a batch of
+            instruments. Each instrument's `updated_at` must strictly increase, so a batch
+            cannot be replayed and an older batch cannot overwrite a newer one.
+    @param data The signed batch (all arrays the same length, 1..MAX_BATCH).
+    @param signatures Threshold signatures over `market_data_digest(data)`.
+    """
+    n: uint256 = len(data.ids)
+    assert n > 0, "oracle: empty batch"
+    assert (
+        len(data.marks_wad) == n
+        and len(data.funding_indices_wad) == n
+        and len(data.im_long_wad) == n
+        and len(data.im_short_wad) == n
+        and len(data.mm_long_wad) == n
+        and len(data.mm_short_wad) == n
+    ), "oracle: array length mismatch"
+    self._check_envelope(data.params_hash, data.timestamp, data.deadline)
+    digest: bytes32 = self._market_data_digest(data)
+    self._check_signatures(digest, signatures)
+
+    count: uint256 = staticcall registry.instrument_count()
+    for i: uint256 in range(n, bound=MAX_BATCH):
+        instrument_id: uint256 = data.ids[i]
+        assert instrument_id >= 1 and instrument_id <= count, "oracle: unknown instrument"
+        # Strictly newer per instrument; this also rejects an id repeated in one batch.
+        assert data.timestamp > self._market[instrument_id] & MASK_64, "oracle: market data not newer than stored"
+        im_long: uint256 = data.im_long_wad[i]
+        im_short: uint256 = data.im_short_wad[i]
+        mm_long: uint256 = data.mm_long_wad[i]
+        mm_short: uint256 = data.mm_short_wad[i]
+        assert im_long <= MAX_RATE_WAD and im_short <= MAX_RATE_WAD, "oracle: rate out of range"
+        assert im_long >= mm_long and im_short >= mm_short, "oracle: initial rate below maintenance rate"
+        # timestamp <= block.timestamp < 2**64 (checked in _check_envelope), so it fits 64 bits.
+        self._market[instrument_id] = (
+            (self._bias96(data.marks_wad[i]) << 160)
+            | (self._bias96(data.funding_indices_wad[i]) << 64)
+            | data.timestamp
+        )
+        self._initial_rates[instrument_id] = (im_long << 128) | im_short
+        self._maintenance_rates[instrument_id] = (mm_long << 128) | mm_short
+    log MarketDataPosted(digest=digest, poster=msg.sender, count=n, timestamp=data.timestamp)
+
+
+@external
+def post_index_prices(data: IndexPrices, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @notice Store signed index prices. Per underlying, the timestamp must strictly
+            increase and the price may move at most `max_index_move_bps` from the
+            previous one (the first price is unbounded).
+    @param data The signed update (arrays of equal length, 1..MAX_UNDERLYINGS).
+    @param signatures Threshold signatures over `index_prices_digest(data)`.
+    """
+    n: uint256 = len(data.underlyings)
+    assert n > 0, "oracle: empty batch"
+    assert len(data.prices_wad) == n, "oracle: array length mismatch"
+    self._check_time(data.timestamp, data.deadline)
+    self._check_signatures(self._index_prices_digest(data), signatures)
+
+    max_move_bps: uint256 = self.max_index_move_bps
+    for i: uint256 in range(n, bound=MAX_UNDERLYINGS):
+        underlying: bytes32 = data.underlyings[i]
+        price: uint256 = data.prices_wad[i]
+        assert underlying != empty(bytes32), "oracle: empty underlying"
+        assert price > 0, "oracle: index price must be > 0"
+        previous: IndexPrice = self._index[underlying]
+        assert data.timestamp > previous.updated_at, "oracle: index price not newer than stored"
+        if previous.price_wad != 0:
+            move: uint256 = max(price, previous.price_wad) - min(price, previous.price_wad)
+            assert move * BPS <= previous.price_wad * max_move_bps, "oracle: index move above limit"
+        self._index[underlying] = IndexPrice(price_wad=price, updated_at=data.timestamp)
+        log IndexPriceUpdated(underlying=underlying, price_wad=price, timestamp=data.timestamp)
+
+
+@external
+def post_settlement_price(data: SettlementPrice, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @notice Store the signed expiry settlement price of a future or option. Accepted
+            only once the instrument has expired, observed at or after expiry, and
+            final once set.
+    @param data The signed settlement price.
+    @param signatures Threshold signatures over `settlement_price_digest(data)`.
+    """
+    self._check_time(data.timestamp, data.deadline)
+    assert data.price_wad > 0, "oracle: settlement price must be > 0"
+    assert self.settlement_price[data.instrument_id] == 0, "oracle: settlement price already final"
+    item: IInstrumentRegistry.Instrument = staticcall registry.instrument(data.instrument_id)
+    assert item.kind != 1, "oracle: perpetual has no settlement"
+    assert block.timestamp >= item.expiry, "oracle: instrument not expired"
+    assert data.timestamp >= item.expiry, "oracle: price observed before expiry"
+    self._check_signatures(self._settlement_price_digest(data), signatures)
+    self.settlement_price[data.instrument_id] = data.price_wad
+    log SettlementPriceSet(instrument_id=data.instrument_id, price_wad=data.price_wad, timestamp=data.timestamp)
+
+
+#### VIEWS ####
+
+@view
+@external
+@reentrant
+def check_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @notice Reverts "oracle: <reason>" unless `att` carries the current params hash, is not
+            future-dated, is within its deadline and has threshold signatures.
+    """
+    self._check_envelope(att.params_hash, att.timestamp, att.deadline)
+    self._check_signatures(self._attestation_digest(att), signatures)
+
+
+@view
+@external
+@reentrant
+def marks(instrument_ids: DynArray[uint256, MAX_IDS]) -> (DynArray[int256, MAX_IDS], DynArray[int256, MAX_IDS], uint256):
+    """
+    @return (mark_wad per id, cumulative funding index per id, oldest updated_at among
+            the ids). Reverts for an id never priced.
+    """
+    marks_out: DynArray[int256, MAX_IDS] = []
+    funding_out: DynArray[int256, MAX_IDS] = []
+    oldest: uint256 = max_value(uint256)
+    for instrument_id: uint256 in instrument_ids:
+        word: uint256 = self._market[instrument_id]
+        updated_at: uint256 = word & MASK_64
+        assert updated_at != 0, "oracle: no market data for instrument"
+        marks_out.append(self._unbias96(word >> 160))
+        funding_out.append(self._unbias96((word >> 64) & MASK_96))
+        oldest = min(oldest, updated_at)
+    if len(instrument_ids) == 0:
+        oldest = 0
+    return marks_out, funding_out, oldest
+
+
+@view
+@external
+@reentrant
+def rates(instrument_id: uint256) -> (IRiskOracle.Rates, uint256):
+    """
+    @return (per-unit margin rates, updated_at). Reverts for an id never priced.
+    """
+    updated_at: uint256 = self._market[instrument_id] & MASK_64
+    assert updated_at != 0, "oracle: no market data for instrument"
+    initial: uint256 = self._initial_rates[instrument_id]
+    maintenance: uint256 = self._maintenance_rates[instrument_id]
+    return IRiskOracle.Rates(
+        im_long_wad=initial >> 128,
+        im_short_wad=initial & MASK_128,
+        mm_long_wad=maintenance >> 128,
+        mm_short_wad=maintenance & MASK_128,
+    ), updated_at
+
+
+@view
+@external
+@reentrant
+def market_updated_at(instrument_id: uint256) -> uint256:
+    """
+    @return When the instrument's market data was signed (0 if never).
+    """
+    return self._market[instrument_id] & MASK_64
+
+
+@view
+@external
+@reentrant
+def index_price(underlying: bytes32) -> (uint256, uint256):
+    """
+    @return (index price WAD, updated_at); (0, 0) if never posted.
+    """
+    p: IndexPrice = self._index[underlying]
+    return p.price_wad, p.updated_at
+
+
+@view
+@external
+@reentrant
+def signers() -> DynArray[address, MAX_SIGNERS]:
+    """
+    @return The current signer set, in insertion order.
+    """
+    return self._signers
+
+
+@view
+@external
+@reentrant
+def signer_count() -> uint256:
+    return len(self._signers)
+
+
+@view
+@external
+@reentrant
+def domain_separator() -> bytes32:
+    """
+    @return The EIP-712 domain separator for this chain and address.
+    """
+    return eip712_domain_separator._domain_separator_v4()
+
+
+@view
+@external
+@reentrant
+def attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
+    """
+    @return The EIP-712 digest signers sign for `att`.
+    """
+    return self._attestation_digest(att)
+
+
+@view
+@external
+@reentrant
+def market_data_digest(data: MarketData) -> bytes32:
+    return self._market_data_digest(data)
+
+
+@view
+@external
+@reentrant
+def index_prices_digest(data: IndexPrices) -> bytes32:
+    return self._index_prices_digest(data)
+
+
+@view
+@external
+@reentrant
+def settlement_price_digest(data: SettlementPrice) -> bytes32:
+    return self._settlement_price_digest(data)
+
+
+#### INTERNAL: SIGNATURES ####
+
+@view
+@internal
+def _check_signatures(digest: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @dev At least `threshold` signatures, recovered signers strictly ascending (so no
+         signer counts twice) and every one a current signer.
+    """
+    assert len(signatures) >= self.threshold, "oracle: below threshold"
+    last: uint256 = 0
+    for sig: Bytes[65] in signatures:
+        signer: address = self._recover(digest, sig)
+        as_uint: uint256 = convert(signer, uint256)
+        if as_uint <= last:
+            assert as_uint != last, "oracle: duplicate signer"
+            raise "oracle: signers not in ascending order"
+        assert self.is_signer[signer], "oracle: not a signer"
+        last = as_uint
+
+
+@pure
+@internal
+def _recover(digest: bytes32, sig: Bytes[65]) -> address:
+    """
+    @dev Strict 65-byte (r, s, v) recovery with oracle-prefixed reasons. snekmate's
+         `_recover_sig` also takes 64-byte EIP-2098 signatures and reverts with
+         "ecdsa: ..." reasons; here one signature has exactly one accepted encoding.
+    """
+    assert len(sig) == 65, "oracle: signature must be 65 bytes"
+    r: uint256 = extract32(sig, 0, output_type=uint256)
+    s: uint256 = extract32(sig, 32, output_type=uint256)
+    v: uint256 = convert(slice(sig, 64, 1), uint256)
+    assert v == 27 or v == 28, "oracle: signature v must be 27 or 28"
+    assert s <= ecdsa._MALLEABILITY_THRESHOLD, "oracle: high-s signature"
+    signer: address = ecrecover(digest, v, r, s)
+    assert signer != empty(address), "oracle: invalid signature"
+    return signer
+
+
+#### INTERNAL: CHECKS ####
+
+@view
+@internal
+def _check_time(timestamp: uint256, deadline: uint256):
+    assert timestamp <= block.timestamp, "oracle: timestamp in the future"
+    assert deadline >= block.timestamp, "oracle: deadline passed"
+
+
+@view
+@internal
+def _check_envelope(params_hash_: bytes32, timestamp: uint256, deadline: uint256):
+    assert params_hash_ == self.params_hash, "oracle: params hash mismatch"
+    self._check_time(timestamp, deadline)
+
+
+#### INTERNAL: EIP-712 ####
+
+@view
+@internal
+def _attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(
+                ATTESTATION_TYPEHASH,
+                att.account,
+                att.state_nonce,
+                att.position_value_wad,
+                att.initial_margin_wad,
+                att.maintenance_margin_wad,
+                att.params_hash,
+                att.timestamp,
+                att.deadline,
+            )
+        )
+    )
+
+
+@view
+@internal
+def _market_data_digest(data: MarketData) -> bytes32:
+    # EIP-712 encodes an array of atomic values as keccak256 of the 32-byte words
+    # concatenated: the ABI encoding of the array without its length word.
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(
+                MARKET_DATA_TYPEHASH,
+                self._hash_uint_array(data.ids),
+                self._hash_int_array(data.marks_wad),
+                self._hash_int_array(data.funding_indices_wad),
+                self._hash_uint_array(data.im_long_wad),
+                self._hash_uint_array(data.im_short_wad),
+                self._hash_uint_array(data.mm_long_wad),
+                self._hash_uint_array(data.mm_short_wad),
+                data.params_hash,
+                data.timestamp,
+                data.deadline,
+            )
+        )
+    )
+
+
+@view
+@internal
+def _index_prices_digest(data: IndexPrices) -> bytes32:
+    words: Bytes[32 + 32 * MAX_UNDERLYINGS] = abi_encode(data.underlyings, ensure_tuple=False)
+    underlyings_hash: bytes32 = keccak256(slice(words, 32, 32 * len(data.underlyings)))
+    prices: Bytes[32 + 32 * MAX_UNDERLYINGS] = abi_encode(data.prices_wad, ensure_tuple=False)
+    prices_hash: bytes32 = keccak256(slice(prices, 32, 32 * len(data.prices_wad)))
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(abi_encode(INDEX_PRICES_TYPEHASH, underlyings_hash, prices_hash, data.timestamp, data.deadline))
+    )
+
+
+@view
+@internal
+def _settlement_price_digest(data: SettlementPrice) -> bytes32:
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(SETTLEMENT_PRICE_TYPEHASH, data.instrument_id, data.price_wad, data.timestamp, data.deadline)
+        )
+    )
+
+
+@pure
+@internal
+def _hash_uint_array(xs: DynArray[uint256, MAX_BATCH]) -> bytes32:
+    words: Bytes[32 + 32 * MAX_BATCH] = abi_encode(xs, ensure_tuple=False)
+    return keccak256(slice(words, 32, 32 * len(xs)))
+
+
+@pure
+@internal
+def _hash_int_array(xs: DynArray[int256, MAX_BATCH]) -> bytes32:
+    words: Bytes[32 + 32 * MAX_BATCH] = abi_encode(xs, ensure_tuple=False)
+    return keccak256(slice(words, 32, 32 * len(xs)))
+
+
+#### INTERNAL: STORAGE HELPERS ####
+
+@pure
+@internal
+def _bias96(x: int256) -> uint256:
+    assert x >= -SIGNED_96_BIAS and x < SIGNED_96_BIAS, "oracle: mark or funding out of range"
+    # x + 2**95 is in [0, 2**96) after the range check above.
+    return convert(unsafe_add(x, SIGNED_96_BIAS), uint256)
+
+
+@pure
+@internal
+def _unbias96(field: uint256) -> int256:
+    # field < 2**96, so the conversion and the subtraction cannot overflow.
+    return unsafe_sub(convert(field, int256), SIGNED_96_BIAS)
+
+
+@internal
+def _add_signer(signer: address):
+    assert signer != empty(address), "oracle: zero signer"
+    assert not self.is_signer[signer], "oracle: already a signer"
+    assert len(self._signers) < MAX_SIGNERS, "oracle: too many signers"
+    self.is_signer[signer] = True
+    self._signers.append(signer)
+    log SignerAdded(signer=signer)
+
+
+@internal
+def _set_threshold(threshold_: uint256):
+    assert threshold_ >= 1 and threshold_ <= len(self._signers), "oracle: threshold out of range"
+    self.threshold = threshold_
+    log ThresholdSet(threshold=threshold_)
+
+
+@internal
+def _set_params_hash(params_hash_: bytes32):
+    assert params_hash_ != empty(bytes32), "oracle: empty params hash"
+    self.params_hash = params_hash_
+    log ParamsHashSet(params_hash=params_hash_)
+
+
+@internal
+def _set_max_index_move(max_index_move_bps_: uint256):
+    assert max_index_move_bps_ >= 1 and max_index_move_bps_ <= BPS, "oracle: max move out of range"
+    self.max_index_move_bps = max_index_move_bps_
+    log MaxIndexMoveSet(max_index_move_bps=max_index_move_bps_)

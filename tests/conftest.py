@@ -1,0 +1,269 @@
+"""Shared root fixtures: role accounts, risk signers, and the deployed token, registry and
+oracle, plus factories that sign and post oracle data.
+
+Deployments are session-scoped; ape's pytest plugin snapshots the chain around every
+test and fixture scope (isolation), so a test's transactions and time travel never leak
+into the next test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+
+from offchain.chain.eip712 import (
+    Attestation,
+    Domain,
+    IndexPrices,
+    MarketData,
+    SettlementPrice,
+    sign_multi,
+    symbol_to_bytes32,
+)
+
+WAD = 10**18
+DAY = 86_400
+BTC = symbol_to_bytes32("BTC")
+ETH = symbol_to_bytes32("ETH")
+PARAMS_HASH = keccak(text="netmargin test risk parameters v1")
+MAX_INDEX_MOVE_BPS = 2_000  # 20% per update
+SIGNER_THRESHOLD = 2
+FUTURE_EXPIRY_DAYS = 30
+STRIKE_WAD = 60_000 * WAD
+KIND_FUTURE, KIND_PERPETUAL, KIND_CALL, KIND_PUT = 0, 1, 2, 3
+
+# Fixed, publicly known test keys (never use outside tests).
+SIGNER_KEYS = [keccak(text=f"netmargin test signer {i}") for i in range(3)]
+OUTSIDER_KEY = keccak(text="netmargin test outsider")
+
+
+# ------------------------------------------------------------------ roles
+
+
+@pytest.fixture(scope="session")
+def admin(accounts):
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def trader(accounts):
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def maker(accounts):
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def taker(accounts):
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def keeper(accounts):
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def liquidator(accounts):
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def attacker(accounts):
+    return accounts[6]
+
+
+@pytest.fixture(scope="session")
+def signers():
+    """Three risk signers (eth-account LocalAccounts), sorted by ascending address."""
+    return sorted((Account.from_key(k) for k in SIGNER_KEYS), key=lambda a: int(a.address, 16))
+
+
+@pytest.fixture(scope="session")
+def outsider_signer():
+    """A key that is not (and never was) an oracle signer."""
+    return Account.from_key(OUTSIDER_KEY)
+
+
+# ------------------------------------------------------------------ deployments
+
+
+@pytest.fixture(scope="session")
+def token(project, admin):
+    """6-decimal settlement token with public mint."""
+    return project.MockERC20.deploy("Mock USD", "mUSD", 6, sender=admin)
+
+
+@pytest.fixture(scope="session")
+def registry(project, admin, chain):
+    """Registry with BTC instruments listed: ids 1 perp, 2 future, 3 call, 4 put
+    (future and options expire FUTURE_EXPIRY_DAYS after deployment, strike 60k)."""
+    reg = project.InstrumentRegistry.deploy(sender=admin)
+    expiry = chain.pending_timestamp + FUTURE_EXPIRY_DAYS * DAY
+    reg.list_instrument(BTC, KIND_PERPETUAL, 0, 0, sender=admin)
+    reg.list_instrument(BTC, KIND_FUTURE, 0, expiry, sender=admin)
+    reg.list_instrument(BTC, KIND_CALL, STRIKE_WAD, expiry, sender=admin)
+    reg.list_instrument(BTC, KIND_PUT, STRIKE_WAD, expiry, sender=admin)
+    return reg
+
+
+@pytest.fixture(scope="session")
+def instrument_ids():
+    return {"perp": 1, "future": 2, "call": 3, "put": 4}
+
+
+@pytest.fixture(scope="session")
+def oracle(project, admin, registry, signers):
+    """RiskOracle: 2 of 3 signers, PARAMS_HASH, 20% max index move per update."""
+    return project.RiskOracle.deploy(
+        registry,
+        [s.address for s in signers],
+        SIGNER_THRESHOLD,
+        PARAMS_HASH,
+        MAX_INDEX_MOVE_BPS,
+        sender=admin,
+    )
+
+
+@pytest.fixture(scope="session")
+def domain(chain, oracle):
+    return Domain(chain_id=chain.chain_id, verifying_contract=oracle.address)
+
+
+@pytest.fixture
+def now(chain):
+    """Timestamp of the latest block: safe as a signed `timestamp` for the next tx."""
+    return lambda: chain.blocks.head.timestamp
+
+
+# ------------------------------------------------------------------ signing factories
+
+
+@pytest.fixture(scope="session")
+def default_market():
+    """Per-instrument defaults (WAD) for `post_market`: mark, funding, im/mm long/short."""
+    return {
+        1: (60_000 * WAD, 0, 6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD),
+        2: (60_500 * WAD, 0, 6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD),
+        3: (2_500 * WAD, 0, 2_500 * WAD, 9_000 * WAD, 1_250 * WAD, 4_500 * WAD),
+        4: (2_400 * WAD, 0, 2_400 * WAD, 9_000 * WAD, 1_200 * WAD, 4_500 * WAD),
+    }
+
+
+@pytest.fixture
+def make_market(chain, default_market):
+    """Build (unsigned) MarketData; keyword overrides replace whole arrays or fields."""
+
+    def make(ids=(1, 2, 3, 4), **overrides) -> MarketData:
+        ids = list(ids)
+        rows = [default_market.get(i, default_market[1]) for i in ids]
+        ts = chain.blocks.head.timestamp
+        fields = {
+            "ids": ids,
+            "marks_wad": [r[0] for r in rows],
+            "funding_indices_wad": [r[1] for r in rows],
+            "im_long_wad": [r[2] for r in rows],
+            "im_short_wad": [r[3] for r in rows],
+            "mm_long_wad": [r[4] for r in rows],
+            "mm_short_wad": [r[5] for r in rows],
+            "params_hash": PARAMS_HASH,
+            "timestamp": ts,
+            "deadline": ts + 300,
+        }
+        fields.update(overrides)
+        return MarketData(**fields)
+
+    return make
+
+
+@pytest.fixture
+def sign(domain, signers):
+    """sign(message, signer_accounts=first two signers, domain=oracle domain) -> sigs."""
+
+    def _sign(message, by=None, dom=None):
+        return sign_multi(message, dom or domain, signers[:SIGNER_THRESHOLD] if by is None else by)
+
+    return _sign
+
+
+@pytest.fixture
+def post_market(oracle, keeper, make_market, sign):
+    """Sign (2 of 3) and post market data; returns (tx, MarketData)."""
+
+    def post(ids=(1, 2, 3, 4), by=None, sender=None, **overrides):
+        data = make_market(ids, **overrides)
+        tx = oracle.post_market_data(data.as_args(), sign(data, by), sender=sender or keeper)
+        return tx, data
+
+    return post
+
+
+@pytest.fixture
+def post_index(oracle, keeper, chain, sign):
+    """Sign and post index prices: post_index({BTC: price_wad, ...}); returns (tx, IndexPrices)."""
+
+    def post(prices: dict, timestamp=None, deadline=None, by=None, sender=None):
+        ts = chain.blocks.head.timestamp if timestamp is None else timestamp
+        data = IndexPrices(
+            underlyings=list(prices),
+            prices_wad=list(prices.values()),
+            timestamp=ts,
+            deadline=ts + 300 if deadline is None else deadline,
+        )
+        tx = oracle.post_index_prices(data.as_args(), sign(data, by), sender=sender or keeper)
+        return tx, data
+
+    return post
+
+
+@pytest.fixture
+def post_settlement(oracle, keeper, chain, sign):
+    """Sign and post a settlement price; returns (tx, SettlementPrice)."""
+
+    def post(instrument_id: int, price_wad: int, timestamp=None, deadline=None, by=None, sender=None):
+        ts = chain.blocks.head.timestamp if timestamp is None else timestamp
+        data = SettlementPrice(
+            instrument_id=instrument_id,
+            price_wad=price_wad,
+            timestamp=ts,
+            deadline=ts + 300 if deadline is None else deadline,
+        )
+        tx = oracle.post_settlement_price(data.as_args(), sign(data, by), sender=sender or keeper)
+        return tx, data
+
+    return post
+
+
+@pytest.fixture
+def make_attestation(chain):
+    """Build an (unsigned) Attestation for `account` with sane defaults."""
+
+    def make(account, **overrides) -> Attestation:
+        ts = chain.blocks.head.timestamp
+        fields = {
+            "account": getattr(account, "address", account),
+            "state_nonce": 0,
+            "position_value_wad": 0,
+            "initial_margin_wad": 0,
+            "maintenance_margin_wad": 0,
+            "params_hash": PARAMS_HASH,
+            "timestamp": ts,
+            "deadline": ts + 300,
+        }
+        fields.update(overrides)
+        return Attestation(**fields)
+
+    return make
+
+
+@pytest.fixture
+def expire_instruments(chain):
+    """Move chain time past the fixture registry's expiry (isolation undoes it)."""
+
+    def expire(extra_seconds: int = 60):
+        chain.mine(timestamp=chain.pending_timestamp + FUTURE_EXPIRY_DAYS * DAY + extra_seconds)
+
+    return expire
