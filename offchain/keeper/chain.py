@@ -1,0 +1,116 @@
+"""Contract bindings for the keeper and the CLI (web3, ABIs from the project's own contracts).
+
+Reads are batched JSON-RPC requests so refreshing hundreds of accounts is one round trip.
+Everything returned is plain integers (WAD) and addresses; conversion to floats happens in
+`book.py`, never on the transaction path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from web3 import Web3
+from web3.contract import Contract
+
+from offchain.errors import UserError
+from offchain.keeper.devnet import compile_contracts
+from offchain.keeper.prices import InstrumentTable
+
+WAD = 10**18
+CONTRACTS = ("MarginEngine", "RiskOracle", "InstrumentRegistry", "MockERC20")
+# JSON-RPC batch size for account reads (anvil and geth accept a few hundred per batch)
+READ_BATCH = 250
+
+
+@dataclass
+class Deployment:
+    w3: Web3
+    engine: Contract
+    oracle: Contract
+    registry: Contract
+    token: Contract
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {"engine": self.engine.address, "oracle": self.oracle.address,
+                "registry": self.registry.address, "token": self.token.address}
+
+
+def abis() -> dict[str, list]:
+    return {k: v["abi"] for k, v in compile_contracts(list(CONTRACTS)).items()}
+
+
+def connect(w3: Web3, engine_address: str, oracle_address: str = "", registry_address: str = "",
+            token_address: str = "") -> Deployment:
+    """Bind to a deployment; oracle, registry and token default to what the engine points at."""
+    if not Web3.is_address(engine_address):
+        raise UserError(f"engine_address: must be a 0x-prefixed 20-byte address, got {engine_address!r}")
+    a = abis()
+    engine = w3.eth.contract(address=Web3.to_checksum_address(engine_address), abi=a["MarginEngine"])
+    try:
+        oracle_address = oracle_address or engine.functions.ORACLE().call()
+        registry_address = registry_address or engine.functions.REGISTRY().call()
+        token_address = token_address or engine.functions.TOKEN().call()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "not our engine"
+        raise UserError(f"engine_address: {engine_address} does not answer as a MarginEngine "
+                        f"on {w3.provider.endpoint_uri}: {str(exc)[:120]}") from exc
+    return Deployment(
+        w3=w3,
+        engine=engine,
+        oracle=w3.eth.contract(address=Web3.to_checksum_address(oracle_address), abi=a["RiskOracle"]),
+        registry=w3.eth.contract(address=Web3.to_checksum_address(registry_address),
+                                 abi=a["InstrumentRegistry"]),
+        token=w3.eth.contract(address=Web3.to_checksum_address(token_address), abi=a["MockERC20"]),
+    )
+
+
+def underlying_name(b: bytes) -> str:
+    return b.rstrip(b"\0").decode()
+
+
+def read_instruments(dep: Deployment, underlyings: list[str]) -> tuple[InstrumentTable, list[str]]:
+    """All listed instruments as arrays; `underlyings` fixes the price source's order (extended)."""
+    count = dep.registry.functions.instrument_count().call()
+    names = list(underlyings)
+    rows = []
+    for i in range(1, count + 1):
+        u, kind, strike, expiry, active = dep.registry.functions.instrument(i).call()
+        name = underlying_name(u)
+        if name not in names:
+            names.append(name)
+        rows.append((i, names.index(name), kind, strike / WAD, expiry, active))
+    arr = list(zip(*rows, strict=True)) if rows else [[]] * 6
+    table = InstrumentTable(
+        ids=np.asarray(arr[0], dtype=np.int64), underlying_index=np.asarray(arr[1], dtype=np.int64),
+        kind=np.asarray(arr[2], dtype=np.int64), strike=np.asarray(arr[3], dtype=np.float64),
+        expiry=np.asarray(arr[4], dtype=np.int64), active=np.asarray(arr[5], dtype=bool))
+    return table, names
+
+
+def batch_call(w3: Web3, calls: list) -> list:
+    """Run contract-function calls as JSON-RPC batches; returns decoded results in order."""
+    out: list = []
+    for i in range(0, len(calls), READ_BATCH):
+        with w3.batch_requests() as batch:
+            for c in calls[i:i + READ_BATCH]:
+                batch.add(c)
+            out.extend(batch.execute())
+    return out
+
+
+def read_account_list(dep: Deployment, start: int = 0) -> list[str]:
+    """Every account that ever held a position, from index `start` (the engine's own list)."""
+    count = dep.engine.functions.account_count().call()
+    calls = [dep.engine.functions.account_at(i) for i in range(start, count)]
+    return list(batch_call(dep.w3, calls))
+
+
+def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "latest") -> list[tuple]:
+    """AccountView tuples: (cash, state_nonce, [(id, size, funding)], att_im, att_mm, att_ts,
+    pend_im, pend_mm, basis_ts, liquidatable_since)."""
+    calls = [dep.engine.functions.account(a) for a in addresses]
+    if block != "latest":
+        # batch.add does not take a block identifier; fall back to plain calls for history
+        return [dep.engine.functions.account(a).call(block_identifier=block) for a in addresses]
+    return batch_call(dep.w3, calls)

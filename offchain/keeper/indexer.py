@@ -1,0 +1,150 @@
+"""Follows the chain block by block from engine and oracle events, reorg-safe.
+
+Each sync: check the stored block hashes of the last `reorg_depth` blocks against the chain
+(rewinding the store to the common ancestor on a mismatch), fetch logs from the block after
+the cursor up to head - confirmations, decode and store them keyed by block, and return the
+accounts they touched. Handlers are thin on purpose: they say *who* changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from web3 import Web3
+from web3._utils.events import get_event_data
+
+from offchain.keeper.chain import Deployment
+from offchain.keeper.store import StateStore, StoredEvent
+
+log = logging.getLogger("netmargin.keeper.indexer")
+
+# event argument names that hold an engine account
+ACCOUNT_ARGS = ("account", "maker", "taker", "liquidator")
+# most blocks per eth_getLogs request
+LOG_CHUNK = 2_000
+
+
+@dataclass
+class SyncResult:
+    from_block: int
+    to_block: int
+    events: list[StoredEvent] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    rewound_to: int | None = None
+
+
+def _jsonable(v):
+    if isinstance(v, bytes | bytearray):
+        return "0x" + bytes(v).hex()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, int) and abs(v) >= 2**63:
+        return str(v)  # sqlite/JSON-safe; WAD values are parsed back with int()
+    return v
+
+
+class Indexer:
+    def __init__(self, dep: Deployment, store: StateStore, start_block: int = 0,
+                 confirmations: int = 0, reorg_depth: int = 64):
+        self.dep = dep
+        self.w3: Web3 = dep.w3
+        self.store = store
+        self.start_block = start_block
+        self.confirmations = confirmations
+        self.reorg_depth = reorg_depth
+        self._decoders: dict[bytes, tuple[str, dict]] = {}
+        for name, contract in (("engine", dep.engine), ("oracle", dep.oracle)):
+            for item in contract.abi:
+                if item.get("type") == "event":
+                    sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                    self._decoders[Web3.keccak(text=sig)] = (name, item)
+        self._addresses = [dep.engine.address, dep.oracle.address]
+
+    def cursor(self) -> int:
+        done = self.store.processed_block()
+        return self.start_block - 1 if done is None else done
+
+    def check_reorg(self) -> tuple[int, list[StoredEvent]] | None:
+        """Rewind to the newest stored block whose hash still matches.
+
+        Returns (that block, the events dropped above it), or None when there was no reorg.
+        """
+        recent = self.store.recent_blocks(self.reorg_depth)
+        if not recent:
+            return None
+        number, stored = recent[0]
+        if self._hash(number) == stored:
+            return None
+        for number, stored in recent[1:]:
+            if self._hash(number) == stored:
+                break
+        else:
+            number = recent[-1][0] - 1  # deeper than the window: replay from below it
+        dropped = self.store.events(number + 1)
+        self.store.rewind(number)
+        log.warning("reorg: rewound", extra={"to_block": number, "dropped_events": len(dropped)})
+        return number, dropped
+
+    def sync(self, head: int) -> SyncResult:
+        reorg = self.check_reorg()
+        touched: set[str] = set()
+        rewound = None
+        if reorg is not None:
+            # everything seen above the fork may have changed: re-read those accounts too
+            rewound, dropped = reorg
+            touched |= self._accounts_in(dropped)
+        start = self.cursor() + 1
+        target = head - self.confirmations
+        result = SyncResult(start, target, rewound_to=rewound)
+        if target < start:
+            result.touched = touched
+            return result
+        events: list[StoredEvent] = []
+        for lo in range(start, target + 1, LOG_CHUNK):
+            hi = min(lo + LOG_CHUNK - 1, target)
+            logs = self.w3.eth.get_logs({"fromBlock": lo, "toBlock": hi, "address": self._addresses})
+            events.extend(self._decode(x) for x in logs)
+        events = [e for e in events if e is not None]
+        block = self.w3.eth.get_block(target)
+        self.store.record([(target, block["hash"].to_0x_hex(), int(block["timestamp"]))], events)
+        self.store.prune_blocks(target - self.reorg_depth)
+        result.events = events
+        result.touched = touched | self._accounts_in(events)
+        return result
+
+    def _hash(self, number: int) -> str | None:
+        try:
+            return self.w3.eth.get_block(number)["hash"].to_0x_hex()
+        except Exception:  # noqa: BLE001 - block no longer exists after a reorg
+            return None
+
+    def _decode(self, raw) -> StoredEvent | None:
+        topic0 = bytes(raw["topics"][0]) if raw["topics"] else b""
+        found = self._decoders.get(topic0)
+        if found is None:
+            return None
+        contract, abi = found
+        data = get_event_data(self.w3.codec, abi, raw)
+        return StoredEvent(block=int(raw["blockNumber"]), log_index=int(raw["logIndex"]),
+                           tx_hash=raw["transactionHash"].to_0x_hex(), contract=contract,
+                           name=data["event"], args=_jsonable(dict(data["args"])))
+
+    @staticmethod
+    def _accounts_in(events: list[StoredEvent]) -> set[str]:
+        out = set()
+        for e in events:
+            if e.contract != "engine":
+                continue
+            for key in ACCOUNT_ARGS:
+                if key in e.args:
+                    out.add(Web3.to_checksum_address(e.args[key]))
+        return out
+
+
+def _abi_type(item: dict) -> str:
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
+    return item["type"]
