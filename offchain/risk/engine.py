@@ -77,7 +77,9 @@ class RiskEngine:
             vec["basis"], vec["delta_notional"], vec["short_option"])
         self._block64 = self._block_matrix()
         self._block = self._block64.astype(self.dtype)
-        self._row_absmax = np.abs(self._block64).max(axis=1)
+        # per-contract magnitudes that bound float32 rounding: scenario P&L, basis, delta notional
+        self._abs_exposure = np.stack([np.abs(self.instrument_arrays).max(axis=1),
+                                       np.abs(self.basis_vec), np.abs(self.delta_notional)], axis=1)
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -137,11 +139,13 @@ class RiskEngine:
         mm = worst.astype(np.float64) + basis + liquidity + short_option
         guard = np.zeros(n_acc)
         if block.dtype == np.float32:
-            # float32 dot products err by at most ~k*eps*sum|q*a|; add that bound so a float32
-            # margin is never below the exact one.
-            k = np.diff(p.indptr).max(initial=0) + 4
-            exposure = abs(p).astype(np.float64) @ self._row_absmax
-            guard = k * _F32_EPS * exposure * (2.0 + float(a["liquidity_rate"]))
+            # A float32 dot product of k terms errs by at most k*u*sum|q*a| (u = eps/2), plus
+            # one rounding for the size cast and one for the weight: add that bound so a
+            # float32 margin is never below the exact one.
+            k = np.diff(p.indptr).max(initial=0) + 2
+            expo = abs(p).astype(np.float64) @ self._abs_exposure
+            guard = k * (_F32_EPS / 2) * (expo[:, 0] + expo[:, 1]
+                                          + float(a["liquidity_rate"]) * expo[:, 2])
             mm = mm + guard
         return Breakdown(mm / self.params.mm_factor, mm, binding, worst.astype(np.float64),
                          unit_loss, basis, short_option, liquidity, guard, pnl)
