@@ -91,13 +91,17 @@ class KeeperConfig:
     settle: bool = True
     # post marks, margin rates, index and settlement prices (this keeper is a price signer)
     post_prices: bool = True
+    # re-post marks when any moved by more than this fraction, or when older than this
+    price_move_frac: float = 0.002
+    price_max_age_s: int = 300
     # compute and log every action but send nothing
     dry_run: bool = False
     # 0 disables the Prometheus/health server
     metrics_port: int = 0
     log_format: str = "json"
     log_level: str = "INFO"
-    signer: KeySpec = field(default_factory=KeySpec)
+    # this keeper's oracle signing keys (one or more of the M-of-N), kept apart from the gas key
+    signers: list[KeySpec] = field(default_factory=list)
     gas_key: KeySpec = field(default_factory=KeySpec)
     gas: GasConfig = field(default_factory=GasConfig)
     prices: PriceSourceConfig = field(default_factory=PriceSourceConfig)
@@ -133,6 +137,8 @@ def validate(config: KeeperConfig) -> None:
         ("gas.bump_pct", config.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
         ("gas.max_retries", config.gas.max_retries >= 1, ">= 1"),
         ("prices.kind", config.prices.kind in ("replay", "oracle"), "'replay' or 'oracle'"),
+        ("price_move_frac", 0 <= config.price_move_frac < 1, "in [0, 1)"),
+        ("price_max_age_s", config.price_max_age_s > 0, "> 0"),
     ]
     for name, ok, expected in checks:
         if not ok:
@@ -142,8 +148,8 @@ def validate(config: KeeperConfig) -> None:
         value = getattr(config, name)
         if value and not (value.startswith("0x") and len(value) == 42):
             raise UserError(f"config.{name}: must be a 0x-prefixed 20-byte address, got {value!r}")
-    for name in ("signer", "gas_key"):
-        spec = getattr(config, name)
+    specs = [(f"signers[{i}]", s) for i, s in enumerate(config.signers)] + [("gas_key", config.gas_key)]
+    for name, spec in specs:
         if spec.source and not spec.source.startswith(("ape:", "keyfile:")):
             raise UserError(
                 f"config.{name}.source: must be 'ape:<alias>' or 'keyfile:<path>' "
@@ -194,6 +200,13 @@ def _coerce(hint, value, where: str):
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     origin = typing.get_origin(hint)
+    if origin is list:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, list):
+            raise UserError(f"{where}: must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if isinstance(value, str):
             value = json.loads(value)

@@ -9,6 +9,7 @@ accounts they touched. Handlers are thin on purpose: they say *who* changed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from web3 import Web3
@@ -39,7 +40,7 @@ def _jsonable(v):
         return "0x" + bytes(v).hex()
     if isinstance(v, list | tuple):
         return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         return {k: _jsonable(x) for k, x in v.items()}
     if isinstance(v, int) and abs(v) >= 2**63:
         return str(v)  # sqlite/JSON-safe; WAD values are parsed back with int()

@@ -159,3 +159,44 @@ class Signers:
 def _sign_chunk(key_bytes: list[bytes], digests: list[bytes]) -> list[list[bytes]]:
     keys = [eth_keys.PrivateKey(k) for k in key_bytes]
     return [[sign_digest(k, d) for k in keys] for d in digests]
+
+
+# ---- maker orders (MarginEngine's own EIP-712 domain) ----
+ORDER_TYPE = (
+    b"Order(address account,uint256 instrument_id,bool is_buy,uint256 size_wad,"
+    b"uint256 limit_price_wad,uint256 order_nonce,uint256 deadline)"
+)
+ORDER_TYPEHASH = keccak(ORDER_TYPE)
+
+
+def engine_domain(chain_id: int, engine: str) -> bytes:
+    return domain_separator("netmargin MarginEngine", chain_id, engine)
+
+
+@dataclass(frozen=True)
+class Order:
+    account: str
+    instrument_id: int
+    is_buy: bool
+    size_wad: int
+    limit_price_wad: int
+    order_nonce: int
+    deadline: int
+
+    def struct_hash(self) -> bytes:
+        return keccak(ORDER_TYPEHASH + _addr(self.account) + _u(self.instrument_id)
+                      + _u(1 if self.is_buy else 0) + _u(self.size_wad) + _u(self.limit_price_wad)
+                      + _u(self.order_nonce) + _u(self.deadline))
+
+    def as_tuple(self) -> tuple:
+        return (self.account, self.instrument_id, self.is_buy, self.size_wad, self.limit_price_wad,
+                self.order_nonce, self.deadline)
+
+    def as_dict(self) -> dict:
+        return {"account": self.account, "instrument_id": self.instrument_id, "is_buy": self.is_buy,
+                "size_wad": str(self.size_wad), "limit_price_wad": str(self.limit_price_wad),
+                "order_nonce": str(self.order_nonce), "deadline": self.deadline}
+
+
+def sign_order(order: Order, domain: bytes, account: LocalAccount) -> bytes:
+    return sign_digest(eth_keys.PrivateKey(account.key), typed_digest(domain, order.struct_hash()))

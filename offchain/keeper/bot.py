@@ -1,0 +1,432 @@
+"""The keeper loop: one `cycle()` per new block.
+
+read (events -> touched accounts -> re-read their books) -> prices (source -> marks, vols)
+-> compute (vectorised risk engine over every account) -> decide (strategy.plan, pure)
+-> act (post market data, liquidate, sign + post attestations, settle) -> metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from offchain.chain.wad import Rounding, to_wad, to_wad_list
+from offchain.keeper.book import KeeperBook
+from offchain.keeper.chain import WAD, Deployment, read_account_list, read_accounts, read_instruments
+from offchain.keeper.config import KeeperConfig
+from offchain.keeper.executor import Executor, TxResult
+from offchain.keeper.indexer import Indexer
+from offchain.keeper.metrics import KeeperMetrics
+from offchain.keeper.prices import InstrumentTable, ReplaySource, instrument_marks
+from offchain.keeper.signing import (
+    Attestation,
+    Signers,
+    index_prices_struct_hash,
+    market_data_struct_hash,
+    oracle_domain,
+    settlement_price_struct_hash,
+    typed_digest,
+)
+from offchain.keeper.store import StateStore
+from offchain.keeper.strategy import AccountsView, Plan, Policy, plan, prices_due
+from offchain.risk import Instruments, Market, Params, RiskEngine, UnderlyingMarket
+from offchain.risk.pricing import CALL, PERPETUAL, PUT
+
+log = logging.getLogger("netmargin.keeper")
+
+
+@dataclass
+class CycleReport:
+    block: int
+    timestamp: int
+    accounts: int
+    unhealthy: int
+    attested: int = 0
+    liquidated: list[dict] = field(default_factory=list)
+    settled: int = 0
+    posted_prices: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    results: list[TxResult] = field(default_factory=list)
+
+
+class Keeper:
+    def __init__(self, cfg: KeeperConfig, dep: Deployment, signers: Signers, executor: Executor,
+                 store: StateStore, params: Params, source: ReplaySource | None,
+                 metrics: KeeperMetrics | None = None):
+        self.cfg = cfg
+        self.dep = dep
+        self.w3 = dep.w3
+        self.signers = signers
+        self.executor = executor
+        self.store = store
+        self.params = params
+        self.params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
+        self.source = source
+        self.metrics = metrics or KeeperMetrics()
+        self.indexer = Indexer(dep, store, cfg.start_block, cfg.confirmations, cfg.reorg_depth)
+        self.domain = oracle_domain(self.w3.eth.chain_id, dep.oracle.address)
+        self.policy = Policy(attest_move_frac=cfg.attest_move_frac, attest_move_abs=cfg.attest_move_abs,
+                             attest_max_age_s=cfg.attest_max_age_s, liquidate=cfg.liquidate,
+                             settle=cfg.settle)
+        self.underlyings: list[str] = list(source.underlyings) if source else []
+        self.table: InstrumentTable | None = None
+        self.book = KeeperBook(0)
+        self.posted_marks = np.zeros(0)
+        self.posted_at = 0
+        self.index_posted_at = 0
+        self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
+        self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
+        self.last_report: CycleReport | None = None
+
+    # ---- startup: resume from the store, re-read every book once ----
+    def startup(self) -> None:
+        self._refresh_instruments()
+        accounts = read_account_list(self.dep)
+        self._refresh_accounts(accounts)
+        # attested state nonces come from AttestationPosted events (the view has no nonce)
+        for e in self.store.events():
+            if e.name == "AttestationPosted":
+                self._note_attestation(e.args)
+        self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
+        log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
+                                          "resume_block": self.indexer.cursor(),
+                                          "signers": self.signers.addresses,
+                                          "gas_key": self.executor.account.address,
+                                          "dry_run": self.cfg.dry_run})
+
+    def _refresh_instruments(self) -> None:
+        self.table, self.underlyings = read_instruments(self.dep, self.underlyings)
+        n = len(self.table)
+        self.book.set_instrument_count(n)
+        if len(self.posted_marks) < n:
+            self.posted_marks = np.concatenate([self.posted_marks, np.zeros(n - len(self.posted_marks))])
+        settled = [self.dep.oracle.functions.settlement_price(int(i)).call() / WAD
+                   for i in self.table.ids[len(self.settlement):]]
+        self.settlement = np.concatenate([self.settlement, np.asarray(settled, dtype=np.float64)])
+
+    def _refresh_accounts(self, addresses) -> None:
+        addresses = sorted(set(addresses))
+        if addresses:
+            self.book.apply_views(addresses, read_accounts(self.dep, addresses))
+
+    def _note_attestation(self, args: dict) -> None:
+        from web3 import Web3
+        i = self.book.add_accounts([Web3.to_checksum_address(args["account"])])[0]
+        self.book.att_nonce[i] = int(args["state_nonce"])
+
+    # ---- the cycle ----
+    def cycle(self) -> CycleReport:
+        t0 = time.perf_counter()
+        timing: dict[str, float] = {}
+        head = self.executor.call_with_retry(lambda: self.w3.eth.block_number, "block_number")
+        now = int(self.w3.eth.get_block(head)["timestamp"])
+        self.metrics.head_block.set(head)
+
+        # read
+        sync = self.executor.call_with_retry(lambda: self.indexer.sync(head), "sync")
+        if sync.rewound_to is not None:
+            self.metrics.reorgs.inc()
+        for e in sync.events:
+            if e.name == "AttestationPosted":
+                self._note_attestation(e.args)
+        if any(e.name == "InstrumentListed" for e in sync.events) or self.table is None or \
+                self.dep.registry.functions.instrument_count().call() != len(self.table):
+            self._refresh_instruments()
+        self._refresh_accounts(sync.touched)
+        for a in sync.touched:
+            self.inflight.pop(a, None)
+        timing["read"] = time.perf_counter() - t0
+
+        # prices + risk
+        t1 = time.perf_counter()
+        spot, vol = self._spot_vol(now)
+        marks = self._marks(spot, vol, now)
+        live = self._live(now)
+        risk = self.compute(marks, spot, vol, now, live)
+        timing["compute"] = time.perf_counter() - t1
+
+        report = CycleReport(head, now, len(self.book), 0)
+        # post prices first: liquidations and attestations below are judged at these marks
+        if self.cfg.post_prices and self.source is not None:
+            report.posted_prices = self._post_market_data(marks, risk["rates"], now, live)
+            self._post_index(spot, now)
+            self._post_settlements(now)
+
+        view = self._accounts_view(risk, now)
+        settleable = (self.table.expiry > 0) & (self.table.expiry <= now) & (self.settlement > 0)
+        decision = plan(view, now, self.policy, self.book.positions, settleable_instruments=settleable)
+        report.unhealthy = decision.unhealthy
+
+        # act
+        t2 = time.perf_counter()
+        report.liquidated = self._liquidate(decision, risk)
+        report.attested, sign_s = self._attest(decision, risk, now)
+        timing["sign"] = sign_s
+        report.settled = self._settle(decision)
+        timing["act"] = time.perf_counter() - t2 - sign_s
+        timing["total"] = time.perf_counter() - t0
+        report.seconds = timing
+
+        self._update_metrics(report, view, now, timing["total"])
+        self.last_report = report
+        log.info("cycle", extra={"block": head, "accounts": report.accounts,
+                                 "unhealthy": report.unhealthy, "attested": report.attested,
+                                 "liquidated": len(report.liquidated), "settled": report.settled,
+                                 "prices": report.posted_prices,
+                                 **{f"{k}_s": round(v, 4) for k, v in timing.items()}})
+        return report
+
+    def run_forever(self, stop: threading.Event) -> None:
+        last_block = -1
+        while not stop.is_set():
+            try:
+                head = self.w3.eth.block_number
+                if head != last_block:
+                    self.cycle()
+                    last_block = self.w3.eth.block_number
+            except Exception as exc:  # noqa: BLE001 - a keeper logs, counts and keeps going
+                self.metrics.errors.labels(kind=type(exc).__name__).inc()
+                log.exception("cycle failed", extra={"error": str(exc)[:300]})
+            stop.wait(self.cfg.poll_interval_s)
+
+    # ---- prices ----
+    def _spot_vol(self, now: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.source is not None:
+            return self.source.spot(now), self.source.vol(now)
+        # oracle mode: index prices posted by other signers, vols from config
+        spot = []
+        for u in self.underlyings:
+            price, _at = self.dep.oracle.functions.index_price(u.encode().ljust(32, b"\0")).call()
+            spot.append(price / WAD)
+        vols = self.cfg.prices.vols
+        return np.asarray(spot), np.asarray([vols.get(u, 0.8) for u in self.underlyings])
+
+    def _marks(self, spot, vol, now) -> np.ndarray:
+        if self.source is None:
+            ids = [int(i) for i in self.table.ids]
+            out = []
+            for k in range(0, len(ids), 32):
+                m, _f, _at = self.dep.oracle.functions.marks(ids[k:k + 32]).call()
+                out.extend(m)
+            return np.asarray(out, dtype=object).astype(np.float64) / WAD
+        marks = instrument_marks(self.table, spot, vol, now)
+        # expired and settled: the final price's payoff (what settle() will credit)
+        done = self.settlement > 0
+        if done.any():
+            strike = self.table.strike
+            kind = self.table.kind
+            payoff = np.where(kind == CALL, np.maximum(self.settlement - strike, 0),
+                              np.where(kind == PUT, np.maximum(strike - self.settlement, 0),
+                                       self.settlement))
+            marks = np.where(done, payoff, marks)
+        return marks
+
+    def _live(self, now: int) -> np.ndarray:
+        """Instruments the risk engine prices: perps and anything expiring after now."""
+        return (self.table.kind == PERPETUAL) | (self.table.expiry > now)
+
+    # ---- risk ----
+    def compute(self, marks: np.ndarray, spot: np.ndarray, vol: np.ndarray, now: int,
+                live: np.ndarray) -> dict:
+        n_acc = len(self.book)
+        pos = self.book.positions
+        value = pos @ marks if n_acc else np.zeros(0)
+        im = np.zeros(n_acc)
+        mm = np.zeros(n_acc)
+        n_inst = len(self.table)
+        rates = np.zeros((4, n_inst))
+        if live.any():
+            engine = self._risk_engine(spot, vol, now, live)
+            if n_acc:
+                sub = sp.csr_matrix(pos[:, live])
+                im, mm, _ = engine.margins(sub)
+            r = engine.margin_rates()
+            rates[:, live] = np.vstack([r.im_long, r.im_short, r.mm_long, r.mm_short])
+        return {"value": value, "equity": self.book.view("cash") + value, "im": im, "mm": mm,
+                "marks": marks, "rates": rates}
+
+    def _risk_engine(self, spot, vol, now, live) -> RiskEngine:
+        t = self.table
+        names = tuple(self.underlyings[i] for i in t.underlying_index[live])
+        is_opt = (t.kind == CALL) | (t.kind == PUT)
+        instruments = Instruments(
+            underlying=names, kind=t.kind[live].astype(np.int8),
+            strike=np.where(is_opt, t.strike, math.nan)[live],
+            expiry=np.where(t.kind == PERPETUAL, math.nan, t.expiry.astype(np.float64))[live],
+            contract_size=np.ones(int(live.sum())))
+        market = Market(valuation_time=float(now), underlyings={
+            u: UnderlyingMarket(spot=float(spot[i]), vol=float(vol[i]))
+            for i, u in enumerate(self.underlyings)})
+        return RiskEngine(self.params, instruments, market)
+
+    def _accounts_view(self, risk: dict, now: int) -> AccountsView:
+        b = self.book
+        has = np.abs(b.positions).sum(axis=1) > 0
+        chain_equity = b.view("cash") + (b.positions @ self.posted_marks if len(b) else 0.0)
+        chain_mm = b.view("att_mm") + b.view("pend_mm")
+        inflight = np.zeros(len(b), dtype=bool)
+        for a, nonce in self.inflight.items():
+            i = b.index.get(a)
+            if i is not None and b.state_nonce[i] == nonce:
+                inflight[i] = True
+        return AccountsView(
+            state_nonce=b.view("state_nonce"), has_positions=has, equity=risk["equity"],
+            im=risk["im"], mm=risk["mm"], att_nonce=b.view("att_nonce"), att_im=b.view("att_im"),
+            att_mm=b.view("att_mm"), att_timestamp=b.view("att_ts"),
+            onchain_liquidatable=has & (chain_equity < chain_mm), inflight=inflight)
+
+    # ---- actions ----
+    def _post_market_data(self, marks, rates, now, live) -> bool:
+        if not prices_due(marks, self.posted_marks, self.posted_at, now,
+                          self.cfg.price_move_frac, self.cfg.price_max_age_s):
+            return False
+        if now <= self.posted_at:
+            return False
+        ids = [int(i) for i in self.table.ids]
+        mark_w = to_wad_list(marks, Rounding.NEAREST, field="marks")
+        zeros = [0] * len(ids)
+        r = [to_wad_list(rates[k], Rounding.UP, field="rates") for k in range(4)]
+        deadline = now + self.cfg.attest_validity_s
+        sh = market_data_struct_hash(ids, mark_w, zeros, *r, self.params_hash, now, deadline)
+        sigs = self.signers.sign([typed_digest(self.domain, sh)])[0]
+        data = (ids, mark_w, zeros, *r, self.params_hash, now, deadline)
+        res = self.executor.send("post_market_data", self.dep.oracle.functions.post_market_data(data, sigs))
+        self._count("market_data", res)
+        if res.ok and not res.dry_run:
+            self.posted_marks = np.asarray(marks, dtype=np.float64).copy()
+            self.posted_at = now
+        return res.ok
+
+    def _post_index(self, spot, now) -> None:
+        if now <= self.index_posted_at:
+            return
+        # the oracle bounds each index move: step toward the target, the rest next cycle
+        names = [u.encode().ljust(32, b"\0") for u in self.underlyings]
+        current = []
+        for nm in names:
+            price, _ = self.dep.oracle.functions.index_price(nm).call()
+            current.append(price / WAD)
+        current = np.asarray(current)
+        from offchain.keeper.strategy import clamp_moves
+        target = clamp_moves(spot, current, 0.999 * self.max_index_move_bps / 10_000)
+        prices = to_wad_list(target, Rounding.NEAREST, field="index")
+        deadline = now + self.cfg.attest_validity_s
+        digest = typed_digest(self.domain, index_prices_struct_hash(names, prices, now, deadline))
+        sigs = self.signers.sign([digest])[0]
+        res = self.executor.send("post_index_prices", self.dep.oracle.functions.post_index_prices(
+            (names, prices, now, deadline), sigs))
+        self._count("index", res)
+        if res.ok:
+            self.index_posted_at = now
+
+    def _post_settlements(self, now) -> None:
+        t = self.table
+        due = np.flatnonzero((t.kind != PERPETUAL) & (t.expiry > 0) & (t.expiry <= now)
+                             & (self.settlement == 0))
+        for i in due:
+            expiry = int(t.expiry[i])
+            price = float(self.source.spot(expiry)[t.underlying_index[i]])
+            price_w = to_wad(price, Rounding.NEAREST, field="settlement_price")
+            deadline = now + self.cfg.attest_validity_s
+            digest = typed_digest(self.domain, settlement_price_struct_hash(
+                int(t.ids[i]), price_w, expiry, deadline))
+            sigs = self.signers.sign([digest])[0]
+            res = self.executor.send(f"settlement_price:{int(t.ids[i])}",
+                                     self.dep.oracle.functions.post_settlement_price(
+                                         (int(t.ids[i]), price_w, expiry, deadline), sigs))
+            self._count("settlement_price", res)
+            if res.ok or "already final" in res.error:
+                self.settlement[i] = self.dep.oracle.functions.settlement_price(int(t.ids[i])).call() / WAD
+
+    def _liquidate(self, decision: Plan, risk: dict) -> list[dict]:
+        calls = []
+        for i in decision.liquidate:
+            a = self.book.addresses[i]
+            value = max(float(risk["value"][i]), 0.0) * self.cfg.liquidation_max_payment_frac
+            max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
+            nonce = int(self.book.state_nonce[i])
+            calls.append((f"liquidate:{a}", self.dep.engine.functions.liquidate(a, WAD, max_pay, nonce)))
+            self.inflight[a] = nonce
+        out = []
+        for res in self.executor.send_batch(calls):
+            self._count("liquidation", res)
+            account = res.label.split(":", 1)[1]
+            entry = {"account": account, "ok": res.ok, "tx": res.tx_hash, "error": res.error,
+                     "block": res.block}
+            if res.ok:
+                self.metrics.last_liquidation.set(time.time())
+                for ev in self._decode_logs(res, "Liquidation"):
+                    entry.update({k: ev[k] for k in ("fraction_wad", "slice_value_wad",
+                                                     "discount_wad", "insurance_wad", "payment_wad")})
+            elif res.error:
+                # "healthy", "nonce changed", "no positions": someone else got there; not a loop
+                log.info("liquidation skipped", extra={"account": account, "reason": res.error})
+            out.append(entry)
+        return out
+
+    def _attest(self, decision: Plan, risk: dict, now: int) -> tuple[int, float]:
+        b = self.book
+        idx = decision.attest[b.att_ts[decision.attest] < now]  # timestamps strictly increase
+        if len(idx) == 0:
+            return 0, 0.0
+        deadline = now + self.cfg.attest_validity_s
+        t0 = time.perf_counter()
+        atts = []
+        for i in idx:
+            atts.append(Attestation(
+                account=b.addresses[i], state_nonce=int(b.state_nonce[i]),
+                position_value_wad=to_wad(float(risk["value"][i]), Rounding.DOWN, field="position_value"),
+                initial_margin_wad=to_wad(float(risk["im"][i]), Rounding.UP, field="im"),
+                maintenance_margin_wad=to_wad(float(risk["mm"][i]), Rounding.UP, field="mm"),
+                params_hash=self.params_hash, timestamp=now, deadline=deadline))
+        sigs = self.signers.sign([typed_digest(self.domain, a.struct_hash()) for a in atts])
+        sign_s = time.perf_counter() - t0
+        calls = [(f"attest:{a.account}", self.dep.engine.functions.post_attestation(a.as_tuple(), s))
+                 for a, s in zip(atts, sigs, strict=True)]
+        results = self.executor.send_batch(calls)
+        ok = np.asarray([r.ok and not r.dry_run for r in results])
+        for r in results:
+            self._count("attestation", r)
+        done = idx[ok]
+        b.mark_attested(done, b.state_nonce[done], risk["im"][done], risk["mm"][done], now)
+        return int(ok.sum()), sign_s
+
+    def _settle(self, decision: Plan) -> int:
+        calls = [(f"settle:{self.book.addresses[a]}:{int(self.table.ids[k])}",
+                  self.dep.engine.functions.settle(self.book.addresses[a], int(self.table.ids[k])))
+                 for a, k in decision.settle]
+        results = self.executor.send_batch(calls)
+        for r in results:
+            self._count("settlement", r)
+        return sum(r.ok for r in results)
+
+    # ---- helpers ----
+    def _decode_logs(self, res: TxResult, name: str) -> list[dict]:
+        event = getattr(self.dep.engine.events, name)()
+        out = []
+        for raw in res.logs:
+            try:
+                out.append(dict(event.process_log(raw)["args"]))
+            except Exception:  # noqa: BLE001 - other events in the same receipt
+                continue
+        return out
+
+    def _count(self, kind: str, res: TxResult) -> None:
+        outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "skipped" if res.error else "failed")
+        self.metrics.actions.labels(kind=kind, outcome=outcome).inc()
+
+    def _update_metrics(self, report: CycleReport, view: AccountsView, now: int, seconds: float) -> None:
+        m = self.metrics
+        m.processed_block.set(self.indexer.cursor())
+        m.accounts.set(report.accounts)
+        m.unhealthy.set(report.unhealthy)
+        ages = now - view.att_timestamp[view.has_positions]
+        m.attestation_age_max.set(float(ages.max()) if len(ages) else 0.0)
+        m.cycle_seconds.set(seconds)
+        m.last_cycle.set(time.time())
