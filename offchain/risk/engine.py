@@ -18,9 +18,10 @@ import scipy.sparse as sp
 
 from offchain.errors import UserError
 from offchain.risk.arrays import InstrumentInputs, addon_vectors, risk_arrays, unit_greeks
-from offchain.risk.instruments import Instruments, Market, resolve_market
+from offchain.risk.instruments import SECONDS_PER_YEAR, Instruments, Market, resolve_market
 from offchain.risk.margin import liquidity_shock, worst_loss
 from offchain.risk.params import Params
+from offchain.risk.pricing import PERPETUAL
 from offchain.risk.scenarios import build_scenarios
 
 # Rows per thread chunk: sparse @ dense releases the GIL, so chunks run on both cores.
@@ -64,11 +65,30 @@ class RiskEngine:
         self.market = market
         self.dtype = np.dtype(dtype)
         r = resolve_market(instruments, market, option_vols, where)
-        self.underlyings: tuple[str, ...] = r.names
-        self.inputs = InstrumentInputs(instruments.kind, r.u_idx, r.spot, r.fwd,
-                                       instruments.strike, r.tenor, r.vol, r.rate,
-                                       instruments.contract_size)
-        self.scenarios = build_scenarios(params, r.names)
+        self._setup(InstrumentInputs(instruments.kind, r.u_idx, r.spot, r.fwd,
+                                     instruments.strike, r.tenor, r.vol, r.rate,
+                                     instruments.contract_size), r.names)
+
+    @classmethod
+    def from_inputs(cls, params: Params, inputs: InstrumentInputs, underlyings: tuple[str, ...],
+                    dtype=np.float64) -> RiskEngine:
+        """An engine over already-resolved pricing inputs (e.g. one row per day in the
+        backtest); valuation_time is 0 and expiries are the tenors in seconds."""
+        self = cls.__new__(cls)
+        self.params, self.dtype = params, np.dtype(dtype)
+        self.instruments = Instruments(
+            underlying=tuple(underlyings[i] for i in inputs.u_idx), kind=inputs.kind,
+            strike=inputs.strike, expiry=np.where(inputs.kind == PERPETUAL, np.nan, inputs.tenor * SECONDS_PER_YEAR),
+            contract_size=inputs.contract_size)
+        self.market = Market(0.0, {})
+        self._setup(inputs, tuple(underlyings))
+        return self
+
+    def _setup(self, inputs: InstrumentInputs, names: tuple[str, ...]) -> None:
+        params = self.params
+        self.underlyings: tuple[str, ...] = names
+        self.inputs = inputs
+        self.scenarios = build_scenarios(params, names)
         self.greeks = unit_greeks(self.inputs)
         self.marks: np.ndarray = self.greeks["mark"]
         self.instrument_arrays: np.ndarray = risk_arrays(self.inputs, self.scenarios)

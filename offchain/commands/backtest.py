@@ -1,0 +1,93 @@
+"""`netmargin backtest [--params FILE] [--data DIR] [--json]`: how often the 1-day maintenance
+margin of reference books covered the realised next-day loss on the historical closes.
+Data dir: --data, else $NETMARGIN_DATA, else ../shared/data relative to the repo."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from offchain.errors import UserError
+from offchain.risk import load_params
+from offchain.risk.backtest import run_backtest, tail_frequency
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default=None,
+                        help="parameter set: bundled name (default-v1, span16-v1) or JSON path")
+    parser.add_argument("--data", default=None,
+                        help="directory of <ASSET>-USD.csv files (default: $NETMARGIN_DATA or "
+                             "../shared/data)")
+    parser.add_argument("--rate", type=float, default=0.05, help="rate for futures (default 0.05)")
+    parser.add_argument("--json", action="store_true", help="print rows as JSON")
+
+
+def read_closes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Date and Close columns of a Yahoo-style CSV, skipping rows without a price."""
+    dates, closes = [], []
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "Date" not in reader.fieldnames \
+                    or "Close" not in reader.fieldnames:
+                raise UserError(f"{path}: header must include Date and Close, got "
+                                f"{reader.fieldnames}")
+            for line, row in enumerate(reader, start=2):
+                if row["Close"] in ("", "null"):
+                    continue
+                try:
+                    close = float(row["Close"])
+                    date = np.datetime64(row["Date"], "D")
+                except ValueError as exc:
+                    raise UserError(f"{path}:{line}: bad Date/Close {row['Date']!r}, "
+                                    f"{row['Close']!r}") from exc
+                if close <= 0:
+                    raise UserError(f"{path}:{line}.Close: must be > 0, got {close}")
+                dates.append(date)
+                closes.append(close)
+    except OSError as exc:
+        raise UserError(f"--data: cannot read {path}: {exc.strerror}") from exc
+    order = np.argsort(np.array(dates))
+    return np.array(dates)[order], np.array(closes)[order]
+
+
+def load_series(data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    files = sorted(data_dir.glob("*-USD.csv")) if data_dir.is_dir() else []
+    if not files:
+        raise UserError(f"--data: no <ASSET>-USD.csv files in {str(data_dir)!r}")
+    return {f.name.split("-")[0]: read_closes(f) for f in files}
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    data_dir = Path(args.data or os.environ.get("NETMARGIN_DATA") or DEFAULT_DATA)
+    series = load_series(data_dir)
+    for name, (dates, _) in series.items():
+        if len(dates) < 40:
+            raise UserError(f"--data: {name} has {len(dates)} days, need at least 40")
+    rows = run_backtest(params, series, rate=args.rate)
+    if args.json:
+        print(json.dumps({"params": params.label, "params_hash": params.hash, "rows": rows},
+                         indent=2))
+        return 0
+    print(f"1-day MM backtest, params {params.label} ({params.hash[:18]}...), data {data_dir}")
+    print(f"{'book':<48} {'assets':<8} {'days':>5} {'breaches':>8} {'coverage':>9} "
+          f"{'IM brch':>7} {'mean MM':>8} {'worst loss/MM':>13}  worst day")
+    for r in rows:
+        print(f"{r['book']:<48} {r['assets']:<8} {r['days']:>5} {r['breaches']:>8} "
+              f"{r['coverage']:>9.2%} {r['im_breaches']:>7} {r['mean_mm_pct_notional']:>8.1%} "
+              f"{r['worst_loss_over_mm']:>13.2f}  {r['worst_day']} "
+              f"({-r['worst_day_loss_pct']:+.1%} of notional)")
+    print("\nshare of days with |1-day move| above:")
+    for name, (_, close) in series.items():
+        freq = tail_frequency(close, (0.10, 0.16, 0.18, 0.25, 0.33))
+        print(f"  {name}: " + ", ".join(f">{t:.0%}: {f:.2%}" for t, f in freq.items()))
+    return 0
