@@ -83,6 +83,9 @@ class Keeper:
         self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
         self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
         self.last_report: CycleReport | None = None
+        self.last_spot = np.zeros(0)
+        self.last_equity = np.zeros(0)
+        self.last_mm = np.zeros(0)
 
     # ---- startup: resume from the store, re-read every book once ----
     def startup(self) -> None:
@@ -149,6 +152,7 @@ class Keeper:
         marks = self._marks(spot, vol, now)
         live = self._live(now)
         risk = self.compute(marks, spot, vol, now, live)
+        self.last_spot, self.last_equity, self.last_mm = spot, risk["equity"], risk["mm"]
         timing["compute"] = time.perf_counter() - t1
 
         report = CycleReport(head, now, len(self.book), 0)
