@@ -48,16 +48,19 @@ def unit_greeks(x: InstrumentInputs) -> dict[str, np.ndarray]:
     }
 
 
+def _col(a) -> np.ndarray:
+    return np.asarray(a)[:, None]
+
+
 def risk_arrays(x: InstrumentInputs, scen: ScenarioSet) -> np.ndarray:
     """(n_instr, n_scen) float64: value change of one contract when its underlying's spot and
     every forward move by move[u, s] and its implied vol takes its shocked value."""
     move = scen.move[x.u_idx]                                   # (n, S)
     vols = scen.shocked_vols(x.vol, x.tenor, x.u_idx)
-    col = (lambda a: np.asarray(a)[:, None])
     base = unit_value(x.kind, x.fwd, x.spot, x.strike, x.tenor, x.vol, x.rate)
-    shocked = unit_value(col(x.kind), col(x.fwd) * (1.0 + move), col(x.spot) * (1.0 + move),
-                         col(x.strike), col(x.tenor), vols, col(x.rate))
-    return (shocked - base[:, None]) * col(x.contract_size)
+    shocked = unit_value(_col(x.kind), _col(x.fwd) * (1.0 + move), _col(x.spot) * (1.0 + move),
+                         _col(x.strike), _col(x.tenor), vols, _col(x.rate))
+    return (shocked - base[:, None]) * _col(x.contract_size)
 
 
 def addon_vectors(x: InstrumentInputs, greeks: dict[str, np.ndarray], addons: dict) -> dict:
