@@ -1,0 +1,712 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+# pragma optimize gas
+"""
+@title MarginEngine
+@custom:contract-name MarginEngine
+@notice Portfolio-margin engine: holds one settlement ERC20 as collateral, books signed
+        positions per account, fills EIP-712 maker orders, posts M-of-N margin attestations
+        checked by RiskOracle, liquidates accounts below maintenance margin, settles expired
+        instruments and applies perpetual funding lazily.
+@dev Units: sizes and prices WAD; cash int256 WAD of settlement currency; token amounts are
+     converted by SCALE = 10**(18 - decimals). Equity is computed here from the oracle's
+     signed marks: equity = cash + sum(size * mark) - unapplied funding. IM and MM come from
+     the last attestation plus pending adjustments (per-unit standalone rates of every trade
+     since, an upper bound by subadditivity). See docs/contracts.md.
+     Funds invariant (exact, checked by the tests after every test):
+         token.balanceOf(engine) * SCALE + external_pnl_wad + socialised_loss_wad
+             == sum(cash_wad) + insurance_wad + fees_wad
+     where external_pnl_wad is the net cash credited by settlement payoffs and funding (cash
+     that no counterparty paid in the same transaction) and socialised_loss_wad the deficits
+     written off after the insurance fund ran dry.
+"""
+
+from ethereum.ercs import IERC20
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+from snekmate.utils import pausable
+from snekmate.utils import ecdsa
+from snekmate.utils import eip712_domain_separator
+from .interfaces import IRiskOracle
+from .interfaces import IInstrumentRegistry
+from .interfaces import IMarginEngine
+from .modules import engine_core as core
+
+# core first: its storage layout is shared with the delegatecalled extension
+initializes: core
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+initializes: pausable
+initializes: eip712_domain_separator
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+    pausable.paused,
+    eip712_domain_separator.eip712Domain,
+    core.TOKEN,
+    core.ORACLE,
+    core.REGISTRY,
+    core.SCALE,
+    core.cash_wad,
+    core.order_filled,
+    core.account_count,
+    core.account_at,
+    core.insurance_wad,
+    core.fees_wad,
+    core.socialised_loss_wad,
+    core.external_pnl_wad,
+)
+
+
+# liquidate, settle and flag run in this contract's storage via delegatecall
+EXTENSION: public(immutable(address))
+
+
+@deploy
+def __init__(
+    token: IERC20,
+    oracle: IRiskOracle,
+    registry: IInstrumentRegistry,
+    extension: address,
+    trading: IMarginEngine.TradingParams,
+    liquidation: IMarginEngine.LiquidationParams,
+):
+    """
+    @notice Deploys the engine for one settlement token. The deployer becomes the owner.
+    @param token Settlement ERC20 with 6, 8 or 18 decimals.
+    @param oracle RiskOracle.
+    @param registry InstrumentRegistry.
+    @param extension MarginEngineExtension deployed with the same token, oracle, registry.
+    @param trading Initial trading parameters.
+    @param liquidation Initial liquidation parameters.
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    pausable.__init__()
+    eip712_domain_separator.__init__("netmargin MarginEngine", "1")
+    core.__init__(token, oracle, registry)
+    EXTENSION = extension
+    self._set_trading(trading)
+    self._set_liquidation(liquidation)
+
+
+#### COLLATERAL ####
+
+
+@external
+def deposit(amount: uint256):
+    """
+    @notice Deposits settlement tokens as cash. Never paused, never waits for the oracle.
+    @dev Credits what actually arrived (fee-on-transfer tokens); accepts tokens that return
+         nothing from transferFrom.
+    @param amount Token units to pull from msg.sender (needs an allowance).
+    """
+    received: uint256 = self._pull(amount)
+    credit: uint256 = received * core.SCALE
+    core.cash_wad[msg.sender] += convert(credit, int256)
+    log IMarginEngine.Deposit(account=msg.sender, amount=received, credit_wad=credit)
+
+
+@external
+def withdraw(amount: uint256):
+    """
+    @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
+            With positions: not paused, fresh marks and margin basis, and equity >= IM after.
+    @param amount Token units to send to msg.sender.
+    """
+    assert amount > 0, "engine: zero amount"
+    debit: uint256 = amount * core.SCALE
+    cash: int256 = core.cash_wad[msg.sender] - convert(debit, int256)
+    n: uint256 = (core._header[msg.sender] >> 128) & core.MASK_8
+    if n == 0:
+        assert cash >= 0, "engine: insufficient cash"
+    else:
+        pausable._require_not_paused()
+        cfg: uint256 = core._trading
+        ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, n)
+        marks: DynArray[int256, core.MAX_POSITIONS] = []
+        findex: DynArray[int256, core.MAX_POSITIONS] = []
+        marks_at: uint256 = 0
+        marks, findex, marks_at = core._marks(ids)
+        assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
+        pend: uint256 = core._pending[msg.sender]
+        core._require_fresh_basis(pend, cfg)
+        equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
+        im: uint256 = (core._attested[msg.sender] & core.MASK_112) + (pend & core.MASK_112)
+        assert equity >= convert(im, int256), "engine: below initial margin"
+    core.cash_wad[msg.sender] = cash
+    self._push(msg.sender, amount)
+    log IMarginEngine.Withdrawal(account=msg.sender, amount=amount, debit_wad=debit)
+
+
+@external
+def fund_insurance(amount: uint256):
+    """
+    @notice Adds settlement tokens to the insurance fund (anyone).
+    @param amount Token units to pull from msg.sender.
+    """
+    received: uint256 = self._pull(amount)
+    credit: uint256 = received * core.SCALE
+    core.insurance_wad += credit
+    log IMarginEngine.InsuranceFunded(sender=msg.sender, amount=received, credit_wad=credit)
+
+
+@external
+def withdraw_fees(amount: uint256, to: address):
+    """
+    @notice Owner withdraws collected taker fees.
+    @param amount Token units.
+    @param to Recipient.
+    """
+    ownable._check_owner()
+    assert to != empty(address), "engine: zero address"
+    debit: uint256 = amount * core.SCALE
+    assert debit <= core.fees_wad, "engine: amount exceeds fees"
+    core.fees_wad -= debit
+    self._push(to, amount)
+    log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
+
+
+#### TRADING ####
+
+
+@external
+def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint256):
+    """
+    @notice Fills `fill_size_wad` of a maker's signed order at its limit price; msg.sender is
+            the taker. Cash moves at the fill price; the taker pays the taker fee. Each side
+            must end with equity >= IM unless its trade is risk-reducing (shrinks a one-position
+            book towards zero), which never waits for the oracle and works while paused.
+    @param order The maker's order.
+    @param signature The maker's EIP-712 signature (65 bytes r, s, v; or 64-byte EIP-2098).
+    @param fill_size_wad Size to fill, <= the order's remaining size.
+    """
+    maker: address = order.account
+    assert maker != msg.sender, "engine: self-trade"
+    assert fill_size_wad > 0, "engine: zero fill size"
+    assert order.deadline >= block.timestamp, "engine: order expired"
+    digest: bytes32 = self._order_digest(order)
+    filled: uint256 = core.order_filled[digest]
+    assert filled != core.CANCELLED, "engine: order cancelled"
+    assert fill_size_wad <= order.size_wad - filled, "engine: fill exceeds remaining size"
+    signer: address = ecdsa._recover_sig(digest, signature)
+    assert signer == maker and signer != empty(address), "engine: invalid signature"
+    core.order_filled[digest] = filled + fill_size_wad
+
+    iid: uint256 = order.instrument_id
+    inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(iid)
+    assert inst.active, "engine: instrument not active"
+    assert inst.expiry == 0 or inst.expiry > block.timestamp, "engine: instrument expired"
+
+    # One notional, computed once and moved as the same integer on both sides.
+    notional: uint256 = fill_size_wad * order.limit_price_wad // core.WAD
+    cfg: uint256 = core._trading
+    # fee rounds up, against the taker
+    fee: uint256 = (notional * ((cfg >> 8) & core.MASK_16) + core.BPS - 1) // core.BPS
+    q: int256 = convert(fill_size_wad, int256)
+    pay: int256 = convert(notional, int256)
+    maker_delta: int256 = q
+    if not order.is_buy:
+        maker_delta = -q
+        pay = -pay
+    # pay > 0: the maker buys and pays
+    rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
+    rates_at: uint256 = 0
+    rates, rates_at = staticcall core.ORACLE.rates(iid)
+    self._trade_side(maker, iid, maker_delta, -pay, rates, rates_at, cfg, True)
+    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, rates_at, cfg, False)
+    core.fees_wad += fee
+    log IMarginEngine.OrderFilled(
+        order_hash=digest,
+        maker=maker,
+        taker=msg.sender,
+        instrument_id=iid,
+        maker_is_buy=order.is_buy,
+        size_wad=fill_size_wad,
+        price_wad=order.limit_price_wad,
+        notional_wad=notional,
+        fee_wad=fee,
+    )
+
+
+@external
+def cancel_order(order: IMarginEngine.Order):
+    """
+    @notice The maker cancels an order; its unfilled part can no longer be filled.
+    @param order The order as signed.
+    """
+    assert msg.sender == order.account, "engine: caller is not the maker"
+    digest: bytes32 = self._order_digest(order)
+    assert core.order_filled[digest] != core.CANCELLED, "engine: order cancelled"
+    core.order_filled[digest] = core.CANCELLED
+    log IMarginEngine.OrderCancelled(order_hash=digest, maker=msg.sender)
+
+
+#### ATTESTATIONS ####
+
+
+@external
+def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65], 16]):
+    """
+    @notice Posts a signed margin attestation for `att.account` (anyone may post). Stores its
+            IM, MM and timestamp and clears the pending adjustments.
+    @dev The oracle checks signatures, params hash, timestamp <= now and the deadline; the
+         engine binds it to the account's state nonce and strictly increasing timestamps.
+    @param att The attestation.
+    @param signatures Signatures of the oracle's signers, in ascending signer order.
+    """
+    # check_attestation returns nothing, and Vyper rejects a bare staticcall expression:
+    # a static raw_call with the same ABI bubbles the oracle's revert reason up.
+    raw_call(
+        core.ORACLE.address,
+        abi_encode(att, signatures, method_id=core.CHECK_ATTESTATION_ID),
+        is_static_call=True,
+    )
+    account: address = att.account
+    assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
+    assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
+    core._attested[account] = core._pack_margins(
+        att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp
+    )
+    core._pending[account] = att.timestamp << 224
+    log IMarginEngine.AttestationPosted(
+        account=account,
+        state_nonce=att.state_nonce,
+        position_value_wad=att.position_value_wad,
+        initial_margin_wad=att.initial_margin_wad,
+        maintenance_margin_wad=att.maintenance_margin_wad,
+        timestamp=att.timestamp,
+    )
+
+
+#### LIQUIDATION AND SETTLEMENT (delegatecalled to EXTENSION) ####
+
+
+@external
+def flag(account: address):
+    """
+    @notice Records when an account became liquidatable (starts the discount clock), or
+            clears the record once it is healthy again. Anyone may call.
+    @param account The account.
+    """
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+
+
+@external
+def liquidate(
+    account: address, fraction_wad: uint256, max_payment_wad: int256, expected_state_nonce: uint256
+) -> uint256:
+    """
+    @notice Takes the same fraction of every position of an account whose equity is below MM,
+            paying the slice's value minus a discount (in bps of the slice's MM) that grows
+            with time since the account became liquidatable. The fraction is capped to what
+            restores equity >= MM * (1 + buffer), unless the rest would be dust.
+    @param account The account to liquidate.
+    @param fraction_wad Requested fraction (WAD, <= 1e18); capped.
+    @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
+    @param expected_state_nonce The account's state nonce the liquidator priced.
+    @return uint256 The fraction used (WAD).
+    """
+    out: Bytes[32] = raw_call(EXTENSION, msg.data, max_outsize=32, is_delegate_call=True)
+    return abi_decode(out, uint256)
+
+
+@external
+def settle(account: address, instrument_id: uint256):
+    """
+    @notice Settles an account's position in an expired instrument at the oracle's signed
+            settlement price (anyone; never paused, never waits for marks).
+    @param account The account.
+    @param instrument_id The expired instrument.
+    """
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+
+
+#### GOVERNANCE ####
+
+
+@external
+def pause():
+    """@notice Owner stops new risk (deposits, reductions, settlement, liquidation stay open)."""
+    ownable._check_owner()
+    pausable._pause()
+
+
+@external
+def unpause():
+    """@notice Owner lifts the pause."""
+    ownable._check_owner()
+    pausable._unpause()
+
+
+@external
+def set_trading_params(params: IMarginEngine.TradingParams):
+    """
+    @notice Owner sets trading parameters.
+    @param params See IMarginEngine.TradingParams.
+    """
+    ownable._check_owner()
+    self._set_trading(params)
+
+
+@external
+def set_liquidation_params(params: IMarginEngine.LiquidationParams):
+    """
+    @notice Owner sets liquidation parameters.
+    @param params See IMarginEngine.LiquidationParams.
+    """
+    ownable._check_owner()
+    self._set_liquidation(params)
+
+
+#### VIEWS ####
+
+
+@view
+@external
+def trading_params() -> IMarginEngine.TradingParams:
+    """@return The trading parameters."""
+    cfg: uint256 = core._trading
+    return IMarginEngine.TradingParams(
+        max_positions=cfg & core.MASK_8,
+        taker_fee_bps=(cfg >> 8) & core.MASK_16,
+        max_price_age=(cfg >> 24) & core.MASK_32,
+        max_attestation_age=(cfg >> 56) & core.MASK_32,
+        max_liquidation_price_age=(cfg >> 88) & core.MASK_32,
+    )
+
+
+@view
+@external
+def liquidation_params() -> IMarginEngine.LiquidationParams:
+    """@return The liquidation parameters."""
+    lcfg: uint256 = core._liquidation
+    return IMarginEngine.LiquidationParams(
+        discount_base_bps=lcfg & core.MASK_16,
+        discount_slope_bps_per_hour=(lcfg >> 16) & core.MASK_16,
+        discount_max_bps=(lcfg >> 32) & core.MASK_16,
+        insurance_share_bps=(lcfg >> 48) & core.MASK_16,
+        buffer_bps=(lcfg >> 64) & core.MASK_16,
+        dust_mm_wad=(lcfg >> 80) & core.MASK_112,
+    )
+
+
+@view
+@external
+def state_nonce(account: address) -> uint256:
+    """@return The account's state nonce (bumped on every position change)."""
+    return core._header[account] & core.MASK_64
+
+
+@view
+@external
+def position(account: address, instrument_id: uint256) -> int256:
+    """@return The account's size in the instrument (core.WAD, signed)."""
+    size: int256 = 0
+    last: int256 = 0
+    size, last = core._get_position(account, instrument_id)
+    return size
+
+
+@view
+@external
+def order_hash(order: IMarginEngine.Order) -> bytes32:
+    """@return The EIP-712 digest the maker signs (also the key of order_filled)."""
+    return self._order_digest(order)
+
+
+@view
+@external
+def account(account: address) -> IMarginEngine.AccountView:
+    """@return The account's full state."""
+    header: uint256 = core._header[account]
+    n: uint256 = (header >> 128) & core.MASK_8
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    positions: DynArray[IMarginEngine.PositionView, core.MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        size: int256 = 0
+        last: int256 = 0
+        size, last = core._get_position(account, iid)
+        positions.append(
+            IMarginEngine.PositionView(instrument_id=iid, size_wad=size, last_funding_index_wad=last)
+        )
+    att: uint256 = core._attested[account]
+    pend: uint256 = core._pending[account]
+    return IMarginEngine.AccountView(
+        cash_wad=core.cash_wad[account],
+        state_nonce=header & core.MASK_64,
+        positions=positions,
+        attested_im_wad=att & core.MASK_112,
+        attested_mm_wad=(att >> 112) & core.MASK_112,
+        attestation_timestamp=att >> 224,
+        pending_im_wad=pend & core.MASK_112,
+        pending_mm_wad=(pend >> 112) & core.MASK_112,
+        margin_basis_timestamp=pend >> 224,
+        liquidatable_since=(header >> 64) & core.MASK_64,
+    )
+
+
+@view
+@external
+def health(account: address) -> IMarginEngine.Health:
+    """@return Equity, effective IM and MM, whether liquidatable, and the marks' age basis."""
+    return core._health(account)
+
+
+@view
+@external
+def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngine.LiquidationPreview:
+    """
+    @notice What `liquidate(account, fraction_wad, ...)` would do now (before rounding of
+            individual slices: slice value here is f * book value).
+    @return The preview; fraction 0 if the account is not liquidatable.
+    """
+    preview: IMarginEngine.LiquidationPreview = empty(IMarginEngine.LiquidationPreview)
+    h: IMarginEngine.Health = core._health(account)
+    if not h.liquidatable or fraction_wad == 0:
+        return preview
+    lcfg: uint256 = core._liquidation
+    since: uint256 = (core._header[account] >> 64) & core.MASK_64
+    if since == 0:
+        since = block.timestamp
+    disc_bps: uint256 = core._discount_bps(lcfg, since)
+    f: uint256 = min(min(fraction_wad, core.WAD), core._fraction_cap(lcfg, h.equity_wad, h.mm_wad, disc_bps))
+    n: uint256 = (core._header[account] >> 128) & core.MASK_8
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    marks: DynArray[int256, core.MAX_POSITIONS] = []
+    findex: DynArray[int256, core.MAX_POSITIONS] = []
+    marks_at: uint256 = 0
+    marks, findex, marks_at = core._marks(ids)
+    slice_value: int256 = 0
+    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+        size: int256 = 0
+        last: int256 = 0
+        size, last = core._get_position(account, ids[i])
+        part: int256 = size
+        if f < core.WAD:
+            part = size * convert(f, int256) // core.WAD_I
+        slice_value += core._mul_floor(part, marks[i])
+    discount: uint256 = disc_bps * f // core.BPS * h.mm_wad // core.WAD
+    to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
+    preview.fraction_wad = f
+    preview.slice_value_wad = slice_value
+    preview.discount_wad = discount
+    preview.insurance_wad = to_insurance
+    preview.payment_wad = slice_value - convert(discount, int256) + convert(to_insurance, int256)
+    preview.discount_bps = disc_bps
+    return preview
+
+
+@view
+@external
+def accounts_to_liquidate(start: uint256, limit: uint256) -> DynArray[address, core.MAX_PAGE]:
+    """
+    @notice Liquidatable accounts among account_at[start : start + limit] (limit <= 100).
+    @param start First index in the list of accounts that ever held a position.
+    @param limit How many list entries to scan.
+    @return The liquidatable accounts found.
+    """
+    assert limit <= core.MAX_PAGE, "engine: limit above 100"
+    found: DynArray[address, core.MAX_PAGE] = []
+    end: uint256 = min(start + limit, core.account_count)
+    if start >= end:
+        return found
+    for i: uint256 in range(start, end, bound=core.MAX_PAGE):
+        a: address = core.account_at[i]
+        if core._health(a).liquidatable:
+            found.append(a)
+    return found
+
+
+#### INTERNAL: TRADING ####
+
+
+@internal
+def _trade_side(
+    account: address,
+    iid: uint256,
+    delta: int256,
+    cash_delta: int256,
+    rates: IRiskOracle.Rates,
+    rates_at: uint256,
+    cfg: uint256,
+    is_maker: bool,
+):
+    """
+    @dev Books one side of a fill: position, cash, margins, nonce, then the margin check.
+    """
+    header: uint256 = core._header[account]
+    n: uint256 = (header >> 128) & core.MASK_8
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    size: int256 = 0
+    last: int256 = 0
+    size, last = core._get_position(account, iid)
+    new_size: int256 = size + delta
+    # Risk-reducing: the whole book is this one position and it moves towards zero.
+    reducing: bool = n == 1 and size != 0 and (
+        new_size == 0 or (abs(new_size) < abs(size) and (new_size > 0) == (size > 0))
+    )
+    ids_after: DynArray[uint256, core.MAX_POSITIONS] = ids
+    if size == 0:
+        ids_after.append(iid)
+        assert len(ids_after) <= cfg & core.MASK_8, "engine: too many positions"
+    elif new_size == 0:
+        ids_after = core._without(ids, iid)
+
+    # One batched oracle read prices the whole book (old and new positions).
+    price_ids: DynArray[uint256, core.MAX_POSITIONS] = ids
+    if size == 0:
+        price_ids = ids_after
+    marks: DynArray[int256, core.MAX_POSITIONS] = []
+    findex: DynArray[int256, core.MAX_POSITIONS] = []
+    marks_at: uint256 = 0
+    marks, findex, marks_at = core._marks(price_ids)
+    k: uint256 = core._index_of(price_ids, iid)
+
+    cash_before: int256 = core.cash_wad[account]
+    att: uint256 = core._attested[account]
+    pend: uint256 = core._pending[account]
+    equity_before: int256 = 0
+    mm_before: uint256 = 0
+    if reducing:
+        equity_before = core._equity(account, cash_before, ids, marks, findex)
+        mm_before = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+
+    # Apply this position's funding before its size changes.
+    cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
+    core._set_position(account, iid, new_size, findex[k])
+    core.cash_wad[account] = cash
+    new_n: uint256 = len(ids_after)
+    if new_n != n or size == 0:
+        core._store_ids(account, ids_after, n)
+    header = core._with_count(header + 1, new_n)
+
+    if new_n == 0:
+        # an empty book needs no margin: reset margins and the basis exactly
+        core._attested[account] = att & (core.MASK_32 << 224)
+        core._pending[account] = 0
+        header = header & ~(core.MASK_64 << 64)
+        core._header[account] = header
+        if cash < 0:
+            core.cash_wad[account] = core._absorb_deficit(account, cash)
+        return
+    if reducing:
+        # homogeneity: margins scale by |new| / |old|, rounded up
+        num: uint256 = convert(abs(new_size), uint256)
+        den: uint256 = convert(abs(size), uint256)
+        att = core._scale_margins(att, num, den)
+        pend = core._scale_margins(pend, num, den)
+        core._attested[account] = att
+        core._pending[account] = pend
+        core._header[account] = header
+        # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
+        # bad-price sale to a friend could push losses onto the insurance fund).
+        equity_after: int256 = core._equity(account, cash, ids_after, marks, findex)
+        im_after: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
+        mm_after: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+        if equity_after < convert(im_after, int256):
+            if is_maker:
+                assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: maker reduction deepens shortfall"
+            else:
+                assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: taker reduction deepens shortfall"
+        return
+
+    # New risk: not paused, fresh marks, rates and margin basis, equity >= IM after.
+    pausable._require_not_paused()
+    max_age: uint256 = (cfg >> 24) & core.MASK_32
+    assert block.timestamp <= marks_at + max_age, "engine: stale marks"
+    assert block.timestamp <= rates_at + max_age, "engine: stale rates"
+    core._require_fresh_basis(pend, cfg)
+    q: uint256 = convert(abs(delta), uint256)
+    add_im: uint256 = rates.im_short_wad
+    add_mm: uint256 = rates.mm_short_wad
+    if delta > 0:
+        add_im = rates.im_long_wad
+        add_mm = rates.mm_long_wad
+    pend = core._add_pending(pend, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm))
+    core._pending[account] = pend
+    header = core._list(account, header & ~(core.MASK_64 << 64))
+    core._header[account] = header
+    equity: int256 = core._equity(account, cash, ids_after, marks, findex)
+    im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
+    if is_maker:
+        assert equity >= convert(im, int256), "engine: maker below initial margin"
+    else:
+        assert equity >= convert(im, int256), "engine: taker below initial margin"
+
+
+@internal
+@view
+def _order_digest(order: IMarginEngine.Order) -> bytes32:
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(
+                core.ORDER_TYPEHASH,
+                order.account,
+                order.instrument_id,
+                order.is_buy,
+                order.size_wad,
+                order.limit_price_wad,
+                order.order_nonce,
+                order.deadline,
+            )
+        )
+    )
+
+
+#### INTERNAL: core.TOKEN AND PARAMETERS ####
+
+
+@internal
+def _pull(amount: uint256) -> uint256:
+    """@dev transferFrom msg.sender; returns what actually arrived."""
+    assert amount > 0, "engine: zero amount"
+    before: uint256 = staticcall core.TOKEN.balanceOf(self)
+    assert extcall core.TOKEN.transferFrom(msg.sender, self, amount, default_return_value=True), "engine: transfer failed"
+    received: uint256 = staticcall core.TOKEN.balanceOf(self) - before
+    assert received > 0, "engine: nothing received"
+    return received
+
+
+@internal
+def _push(to: address, amount: uint256):
+    assert extcall core.TOKEN.transfer(to, amount, default_return_value=True), "engine: transfer failed"
+
+
+@internal
+def _set_trading(p: IMarginEngine.TradingParams):
+    assert p.max_positions > 0 and p.max_positions <= core.MAX_POSITIONS, "engine: max_positions out of range"
+    assert p.taker_fee_bps <= 100, "engine: taker_fee_bps above 100"
+    assert p.max_price_age > 0 and p.max_price_age <= core.MASK_32, "engine: max_price_age out of range"
+    assert p.max_attestation_age > 0 and p.max_attestation_age <= core.MASK_32, "engine: max_attestation_age out of range"
+    assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= core.MASK_32, "engine: max_liquidation_price_age out of range"
+    core._trading = (
+        p.max_positions
+        | (p.taker_fee_bps << 8)
+        | (p.max_price_age << 24)
+        | (p.max_attestation_age << 56)
+        | (p.max_liquidation_price_age << 88)
+    )
+    log IMarginEngine.TradingParamsSet(params=p)
+
+
+@internal
+def _set_liquidation(p: IMarginEngine.LiquidationParams):
+    assert p.discount_base_bps <= p.discount_max_bps, "engine: discount_base_bps above max"
+    assert p.discount_max_bps < core.BPS, "engine: discount_max_bps out of range"
+    assert p.discount_slope_bps_per_hour <= core.MASK_16, "engine: discount_slope out of range"
+    assert p.insurance_share_bps <= core.BPS, "engine: insurance_share_bps out of range"
+    assert p.buffer_bps <= core.BPS, "engine: buffer_bps out of range"
+    assert p.dust_mm_wad <= core.MASK_112, "engine: dust_mm_wad out of range"
+    core._liquidation = (
+        p.discount_base_bps
+        | (p.discount_slope_bps_per_hour << 16)
+        | (p.discount_max_bps << 32)
+        | (p.insurance_share_bps << 48)
+        | (p.buffer_bps << 64)
+        | (p.dust_mm_wad << 80)
+    )
+    log IMarginEngine.LiquidationParamsSet(params=p)

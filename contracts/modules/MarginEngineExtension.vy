@@ -1,0 +1,287 @@
+# pragma version 0.4.3
+"""
+@title MarginEngineExtension
+@custom:contract-name MarginEngineExtension
+@notice Liquidation, settlement and flagging of MarginEngine, run ONLY through the engine's
+        delegatecall (the engine would exceed EIP-170 otherwise). Shares the engine's storage
+        layout through `initializes: core` as its first and only storage.
+@dev No reentrancy pragma here: the engine's lock (transient storage) is already held when it
+     delegatecalls, and a second lock on the same slot would always trip. Direct calls
+     revert (they would only touch this contract's own, empty storage anyway).
+"""
+
+from ..interfaces import IRiskOracle
+from ..interfaces import IInstrumentRegistry
+from ..interfaces import IMarginEngine
+from ethereum.ercs import IERC20
+from . import engine_core as core
+
+initializes: core
+
+# this contract's own address: `self` differs from it inside a delegatecall
+_SELF: immutable(address)
+
+
+@deploy
+def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
+    """
+    @notice Deploy with the same token, oracle and registry as the engine.
+    """
+    core.__init__(token, oracle, registry)
+    _SELF = self
+
+
+#### LIQUIDATION ####
+
+
+@external
+def flag(account: address):
+    """
+    @notice Records when an account became liquidatable (starts the discount clock), or
+            clears the record once it is healthy again. Anyone may call.
+    @param account The account.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    header: uint256 = core._header[account]
+    since: uint256 = (header >> 64) & core.MASK_64
+    h: IMarginEngine.Health = core._health(account)
+    if h.liquidatable:
+        assert since == 0, "engine: already flagged"
+        cfg: uint256 = core._trading
+        assert block.timestamp <= h.marks_updated_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
+        core._header[account] = header | (block.timestamp << 64)
+        log IMarginEngine.Flagged(account=account, since=block.timestamp)
+    else:
+        assert since != 0, "engine: account is healthy"
+        core._header[account] = header & ~(core.MASK_64 << 64)
+        log IMarginEngine.Unflagged(account=account)
+
+
+@external
+def liquidate(
+    account: address, fraction_wad: uint256, max_payment_wad: int256, expected_state_nonce: uint256
+) -> uint256:
+    """
+    @notice Takes the same fraction of every position of an account whose equity is below MM,
+            paying the slice's value minus a discount (in bps of the slice's MM) that grows
+            with time since the account became liquidatable. The fraction is capped to what
+            restores equity >= MM * (1 + buffer), unless the rest would be dust.
+    @param account The account to liquidate.
+    @param fraction_wad Requested fraction (WAD, <= 1e18); capped.
+    @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
+    @param expected_state_nonce The account's state nonce the liquidator priced.
+    @return uint256 The fraction used (WAD).
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    assert account != msg.sender, "engine: self-liquidation"
+    assert fraction_wad > 0 and fraction_wad <= core.WAD, "engine: fraction out of range"
+    header: uint256 = core._header[account]
+    assert header & core.MASK_64 == expected_state_nonce, "engine: state nonce changed"
+    n: uint256 = (header >> 128) & core.MASK_8
+    assert n > 0, "engine: no positions"
+    cfg: uint256 = core._trading
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    marks: DynArray[int256, core.MAX_POSITIONS] = []
+    findex: DynArray[int256, core.MAX_POSITIONS] = []
+    marks_at: uint256 = 0
+    marks, findex, marks_at = core._marks(ids)
+    assert block.timestamp <= marks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
+
+    att: uint256 = core._attested[account]
+    pend: uint256 = core._pending[account]
+    im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
+    mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+    cash: int256 = core.cash_wad[account]
+    equity: int256 = core._equity(account, cash, ids, marks, findex)
+    assert equity < convert(mm, int256), "engine: account is healthy"
+
+    since: uint256 = (header >> 64) & core.MASK_64
+    if since == 0:
+        since = block.timestamp
+        header = header | (since << 64)
+        log IMarginEngine.Flagged(account=account, since=since)
+    lcfg: uint256 = core._liquidation
+    disc_bps: uint256 = core._discount_bps(lcfg, since)
+    f: uint256 = min(fraction_wad, core._fraction_cap(lcfg, equity, mm, disc_bps))
+
+    # Move the slice: apply each position's funding first (sizes change), then split it.
+    slice_value: int256 = 0
+    lheader: uint256 = core._header[msg.sender]
+    ln: uint256 = (lheader >> 128) & core.MASK_8
+    lids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, ln)
+    lcash: int256 = core.cash_wad[msg.sender]
+    kept: DynArray[uint256, core.MAX_POSITIONS] = []
+    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+        iid: uint256 = ids[i]
+        size: int256 = 0
+        last: int256 = 0
+        size, last = core._get_position(account, iid)
+        cash -= core._funding_owed(account, iid, size, last, findex[i])
+        part: int256 = size
+        if f < core.WAD:
+            # truncates towards zero: the liquidated account keeps the rounding remainder
+            part = size * convert(f, int256) // core.WAD_I
+        slice_value += core._mul_floor(part, marks[i])
+        rest: int256 = size - part
+        core._set_position(account, iid, rest, findex[i])
+        if rest != 0:
+            kept.append(iid)
+        if part != 0:
+            lsize: int256 = 0
+            llast: int256 = 0
+            lsize, llast = core._get_position(msg.sender, iid)
+            if lsize == 0:
+                lids.append(iid)
+            else:
+                lcash -= core._funding_owed(msg.sender, iid, lsize, llast, findex[i])
+            new_lsize: int256 = lsize + part
+            core._set_position(msg.sender, iid, new_lsize, findex[i])
+            if new_lsize == 0:
+                lids = core._without(lids, iid)
+
+    # discount in bps of the slice's MM, rounded down (in the liquidated account's favour)
+    discount: uint256 = disc_bps * f // core.BPS * mm // core.WAD
+    to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
+    received: int256 = slice_value - convert(discount, int256)
+    payment: int256 = received + convert(to_insurance, int256)
+    assert payment <= max_payment_wad, "engine: payment above limit"
+    cash += received
+    lcash -= payment
+    core.insurance_wad += to_insurance
+
+    # Liquidated account: margins scale exactly by (1 - f) (homogeneity), rounded up.
+    new_n: uint256 = len(kept)
+    keep: uint256 = core.WAD - f
+    if new_n == 0:
+        att = att & (core.MASK_32 << 224)
+        pend = 0
+        header = header & ~(core.MASK_64 << 64)
+    else:
+        att = core._scale_margins(att, keep, core.WAD)
+        pend = core._scale_margins(pend, keep, core.WAD)
+    core._attested[account] = att
+    core._pending[account] = pend
+    header = core._with_count(header + 1, new_n)
+    core._store_ids(account, kept, n)
+    if new_n == 0 and cash < 0:
+        cash = core._absorb_deficit(account, cash)
+    core.cash_wad[account] = cash
+
+    # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
+    lcfg_max: uint256 = cfg & core.MASK_8
+    assert len(lids) <= lcfg_max, "engine: too many positions"
+    lpend: uint256 = core._pending[msg.sender]
+    if ln > 0:
+        core._require_fresh_basis(lpend, cfg)
+    lpend = core._add_pending(lpend, core._ceil_mul(im, f), core._ceil_mul(mm, f))
+    if len(lids) == 0:
+        core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
+        lpend = 0
+    core._pending[msg.sender] = lpend
+    core._header[msg.sender] = core._list(msg.sender, core._with_count(lheader + 1, len(lids)))
+    core._store_ids(msg.sender, lids, ln)
+    core.cash_wad[msg.sender] = lcash
+    if len(lids) > 0:
+        lmarks: DynArray[int256, core.MAX_POSITIONS] = []
+        lfindex: DynArray[int256, core.MAX_POSITIONS] = []
+        lmarks_at: uint256 = 0
+        lmarks, lfindex, lmarks_at = core._marks(lids)
+        assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
+        lequity: int256 = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
+        lim: uint256 = (core._attested[msg.sender] & core.MASK_112) + (lpend & core.MASK_112)
+        assert lequity >= convert(lim, int256), "engine: liquidator below initial margin"
+
+    # Clear the discount clock once the account is healthy again.
+    if new_n > 0:
+        new_equity: int256 = core._equity(account, cash, kept, core._pick(ids, marks, kept), core._pick(ids, findex, kept))
+        new_mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+        if new_equity >= convert(new_mm, int256):
+            header = header & ~(core.MASK_64 << 64)
+            log IMarginEngine.Unflagged(account=account)
+    core._header[account] = header
+    log IMarginEngine.Liquidation(
+        account=account,
+        liquidator=msg.sender,
+        fraction_wad=f,
+        slice_value_wad=slice_value,
+        discount_wad=discount,
+        insurance_wad=to_insurance,
+        payment_wad=payment,
+        state_nonce=header & core.MASK_64,
+    )
+    return f
+
+
+#### SETTLEMENT ####
+
+
+@external
+def settle(account: address, instrument_id: uint256):
+    """
+    @notice Settles an account's position in an expired instrument at the oracle's signed
+            settlement price (anyone; never paused, never waits for marks).
+    @dev cash += size * payoff (future: price; call/put: intrinsic). If other positions stay,
+         pending margins grow by the standalone rate of removing the leg (subadditivity:
+         losing a hedge can raise risk).
+    @param account The account.
+    @param instrument_id The expired instrument.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    price: uint256 = staticcall core.ORACLE.settlement_price(instrument_id)
+    assert price > 0, "engine: no settlement price"
+    size: int256 = 0
+    last: int256 = 0
+    size, last = core._get_position(account, instrument_id)
+    assert size != 0, "engine: no position"
+    inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(instrument_id)
+    payoff: uint256 = price
+    if inst.kind == core.KIND_CALL:
+        payoff = 0
+        if price > inst.strike_wad:
+            payoff = price - inst.strike_wad
+    elif inst.kind == core.KIND_PUT:
+        payoff = 0
+        if inst.strike_wad > price:
+            payoff = inst.strike_wad - price
+    else:
+        assert inst.kind == core.KIND_FUTURE, "engine: not an expiring instrument"
+    # rounds down: a long receives floor, a short pays ceil
+    credit: int256 = core._mul_floor(size, convert(payoff, int256))
+    cash: int256 = core.cash_wad[account] + credit
+    core.external_pnl_wad += credit
+    core._set_position(account, instrument_id, 0, 0)
+
+    header: uint256 = core._header[account]
+    n: uint256 = (header >> 128) & core.MASK_8
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._without(core._load_ids(account, n), instrument_id)
+    new_n: uint256 = len(ids)
+    core._store_ids(account, ids, n)
+    if new_n == 0:
+        core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
+        core._pending[account] = 0
+        header = header & ~(core.MASK_64 << 64)
+        if cash < 0:
+            cash = core._absorb_deficit(account, cash)
+    else:
+        rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
+        rates_at: uint256 = 0
+        rates, rates_at = staticcall core.ORACLE.rates(instrument_id)
+        # removing a long leg is a short trade of the same size, and vice versa
+        q: uint256 = convert(abs(size), uint256)
+        add_im: uint256 = rates.im_long_wad
+        add_mm: uint256 = rates.mm_long_wad
+        if size > 0:
+            add_im = rates.im_short_wad
+            add_mm = rates.mm_short_wad
+        core._pending[account] = core._add_pending(
+            core._pending[account], core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm)
+        )
+    core._header[account] = core._with_count(header + 1, new_n)
+    core.cash_wad[account] = cash
+    log IMarginEngine.Settlement(
+        account=account,
+        instrument_id=instrument_id,
+        size_wad=size,
+        settlement_price_wad=price,
+        payoff_wad=credit,
+    )

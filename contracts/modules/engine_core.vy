@@ -1,0 +1,394 @@
+# pragma version 0.4.3
+"""
+@title engine_core
+@custom:contract-name engine_core
+@notice Storage layout, constants and shared internal logic of MarginEngine. It is
+        initialised FIRST by both MarginEngine.vy and MarginEngineExtension.vy so that both
+        contracts see the same storage slots: the engine delegatecalls the extension for
+        liquidate, settle and flag (the whole engine does not fit EIP-170's 24,576 bytes).
+@dev Never declare storage before `initializes: core` in either contract.
+"""
+
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC20Detailed
+from ..interfaces import IRiskOracle
+from ..interfaces import IInstrumentRegistry
+from ..interfaces import IMarginEngine
+
+
+#### CONSTANTS ####
+
+WAD: constant(uint256) = 10**18
+WAD_I: constant(int256) = 10**18
+BPS: constant(uint256) = 10_000
+# Hard bound on positions per account: every loop over a book is bounded by it, and it is
+# the oracle's MAX_IDS, so one batched marks() call prices a whole book.
+MAX_POSITIONS: constant(uint256) = 32
+MAX_PAGE: constant(uint256) = 100
+KIND_FUTURE: constant(uint8) = 0
+KIND_PERPETUAL: constant(uint8) = 1
+KIND_CALL: constant(uint8) = 2
+KIND_PUT: constant(uint8) = 3
+ORDER_TYPEHASH: constant(bytes32) = keccak256(
+    "Order(address account,uint256 instrument_id,bool is_buy,uint256 size_wad,uint256 limit_price_wad,uint256 order_nonce,uint256 deadline)"
+)
+CHECK_ATTESTATION_ID: constant(bytes4) = method_id(
+    "check_attestation((address,uint256,int256,uint256,uint256,bytes32,uint256,uint256),bytes[])",
+    output_type=bytes4,
+)
+# order_filled value that marks a cancelled order
+CANCELLED: constant(uint256) = max_value(uint256)
+MASK_8: constant(uint256) = 2**8 - 1
+MASK_16: constant(uint256) = 2**16 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_112: constant(uint256) = 2**112 - 1
+MASK_128: constant(uint256) = 2**128 - 1
+# Signed values are packed with an offset (value + 2**127) so they fit in 128 unsigned bits.
+OFFSET_128: constant(int256) = 2**127
+LISTED_BIT: constant(uint256) = 2**136
+
+
+#### IMMUTABLES ####
+
+# settlement token (collateral)
+TOKEN: public(immutable(IERC20))
+# signed marks, rates, attestations, settlement prices, funding indices
+ORACLE: public(immutable(IRiskOracle))
+# instrument definitions
+REGISTRY: public(immutable(IInstrumentRegistry))
+# token units -> WAD: 10**(18 - decimals)
+SCALE: public(immutable(uint256))
+
+
+#### STORAGE ####
+
+# signed cash per account, WAD
+cash_wad: public(HashMap[address, int256])
+# packed account header: state_nonce (bits 0-63) | liquidatable_since (64-127) |
+# position count (128-135) | listed in account_at (bit 136). One slot: every trade touches all.
+_header: HashMap[address, uint256]
+# packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255)
+_attested: HashMap[address, uint256]
+# packed pending margins: IM (0-111) | MM (112-223) | margin basis timestamp (224-255);
+# basis = attestation timestamp, or the first pending trade while never attested
+_pending: HashMap[address, uint256]
+# packed position: size + 2**127 (bits 0-127) | last funding index + 2**127 (128-255); 0 = none
+_position: HashMap[address, HashMap[uint256, uint256]]
+# instrument ids of an account's open positions, 8 uint32 ids per word (4 words = 32 ids)
+_id_words: HashMap[address, HashMap[uint256, uint256]]
+# filled size per order hash; CANCELLED once cancelled
+order_filled: public(HashMap[bytes32, uint256])
+# every account that ever held a position (for keepers' pagination)
+account_count: public(uint256)
+account_at: public(HashMap[uint256, address])
+# insurance fund, WAD
+insurance_wad: public(uint256)
+# taker fees collected, WAD
+fees_wad: public(uint256)
+# deficits written off after the insurance fund (recorded, never silent), WAD
+socialised_loss_wad: public(uint256)
+# net cash credited to accounts by settlement payoffs and funding, WAD
+external_pnl_wad: public(int256)
+# packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
+# max_attestation_age (56-87) | max_liquidation_price_age (88-119). One SLOAD per trade.
+_trading: uint256
+# packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
+# insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)
+_liquidation: uint256
+
+
+@deploy
+def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
+    """
+    @param token Settlement ERC20 with 6, 8 or 18 decimals.
+    @param oracle RiskOracle.
+    @param registry InstrumentRegistry.
+    """
+    decimals: uint256 = convert(staticcall IERC20Detailed(token.address).decimals(), uint256)
+    assert decimals == 6 or decimals == 8 or decimals == 18, "engine: unsupported decimals"
+    TOKEN = token
+    ORACLE = oracle
+    REGISTRY = registry
+    SCALE = 10 ** (18 - decimals)
+
+
+#### INTERNAL: MARGIN ####
+
+
+@internal
+@view
+def _marks(
+    ids: DynArray[uint256, MAX_POSITIONS]
+) -> (DynArray[int256, MAX_POSITIONS], DynArray[int256, MAX_POSITIONS], uint256):
+    """@dev The one oracle read of a book's marks and funding indices (one ABI decoder)."""
+    return staticcall ORACLE.marks(ids)
+
+
+@internal
+@view
+def _health(account: address) -> IMarginEngine.Health:
+    h: IMarginEngine.Health = empty(IMarginEngine.Health)
+    n: uint256 = (self._header[account] >> 128) & MASK_8
+    cash: int256 = self.cash_wad[account]
+    if n == 0:
+        h.equity_wad = cash
+        h.marks_updated_at = block.timestamp
+        return h
+    ids: DynArray[uint256, MAX_POSITIONS] = self._load_ids(account, n)
+    marks: DynArray[int256, MAX_POSITIONS] = []
+    findex: DynArray[int256, MAX_POSITIONS] = []
+    marks, findex, h.marks_updated_at = self._marks(ids)
+    att: uint256 = self._attested[account]
+    pend: uint256 = self._pending[account]
+    h.equity_wad = self._equity(account, cash, ids, marks, findex)
+    h.im_wad = (att & MASK_112) + (pend & MASK_112)
+    h.mm_wad = ((att >> 112) & MASK_112) + ((pend >> 112) & MASK_112)
+    h.liquidatable = h.equity_wad < convert(h.mm_wad, int256)
+    return h
+
+
+@internal
+@view
+def _equity(
+    account: address,
+    cash: int256,
+    ids: DynArray[uint256, MAX_POSITIONS],
+    marks: DynArray[int256, MAX_POSITIONS],
+    findex: DynArray[int256, MAX_POSITIONS],
+) -> int256:
+    """@dev cash + sum(size * mark) (rounded down) - unapplied funding (rounded up)."""
+    equity: int256 = cash
+    for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
+        size: int256 = 0
+        last: int256 = 0
+        size, last = self._get_position(account, ids[i])
+        equity += self._mul_floor(size, marks[i]) + self._mul_floor(size, last - findex[i])
+    return equity
+
+
+@internal
+def _funding_owed(account: address, iid: uint256, size: int256, last: int256, now_index: int256) -> int256:
+    """
+    @dev Funding a position owes since its last index (longs pay a rising index), rounded
+         up; counted in external_pnl_wad (no counterparty pays it in the same transaction).
+    """
+    if size == 0 or now_index == last:
+        return 0
+    credit: int256 = self._mul_floor(size, last - now_index)
+    self.external_pnl_wad += credit
+    log IMarginEngine.FundingApplied(account=account, instrument_id=iid, amount_wad=credit, funding_index_wad=now_index)
+    return -credit
+
+
+@internal
+@view
+def _require_fresh_basis(pend: uint256, cfg: uint256):
+    basis: uint256 = pend >> 224
+    if basis != 0:
+        assert block.timestamp <= basis + ((cfg >> 56) & MASK_32), "engine: stale attestation"
+
+
+@internal
+@view
+def _add_pending(pend: uint256, add_im: uint256, add_mm: uint256) -> uint256:
+    """@dev Adds to pending margins; a never-attested basis starts now."""
+    im: uint256 = (pend & MASK_112) + add_im
+    mm: uint256 = ((pend >> 112) & MASK_112) + add_mm
+    basis: uint256 = pend >> 224
+    if basis == 0:
+        basis = block.timestamp
+    return self._pack_margins(im, mm, basis)
+
+
+@internal
+@pure
+def _scale_margins(word: uint256, num: uint256, den: uint256) -> uint256:
+    """@dev Scales both margins of a packed word by num/den, rounded up; keeps the timestamp."""
+    im: uint256 = word & MASK_112
+    mm: uint256 = (word >> 112) & MASK_112
+    # num <= den and both margins < 2**112: no overflow, results stay < 2**112
+    im = unsafe_div(unsafe_add(unsafe_mul(im, num), unsafe_sub(den, 1)), den)
+    mm = unsafe_div(unsafe_add(unsafe_mul(mm, num), unsafe_sub(den, 1)), den)
+    return im | (mm << 112) | ((word >> 224) << 224)
+
+
+@internal
+@pure
+def _pack_margins(im: uint256, mm: uint256, ts: uint256) -> uint256:
+    assert im <= MASK_112 and mm <= MASK_112, "engine: margin too large"
+    assert ts <= MASK_32, "engine: timestamp too large"
+    return im | (mm << 112) | (ts << 224)
+
+
+@internal
+@pure
+def _ceil_mul(a: uint256, b_wad: uint256) -> uint256:
+    return (a * b_wad + WAD - 1) // WAD
+
+
+@internal
+@pure
+def _mul_floor(a: int256, b: int256) -> int256:
+    """@dev floor(a * b / WAD) (Vyper's // truncates towards zero)."""
+    p: int256 = a * b
+    q: int256 = p // WAD_I
+    if p < 0 and q * WAD_I != p:
+        q -= 1
+    return q
+
+
+#### INTERNAL: LIQUIDATION ####
+
+
+@internal
+@view
+def _discount_bps(lcfg: uint256, since: uint256) -> uint256:
+    elapsed: uint256 = block.timestamp - since
+    grown: uint256 = (lcfg & MASK_16) + ((lcfg >> 16) & MASK_16) * elapsed // 3600
+    return min(grown, (lcfg >> 32) & MASK_16)
+
+
+@internal
+@pure
+def _fraction_cap(lcfg: uint256, equity: int256, mm: uint256, disc_bps: uint256) -> uint256:
+    """
+    @dev Smallest f with equity - d*f*MM >= (1 - f) * MM * (1 + buffer), i.e.
+         f = (T - E) / (T - d*MM) with T = MM * (1 + buffer); 1 if the rest would be dust.
+    """
+    target: int256 = convert(mm * (BPS + ((lcfg >> 64) & MASK_16)) // BPS, int256)
+    denom: int256 = target - convert(mm * disc_bps // BPS, int256)
+    if denom <= 0 or equity <= target - denom:
+        return WAD
+    f: uint256 = convert(((target - equity) * WAD_I + denom - 1) // denom, uint256)
+    if f >= WAD:
+        return WAD
+    dust: uint256 = (lcfg >> 80) & MASK_112
+    if (WAD - f) * mm // WAD < dust:
+        return WAD
+    return f
+
+
+@internal
+def _absorb_deficit(account: address, cash: int256) -> int256:
+    """@dev An empty account's negative cash: insurance fund first, then socialised loss."""
+    deficit: uint256 = convert(-cash, uint256)
+    covered: uint256 = min(deficit, self.insurance_wad)
+    if covered > 0:
+        self.insurance_wad -= covered
+        log IMarginEngine.InsuranceUsed(account=account, amount_wad=covered)
+    rest: uint256 = deficit - covered
+    if rest > 0:
+        total: uint256 = self.socialised_loss_wad + rest
+        self.socialised_loss_wad = total
+        log IMarginEngine.LossSocialised(account=account, amount_wad=rest, total_wad=total)
+    return 0
+
+
+#### INTERNAL: STORAGE ENCODING ####
+
+
+@internal
+@view
+def _get_position(account: address, iid: uint256) -> (int256, int256):
+    raw: uint256 = self._position[account][iid]
+    if raw == 0:
+        return 0, 0
+    return convert(raw & MASK_128, int256) - OFFSET_128, convert(raw >> 128, int256) - OFFSET_128
+
+
+@internal
+def _set_position(account: address, iid: uint256, size: int256, findex: int256):
+    if size == 0:
+        self._position[account][iid] = 0
+        return
+    assert size > -OFFSET_128 and size < OFFSET_128, "engine: size out of range"
+    assert findex > -OFFSET_128 and findex < OFFSET_128, "engine: funding index out of range"
+    self._position[account][iid] = convert(size + OFFSET_128, uint256) | (
+        convert(findex + OFFSET_128, uint256) << 128
+    )
+
+
+@internal
+@view
+def _load_ids(account: address, n: uint256) -> DynArray[uint256, MAX_POSITIONS]:
+    ids: DynArray[uint256, MAX_POSITIONS] = []
+    word: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_POSITIONS):
+        if i % 8 == 0:
+            word = self._id_words[account][i // 8]
+        ids.append((word >> (32 * (i % 8))) & MASK_32)
+    return ids
+
+
+@internal
+def _store_ids(account: address, ids: DynArray[uint256, MAX_POSITIONS], old_n: uint256):
+    """@dev Writes the packed id words; clears words no longer used (gas refund)."""
+    word: uint256 = 0
+    n: uint256 = len(ids)
+    for i: uint256 in range(n, bound=MAX_POSITIONS):
+        iid: uint256 = ids[i]
+        assert iid <= MASK_32, "engine: instrument id too large"
+        word |= iid << (32 * (i % 8))
+        if i % 8 == 7 or i == n - 1:
+            self._id_words[account][i // 8] = word
+            word = 0
+    for w: uint256 in range((n + 7) // 8, 4, bound=4):
+        if w * 8 >= old_n:
+            break
+        self._id_words[account][w] = 0
+
+
+@internal
+@pure
+def _with_count(header: uint256, n: uint256) -> uint256:
+    """@dev Sets the position count; `header + 1` before the call bumps the state nonce."""
+    return (header & ~(MASK_8 << 128)) | (n << 128)
+
+
+@internal
+def _list(account: address, header: uint256) -> uint256:
+    """@dev Adds the account to the keeper's list the first time it holds a position."""
+    if header & LISTED_BIT != 0:
+        return header
+    i: uint256 = self.account_count
+    self.account_at[i] = account
+    self.account_count = i + 1
+    return header | LISTED_BIT
+
+
+@internal
+@pure
+def _without(ids: DynArray[uint256, MAX_POSITIONS], iid: uint256) -> DynArray[uint256, MAX_POSITIONS]:
+    out: DynArray[uint256, MAX_POSITIONS] = []
+    for x: uint256 in ids:
+        if x != iid:
+            out.append(x)
+    return out
+
+
+@internal
+@pure
+def _index_of(ids: DynArray[uint256, MAX_POSITIONS], iid: uint256) -> uint256:
+    for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
+        if ids[i] == iid:
+            return i
+    raise "engine: unknown position"
+
+
+@internal
+@pure
+def _pick(
+    ids: DynArray[uint256, MAX_POSITIONS],
+    values: DynArray[int256, MAX_POSITIONS],
+    subset: DynArray[uint256, MAX_POSITIONS],
+) -> DynArray[int256, MAX_POSITIONS]:
+    """@dev values[] of `subset`, in subset order (subset keeps the order of ids)."""
+    out: DynArray[int256, MAX_POSITIONS] = []
+    j: uint256 = 0
+    for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
+        if j < len(subset) and ids[i] == subset[j]:
+            out.append(values[i])
+            j += 1
+    return out
+
