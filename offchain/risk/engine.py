@@ -98,6 +98,7 @@ class RiskEngine:
         self._block64 = self._block_matrix()
         self._block = self._block64.astype(self.dtype)
         # per-contract magnitudes that bound float32 rounding: scenario P&L, basis, delta notional
+        self._rates: Rates | None = None
         self._abs_exposure = np.stack([np.abs(self.instrument_arrays).max(axis=1),
                                        np.abs(self.basis_vec), np.abs(self.delta_notional)], axis=1)
 
@@ -189,7 +190,12 @@ class RiskEngine:
         lip = float(self.params.addons["liquidity_rate"]) * np.abs(self.delta_notional)
         mm_long, mm_short = subadditive[:n] + lip, subadditive[n:] + lip
         f = self.params.mm_factor
-        return Rates(mm_long / f, mm_short / f, mm_long, mm_short)
+        self._rates = Rates(mm_long / f, mm_short / f, mm_long, mm_short)
+        return self._rates
+
+    def cached_margin_rates(self) -> Rates:
+        """margin_rates(), computed once per engine (i.e. per epoch)."""
+        return self._rates if self._rates is not None else self.margin_rates()
 
     # ---- single books -------------------------------------------------------------------
     def book_vector(self, book) -> np.ndarray:

@@ -62,8 +62,7 @@ def _only(q: np.ndarray, idx) -> np.ndarray:
 
 def what_if(engine: RiskEngine, q: np.ndarray, trade: np.ndarray) -> dict:
     before, after = single_margin(engine, q), single_margin(engine, q + trade)
-    rates = engine.margin_rates() if not hasattr(engine, "_rates") else engine._rates
-    engine._rates = rates
+    rates = engine.cached_margin_rates()
     bound = before["maintenance_margin"] + float(
         np.where(trade > 0, rates.mm_long, rates.mm_short) @ np.abs(trade))
     return {
