@@ -16,6 +16,8 @@ from offchain.errors import UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("margin", "margin report for a book JSON file"),
     "backtest": ("backtest", "backtest the margin model on ../shared/data"),
+    "demo": ("demo", "devnet demo: deploy, five books, keeper through a historical crash"),
+    "keeper": ("keeper", "run the keeper bot (--config FILE)"),
 }
 
 

@@ -18,7 +18,7 @@ from offchain.keeper.devnet import compile_contracts
 from offchain.keeper.prices import InstrumentTable
 
 WAD = 10**18
-CONTRACTS = ("MarginEngine", "RiskOracle", "InstrumentRegistry", "MockERC20")
+CONTRACTS = ("MarginEngine", "MarginEngineExtension", "RiskOracle", "InstrumentRegistry", "MockERC20")
 # JSON-RPC batch size for account reads (anvil and geth accept a few hundred per batch)
 READ_BATCH = 250
 
@@ -38,7 +38,15 @@ class Deployment:
 
 
 def abis() -> dict[str, list]:
-    return {k: v["abi"] for k, v in compile_contracts(list(CONTRACTS)).items()}
+    """ABIs by contract name; the engine's includes the events its delegatecalled extension logs."""
+    out = {k: v["abi"] for k, v in compile_contracts(list(CONTRACTS)).items()}
+    return {**out, "MarginEngine": engine_abi(out["MarginEngine"], out["MarginEngineExtension"])}
+
+
+def engine_abi(engine: list, extension: list) -> list:
+    names = {(i.get("type"), i.get("name")) for i in engine}
+    extra = [i for i in extension if i.get("type") == "event" and ("event", i["name"]) not in names]
+    return engine + extra
 
 
 def connect(w3: Web3, engine_address: str, oracle_address: str = "", registry_address: str = "",

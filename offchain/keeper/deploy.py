@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from offchain.errors import UserError
-from offchain.keeper.chain import WAD, Deployment
+from offchain.keeper.chain import WAD, Deployment, engine_abi
 from offchain.keeper.devnet import compile_contracts, deploy
 from offchain.risk import Params
 from offchain.risk.pricing import KIND_CODES
@@ -60,15 +60,20 @@ def send(w3: Web3, sender: LocalAccount, call, what: str):
 
 def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: int,
                   params: Params, settings: EngineSettings = EngineSettings()) -> Deployment:
-    builds = compile_contracts(["MockERC20", "InstrumentRegistry", "RiskOracle", "MarginEngine"])
+    builds = compile_contracts(["MockERC20", "InstrumentRegistry", "RiskOracle", "MarginEngine",
+                                "MarginEngineExtension"])
     token = deploy(w3, builds["MockERC20"], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
     registry = deploy(w3, builds["InstrumentRegistry"], owner)
     params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
     oracle = deploy(w3, builds["RiskOracle"], owner, registry.address,
                     sorted(signers, key=lambda a: int(a, 16)), threshold, params_hash,
                     settings.max_index_move_bps)
+    extension = deploy(w3, builds["MarginEngineExtension"], owner, token.address, oracle.address,
+                       registry.address)
     engine = deploy(w3, builds["MarginEngine"], owner, token.address, oracle.address,
-                    registry.address, settings.trading(), settings.liquidation())
+                    registry.address, extension.address, settings.trading(), settings.liquidation())
+    engine = w3.eth.contract(address=engine.address, abi=engine_abi(
+        builds["MarginEngine"]["abi"], builds["MarginEngineExtension"]["abi"]))
     return Deployment(w3=w3, engine=engine, oracle=oracle, registry=registry, token=token)
 
 

@@ -1,0 +1,36 @@
+"""`netmargin demo`: start Anvil, deploy, open five typical books, run the keeper through a
+historical crash, print and write the report (reports/demo-<crash>.md + PNG charts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from offchain.keeper.devnet import ROOT
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--crash", default="2020-03",
+                        help="replay window: 2020-03 (default), 2021-05, 2022-06 or 2022-11")
+    parser.add_argument("--start", help="custom window start YYYY-MM-DD (with --end)")
+    parser.add_argument("--end", help="custom window end YYYY-MM-DD (with --start)")
+    parser.add_argument("--step-hours", type=float, default=2.0,
+                        help="chain time between keeper cycles (default 2)")
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
+                        help="folder with BTC-USD.csv and ETH-USD.csv (default ../shared/data)")
+    parser.add_argument("--out", default=str(ROOT / "reports"), help="report folder (default reports/)")
+    parser.add_argument("--log", choices=("quiet", "text", "json"), default="quiet",
+                        help="keeper logs on stderr (default quiet)")
+
+
+def run(args) -> int:
+    from offchain.keeper.demo import run_demo
+    from offchain.keeper.demo_report import print_summary, write_report
+    from offchain.keeper.logs import setup_logging
+
+    setup_logging("text" if args.log == "quiet" else args.log,
+                  "WARNING" if args.log == "quiet" else "INFO")
+    result = run_demo(args.crash, args.data_dir, args.step_hours, args.start, args.end)
+    print_summary(result)
+    path = write_report(result, Path(args.out))
+    print(f"\nreport: {path}")
+    return 0 if result.funds.get("reconciled") else 1
