@@ -1,0 +1,185 @@
+"""MarginEngine fixtures: the deployed engine (+ its delegatecalled extension) on the shared
+token, registry and oracle, factories that trade, attest and move marks, and an autouse
+check that the engine's funds add up exactly after every test.
+
+Deployments are session-scoped; ape snapshots the chain around every test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import PARAMS_HASH, WAD
+from eth_account import Account
+
+from offchain.chain.eip712 import Attestation, sign_multi
+from offchain.chain.orders import EngineDomain, Order, sign_order
+
+TEST_MNEMONIC = "test test test test test test test test test test test junk"
+Account.enable_unaudited_hdwallet_features()
+
+# (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
+TRADING = (8, 10, 3_600, 86_400, 7_200)
+# (discount_base_bps, slope_bps_per_hour, discount_max_bps, insurance_share_bps, buffer_bps, dust_mm_wad)
+LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
+PERP, FUTURE, CALL, PUT = 1, 2, 3, 4
+
+
+@pytest.fixture(scope="session")
+def local_keys(accounts):
+    """address -> eth-account LocalAccount for ape's test accounts (same mnemonic)."""
+    out = {}
+    for i in range(len(accounts)):
+        acct = Account.from_mnemonic(TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+        out[acct.address] = acct
+    return out
+
+
+@pytest.fixture(scope="session")
+def extension(project, admin, token, oracle, registry):
+    return project.MarginEngineExtension.deploy(token, oracle, registry, sender=admin)
+
+
+@pytest.fixture(scope="session")
+def engine(project, admin, token, oracle, registry, extension):
+    return project.MarginEngine.deploy(
+        token, oracle, registry, extension, TRADING, LIQUIDATION, sender=admin
+    )
+
+
+@pytest.fixture(scope="session")
+def engine_domain(chain, engine):
+    return EngineDomain(chain_id=chain.chain_id, verifying_contract=engine.address)
+
+
+@pytest.fixture(scope="session")
+def role_accounts(accounts):
+    return list(accounts)
+
+
+@pytest.fixture(autouse=True)
+def funds_add_up(request, role_accounts):
+    """After every engine test: token balance * SCALE + external P&L (settlement payoffs and
+    funding credited) + socialised loss == sum(cash) + insurance fund + fees, exactly."""
+    yield
+    if "engine" not in request.fixturenames:
+        return
+    engine = request.getfixturevalue("engine")
+    token = request.getfixturevalue("token")
+    assets = token.balanceOf(engine) * engine.SCALE() + engine.external_pnl_wad() + engine.socialised_loss_wad()
+    liabilities = sum(engine.cash_wad(a) for a in role_accounts) + engine.insurance_wad() + engine.fees_wad()
+    assert assets == liabilities, f"funds do not add up: assets {assets} != liabilities {liabilities}"
+
+
+@pytest.fixture
+def mine(chain):
+    """Advance chain time by `seconds` (one block)."""
+
+    def _mine(seconds: int = 1):
+        chain.mine(timestamp=chain.pending_timestamp + seconds)
+
+    return _mine
+
+
+@pytest.fixture
+def set_market(post_market, mine):
+    """Post fresh signed market data for ids 1-4 (one second later); `marks` overrides
+    {id: mark_wad}, `funding` {id: index_wad}, `rates` {id: (im_l, im_s, mm_l, mm_s)}."""
+
+    def _set(marks=None, funding=None, rates=None, ids=(PERP, FUTURE, CALL, PUT)):
+        mine(1)
+        return post_market(ids, **_overrides(ids, marks or {}, funding or {}, rates or {}))
+
+    return _set
+
+
+def _overrides(ids, marks, funding, rates):
+    """MarketData array overrides: the shared defaults (tests/conftest.py) with changes."""
+    defaults = {
+        1: (60_000 * WAD, 0, 6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD),
+        2: (60_500 * WAD, 0, 6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD),
+        3: (2_500 * WAD, 0, 2_500 * WAD, 9_000 * WAD, 1_250 * WAD, 4_500 * WAD),
+        4: (2_400 * WAD, 0, 2_400 * WAD, 9_000 * WAD, 1_200 * WAD, 4_500 * WAD),
+    }
+    rows = []
+    for i in ids:
+        m, f, a, b, c, d = defaults.get(i, defaults[1])
+        m = marks.get(i, m)
+        f = funding.get(i, f)
+        a, b, c, d = rates.get(i, (a, b, c, d))
+        rows.append((m, f, a, b, c, d))
+    return {
+        "marks_wad": [r[0] for r in rows],
+        "funding_indices_wad": [r[1] for r in rows],
+        "im_long_wad": [r[2] for r in rows],
+        "im_short_wad": [r[3] for r in rows],
+        "mm_long_wad": [r[4] for r in rows],
+        "mm_short_wad": [r[5] for r in rows],
+    }
+
+
+@pytest.fixture
+def fund(token, engine):
+    """Mint `amount` token units to `who` and deposit them."""
+
+    def _fund(who, amount):
+        token.mint(who, amount, sender=who)
+        token.approve(engine, amount, sender=who)
+        return engine.deposit(amount, sender=who)
+
+    return _fund
+
+
+@pytest.fixture
+def make_order(engine_domain, local_keys, chain):
+    """make_order(maker, instrument, is_buy, size_wad, price_wad, nonce=1) -> (Order, signature)."""
+
+    def _make(maker, instrument_id, is_buy, size_wad, price_wad, order_nonce=1, deadline=None):
+        order = Order(
+            account=maker.address,
+            instrument_id=instrument_id,
+            is_buy=is_buy,
+            size_wad=size_wad,
+            limit_price_wad=price_wad,
+            order_nonce=order_nonce,
+            deadline=chain.pending_timestamp + 3_600 if deadline is None else deadline,
+        )
+        return order, sign_order(order, engine_domain, local_keys[maker.address])
+
+    return _make
+
+
+@pytest.fixture
+def trade(engine, make_order):
+    """trade(maker, taker, instrument, maker_size_wad (signed), price_wad): maker signs, taker fills."""
+    counter = {"nonce": 1000}
+
+    def _trade(maker, taker, instrument_id, maker_size_wad, price_wad):
+        counter["nonce"] += 1
+        order, sig = make_order(maker, instrument_id, maker_size_wad > 0, abs(maker_size_wad), price_wad,
+                                order_nonce=counter["nonce"])
+        return engine.fill(order.as_args(), sig, abs(maker_size_wad), sender=taker)
+
+    return _trade
+
+
+@pytest.fixture
+def attest(engine, keeper, domain, signers, mine, chain):
+    """Sign (2 of 3) and post an attestation for the account's current state nonce."""
+
+    def _attest(account, im_wad, mm_wad, value_wad=0, by=None, sender=None):
+        mine(1)  # attestation timestamps must strictly increase per account
+        ts = chain.blocks.head.timestamp
+        att = Attestation(
+            account=account.address,
+            state_nonce=engine.state_nonce(account),
+            position_value_wad=value_wad,
+            initial_margin_wad=im_wad,
+            maintenance_margin_wad=mm_wad,
+            params_hash=PARAMS_HASH,
+            timestamp=ts,
+            deadline=ts + 300,
+        )
+        sigs = sign_multi(att, domain, signers[:2] if by is None else by)
+        return engine.post_attestation(att.as_args(), sigs, sender=sender or keeper)
+
+    return _attest
