@@ -18,7 +18,13 @@ import scipy.sparse as sp
 
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
 from offchain.keeper.book import KeeperBook
-from offchain.keeper.chain import WAD, Deployment, read_account_list, read_accounts, read_instruments
+from offchain.keeper.chain import (
+    WAD,
+    Deployment,
+    read_account_list,
+    read_accounts,
+    read_instruments,
+)
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Executor, TxResult
 from offchain.keeper.indexer import Indexer

@@ -113,7 +113,7 @@ def start_anvil(accounts: int = 10, timestamp: int | None = None, port: int | No
         if proc.poll() is not None:
             raise UserError(f"anvil: exited with status {proc.returncode} on port {port}")
         try:
-            w3.eth.chain_id
+            _ = w3.eth.chain_id
             break
         except Exception:  # noqa: BLE001 - not listening yet
             if time.monotonic() > deadline:

@@ -1,0 +1,53 @@
+"""Keeper config: file + environment, errors that name the field."""
+
+import json
+
+import pytest
+
+from offchain.errors import UserError
+from offchain.keeper.config import load_config
+
+
+def test_load_config__toml_and_env_override__env_wins(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text('rpc_url = "http://node:8545"\nattest_move_frac = 0.1\n'
+                    '[[signers]]\nsource = "ape:signer1"\npassphrase_env = "P1"\n[gas]\nbump_pct = 20\n')
+    cfg = load_config(path, env={"NETMARGIN_KEEPER_GAS__BUMP_PCT": "30",
+                                 "NETMARGIN_KEEPER_DRY_RUN": "true"})
+    assert cfg.rpc_url == "http://node:8545" and cfg.attest_move_frac == 0.1
+    assert cfg.gas.bump_pct == 30 and cfg.dry_run is True
+    assert cfg.signers[0].source == "ape:signer1"
+
+
+def test_load_config__json__read(tmp_path):
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"metrics_port": 9100, "prices": {"vols": {"BTC": 0.6}}}))
+    cfg = load_config(path, env={})
+    assert cfg.metrics_port == 9100 and cfg.prices.vols == {"BTC": 0.6}
+
+
+@pytest.mark.parametrize("text, field", [
+    ("attest_move_frac = 2.0", "config.attest_move_frac"),
+    ("rpc_url = \"node:8545\"", "config.rpc_url"),
+    ("bogus = 1", "config.bogus"),
+    ("[gas]\nbump_pct = 5", "config.gas.bump_pct"),
+    ("poll_interval_s = \"soon\"", "config.poll_interval_s"),
+])
+def test_load_config__bad_value__error_names_field(tmp_path, text, field):
+    path = tmp_path / "k.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(UserError, match=field.replace(".", r"\.")):
+        load_config(path, env={})
+
+
+def test_load_config__plain_private_key__refused(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text('[gas_key]\nsource = "0x' + "ab" * 32 + '"\n')
+    with pytest.raises(UserError, match="plain keys are not accepted") as exc:
+        load_config(path, env={})
+    assert "ab" * 8 not in str(exc.value)  # the key itself is never echoed
+
+
+def test_load_config__missing_file__says_what_to_do(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", env={})
