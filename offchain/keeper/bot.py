@@ -198,8 +198,9 @@ class Keeper:
             try:
                 head = self.w3.eth.block_number
                 if head != last_block:
-                    self.cycle()
-                    last_block = self.w3.eth.block_number
+                    # the head seen when the cycle started: blocks mined meanwhile (ours
+                    # included) get their own cycle, so none is skipped
+                    last_block = self.cycle().block
             except Exception as exc:  # noqa: BLE001 - a keeper logs, counts and keeps going
                 self.metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.exception("cycle failed", extra={"error": str(exc)[:300]})

@@ -14,9 +14,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import requests
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
 
 from offchain.keeper.config import GasConfig
 
@@ -39,14 +46,18 @@ def bumped_fees(max_fee: int, tip: int, cfg: GasConfig) -> tuple[int, int]:
     return new_max, min(new_tip, new_max)
 
 
+# the node or the link failed, not the transaction: worth retrying
+TRANSIENT_ERRORS = (ConnectionError, TimeoutError, OSError, requests.RequestException,
+                    Web3RPCError, ProviderConnectionError, TimeExhausted)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: the node or the link, not the transaction."""
+    """Errors worth retrying: the node or the link, not the transaction (nor our own bugs)."""
     if isinstance(exc, ContractLogicError):
         return False
-    text = str(exc).lower()
-    if any(s in text for s in ("execution reverted", "revert")):
+    if any(s in str(exc).lower() for s in ("execution reverted", "revert")):
         return False
-    return True
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 class NonceManager:

@@ -29,3 +29,8 @@ def test_is_transient__revert__not_retried():
 def test_is_transient__connection_error__retried():
     assert is_transient(ConnectionError("connection refused"))
     assert is_transient(TimeoutError("read timed out"))
+
+
+def test_is_transient__programming_error__not_retried():
+    assert not is_transient(KeyError("account"))
+    assert not is_transient(TypeError("bad argument"))
