@@ -34,9 +34,10 @@ from .modules import engine_core as core
 
 # core first: its storage layout is shared with the delegatecalled extension
 initializes: core
+# pausable second: the extension initialises (core, pausable) too, so `paused` shares its slot
+initializes: pausable
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
-initializes: pausable
 initializes: eip712_domain_separator
 
 exports: (
@@ -50,7 +51,6 @@ exports: (
     core.ORACLE,
     core.REGISTRY,
     core.SCALE,
-    core.cash_wad,
     core.order_filled,
     core.account_count,
     core.account_at,
@@ -106,7 +106,8 @@ def deposit(amount: uint256):
     """
     received: uint256 = self._pull(amount)
     credit: uint256 = received * core.SCALE
-    core.cash_wad[msg.sender] += convert(credit, int256)
+    header: uint256 = core._header[msg.sender]
+    core._header[msg.sender] = core._with_cash(header, core._cash(header) + convert(credit, int256))
     log IMarginEngine.Deposit(account=msg.sender, amount=received, credit_wad=credit)
 
 
@@ -115,31 +116,10 @@ def withdraw(amount: uint256):
     """
     @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
             With positions: not paused, fresh marks and margin basis, and equity >= IM after.
+    @dev Runs in the extension (delegatecall) to keep this contract under EIP-170.
     @param amount Token units to send to msg.sender.
     """
-    assert amount > 0, "engine: zero amount"
-    debit: uint256 = amount * core.SCALE
-    cash: int256 = core.cash_wad[msg.sender] - convert(debit, int256)
-    n: uint256 = (core._header[msg.sender] >> 128) & core.MASK_8
-    if n == 0:
-        assert cash >= 0, "engine: insufficient cash"
-    else:
-        pausable._require_not_paused()
-        cfg: uint256 = core._trading
-        ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, n)
-        marks: DynArray[int256, core.MAX_POSITIONS] = []
-        findex: DynArray[int256, core.MAX_POSITIONS] = []
-        marks_at: uint256 = 0
-        marks, findex, marks_at = core._marks(ids)
-        assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
-        pend: uint256 = core._pending[msg.sender]
-        core._require_fresh_basis(pend, cfg)
-        equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
-        im: uint256 = (core._attested[msg.sender] & core.MASK_112) + (pend & core.MASK_112)
-        assert equity >= convert(im, int256), "engine: below initial margin"
-    core.cash_wad[msg.sender] = cash
-    self._push(msg.sender, amount)
-    log IMarginEngine.Withdrawal(account=msg.sender, amount=amount, debit_wad=debit)
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
 
 
 @external
@@ -166,7 +146,7 @@ def withdraw_fees(amount: uint256, to: address):
     debit: uint256 = amount * core.SCALE
     assert debit <= core.fees_wad, "engine: amount exceeds fees"
     core.fees_wad -= debit
-    self._push(to, amount)
+    core._push(to, amount)
     log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
 
 
@@ -396,6 +376,13 @@ def liquidation_params() -> IMarginEngine.LiquidationParams:
 
 @view
 @external
+def cash_wad(account: address) -> int256:
+    """@return The account's signed cash (WAD)."""
+    return core._cash(core._header[account])
+
+
+@view
+@external
 def state_nonce(account: address) -> uint256:
     """@return The account's state nonce (bumped on every position change)."""
     return core._header[account] & core.MASK_64
@@ -423,7 +410,7 @@ def order_hash(order: IMarginEngine.Order) -> bytes32:
 def account(account: address) -> IMarginEngine.AccountView:
     """@return The account's full state."""
     header: uint256 = core._header[account]
-    n: uint256 = (header >> 128) & core.MASK_8
+    n: uint256 = core._count(header)
     ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
     positions: DynArray[IMarginEngine.PositionView, core.MAX_POSITIONS] = []
     for iid: uint256 in ids:
@@ -436,7 +423,7 @@ def account(account: address) -> IMarginEngine.AccountView:
     att: uint256 = core._attested[account]
     pend: uint256 = core._pending[account]
     return IMarginEngine.AccountView(
-        cash_wad=core.cash_wad[account],
+        cash_wad=core._cash(header),
         state_nonce=header & core.MASK_64,
         positions=positions,
         attested_im_wad=att & core.MASK_112,
@@ -445,7 +432,7 @@ def account(account: address) -> IMarginEngine.AccountView:
         pending_im_wad=pend & core.MASK_112,
         pending_mm_wad=(pend >> 112) & core.MASK_112,
         margin_basis_timestamp=pend >> 224,
-        liquidatable_since=(header >> 64) & core.MASK_64,
+        liquidatable_since=core._since(header),
     )
 
 
@@ -460,8 +447,9 @@ def health(account: address) -> IMarginEngine.Health:
 @external
 def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngine.LiquidationPreview:
     """
-    @notice What `liquidate(account, fraction_wad, ...)` would do now (before rounding of
-            individual slices: slice value here is f * book value).
+    @notice What `liquidate(account, fraction_wad, ...)` would do now. The slice value here
+            is f * book value; liquidate() rounds each position's slice towards zero, so
+            its figures can differ by a few wei per position.
     @return The preview; fraction 0 if the account is not liquidatable.
     """
     preview: IMarginEngine.LiquidationPreview = empty(IMarginEngine.LiquidationPreview)
@@ -469,26 +457,12 @@ def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngin
     if not h.liquidatable or fraction_wad == 0:
         return preview
     lcfg: uint256 = core._liquidation
-    since: uint256 = (core._header[account] >> 64) & core.MASK_64
+    since: uint256 = core._since(core._header[account])
     if since == 0:
         since = block.timestamp
     disc_bps: uint256 = core._discount_bps(lcfg, since)
     f: uint256 = min(min(fraction_wad, core.WAD), core._fraction_cap(lcfg, h.equity_wad, h.mm_wad, disc_bps))
-    n: uint256 = (core._header[account] >> 128) & core.MASK_8
-    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
-    marks: DynArray[int256, core.MAX_POSITIONS] = []
-    findex: DynArray[int256, core.MAX_POSITIONS] = []
-    marks_at: uint256 = 0
-    marks, findex, marks_at = core._marks(ids)
-    slice_value: int256 = 0
-    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
-        size: int256 = 0
-        last: int256 = 0
-        size, last = core._get_position(account, ids[i])
-        part: int256 = size
-        if f < core.WAD:
-            part = size * convert(f, int256) // core.WAD_I
-        slice_value += core._mul_floor(part, marks[i])
+    slice_value: int256 = core._mul_floor(h.position_value_wad, convert(f, int256))
     discount: uint256 = disc_bps * f // core.BPS * h.mm_wad // core.WAD
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
     preview.fraction_wad = f
@@ -539,7 +513,7 @@ def _trade_side(
     @dev Books one side of a fill: position, cash, margins, nonce, then the margin check.
     """
     header: uint256 = core._header[account]
-    n: uint256 = (header >> 128) & core.MASK_8
+    n: uint256 = core._count(header)
     ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
     size: int256 = 0
     last: int256 = 0
@@ -566,7 +540,7 @@ def _trade_side(
     marks, findex, marks_at = core._marks(price_ids)
     k: uint256 = core._index_of(price_ids, iid)
 
-    cash_before: int256 = core.cash_wad[account]
+    cash_before: int256 = core._cash(header)
     att: uint256 = core._attested[account]
     pend: uint256 = core._pending[account]
     equity_before: int256 = 0
@@ -578,7 +552,6 @@ def _trade_side(
     # Apply this position's funding before its size changes.
     cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
     core._set_position(account, iid, new_size, findex[k])
-    core.cash_wad[account] = cash
     new_n: uint256 = len(ids_after)
     if new_n != n or size == 0:
         core._store_ids(account, ids_after, n)
@@ -588,10 +561,9 @@ def _trade_side(
         # an empty book needs no margin: reset margins and the basis exactly
         core._attested[account] = att & (core.MASK_32 << 224)
         core._pending[account] = 0
-        header = header & ~(core.MASK_64 << 64)
-        core._header[account] = header
         if cash < 0:
-            core.cash_wad[account] = core._absorb_deficit(account, cash)
+            cash = core._absorb_deficit(account, cash)
+        core._header[account] = core._with_cash(core._with_since(header, 0), cash)
         return
     if reducing:
         # homogeneity: margins scale by |new| / |old|, rounded up
@@ -601,7 +573,7 @@ def _trade_side(
         pend = core._scale_margins(pend, num, den)
         core._attested[account] = att
         core._pending[account] = pend
-        core._header[account] = header
+        core._header[account] = core._with_cash(header, cash)
         # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
         # bad-price sale to a friend could push losses onto the insurance fund).
         equity_after: int256 = core._equity(account, cash, ids_after, marks, findex)
@@ -628,9 +600,10 @@ def _trade_side(
         add_mm = rates.mm_long_wad
     pend = core._add_pending(pend, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm))
     core._pending[account] = pend
-    header = core._list(account, header & ~(core.MASK_64 << 64))
-    core._header[account] = header
-    equity: int256 = core._equity(account, cash, ids_after, marks, findex)
+    # equity >= IM is asserted below, so the account is healthy: clear the discount clock
+    core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
+    # price_ids matches marks; a closed position now reads as size 0
+    equity: int256 = core._equity(account, cash, price_ids, marks, findex)
     im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
     if is_maker:
         assert equity >= convert(im, int256), "engine: maker below initial margin"
@@ -669,11 +642,6 @@ def _pull(amount: uint256) -> uint256:
     received: uint256 = staticcall core.TOKEN.balanceOf(self) - before
     assert received > 0, "engine: nothing received"
     return received
-
-
-@internal
-def _push(to: address, amount: uint256):
-    assert extcall core.TOKEN.transfer(to, amount, default_return_value=True), "engine: transfer failed"
 
 
 @internal

@@ -2,7 +2,7 @@
 """
 @title MarginEngineExtension
 @custom:contract-name MarginEngineExtension
-@notice Liquidation, settlement and flagging of MarginEngine, run ONLY through the engine's
+@notice Withdrawal, liquidation, settlement and flagging of MarginEngine, run ONLY through the engine's
         delegatecall (the engine would exceed EIP-170 otherwise). Shares the engine's storage
         layout through `initializes: core` as its first and only storage.
 @dev No reentrancy pragma here: the engine's lock (transient storage) is already held when it
@@ -14,9 +14,12 @@ from ..interfaces import IRiskOracle
 from ..interfaces import IInstrumentRegistry
 from ..interfaces import IMarginEngine
 from ethereum.ercs import IERC20
+from snekmate.utils import pausable
 from . import engine_core as core
 
+# Same order as MarginEngine.vy: core's slots, then `paused`. Never add storage here.
 initializes: core
+initializes: pausable
 
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
@@ -28,7 +31,44 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
     @notice Deploy with the same token, oracle and registry as the engine.
     """
     core.__init__(token, oracle, registry)
+    pausable.__init__()
     _SELF = self
+
+
+#### COLLATERAL ####
+
+@external
+def withdraw(amount: uint256):
+    """
+    @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
+            With positions: not paused, fresh marks and margin basis, and equity >= IM after.
+    @param amount Token units to send to msg.sender.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    assert amount > 0, "engine: zero amount"
+    debit: uint256 = amount * core.SCALE
+    header: uint256 = core._header[msg.sender]
+    cash: int256 = core._cash(header) - convert(debit, int256)
+    n: uint256 = core._count(header)
+    if n == 0:
+        assert cash >= 0, "engine: insufficient cash"
+    else:
+        pausable._require_not_paused()
+        cfg: uint256 = core._trading
+        ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, n)
+        marks: DynArray[int256, core.MAX_POSITIONS] = []
+        findex: DynArray[int256, core.MAX_POSITIONS] = []
+        marks_at: uint256 = 0
+        marks, findex, marks_at = core._marks(ids)
+        assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
+        pend: uint256 = core._pending[msg.sender]
+        core._require_fresh_basis(pend, cfg)
+        equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
+        im: uint256 = (core._attested[msg.sender] & core.MASK_112) + (pend & core.MASK_112)
+        assert equity >= convert(im, int256), "engine: below initial margin"
+    core._header[msg.sender] = core._with_cash(header, cash)
+    core._push(msg.sender, amount)
+    log IMarginEngine.Withdrawal(account=msg.sender, amount=amount, debit_wad=debit)
 
 
 #### LIQUIDATION ####
@@ -43,17 +83,17 @@ def flag(account: address):
     """
     assert self != _SELF, "engine: delegatecall only"
     header: uint256 = core._header[account]
-    since: uint256 = (header >> 64) & core.MASK_64
+    since: uint256 = core._since(header)
     h: IMarginEngine.Health = core._health(account)
     if h.liquidatable:
         assert since == 0, "engine: already flagged"
         cfg: uint256 = core._trading
         assert block.timestamp <= h.marks_updated_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
-        core._header[account] = header | (block.timestamp << 64)
+        core._header[account] = core._with_since(header, block.timestamp)
         log IMarginEngine.Flagged(account=account, since=block.timestamp)
     else:
         assert since != 0, "engine: account is healthy"
-        core._header[account] = header & ~(core.MASK_64 << 64)
+        core._header[account] = core._with_since(header, 0)
         log IMarginEngine.Unflagged(account=account)
 
 
@@ -77,7 +117,7 @@ def liquidate(
     assert fraction_wad > 0 and fraction_wad <= core.WAD, "engine: fraction out of range"
     header: uint256 = core._header[account]
     assert header & core.MASK_64 == expected_state_nonce, "engine: state nonce changed"
-    n: uint256 = (header >> 128) & core.MASK_8
+    n: uint256 = core._count(header)
     assert n > 0, "engine: no positions"
     cfg: uint256 = core._trading
     ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
@@ -91,14 +131,14 @@ def liquidate(
     pend: uint256 = core._pending[account]
     im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
     mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
-    cash: int256 = core.cash_wad[account]
+    cash: int256 = core._cash(header)
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
 
-    since: uint256 = (header >> 64) & core.MASK_64
+    since: uint256 = core._since(header)
     if since == 0:
         since = block.timestamp
-        header = header | (since << 64)
+        header = core._with_since(header, since)
         log IMarginEngine.Flagged(account=account, since=since)
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
@@ -107,10 +147,11 @@ def liquidate(
     # Move the slice: apply each position's funding first (sizes change), then split it.
     slice_value: int256 = 0
     lheader: uint256 = core._header[msg.sender]
-    ln: uint256 = (lheader >> 128) & core.MASK_8
+    ln: uint256 = core._count(lheader)
     lids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, ln)
-    lcash: int256 = core.cash_wad[msg.sender]
+    lcash: int256 = core._cash(lheader)
     kept: DynArray[uint256, core.MAX_POSITIONS] = []
+    max_positions: uint256 = cfg & core.MASK_8
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
         size: int256 = 0
@@ -131,6 +172,7 @@ def liquidate(
             llast: int256 = 0
             lsize, llast = core._get_position(msg.sender, iid)
             if lsize == 0:
+                assert len(lids) < max_positions, "engine: too many positions"
                 lids.append(iid)
             else:
                 lcash -= core._funding_owed(msg.sender, iid, lsize, llast, findex[i])
@@ -155,7 +197,7 @@ def liquidate(
     if new_n == 0:
         att = att & (core.MASK_32 << 224)
         pend = 0
-        header = header & ~(core.MASK_64 << 64)
+        header = core._with_since(header, 0)
     else:
         att = core._scale_margins(att, keep, core.WAD)
         pend = core._scale_margins(pend, keep, core.WAD)
@@ -165,11 +207,8 @@ def liquidate(
     core._store_ids(account, kept, n)
     if new_n == 0 and cash < 0:
         cash = core._absorb_deficit(account, cash)
-    core.cash_wad[account] = cash
 
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
-    lcfg_max: uint256 = cfg & core.MASK_8
-    assert len(lids) <= lcfg_max, "engine: too many positions"
     lpend: uint256 = core._pending[msg.sender]
     if ln > 0:
         core._require_fresh_basis(lpend, cfg)
@@ -178,9 +217,10 @@ def liquidate(
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
         lpend = 0
     core._pending[msg.sender] = lpend
-    core._header[msg.sender] = core._list(msg.sender, core._with_count(lheader + 1, len(lids)))
+    core._header[msg.sender] = core._with_cash(
+        core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
+    )
     core._store_ids(msg.sender, lids, ln)
-    core.cash_wad[msg.sender] = lcash
     if len(lids) > 0:
         lmarks: DynArray[int256, core.MAX_POSITIONS] = []
         lfindex: DynArray[int256, core.MAX_POSITIONS] = []
@@ -196,9 +236,9 @@ def liquidate(
         new_equity: int256 = core._equity(account, cash, kept, core._pick(ids, marks, kept), core._pick(ids, findex, kept))
         new_mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
         if new_equity >= convert(new_mm, int256):
-            header = header & ~(core.MASK_64 << 64)
+            header = core._with_since(header, 0)
             log IMarginEngine.Unflagged(account=account)
-    core._header[account] = header
+    core._header[account] = core._with_cash(header, cash)
     log IMarginEngine.Liquidation(
         account=account,
         liquidator=msg.sender,
@@ -247,19 +287,19 @@ def settle(account: address, instrument_id: uint256):
         assert inst.kind == core.KIND_FUTURE, "engine: not an expiring instrument"
     # rounds down: a long receives floor, a short pays ceil
     credit: int256 = core._mul_floor(size, convert(payoff, int256))
-    cash: int256 = core.cash_wad[account] + credit
     core.external_pnl_wad += credit
     core._set_position(account, instrument_id, 0, 0)
 
     header: uint256 = core._header[account]
-    n: uint256 = (header >> 128) & core.MASK_8
+    cash: int256 = core._cash(header) + credit
+    n: uint256 = core._count(header)
     ids: DynArray[uint256, core.MAX_POSITIONS] = core._without(core._load_ids(account, n), instrument_id)
     new_n: uint256 = len(ids)
     core._store_ids(account, ids, n)
     if new_n == 0:
         core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
         core._pending[account] = 0
-        header = header & ~(core.MASK_64 << 64)
+        header = core._with_since(header, 0)
         if cash < 0:
             cash = core._absorb_deficit(account, cash)
     else:
@@ -276,8 +316,7 @@ def settle(account: address, instrument_id: uint256):
         core._pending[account] = core._add_pending(
             core._pending[account], core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm)
         )
-    core._header[account] = core._with_count(header + 1, new_n)
-    core.cash_wad[account] = cash
+    core._header[account] = core._with_cash(core._with_count(header + 1, new_n), cash)
     log IMarginEngine.Settlement(
         account=account,
         instrument_id=instrument_id,

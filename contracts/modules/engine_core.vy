@@ -46,7 +46,10 @@ MASK_112: constant(uint256) = 2**112 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 # Signed values are packed with an offset (value + 2**127) so they fit in 128 unsigned bits.
 OFFSET_128: constant(int256) = 2**127
-LISTED_BIT: constant(uint256) = 2**136
+MASK_40: constant(uint256) = 2**40 - 1
+LISTED_BIT: constant(uint256) = 2**112
+INT128_MIN: constant(int256) = -(2**127)
+INT128_MAX: constant(int256) = 2**127 - 1
 
 
 #### IMMUTABLES ####
@@ -63,10 +66,9 @@ SCALE: public(immutable(uint256))
 
 #### STORAGE ####
 
-# signed cash per account, WAD
-cash_wad: public(HashMap[address, int256])
-# packed account header: state_nonce (bits 0-63) | liquidatable_since (64-127) |
-# position count (128-135) | listed in account_at (bit 136). One slot: every trade touches all.
+# packed account header, one slot because every trade reads and writes all of it:
+# state_nonce (bits 0-63) | liquidatable_since (64-103) | position count (104-111) |
+# listed in account_at (bit 112) | cash WAD as int128 two's complement (128-255)
 _header: HashMap[address, uint256]
 # packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255)
 _attested: HashMap[address, uint256]
@@ -129,8 +131,9 @@ def _marks(
 @view
 def _health(account: address) -> IMarginEngine.Health:
     h: IMarginEngine.Health = empty(IMarginEngine.Health)
-    n: uint256 = (self._header[account] >> 128) & MASK_8
-    cash: int256 = self.cash_wad[account]
+    header: uint256 = self._header[account]
+    n: uint256 = self._count(header)
+    cash: int256 = self._cash(header)
     if n == 0:
         h.equity_wad = cash
         h.marks_updated_at = block.timestamp
@@ -142,6 +145,11 @@ def _health(account: address) -> IMarginEngine.Health:
     att: uint256 = self._attested[account]
     pend: uint256 = self._pending[account]
     h.equity_wad = self._equity(account, cash, ids, marks, findex)
+    for i: uint256 in range(n, bound=MAX_POSITIONS):
+        size: int256 = 0
+        last: int256 = 0
+        size, last = self._get_position(account, ids[i])
+        h.position_value_wad += self._mul_floor(size, marks[i])
     h.im_wad = (att & MASK_112) + (pend & MASK_112)
     h.mm_wad = ((att >> 112) & MASK_112) + ((pend >> 112) & MASK_112)
     h.liquidatable = h.equity_wad < convert(h.mm_wad, int256)
@@ -341,9 +349,45 @@ def _store_ids(account: address, ids: DynArray[uint256, MAX_POSITIONS], old_n: u
 
 @internal
 @pure
+def _count(header: uint256) -> uint256:
+    return (header >> 104) & MASK_8
+
+
+@internal
+@pure
+def _since(header: uint256) -> uint256:
+    return (header >> 64) & MASK_40
+
+
+@internal
+@pure
+def _cash(header: uint256) -> int256:
+    """@dev Decodes the int128 two's complement cash in the header's top 128 bits."""
+    v: uint256 = header >> 128
+    if v > convert(INT128_MAX, uint256):
+        # v < 2**128: the subtraction cannot overflow int256
+        return unsafe_sub(convert(v, int256), 2**128)
+    return convert(v, int256)
+
+
+@internal
+@pure
+def _with_cash(header: uint256, cash: int256) -> uint256:
+    assert cash >= INT128_MIN and cash <= INT128_MAX, "engine: cash out of range"
+    return (header & MASK_128) | ((convert(convert(cash, bytes32), uint256) & MASK_128) << 128)
+
+
+@internal
+@pure
+def _with_since(header: uint256, since: uint256) -> uint256:
+    return (header & ~(MASK_40 << 64)) | (since << 64)
+
+
+@internal
+@pure
 def _with_count(header: uint256, n: uint256) -> uint256:
     """@dev Sets the position count; `header + 1` before the call bumps the state nonce."""
-    return (header & ~(MASK_8 << 128)) | (n << 128)
+    return (header & ~(MASK_8 << 104)) | (n << 104)
 
 
 @internal
@@ -392,3 +436,8 @@ def _pick(
             j += 1
     return out
 
+
+@internal
+def _push(to: address, amount: uint256):
+    """@dev Token transfer out; accepts tokens that return nothing."""
+    assert extcall TOKEN.transfer(to, amount, default_return_value=True), "engine: transfer failed"
