@@ -61,7 +61,40 @@ exports: (
 )
 
 
-# liquidate, settle and flag run in this contract's storage via delegatecall
+# ABI copies of the events only the extension logs (from this address, via delegatecall):
+# Vyper puts an imported event into the ABI only where it is logged. Same fields as
+# IMarginEngine.vyi; tests/engine/test_governance.py checks the two ABIs agree.
+event Withdrawal:
+    account: indexed(address)
+    amount: uint256
+    debit_wad: uint256
+
+event Flagged:
+    account: indexed(address)
+    since: uint256
+
+event Unflagged:
+    account: indexed(address)
+
+event Liquidation:
+    account: indexed(address)
+    liquidator: indexed(address)
+    fraction_wad: uint256
+    slice_value_wad: int256
+    discount_wad: uint256
+    insurance_wad: uint256
+    payment_wad: int256
+    state_nonce: uint256  # the account's nonce after the liquidation
+
+event Settlement:
+    account: indexed(address)
+    instrument_id: indexed(uint256)
+    size_wad: int256
+    settlement_price_wad: uint256
+    payoff_wad: int256  # cash credited
+
+
+# withdraw, liquidate, settle and flag run in this contract's storage via delegatecall
 EXTENSION: public(immutable(address))
 
 
@@ -194,10 +227,10 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
         pay = -pay
     # pay > 0: the maker buys and pays
     rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
-    rates_at: uint256 = 0
+    rates_at: uint256 = 0  # not checked: marks_at (same signed batch) bounds it in _trade_side
     rates, rates_at = staticcall core.ORACLE.rates(iid)
-    self._trade_side(maker, iid, maker_delta, -pay, rates, rates_at, cfg, True)
-    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, rates_at, cfg, False)
+    self._trade_side(maker, iid, maker_delta, -pay, rates, cfg, True)
+    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, cfg, False)
     core.fees_wad += fee
     log IMarginEngine.OrderFilled(
         order_hash=digest,
@@ -505,7 +538,6 @@ def _trade_side(
     delta: int256,
     cash_delta: int256,
     rates: IRiskOracle.Rates,
-    rates_at: uint256,
     cfg: uint256,
     is_maker: bool,
 ):
@@ -589,8 +621,9 @@ def _trade_side(
     # New risk: not paused, fresh marks, rates and margin basis, equity >= IM after.
     pausable._require_not_paused()
     max_age: uint256 = (cfg >> 24) & core.MASK_32
+    # marks_at is the oldest update in the book, which includes this instrument, so it also
+    # bounds the age of `rates` (posted in the same signed batch).
     assert block.timestamp <= marks_at + max_age, "engine: stale marks"
-    assert block.timestamp <= rates_at + max_age, "engine: stale rates"
     core._require_fresh_basis(pend, cfg)
     q: uint256 = convert(abs(delta), uint256)
     add_im: uint256 = rates.im_short_wad

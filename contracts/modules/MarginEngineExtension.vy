@@ -283,8 +283,7 @@ def settle(account: address, instrument_id: uint256):
         payoff = 0
         if inst.strike_wad > price:
             payoff = inst.strike_wad - price
-    else:
-        assert inst.kind == core.KIND_FUTURE, "engine: not an expiring instrument"
+    # else a future (the oracle never sets a settlement price for a perpetual): the price
     # rounds down: a long receives floor, a short pays ceil
     credit: int256 = core._mul_floor(size, convert(payoff, int256))
     core.external_pnl_wad += credit
