@@ -1,0 +1,244 @@
+"""Economic attacks on the engine: self-liquidation through a second account, wash trades at
+off-market prices, a 20x pump, repeated partial liquidations, a 50% crash with a single
+liquidator. Each test states the outcome it expects; the autouse funds check (tests/engine)
+also runs after every test here.
+"""
+
+import ape
+import pytest
+from conftest import BTC, MAX_INDEX_MOVE_BPS, WAD
+
+from .conftest import BTC_MARK, LIQUIDATION, PERP
+
+USD = 10**6  # settlement token units (6 decimals)
+MM_RATE = 3_000 * WAD  # per BTC (fixture rates)
+BIG = 2**200  # a price limit that never binds
+HOUR = 3_600
+
+
+@pytest.fixture(scope="module")
+def market(desk, maker, taker, trader, attacker, accomplice, liquidator, admin, extension):
+    """A deep maker and taker, a 5,000 insurance fund, fresh marks."""
+    desk.fund(maker, 5_000_000 * USD)
+    desk.fund(taker, 1_000_000 * USD)
+    desk.token.mint(admin, 5_000 * USD, sender=admin)
+    desk.token.approve(desk.engine, 5_000 * USD, sender=admin)
+    desk.engine.fund_insurance(5_000 * USD, sender=admin)
+    desk.post_marks()
+    return desk
+
+
+def _go_long(market, who, maker, deposit_usd, size_wad):
+    """`who` deposits and buys `size_wad` BTC perp from the maker at the mark (as taker)."""
+    market.fund(who, deposit_usd * USD)
+    market.trade(maker, who, PERP, -size_wad, BTC_MARK)
+
+
+def _liquidate(market, account, by, fraction=WAD):
+    e = market.engine
+    return e.liquidate(account, fraction, BIG, e.state_nonce(account), sender=by)
+
+
+# ------------------------------------------------------------------ self-liquidation
+
+
+def test_liquidate__own_account__reverts_self_liquidation(market, maker, attacker):
+    _go_long(market, attacker, maker, 7_000, WAD)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    assert market.engine.health(attacker).liquidatable
+    with ape.reverts("engine: self-liquidation"):
+        _liquidate(market, attacker, attacker)
+
+
+def test_liquidate__through_second_account__unprofitable(market, maker, attacker, accomplice):
+    """The attacker lets its own account fall below MM, waits for the largest discount and
+    liquidates it from a second account: the pair loses exactly the insurance share."""
+    e = market.engine
+    _go_long(market, attacker, maker, 7_000, WAD)
+    market.fund(accomplice, 50_000 * USD)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    e.flag(attacker, sender=accomplice)  # starts the discount clock
+    market.mine(9 * HOUR)  # 1,000 bps + 500 bps/hour reaches the 5,000 bps cap
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    pair_before = market.equity(attacker) + market.equity(accomplice)
+    insurance_before = e.insurance_wad()
+    preview = e.liquidation_preview(attacker, WAD)
+    assert preview.discount_bps == LIQUIDATION[2]  # the largest discount on offer
+
+    _liquidate(market, attacker, accomplice)
+
+    to_insurance = e.insurance_wad() - insurance_before
+    assert to_insurance > 0
+    assert market.equity(attacker) + market.equity(accomplice) == pair_before - to_insurance
+
+
+# ------------------------------------------------------------------ wash trades
+
+
+def test_fill__wash_trades_off_market_then_close__pair_withdraws_deposits_minus_fees(
+    market, attacker, accomplice, token
+):
+    """Two accounts of one attacker trade 1 BTC at 90,000 (mark 60,000) and close at 30,000:
+    value only moves between them; together they withdraw their deposits minus the fees."""
+    e = market.engine
+    market.fund(attacker, 100_000 * USD)
+    market.fund(accomplice, 100_000 * USD)
+    fees_before = e.fees_wad()
+    market.trade(accomplice, attacker, PERP, -WAD, 90_000 * WAD)  # attacker buys high
+    market.trade(accomplice, attacker, PERP, WAD, 30_000 * WAD)  # and sells low
+    fees = (e.fees_wad() - fees_before) // e.SCALE()
+    assert fees == (90 + 30) * USD
+    wallets_before = token.balanceOf(attacker) + token.balanceOf(accomplice)
+
+    for who in (attacker, accomplice):
+        cash = e.cash_wad(who) // e.SCALE()
+        with ape.reverts("engine: insufficient cash"):
+            e.withdraw(cash + 1, sender=who)
+        e.withdraw(cash, sender=who)
+    withdrawn = token.balanceOf(attacker) + token.balanceOf(accomplice) - wallets_before
+    assert withdrawn == 200_000 * USD - fees
+
+
+def test_fill__wash_trade_pushing_loser_below_im__reverts(market, attacker, accomplice):
+    market.fund(attacker, 10_000 * USD)
+    market.fund(accomplice, 10_000 * USD)
+    before = market.snapshot(attacker, accomplice)
+    order, sig = market.order(accomplice, PERP, -WAD, 70_000 * WAD)  # attacker would buy 10k over mark
+    with ape.reverts("engine: taker below initial margin"):
+        market.engine.fill(order.as_args(), sig, WAD, sender=attacker)
+    assert market.snapshot(attacker, accomplice) == before
+
+
+def test_fill__liquidatable_account_sells_half_to_friend_at_zero__reverts_deepens_shortfall(
+    market, maker, attacker, accomplice
+):
+    """An account below MM cannot shed value to a friend through a cheap partial sale."""
+    _go_long(market, attacker, maker, 14_000, 2 * WAD)
+    market.fund(accomplice, 10_000 * USD)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    assert market.engine.health(attacker).liquidatable
+    before = market.snapshot(attacker, accomplice)
+    order, sig = market.order(accomplice, PERP, WAD, 1)  # the friend buys 1 BTC at 1 wei
+    with ape.reverts("engine: taker reduction deepens shortfall"):
+        market.engine.fill(order.as_args(), sig, WAD, sender=attacker)
+    assert market.snapshot(attacker, accomplice) == before
+
+
+# ------------------------------------------------------------------ 20x pump
+
+
+def test_post_index_prices__20x_pump_on_thin_underlying__reverts_and_needs_many_updates(
+    market, oracle, post_index
+):
+    """A thin underlying pumped 20x: the index may move only 20% per signed update, and every
+    update needs a strictly newer timestamp, so the pump cannot land in one update."""
+    thin = b"THIN".ljust(32, b"\0")
+    post_index({thin: WAD, BTC: BTC_MARK})
+    market.mine(1)
+    with ape.reverts("oracle: index move above limit"):
+        post_index({thin: 20 * WAD})
+    price, updates = WAD, 0
+    while price < 20 * WAD:
+        market.mine(1)
+        price = min(20 * WAD, price * (10_000 + MAX_INDEX_MOVE_BPS) // 10_000)
+        post_index({thin: price})
+        updates += 1
+    assert updates == 17  # 1.2**17 > 20 > 1.2**16
+    with ape.reverts("oracle: index price not newer than stored"):
+        post_index({thin: price}, timestamp=oracle.index_price(thin)[1])
+
+
+# ------------------------------------------------------------------ partial liquidations
+
+
+def test_liquidate__repeated_small_fractions__converge_to_healthy_without_dust(
+    market, maker, trader, liquidator
+):
+    """10% slices, one after the other, until the account is healthy: few steps, MM scales
+    by exactly (1 - f) rounded up each time, no slice leaves a dust remainder."""
+    e = market.engine
+    _go_long(market, trader, maker, 7_000, WAD)
+    market.fund(liquidator, 100_000 * USD)
+    market.post_marks(marks={PERP: 54_000 * WAD})  # equity 940, MM 3,000
+    dust = LIQUIDATION[5]
+    steps = 0
+    while e.health(trader).liquidatable:
+        mm_before = e.health(trader).mm_wad
+        _liquidate(market, trader, liquidator, WAD // 10)
+        steps += 1
+        mm_after = e.health(trader).mm_wad
+        assert mm_after == -(-mm_before * 9 // 10)  # ceil(mm * 0.9)
+        assert mm_after == 0 or mm_after >= dust
+        assert steps <= 20
+    assert steps == 14  # shortfall shrinks by (1 - 10% discount) * 10% * MM per step
+    assert e.health(trader).equity_wad >= e.health(trader).mm_wad > 0
+    with ape.reverts("engine: account is healthy"):
+        _liquidate(market, trader, liquidator, WAD // 10)
+
+
+def test_liquidate__full_request__one_capped_slice_restores_buffer(market, maker, trader, liquidator):
+    e = market.engine
+    _go_long(market, trader, maker, 7_000, WAD)
+    market.fund(liquidator, 100_000 * USD)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    _liquidate(market, trader, liquidator)
+    h = e.health(trader)
+    assert 0 < e.position(trader, PERP) < WAD  # partial: capped below the whole book
+    buffer_bps = LIQUIDATION[4]
+    # equity >= MM * (1 + buffer) up to the rounding of slices and margins (a few wei)
+    assert h.equity_wad * 10_000 >= h.mm_wad * (10_000 + buffer_bps) - 10**6
+    with ape.reverts("engine: account is healthy"):
+        _liquidate(market, trader, liquidator)
+
+
+def test_liquidate__remainder_would_be_dust__whole_book_taken(market, maker, trader, liquidator):
+    """0.04 BTC (MM 120): the capped slice would leave MM ~86 < dust (100), so it takes all."""
+    e = market.engine
+    _go_long(market, trader, maker, 300, 4 * WAD // 100)
+    market.fund(liquidator, 100_000 * USD)
+    market.post_marks(marks={PERP: 55_000 * WAD})
+    assert e.health(trader).liquidatable
+    _liquidate(market, trader, liquidator)
+    view = e.account(trader)
+    assert view.positions == [] and view.attested_mm_wad == 0 and view.pending_mm_wad == 0
+    assert e.position(liquidator, PERP) == 4 * WAD // 100
+
+
+# ------------------------------------------------------------------ 50% crash
+
+
+def test_liquidate__50pct_crash_single_liquidator__every_loss_accounted(
+    market, maker, trader, attacker, accomplice, liquidator, extension
+):
+    """Three 1-BTC longs (deposits 7k, 15k, 25k), BTC marks fall 60,000 -> 30,000 in one
+    update, one liquidator clears them all. Each bankrupt account ends flat at zero cash and
+    its deficit is paid by the insurance fund first, then recorded as socialised loss."""
+    e = market.engine
+    longs = {trader: 7_000, attacker: 15_000, accomplice: 25_000}
+    for who, deposit in longs.items():
+        _go_long(market, who, maker, deposit, WAD)
+    market.fund(liquidator, 300_000 * USD)
+    market.post_marks(marks={PERP: 30_000 * WAD})
+    assert set(e.accounts_to_liquidate(0, 100)) == {a.address for a in longs}
+    liquidator_before = market.equity(liquidator)
+
+    absorbed = to_insurance = 0
+    for who in longs:
+        equity = market.equity(who)
+        tx = _liquidate(market, who, liquidator)
+        [liq] = tx.decode_logs(extension.Liquidation)
+        assert liq.fraction_wad == WAD  # bankrupt: no buffer can be restored, the whole book goes
+        deficit = liq.discount_wad - equity  # cash left after the slice was equity - discount
+        used = sum(log.amount_wad for log in tx.decode_logs(e.InsuranceUsed))
+        socialised = sum(log.amount_wad for log in tx.decode_logs(e.LossSocialised))
+        assert used + socialised == deficit
+        absorbed += deficit
+        to_insurance += liq.insurance_wad
+        assert e.account(who).positions == [] and e.cash_wad(who) == 0
+
+    assert e.accounts_to_liquidate(0, 100) == []
+    # 5,000 of insurance (+ its share of the discounts) covers part of ~44,000 of deficits
+    assert e.insurance_wad() == 0
+    assert e.socialised_loss_wad() == absorbed - 5_000 * WAD - to_insurance > 0
+    assert e.position(liquidator, PERP) == 3 * WAD
+    assert market.equity(liquidator) > liquidator_before  # liquidating paid the liquidator
