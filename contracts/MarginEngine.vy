@@ -589,26 +589,23 @@ def _trade_side(
         core._store_ids(account, ids_after, n)
     header = core._with_count(header + 1, new_n)
 
-    if new_n == 0:
-        # an empty book needs no margin: reset margins and the basis exactly
-        core._attested[account] = att & (core.MASK_32 << 224)
-        core._pending[account] = 0
-        if cash < 0:
-            cash = core._absorb_deficit(account, cash)
-        core._header[account] = core._with_cash(core._with_since(header, 0), cash)
-        return
     if reducing:
-        # homogeneity: margins scale by |new| / |old|, rounded up
-        num: uint256 = convert(abs(new_size), uint256)
-        den: uint256 = convert(abs(size), uint256)
-        att = core._scale_margins(att, num, den)
-        pend = core._scale_margins(pend, num, den)
+        if new_n == 0:
+            # an empty book needs no margin: reset margins and the basis exactly
+            att = att & (core.MASK_32 << 224)
+            pend = 0
+            header = core._with_since(header, 0)
+        else:
+            # homogeneity: margins scale by |new| / |old|, rounded up
+            num: uint256 = convert(abs(new_size), uint256)
+            den: uint256 = convert(abs(size), uint256)
+            att = core._scale_margins(att, num, den)
+            pend = core._scale_margins(pend, num, den)
         core._attested[account] = att
         core._pending[account] = pend
-        core._header[account] = core._with_cash(header, cash)
         # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
         # bad-price sale to a friend could push losses onto the insurance fund).
-        equity_after: int256 = core._equity(account, cash, ids_after, marks, findex)
+        equity_after: int256 = core._equity(account, cash, price_ids, marks, findex)
         im_after: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
         mm_after: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
         if equity_after < convert(im_after, int256):
@@ -616,6 +613,10 @@ def _trade_side(
                 assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: maker reduction deepens shortfall"
             else:
                 assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: taker reduction deepens shortfall"
+        if new_n == 0 and cash < 0:
+            # a bankrupt book closed at a fair price: the deficit goes through the waterfall
+            cash = core._absorb_deficit(account, cash)
+        core._header[account] = core._with_cash(header, cash)
         return
 
     # New risk: not paused, fresh marks, rates and margin basis, equity >= IM after.

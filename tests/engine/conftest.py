@@ -11,7 +11,7 @@ import pytest
 from conftest import PARAMS_HASH, WAD
 from eth_account import Account
 
-from offchain.chain.eip712 import Attestation, sign_multi
+from offchain.chain.eip712 import Attestation, MarketData, sign_multi
 from offchain.chain.orders import EngineDomain, Order, sign_order
 
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
@@ -70,7 +70,7 @@ def funds_add_up(request, role_accounts):
     assert assets == liabilities, f"funds do not add up: assets {assets} != liabilities {liabilities}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mine(chain):
     """Advance chain time by `seconds` (one block)."""
 
@@ -80,14 +80,18 @@ def mine(chain):
     return _mine
 
 
-@pytest.fixture
-def set_market(post_market, mine):
-    """Post fresh signed market data for ids 1-4 (one second later); `marks` overrides
-    {id: mark_wad}, `funding` {id: index_wad}, `rates` {id: (im_l, im_s, mm_l, mm_s)}."""
+@pytest.fixture(scope="session")
+def set_market(oracle, keeper, domain, signers, mine, chain):
+    """Post fresh signed market data (2 of 3 signers, one second later) for ids 1-4 by default;
+    `marks` overrides {id: mark_wad}, `funding` {id: index_wad}, `rates` {id: (im_l, im_s,
+    mm_l, mm_s)}. Session-scoped so module-scoped books can use it."""
 
     def _set(marks=None, funding=None, rates=None, ids=(PERP, FUTURE, CALL, PUT)):
         mine(1)
-        return post_market(ids, **_overrides(ids, marks or {}, funding or {}, rates or {}))
+        ts = chain.blocks.head.timestamp
+        data = MarketData(ids=list(ids), params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 300,
+                          **_overrides(ids, marks or {}, funding or {}, rates or {}))
+        return oracle.post_market_data(data.as_args(), sign_multi(data, domain, signers[:2]), sender=keeper)
 
     return _set
 
@@ -117,7 +121,7 @@ def _overrides(ids, marks, funding, rates):
     }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fund(token, engine):
     """Mint `amount` token units to `who` and deposit them."""
 
@@ -129,7 +133,7 @@ def fund(token, engine):
     return _fund
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_order(engine_domain, local_keys, chain):
     """make_order(maker, instrument, is_buy, size_wad, price_wad, nonce=1) -> (Order, signature)."""
 
@@ -148,7 +152,7 @@ def make_order(engine_domain, local_keys, chain):
     return _make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def trade(engine, make_order):
     """trade(maker, taker, instrument, maker_size_wad (signed), price_wad): maker signs, taker fills."""
     counter = {"nonce": 1000}
@@ -162,7 +166,7 @@ def trade(engine, make_order):
     return _trade
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def attest(engine, keeper, domain, signers, mine, chain):
     """Sign (2 of 3) and post an attestation for the account's current state nonce."""
 

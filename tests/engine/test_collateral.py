@@ -177,7 +177,7 @@ def test_withdraw__zero__reverts(engine, trader):
         engine.withdraw(0, sender=trader)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def long_perp(engine, fund, set_market, trade, trader, maker):
     """trader long 1 perp at 60k (pending IM 6k), 10k deposited; maker short with 100k."""
     fund(trader, 10_000 * USDC)
