@@ -24,6 +24,18 @@ LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
 PERP, FUTURE, CALL, PUT = 1, 2, 3, 4
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_source_tracebacks():
+    """Skip ape's Vyper source traceback on reverts (engine tests only): it re-walks the
+    whole trace against the AST and takes 5-15 s per revert here. Revert reasons, which the
+    tests match, are unaffected."""
+    import ape.exceptions
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+        yield
+
+
 @pytest.fixture(scope="session")
 def local_keys(accounts):
     """address -> eth-account LocalAccount for ape's test accounts (same mnemonic)."""
