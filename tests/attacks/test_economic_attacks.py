@@ -124,6 +124,23 @@ def test_fill__liquidatable_account_sells_half_to_friend_at_zero__reverts_deepen
     assert market.snapshot(attacker, accomplice) == before
 
 
+def test_fill__book_closed_to_friend_at_one_wei__reverts_deepens_shortfall(
+    market, maker, attacker, accomplice
+):
+    """Regression of finding 1 (fixed in b423905): an account sells its whole one-position
+    book to the attacker's second account at 1 wei. Before the fix the close skipped the
+    shortfall check and the insurance fund paid the 53,960 deficit."""
+    e = market.engine
+    _go_long(market, attacker, maker, 6_100, WAD)
+    market.fund(accomplice, 10_000 * USD)
+    before = market.snapshot(attacker, accomplice)
+    order, sig = market.order(accomplice, PERP, WAD, 1)  # the friend bids 1 wei for 1 BTC
+    with ape.reverts("engine: taker reduction deepens shortfall"):
+        e.fill(order.as_args(), sig, WAD, sender=attacker)
+    assert market.snapshot(attacker, accomplice) == before
+    assert e.socialised_loss_wad() == 0
+
+
 # ------------------------------------------------------------------ 20x pump
 
 

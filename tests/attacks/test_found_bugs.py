@@ -9,7 +9,7 @@ from conftest import WAD
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 
-from .conftest import BTC_MARK, PERP, deploy_engine, succeeds
+from .conftest import BTC_MARK, LIQUIDATION, PERP, deploy_engine, succeeds
 
 USD = 10**6  # settlement token units (6 decimals)
 
@@ -26,31 +26,37 @@ def market(desk, maker, taker, attacker, accomplice, liquidator, admin, registry
     return desk
 
 
-def test_fill__full_close_at_off_market_price__deficit_not_pushed_to_insurance(
+def test_fill__liquidatable_book_closed_to_friend_below_mark__deficit_not_pushed_to_insurance(
     market, maker, attacker, accomplice
 ):
-    """FINDING 1 (critical). Closing a one-position book takes the `new_n == 0` branch of
-    `_trade_side`, which runs BEFORE the risk-reducing shortfall check and, when the cash
-    ends negative, hands the deficit to the insurance fund / socialised loss. The close may
-    be at ANY price, so two accounts of one attacker move the book's whole value across:
-      1. attacker deposits 6,100, buys 1 BTC perp at the 60,000 mark (IM 6,000);
-      2. accomplice signs an order to buy 1 BTC at 1 wei; the attacker fills it (a close);
-         attacker cash = -53,960 -> insurance pays 20,000, 33,960 is socialised;
-      3. accomplice now holds 1 BTC worth 60,000 for nothing and sells or withdraws it.
-    Safe outcome: the insurance fund and the other depositors pay nothing, and the pair's
-    equity never exceeds what it deposited."""
+    """FINDING 1b (high; what is left of finding 1 after b423905). Finding 1: a one-position
+    book closed at ANY price (e.g. 1 wei, to the attacker's second account) took the
+    `new_n == 0` branch before the shortfall check and handed the whole deficit to the
+    insurance fund; b423905 now applies the rule "a reduction may not deepen the shortfall
+    (MM - equity)" to closes too (regression test in test_economic_attacks.py). But that
+    rule still lets a liquidatable, SOLVENT account sell to a friend up to MM per unit below
+    the mark: MM drops to 0 as fast as equity falls, so the shortfall does not grow, while
+    the cash ends negative and the deficit goes to the insurance fund:
+      1. attacker deposits 6,100, buys 1 BTC at 60,000 (MM 3,000/BTC);
+      2. mark 56,500: equity 2,540 > 0 but < MM (liquidatable, not bankrupt);
+      3. accomplice bids 53,600 for 1 BTC; the attacker fills (closes its book):
+         accomplice gains 2,900, the insurance fund pays the attacker's ~414 deficit.
+    A third-party liquidation would have cost the insurance fund nothing here.
+    Safe outcome: closing a book that has positive equity at the marks never makes the
+    insurance fund or the other depositors pay."""
     e = market.engine
     market.fund(attacker, 6_100 * USD)
     market.fund(accomplice, 10_000 * USD)
     market.trade(maker, attacker, PERP, -WAD, BTC_MARK)
-    insurance, deposits = e.insurance_wad(), (6_100 + 10_000) * USD * e.SCALE()
+    market.post_marks(marks={PERP: 56_500 * WAD})
+    assert 0 < market.equity(attacker) < e.health(attacker).mm_wad
+    insurance = e.insurance_wad()
 
-    order, sig = market.order(accomplice, PERP, WAD, 1)  # buy 1 BTC at 1 wei
+    order, sig = market.order(accomplice, PERP, WAD, 53_600 * WAD)
     succeeds(e.fill, order.as_args(), sig, WAD, sender=attacker)
 
-    assert e.socialised_loss_wad() == 0
     assert e.insurance_wad() == insurance
-    assert market.equity(attacker) + market.equity(accomplice) <= deposits
+    assert e.socialised_loss_wad() == 0
 
 
 def test_withdraw__after_20x_mark_pump_on_thin_underlying__gain_bounded(
@@ -116,3 +122,27 @@ def test_post_attestation__attestation_from_engine_sharing_the_oracle__reverts(
     with ape.reverts():
         e.post_attestation(att.as_args(), sigs, sender=market.poster)
     assert e.account(attacker).pending_im_wad >= 60_000 * WAD
+
+
+def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, maker, trader, liquidator):
+    """FINDING 4 (medium). The Dutch-auction clock `liquidatable_since` is only cleared by a
+    trade that adds risk, a liquidation that restores health, or someone calling flag() on
+    a healthy account. A liquidator flags every account at any brief dip; the account
+    recovers and nobody unflags it; on the next dip, hours later, the liquidator takes the
+    MAXIMUM discount at once (5,000 bps of MM instead of the 1,000 bps base):
+      1. trader long 1 BTC on 7,000; mark 56,000 -> liquidator calls flag(trader);
+      2. mark back to 60,000 (healthy; `liquidatable_since` stays set);
+      3. 9 hours later the mark dips to 56,000: liquidation_preview shows 5,000 bps.
+    Safe outcome: a new episode of liquidatability starts the discount at its base."""
+    e = market.engine
+    market.fund(trader, 7_000 * USD)
+    market.fund(liquidator, 100_000 * USD)
+    market.trade(maker, trader, PERP, -WAD, BTC_MARK)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    e.flag(trader, sender=liquidator)
+    market.post_marks(marks={PERP: 60_000 * WAD})
+    assert not e.health(trader).liquidatable
+    market.mine(9 * 3_600)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+
+    assert e.liquidation_preview(trader, WAD).discount_bps == LIQUIDATION[0]
