@@ -1,0 +1,290 @@
+"""flag, liquidate, liquidation_preview, accounts_to_liquidate: the capped slice, the Dutch
+auction on the discount, the insurance share, the loss waterfall, every revert path."""
+
+import ape
+import pytest
+from conftest import WAD
+
+from .conftest import CALL, FUTURE, LIQUIDATION, PERP, TRADING
+
+USDC = 10**6
+BPS = 10_000
+HOUR = 3_600
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+@pytest.fixture(scope="module")
+def victim(fund, set_market, trade, trader, maker, liquidator, keeper, token, engine):
+    """trader: 7k deposited, long 1 perp at 60k (IM 6k, MM 3k pending); liquidator: 50k,
+    no positions; insurance fund: 1k."""
+    fund(trader, 7_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 50_000 * USDC)
+    token.mint(keeper, 1_000 * USDC, sender=keeper)
+    token.approve(engine, 1_000 * USDC, sender=keeper)
+    engine.fund_insurance(1_000 * USDC, sender=keeper)
+    set_market()
+    trade(trader, maker, PERP, WAD, 60_000 * WAD)
+    return trader
+
+
+def crash(set_market, mark):
+    set_market(marks={PERP: mark * WAD})
+
+
+def expected_cap(equity, mm, disc_bps, buffer_bps=LIQUIDATION[4]):
+    target = mm * (BPS + buffer_bps) // BPS
+    denom = target - mm * disc_bps // BPS
+    return ceil_div((target - equity) * WAD, denom)
+
+
+def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, victim, liquidator, set_market):
+    crash(set_market, 55_500)  # equity 2.5k < MM 3k
+    h = engine.health(victim)
+    assert h.liquidatable and h.equity_wad == 2_500 * WAD
+    preview = engine.liquidation_preview(victim, WAD)
+    f = expected_cap(2_500 * WAD, 3_000 * WAD, 1_000)
+    assert preview.fraction_wad == f and preview.discount_bps == 1_000
+    cash_v, cash_l, ins = engine.cash_wad(victim), engine.cash_wad(liquidator), engine.insurance_wad()
+
+    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+    [log] = tx.decode_logs(engine.Liquidation)
+    slice_value = f * 55_500 * WAD // WAD
+    discount = 1_000 * f // BPS * 3_000 * WAD // WAD
+    to_ins = discount * LIQUIDATION[3] // BPS
+    assert (log.fraction_wad, log.slice_value_wad, log.discount_wad, log.insurance_wad) == (
+        f, slice_value, discount, to_ins)
+    assert log.payment_wad == slice_value - discount + to_ins == preview.payment_wad
+    assert engine.position(victim, PERP) == WAD - f
+    assert engine.position(liquidator, PERP) == f
+    assert engine.cash_wad(victim) == cash_v + slice_value - discount
+    assert engine.cash_wad(liquidator) == cash_l - log.payment_wad
+    assert engine.insurance_wad() == ins + to_ins
+    # margins scale by (1 - f), rounded up; the liquidator's pending grows by f * IM/MM
+    view = engine.account(victim)
+    assert view.pending_im_wad == ceil_div(6_000 * WAD * (WAD - f), WAD)
+    assert view.pending_mm_wad == ceil_div(3_000 * WAD * (WAD - f), WAD)
+    assert engine.account(liquidator).pending_im_wad == ceil_div(6_000 * WAD * f, WAD)
+    after = engine.health(victim)
+    assert after.equity_wad >= after.mm_wad * (BPS + LIQUIDATION[4]) // BPS
+    assert not after.liquidatable
+    assert view.liquidatable_since == 0 and tx.decode_logs(engine.Unflagged)
+    assert engine.state_nonce(victim) == 2 and engine.state_nonce(liquidator) == 1
+
+
+def test_liquidate__smaller_fraction__uses_it(engine, victim, liquidator, set_market):
+    crash(set_market, 55_500)
+    tx = engine.liquidate(victim, WAD // 10, 10**30, 1, sender=liquidator)
+    assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD // 10
+    assert engine.position(victim, PERP) == WAD - WAD // 10
+    assert engine.account(victim).liquidatable_since > 0  # still below MM: the clock keeps running
+
+
+def test_liquidate__discount_grows_with_time_since_flag__capped_at_max(engine, victim, liquidator, set_market,
+                                                                       mine, keeper):
+    crash(set_market, 55_500)
+    engine.flag(victim, sender=keeper)
+    mine(2 * HOUR)
+    set_market(marks={PERP: 55_500 * WAD})
+    assert engine.liquidation_preview(victim, WAD).discount_bps == 1_000 + 2 * 500
+    mine(20 * HOUR)
+    set_market(marks={PERP: 55_500 * WAD})
+    preview = engine.liquidation_preview(victim, WAD)
+    assert preview.discount_bps == LIQUIDATION[2]  # max 50% of MM
+    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
+    assert f == preview.fraction_wad == expected_cap(2_500 * WAD, 3_000 * WAD, LIQUIDATION[2])
+
+
+def test_liquidate__remaining_book_would_be_dust__takes_everything(engine, victim, liquidator, set_market, admin):
+    engine.set_liquidation_params(LIQUIDATION[:5] + (2_500 * WAD,), sender=admin)
+    crash(set_market, 55_500)
+    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD
+    view = engine.account(victim)
+    assert view.positions == [] and view.pending_im_wad == 0 and view.margin_basis_timestamp == 0
+    assert engine.cash_wad(victim) > 0  # solvent: the rest of its equity stays its own
+
+
+def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, victim, liquidator, set_market):
+    crash(set_market, 50_000)  # equity 7k - 10k = -3k
+    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    log = tx.decode_logs(engine.Liquidation)[0]
+    assert log.fraction_wad == WAD
+    # victim: -53k + (50k - 300 discount) = -3.3k: 1k from the insurance fund (+60 of its share)
+    # first, the rest socialised and recorded
+    assert log.discount_wad == 300 * WAD and log.insurance_wad == 60 * WAD
+    assert engine.cash_wad(victim) == 0
+    assert tx.decode_logs(engine.InsuranceUsed)[0].amount_wad == 1_060 * WAD
+    [loss] = tx.decode_logs(engine.LossSocialised)
+    assert loss.amount_wad == 2_240 * WAD == loss.total_wad
+    assert engine.socialised_loss_wad() == 2_240 * WAD
+    assert engine.insurance_wad() == 0
+
+
+def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set_market, trade, attest,
+                                                               accounts, maker, liquidator):
+    hedger = accounts[8]
+    fund(hedger, 40_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 100_000 * USDC)
+    set_market()
+    trade(hedger, maker, PERP, 2 * WAD, 60_000 * WAD)
+    trade(hedger, maker, CALL, -2 * WAD, 2_500 * WAD)  # per-leg bound: 12k + 18k
+    attest(hedger, 12_000 * WAD, 9_000 * WAD)  # the covered book needs far less
+    engine.withdraw(27_000 * USDC, sender=hedger)  # equity 13k
+    set_market(marks={PERP: 56_000 * WAD, CALL: 1_000 * WAD})  # -8k on the perps, +3k on the calls
+    h = engine.health(hedger)
+    assert h.liquidatable and h.equity_wad == 8_000 * WAD
+    assert engine.liquidation_preview(hedger, WAD).fraction_wad == expected_cap(8_000 * WAD, 9_000 * WAD, 1_000)
+    tx = engine.liquidate(hedger, WAD // 5, 10**30, engine.state_nonce(hedger), sender=liquidator)
+    assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD // 5  # below the cap (~0.211)
+    assert engine.position(hedger, PERP) == 2 * WAD - 2 * WAD // 5
+    assert engine.position(hedger, CALL) == -2 * WAD + 2 * WAD // 5
+    assert engine.position(liquidator, PERP) == 2 * WAD // 5
+    assert engine.position(liquidator, CALL) == -2 * WAD // 5
+    # the liquidator's pending margin grows by f * the hedged book's (attested) IM, not per leg
+    assert engine.account(liquidator).pending_im_wad == 12_000 * WAD // 5
+
+
+def test_liquidate__self__reverts(engine, victim, set_market):
+    crash(set_market, 55_500)
+    with ape.reverts("engine: self-liquidation"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=victim)
+
+
+@pytest.mark.parametrize("fraction", [0, WAD + 1])
+def test_liquidate__fraction_out_of_range__reverts(engine, victim, liquidator, set_market, fraction):
+    crash(set_market, 55_500)
+    with ape.reverts("engine: fraction out of range"):
+        engine.liquidate(victim, fraction, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__state_nonce_moved__reverts(engine, victim, liquidator, set_market):
+    crash(set_market, 55_500)
+    with ape.reverts("engine: state nonce changed"):
+        engine.liquidate(victim, WAD, 10**30, 0, sender=liquidator)
+
+
+def test_liquidate__no_positions__reverts(engine, victim, liquidator, attacker):
+    with ape.reverts("engine: no positions"):
+        engine.liquidate(attacker, WAD, 10**30, 0, sender=liquidator)
+
+
+def test_liquidate__marks_older_than_liquidation_age__reverts(engine, victim, liquidator, set_market, mine):
+    crash(set_market, 55_500)
+    mine(TRADING[4] + 1)
+    with ape.reverts("engine: stale marks"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__healthy__reverts(engine, victim, liquidator):
+    with ape.reverts("engine: account is healthy"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__payment_above_limit__reverts_and_leaves_state(engine, victim, liquidator, set_market):
+    crash(set_market, 55_500)
+    payment = engine.liquidation_preview(victim, WAD).payment_wad
+    with ape.reverts("engine: payment above limit"):
+        engine.liquidate(victim, WAD, payment - 1, 1, sender=liquidator)
+    assert engine.position(victim, PERP) == WAD
+    assert engine.account(victim).liquidatable_since == 0  # the reverted attempt recorded nothing
+
+
+def test_liquidate__liquidator_without_margin__reverts(engine, victim, set_market, fund, accounts):
+    poor = accounts[9]
+    fund(poor, 100 * USDC)  # the slice needs ~1.6k of IM
+    crash(set_market, 55_500)
+    with ape.reverts("engine: liquidator below initial margin"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=poor)
+
+
+def test_liquidate__liquidator_at_position_cap__reverts(engine, victim, liquidator, set_market, trade, maker,
+                                                        admin):
+    trade(liquidator, maker, FUTURE, WAD, 60_500 * WAD)
+    engine.set_trading_params((1,) + TRADING[1:], sender=admin)
+    crash(set_market, 55_500)
+    with ape.reverts("engine: too many positions"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__liquidator_with_stale_margin_basis__reverts(engine, victim, liquidator, set_market, trade,
+                                                                maker, mine, admin):
+    trade(liquidator, maker, FUTURE, WAD, 60_500 * WAD)
+    engine.set_trading_params(TRADING[:3] + (HOUR, TRADING[4]), sender=admin)
+    mine(HOUR + 1)
+    crash(set_market, 55_500)
+    with ape.reverts("engine: stale attestation"):
+        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__while_paused__still_works(engine, victim, liquidator, set_market, admin):
+    engine.pause(sender=admin)
+    crash(set_market, 55_500)
+    engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    assert engine.position(liquidator, PERP) > 0
+
+
+def test_extension__called_directly__reverts(extension, victim, liquidator):
+    with ape.reverts("engine: delegatecall only"):
+        extension.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+
+
+# ------------------------------------------------------------------ flag
+
+
+def test_flag__liquidatable__starts_clock_once(engine, victim, set_market, keeper):
+    crash(set_market, 55_500)
+    tx = engine.flag(victim, sender=keeper)
+    [log] = tx.decode_logs(engine.Flagged)
+    assert engine.account(victim).liquidatable_since == log.since == tx.timestamp
+    with ape.reverts("engine: already flagged"):
+        engine.flag(victim, sender=keeper)
+
+
+def test_flag__healthy_again__clears_clock(engine, victim, set_market, keeper):
+    crash(set_market, 55_500)
+    engine.flag(victim, sender=keeper)
+    set_market(marks={PERP: 60_000 * WAD})
+    tx = engine.flag(victim, sender=keeper)
+    assert tx.decode_logs(engine.Unflagged)
+    assert engine.account(victim).liquidatable_since == 0
+
+
+def test_flag__healthy_never_flagged__reverts(engine, victim, keeper):
+    with ape.reverts("engine: account is healthy"):
+        engine.flag(victim, sender=keeper)
+
+
+def test_flag__stale_marks__reverts(engine, victim, set_market, keeper, mine):
+    crash(set_market, 55_500)
+    mine(TRADING[4] + 1)
+    with ape.reverts("engine: stale marks"):
+        engine.flag(victim, sender=keeper)
+
+
+# ------------------------------------------------------------------ keeper views
+
+
+def test_accounts_to_liquidate__after_crash__lists_only_underwater(engine, victim, set_market, maker):
+    assert list(engine.accounts_to_liquidate(0, 100)) == []
+    crash(set_market, 55_500)
+    assert list(engine.accounts_to_liquidate(0, 100)) == [victim.address]
+    # pagination: the maker (index 1) is healthy; a window past the end is empty
+    assert engine.account_count() == 2
+    assert list(engine.accounts_to_liquidate(1, 1)) == []
+    assert list(engine.accounts_to_liquidate(5, 10)) == []
+
+
+def test_accounts_to_liquidate__limit_above_page__reverts(engine):
+    with ape.reverts("engine: limit above 100"):
+        engine.accounts_to_liquidate(0, 101)
+
+
+def test_liquidation_preview__healthy__zero(engine, victim):
+    assert engine.liquidation_preview(victim, WAD).fraction_wad == 0
