@@ -1,0 +1,287 @@
+"""The real netmargin contracts on titanoboa's in-process EVM, for the state machines.
+
+`deploy()` compiles and deploys MockERC20, InstrumentRegistry, RiskOracle,
+MarginEngineExtension and MarginEngine from contracts/ once per session; every hypothesis
+example then runs inside `boa.env.anchor()` and is rolled back (storage and block time).
+Orders, market data, attestations and settlement prices are signed with real eth-account
+keys through offchain/chain, against the domains the contracts report (boa's chain id is 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import boa
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from offchain.chain.eip712 import (
+    Attestation,
+    Domain,
+    MarketData,
+    SettlementPrice,
+    sign_multi,
+    symbol_to_bytes32,
+)
+from offchain.chain.orders import EngineDomain, Order, sign_order
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "contracts"
+
+WAD = 10**18
+BPS = 10_000
+DECIMALS = 6
+SCALE = 10 ** (18 - DECIMALS)
+HOUR = 3_600
+DAY = 86_400
+BTC = symbol_to_bytes32("BTC")
+PARAMS_HASH = keccak(text="netmargin stateful fuzzing v1")
+KIND_FUTURE, KIND_PERPETUAL, KIND_CALL, KIND_PUT = 0, 1, 2, 3
+PERP, FUTURE, CALL, PUT = 1, 2, 3, 4
+INSTRUMENTS = (PERP, FUTURE, CALL, PUT)
+EXPIRING = (FUTURE, CALL, PUT)
+STRIKE_WAD = 60_000 * WAD
+# Short expiry so that a run of a few dozen steps regularly reaches settlement.
+EXPIRY_AFTER = 2 * DAY
+SIGNER_THRESHOLD = 2
+
+# (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
+TRADING = (8, 10, HOUR, DAY, 2 * HOUR)
+# (discount_base_bps, slope_bps_per_hour, discount_max_bps, insurance_share_bps, buffer_bps,
+#  dust_mm_wad)
+LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
+DISCOUNT_MAX_BPS = LIQUIDATION[2]
+
+# Fixed, publicly known test keys (never use outside tests).
+SIGNER_KEYS = [keccak(text=f"netmargin stateful signer {i}") for i in range(3)]
+TRADER_NAMES = ("alice", "bob", "carol", "liz")
+ACTOR_NAMES = (*TRADER_NAMES, "saver")
+
+
+def _key(name: str) -> LocalAccount:
+    return Account.from_key(keccak(text=f"netmargin stateful actor {name}"))
+
+
+@dataclass
+class CallResult:
+    """Outcome of one transaction: success flag, revert reason, decoded logs, return value."""
+
+    ok: bool
+    reason: str = ""
+    logs: tuple = ()
+    value: object = None
+
+    def events(self, name: str) -> list:
+        return [e for e in self.logs if type(e).__name__ == name]
+
+
+def revert_reason(err: Exception) -> str:
+    """The Error(string) reason of a boa revert, else the exception text."""
+    frame = getattr(getattr(err, "stack_trace", None), "last_frame", None)
+    vm_error = getattr(frame, "vm_error", None)
+    if vm_error is not None and vm_error.args:
+        data = vm_error.args[0]
+        if isinstance(data, bytes) and data[:4] == b"\x08\xc3y\xa0":
+            return abi_decode(["string"], data[4:])[0]
+        return repr(data)
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+class System:
+    """One deployment: contracts, keys, domains, and signed-message helpers."""
+
+    def __init__(self) -> None:
+        self.admin = boa.env.eoa
+        self.keeper = boa.env.generate_address("keeper")
+        self.signers = sorted((Account.from_key(k) for k in SIGNER_KEYS), key=lambda a: int(a.address, 16))
+        self.keys = {name: _key(name) for name in ACTOR_NAMES}
+        self.addr = {name: k.address for name, k in self.keys.items()}
+
+        self.token = boa.load(str(CONTRACTS / "mocks/MockERC20.vy"), "Mock USD", "mUSD", DECIMALS)
+        self.registry = boa.load(str(CONTRACTS / "InstrumentRegistry.vy"))
+        self.expiry = self.now() + EXPIRY_AFTER
+        self.registry.list_instrument(BTC, KIND_PERPETUAL, 0, 0)
+        self.registry.list_instrument(BTC, KIND_FUTURE, 0, self.expiry)
+        self.registry.list_instrument(BTC, KIND_CALL, STRIKE_WAD, self.expiry)
+        self.registry.list_instrument(BTC, KIND_PUT, STRIKE_WAD, self.expiry)
+        self.oracle = boa.load(
+            str(CONTRACTS / "RiskOracle.vy"),
+            self.registry.address,
+            [s.address for s in self.signers],
+            SIGNER_THRESHOLD,
+            PARAMS_HASH,
+            2_000,
+        )
+        self.extension = boa.load(
+            str(CONTRACTS / "modules/MarginEngineExtension.vy"),
+            self.token.address,
+            self.oracle.address,
+            self.registry.address,
+        )
+        self.engine = boa.load(
+            str(CONTRACTS / "MarginEngine.vy"),
+            self.token.address,
+            self.oracle.address,
+            self.registry.address,
+            self.extension.address,
+            TRADING,
+            LIQUIDATION,
+        )
+        chain_id = boa.env.evm.patch.chain_id
+        # The Python domains must be the ones the contracts hash with (chain.id, address).
+        assert self.engine.eip712Domain()[3] == chain_id
+        self.oracle_domain = Domain(chain_id=chain_id, verifying_contract=self.oracle.address)
+        self.engine_domain = EngineDomain(chain_id=chain_id, verifying_contract=self.engine.address)
+        for name in ACTOR_NAMES:
+            self.token.approve(self.engine.address, 2**256 - 1, sender=self.addr[name])
+        self.token.approve(self.engine.address, 2**256 - 1, sender=self.keeper)
+        self.order_nonce = 0
+
+    # ------------------------------------------------------------------ time
+
+    @staticmethod
+    def now() -> int:
+        return boa.env.evm.patch.timestamp
+
+    @staticmethod
+    def advance(seconds: int) -> None:
+        boa.env.time_travel(seconds=seconds)
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, contract, fn: str, *args, sender) -> CallResult:
+        """Run one transaction; a revert is returned, not raised (boa rolls state back)."""
+        try:
+            value = getattr(contract, fn)(*args, sender=sender)
+        except boa.BoaError as err:
+            return CallResult(False, revert_reason(err))
+        return CallResult(True, logs=tuple(contract.get_logs(strict=False)), value=value)
+
+    # ------------------------------------------------------------------ oracle data
+
+    def post_market(self, rows: dict[int, tuple[int, int, int, int, int, int]]) -> CallResult:
+        """Sign (2 of 3) and post {id: (mark, funding, im_long, im_short, mm_long, mm_short)}
+        one second after the previous block (per-instrument timestamps strictly increase)."""
+        self.advance(1)
+        ids = sorted(rows)
+        ts = self.now()
+        data = MarketData(
+            ids=ids,
+            marks_wad=[rows[i][0] for i in ids],
+            funding_indices_wad=[rows[i][1] for i in ids],
+            im_long_wad=[rows[i][2] for i in ids],
+            im_short_wad=[rows[i][3] for i in ids],
+            mm_long_wad=[rows[i][4] for i in ids],
+            mm_short_wad=[rows[i][5] for i in ids],
+            params_hash=PARAMS_HASH,
+            timestamp=ts,
+            deadline=ts + 300,
+        )
+        sigs = sign_multi(data, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
+        return self.call(self.oracle, "post_market_data", data.as_args(), sigs, sender=self.keeper)
+
+    def attestation(self, account: str, im_wad: int, mm_wad: int, *, timestamp: int, nonce: int | None = None):
+        att = Attestation(
+            account=account,
+            state_nonce=self.engine.state_nonce(account) if nonce is None else nonce,
+            position_value_wad=0,
+            initial_margin_wad=im_wad,
+            maintenance_margin_wad=mm_wad,
+            params_hash=PARAMS_HASH,
+            timestamp=timestamp,
+            deadline=self.now() + 300,
+        )
+        return att, sign_multi(att, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
+
+    def post_attestation(self, account: str, im_wad: int, mm_wad: int, *, timestamp: int | None = None,
+                         nonce: int | None = None) -> CallResult:
+        att, sigs = self.attestation(account, im_wad, mm_wad, timestamp=self.now() if timestamp is None else timestamp,
+                                     nonce=nonce)
+        return self.call(self.engine, "post_attestation", att.as_args(), sigs, sender=self.keeper)
+
+    def post_settlement(self, instrument_id: int, price_wad: int) -> CallResult:
+        ts = self.now()
+        data = SettlementPrice(instrument_id=instrument_id, price_wad=price_wad, timestamp=ts, deadline=ts + 300)
+        sigs = sign_multi(data, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
+        return self.call(self.oracle, "post_settlement_price", data.as_args(), sigs, sender=self.keeper)
+
+    # ------------------------------------------------------------------ engine actions
+
+    def deposit(self, who: str, amount: int) -> CallResult:
+        self.token.mint(who, amount)
+        return self.call(self.engine, "deposit", amount, sender=who)
+
+    def fill(self, maker: str, taker: str, instrument_id: int, maker_is_buy: bool, size_wad: int,
+             price_wad: int, fill_wad: int | None = None) -> CallResult:
+        """The maker signs an order (fresh salt); the taker fills `fill_wad` (default all)."""
+        self.order_nonce += 1
+        order = Order(
+            account=maker,
+            instrument_id=instrument_id,
+            is_buy=maker_is_buy,
+            size_wad=size_wad,
+            limit_price_wad=price_wad,
+            order_nonce=self.order_nonce,
+            deadline=self.now() + HOUR,
+        )
+        sig = sign_order(order, self.engine_domain, self.key_of(maker))
+        return self.call(self.engine, "fill", order.as_args(), sig, size_wad if fill_wad is None else fill_wad,
+                         sender=taker)
+
+    def key_of(self, address: str) -> LocalAccount:
+        for k in self.keys.values():
+            if k.address == address:
+                return k
+        raise KeyError(address)
+
+    # ------------------------------------------------------------------ views
+
+    def health(self, who: str) -> tuple[int, int, int, bool]:
+        """(equity, IM, MM, liquidatable) as the engine computes them now."""
+        h = self.engine.health(who)
+        return int(h.equity_wad), int(h.im_wad), int(h.mm_wad), bool(h.liquidatable)
+
+    def account(self, who: str):
+        return self.engine.account(who)
+
+    def positions(self, who: str) -> dict[int, int]:
+        return {int(p.instrument_id): int(p.size_wad) for p in self.engine.account(who).positions}
+
+
+# ---------------------------------------------------------------------- a market model
+
+
+def market_rows(spot_wad: int, funding_wad: int, seconds_to_expiry: int) -> dict[int, tuple]:
+    """Marks and per-unit margin rates of the four BTC instruments at `spot_wad`: futures at
+    spot plus a small basis, options intrinsic plus a sqrt-time value; standalone rates 10% /
+    5% of spot for linear legs, premium / half premium for long options, 15% / 7.5% for
+    short options (rates are signer-trusted inputs; only im >= mm matters on-chain)."""
+    spot = spot_wad
+    tau = max(seconds_to_expiry, 0) / (30 * DAY)
+    time_value = int(spot * 0.04 * math.sqrt(tau))
+    call = max(spot - STRIKE_WAD, 0) + time_value
+    put = max(STRIKE_WAD - spot, 0) + time_value
+    linear = (spot // 10, spot // 10, spot // 20, spot // 20)
+    option = lambda mark: (mark, spot * 15 // 100, mark // 2, spot * 75 // 1000)  # noqa: E731
+    return {
+        PERP: (spot, funding_wad, *linear),
+        FUTURE: (spot + spot // 200, 0, *linear),
+        CALL: (call, 0, *option(call)),
+        PUT: (put, 0, *option(put)),
+    }
+
+
+_SYSTEM: System | None = None
+
+
+def system() -> System:
+    """The session's deployment (compiled and deployed on first use)."""
+    global _SYSTEM
+    if _SYSTEM is None:
+        _SYSTEM = System()
+        _SYSTEM.post_market(market_rows(60_000 * WAD, 0, EXPIRY_AFTER))
+    return _SYSTEM
