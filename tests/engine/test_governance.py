@@ -1,0 +1,146 @@
+"""Ownership, pause, parameter setters (every validation), signer changes, and the engine /
+extension split (shared storage layout, events in the engine's ABI)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import ape
+import pytest
+from conftest import WAD
+
+from offchain.chain.eip712 import sign_multi
+
+from .conftest import LIQUIDATION, PERP, TRADING
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = next((ROOT / ".venv/lib").glob("python3*/site-packages"))
+
+
+def test_pause_unpause__owner__toggles_and_logs(engine, admin):
+    tx = engine.pause(sender=admin)
+    assert engine.paused() and tx.decode_logs(engine.Paused)
+    with ape.reverts("pausable: contract is paused"):
+        engine.pause(sender=admin)
+    engine.unpause(sender=admin)
+    assert not engine.paused()
+    with ape.reverts("pausable: contract is not paused"):
+        engine.unpause(sender=admin)
+
+
+@pytest.mark.parametrize("call", ["pause", "unpause", "set_trading_params", "set_liquidation_params"])
+def test_owner_functions__attacker__revert(engine, attacker, call):
+    args = {"set_trading_params": [TRADING], "set_liquidation_params": [LIQUIDATION]}.get(call, [])
+    with ape.reverts("ownable: caller is not the owner"):
+        getattr(engine, call)(*args, sender=attacker)
+
+
+def test_ownership__two_step__new_owner_must_accept(engine, admin, keeper, attacker):
+    engine.transfer_ownership(keeper, sender=admin)
+    assert engine.owner() == admin.address and engine.pending_owner() == keeper.address
+    with ape.reverts("ownable_2step: caller is not the new owner"):
+        engine.accept_ownership(sender=attacker)
+    engine.accept_ownership(sender=keeper)
+    assert engine.owner() == keeper.address
+    with ape.reverts("ownable: caller is not the owner"):
+        engine.pause(sender=admin)
+    engine.pause(sender=keeper)
+
+
+def test_set_trading_params__valid__stored_and_logged(engine, admin):
+    params = (16, 5, 600, 3_600, 1_200)
+    tx = engine.set_trading_params(params, sender=admin)
+    assert tuple(engine.trading_params()) == params
+    assert tuple(tx.decode_logs(engine.TradingParamsSet)[0].params) == params
+
+
+@pytest.mark.parametrize("index, value, reason", [
+    (0, 0, "max_positions out of range"),
+    (0, 33, "max_positions out of range"),
+    (1, 101, "taker_fee_bps above 100"),
+    (2, 0, "max_price_age out of range"),
+    (3, 0, "max_attestation_age out of range"),
+    (4, 3_599, "max_liquidation_price_age out of range"),
+])
+def test_set_trading_params__invalid__reverts_naming_field(engine, admin, index, value, reason):
+    params = list(TRADING)
+    params[index] = value
+    with ape.reverts(f"engine: {reason}"):
+        engine.set_trading_params(tuple(params), sender=admin)
+    assert tuple(engine.trading_params()) == TRADING
+
+
+def test_set_liquidation_params__valid__stored_and_logged(engine, admin):
+    params = (500, 100, 3_000, 5_000, 500, 10 * WAD)
+    tx = engine.set_liquidation_params(params, sender=admin)
+    assert tuple(engine.liquidation_params()) == params
+    assert tuple(tx.decode_logs(engine.LiquidationParamsSet)[0].params) == params
+
+
+@pytest.mark.parametrize("index, value, reason", [
+    (0, 5_001, "discount_base_bps above max"),
+    (2, 10_000, "discount_max_bps out of range"),
+    (1, 2**16, "discount_slope out of range"),
+    (3, 10_001, "insurance_share_bps out of range"),
+    (4, 10_001, "buffer_bps out of range"),
+    (5, 2**112, "dust_mm_wad out of range"),
+])
+def test_set_liquidation_params__invalid__reverts_naming_field(engine, admin, index, value, reason):
+    params = list(LIQUIDATION)
+    params[index] = value
+    if index == 2:
+        params[0] = 0  # keep base <= max so the max check is the one that fires
+    with ape.reverts(f"engine: {reason}"):
+        engine.set_liquidation_params(tuple(params), sender=admin)
+    assert tuple(engine.liquidation_params()) == LIQUIDATION
+
+
+def test_eip712_domain__engine__name_version_chain_address(engine, chain):
+    _, name, version, chain_id, contract, _, _ = engine.eip712Domain()
+    assert (name, version, chain_id, contract) == ("netmargin MarginEngine", "1", chain.chain_id, engine.address)
+
+
+def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admin, fund, set_market, trade, trader,
+                                                           maker, keeper, domain, signers, chain, mine):
+    from offchain.chain.eip712 import Attestation
+    from conftest import PARAMS_HASH
+
+    fund(trader, 20_000 * 10**6)
+    fund(maker, 100_000 * 10**6)
+    set_market()
+    trade(maker, trader, PERP, -WAD, 60_000 * WAD)
+    oracle.remove_signer(signers[0].address, sender=admin)
+    mine(1)
+    ts = chain.blocks.head.timestamp
+    att = Attestation(account=trader.address, state_nonce=1, position_value_wad=0, initial_margin_wad=WAD,
+                      maintenance_margin_wad=WAD, params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 60)
+    with ape.reverts():
+        engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[:2]), sender=keeper)
+    engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[1:]), sender=keeper)
+
+
+def _layout(path):
+    out = subprocess.run([str(ROOT / ".venv/bin/vyper"), "-p", str(SITE), "-f", "layout", str(path)],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    layout = json.loads(out)["storage_layout"]
+    slots = {}
+    for module, entries in layout.items():
+        for name, spec in (entries.items() if "slot" not in entries else [("", entries)]):
+            slots[f"{module}.{name}"] = spec["slot"]
+    return slots
+
+
+def test_extension__storage_layout__is_a_prefix_of_the_engine():
+    engine = _layout(ROOT / "contracts/MarginEngine.vy")
+    extension = _layout(ROOT / "contracts/modules/MarginEngineExtension.vy")
+    assert extension and all(engine[k] == v for k, v in extension.items())
+
+
+def test_engine_abi__extension_events__declared_identically(engine, extension):
+    def events(c):
+        return {e.name: [(i.name, i.type, i.indexed) for i in e.inputs] for e in c.contract_type.events}
+
+    ours, theirs = events(engine), events(extension)
+    assert theirs and all(ours[name] == inputs for name, inputs in theirs.items() if name in ours)
+    for name in ("Withdrawal", "Flagged", "Unflagged", "Liquidation", "Settlement"):
+        assert ours[name] == theirs[name]
