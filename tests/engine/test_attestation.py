@@ -6,7 +6,16 @@ from pathlib import Path
 
 import ape
 import pytest
-from conftest import BTC, DAY, FUTURE_EXPIRY_DAYS, KIND_CALL, KIND_FUTURE, KIND_PUT, PARAMS_HASH, WAD
+from conftest import (
+    BTC,
+    DAY,
+    FUTURE_EXPIRY_DAYS,
+    KIND_CALL,
+    KIND_FUTURE,
+    KIND_PUT,
+    PARAMS_HASH,
+    WAD,
+)
 
 from offchain.chain.eip712 import Attestation, sign, sign_multi
 

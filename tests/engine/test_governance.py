@@ -102,8 +102,9 @@ def test_eip712_domain__engine__name_version_chain_address(engine, chain):
 
 def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admin, fund, set_market, trade, trader,
                                                            maker, keeper, domain, signers, chain, mine):
-    from offchain.chain.eip712 import Attestation
     from conftest import PARAMS_HASH
+
+    from offchain.chain.eip712 import Attestation
 
     fund(trader, 20_000 * 10**6)
     fund(maker, 100_000 * 10**6)
