@@ -199,9 +199,9 @@ def test_token_callback__reenters_engine__whole_call_reverts_on_lock(
     assert d.token.target() == e.address  # still armed: the transfer never completed
 
 
-@pytest.mark.parametrize("call", ["liquidate", "settle", "flag"])
+@pytest.mark.parametrize("call", ["withdraw", "liquidate", "settle", "flag"])
 def test_extension__called_directly__reverts_delegatecall_only(engine, extension, trader, liquidator, call):
-    args = {"liquidate": (trader, WAD, BIG, 0), "settle": (trader, PERP), "flag": (trader,)}[call]
+    args = {"withdraw": (1,), "liquidate": (trader, WAD, BIG, 0), "settle": (trader, PERP), "flag": (trader,)}[call]
     with ape.reverts("engine: delegatecall only"):
         getattr(extension, call)(*args, sender=liquidator)
 
