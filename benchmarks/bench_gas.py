@@ -1,0 +1,219 @@
+"""Gas of MarginEngine's hot paths on a local Anvil chain, driven through ape; prints a table.
+
+Run: python benchmarks/bench_gas.py      (starts and stops its own Anvil via ape-foundry)
+Targets (issue 3): attestation with one signer <= 80k (+ <= 8k per extra signer), a fill
+<= 200k, liquidating a 16-position account <= 600k, settling one position <= 80k.
+
+"first" rows write storage slots for the first time (20k gas each, paid once per account,
+order or position); "steady" rows are what a keeper and active traders pay day to day.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eth_account import Account  # noqa: E402
+from eth_utils import keccak  # noqa: E402
+
+from offchain.chain.eip712 import Attestation, Domain, MarketData, SettlementPrice, sign_multi  # noqa: E402
+from offchain.chain.orders import EngineDomain, Order, sign_order  # noqa: E402
+
+WAD = 10**18
+USDC = 10**6
+DAY = 86_400
+PARAMS_HASH = keccak(text="netmargin gas benchmark params")
+TEST_MNEMONIC = "test test test test test test test test test test test junk"
+TRADING = (32, 10, 3_600, 86_400, 7_200)
+LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
+N_BOOK = 16
+
+
+@dataclass
+class Row:
+    case: str
+    gas: int
+    target: int | None
+
+    def line(self) -> str:
+        verdict = "" if self.target is None else ("ok" if self.gas <= self.target else "OVER")
+        target = "" if self.target is None else f"{self.target:,}"
+        return f"{self.case:<58} {self.gas:>9,} {target:>9} {verdict:>5}"
+
+
+class Bench:
+    def __init__(self, ape):
+        self.ape = ape
+        self.chain = ape.chain
+        self.project = ape.project
+        acc = ape.accounts.test_accounts
+        self.admin, self.maker, self.taker, self.victim, self.liq, self.liq2, self.settler = acc[:7]
+        Account.enable_unaudited_hdwallet_features()
+        self.keys = {}
+        for i in range(10):
+            a = Account.from_mnemonic(TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}")
+            self.keys[a.address] = a
+        self.signers = sorted((Account.from_key(keccak(text=f"bench signer {i}")) for i in range(3)),
+                              key=lambda a: int(a.address, 16))
+        self.threshold = 1
+        self.order_nonce = 0
+        self.rows: list[Row] = []
+
+    # ------------------------------------------------------------ setup
+    def deploy(self) -> None:
+        p, admin = self.project, self.admin
+        self.token = p.MockERC20.deploy("Bench USD", "bUSD", 6, sender=admin)
+        self.registry = p.InstrumentRegistry.deploy(sender=admin)
+        self.oracle = p.RiskOracle.deploy(self.registry, [s.address for s in self.signers], 1, PARAMS_HASH,
+                                          2_000, sender=admin)
+        ext = p.MarginEngineExtension.deploy(self.token, self.oracle, self.registry, sender=admin)
+        self.engine = p.MarginEngine.deploy(self.token, self.oracle, self.registry, ext, TRADING, LIQUIDATION,
+                                            sender=admin)
+        self.ext = ext
+        self.domain = Domain(chain_id=self.chain.chain_id, verifying_contract=self.oracle.address)
+        self.edomain = EngineDomain(chain_id=self.chain.chain_id, verifying_contract=self.engine.address)
+        self.expiry = self.chain.pending_timestamp + 30 * DAY
+        btc = b"BTC".ljust(32, b"\0")
+        self.registry.list_instrument(btc, 1, 0, 0, sender=admin)  # 1: perp
+        self.registry.list_instrument(btc, 0, 0, self.expiry, sender=admin)  # 2: future
+        for k in range(N_BOOK - 2):  # 3..16: calls
+            self.registry.list_instrument(btc, 2, (50_000 + 1_000 * k) * WAD, self.expiry, sender=admin)
+        self.ids = list(range(1, N_BOOK + 1))
+        self.marks = {1: 60_000 * WAD, 2: 60_500 * WAD}
+        self.marks.update({3 + k: (11_000 - 700 * k) * WAD for k in range(N_BOOK - 2)})
+        self.post_market(self.marks)
+
+    def post_market(self, marks: dict[int, int]) -> None:
+        self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
+        ts = self.chain.blocks.head.timestamp
+        ids = sorted(marks)
+        rates = [(m // 10, m // 10, m // 20, m // 20) for m in (marks[i] for i in ids)]
+        data = MarketData(ids=ids, marks_wad=[marks[i] for i in ids], funding_indices_wad=[0] * len(ids),
+                          im_long_wad=[r[0] for r in rates], im_short_wad=[r[1] for r in rates],
+                          mm_long_wad=[r[2] for r in rates], mm_short_wad=[r[3] for r in rates],
+                          params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 600)
+        self.oracle.post_market_data(data.as_args(), self.sign(data), sender=self.admin)
+
+    def sign(self, message):
+        return sign_multi(message, self.domain, self.signers[: self.threshold])
+
+    def fund(self, who, units: int) -> None:
+        self.token.mint(who, units, sender=who)
+        self.token.approve(self.engine, units, sender=who)
+        self.engine.deposit(units, sender=who)
+
+    def fill(self, maker, taker, iid: int, maker_size: int, price: int):
+        self.order_nonce += 1
+        order = Order(account=maker.address, instrument_id=iid, is_buy=maker_size > 0, size_wad=abs(maker_size),
+                      limit_price_wad=price, order_nonce=self.order_nonce,
+                      deadline=self.chain.pending_timestamp + 3_600)
+        sig = sign_order(order, self.edomain, self.keys[maker.address])
+        return self.engine.fill(order.as_args(), sig, abs(maker_size), sender=taker)
+
+    def attest(self, account, im: int, mm: int):
+        self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
+        ts = self.chain.blocks.head.timestamp
+        att = Attestation(account=account.address, state_nonce=self.engine.state_nonce(account),
+                          position_value_wad=0, initial_margin_wad=im, maintenance_margin_wad=mm,
+                          params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 600)
+        return self.engine.post_attestation(att.as_args(), self.sign(att), sender=self.admin)
+
+    def record(self, case: str, tx, target: int | None) -> None:
+        self.rows.append(Row(case, tx.gas_used, target))
+
+    # ------------------------------------------------------------ cases
+    def run(self) -> None:
+        self.deploy()
+        maker, taker = self.maker, self.taker
+        for who in (maker, taker, self.victim, self.liq, self.liq2, self.settler):
+            self.fund(who, 10_000_000 * USDC)
+
+        self.record("fill: first trade of two new accounts (first)", self.fill(maker, taker, 1, WAD, 60_000 * WAD),
+                    None)
+        self.record("fill: same instrument, both hold it (steady)", self.fill(maker, taker, 1, WAD, 60_000 * WAD),
+                    200_000)
+        self.record("fill: new instrument for both, 1-position books",
+                    self.fill(maker, taker, 2, WAD, 60_500 * WAD), 200_000)
+        for iid in range(3, 9):
+            self.fill(maker, taker, iid, WAD, self.marks[iid])
+        self.record("fill: 8-position books, existing positions (steady)",
+                    self.fill(maker, taker, 8, WAD, self.marks[8]), 200_000)
+
+        for n in (1, 2, 3):
+            self.threshold = n
+            self.oracle.set_threshold(n, sender=self.admin)
+            self.fill(maker, taker, 1, WAD, 60_000 * WAD)  # new state nonce for both
+            first = n == 1
+            tx = self.attest(maker, 50_000 * WAD, 25_000 * WAD)
+            label = "first for the account" if first else "steady"
+            self.record(f"post_attestation: {n} signer(s) ({label})", tx, None if first else 80_000 + 8_000 * (n - 1))
+            if first:
+                self.fill(maker, taker, 1, WAD, 60_000 * WAD)
+                self.record("post_attestation: 1 signer(s) (steady)", self.attest(maker, 50_000 * WAD, 25_000 * WAD),
+                            80_000)
+        self.threshold = 1
+        self.oracle.set_threshold(1, sender=self.admin)
+
+        self.liquidation_cases()
+        self.settlement_cases()
+
+    def liquidation_cases(self) -> None:
+        e, maker = self.engine, self.maker
+        victim = self.victim
+        # a 16-position book, long everything, with ~just enough equity
+        for iid in self.ids:
+            self.fill(victim, maker, iid, WAD, self.marks[iid])
+        for iid in self.ids:  # liq2 already holds the same instruments (a market maker)
+            self.fill(self.liq2, maker, iid, WAD, self.marks[iid])
+        h = e.health(victim)
+        e.withdraw((h.equity_wad - h.im_wad) // 10**12 - 1, sender=victim)
+        crashed = {i: m * 94 // 100 for i, m in self.marks.items()}  # equity 4% < MM 5%
+        self.post_market(crashed)
+        assert e.health(victim).liquidatable, "benchmark setup: victim should be liquidatable"
+        nonce = e.state_nonce(victim)
+        snap = self.chain.snapshot()
+        tx = e.liquidate(victim, WAD, 10**40, nonce, sender=self.liq)
+        self.record(f"liquidate {N_BOOK}-position account, new liquidator (first)", tx, None)
+        self.chain.restore(snap)
+        tx = e.liquidate(victim, WAD, 10**40, nonce, sender=self.liq2)
+        f = tx.decode_logs(e.Liquidation)[0].fraction_wad
+        self.record(f"liquidate {N_BOOK}-position account (f={f / WAD:.2f}), liquidator holds them", tx, 600_000)
+        self.post_market(self.marks)
+
+    def settlement_cases(self) -> None:
+        e, maker = self.engine, self.maker
+        self.fill(self.settler, maker, 2, WAD, 60_500 * WAD)  # settler: one future only
+        self.chain.mine(timestamp=self.expiry + 60)
+        ts = self.chain.blocks.head.timestamp
+        sp = SettlementPrice(instrument_id=2, price_wad=61_000 * WAD, timestamp=ts, deadline=ts + 600)
+        self.oracle.post_settlement_price(sp.as_args(), self.sign(sp), sender=self.admin)
+        self.record("settle: one position, last in the book", e.settle(self.settler, 2, sender=maker), 80_000)
+        self.record("settle: one position of a 16-position book", e.settle(self.liq2, 2, sender=maker), 80_000)
+
+    def report(self) -> None:
+        code = self.chain.provider.get_code
+        print(f"{'case':<58} {'gas':>9} {'target':>9} {'':>5}")
+        for row in self.rows:
+            print(row.line())
+        print()
+        for name, c in (("MarginEngine", self.engine), ("MarginEngineExtension", self.ext)):
+            size = len(code(c.address))
+            print(f"deployed bytecode {name:<24} {size:>7,} bytes (EIP-170 limit 24,576)")
+
+
+def main() -> int:
+    import ape
+
+    with ape.networks.parse_network_choice("ethereum:local:foundry"):
+        bench = Bench(ape)
+        bench.run()
+        bench.report()
+    return 0 if all(r.target is None or r.gas <= r.target for r in bench.rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
