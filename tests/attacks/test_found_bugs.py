@@ -146,3 +146,34 @@ def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, ma
     market.post_marks(marks={PERP: 56_000 * WAD})
 
     assert e.liquidation_preview(trader, WAD).discount_bps == LIQUIDATION[0]
+
+
+def test_liquidate__underwater_liquidator_flattened_by_slice__deficit_not_hidden(
+    market, maker, trader, liquidator
+):
+    """FINDING 5 (medium). `liquidate` checks the liquidator's equity >= IM only if the
+    liquidator still holds positions afterwards. An UNDERWATER liquidator whose book is the
+    mirror of the slice (short where the victim is long) liquidates the victim: its book
+    nets to zero, the check is skipped, and it walks away flat with negative cash. That
+    deficit never goes through the waterfall (not in insurance use, not in
+    socialised_loss_wad: a silent loss), and the liquidator escapes its own liquidation:
+      1. trader buys 1 BTC at 70,000 (mark 70,000) on 7,000;
+         liquidator sells 1 BTC at 50,000 (mark 50,000) on 7,000;
+      2. mark 60,000: both are bankrupt (equity about -3,000 each);
+      3. the liquidator liquidates the trader (whole book): flat, cash about -2,800.
+    Safe outcome: no account ends flat with negative cash outside the waterfall (the
+    liquidation reverts, or the deficit is absorbed and recorded)."""
+    e = market.engine
+    market.fund(trader, 7_000 * USD)
+    market.fund(liquidator, 7_000 * USD)
+    market.post_marks(marks={PERP: 70_000 * WAD})
+    market.trade(maker, trader, PERP, -WAD, 70_000 * WAD)
+    market.post_marks(marks={PERP: 50_000 * WAD})
+    market.trade(maker, liquidator, PERP, WAD, 50_000 * WAD)
+    market.post_marks(marks={PERP: 60_000 * WAD})
+    assert market.equity(trader) < 0 and market.equity(liquidator) < 0
+
+    succeeds(e.liquidate, trader, WAD, 2**200, e.state_nonce(trader), sender=liquidator)
+
+    for who in (trader, liquidator):
+        assert e.account(who).positions or e.cash_wad(who) >= 0
