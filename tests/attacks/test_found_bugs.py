@@ -177,3 +177,21 @@ def test_liquidate__underwater_liquidator_flattened_by_slice__deficit_not_hidden
 
     for who in (trader, liquidator):
         assert e.account(who).positions or e.cash_wad(who) >= 0
+
+
+def test_fill__close_position_in_delisted_perpetual__allowed(market, maker, trader, admin, registry):
+    """FINDING 6 (medium, owner action). `fill` requires `inst.active` for every trade, so
+    after the registry owner delists an instrument nobody can even REDUCE a position in it.
+    Futures and options still settle at expiry, but a perpetual never does: its holders keep
+    the exposure (and its margin) forever, or until they are liquidated.
+      1. trader long 1 BTC perp; 2. owner delists the perp;
+      3. the trader's risk-reducing sale of the whole position reverts "instrument not active".
+    Safe outcome (as with pause and stale prices): delisting blocks new risk only."""
+    e = market.engine
+    market.fund(trader, 10_000 * USD)
+    market.trade(maker, trader, PERP, -WAD, BTC_MARK)
+    registry.delist(PERP, sender=admin)
+
+    succeeds(market.trade, maker, trader, PERP, WAD, BTC_MARK)  # the maker buys it back
+
+    assert e.position(trader, PERP) == 0
