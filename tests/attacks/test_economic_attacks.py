@@ -221,6 +221,26 @@ def test_liquidate__remainder_would_be_dust__whole_book_taken(market, maker, tra
     assert e.position(liquidator, PERP) == 4 * WAD // 100
 
 
+def test_liquidate__one_wei_fraction__moves_one_wei_and_charges_nothing_extra(
+    market, maker, trader, liquidator
+):
+    """Amount 1 for liquidation: f = 1e-18 moves floor(size * f) = 1 wei of the position,
+    MM scales by (1 - f) rounded up (it cannot grow), and the discount rounds to 0.
+    (It still bumps the state nonce: the nonce-griefing residual risk in SECURITY.md.)"""
+    e = market.engine
+    _go_long(market, trader, maker, 7_000, WAD)
+    market.fund(liquidator, 100_000 * USD)
+    market.post_marks(marks={PERP: 56_000 * WAD})
+    mm, cash, nonce = e.health(trader).mm_wad, e.cash_wad(trader), e.state_nonce(trader)
+    tx = _liquidate(market, trader, liquidator, 1)
+    [liq] = tx.decode_logs(e.Liquidation)
+    assert (liq.fraction_wad, liq.discount_wad, liq.slice_value_wad) == (1, 0, 56_000)
+    assert e.position(trader, PERP) == WAD - 1 and e.position(liquidator, PERP) == 1
+    assert e.health(trader).mm_wad == mm - mm // WAD  # ceil(mm * (1 - 1e-18))
+    assert e.cash_wad(trader) == cash + 56_000
+    assert e.state_nonce(trader) == nonce + 1
+
+
 # ------------------------------------------------------------------ 50% crash
 
 
