@@ -51,7 +51,7 @@ def test_post_attestation__valid__stores_margins_resets_pending_and_logs(engine,
     assert (view.pending_im_wad, view.pending_mm_wad) == (0, 0)
     [log] = tx.decode_logs(engine.AttestationPosted)
     # (`log.timestamp` is the block time in ape: read the event field explicitly)
-    assert view.attestation_timestamp == view.margin_basis_timestamp == log.event_arguments["timestamp"] < tx.timestamp
+    assert view.attestation_timestamp == view.margin_basis_timestamp == log.event_arguments["timestamp"] <= tx.timestamp
     assert (log.account, log.state_nonce, log.position_value_wad) == (long_book.address, 1, 60_000 * WAD)
     assert (log.initial_margin_wad, log.maintenance_margin_wad) == (4_000 * WAD, 2_000 * WAD)
 

@@ -144,12 +144,13 @@ def test_fill__maker_below_im__reverts_and_leaves_state(engine, fund, set_market
     fund(trader, 5_000 * USDC)  # IM of one perp is 6k
     fund(taker, 100_000 * USDC)
     set_market()
+    taker_cash = engine.cash_wad(taker)
     order, sig = make_order(trader, PERP, True, WAD, PRICE)
     with ape.reverts("engine: maker below initial margin"):
         engine.fill(order.as_args(), sig, WAD, sender=taker)
     assert engine.position(trader, PERP) == 0
     assert engine.state_nonce(trader) == 0
-    assert engine.cash_wad(taker) == 100_000 * WAD
+    assert engine.cash_wad(taker) == taker_cash
 
 
 def test_fill__taker_below_im__reverts(engine, fund, set_market, make_order, maker, trader):
