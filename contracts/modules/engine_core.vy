@@ -92,6 +92,10 @@ fees_wad: public(uint256)
 socialised_loss_wad: public(uint256)
 # net cash credited to accounts by settlement payoffs and funding, WAD
 external_pnl_wad: public(int256)
+# kind (bits 8-15) and strike (16-255) of an instrument, bit 0 set once cached. Listed terms
+# never change in InstrumentRegistry, so the first settlement of an instrument caches them
+# and later settlements skip the registry call (~12k gas).
+_terms: HashMap[uint256, uint256]
 # packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
 # max_attestation_age (56-87) | max_liquidation_price_age (88-119). One SLOAD per trade.
 _trading: uint256
