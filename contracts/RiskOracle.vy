@@ -152,21 +152,23 @@ event ParamsHashSet:
 event MaxIndexMoveSet:
     max_index_move_bps: uint256
 
+# `signed_at` is the message's signed timestamp (not named `timestamp`: ape's ContractLog
+# has a `timestamp` attribute of its own, the block time, which would shadow it).
 event MarketDataPosted:
     digest: indexed(bytes32)
     poster: indexed(address)
     count: uint256
-    timestamp: uint256
+    signed_at: uint256
 
 event IndexPriceUpdated:
     underlying: indexed(bytes32)
     price_wad: uint256
-    timestamp: uint256
+    signed_at: uint256
 
 event SettlementPriceSet:
     instrument_id: indexed(uint256)
     price_wad: uint256
-    timestamp: uint256
+    signed_at: uint256
 
 
 #### CONSTRUCTOR ####
@@ -303,7 +305,7 @@ def post_market_data(data: MarketData, signatures: DynArray[Bytes[65], MAX_SIGNA
         )
         self._initial_rates[instrument_id] = (im_long << 128) | im_short
         self._maintenance_rates[instrument_id] = (mm_long << 128) | mm_short
-    log MarketDataPosted(digest=digest, poster=msg.sender, count=n, timestamp=data.timestamp)
+    log MarketDataPosted(digest=digest, poster=msg.sender, count=n, signed_at=data.timestamp)
 
 
 @external
@@ -333,7 +335,7 @@ def post_index_prices(data: IndexPrices, signatures: DynArray[Bytes[65], MAX_SIG
             move: uint256 = max(price, previous.price_wad) - min(price, previous.price_wad)
             assert move * BPS <= previous.price_wad * max_move_bps, "oracle: index move above limit"
         self._index[underlying] = IndexPrice(price_wad=price, updated_at=data.timestamp)
-        log IndexPriceUpdated(underlying=underlying, price_wad=price, timestamp=data.timestamp)
+        log IndexPriceUpdated(underlying=underlying, price_wad=price, signed_at=data.timestamp)
 
 
 @external
@@ -354,7 +356,7 @@ def post_settlement_price(data: SettlementPrice, signatures: DynArray[Bytes[65],
     assert data.timestamp >= item.expiry, "oracle: price observed before expiry"
     self._check_signatures(self._settlement_price_digest(data), signatures)
     self.settlement_price[data.instrument_id] = data.price_wad
-    log SettlementPriceSet(instrument_id=data.instrument_id, price_wad=data.price_wad, timestamp=data.timestamp)
+    log SettlementPriceSet(instrument_id=data.instrument_id, price_wad=data.price_wad, signed_at=data.timestamp)
 
 
 #### VIEWS ####

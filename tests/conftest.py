@@ -8,6 +8,8 @@ into the next test.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from eth_account import Account
 from eth_utils import keccak
@@ -36,6 +38,30 @@ KIND_FUTURE, KIND_PERPETUAL, KIND_CALL, KIND_PUT = 0, 1, 2, 3
 # Fixed, publicly known test keys (never use outside tests).
 SIGNER_KEYS = [keccak(text=f"netmargin test signer {i}") for i in range(3)]
 OUTSIDER_KEY = keccak(text="netmargin test outsider")
+
+
+# ------------------------------------------------------------------ ape revert cost
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _skip_ape_revert_tracebacks():
+    """For every reverted transaction ape (via ape-vyper's `enrich_error` -> `dev_message`)
+    streams the struct-log trace to build a Vyper source traceback, and prints the call
+    tree: measured 5-70 s per revert on this 2-core machine. Revert reasons (what
+    `ape.reverts` matches) are unaffected; only "dev:" comment matching is lost, which
+    does not work with Vyper 0.4.3 anyway. NETMARGIN_APE_TRACES=1 restores ape's
+    behaviour for debugging."""
+    if os.environ.get("NETMARGIN_APE_TRACES"):
+        yield
+        return
+    import ape.exceptions
+    from ape_ethereum.trace import Trace
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+    patch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
+    yield
+    patch.undo()
 
 
 # ------------------------------------------------------------------ roles

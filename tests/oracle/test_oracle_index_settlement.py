@@ -15,7 +15,7 @@ def test_post_index_prices__first_prices__unbounded_stored_with_events(oracle, p
     assert oracle.index_price(BTC) == (P0, data.timestamp)
     assert oracle.index_price(ETH) == (3_000 * WAD, data.timestamp)
     logs = tx.decode_logs(oracle.IndexPriceUpdated)
-    assert [(log.underlying, log.price_wad, log.timestamp) for log in logs] == [
+    assert [(log.underlying, log.price_wad, log.signed_at) for log in logs] == [
         (BTC, P0, data.timestamp),
         (ETH, 3_000 * WAD, data.timestamp),
     ]
@@ -123,7 +123,7 @@ def test_post_settlement_price__after_expiry__final_with_event(
     tx, data = post_settlement(instrument_id, 61_000 * WAD)
     assert oracle.settlement_price(instrument_id) == 61_000 * WAD
     [log] = tx.decode_logs(oracle.SettlementPriceSet)
-    assert (log.instrument_id, log.price_wad, log.timestamp) == (instrument_id, 61_000 * WAD, data.timestamp)
+    assert (log.instrument_id, log.price_wad, log.signed_at) == (instrument_id, 61_000 * WAD, data.timestamp)
 
 
 def test_post_settlement_price__before_expiry__reverts(oracle, post_settlement):

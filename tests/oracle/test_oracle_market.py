@@ -20,7 +20,7 @@ def test_post_market_data__four_instruments__stored_readable_and_event(oracle, p
         assert tuple(rates) == (data.im_long_wad[i], data.im_short_wad[i], data.mm_long_wad[i], data.mm_short_wad[i])
         assert updated_at == data.timestamp == oracle.market_updated_at(instrument_id)
     [log] = tx.decode_logs(oracle.MarketDataPosted)
-    assert (log.digest, log.poster, log.count, log.timestamp) == (digest(data, domain), keeper.address, 4, data.timestamp)
+    assert (log.digest, log.poster, log.count, log.signed_at) == (digest(data, domain), keeper.address, 4, data.timestamp)
 
 
 def test_post_market_data__negative_and_extreme_values__roundtrip(oracle, post_market):
