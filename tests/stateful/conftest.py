@@ -38,3 +38,12 @@ def deployment():
     from .harness import system
 
     return system()
+
+
+@pytest.fixture
+def fresh(deployment):
+    """The deployment, rolled back (storage and block time) after the test."""
+    import boa
+
+    with boa.env.anchor():
+        yield deployment

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boa
+from boa.contracts.event_decoder import decode_log
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -159,7 +160,16 @@ class System:
             value = getattr(contract, fn)(*args, sender=sender)
         except boa.BoaError as err:
             return CallResult(False, revert_reason(err))
-        return CallResult(True, logs=tuple(contract.get_logs(strict=False)), value=value)
+        return CallResult(True, logs=tuple(self._decode(e) for e in contract.get_logs(strict=False)), value=value)
+
+    def _decode(self, entry):
+        """Events the engine logs inside its delegatecall to the extension come back raw
+        (the engine's ABI lacks them): decode them with the extension's ABI."""
+        if type(entry).__name__ != "RawLogEntry":
+            return entry
+        if entry.topics[0] not in self.extension.event_abi_for:
+            return entry
+        return decode_log(self.engine.address, self.extension.event_abi_for, entry)
 
     # ------------------------------------------------------------------ oracle data
 
