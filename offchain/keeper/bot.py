@@ -164,9 +164,9 @@ class Keeper:
         report = CycleReport(head, now, len(self.book), 0)
         # post prices first: liquidations and attestations below are judged at these marks
         if self.cfg.post_prices and self.source is not None:
-            report.posted_prices = self._post_market_data(marks, risk["rates"], now, live)
-            self._post_index(spot, now)
-            self._post_settlements(now)
+            report.posted_prices = self.publish_prices(marks, risk["rates"], spot, now, live)
+        elif self.source is None:
+            self.posted_marks = marks  # oracle mode: what we read is what the engine uses
 
         view = self._accounts_view(risk, now)
         settleable = (self.table.expiry > 0) & (self.table.expiry <= now) & (self.settlement > 0)
@@ -293,6 +293,13 @@ class Keeper:
             onchain_liquidatable=has & (chain_equity < chain_mm), inflight=inflight)
 
     # ---- actions ----
+    def publish_prices(self, marks, rates, spot, now, live) -> bool:
+        """Post marks + rates (when due), index prices and due settlement prices."""
+        posted = self._post_market_data(marks, rates, now, live)
+        self._post_index(spot, now)
+        self._post_settlements(now)
+        return posted
+
     def _post_market_data(self, marks, rates, now, live) -> bool:
         if not prices_due(marks, self.posted_marks, self.posted_at, now,
                           self.cfg.price_move_frac, self.cfg.price_max_age_s):

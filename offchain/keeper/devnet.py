@@ -97,13 +97,15 @@ class Devnet:
 
 
 def start_anvil(accounts: int = 10, timestamp: int | None = None, port: int | None = None,
-                balance_eth: int = 1_000_000, log_path: Path | None = None) -> Devnet:
+                balance_eth: int = 1_000_000, log_path: Path | None = None,
+                extra_args: tuple[str, ...] = ()) -> Devnet:
     port = port or free_port()
     cmd = [find_anvil(), "--port", str(port), "--accounts", str(accounts), "--mnemonic", MNEMONIC,
            "--balance", str(balance_eth), "--silent", "--gas-limit", "100000000",
            "--code-size-limit", "100000"]
     if timestamp is not None:
         cmd += ["--timestamp", str(int(timestamp))]
+    cmd += list(extra_args)
     out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
