@@ -12,16 +12,26 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 _COMMON = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     "print_blob": True,
 }
-settings.register_profile("quick", max_examples=12, stateful_step_count=40, **_COMMON)
-settings.register_profile("long", max_examples=3_000, stateful_step_count=80, **_COMMON)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+# STATEFUL_EXAMPLES overrides the number of runs (e.g. to fit a long run into a time box)
+_EXAMPLES = os.environ.get("STATEFUL_EXAMPLES")
+# quick: no shrinking phase (a shrink of a stateful boa run can take minutes; the failure
+# still prints its full sequence and a reproduction blob). long: shrinks to a minimal case.
+settings.register_profile(
+    "quick",
+    max_examples=int(_EXAMPLES or 10),
+    stateful_step_count=40,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    **_COMMON,
+)
+settings.register_profile("long", max_examples=int(_EXAMPLES or 3_000), stateful_step_count=80, **_COMMON)
 
 
 @pytest.fixture(scope="session")

@@ -369,7 +369,8 @@ class EngineMachine(RuleBasedStateMachine):
         note(f"spot -> {self.spot / WAD:.2f}, funding index -> {self.funding / WAD:.0f}")
         self._post_market()
 
-    @rule(seconds=st.sampled_from([60, 600, HOUR, 3 * HOUR, 12 * HOUR, DAY]), refresh=st.booleans(),
+    @rule(seconds=st.sampled_from([60, 600, HOUR, 3 * HOUR, 12 * HOUR, DAY]),
+          refresh=st.sampled_from([True, True, True, False]),
           probe=traders)
     def wait(self, seconds, refresh, probe):
         before = self.s.health(self.a(probe))
@@ -385,6 +386,7 @@ class EngineMachine(RuleBasedStateMachine):
         addr = self.a(who)
         self.touch(addr)
         if from_equity:
+            # 10%..150% of equity: often above it, which makes the account liquidatable
             mm = max(0, self.s.health(addr)[0]) * mm_pct // 100
         else:
             rows = market_rows(self.spot, self.funding, self.s.expiry - self.s.now())
@@ -398,36 +400,28 @@ class EngineMachine(RuleBasedStateMachine):
         assert (view.attested_im_wad, view.attested_mm_wad) == (im, mm)
         assert (view.pending_im_wad, view.pending_mm_wad) == (0, 0)
         assert view.attestation_timestamp == self.s.now() > self.att_ts[addr]
-
-    @rule(who=traders, stale=st.booleans())
-    def attest_replay(self, who, stale):
-        """An attestation that is not newer, or for another state nonce, is refused."""
-        addr = self.a(who)
+        # the same message again is not newer; one for another state nonce never binds
+        replay = self.s.post_attestation(addr, im, mm, timestamp=view.attestation_timestamp)
+        assert not replay.ok and replay.reason == "engine: attestation not newer", replay
         self.s.advance(1)
-        if stale:
-            if self.att_ts[addr] == 0:
-                return
-            res = self.s.post_attestation(addr, 0, 0, timestamp=self.att_ts[addr])
-            assert not res.ok and res.reason == "engine: attestation not newer", res
-        else:
-            res = self.s.post_attestation(addr, 0, 0, nonce=self.view(addr).state_nonce + 1)
-            assert not res.ok and res.reason == "engine: wrong state nonce", res
+        wrong = self.s.post_attestation(addr, im, mm, nonce=view.state_nonce + 1)
+        assert not wrong.ok and wrong.reason == "engine: wrong state nonce", wrong
 
     # ------------------------------------------------------------------ liquidation
 
-    @rule(who=traders)
-    def flag(self, who):
-        addr = self.a(who)
-        self.touch(addr)
-        liquidatable = self.s.health(addr)[3]
+    def _flag(self, addr: str, liquidatable: bool) -> None:
+        """flag() starts the discount clock of an account below MM, or clears a healthy one's."""
         since = self.view(addr).liquidatable_since
         res = self.s.call(self.engine, "flag", addr, sender=self.s.keeper)
         allowed = {"engine: already flagged", "engine: account is healthy", "engine: stale marks"}
-        if self.expect(res, allowed, f"flag {who}"):
+        if self.expect(res, allowed, "flag"):
             assert (liquidatable and since == 0) or (not liquidatable and since != 0), "flag on the wrong state"
+            assert self.s.account(addr).liquidatable_since == (self.s.now() if liquidatable else 0)
 
-    @rule(liquidator=traders, pick=st.integers(0, 3), frac_bps=st.sampled_from([10_000, 5_000, 2_000, 500, 1]))
-    def liquidate(self, liquidator, pick, frac_bps):
+    @rule(liquidator=traders, pick=st.integers(0, 3), frac_bps=st.sampled_from([10_000, 5_000, 2_000, 500, 1]),
+          flag_first=st.booleans(), wait_hours=st.sampled_from([0, 0, 1, 4]))
+    def liquidate(self, liquidator, pick, frac_bps, flag_first, wait_hours):
+        """Flag (maybe), let the Dutch auction run (maybe), then liquidate a slice."""
         la = self.a(liquidator)
         others = [self.a(n) for n in TRADER_NAMES if n != liquidator]
         healths = {x: self.s.health(x) for x in others}
@@ -435,7 +429,11 @@ class EngineMachine(RuleBasedStateMachine):
         targets = [x for x in others if healths[x][3]] or others
         va = targets[pick % len(targets)]
         self.touch(la, va)
-        view = self.view(va)
+        if flag_first:
+            self._flag(va, healths[va][3])
+            if wait_hours:
+                self.s.advance(wait_hours * HOUR)
+        view = self.s.account(va)
         before_l = self.s.health(la)
         e0, _, mm0, liq0 = healths[va]
         fraction = frac_bps * WAD // BPS
