@@ -136,7 +136,7 @@ def populate(dev, dep, dealer, keeper: Keeper, n: int, seed: int = 7) -> list[st
     w3.provider.make_request("evm_setAutomine", [False])
     count_before = dep.engine.functions.account_count().call()
     t0 = time.perf_counter()
-    hashes = rpc_batch(url, calls)
+    rpc_batch(url, calls)
     t1 = time.perf_counter()
     while int(w3.provider.make_request("txpool_status", [])["result"]["pending"], 16):
         w3.provider.make_request("evm_mine", [])

@@ -26,7 +26,7 @@ from offchain.keeper.chain import (
     read_instruments,
 )
 from offchain.keeper.config import KeeperConfig
-from offchain.keeper.executor import Executor, TxResult
+from offchain.keeper.executor import Encoder, Executor, TxResult
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import InstrumentTable, ReplaySource, instrument_marks
@@ -77,6 +77,7 @@ class Keeper:
         self.metrics = metrics or KeeperMetrics()
         self.indexer = Indexer(dep, store, cfg.start_block, cfg.confirmations, cfg.reorg_depth)
         self.domain = oracle_domain(self.w3.eth.chain_id, dep.oracle.address)
+        self.engine_calls = Encoder(dep.engine)
         self.policy = Policy(attest_move_frac=cfg.attest_move_frac, attest_move_abs=cfg.attest_move_abs,
                              attest_max_age_s=cfg.attest_max_age_s, liquidate=cfg.liquidate,
                              settle=cfg.settle)
@@ -103,6 +104,7 @@ class Keeper:
             if e.name == "AttestationPosted":
                 self._note_attestation(e.args)
         self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
+        self.signers.warm_up()
         log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
                                           "resume_block": self.indexer.cursor(),
                                           "signers": self.signers.addresses,
@@ -369,7 +371,7 @@ class Keeper:
             value = max(float(risk["value"][i]), 0.0) * self.cfg.liquidation_max_payment_frac
             max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
             nonce = int(self.book.state_nonce[i])
-            calls.append((f"liquidate:{a}", self.dep.engine.functions.liquidate(a, WAD, max_pay, nonce)))
+            calls.append((f"liquidate:{a}", self.engine_calls("liquidate", a, WAD, max_pay, nonce)))
             self.inflight[a] = nonce
         out = []
         for res in self.executor.send_batch(calls):
@@ -405,7 +407,7 @@ class Keeper:
                 params_hash=self.params_hash, timestamp=now, deadline=deadline))
         sigs = self.signers.sign([typed_digest(self.domain, a.struct_hash()) for a in atts])
         sign_s = time.perf_counter() - t0
-        calls = [(f"attest:{a.account}", self.dep.engine.functions.post_attestation(a.as_tuple(), s))
+        calls = [(f"attest:{a.account}", self.engine_calls("post_attestation", a.as_tuple(), s))
                  for a, s in zip(atts, sigs, strict=True)]
         results = self.executor.send_batch(calls)
         ok = np.asarray([r.ok and not r.dry_run for r in results])
@@ -417,7 +419,7 @@ class Keeper:
 
     def _settle(self, decision: Plan) -> int:
         calls = [(f"settle:{self.book.addresses[a]}:{int(self.table.ids[k])}",
-                  self.dep.engine.functions.settle(self.book.addresses[a], int(self.table.ids[k])))
+                  self.engine_calls("settle", self.book.addresses[a], int(self.table.ids[k])))
                  for a, k in decision.settle]
         results = self.executor.send_batch(calls)
         for r in results:

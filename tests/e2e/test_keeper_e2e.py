@@ -178,9 +178,12 @@ def test_funds__after_the_story__reconciled_to_token_balance(world):
 
 def test_keeper_metrics__after_cycles__processed_tracks_head(world):
     m = world["keeper"].metrics
-    assert m.processed_block._value.get() >= m.head_block._value.get() - 1
+    # the running keeper catches up with head (a snapshot mid-cycle may lag by its own blocks)
+    wait_for(lambda: m.processed_block._value.get() >= m.head_block._value.get() - 1,
+             what="processed block to reach head")
     ok, status = m.health(max_lag_blocks=5, max_cycle_age_s=60)
     assert ok, status
+    assert m.accounts._value.get() >= 3
 
 
 def test_keeper_restart__same_store__resumes_at_last_block(world):
