@@ -211,7 +211,7 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
 
     iid: uint256 = order.instrument_id
     inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(iid)
-    assert inst.active, "engine: instrument not active"
+    # a delisted instrument still lets holders reduce (checked on the new-risk path only)
     assert inst.expiry == 0 or inst.expiry > block.timestamp, "engine: instrument expired"
 
     # One notional, computed once and moved as the same integer on both sides.
@@ -229,8 +229,8 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
     rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
     rates_at: uint256 = 0  # not checked: marks_at (same signed batch) bounds it in _trade_side
     rates, rates_at = staticcall core.ORACLE.rates(iid)
-    self._trade_side(maker, iid, maker_delta, -pay, rates, cfg, True)
-    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, cfg, False)
+    self._trade_side(maker, iid, maker_delta, -pay, rates, cfg, True, inst.active)
+    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, cfg, False, inst.active)
     core.fees_wad += fee
     log IMarginEngine.OrderFilled(
         order_hash=digest,
@@ -540,6 +540,7 @@ def _trade_side(
     rates: IRiskOracle.Rates,
     cfg: uint256,
     is_maker: bool,
+    active: bool,
 ):
     """
     @dev Books one side of a fill: position, cash, margins, nonce, then the margin check.
@@ -608,18 +609,23 @@ def _trade_side(
         equity_after: int256 = core._equity(account, cash, price_ids, marks, findex)
         im_after: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
         mm_after: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+        # Below IM afterwards: the shortfall (MM - equity) may not grow, and equity may not
+        # go below min(equity before, 0) (a solvent book sold below the mark would otherwise
+        # end in a deficit for the insurance fund while MM falls to zero with it).
         if equity_after < convert(im_after, int256):
+            ok: bool = equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256) and equity_after >= min(equity_before, 0)
             if is_maker:
-                assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: maker reduction deepens shortfall"
+                assert ok, "engine: maker reduction deepens shortfall"
             else:
-                assert equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256), "engine: taker reduction deepens shortfall"
+                assert ok, "engine: taker reduction deepens shortfall"
         if new_n == 0 and cash < 0:
             # a bankrupt book closed at a fair price: the deficit goes through the waterfall
             cash = core._absorb_deficit(account, cash)
         core._header[account] = core._with_cash(header, cash)
         return
 
-    # New risk: not paused, fresh marks, rates and margin basis, equity >= IM after.
+    # New risk: listed, not paused, fresh marks, rates and margin basis, equity >= IM after.
+    assert active, "engine: instrument not active"
     pausable._require_not_paused()
     max_age: uint256 = (cfg >> 24) & core.MASK_32
     # marks_at is the oldest update in the book, which includes this instrument, so it also

@@ -221,6 +221,9 @@ def liquidate(
         core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
     )
     core._store_ids(msg.sender, lids, ln)
+    # An empty book's IM is 0: a liquidator flattened by the slice must not keep negative
+    # cash (that deficit would sit outside the waterfall).
+    assert len(lids) > 0 or lcash >= 0, "engine: liquidator below initial margin"
     if len(lids) > 0:
         lmarks: DynArray[int256, core.MAX_POSITIONS] = []
         lfindex: DynArray[int256, core.MAX_POSITIONS] = []

@@ -288,3 +288,18 @@ def test_accounts_to_liquidate__limit_above_page__reverts(engine):
 
 def test_liquidation_preview__healthy__zero(engine, victim):
     assert engine.liquidation_preview(victim, WAD).fraction_wad == 0
+
+
+def test_liquidate__liquidator_flattened_with_negative_cash__reverts(engine, fund, set_market, trade, trader,
+                                                                     maker, accounts):
+    mirror = accounts[9]
+    fund(trader, 7_000 * USDC)
+    fund(mirror, 7_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    set_market(marks={PERP: 70_000 * WAD})
+    trade(maker, trader, PERP, -WAD, 70_000 * WAD)
+    set_market(marks={PERP: 50_000 * WAD})
+    trade(maker, mirror, PERP, WAD, 50_000 * WAD)  # mirror short 1
+    set_market(marks={PERP: 60_000 * WAD})  # both underwater
+    with ape.reverts("engine: liquidator below initial margin"):
+        engine.liquidate(trader, WAD, 10**30, engine.state_nonce(trader), sender=mirror)

@@ -320,3 +320,24 @@ def test_cancel_order__twice__reverts(engine, make_order, maker):
     engine.cancel_order(order.as_args(), sender=maker)
     with ape.reverts("engine: order cancelled"):
         engine.cancel_order(order.as_args(), sender=maker)
+
+
+def test_fill__solvent_book_closed_below_mark_into_deficit__reverts(engine, fund, set_market, trade, make_order,
+                                                                    trader, maker):
+    fund(trader, 6_100 * USDC)
+    fund(maker, 200_000 * USDC)
+    set_market()
+    trade(trader, maker, PERP, WAD, PRICE)
+    set_market(marks={PERP: 56_500 * WAD})  # equity 2.6k > 0 but < MM 3k
+    # a close at 53.6k keeps MM - equity unchanged (MM falls to 0) but ends at -300 cash
+    order, sig = make_order(maker, PERP, True, WAD, 53_600 * WAD)
+    with ape.reverts("engine: taker reduction deepens shortfall"):
+        engine.fill(order.as_args(), sig, WAD, sender=trader)
+    assert engine.insurance_wad() == 0 and engine.position(trader, PERP) == WAD
+
+
+def test_fill__delisted_instrument__holders_may_still_reduce(engine, books, trade, registry, admin, maker, taker):
+    trade(maker, taker, PERP, WAD, PRICE)
+    registry.delist(PERP, sender=admin)
+    trade(maker, taker, PERP, -WAD, PRICE)  # both sides reduce
+    assert engine.position(maker, PERP) == engine.position(taker, PERP) == 0
