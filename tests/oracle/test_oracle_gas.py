@@ -19,6 +19,11 @@ def wide_registry(registry, admin):
     return registry
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _deploy_first(wide_registry, oracle):
+    """Module-scoped setup before the first test's snapshot (ape isolation)."""
+
+
 def _batch(timestamp: int, mark_wad: int) -> MarketData:
     ids = list(range(1, BATCH + 1))
     return MarketData(
