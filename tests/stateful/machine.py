@@ -369,16 +369,18 @@ class EngineMachine(RuleBasedStateMachine):
         note(f"spot -> {self.spot / WAD:.2f}, funding index -> {self.funding / WAD:.0f}")
         self._post_market()
 
-    @rule(seconds=st.sampled_from([60, 600, HOUR, 3 * HOUR, 12 * HOUR, DAY]),
-          refresh=st.sampled_from([True, True, True, False]),
-          probe=traders)
-    def wait(self, seconds, refresh, probe):
-        before = self.s.health(self.a(probe))
+    @rule(seconds=st.sampled_from([60, 600, HOUR, 3 * HOUR, 12 * HOUR, DAY]), probe=traders)
+    def wait(self, seconds, probe):
+        """Time passes; stale marks block new risk until the keeper posts fresh ones."""
+        addr = self.a(probe)
+        before = self.s.health(addr)
         self.s.advance(seconds)
         # time alone never changes equity, margins or health
-        assert self.s.health(self.a(probe)) == before, "time changed an account's health"
-        if refresh:
-            self._post_market()
+        assert self.s.health(addr) == before, "time changed an account's health"
+        if seconds > HOUR and self.view(addr).positions:
+            res = self.s.call(self.engine, "withdraw", 1, sender=addr)
+            assert not res.ok and res.reason in {"engine: stale marks", "engine: stale attestation"}, res
+        self._post_market()
 
     @rule(who=traders, from_equity=st.booleans(), mm_pct=st.integers(10, 150), im_extra_pct=st.integers(0, 100))
     def attest(self, who, from_equity, mm_pct, im_extra_pct):
@@ -432,7 +434,9 @@ class EngineMachine(RuleBasedStateMachine):
         if flag_first:
             self._flag(va, healths[va][3])
             if wait_hours:
+                # the Dutch auction runs; the keeper keeps the marks fresh meanwhile
                 self.s.advance(wait_hours * HOUR)
+                self._post_market()
         view = self.s.account(va)
         before_l = self.s.health(la)
         e0, _, mm0, liq0 = healths[va]

@@ -1,0 +1,109 @@
+"""Shrunk sequences from the engine state machine, pinned as plain regression tests.
+
+Each test replays the minimal sequence hypothesis reported (or the minimal sequence of a
+finding that has since been fixed) on the same titanoboa deployment as the machine, and
+asserts the behaviour the machine now expects. Contract bugs that are still open live in
+test_found_bugs.py instead.
+"""
+
+from __future__ import annotations
+
+from .harness import CALL, PERP, SCALE, WAD
+
+USD = 10**6  # token units of the 6-decimal settlement token
+
+
+def test_fill__solvent_book_closed_to_friend_at_one_wei__reverts_without_bad_debt(fresh):
+    """Finding 1 (fixed in b423905): closing a whole book skipped the shortfall check, so a
+    10x long sold back to a friend for 1 wei wrote 50,000 of bad debt off."""
+    s = fresh
+    alice, bob, carol = s.addr["alice"], s.addr["bob"], s.addr["carol"]
+    assert s.deposit(alice, 10_000 * USD).ok
+    assert s.deposit(bob, 100_000 * USD).ok
+    assert s.deposit(carol, 100_000 * USD).ok
+    assert s.fill(alice, bob, PERP, True, WAD, 60_000 * WAD).ok
+
+    res = s.fill(alice, bob, PERP, False, WAD, 1)
+
+    assert not res.ok and res.reason == "engine: maker reduction deepens shortfall", res
+    assert s.engine.socialised_loss_wad() == 0 and s.engine.insurance_wad() == 0
+    assert s.engine.position(alice, PERP) == WAD
+
+
+def test_fill__reduction_against_new_risk_while_paused__reverts_for_the_new_risk_side(fresh):
+    """Shrunk from the machine's pause window: bob shrinks his only position while paused,
+    but his counterparty opens new risk, so the fill as a whole is paused."""
+    s = fresh
+    alice, bob, carol = s.addr["alice"], s.addr["bob"], s.addr["carol"]
+    for who in (alice, bob, carol):
+        assert s.deposit(who, 100_000 * USD).ok
+    assert s.fill(bob, alice, PERP, True, WAD, 60_000 * WAD).ok  # bob long 1
+    assert s.call(s.engine, "pause", sender=s.admin).ok
+
+    res = s.fill(bob, carol, PERP, False, WAD // 10, 60_000 * WAD)  # carol would open a long
+    assert not res.ok and res.reason == "pausable: contract is paused", res
+
+    res = s.fill(bob, alice, PERP, False, WAD // 10, 60_000 * WAD)  # alice shrinks her short
+    assert res.ok, res.reason
+    assert s.engine.position(bob, PERP) == WAD - WAD // 10
+
+
+def test_post_attestation__empty_book_with_margins__health_zero_and_cash_withdrawable(fresh):
+    """Shrunk from the machine: an attestation may carry margins for an account with no
+    positions; they are stored, but an empty book owes nothing and its cash stays free."""
+    s = fresh
+    bob = s.addr["bob"]
+    assert s.deposit(bob, 5_000 * USD).ok
+    s.advance(1)
+    assert s.post_attestation(bob, 6_000 * WAD, 4_000 * WAD).ok
+
+    equity, im, mm, liquidatable = s.health(bob)
+    assert (equity, im, mm, liquidatable) == (5_000 * WAD, 0, 0, False)
+    res = s.call(s.engine, "withdraw", 5_000 * USD, sender=bob)
+    assert res.ok, res.reason
+    assert s.engine.cash_wad(bob) == 0
+
+
+def test_withdraw__deposit_then_withdraw_more__reverts_and_exact_amount_returns(fresh):
+    """Deposit-then-withdraw never returns more than deposited (the saver's round trip)."""
+    s = fresh
+    saver = s.addr["saver"]
+    wallet = s.token.balanceOf(saver)
+    assert s.deposit(saver, 1_234 * USD + 5).ok
+
+    res = s.call(s.engine, "withdraw", 1_234 * USD + 6, sender=saver)
+    assert not res.ok and res.reason == "engine: insufficient cash", res
+    assert s.call(s.engine, "withdraw", 1_234 * USD + 5, sender=saver).ok
+    assert s.token.balanceOf(saver) == wallet + 1_234 * USD + 5
+    assert s.engine.cash_wad(saver) == 0
+
+
+def test_liquidate__option_book_after_crash__discount_bounded_and_liquidator_above_im(fresh):
+    """A short call liquidated after a rally: the liquidator gains exactly the discount
+    less the insurance share, stays above IM, and the account's ratio improves."""
+    s = fresh
+    alice, bob, liz = s.addr["alice"], s.addr["bob"], s.addr["liz"]
+    assert s.deposit(alice, 15_000 * USD).ok
+    assert s.deposit(bob, 100_000 * USD).ok
+    assert s.deposit(liz, 1_000_000 * USD).ok
+    assert s.fill(alice, bob, CALL, False, WAD, 2_500 * WAD).ok  # alice short 1 call
+    rows = {CALL: (14_000 * WAD, 0, 14_000 * WAD, 11_000 * WAD, 7_000 * WAD, 5_500 * WAD)}
+    assert s.post_market(rows).ok  # BTC rallies: the call is worth 14,000, equity 3,500 < MM 4,500
+    e0, _, mm0, liquidatable = s.health(alice)
+    assert liquidatable
+    l0 = s.health(liz)[0]
+
+    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+
+    assert res.ok, res.reason
+    (ev,) = res.events("Liquidation")
+    assert ev.discount_wad <= 5_000 * ev.fraction_wad // 10_000 * mm0 // WAD
+    l_equity, l_im, _, _ = s.health(liz)
+    assert l_equity >= l_im
+    assert abs((l_equity - l0) - (ev.discount_wad - ev.insurance_wad)) <= 2
+    e1, _, mm1, _ = s.health(alice)
+    assert mm1 == 0 or e1 * mm0 >= e0 * mm1
+    assert s.engine.cash_wad(alice) >= 0 and e1 >= 0
+    assert s.token.balanceOf(s.engine.address) * SCALE + s.engine.external_pnl_wad() + s.engine.socialised_loss_wad() == (
+        sum(s.engine.cash_wad(a) for a in s.addr.values()) + s.engine.insurance_wad() + s.engine.fees_wad()
+    )
