@@ -52,6 +52,8 @@ MAX_IDS: public(constant(uint256)) = 32
 MAX_BATCH: public(constant(uint256)) = 256
 MAX_UNDERLYINGS: public(constant(uint256)) = 32
 BPS: constant(uint256) = 10_000
+# IInstrumentRegistry kind code of perpetuals (no expiry, no settlement).
+KIND_PERPETUAL: constant(uint8) = 1
 
 ATTESTATION_TYPEHASH: public(constant(bytes32)) = keccak256(
     "Attestation(address account,uint256 state_nonce,int256 position_value_wad,uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
@@ -351,7 +353,7 @@ def post_settlement_price(data: SettlementPrice, signatures: DynArray[Bytes[65],
     assert data.price_wad > 0, "oracle: settlement price must be > 0"
     assert self.settlement_price[data.instrument_id] == 0, "oracle: settlement price already final"
     item: IInstrumentRegistry.Instrument = staticcall registry.instrument(data.instrument_id)
-    assert item.kind != 1, "oracle: perpetual has no settlement"
+    assert item.kind != KIND_PERPETUAL, "oracle: perpetual has no settlement"
     assert block.timestamp >= item.expiry, "oracle: instrument not expired"
     assert data.timestamp >= item.expiry, "oracle: price observed before expiry"
     self._check_signatures(self._settlement_price_digest(data), signatures)

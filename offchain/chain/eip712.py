@@ -253,6 +253,39 @@ class SettlementPrice(_Message):
 
 Message = Attestation | MarketData | IndexPrices | SettlementPrice
 
+# RiskOracle storage ranges (packed words) and the registry's perpetual kind code.
+INT96_MIN, INT96_MAX = -(2**95), 2**95 - 1
+RATE_MAX = 2**128 - 1
+KIND_PERPETUAL = 1
+
+
+def check_market_rules(data: MarketData, kinds: dict[int, int]) -> None:
+    """The rules RiskOracle enforces on a batch, plus the one it cannot check cheaply
+    (funding index 0 for non-perpetuals), raised here with the offending field named.
+    `kinds` maps instrument id -> registry kind. Call before signing."""
+    seen: set[int] = set()
+    for i, instrument_id in enumerate(data.ids):
+        where = f"MarketData[{i}] (instrument {instrument_id})"
+        if instrument_id in seen:
+            raise Eip712Error(f"{where}.ids: expected each id once per batch, got a repeat")
+        seen.add(instrument_id)
+        if instrument_id not in kinds:
+            raise Eip712Error(f"{where}.ids: expected a listed instrument, got an unknown id")
+        for name in ("marks_wad", "funding_indices_wad"):
+            value = getattr(data, name)[i]
+            if not INT96_MIN <= value <= INT96_MAX:
+                raise Eip712Error(f"{where}.{name}: expected within +/-2**95, got {value}")
+        if kinds[instrument_id] != KIND_PERPETUAL and data.funding_indices_wad[i] != 0:
+            raise Eip712Error(
+                f"{where}.funding_indices_wad: expected 0 for a non-perpetual, got {data.funding_indices_wad[i]}"
+            )
+        for side in ("long", "short"):
+            im, mm = getattr(data, f"im_{side}_wad")[i], getattr(data, f"mm_{side}_wad")[i]
+            if im > RATE_MAX:
+                raise Eip712Error(f"{where}.im_{side}_wad: expected < 2**128, got {im}")
+            if im < mm:
+                raise Eip712Error(f"{where}.im_{side}_wad: expected >= mm_{side}_wad ({mm}), got {im}")
+
 
 # ---------------------------------------------------------------------------- encoding
 

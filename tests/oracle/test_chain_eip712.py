@@ -195,3 +195,27 @@ def test_domain__bad_contract__raises():
         Domain(chain_id=1, verifying_contract="0xnope")
     with pytest.raises(Eip712Error, match="domain.chain_id"):
         Domain(chain_id=-1, verifying_contract=ADDRESS)
+
+
+@pytest.mark.parametrize(
+    "overrides, kinds, match",
+    [
+        ({"ids": [1, 1, 2]}, {1: 1, 2: 1}, r"MarketData\[1\] \(instrument 1\).ids: expected each id once"),
+        ({}, {1: 1, 2: 1}, r"MarketData\[2\] \(instrument 3\).ids: expected a listed instrument"),
+        ({"marks_wad": [2**95, 0, 0]}, {1: 1, 2: 1, 3: 1}, r"MarketData\[0\] \(instrument 1\).marks_wad"),
+        ({}, {1: 1, 2: 0, 3: 1}, r"MarketData\[1\] \(instrument 2\).funding_indices_wad: expected 0 for a non-perpetual"),
+        ({"im_long_wad": [2**128, 2, 2], "mm_long_wad": [0, 0, 0]}, {1: 1, 2: 1, 3: 1}, r"im_long_wad: expected < 2\*\*128"),
+        ({"im_short_wad": [3, 0, 3], "mm_short_wad": [0, 1, 0]}, {1: 1, 2: 1, 3: 1}, r"MarketData\[1\] \(instrument 2\).im_short_wad: expected >= mm_short_wad"),
+    ],
+)
+def test_check_market_rules__rule_broken__raises_naming_entry(overrides, kinds, match):
+    from offchain.chain.eip712 import check_market_rules
+
+    with pytest.raises(Eip712Error, match=match):
+        check_market_rules(_market(**overrides), kinds)
+
+
+def test_check_market_rules__valid_batch__passes():
+    from offchain.chain.eip712 import check_market_rules
+
+    check_market_rules(_market(funding_indices_wad=[0, 5, 0]), {1: 0, 2: 1, 3: 2})
