@@ -117,7 +117,7 @@ class Bench:
     def attest(self, account, im: int, mm: int):
         self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
         ts = self.chain.blocks.head.timestamp
-        att = Attestation(account=account.address, state_nonce=self.engine.state_nonce(account),
+        att = Attestation(engine=self.engine.address, account=account.address, state_nonce=self.engine.state_nonce(account),
                           position_value_wad=0, initial_margin_wad=im, maintenance_margin_wad=mm,
                           params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 600)
         return self.engine.post_attestation(att.as_args(), self.sign(att), sender=self.admin)

@@ -278,6 +278,9 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
         abi_encode(att, signatures, method_id=core.CHECK_ATTESTATION_ID),
         is_static_call=True,
     )
+    # the oracle's domain is its own: without this, an attestation signed for the same
+    # account and state nonce on another engine sharing the oracle would be accepted here
+    assert att.engine == self, "engine: attestation for another engine"
     account: address = att.account
     assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
     assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
@@ -301,8 +304,9 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
 @external
 def flag(account: address):
     """
-    @notice Records when an account became liquidatable (starts the discount clock), or
-            clears the record once it is healthy again. Anyone may call.
+    @notice Records when an account became liquidatable (starts the discount clock, or
+            confirms a running one), or clears the record once it is healthy again. Anyone
+            may call. A clock not confirmed within max_liquidation_price_age restarts.
     @param account The account.
     """
     raw_call(EXTENSION, msg.data, is_delegate_call=True)
@@ -318,7 +322,8 @@ def liquidate(
             with time since the account became liquidatable. The fraction is capped to what
             restores equity >= MM * (1 + buffer), unless the rest would be dust.
     @param account The account to liquidate.
-    @param fraction_wad Requested fraction (WAD, <= 1e18); capped.
+    @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
+           book while equity <= discount * MM (a partial slice would lower the margin ratio).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @return uint256 The fraction used (WAD).
@@ -490,11 +495,9 @@ def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngin
     if not h.liquidatable or fraction_wad == 0:
         return preview
     lcfg: uint256 = core._liquidation
-    since: uint256 = core._since(core._header[account])
-    if since == 0:
-        since = block.timestamp
+    since: uint256 = core._episode_since(core._header[account], (core._trading >> 88) & core.MASK_32)
     disc_bps: uint256 = core._discount_bps(lcfg, since)
-    f: uint256 = min(min(fraction_wad, core.WAD), core._fraction_cap(lcfg, h.equity_wad, h.mm_wad, disc_bps))
+    f: uint256 = core._slice_fraction(lcfg, h.equity_wad, h.mm_wad, disc_bps, min(fraction_wad, core.WAD))
     slice_value: int256 = core._mul_floor(h.position_value_wad, convert(f, int256))
     discount: uint256 = disc_bps * f // core.BPS * h.mm_wad // core.WAD
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS

@@ -16,7 +16,8 @@
      ascending, every one a current signer, at least `threshold` of them.
 @custom:security Signers are trusted for values, not for liveness of old data: they can
      post any mark or margin (within storage ranges), but cannot rewind a timestamp,
-     replay a message, move an index price more than `max_index_move_bps` per update,
+     replay a message, move an index price more than `max_index_move_bps` per update
+     (a mark more than that or its previous maintenance rate),
      settle before expiry or change a settlement price once set.
 """
 
@@ -56,7 +57,7 @@ BPS: constant(uint256) = 10_000
 KIND_PERPETUAL: constant(uint8) = 1
 
 ATTESTATION_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "Attestation(address account,uint256 state_nonce,int256 position_value_wad,uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
+    "Attestation(address engine,address account,uint256 state_nonce,int256 position_value_wad,uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
 )
 MARKET_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
     "MarketData(uint256[] ids,int256[] marks_wad,int256[] funding_indices_wad,uint256[] im_long_wad,uint256[] im_short_wad,uint256[] mm_long_wad,uint256[] mm_short_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
@@ -124,7 +125,8 @@ is_signer: public(HashMap[address, bool])
 _signers: DynArray[address, MAX_SIGNERS]
 # Risk parameter set that attestations and market data must carry.
 params_hash: public(bytes32)
-# Largest index move per update, in bps of the previous price.
+# Largest index move per update, in bps of the previous price; also bounds marks
+# (see _check_mark_move).
 max_index_move_bps: public(uint256)
 # instrument id -> packed mark / funding / updated_at (see MASK_* above).
 _market: HashMap[uint256, uint256]
@@ -269,7 +271,9 @@ def post_market_data(data: MarketData, signatures: DynArray[Bytes[65], MAX_SIGNA
     """
     @notice Store signed marks, funding indices and per-unit margin rates for a batch of
             instruments. Each instrument's `updated_at` must strictly increase, so a batch
-            cannot be replayed and an older batch cannot overwrite a newer one.
+            cannot be replayed and an older batch cannot overwrite a newer one, and its mark
+            may move at most max(max_index_move_bps of the previous mark, the previous
+            per-unit maintenance rate) per update (the first mark is unbounded).
     @param data The signed batch (all arrays the same length, 1..MAX_BATCH).
     @param signatures Threshold signatures over `market_data_digest(data)`.
     """
@@ -288,11 +292,15 @@ def post_market_data(data: MarketData, signatures: DynArray[Bytes[65], MAX_SIGNA
     self._check_signatures(digest, signatures)
 
     count: uint256 = staticcall registry.instrument_count()
+    max_move_bps: uint256 = self.max_index_move_bps
     for i: uint256 in range(n, bound=MAX_BATCH):
         instrument_id: uint256 = data.ids[i]
         assert instrument_id >= 1 and instrument_id <= count, "oracle: unknown instrument"
+        previous: uint256 = self._market[instrument_id]
         # Strictly newer per instrument; this also rejects an id repeated in one batch.
-        assert data.timestamp > self._market[instrument_id] & MASK_64, "oracle: market data not newer than stored"
+        assert data.timestamp > previous & MASK_64, "oracle: market data not newer than stored"
+        if previous & MASK_64 != 0:
+            self._check_mark_move(self._unbias96(previous >> 160), data.marks_wad[i], instrument_id, max_move_bps)
         im_long: uint256 = data.im_long_wad[i]
         im_short: uint256 = data.im_short_wad[i]
         mm_long: uint256 = data.mm_long_wad[i]
@@ -368,9 +376,12 @@ def post_settlement_price(data: SettlementPrice, signatures: DynArray[Bytes[65],
 @reentrant
 def check_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
     """
-    @notice Reverts "oracle: <reason>" unless `att` carries the current params hash, is not
-            future-dated, is within its deadline and has threshold signatures.
+    @notice Reverts "oracle: <reason>" unless `att` has IM >= MM, carries the current params
+            hash, is not future-dated, is within its deadline and has threshold signatures.
+            The engine checks `att.engine`, the state nonce and per-account timestamps.
     """
+    # IM >= MM keeps "equity >= IM after a withdrawal" from leaving an account liquidatable
+    assert att.initial_margin_wad >= att.maintenance_margin_wad, "oracle: initial margin below maintenance margin"
     self._check_envelope(att.params_hash, att.timestamp, att.deadline)
     self._check_signatures(self._attestation_digest(att), signatures)
 
@@ -561,6 +572,7 @@ def _attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
         keccak256(
             abi_encode(
                 ATTESTATION_TYPEHASH,
+                att.engine,
                 att.account,
                 att.state_nonce,
                 att.position_value_wad,
@@ -635,6 +647,22 @@ def _hash_int_array(xs: DynArray[int256, MAX_BATCH]) -> bytes32:
 
 
 #### INTERNAL: STORAGE HELPERS ####
+
+@view
+@internal
+def _check_mark_move(previous: int256, mark: int256, instrument_id: uint256, max_move_bps: uint256):
+    """
+    @dev A mark may move per update by at most the larger of `max_move_bps` of its previous
+         value and its previous per-unit maintenance rate (the model's own worst one-unit
+         loss, which is what lets a cheap option reprice by more than a few % of itself).
+         Without this a single signed batch after a pump of a thin underlying would let a
+         long withdraw many times its notional while the index stays bounded.
+    """
+    rates: uint256 = self._maintenance_rates[instrument_id]
+    band_wad: uint256 = max(convert(abs(previous), uint256) * max_move_bps // BPS, max(rates >> 128, rates & MASK_128))
+    # checked arithmetic: a mark far outside 96 bits reverts here or in _bias96 later
+    assert convert(abs(mark - previous), uint256) <= band_wad, "oracle: mark move above limit"
+
 
 @pure
 @internal

@@ -18,6 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("backtest", "backtest the margin model on ../shared/data"),
     "demo": ("demo", "devnet demo: deploy, five books, keeper through a historical crash"),
     "keeper": ("keeper", "run the keeper bot (--config FILE)"),
+    "deposit": ("deposit", "deposit collateral into the engine"),
+    "withdraw": ("withdraw", "withdraw collateral (refused below initial margin)"),
+    "order": ("order", "sign a maker order and write it as JSON"),
+    "fill": ("fill", "fill a maker's signed order as taker"),
+    "positions": ("positions", "show an account's positions, equity and margins"),
+    "report": ("report", "margin report of an on-chain account, with a P&L chart"),
 }
 
 

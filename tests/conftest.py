@@ -30,6 +30,8 @@ BTC = symbol_to_bytes32("BTC")
 ETH = symbol_to_bytes32("ETH")
 PARAMS_HASH = keccak(text="netmargin test risk parameters v1")
 MAX_INDEX_MOVE_BPS = 2_000  # 20% per update
+# Attestation.engine for oracle-only tests (no engine deployed)
+ENGINE_PLACEHOLDER = "0x" + "ee" * 20
 SIGNER_THRESHOLD = 2
 FUTURE_EXPIRY_DAYS = 30
 STRIKE_WAD = 60_000 * WAD
@@ -165,6 +167,29 @@ def now(chain):
     return lambda: chain.blocks.head.timestamp
 
 
+def mark_steps(oracle, ids, marks_wad, mm_wad) -> list[list[int]]:
+    """Mark vectors to post one after another, ending at `marks_wad`, so that every update
+    stays within RiskOracle's per-update bound (max of `max_index_move_bps` of the previous
+    mark and its previous maintenance rate): a test's crash is posted the way the keeper
+    posts one. `mm_wad` is the larger per-unit MM rate posted with every step."""
+    bps = oracle.max_index_move_bps()
+    current, bands = [], []
+    for i in ids:
+        posted = oracle.market_updated_at(i) != 0
+        current.append(oracle.marks([i])[0][0] if posted else None)
+        bands.append(max(oracle.rates(i)[0][2:]) if posted else 0)
+    steps = []
+    while True:
+        nxt = [target if prev is None else
+               min(max(target, prev - max(abs(prev) * bps // 10_000, band)),
+                   prev + max(abs(prev) * bps // 10_000, band))
+               for prev, band, target in zip(current, bands, marks_wad, strict=True)]
+        steps.append(nxt)
+        if nxt == list(marks_wad):
+            return steps
+        current, bands = nxt, list(mm_wad)
+
+
 # ------------------------------------------------------------------ signing factories
 
 
@@ -270,6 +295,7 @@ def make_attestation(chain):
     def make(account, **overrides) -> Attestation:
         ts = chain.blocks.head.timestamp
         fields = {
+            "engine": ENGINE_PLACEHOLDER,  # the oracle only hashes it; engines check it
             "account": getattr(account, "address", account),
             "state_nonce": 0,
             "position_value_wad": 0,

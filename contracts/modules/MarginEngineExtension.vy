@@ -77,22 +77,24 @@ def withdraw(amount: uint256):
 @external
 def flag(account: address):
     """
-    @notice Records when an account became liquidatable (starts the discount clock), or
-            clears the record once it is healthy again. Anyone may call.
+    @notice Records when an account became liquidatable (starts the discount clock, or
+            confirms a running one), or clears the record once it is healthy again. Anyone
+            may call. A clock not confirmed within max_liquidation_price_age restarts.
     @param account The account.
     """
     assert self != _SELF, "engine: delegatecall only"
     header: uint256 = core._header[account]
-    since: uint256 = core._since(header)
     h: IMarginEngine.Health = core._health(account)
     if h.liquidatable:
-        assert since == 0, "engine: already flagged"
-        cfg: uint256 = core._trading
-        assert block.timestamp <= h.marks_updated_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
-        core._header[account] = core._with_since(header, block.timestamp)
-        log IMarginEngine.Flagged(account=account, since=block.timestamp)
+        window: uint256 = (core._trading >> 88) & core.MASK_32
+        assert block.timestamp <= h.marks_updated_at + window, "engine: stale marks"
+        # starts the clock, or confirms it is still running (keepers re-flag within the
+        # liquidation price age during a long episode)
+        since: uint256 = core._episode_since(header, window)
+        core._header[account] = core._with_seen(header, since)
+        log IMarginEngine.Flagged(account=account, since=since)
     else:
-        assert since != 0, "engine: account is healthy"
+        assert core._since(header) != 0, "engine: account is healthy"
         core._header[account] = core._with_since(header, 0)
         log IMarginEngine.Unflagged(account=account)
 
@@ -107,7 +109,8 @@ def liquidate(
             with time since the account became liquidatable. The fraction is capped to what
             restores equity >= MM * (1 + buffer), unless the rest would be dust.
     @param account The account to liquidate.
-    @param fraction_wad Requested fraction (WAD, <= 1e18); capped.
+    @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
+           book while equity <= discount * MM (a partial slice would lower the margin ratio).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @return uint256 The fraction used (WAD).
@@ -135,14 +138,13 @@ def liquidate(
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
 
-    since: uint256 = core._since(header)
-    if since == 0:
-        since = block.timestamp
-        header = core._with_since(header, since)
+    since: uint256 = core._episode_since(header, (cfg >> 88) & core.MASK_32)
+    if since != core._since(header):
         log IMarginEngine.Flagged(account=account, since=since)
+    header = core._with_seen(header, since)
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
-    f: uint256 = min(fraction_wad, core._fraction_cap(lcfg, equity, mm, disc_bps))
+    f: uint256 = core._slice_fraction(lcfg, equity, mm, disc_bps, fraction_wad)
 
     # Move the slice: apply each position's funding first (sizes change), then split it.
     slice_value: int256 = 0

@@ -33,7 +33,7 @@ ORDER_TYPEHASH: constant(bytes32) = keccak256(
     "Order(address account,uint256 instrument_id,bool is_buy,uint256 size_wad,uint256 limit_price_wad,uint256 order_nonce,uint256 deadline)"
 )
 CHECK_ATTESTATION_ID: constant(bytes4) = method_id(
-    "check_attestation((address,uint256,int256,uint256,uint256,bytes32,uint256,uint256),bytes[])",
+    "check_attestation((address,address,uint256,int256,uint256,uint256,bytes32,uint256,uint256),bytes[])",
     output_type=bytes4,
 )
 # order_filled value that marks a cancelled order
@@ -46,6 +46,7 @@ MASK_112: constant(uint256) = 2**112 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 # Signed values are packed with an offset (value + 2**127) so they fit in 128 unsigned bits.
 OFFSET_128: constant(int256) = 2**127
+MASK_15: constant(uint256) = 2**15 - 1
 MASK_40: constant(uint256) = 2**40 - 1
 LISTED_BIT: constant(uint256) = 2**112
 INT128_MIN: constant(int256) = -(2**127)
@@ -68,7 +69,8 @@ SCALE: public(immutable(uint256))
 
 # packed account header, one slot because every trade reads and writes all of it:
 # state_nonce (bits 0-63) | liquidatable_since (64-103) | position count (104-111) |
-# listed in account_at (bit 112) | cash WAD as int128 two's complement (128-255)
+# listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
+# last seen liquidatable (113-127) | cash WAD as int128 two's complement (128-255)
 _header: HashMap[address, uint256]
 # packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255)
 _attested: HashMap[address, uint256]
@@ -263,6 +265,19 @@ def _discount_bps(lcfg: uint256, since: uint256) -> uint256:
 
 @internal
 @pure
+def _slice_fraction(lcfg: uint256, equity: int256, mm: uint256, disc_bps: uint256, requested: uint256) -> uint256:
+    """
+    @dev The fraction a liquidation takes: the request (<= WAD), capped by `_fraction_cap`.
+         While equity <= discount * MM a partial slice lowers the margin ratio (equity
+         falls by d*f*MM, MM only by f*MM), so nothing less than the whole book is taken.
+    """
+    if equity <= convert(mm * disc_bps // BPS, int256):
+        return WAD
+    return min(requested, self._fraction_cap(lcfg, equity, mm, disc_bps))
+
+
+@internal
+@pure
 def _fraction_cap(lcfg: uint256, equity: int256, mm: uint256, disc_bps: uint256) -> uint256:
     """
     @dev Smallest f with equity - d*f*MM >= (1 - f) * MM * (1 + buffer), i.e.
@@ -384,7 +399,33 @@ def _with_cash(header: uint256, cash: int256) -> uint256:
 @internal
 @pure
 def _with_since(header: uint256, since: uint256) -> uint256:
-    return (header & ~(MASK_40 << 64)) | (since << 64)
+    """@dev Sets liquidatable_since and clears the last-seen offset."""
+    return (header & ~((MASK_40 << 64) | (MASK_15 << 113))) | (since << 64)
+
+
+@internal
+@view
+def _episode_since(header: uint256, window: uint256) -> uint256:
+    """
+    @dev Start of the current liquidatable episode (the discount clock). A flag not
+         re-confirmed (flag() or a liquidation) within `window` seconds may hide a recovery
+         in between, so a new episode starts now and the discount restarts at its base.
+    """
+    since: uint256 = self._since(header)
+    if since == 0:
+        return block.timestamp
+    seen: uint256 = since + ((header >> 113) & MASK_15) * 60
+    if block.timestamp > seen + window:
+        return block.timestamp
+    return since
+
+
+@internal
+@view
+def _with_seen(header: uint256, since: uint256) -> uint256:
+    """@dev Records the episode start and now as last seen liquidatable (minutes, capped)."""
+    delta: uint256 = min((block.timestamp - since) // 60, MASK_15)
+    return self._with_since(header, since) | (delta << 113)
 
 
 @internal

@@ -5,7 +5,7 @@ identical (tests/oracle/test_eip712.py compares the digests with the contract's 
 All values are integers (wei / WAD); floats are refused.
 
     domain = Domain(chain_id=1337, verifying_contract=oracle.address)
-    att = Attestation(account=..., state_nonce=3, ..., timestamp=t, deadline=t + 60)
+    att = Attestation(engine=engine.address, account=..., state_nonce=3, ..., timestamp=t, deadline=t + 60)
     sigs = sign_multi(att, domain, [signer_a, signer_b])   # ascending signer, low-s
     engine.post_attestation(att.as_args(), sigs, sender=keeper)
 """
@@ -136,8 +136,9 @@ class _Message:
 
 @dataclass(frozen=True)
 class Attestation(_Message):
-    """An account's margin attestation (IRiskOracle.Attestation)."""
+    """An account's margin attestation (IRiskOracle.Attestation), bound to one engine."""
 
+    engine: str
     account: str
     state_nonce: int
     position_value_wad: int
@@ -149,6 +150,7 @@ class Attestation(_Message):
 
     PRIMARY_TYPE = "Attestation"
     FIELDS = (
+        ("engine", "address"),
         ("account", "address"),
         ("state_nonce", "uint256"),
         ("position_value_wad", "int256"),

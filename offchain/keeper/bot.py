@@ -21,6 +21,8 @@ from offchain.keeper.book import KeeperBook
 from offchain.keeper.chain import (
     WAD,
     Deployment,
+    batch_call,
+    check_account_view,
     read_account_list,
     read_accounts,
     read_instruments,
@@ -40,7 +42,7 @@ from offchain.keeper.signing import (
     typed_digest,
 )
 from offchain.keeper.store import StateStore
-from offchain.keeper.strategy import AccountsView, Plan, Policy, plan, prices_due
+from offchain.keeper.strategy import AccountsView, Plan, Policy, clamp_moves, plan, prices_due
 from offchain.risk import Instruments, Market, Params, RiskEngine, UnderlyingMarket
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
@@ -96,6 +98,7 @@ class Keeper:
 
     # ---- startup: resume from the store, re-read every book once ----
     def startup(self) -> None:
+        check_account_view(self.dep.engine)
         self._refresh_instruments()
         accounts = read_account_list(self.dep)
         self._refresh_accounts(accounts)
@@ -309,6 +312,11 @@ class Keeper:
         if now <= self.posted_at:
             return False
         ids = [int(i) for i in self.table.ids]
+        # the oracle bounds each mark's move (RiskOracle._check_mark_move): step toward the
+        # target, the rest next cycle; a margin of 0.1% keeps rounding inside the bound
+        prev_marks, prev_mm, fresh = self._onchain_marks(ids)
+        marks = clamp_moves(np.asarray(marks, dtype=np.float64), prev_marks,
+                            0.999 * self.max_index_move_bps / 10_000, floor=0.999 * prev_mm, fresh=fresh)
         mark_w = to_wad_list(marks, Rounding.NEAREST, field="marks")
         zeros = [0] * len(ids)
         r = [to_wad_list(rates[k], Rounding.UP, field="rates") for k in range(4)]
@@ -323,6 +331,25 @@ class Keeper:
             self.posted_at = now
         return res.ok
 
+    def _onchain_marks(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Marks, larger per-unit MM rate and never-posted flags as the oracle holds them now
+        (other keepers may have posted since our last update)."""
+        updated = batch_call(self.w3, [self.dep.oracle.functions.market_updated_at(i) for i in ids])
+        fresh = np.asarray([u == 0 for u in updated])
+        posted = [i for i, u in zip(ids, updated, strict=True) if u]
+        marks = np.zeros(len(ids))
+        mm = np.zeros(len(ids))
+        if posted:
+            rates = batch_call(self.w3, [self.dep.oracle.functions.rates(i) for i in posted])
+            values = []
+            for k in range(0, len(posted), 32):
+                m, _f, _at = self.dep.oracle.functions.marks(posted[k:k + 32]).call()
+                values.extend(m)
+            where = ~fresh
+            marks[where] = np.asarray(values, dtype=object).astype(np.float64) / WAD
+            mm[where] = [max(r[0][2], r[0][3]) / WAD for r in rates]
+        return marks, mm, fresh
+
     def _post_index(self, spot, now) -> None:
         if now <= self.index_posted_at:
             return
@@ -333,7 +360,6 @@ class Keeper:
             price, _ = self.dep.oracle.functions.index_price(nm).call()
             current.append(price / WAD)
         current = np.asarray(current)
-        from offchain.keeper.strategy import clamp_moves
         target = clamp_moves(spot, current, 0.999 * self.max_index_move_bps / 10_000)
         prices = to_wad_list(target, Rounding.NEAREST, field="index")
         deadline = now + self.cfg.attest_validity_s
@@ -400,7 +426,7 @@ class Keeper:
         atts = []
         for i in idx:
             atts.append(Attestation(
-                account=b.addresses[i], state_nonce=int(b.state_nonce[i]),
+                engine=self.dep.engine.address, account=b.addresses[i], state_nonce=int(b.state_nonce[i]),
                 position_value_wad=to_wad(float(risk["value"][i]), Rounding.DOWN, field="position_value"),
                 initial_margin_wad=to_wad(float(risk["im"][i]), Rounding.UP, field="im"),
                 maintenance_margin_wad=to_wad(float(risk["mm"][i]), Rounding.UP, field="mm"),

@@ -63,6 +63,7 @@ def connect(w3: Web3, engine_address: str, oracle_address: str = "", registry_ad
     except Exception as exc:  # noqa: BLE001 - any failure here means "not our engine"
         raise UserError(f"engine_address: {engine_address} does not answer as a MarginEngine "
                         f"on {w3.provider.endpoint_uri}: {str(exc)[:120]}") from exc
+    check_account_view(engine)
     return Deployment(
         w3=w3,
         engine=engine,
@@ -114,6 +115,20 @@ def read_account_list(dep: Deployment, start: int = 0) -> list[str]:
     return list(batch_call(dep.w3, calls))
 
 
+# AccountView field order that book.apply_views reads positionally (checked against the ABI)
+ACCOUNT_VIEW_FIELDS = ["cash_wad", "state_nonce", "positions", "attested_im_wad", "attested_mm_wad",
+                       "attestation_timestamp", "pending_im_wad", "pending_mm_wad",
+                       "margin_basis_timestamp", "liquidatable_since"]
+
+
+def check_account_view(engine: Contract) -> None:
+    abi = next(i for i in engine.abi if i.get("type") == "function" and i["name"] == "account")
+    names = [c["name"] for c in abi["outputs"][0]["components"]]
+    if names != ACCOUNT_VIEW_FIELDS:
+        raise UserError(f"engine ABI: AccountView fields are {names}, this keeper reads "
+                        f"{ACCOUNT_VIEW_FIELDS}; update offchain/keeper/book.py")
+
+
 def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "latest") -> list[tuple]:
     """AccountView tuples: (cash, state_nonce, [(id, size, funding)], att_im, att_mm, att_ts,
     pend_im, pend_mm, basis_ts, liquidatable_since)."""
@@ -122,3 +137,11 @@ def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "lat
         # batch.add does not take a block identifier; fall back to plain calls for history
         return [dep.engine.functions.account(a).call(block_identifier=block) for a in addresses]
     return batch_call(dep.w3, calls)
+
+
+def call_named(contract, fn: str, *args) -> dict:
+    """Call a view returning one struct and key the result by the ABI's field names, so a
+    field added to the struct cannot silently shift positional reads."""
+    abi = next(i for i in contract.abi if i.get("type") == "function" and i["name"] == fn)
+    names = [c["name"] for c in abi["outputs"][0]["components"]]
+    return dict(zip(names, getattr(contract.functions, fn)(*args).call(), strict=True))

@@ -201,8 +201,7 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
                          "portfolio": explained["portfolio_margin"], "collateral": target,
                          "book": {int(i) + 1: float(q[i]) for i in np.flatnonzero(q)}}
         # withdraw the excess: first try too much (refused), then down to the target
-        acct = dep.engine.functions.account(trader.address).call()
-        cash = acct[0] / WAD
+        cash = dep.engine.functions.cash_wad(trader.address).call() / WAD
         value = float(q @ keeper.posted_marks)
         excess = cash + value - target
         if name == "short_put":

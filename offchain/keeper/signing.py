@@ -19,7 +19,7 @@ from eth_keys import keys as eth_keys
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 ATTESTATION_TYPE = (
-    b"Attestation(address account,uint256 state_nonce,int256 position_value_wad,"
+    b"Attestation(address engine,address account,uint256 state_nonce,int256 position_value_wad,"
     b"uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,"
     b"uint256 timestamp,uint256 deadline)"
 )
@@ -71,6 +71,7 @@ def typed_digest(domain: bytes, struct_hash: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Attestation:
+    engine: str
     account: str
     state_nonce: int
     position_value_wad: int
@@ -81,13 +82,13 @@ class Attestation:
     deadline: int
 
     def struct_hash(self) -> bytes:
-        return keccak(ATTESTATION_TYPEHASH + _addr(self.account) + _u(self.state_nonce)
+        return keccak(ATTESTATION_TYPEHASH + _addr(self.engine) + _addr(self.account) + _u(self.state_nonce)
                       + _i(self.position_value_wad) + _u(self.initial_margin_wad)
                       + _u(self.maintenance_margin_wad) + _b32(self.params_hash)
                       + _u(self.timestamp) + _u(self.deadline))
 
     def as_tuple(self) -> tuple:
-        return (self.account, self.state_nonce, self.position_value_wad, self.initial_margin_wad,
+        return (self.engine, self.account, self.state_nonce, self.position_value_wad, self.initial_margin_wad,
                 self.maintenance_margin_wad, _b32(self.params_hash), self.timestamp, self.deadline)
 
 

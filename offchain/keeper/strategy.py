@@ -131,14 +131,15 @@ def prices_due(new_marks: np.ndarray, posted_marks: np.ndarray, posted_at: int, 
     return bool(moved.any()) or (now - posted_at) >= max_age_s
 
 
-def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float) -> np.ndarray:
-    """The oracle bounds each update's move: step toward `target` by at most `max_move_frac`.
+def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
+                floor: np.ndarray | float = 0.0, fresh: np.ndarray | None = None) -> np.ndarray:
+    """The oracle bounds each update's move: step toward `target` by at most
+    max(`max_move_frac` * |current|, `floor`) (marks: floor = the previous per-unit
+    maintenance rate). `fresh` marks values never posted (unbounded; default: current <= 0).
 
     A crash bigger than the bound is posted over several updates (one per block).
     """
-    if max_move_frac <= 0:
-        return target
-    lo = current * (1 - max_move_frac)
-    hi = current * (1 + max_move_frac)
-    fresh = current <= 0
-    return np.where(fresh, target, np.clip(target, np.minimum(lo, hi), np.maximum(lo, hi)))
+    band = np.maximum(np.abs(current) * max_move_frac, floor)
+    if fresh is None:
+        fresh = current <= 0
+    return np.where(fresh, target, np.clip(target, current - band, current + band))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import ape
 import pytest
-from conftest import PARAMS_HASH, WAD
+from conftest import PARAMS_HASH, WAD, mark_steps
 from engine.conftest import (  # noqa: F401 - re-exported fixtures
     LIQUIDATION,
     TRADING,
@@ -94,13 +94,20 @@ class Desk:
             deadline=ts + 300,
         )
 
-    def post_marks(self, marks=None, rates=None, ids=(PERP, FUTURE, CALL, PUT)):
-        """Sign (2 of 3) and post fresh market data one second later."""
-        self.mine(1)
-        data = self.market_data(marks, rates, ids)
-        return self.oracle.post_market_data(
-            data.as_args(), sign_multi(data, self.domain, self.signers[:2]), sender=self.poster
-        )
+    def post_marks(self, marks=None, rates=None, ids=(PERP, FUTURE, CALL, PUT), step=True):
+        """Sign (2 of 3) and post fresh market data one second later; a move beyond the
+        oracle's per-update bound goes in steps, one second apart, as the keeper posts it
+        (`step=False` posts the target in one update)."""
+        final = self.market_data(marks, rates, ids)
+        mm_wad = [max(pair) for pair in zip(final.mm_long_wad, final.mm_short_wad, strict=True)]
+        path = mark_steps(self.oracle, ids, list(final.marks_wad), mm_wad) if step else [list(final.marks_wad)]
+        for marks_wad in path:
+            self.mine(1)
+            data = self.market_data(dict(zip(ids, marks_wad, strict=True)), rates, ids)
+            tx = self.oracle.post_market_data(
+                data.as_args(), sign_multi(data, self.domain, self.signers[:2]), sender=self.poster
+            )
+        return tx
 
     def order(self, maker, instrument_id, maker_size_wad, price_wad, deadline=None) -> tuple[Order, bytes]:
         """A maker order (signed size: > 0 buys) and its signature."""
@@ -123,6 +130,7 @@ class Desk:
     def attestation(self, account, im_wad, mm_wad, **overrides) -> Attestation:
         ts = self.now()
         fields = {
+            "engine": self.engine.address,
             "account": account.address,
             "state_nonce": self.engine.state_nonce(account),
             "position_value_wad": 0,

@@ -97,12 +97,13 @@ def test_post_attestation__future_dated__reverts(book, trader):
 @pytest.mark.parametrize(
     "field, value",
     [("initial_margin_wad", 0), ("maintenance_margin_wad", 0), ("state_nonce", 0), ("timestamp", 1),
-     ("params_hash", b"\x42" * 32)],
+     ("params_hash", b"\x42" * 32), ("position_value_wad", 10**24)],
 )
 def test_post_attestation__tampered_field__reverts(book, signed, trader, field, value):
     att, sigs = signed
     tampered = type(att)(**{**att.message(), field: value})
-    reason = "oracle: params hash mismatch" if field == "params_hash" else "oracle: not a signer"
+    reason = {"params_hash": "oracle: params hash mismatch",
+              "initial_margin_wad": "oracle: initial margin below maintenance margin"}.get(field, "oracle: not a signer")
     _post_reverts(book, tampered, sigs, reason, trader)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from offchain.errors import UserError
 from offchain.keeper.bot import Keeper
-from offchain.keeper.chain import WAD
+from offchain.keeper.chain import WAD, call_named
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.demo import reconcile
 from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments, send
@@ -111,15 +111,15 @@ def test_keeper__new_book__attested_at_portfolio_margin(world):
     nonce = engine(w).state_nonce(trader.address).call()
     posted = wait_for(lambda: events(w, "AttestationPosted", account=trader.address, state_nonce=nonce),
                       what="attestation of the trader's new book")
-    view = engine(w).account(trader.address).call()
-    assert view[3] > 0 and view[4] > 0 and view[6] == 0  # attested IM, MM; pending cleared
-    assert posted[-1]["args"]["maintenance_margin_wad"] == view[4]
+    view = call_named(w["dep"].engine, "account", trader.address)
+    assert view["attested_im_wad"] > 0 and view["pending_im_wad"] == 0  # pending cleared
+    assert posted[-1]["args"]["maintenance_margin_wad"] == view["attested_mm_wad"]
 
 
 def test_withdraw__below_initial_margin__refused_then_excess_allowed(world):
     w, trader = world, world["trader"]
-    health = engine(w).health(trader.address).call()
-    equity, im = health[0], health[1]
+    health = call_named(w["dep"].engine, "health", trader.address)
+    equity, im = health["equity_wad"], health["im_wad"]
     with pytest.raises(UserError, match="engine: below initial margin"):
         send(w["dev"].w3, trader, engine(w).withdraw(equity // 10**12), "withdraw")
     excess_units = (equity - im) // 10**12 // 2

@@ -8,7 +8,7 @@ Deployments are session-scoped; ape snapshots the chain around every test.
 from __future__ import annotations
 
 import pytest
-from conftest import PARAMS_HASH, WAD
+from conftest import PARAMS_HASH, WAD, mark_steps
 from eth_account import Account
 
 from offchain.chain.eip712 import Attestation, MarketData, sign_multi
@@ -98,12 +98,18 @@ def set_market(oracle, keeper, domain, signers, mine, chain):
     `marks` overrides {id: mark_wad}, `funding` {id: index_wad}, `rates` {id: (im_l, im_s,
     mm_l, mm_s)}. Session-scoped so module-scoped books can use it."""
 
-    def _set(marks=None, funding=None, rates=None, ids=(PERP, FUTURE, CALL, PUT)):
-        mine(1)
-        ts = chain.blocks.head.timestamp
-        data = MarketData(ids=list(ids), params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 300,
-                          **_overrides(ids, marks or {}, funding or {}, rates or {}))
-        return oracle.post_market_data(data.as_args(), sign_multi(data, domain, signers[:2]), sender=keeper)
+    def _set(marks=None, funding=None, rates=None, ids=(PERP, FUTURE, CALL, PUT), step=True):
+        fields = _overrides(ids, marks or {}, funding or {}, rates or {})
+        # a move beyond the oracle's per-update bound is posted in steps, as the keeper does
+        mm_wad = [max(pair) for pair in zip(fields["mm_long_wad"], fields["mm_short_wad"], strict=True)]
+        path = mark_steps(oracle, ids, fields["marks_wad"], mm_wad) if step else [fields["marks_wad"]]
+        for marks_wad in path:
+            mine(1)
+            ts = chain.blocks.head.timestamp
+            data = MarketData(ids=list(ids), params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 300,
+                              **{**fields, "marks_wad": marks_wad})
+            tx = oracle.post_market_data(data.as_args(), sign_multi(data, domain, signers[:2]), sender=keeper)
+        return tx
 
     return _set
 
@@ -186,6 +192,7 @@ def attest(engine, keeper, domain, signers, mine, chain):
         mine(1)  # attestation timestamps must strictly increase per account
         ts = chain.blocks.head.timestamp
         att = Attestation(
+            engine=engine.address,
             account=account.address,
             state_nonce=engine.state_nonce(account),
             position_value_wad=value_wad,

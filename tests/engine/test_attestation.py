@@ -2,6 +2,7 @@
 bubbling up, pending adjustments; golden books shared with the risk engine."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import ape
@@ -27,7 +28,7 @@ GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "risk_cases.json").r
 
 def _att(engine, account, chain, **kw):
     ts = chain.blocks.head.timestamp
-    fields = dict(account=account.address, state_nonce=engine.state_nonce(account), position_value_wad=0,
+    fields = dict(engine=engine.address, account=account.address, state_nonce=engine.state_nonce(account), position_value_wad=0,
                   initial_margin_wad=1_000 * WAD, maintenance_margin_wad=500 * WAD, params_hash=PARAMS_HASH,
                   timestamp=ts, deadline=ts + 300)
     fields.update(kw)
@@ -80,7 +81,7 @@ def test_post_attestation__not_newer__reverts_and_keeps_first(engine, long_book,
     mine(1)
     first = _att(engine, long_book, chain)
     engine.post_attestation(first.as_args(), sign_multi(first, domain, signers[:2]), sender=keeper)
-    replay = _att(engine, long_book, chain, timestamp=first.timestamp, initial_margin_wad=1)
+    replay = _att(engine, long_book, chain, timestamp=first.timestamp, initial_margin_wad=600 * WAD)
     with ape.reverts("engine: attestation not newer"):
         engine.post_attestation(replay.as_args(), sign_multi(replay, domain, signers[:2]), sender=keeper)
     assert engine.account(long_book).attested_im_wad == 1_000 * WAD
@@ -116,9 +117,26 @@ def test_post_attestation__signed_for_other_account__reverts(engine, long_book, 
     mine(1)
     att = _att(engine, long_book, chain)
     moved = list(att.as_args())
-    moved[0] = attacker.address  # reuse the trader's signatures for another account
+    moved[1] = attacker.address  # reuse the trader's signatures for another account
     with ape.reverts():
         engine.post_attestation(tuple(moved), sign_multi(att, domain, signers[:2]), sender=keeper)
+
+
+def test_post_attestation__signed_for_another_engine__reverts(engine, long_book, chain, domain, signers, keeper,
+                                                              mine, token):
+    mine(1)
+    att = replace(_att(engine, long_book, chain), engine=token.address)  # validly signed, other engine
+    with ape.reverts("engine: attestation for another engine"):
+        engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[:2]), sender=keeper)
+    assert engine.account(long_book).attested_im_wad == 0
+
+
+def test_post_attestation__im_below_mm__oracle_reason_bubbles_up(engine, long_book, chain, domain, signers,
+                                                                 keeper, mine):
+    mine(1)
+    att = _att(engine, long_book, chain, initial_margin_wad=500 * WAD, maintenance_margin_wad=501 * WAD)
+    with ape.reverts("oracle: initial margin below maintenance margin"):
+        engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[:2]), sender=keeper)
 
 
 # ------------------------------------------------------------------ golden books

@@ -113,7 +113,7 @@ def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admi
     oracle.remove_signer(signers[0].address, sender=admin)
     mine(1)
     ts = chain.blocks.head.timestamp
-    att = Attestation(account=trader.address, state_nonce=1, position_value_wad=0, initial_margin_wad=WAD,
+    att = Attestation(engine=engine.address, account=trader.address, state_nonce=1, position_value_wad=0, initial_margin_wad=WAD,
                       maintenance_margin_wad=WAD, params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 60)
     with ape.reverts():
         engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[:2]), sender=keeper)

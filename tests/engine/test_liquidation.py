@@ -84,20 +84,36 @@ def test_liquidate__smaller_fraction__uses_it(engine, victim, liquidator, set_ma
     assert engine.account(victim).liquidatable_since > 0  # still below MM: the clock keeps running
 
 
-def test_liquidate__discount_grows_with_time_since_flag__capped_at_max(engine, victim, liquidator, set_market,
-                                                                       mine, keeper):
+def test_liquidate__discount_grows_while_flag_confirmed__capped_at_max(engine, victim, liquidator, set_market,
+                                                                      mine, keeper):
     crash(set_market, 55_500)
     engine.flag(victim, sender=keeper)
-    mine(2 * HOUR)
-    set_market(marks={PERP: 55_500 * WAD})
+    for _ in range(2):  # keepers re-confirm the flag within max_liquidation_price_age
+        mine(HOUR)
+        set_market(marks={PERP: 55_500 * WAD})
+        engine.flag(victim, sender=keeper)
     assert engine.liquidation_preview(victim, WAD).discount_bps == 1_000 + 2 * 500
-    mine(20 * HOUR)
-    set_market(marks={PERP: 55_500 * WAD})
+    for _ in range(5):
+        mine(7_000)
+        set_market(marks={PERP: 55_500 * WAD})
+        engine.flag(victim, sender=keeper)
     preview = engine.liquidation_preview(victim, WAD)
     assert preview.discount_bps == LIQUIDATION[2]  # max 50% of MM
     tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
     assert f == preview.fraction_wad == expected_cap(2_500 * WAD, 3_000 * WAD, LIQUIDATION[2])
+
+
+def test_liquidate__flag_not_confirmed__new_episode_starts_at_base(engine, victim, liquidator, set_market, mine,
+                                                                   keeper):
+    crash(set_market, 55_500)
+    engine.flag(victim, sender=keeper)
+    set_market(marks={PERP: 60_000 * WAD})  # recovers; nobody unflags
+    mine(9 * HOUR)
+    crash(set_market, 55_500)  # a new dip hours later
+    assert engine.liquidation_preview(victim, WAD).discount_bps == LIQUIDATION[0]
+    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    assert tx.decode_logs(engine.Flagged)[0].since == tx.timestamp
 
 
 def test_liquidate__remaining_book_would_be_dust__takes_everything(engine, victim, liquidator, set_market, admin):
@@ -238,13 +254,16 @@ def test_extension__called_directly__reverts(extension, victim, liquidator):
 # ------------------------------------------------------------------ flag
 
 
-def test_flag__liquidatable__starts_clock_once(engine, victim, set_market, keeper):
+def test_flag__liquidatable__starts_clock_and_reflag_confirms_it(engine, victim, set_market, keeper, mine):
     crash(set_market, 55_500)
     tx = engine.flag(victim, sender=keeper)
     [log] = tx.decode_logs(engine.Flagged)
     assert engine.account(victim).liquidatable_since == log.since == tx.timestamp
-    with ape.reverts("engine: already flagged"):
-        engine.flag(victim, sender=keeper)
+    mine(600)
+    set_market(marks={PERP: 55_500 * WAD})
+    again = engine.flag(victim, sender=keeper)
+    assert again.decode_logs(engine.Flagged)[0].since == log.since  # same episode
+    assert engine.account(victim).liquidatable_since == log.since
 
 
 def test_flag__healthy_again__clears_clock(engine, victim, set_market, keeper):

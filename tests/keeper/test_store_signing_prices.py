@@ -41,7 +41,7 @@ def test_store__reopened__resumes_at_last_block(tmp_path):
 def test_signers_sign__two_keys__ascending_low_s_recoverable():
     accts = [Account.create() for _ in range(2)]
     signers = Signers(accts, workers=1)
-    att = Attestation(accts[0].address, 3, -10**18, 5 * 10**17, 4 * 10**17, b"\1" * 32, 100, 200)
+    att = Attestation("0x" + "ee" * 20, accts[0].address, 3, -10**18, 5 * 10**17, 4 * 10**17, b"\1" * 32, 100, 200)
     digest = typed_digest(oracle_domain(31337, "0x" + "22" * 20), att.struct_hash())
     sigs = signers.sign([digest])[0]
     recovered = []

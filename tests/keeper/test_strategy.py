@@ -122,3 +122,16 @@ def test_prices_due__move_above_threshold_or_aged__true():
 def test_clamp_moves__crash_beyond_bound__steps_by_bound():
     out = clamp_moves(np.array([50.0, 104.0, 7.0]), np.array([100.0, 100.0, 0.0]), 0.25)
     assert out.tolist() == [75.0, 104.0, 7.0]
+
+
+def test_clamp_moves__cheap_option__moves_up_to_its_maintenance_rate():
+    # a 2.0 option whose one-unit MM is 30: a 20% band alone would allow only 0.4
+    out = clamp_moves(np.array([50.0, 10.0]), np.array([2.0, 2.0]), 0.2, floor=np.array([30.0, 30.0]),
+                      fresh=np.array([False, False]))
+    assert out.tolist() == [32.0, 10.0]
+
+
+def test_clamp_moves__never_posted__unbounded_even_at_zero():
+    out = clamp_moves(np.array([5.0, 5.0]), np.array([0.0, 0.0]), 0.2, floor=0.0,
+                      fresh=np.array([True, False]))
+    assert out.tolist() == [5.0, 0.0]

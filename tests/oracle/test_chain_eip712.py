@@ -26,6 +26,7 @@ ADDRESS = "0x" + "11" * 20
 
 def _attestation(**overrides):
     fields = dict(
+        engine="0x" + "ee" * 20,
         account=ADDRESS,
         state_nonce=7,
         position_value_wad=-123 * WAD,

@@ -34,6 +34,17 @@ def test_check_attestation__no_signatures__reverts_below_threshold(oracle, att):
         oracle.check_attestation(att.as_args(), [])
 
 
+def test_check_attestation__im_below_mm__reverts(oracle, make_attestation, trader, sign):
+    att = make_attestation(trader, initial_margin_wad=WAD - 1, maintenance_margin_wad=WAD)
+    with ape.reverts("oracle: initial margin below maintenance margin"):
+        oracle.check_attestation(att.as_args(), sign(att))
+
+
+def test_check_attestation__im_equal_mm__passes(oracle, make_attestation, trader, sign):
+    att = make_attestation(trader, initial_margin_wad=WAD, maintenance_margin_wad=WAD)
+    oracle.check_attestation(att.as_args(), sign(att))
+
+
 def test_check_attestation__deadline_passed__reverts(oracle, make_attestation, trader, sign, now):
     att = make_attestation(trader, timestamp=now() - 100, deadline=now() - 1)
     with ape.reverts("oracle: deadline passed"):
@@ -61,7 +72,7 @@ def test_check_attestation__params_hash_rotated__old_attestation_reverts(oracle,
 
 @pytest.mark.parametrize(
     "field, value",
-    [("state_nonce", 4), ("position_value_wad", 0), ("maintenance_margin_wad", 0), ("initial_margin_wad", 1)],
+    [("state_nonce", 4), ("position_value_wad", 0), ("maintenance_margin_wad", 0), ("initial_margin_wad", 10**30), ("engine", "0x" + "ab" * 20)],
 )
 def test_check_attestation__tampered_field__reverts_not_a_signer(oracle, att, sign, field, value):
     sigs = sign(att)

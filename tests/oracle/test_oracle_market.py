@@ -61,6 +61,34 @@ def test_post_market_data__newer_update__overwrites(oracle, post_market, now):
     assert (marks[0], oldest) == (61_000 * WAD, t - 49)
 
 
+def test_post_market_data__mark_move_up_to_bound__accepted(oracle, post_market, now):
+    t = now()
+    post_market(ids=[1], timestamp=t - 50, deadline=t + 300)  # 60,000, MM rates 3,000
+    post_market(ids=[1], timestamp=t - 49, deadline=t + 300, marks_wad=[72_000 * WAD])  # +20%
+    post_market(ids=[1], timestamp=t - 48, deadline=t + 300, marks_wad=[57_600 * WAD])  # -20%
+    assert oracle.marks([1])[0][0] == 57_600 * WAD
+
+
+def test_post_market_data__mark_move_above_bound__reverts_and_keeps_state(oracle, post_market, now):
+    t = now()
+    post_market(ids=[1], timestamp=t - 50, deadline=t + 300)
+    with ape.reverts("oracle: mark move above limit"):
+        post_market(ids=[1], timestamp=t - 49, deadline=t + 300, marks_wad=[72_000 * WAD + 1])
+    assert oracle.marks([1])[0][0] == 60_000 * WAD
+
+
+@pytest.mark.parametrize("mark, ok", [(7_000 * WAD, True), (7_000 * WAD + 1, False), (0, True)])
+def test_post_market_data__option_mark__moves_up_to_its_maintenance_rate(oracle, post_market, now, mark, ok):
+    t = now()
+    post_market(ids=[3], timestamp=t - 50, deadline=t + 300)  # 2,500, MM rates 1,250 / 4,500
+    if ok:
+        post_market(ids=[3], timestamp=t - 49, deadline=t + 300, marks_wad=[mark])
+        assert oracle.marks([3])[0][0] == mark
+    else:
+        with ape.reverts("oracle: mark move above limit"):
+            post_market(ids=[3], timestamp=t - 49, deadline=t + 300, marks_wad=[mark])
+
+
 def test_post_market_data__replayed__reverts(oracle, post_market, keeper, sign):
     _, data = post_market()
     with ape.reverts("oracle: market data not newer than stored"):

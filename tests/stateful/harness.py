@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boa
 from boa.contracts.event_decoder import decode_log
+from conftest import mark_steps
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -173,15 +174,26 @@ class System:
 
     # ------------------------------------------------------------------ oracle data
 
-    def post_market(self, rows: dict[int, tuple[int, int, int, int, int, int]]) -> CallResult:
+    def post_market(self, rows: dict[int, tuple[int, int, int, int, int, int]], step: bool = True) -> CallResult:
         """Sign (2 of 3) and post {id: (mark, funding, im_long, im_short, mm_long, mm_short)}
-        one second after the previous block (per-instrument timestamps strictly increase)."""
-        self.advance(1)
+        one second after the previous block (per-instrument timestamps strictly increase).
+        A move beyond the oracle's per-update mark bound is posted in steps, as the keeper
+        does; the result is the last post's (or the first failed one's)."""
         ids = sorted(rows)
+        targets = [rows[i][0] for i in ids]
+        path = mark_steps(self.oracle, ids, targets, [max(rows[i][4:]) for i in ids]) if step else [targets]
+        for marks in path:
+            res = self._post_market_once(ids, dict(zip(ids, marks, strict=True)), rows)
+            if not res.ok:
+                return res
+        return res
+
+    def _post_market_once(self, ids: list[int], marks: dict[int, int], rows: dict) -> CallResult:
+        self.advance(1)
         ts = self.now()
         data = MarketData(
             ids=ids,
-            marks_wad=[rows[i][0] for i in ids],
+            marks_wad=[marks[i] for i in ids],
             funding_indices_wad=[rows[i][1] for i in ids],
             im_long_wad=[rows[i][2] for i in ids],
             im_short_wad=[rows[i][3] for i in ids],
@@ -196,6 +208,7 @@ class System:
 
     def attestation(self, account: str, im_wad: int, mm_wad: int, *, timestamp: int, nonce: int | None = None):
         att = Attestation(
+            engine=self.engine.address,
             account=account,
             state_nonce=self.engine.state_nonce(account) if nonce is None else nonce,
             position_value_wad=0,

@@ -39,19 +39,6 @@ from .harness import (
     system,
 )
 
-# Known contract bugs the machine tolerates so `make test` stays green while the fixes are
-# routed; each has a failing pinned test. Remove an entry once the contract is fixed: the
-# machine then checks the strict invariant again.
-KNOWN_BUGS = frozenset({
-    # A liquidatable but solvent one-position book closed to a friend up to MM below the
-    # mark pushes its negative cash onto the insurance fund (finding 1b,
-    # tests/attacks/test_found_bugs.py::test_fill__liquidatable_book_closed_to_friend_below_mark...).
-    "closing_fill_creates_bad_debt",
-    # A liquidation with f below the cap when equity <= discount * MM lowers the margin
-    # ratio (tests/stateful/test_found_bugs.py).
-    "partial_liquidation_lowers_ratio",
-})
-
 FILL_REASONS = {
     "engine: maker below initial margin",
     "engine: taker below initial margin",
@@ -310,8 +297,7 @@ class EngineMachine(RuleBasedStateMachine):
                     # empty book: no margin, and bad debt only as the cash the account lacks
                     assert (im1, mm1) == (0, 0) and self.engine.cash_wad(x) >= 0
                     assert e1 >= 0 and (deficit == 0 or e1 == 0), "bad debt left cash behind"
-                    if "closing_fill_creates_bad_debt" not in KNOWN_BUGS:
-                        assert deficit <= max(0, -e0), f"closing fill created bad debt {deficit} (equity {e0})"
+                    assert deficit <= max(0, -e0), f"closing fill created bad debt {deficit} (equity {e0})"
                 else:
                     assert deficit == 0, "bad debt written off while positions remain"
             else:
@@ -359,6 +345,7 @@ class EngineMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ oracle, time
 
     def _post_market(self) -> None:
+        # a move beyond the oracle's per-update mark bound is posted in steps (harness)
         res = self.s.post_market(market_rows(self.spot, self.funding, self.s.expiry - self.s.now()))
         assert res.ok, res.reason
 
@@ -412,13 +399,19 @@ class EngineMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ liquidation
 
     def _flag(self, addr: str, liquidatable: bool) -> None:
-        """flag() starts the discount clock of an account below MM, or clears a healthy one's."""
+        """flag() starts (or confirms) the discount clock of an account below MM, or clears a
+        healthy one's."""
         since = self.view(addr).liquidatable_since
         res = self.s.call(self.engine, "flag", addr, sender=self.s.keeper)
-        allowed = {"engine: already flagged", "engine: account is healthy", "engine: stale marks"}
+        allowed = {"engine: account is healthy", "engine: stale marks"}
         if self.expect(res, allowed, "flag"):
-            assert (liquidatable and since == 0) or (not liquidatable and since != 0), "flag on the wrong state"
-            assert self.s.account(addr).liquidatable_since == (self.s.now() if liquidatable else 0)
+            assert liquidatable or since != 0, "flag cleared an account that was not flagged"
+            if liquidatable:
+                # a running episode keeps its start; a new one starts now
+                (ev,) = res.events("Flagged")
+                assert ev.since in (since, self.s.now()) and self.s.account(addr).liquidatable_since == ev.since
+            else:
+                assert self.s.account(addr).liquidatable_since == 0
 
     @rule(liquidator=traders, pick=st.integers(0, 3), frac_bps=st.sampled_from([10_000, 5_000, 2_000, 500, 1]),
           flag_first=st.booleans(), wait_hours=st.sampled_from([0, 0, 1, 4]))
@@ -449,11 +442,14 @@ class EngineMachine(RuleBasedStateMachine):
         assert liq0, "liquidated an account that was not below MM"
         (ev,) = res.events("Liquidation")
         f = ev.fraction_wad
-        assert 0 < f <= fraction
-        # the discount follows the Dutch auction from the flag time and never exceeds its cap
+        # the discount follows the Dutch auction from the start of the episode (a Flagged
+        # event when this liquidation started a new one) and never exceeds its cap
         base, slope, cap, share = LIQUIDATION[:4]
-        since = view.liquidatable_since or self.s.now()
+        flagged = res.events("Flagged")
+        since = flagged[0].since if flagged else view.liquidatable_since
         disc_bps = min(base + slope * (self.s.now() - since) // HOUR, cap)
+        # at most the request, except that the whole book goes while equity <= discount x MM
+        assert 0 < f <= fraction or (f == WAD and e0 <= disc_bps * mm0 // BPS)
         assert ev.discount_wad == disc_bps * f // BPS * mm0 // WAD
         assert ev.discount_wad <= cap * f * mm0 // BPS // WAD
         assert ev.insurance_wad == ev.discount_wad * share // BPS
@@ -473,8 +469,7 @@ class EngineMachine(RuleBasedStateMachine):
         else:
             assert deficit == 0, "bad debt written off while positions remain"
             assert mm1 <= mm0
-            if "partial_liquidation_lowers_ratio" not in KNOWN_BUGS or e0 > disc_bps * mm0 // BPS:
-                assert e1 * mm0 >= e0 * mm1, f"liquidation lowered the margin ratio: {e0}/{mm0} -> {e1}/{mm1}"
+            assert e1 * mm0 >= e0 * mm1, f"liquidation lowered the margin ratio: {e0}/{mm0} -> {e1}/{mm1}"
 
     # ------------------------------------------------------------------ settlement
 

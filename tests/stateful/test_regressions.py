@@ -2,8 +2,7 @@
 
 Each test replays the minimal sequence hypothesis reported (or the minimal sequence of a
 finding that has since been fixed) on the same titanoboa deployment as the machine, and
-asserts the behaviour the machine now expects. Contract bugs that are still open live in
-test_found_bugs.py instead.
+asserts the behaviour the machine now expects.
 """
 
 from __future__ import annotations
@@ -107,3 +106,45 @@ def test_liquidate__option_book_after_crash__discount_bounded_and_liquidator_abo
     assert s.token.balanceOf(s.engine.address) * SCALE + s.engine.external_pnl_wad() + s.engine.socialised_loss_wad() == (
         sum(s.engine.cash_wad(a) for a in s.addr.values()) + s.engine.insurance_wad() + s.engine.fees_wad()
     )
+
+
+def test_post_attestation__im_below_mm__rejected_so_withdrawal_cannot_leave_account_liquidatable(fresh):
+    """IM >= MM (fixed: RiskOracle.check_attestation). The engine stored a signed attestation
+    with IM < MM, after which a withdrawal that passed the IM check left the account below MM."""
+    s = fresh
+    alice, bob = s.addr["alice"], s.addr["bob"]
+    assert s.deposit(alice, 20_000 * USD).ok
+    assert s.deposit(bob, 100_000 * USD).ok
+    assert s.fill(alice, bob, PERP, True, WAD, 60_000 * WAD).ok
+    s.advance(1)
+
+    res = s.post_attestation(alice, 1_000 * WAD, 5_000 * WAD)  # IM 1,000 < MM 5,000
+
+    assert not res.ok and res.reason == "oracle: initial margin below maintenance margin", res
+    equity, im, mm, liquidatable = s.health(alice)
+    assert s.call(s.engine, "withdraw", (equity - im) // SCALE, sender=alice).ok
+    assert not s.health(alice)[3]
+
+
+def test_liquidate__fraction_below_cap_when_equity_under_discount__whole_book_taken(fresh):
+    """A liquidation improves the margin ratio (fixed: engine_core._slice_fraction). While
+    equity <= discount x MM every partial slice lowers the ratio (equity falls by d*f*MM, MM
+    by f*MM); a liquidator asking for half the book now takes all of it."""
+    s = fresh
+    alice, bob, liz = s.addr["alice"], s.addr["bob"], s.addr["liz"]
+    assert s.deposit(alice, 10_000 * USD).ok
+    assert s.deposit(bob, 100_000 * USD).ok
+    assert s.deposit(liz, 500_000 * USD).ok
+    assert s.fill(alice, bob, PERP, True, WAD, 60_000 * WAD).ok  # MM 3,000
+    rows = {PERP: (50_200 * WAD, 0, 5_020 * WAD, 5_020 * WAD, 2_510 * WAD, 2_510 * WAD)}
+    assert s.post_market(rows).ok  # equity 200 < 10% discount x MM 3,000 = 300
+    e0, _, mm0, liquidatable = s.health(alice)
+    assert liquidatable and 0 < e0 < mm0 // 10
+
+    res = s.call(s.engine, "liquidate", alice, WAD // 2, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+
+    assert res.ok, res.reason
+    (ev,) = res.events("Liquidation")
+    assert ev.fraction_wad == WAD and not s.positions(alice)
+    # equity 200 - discount 300: the 100 the account lacks goes through the waterfall
+    assert s.engine.cash_wad(alice) == 0

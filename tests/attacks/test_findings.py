@@ -1,6 +1,8 @@
-"""Attacks that SUCCEED against the current contracts (real bugs). Each test asserts the
-SAFE outcome, so it fails until the bug is fixed; the finding, its impact and a minimal
-reproduction are in the test's docstring and in SECURITY.md ("Open findings").
+"""Findings of the attack review, each pinned as the attack that used to succeed.
+
+Every finding here is fixed; each test replays the original attack and asserts the safe
+outcome. The finding, its impact and the fix are in the test's docstring and in
+SECURITY.md ("Findings").
 """
 
 import ape
@@ -29,7 +31,7 @@ def market(desk, maker, taker, attacker, accomplice, liquidator, admin, registry
 def test_fill__liquidatable_book_closed_to_friend_below_mark__deficit_not_pushed_to_insurance(
     market, maker, attacker, accomplice
 ):
-    """FINDING 1b (high; what is left of finding 1 after b423905). Finding 1: a one-position
+    """FINDING 1b (high; fixed in 4b11613). Finding 1: a one-position
     book closed at ANY price (e.g. 1 wei, to the attacker's second account) took the
     `new_n == 0` branch before the shortfall check and handed the whole deficit to the
     insurance fund; b423905 now applies the rule "a reduction may not deepen the shortfall
@@ -62,7 +64,7 @@ def test_fill__liquidatable_book_closed_to_friend_below_mark__deficit_not_pushed
 def test_withdraw__after_20x_mark_pump_on_thin_underlying__gain_bounded(
     market, maker, attacker, admin, registry
 ):
-    """FINDING 2 (high). RiskOracle bounds index prices per update (max_index_move_bps,
+    """FINDING 2 (high; fixed: RiskOracle bounds each mark move too). RiskOracle bounds index prices per update (max_index_move_bps,
     20% here), but the engine never reads index prices: equity comes from the marks in
     `post_market_data`, which have no move bound. One signed batch that follows a 20x pump
     of a thin underlying (an honest keeper in replay/source mode derives marks from the raw
@@ -71,8 +73,8 @@ def test_withdraw__after_20x_mark_pump_on_thin_underlying__gain_bounded(
       1. list THIN perp; attacker deposits 6,000, buys 10,000 THIN at 1.00 (IM 50%);
       2. signers post THIN mark 20.00 (index for THIN would be refused: +1,900% > 20%);
       3. attacker withdraws 150,000.
-    Safe outcome: a single update moves what the attacker can withdraw by at most the
-    oracle's per-update bound (20% of notional = 2,000): withdrawing 8,000 reverts."""
+    Safe outcome: the 20x batch is refused; one update moves a mark by at most
+    max(20% of it, its maintenance rate 0.25), so withdrawing 8,000 still reverts."""
     e = market.engine
     thin = registry.list_instrument(symbol_to_bytes32("THIN"), 1, 0, 0, sender=admin).return_value
     ids = (1, 2, 3, 4, thin)
@@ -81,7 +83,9 @@ def test_withdraw__after_20x_mark_pump_on_thin_underlying__gain_bounded(
     market.fund(attacker, 6_000 * USD)
     market.trade(maker, attacker, thin, -10_000 * WAD, WAD)
 
-    market.post_marks(marks={thin: 20 * WAD}, rates=rates, ids=ids)  # signed: values are trusted
+    with ape.reverts("oracle: mark move above limit"):
+        market.post_marks(marks={thin: 20 * WAD}, rates=rates, ids=ids, step=False)
+    market.post_marks(marks={thin: 5 * WAD // 4}, rates=rates, ids=ids, step=False)  # the most one update moves
     assert not succeeds(e.withdraw, 8_000 * USD, sender=attacker)
 
 
@@ -89,7 +93,7 @@ def test_post_attestation__attestation_from_engine_sharing_the_oracle__reverts(
     market, project, admin, token, oracle, registry, attacker, maker
 ):
     """FINDING 3 (high when two engines share one RiskOracle, e.g. one engine per settlement
-    token). An Attestation binds (account, state_nonce) but not the engine, and its EIP-712
+    token; fixed: the signed Attestation names its engine). An Attestation bound (account, state_nonce) but not the engine, and its EIP-712
     domain is the ORACLE's. State nonces are small counters, so an attacker lines up the
     same nonce on both engines and replays the low margin signed for a tiny book on engine B
     onto a big book on engine A, wiping A's pending margin:
@@ -119,13 +123,14 @@ def test_post_attestation__attestation_from_engine_sharing_the_oracle__reverts(
     sigs = sign_multi(att, market.domain, market.signers[:2])
     other.post_attestation(att.as_args(), sigs, sender=market.poster)  # legitimate on B
 
-    with ape.reverts():
+    with ape.reverts("engine: attestation for another engine"):
         e.post_attestation(att.as_args(), sigs, sender=market.poster)
     assert e.account(attacker).pending_im_wad >= 60_000 * WAD
 
 
 def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, maker, trader, liquidator):
-    """FINDING 4 (medium). The Dutch-auction clock `liquidatable_since` is only cleared by a
+    """FINDING 4 (medium; fixed: a flag not confirmed within max_liquidation_price_age
+    starts a new episode). The Dutch-auction clock `liquidatable_since` is only cleared by a
     trade that adds risk, a liquidation that restores health, or someone calling flag() on
     a healthy account. A liquidator flags every account at any brief dip; the account
     recovers and nobody unflags it; on the next dip, hours later, the liquidator takes the
@@ -151,7 +156,7 @@ def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, ma
 def test_liquidate__underwater_liquidator_flattened_by_slice__deficit_not_hidden(
     market, maker, trader, liquidator
 ):
-    """FINDING 5 (medium). `liquidate` checks the liquidator's equity >= IM only if the
+    """FINDING 5 (medium; fixed in 4b11613). `liquidate` checks the liquidator's equity >= IM only if the
     liquidator still holds positions afterwards. An UNDERWATER liquidator whose book is the
     mirror of the slice (short where the victim is long) liquidates the victim: its book
     nets to zero, the check is skipped, and it walks away flat with negative cash. That
@@ -180,7 +185,7 @@ def test_liquidate__underwater_liquidator_flattened_by_slice__deficit_not_hidden
 
 
 def test_fill__close_position_in_delisted_perpetual__allowed(market, maker, trader, admin, registry):
-    """FINDING 6 (medium, owner action). `fill` requires `inst.active` for every trade, so
+    """FINDING 6 (medium, owner action; fixed in 4b11613). `fill` requires `inst.active` for every trade, so
     after the registry owner delists an instrument nobody can even REDUCE a position in it.
     Futures and options still settle at expiry, but a perpetual never does: its holders keep
     the exposure (and its margin) forever, or until they are liquidated.
