@@ -4,13 +4,13 @@ from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
-    from offchain.keeper.cli_support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments
     add_chain_arguments(parser)
     parser.add_argument("--amount", required=True, help="tokens to deposit, e.g. 2500.50")
 
 
 def run(args) -> int:
-    from offchain.keeper.cli_support import deployment, send_tx, token_units, wallet
+    from offchain.commands._support import deployment, send_tx, token_units, wallet
 
     dep = deployment(args)
     units, decimals = token_units(dep, args.amount, "--amount")

@@ -7,16 +7,16 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    from offchain.keeper.cli_support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments
     add_chain_arguments(parser)
     parser.add_argument("--order", required=True, help="order JSON written by `netmargin order`")
     parser.add_argument("--size", type=float, default=None, help="contracts to fill (default: all left)")
 
 
 def run(args) -> int:
+    from offchain.commands._support import deployment, send_tx, wallet
     from offchain.errors import UserError
     from offchain.keeper.chain import WAD
-    from offchain.keeper.cli_support import deployment, send_tx, wallet
     from offchain.keeper.signing import Order
 
     path = Path(args.order)

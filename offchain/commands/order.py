@@ -7,7 +7,7 @@ import time
 
 
 def add_arguments(parser) -> None:
-    from offchain.keeper.cli_support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments
     add_chain_arguments(parser)
     parser.add_argument("--instrument", type=int, required=True, help="instrument id")
     parser.add_argument("--side", choices=("buy", "sell"), required=True)
@@ -19,9 +19,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from offchain.commands._support import deployment, wallet
     from offchain.errors import UserError
     from offchain.keeper.chain import WAD
-    from offchain.keeper.cli_support import deployment, wallet
     from offchain.keeper.signing import Order, engine_domain, sign_order
 
     if not args.size > 0:

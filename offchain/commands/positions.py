@@ -6,7 +6,7 @@ import json
 
 
 def add_arguments(parser) -> None:
-    from offchain.keeper.cli_support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments
     add_chain_arguments(parser, wallet=False)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--address", help="any account address")
@@ -17,8 +17,8 @@ def add_arguments(parser) -> None:
 def resolve_address(args) -> str:
     from web3 import Web3
 
+    from offchain.commands._support import wallet
     from offchain.errors import UserError
-    from offchain.keeper.cli_support import wallet
     if args.address:
         if not Web3.is_address(args.address):
             raise UserError(f"--address: must be a 0x-prefixed 20-byte address, got {args.address!r}")
@@ -27,7 +27,7 @@ def resolve_address(args) -> str:
 
 
 def run(args) -> int:
-    from offchain.keeper.cli_support import account_book, deployment, describe
+    from offchain.commands._support import account_book, deployment, describe
 
     dep = deployment(args)
     book = account_book(dep, resolve_address(args))

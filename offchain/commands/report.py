@@ -34,9 +34,9 @@ def parse_vols(items: list[str]) -> dict[str, float]:
 def run(args) -> int:
     import numpy as np
 
+    from offchain.commands._support import account_book, deployment, describe, risk_engine_for
     from offchain.commands.positions import resolve_address
     from offchain.errors import UserError
-    from offchain.keeper.cli_support import account_book, deployment, describe, risk_engine_for
 
     dep = deployment(args)
     book = account_book(dep, resolve_address(args))

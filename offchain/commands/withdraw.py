@@ -4,14 +4,14 @@ from __future__ import annotations
 
 
 def add_arguments(parser) -> None:
-    from offchain.keeper.cli_support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments
     add_chain_arguments(parser)
     parser.add_argument("--amount", required=True, help="tokens to withdraw, or 'max'")
 
 
 def run(args) -> int:
+    from offchain.commands._support import account_book, deployment, send_tx, token_units, wallet
     from offchain.errors import UserError
-    from offchain.keeper.cli_support import account_book, deployment, send_tx, token_units, wallet
 
     dep = deployment(args)
     me = wallet(args)

@@ -1,6 +1,7 @@
 """Keeper config: file + environment, errors that name the field."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,9 @@ def test_load_config__plain_private_key__refused(tmp_path):
 def test_load_config__missing_file__says_what_to_do(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+def test_load_config__shipped_example__parses_with_separate_signing_and_gas_keys():
+    cfg = load_config(Path(__file__).parents[2] / "examples" / "keeper.toml", env={})
+    assert cfg.signers[0].source.startswith("ape:") and cfg.gas_key.source.startswith("ape:")
+    assert cfg.signers[0].source != cfg.gas_key.source and cfg.metrics_port == 9102

@@ -1,4 +1,5 @@
-"""Shared plumbing of the user commands (deposit, withdraw, order, fill, positions, report).
+"""Shared plumbing of the user commands that talk to the chain (deposit, withdraw, order, fill,
+positions, report); not a command itself.
 
 Chain: `--rpc` / `NETMARGIN_RPC` and `--engine` / `NETMARGIN_ENGINE`. Wallet: `--account
 <ape alias>` (ape's encrypted keyfile; passphrase from NETMARGIN_PASSPHRASE or a prompt).
