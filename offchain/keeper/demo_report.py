@@ -64,8 +64,9 @@ def print_summary(r: DemoResult, out=print) -> None:
     out(f"\nExpiry settlements: {len(r.settlements)}")
     w = r.withdrawal_check
     if w:
-        out(f"Withdrawal check ({w['trader']}): {w['attempt']} refused ({w['refused_with']}); "
-            f"{w.get('allowed', '0')} allowed after attestation")
+        after = (f"{w['allowed']} above 1.25 x IM allowed after attestation" if "allowed" in w
+                 else "its equity was already below 1.25 x IM, so nothing more was withdrawn")
+        out(f"Withdrawal check ({w['trader']}): {w['attempt']} refused ({w['refused_with']}); {after}")
     out("\nFunds:")
     for line in funds_lines(r):
         out("  " + line)
@@ -103,8 +104,10 @@ def write_report(r: DemoResult, out_dir: Path) -> Path:
     if w:
         lines += ["## Withdrawal check", "",
                   f"{w['trader']} tried to withdraw {w['attempt']} (all its equity): refused with "
-                  f"`{w['refused_with']}`; withdrawing {w.get('allowed', '0')} down to 1.25 x IM "
-                  "was allowed.", ""]
+                  f"`{w['refused_with']}`; "
+                  + (f"withdrawing {w['allowed']} down to 1.25 x IM was allowed." if "allowed" in w
+                     else "its equity was already below 1.25 x IM, so nothing more was withdrawn."),
+                  ""]
     path = out_dir / f"demo-{tag}.md"
     path.write_text("\n".join(lines))
     return path
