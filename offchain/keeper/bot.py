@@ -31,6 +31,7 @@ from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Encoder, Executor, TxResult
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
+from offchain.keeper.price_guard import PriceCheck, PriceGuard
 from offchain.keeper.prices import InstrumentTable, ReplaySource, instrument_marks
 from offchain.keeper.signing import (
     Attestation,
@@ -59,6 +60,7 @@ class CycleReport:
     liquidated: list[dict] = field(default_factory=list)
     settled: int = 0
     posted_prices: bool = False
+    held: str = ""  # why nothing was signed this cycle (untrusted prices), "" normally
     seconds: dict[str, float] = field(default_factory=dict)
     results: list[TxResult] = field(default_factory=list)
 
@@ -93,6 +95,8 @@ class Keeper:
         self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
         self.last_report: CycleReport | None = None
         self.last_spot = np.zeros(0)
+        self.last_vol = np.zeros(0)
+        self.guard = PriceGuard(self.underlyings, cfg.price_max_jump_frac, cfg.price_confirm_cycles)
         self.last_equity = np.zeros(0)
         self.last_mm = np.zeros(0)
 
@@ -107,6 +111,8 @@ class Keeper:
             if e.name == "AttestationPosted":
                 self._note_attestation(e.args)
         self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
+        # a restart trusts what the oracle already holds, not the first print it sees
+        self.guard.seed(self._onchain_index())
         self.signers.warm_up()
         log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
                                           "resume_block": self.indexer.cursor(),
@@ -159,16 +165,29 @@ class Keeper:
 
         # prices + risk
         t1 = time.perf_counter()
-        spot, vol = self._spot_vol(now)
-        marks = self._marks(spot, vol, now)
+        report = CycleReport(head, now, len(self.book), 0)
+        check = self._price_check(now)
+        self.metrics.price_alarm.set(0 if check.ok else 1)
+        self.metrics.price_alarm_reason = check.reason
+        if check.ok:
+            spot, vol = check.spot, check.vol
+            marks = self._marks(spot, vol, now)
+        else:
+            # holding: sign and post nothing; judge liquidations at the chain's own marks
+            report.held = check.reason
+            log.warning("holding: untrusted prices", extra={"reason": check.reason})
+            if self.guard.last is None or len(self.last_vol) == 0:
+                self._update_metrics(report, None, now, time.perf_counter() - t0)
+                return report
+            spot, vol, marks = self.guard.last, self.last_vol, self.posted_marks
         live = self._live(now)
         risk = self.compute(marks, spot, vol, now, live)
-        self.last_spot, self.last_equity, self.last_mm = spot, risk["equity"], risk["mm"]
+        self.last_spot, self.last_vol = spot, vol
+        self.last_equity, self.last_mm = risk["equity"], risk["mm"]
         timing["compute"] = time.perf_counter() - t1
 
-        report = CycleReport(head, now, len(self.book), 0)
         # post prices first: liquidations and attestations below are judged at these marks
-        if self.cfg.post_prices and self.source is not None:
+        if self.cfg.post_prices and self.source is not None and check.ok:
             report.posted_prices = self.publish_prices(marks, risk["rates"], spot, now, live)
         elif self.source is None:
             self.posted_marks = marks  # oracle mode: what we read is what the engine uses
@@ -181,7 +200,7 @@ class Keeper:
         # act
         t2 = time.perf_counter()
         report.liquidated = self._liquidate(decision, risk)
-        report.attested, sign_s = self._attest(decision, risk, now)
+        report.attested, sign_s = self._attest(decision, risk, now) if check.ok else (0, 0.0)
         timing["sign"] = sign_s
         report.settled = self._settle(decision)
         timing["act"] = time.perf_counter() - t2 - sign_s
@@ -212,16 +231,21 @@ class Keeper:
             stop.wait(self.cfg.poll_interval_s)
 
     # ---- prices ----
-    def _spot_vol(self, now: int) -> tuple[np.ndarray, np.ndarray]:
+    def _price_check(self, now: int) -> PriceCheck:
+        """Prices this cycle may sign on: the source's, through the guard; in oracle mode
+        the index prices other signers posted (already bounded on-chain), vols from config."""
         if self.source is not None:
-            return self.source.spot(now), self.source.vol(now)
-        # oracle mode: index prices posted by other signers, vols from config
+            return self.guard.check(lambda: self.source.spot(now), lambda: self.source.vol(now))
+        vols = self.cfg.prices.vols
+        return PriceCheck(True, self._onchain_index(),
+                          np.asarray([vols.get(u, 0.8) for u in self.underlyings]))
+
+    def _onchain_index(self) -> np.ndarray:
         spot = []
         for u in self.underlyings:
             price, _at = self.dep.oracle.functions.index_price(u.encode().ljust(32, b"\0")).call()
             spot.append(price / WAD)
-        vols = self.cfg.prices.vols
-        return np.asarray(spot), np.asarray([vols.get(u, 0.8) for u in self.underlyings])
+        return np.asarray(spot, dtype=np.float64)
 
     def _marks(self, spot, vol, now) -> np.ndarray:
         if self.source is None:
@@ -467,12 +491,13 @@ class Keeper:
         outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "skipped" if res.error else "failed")
         self.metrics.actions.labels(kind=kind, outcome=outcome).inc()
 
-    def _update_metrics(self, report: CycleReport, view: AccountsView, now: int, seconds: float) -> None:
+    def _update_metrics(self, report: CycleReport, view: AccountsView | None, now: int, seconds: float) -> None:
         m = self.metrics
         m.processed_block.set(self.indexer.cursor())
         m.accounts.set(report.accounts)
         m.unhealthy.set(report.unhealthy)
-        ages = now - view.att_timestamp[view.has_positions]
-        m.attestation_age_max.set(float(ages.max()) if len(ages) else 0.0)
+        if view is not None:
+            ages = now - view.att_timestamp[view.has_positions]
+            m.attestation_age_max.set(float(ages.max()) if len(ages) else 0.0)
         m.cycle_seconds.set(seconds)
         m.last_cycle.set(time.time())

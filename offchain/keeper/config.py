@@ -94,6 +94,10 @@ class KeeperConfig:
     # re-post marks when any moved by more than this fraction, or when older than this
     price_move_frac: float = 0.002
     price_max_age_s: int = 300
+    # sign nothing while the source is silent or jumped more than this fraction since the
+    # last accepted price, until the jump persisted for price_confirm_cycles cycles
+    price_max_jump_frac: float = 0.5
+    price_confirm_cycles: int = 3
     # compute and log every action but send nothing
     dry_run: bool = False
     # 0 disables the Prometheus/health server
@@ -139,6 +143,8 @@ def validate(config: KeeperConfig) -> None:
         ("prices.kind", config.prices.kind in ("replay", "oracle"), "'replay' or 'oracle'"),
         ("price_move_frac", 0 <= config.price_move_frac < 1, "in [0, 1)"),
         ("price_max_age_s", config.price_max_age_s > 0, "> 0"),
+        ("price_max_jump_frac", config.price_max_jump_frac > 0, "> 0"),
+        ("price_confirm_cycles", config.price_confirm_cycles >= 1, ">= 1"),
     ]
     for name, ok, expected in checks:
         if not ok:

@@ -168,8 +168,10 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
     domain = engine_domain(w3.eth.chain_id, dep.engine.address)
     now = int(w3.eth.get_block("latest")["timestamp"])
     capital: dict[str, dict] = {}
-    rates = keeper.compute(keeper.posted_marks, *keeper._spot_vol(now), now, keeper._live(now))["rates"]
-    engine = keeper._risk_engine(*keeper._spot_vol(now), now, keeper._live(now))
+    # the prices of the keeper's last cycle (the demo ran one before opening books)
+    spot, vol = keeper.last_spot, keeper.last_vol
+    rates = keeper.compute(keeper.posted_marks, spot, vol, now, keeper._live(now))["rates"]
+    engine = keeper._risk_engine(spot, vol, now, keeper._live(now))
     live_idx = np.flatnonzero(keeper._live(now))
     for name, book in books.items():
         trader = trader_keys[name]

@@ -35,6 +35,9 @@ class KeeperMetrics:
         self.actions = Counter("keeper_actions", "Actions sent by kind and outcome",
                                ["kind", "outcome"], registry=r)
         self.reorgs = Counter("keeper_reorgs", "Reorgs rewound", registry=r)
+        self.price_alarm = Gauge("keeper_price_alarm", "1 while the keeper holds on untrusted prices "
+                                 "(silent source or unconfirmed outlier) and signs nothing", registry=r)
+        self.price_alarm_reason = ""
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
         head = self.head_block._value.get()
@@ -43,10 +46,12 @@ class KeeperMetrics:
         age = time.time() - last if last else float("inf")
         status = {"head_block": head, "processed_block": done, "lag_blocks": head - done,
                   "last_cycle_age_s": round(age, 3)}
-        ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s
+        alarm = bool(self.price_alarm._value.get())
+        ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s and not alarm
         if not ok:
             status["reason"] = ("behind head" if head - done > max_lag_blocks
-                                else "no cycle finished recently")
+                                else "no cycle finished recently" if age > max_cycle_age_s
+                                else self.price_alarm_reason)
         return ok, status
 
 
