@@ -237,14 +237,14 @@ def test_keeper__crash_with_competitor_first__no_error_loop_no_missed_liquidatio
         keeper.cycle()
         if call_named(w["dep"].engine, "health", trader.address)["liquidatable"]:
             break
-        w["dev"].mine()
+        w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 1)
     assert call_named(w["dep"].engine, "health", trader.address)["liquidatable"]
     nonce = w["dep"].engine.functions.state_nonce(trader.address).call()
     send(w["dev"].w3, w["rival"], w["dep"].engine.functions.liquidate(trader.address, WAD // 10, 10**30, nonce),
          "rival liquidation")
     keeper.policy = policy
 
-    w["dev"].mine()
+    w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 1)
     report = keeper.cycle()  # raises on any error it cannot absorb
 
     assert all(e["ok"] or e["error"] for e in report.liquidated)
@@ -264,3 +264,25 @@ def test_keeper__restart__resumes_without_signing_twice(world):
     atts = logs(w, "engine", "AttestationPosted", block)
     keys = [(e["args"]["account"], e["args"]["state_nonce"]) for e in atts]
     assert len(keys) == len(set(keys)), f"an account's book was attested twice: {keys}"
+
+
+def test_executor__stuck_transaction__replaced_at_same_nonce_with_higher_fee(world):
+    """Automine off: the keeper's transaction sits in the mempool, is replaced at the same
+    nonce with bumped fees, and exactly one transaction of that nonce is mined."""
+    w = world
+    w3 = w["dev"].w3
+    gas = GasConfig(bump_after_s=0.3, bump_pct=15)
+    executor = Executor(w3, w["spare_gas"], gas)
+    nonce = w3.eth.get_transaction_count(w["spare_gas"].address)
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        miner = threading.Timer(1.5, lambda: w3.provider.make_request("evm_mine", []))
+        miner.start()
+        res = executor.send("approve", w["dep"].token.functions.approve(w["dealer"].address, 1))
+        miner.join()
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    assert res.ok, res.error
+    mined = w3.eth.get_transaction(res.tx_hash)
+    assert mined["nonce"] == nonce and mined["maxPriorityFeePerGas"] > 10**9  # bumped from 1 gwei
+    assert w3.eth.get_transaction_count(w["spare_gas"].address) == nonce + 1
