@@ -266,11 +266,15 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
     """
     @notice Posts a signed margin attestation for `att.account` (anyone may post). Stores its
             IM, MM and timestamp and clears the pending adjustments.
-    @dev The oracle checks signatures, params hash, timestamp <= now and the deadline; the
-         engine binds it to the account's state nonce and strictly increasing timestamps.
+    @dev The oracle checks signatures, IM >= MM, params hash, timestamp <= now and the
+         deadline; the engine binds it to itself, the account's state nonce and strictly
+         increasing timestamps.
     @param att The attestation.
     @param signatures Signatures of the oracle's signers, in ascending signer order.
     """
+    # the oracle's domain is its own: without this, an attestation signed for the same
+    # account and state nonce on another engine sharing the oracle would be accepted here
+    assert att.engine == self, "engine: attestation for another engine"
     # check_attestation returns nothing, and Vyper rejects a bare staticcall expression:
     # a static raw_call with the same ABI bubbles the oracle's revert reason up.
     raw_call(
@@ -278,9 +282,6 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
         abi_encode(att, signatures, method_id=core.CHECK_ATTESTATION_ID),
         is_static_call=True,
     )
-    # the oracle's domain is its own: without this, an attestation signed for the same
-    # account and state nonce on another engine sharing the oracle would be accepted here
-    assert att.engine == self, "engine: attestation for another engine"
     account: address = att.account
     assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
     assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
