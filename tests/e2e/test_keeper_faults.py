@@ -1,5 +1,6 @@
 """Keeper faults on a real Anvil: a bad price print, a silent price source, the RPC going
-down and coming back, a competitor liquidating first, a restart mid-story. In each: nothing
+down and coming back, a competitor liquidating first, the keeper killed mid-cycle and
+restarted, a stuck transaction. In each: nothing
 is signed on untrusted prices, the health alarm says why, no liquidation is missed once the
 fault clears and no attestation is signed twice or for a stale book.
 
@@ -132,11 +133,13 @@ def world(tmp_path_factory):
     params = load_params()
     dep = deploy_system(dev.w3, admin, [a[5].address], 1, params, EngineSettings())
     list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"}])
-    for who, amount in ((keeper_gas, 5_000_000), (dealer, 5_000_000), (rival, 5_000_000), (trader, 3_500)):
+    late = a[7]  # opens a book just before the keeper is killed
+    for who, amount in ((keeper_gas, 5_000_000), (dealer, 5_000_000), (rival, 5_000_000), (trader, 3_500),
+                        (late, 50_000)):
         fund(dep, admin, who, amount)
     signers = Signers([a[5]], workers=1)
     w = dict(dev=dev, dep=dep, admin=admin, dealer=dealer, keeper_gas=keeper_gas, trader=trader,
-             rival=rival, spare_gas=a[6], signers=signers, params=params, tmp=tmp,
+             rival=rival, late=late, spare_gas=a[6], signers=signers, params=params, tmp=tmp,
              source=FaultySource(ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
     w["keeper"] = make_keeper(w, store_path=tmp / "keeper.sqlite")
     w["keeper"].cycle()  # first marks and rates
@@ -254,15 +257,38 @@ def test_keeper__crash_with_competitor_first__no_error_loop_no_missed_liquidatio
     assert w["keeper_gas"].address in liquidators  # what the rival left, the keeper took
 
 
-def test_keeper__restart__resumes_without_signing_twice(world):
-    w = world
-    before = w["keeper"]
-    block = w["dev"].w3.eth.block_number + 1
+def test_keeper__killed_mid_cycle_then_restarted__each_book_attested_once(world):
+    """The keeper dies after posting prices, before sending the attestations it signed; a new
+    process on the same store resumes at the last processed block, signs the due attestation
+    again and posts it once: no account is attested twice at one state nonce."""
+    w, late = world, world["late"]
+    w3 = w["dev"].w3
+    now = w3.eth.get_block("latest")["timestamp"]
+    mark = int(round(w["keeper"].posted_marks[PERP - 1] * WAD))
+    order = Order(late.address, PERP, True, WAD // 10, mark, 1, now + 86_400)
+    sig = sign_order(order, engine_domain(w3.eth.chain_id, w["dep"].engine.address), late)
+    send(w3, w["dealer"], w["dep"].engine.functions.fill(order.as_tuple(), sig, order.size_wad), "fill")
+    nonce = w["dep"].engine.functions.state_nonce(late.address).call()
+    block = w3.eth.block_number + 1
+    old = w["keeper"]
+    real_send_batch = old.executor.send_batch
+
+    def killed_before_attesting(calls):
+        if any(label.startswith("attest:") for label, _ in calls):
+            raise KeyboardInterrupt("keeper killed mid-cycle")
+        return real_send_batch(calls)
+
+    old.executor.send_batch = killed_before_attesting
+    w["dev"].mine(now + 60)
+    with pytest.raises(KeyboardInterrupt):
+        old.cycle()
+    assert logs(w, "engine", "AttestationPosted", block) == []
+
     again = make_keeper(w, store_path=w["tmp"] / "keeper.sqlite")
-    assert again.indexer.cursor() == before.indexer.cursor()
-    again.cycle()  # same block as the old keeper's last cycle: nothing is due again
-    atts = logs(w, "engine", "AttestationPosted", block)
-    keys = [(e["args"]["account"], e["args"]["state_nonce"]) for e in atts]
+    again.cycle()
+
+    keys = [(e["args"]["account"], e["args"]["state_nonce"]) for e in logs(w, "engine", "AttestationPosted", block)]
+    assert (late.address, nonce) in keys
     assert len(keys) == len(set(keys)), f"an account's book was attested twice: {keys}"
 
 
