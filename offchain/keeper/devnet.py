@@ -80,13 +80,21 @@ class Devnet:
         self.stop()
 
     # ---- clock and mining (anvil cheatcodes) ----
+    def _rpc(self, method: str, params: list):
+        # make_request returns JSON-RPC errors instead of raising: a refused time jump
+        # would otherwise pass silently and the chain clock would be wrong
+        reply = self.w3.provider.make_request(method, params)
+        if "error" in reply:
+            raise UserError(f"anvil {method}{params}: {reply['error'].get('message', reply['error'])}")
+        return reply.get("result")
+
     def set_next_timestamp(self, ts: int) -> None:
-        self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(ts)])
+        self._rpc("evm_setNextBlockTimestamp", [int(ts)])
 
     def mine(self, timestamp: int | None = None) -> None:
         if timestamp is not None:
             self.set_next_timestamp(timestamp)
-        self.w3.provider.make_request("evm_mine", [])
+        self._rpc("evm_mine", [])
 
     def interval_mining(self, seconds: int) -> None:
         """0 = back to automine."""

@@ -312,3 +312,38 @@ def test_executor__stuck_transaction__replaced_at_same_nonce_with_higher_fee(wor
     mined = w3.eth.get_transaction(res.tx_hash)
     assert mined["nonce"] == nonce and mined["maxPriorityFeePerGas"] > 10**9  # bumped from 1 gwei
     assert w3.eth.get_transaction_count(w["spare_gas"].address) == nonce + 1
+
+
+def test_keeper__anvil_restarted_from_its_state__resumes_and_signs_again(tmp_path):
+    """The node is stopped (Anvil dumps its state) and restarted from that state on the same
+    port: the keeper's cycle fails while it is down, then resumes at the block it had reached
+    and posts signed prices again on the restored chain."""
+    state = tmp_path / "anvil-state.json"
+    dev = start_anvil(accounts=4, timestamp=T0, extra_args=("--state", str(state)))
+    port = int(dev.url.rsplit(":", 1)[1])
+    a = dev.accounts
+    params = load_params()
+    dep = deploy_system(dev.w3, a[0], [a[3].address], 1, params, EngineSettings())
+    list_instruments(dep, a[0], [{"underlying": "BTC", "kind": "perpetual"}])
+    signers = Signers([a[3]], workers=1)
+    w = dict(dev=dev, dep=dep, signers=signers, keeper_gas=a[1], params=params,
+             source=FaultySource(ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
+    try:
+        keeper = make_keeper(w)
+        assert keeper.cycle().posted_prices
+        reached = keeper.indexer.cursor()
+        last = dev.w3.eth.get_block("latest")
+        dev.stop()
+        with pytest.raises(Exception):  # noqa: B017 - the node is gone: the cycle fails loudly
+            keeper.cycle()
+        dev = w["dev"] = start_anvil(accounts=4, port=port, extra_args=("--state", str(state)))
+        assert dev.w3.eth.get_block(last["number"])["hash"] == last["hash"]  # same chain
+        # a restored Anvil checks evm_setNextBlockTimestamp against the wall clock: set its clock
+        dev.w3.provider.make_request("anvil_setTime", [last["timestamp"] + 4_000])  # prices age out
+        dev.mine()
+        report = keeper.cycle()
+        assert report.block > reached and keeper.indexer.cursor() >= reached
+        assert report.held == "" and report.posted_prices
+    finally:
+        signers.close()
+        w["dev"].stop()
