@@ -16,20 +16,16 @@ from eth_account.signers.local import LocalAccount
 from eth_hash.auto import keccak
 from eth_keys import keys as eth_keys
 
+from offchain.chain import eip712
+
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
-ATTESTATION_TYPE = (
-    b"Attestation(address engine,address account,uint256 state_nonce,int256 position_value_wad,"
-    b"uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,"
-    b"uint256 timestamp,uint256 deadline)"
-)
-MARKET_DATA_TYPE = (
-    b"MarketData(uint256[] ids,int256[] marks_wad,int256[] funding_indices_wad,"
-    b"uint256[] im_long_wad,uint256[] im_short_wad,uint256[] mm_long_wad,uint256[] mm_short_wad,"
-    b"bytes32 params_hash,uint256 timestamp,uint256 deadline)"
-)
-INDEX_PRICES_TYPE = b"IndexPrices(bytes32[] underlyings,uint256[] prices_wad,uint256 timestamp,uint256 deadline)"
-SETTLEMENT_PRICE_TYPE = b"SettlementPrice(uint256 instrument_id,uint256 price_wad,uint256 timestamp,uint256 deadline)"
+# One source of truth for the type strings: offchain.chain.eip712 (checked against the
+# contract's *_TYPEHASH constants in tests/oracle); this module only encodes them faster.
+ATTESTATION_TYPE = eip712.Attestation.type_string().encode()
+MARKET_DATA_TYPE = eip712.MarketData.type_string().encode()
+INDEX_PRICES_TYPE = eip712.IndexPrices.type_string().encode()
+SETTLEMENT_PRICE_TYPE = eip712.SettlementPrice.type_string().encode()
 DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
 ATTESTATION_TYPEHASH = keccak(ATTESTATION_TYPE)
