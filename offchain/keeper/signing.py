@@ -2,8 +2,9 @@
 
 The type strings are RiskOracle's (`ATTESTATION_TYPEHASH` etc.); tests/e2e checks every digest
 here against the oracle's own `*_digest` views, so the two cannot drift apart silently.
-Signing is ~3 ms per signature with eth-keys' pure-Python backend (coincurve is not
-installed), so big batches are spread over a process pool (one worker per core).
+Signing uses eth-keys' coincurve backend (native secp256k1, ~140 us per signature; the
+pure-Python fallback takes ~3 ms); big batches are also spread over a process pool (one
+worker per core).
 """
 
 from __future__ import annotations

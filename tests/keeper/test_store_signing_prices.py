@@ -127,3 +127,12 @@ def test_keeper_book_apply_views__positions_and_cash__as_floats():
     assert b.view("cash")[0] == -5.0 and b.view("cash")[1] == pytest.approx(1e22)
     assert b.view("state_nonce").tolist() == [3, 1] and np.allclose(b.view("pend_mm"), [0, 1])
     assert json.dumps(b.addresses)
+
+
+def test_signing_backend__native_secp256k1__fast_enough_for_a_crash_cycle():
+    """coincurve (pinned) backs eth-keys: a crash that re-attests 10,000 books signs in ~1.4 s
+    on one core instead of ~30 s with the pure-Python fallback."""
+    from eth_keys import KeyAPI
+    from eth_keys.backends import CoinCurveECCBackend
+
+    assert isinstance(KeyAPI().backend, CoinCurveECCBackend)
