@@ -135,10 +135,19 @@ class Keeper:
         if addresses:
             self.book.apply_views(addresses, read_accounts(self.dep, addresses))
 
-    def _note_attestation(self, args: dict) -> None:
+    def _note_attestation(self, args: dict, live: bool = False) -> None:
+        """An AttestationPosted event. At startup only its state nonce is taken (the book was
+        just read from chain); live, its values are applied too, which is exactly what the
+        engine stored (attested IM/MM/time, pending cleared), so the account needs no re-read."""
         from web3 import Web3
         i = self.book.add_accounts([Web3.to_checksum_address(args["account"])])[0]
         self.book.att_nonce[i] = int(args["state_nonce"])
+        if live:
+            idx = np.asarray([i])
+            self.book.mark_attested(idx, self.book.att_nonce[idx],
+                                    np.asarray([int(args["initial_margin_wad"]) / WAD]),
+                                    np.asarray([int(args["maintenance_margin_wad"]) / WAD]),
+                                    int(args["timestamp"]))
 
     # ---- the cycle ----
     def cycle(self) -> CycleReport:
@@ -154,7 +163,7 @@ class Keeper:
             self.metrics.reorgs.inc()
         for e in sync.events:
             if e.name == "AttestationPosted":
-                self._note_attestation(e.args)
+                self._note_attestation(e.args, live=True)
         if any(e.name == "InstrumentListed" for e in sync.events) or self.table is None or \
                 self.dep.registry.functions.instrument_count().call() != len(self.table):
             self._refresh_instruments()

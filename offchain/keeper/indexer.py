@@ -113,7 +113,8 @@ class Indexer:
         self.store.record([(target, block["hash"].to_0x_hex(), int(block["timestamp"]))], events)
         self.store.prune_blocks(target - self.reorg_depth)
         result.events = events
-        result.touched = touched | self._accounts_in(events)
+        # an attestation's whole effect is in its event (the keeper applies it): no re-read
+        result.touched = touched | self._accounts_in(events, skip=("AttestationPosted",))
         return result
 
     def _hash(self, number: int) -> str | None:
@@ -134,10 +135,10 @@ class Indexer:
                            name=data["event"], args=_jsonable(dict(data["args"])))
 
     @staticmethod
-    def _accounts_in(events: list[StoredEvent]) -> set[str]:
+    def _accounts_in(events: list[StoredEvent], skip: tuple[str, ...] = ()) -> set[str]:
         out = set()
         for e in events:
-            if e.contract != "engine":
+            if e.contract != "engine" or e.name in skip:
                 continue
             for key in ACCOUNT_ARGS:
                 if key in e.args:
