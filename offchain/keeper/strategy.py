@@ -19,7 +19,7 @@ class Policy:
     attest_max_age_s: int = 3600
     # re-sign this long before the age limit so an attestation never lapses between cycles
     attest_refresh_margin_s: int = 60
-    # signing costs ~3 ms each: cap per cycle, most urgent first
+    # each attestation is a ~57k-gas transaction: cap per cycle (about a block's worth), most urgent first
     max_attestations_per_cycle: int = 2000
     max_liquidations_per_cycle: int = 200
     liquidate: bool = True
