@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import function_abi_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
 
@@ -97,14 +100,43 @@ def read_instruments(dep: Deployment, underlyings: list[str]) -> tuple[Instrumen
     return table, names
 
 
+def abi_type(item: dict) -> str:
+    """The canonical ABI type of a function/event input or output (tuples spelled out)."""
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
+    return item["type"]
+
+
+def _checksummed(v):
+    if isinstance(v, str) and len(v) == 42 and v.startswith("0x"):
+        return Web3.to_checksum_address(v)
+    if isinstance(v, list | tuple):
+        return type(v)(_checksummed(x) for x in v)
+    return v
+
+
 def batch_call(w3: Web3, calls: list) -> list:
-    """Run contract-function calls as JSON-RPC batches; returns decoded results in order."""
+    """Run contract-function calls (`contract.functions.f(args)`) as raw JSON-RPC eth_call
+    batches, encoded and decoded with eth_abi directly (web3's per-call encoding and
+    decoding cost ~5 ms a call, most of a keeper cycle's read time). Results come back in
+    order, as web3 would return them: one output as itself, several as a list."""
     out: list = []
     for i in range(0, len(calls), READ_BATCH):
-        with w3.batch_requests() as batch:
-            for c in calls[i:i + READ_BATCH]:
-                batch.add(c)
-            out.extend(batch.execute())
+        chunk = calls[i:i + READ_BATCH]
+        requests = []
+        for c in chunk:
+            data = function_abi_to_4byte_selector(c.abi) + abi_encode(
+                [abi_type(x) for x in c.abi["inputs"]], list(c.args))
+            requests.append(("eth_call", [{"to": c.address, "data": "0x" + data.hex()}, "latest"]))
+        replies = w3.provider.make_batch_request(requests)
+        if not isinstance(replies, list):
+            raise UserError(f"rpc batch refused: {replies.get('error', replies)}")
+        for c, reply in zip(chunk, replies, strict=True):
+            if "error" in reply:
+                raise UserError(f"{c.abi['name']}{tuple(c.args)}: {reply['error'].get('message', reply['error'])}")
+            values = abi_decode([abi_type(x) for x in c.abi["outputs"]], bytes.fromhex(reply["result"][2:]))
+            values = _checksummed(values)
+            out.append(values[0] if len(values) == 1 else list(values))
     return out
 
 

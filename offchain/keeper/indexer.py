@@ -16,7 +16,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from offchain.keeper.chain import Deployment
+from offchain.keeper.chain import Deployment, abi_type
 from offchain.keeper.store import StateStore, StoredEvent
 
 log = logging.getLogger("netmargin.keeper.indexer")
@@ -63,9 +63,9 @@ class _EventDecoder:
     def of(cls, contract: str, item: dict) -> _EventDecoder:
         ins = item["inputs"]
         return cls(contract, item["name"],
-                   tuple((i["name"], _abi_type(i)) for i in ins if i.get("indexed")),
+                   tuple((i["name"], abi_type(i)) for i in ins if i.get("indexed")),
                    tuple(i["name"] for i in ins if not i.get("indexed")),
-                   tuple(_abi_type(i) for i in ins if not i.get("indexed")))
+                   tuple(abi_type(i) for i in ins if not i.get("indexed")))
 
     def decode(self, raw) -> dict:
         args = {}
@@ -89,7 +89,7 @@ class Indexer:
         for name, contract in (("engine", dep.engine), ("oracle", dep.oracle)):
             for item in contract.abi:
                 if item.get("type") == "event":
-                    sig = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                    sig = f"{item['name']}({','.join(abi_type(i) for i in item['inputs'])})"
                     self._decoders[bytes(Web3.keccak(text=sig))] = _EventDecoder.of(name, item)
         self._addresses = [dep.engine.address, dep.oracle.address]
 
@@ -172,8 +172,3 @@ class Indexer:
                     out.add(Web3.to_checksum_address(e.args[key]))
         return out
 
-
-def _abi_type(item: dict) -> str:
-    if item["type"].startswith("tuple"):
-        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
-    return item["type"]
