@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 from web3 import Web3
+from web3.exceptions import Web3RPCError
 
 from offchain.keeper.chain import Deployment, abi_type
 from offchain.keeper.store import StateStore, StoredEvent
@@ -67,11 +68,13 @@ class _EventDecoder:
                    tuple(i["name"] for i in ins if not i.get("indexed")),
                    tuple(abi_type(i) for i in ins if not i.get("indexed")))
 
-    def decode(self, raw) -> dict:
+    def decode(self, raw: dict) -> dict:
+        """Args of a raw JSON-RPC log (hex strings)."""
         args = {}
         for (name, typ), topic in zip(self.indexed, raw["topics"][1:], strict=True):
-            args[name] = abi_decode([typ], bytes(topic))[0]
-        args.update(zip(self.data_names, abi_decode(self.data_types, bytes(raw["data"])), strict=True))
+            args[name] = abi_decode([typ], bytes.fromhex(topic[2:]))[0]
+        data = bytes.fromhex(raw["data"][2:])
+        args.update(zip(self.data_names, abi_decode(self.data_types, data), strict=True))
         return {k: to_checksum_address(v) if isinstance(v, str) and v.startswith("0x") and len(v) == 42
                 else v for k, v in args.items()}
 
@@ -135,8 +138,7 @@ class Indexer:
         events: list[StoredEvent] = []
         for lo in range(start, target + 1, LOG_CHUNK):
             hi = min(lo + LOG_CHUNK - 1, target)
-            logs = self.w3.eth.get_logs({"fromBlock": lo, "toBlock": hi, "address": self._addresses})
-            events.extend(self._decode(x) for x in logs)
+            events.extend(self._decode(x) for x in self._raw_logs(lo, hi))
         events = [e for e in events if e is not None]
         block = self.w3.eth.get_block(target)
         self.store.record([(target, block["hash"].to_0x_hex(), int(block["timestamp"]))], events)
@@ -152,13 +154,23 @@ class Indexer:
         except Exception:  # noqa: BLE001 - block no longer exists after a reorg
             return None
 
-    def _decode(self, raw) -> StoredEvent | None:
-        topic0 = bytes(raw["topics"][0]) if raw["topics"] else b""
+    def _raw_logs(self, lo: int, hi: int) -> list[dict]:
+        """eth_getLogs without web3's result formatters (they cost ~0.25 ms a log: half a
+        second when a cycle catches up on 2,000 attestations)."""
+        reply = self.w3.provider.make_request(
+            "eth_getLogs", [{"fromBlock": hex(lo), "toBlock": hex(hi), "address": self._addresses}])
+        if "error" in reply:
+            raise Web3RPCError(f"eth_getLogs {lo}..{hi}: {reply['error']}")
+        return reply["result"]
+
+    def _decode(self, raw: dict) -> StoredEvent | None:
+        """A raw (hex-encoded) log as a StoredEvent; None for events we do not follow."""
+        topic0 = bytes.fromhex(raw["topics"][0][2:]) if raw["topics"] else b""
         decoder = self._decoders.get(topic0)
         if decoder is None:
             return None
-        return StoredEvent(block=int(raw["blockNumber"]), log_index=int(raw["logIndex"]),
-                           tx_hash=raw["transactionHash"].to_0x_hex(), contract=decoder.contract,
+        return StoredEvent(block=int(raw["blockNumber"], 16), log_index=int(raw["logIndex"], 16),
+                           tx_hash=raw["transactionHash"], contract=decoder.contract,
                            name=decoder.name, args=_jsonable(decoder.decode(raw)))
 
     @staticmethod
