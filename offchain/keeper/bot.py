@@ -373,11 +373,12 @@ class Keeper:
         marks = np.zeros(len(ids))
         mm = np.zeros(len(ids))
         if posted:
-            rates = batch_call(self.w3, [self.dep.oracle.functions.rates(i) for i in posted])
-            values = []
-            for k in range(0, len(posted), 32):
-                m, _f, _at = self.dep.oracle.functions.marks(posted[k:k + 32]).call()
-                values.extend(m)
+            # one round trip: every priced id's rates, then its marks 32 ids per call
+            oracle = self.dep.oracle.functions
+            chunks = [posted[k:k + 32] for k in range(0, len(posted), 32)]
+            replies = batch_call(self.w3, [oracle.rates(i) for i in posted] + [oracle.marks(c) for c in chunks])
+            rates = replies[:len(posted)]
+            values = [m for marks_, _f, _at in replies[len(posted):] for m in marks_]
             where = ~fresh
             marks[where] = np.asarray(values, dtype=object).astype(np.float64) / WAD
             mm[where] = [max(r[0][2], r[0][3]) / WAD for r in rates]

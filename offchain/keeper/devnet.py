@@ -99,9 +99,9 @@ class Devnet:
     def interval_mining(self, seconds: int) -> None:
         """0 = back to automine."""
         if seconds == 0:
-            self.w3.provider.make_request("evm_setAutomine", [True])
+            self._rpc("evm_setAutomine", [True])
         else:
-            self.w3.provider.make_request("evm_setIntervalMining", [int(seconds)])
+            self._rpc("evm_setIntervalMining", [int(seconds)])
 
 
 def start_anvil(accounts: int = 10, timestamp: int | None = None, port: int | None = None,

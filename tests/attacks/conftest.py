@@ -73,6 +73,16 @@ class Desk:
         self.token.approve(self.engine, units, sender=who)
         return self.engine.deposit(units, sender=who)
 
+    def stock(self, maker, taker, admin, maker_units: int, taker_units: int, insurance_units: int):
+        """A module's market: a funded maker and taker, an insurance fund, fresh marks."""
+        self.fund(maker, maker_units)
+        self.fund(taker, taker_units)
+        self.token.mint(admin, insurance_units, sender=admin)
+        self.token.approve(self.engine, insurance_units, sender=admin)
+        self.engine.fund_insurance(insurance_units, sender=admin)
+        self.post_marks()
+        return self
+
     def market_data(self, marks=None, rates=None, ids=(PERP, FUTURE, CALL, PUT)) -> MarketData:
         """Unsigned market data at the head timestamp; `marks` {id: wad}, `rates` {id: 4-tuple}."""
         marks, rates = marks or {}, rates or {}

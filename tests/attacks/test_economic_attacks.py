@@ -19,13 +19,7 @@ HOUR = 3_600
 @pytest.fixture(scope="module")
 def market(desk, maker, taker, trader, attacker, accomplice, liquidator, admin, extension):
     """A deep maker and taker, a 5,000 insurance fund, fresh marks."""
-    desk.fund(maker, 5_000_000 * USD)
-    desk.fund(taker, 1_000_000 * USD)
-    desk.token.mint(admin, 5_000 * USD, sender=admin)
-    desk.token.approve(desk.engine, 5_000 * USD, sender=admin)
-    desk.engine.fund_insurance(5_000 * USD, sender=admin)
-    desk.post_marks()
-    return desk
+    return desk.stock(maker, taker, admin, 5_000_000 * USD, 1_000_000 * USD, 5_000 * USD)
 
 
 def _go_long(market, who, maker, deposit_usd, size_wad):

@@ -18,14 +18,8 @@ USD = 10**6  # settlement token units (6 decimals)
 
 @pytest.fixture(scope="module")
 def market(desk, maker, taker, attacker, accomplice, liquidator, admin, registry, project):
-    """Deep-pocketed market maker and taker, an insurance fund, fresh marks."""
-    desk.fund(maker, 1_000_000 * USD)
-    desk.fund(taker, 1_000_000 * USD)
-    desk.token.mint(admin, 20_000 * USD, sender=admin)
-    desk.token.approve(desk.engine, 20_000 * USD, sender=admin)
-    desk.engine.fund_insurance(20_000 * USD, sender=admin)
-    desk.post_marks()
-    return desk
+    """Deep-pocketed market maker and taker, a 20,000 insurance fund, fresh marks."""
+    return desk.stock(maker, taker, admin, 1_000_000 * USD, 1_000_000 * USD, 20_000 * USD)
 
 
 def test_fill__liquidatable_book_closed_to_friend_below_mark__deficit_not_pushed_to_insurance(
