@@ -38,14 +38,22 @@ KIND_PUT: public(constant(uint8)) = 3
 
 # Upper bound of one `instruments(...)` page (bounds the loop).
 MAX_PAGE: constant(uint256) = 64
+# Packed terms word: expiry (bits 0-63) | kind (64-71) | active (bit 72) | listed (bit 73).
+MASK_64: constant(uint256) = 2**64 - 1
+ACTIVE_BIT: constant(uint256) = 2**72
+LISTED_BIT: constant(uint256) = 2**73
 
 
 #### STORAGE ####
 
 # Number of instruments ever listed; also the latest id.
 instrument_count: public(uint256)
-# id -> instrument; ids 1..instrument_count are set.
-_instruments: HashMap[uint256, IInstrumentRegistry.Instrument]
+# id -> instrument, split so that a trade reads one slot (`trading_terms`): the packed
+# terms word (see LISTED_BIT; non-zero exactly for ids 1..instrument_count), and the
+# underlying and strike, which only `instrument` reads.
+_terms: HashMap[uint256, uint256]
+_underlying: HashMap[uint256, bytes32]
+_strike: HashMap[uint256, uint256]
 # keccak(underlying, kind, strike, expiry) -> id, to refuse listing the same contract twice.
 instrument_id_of: public(HashMap[bytes32, uint256])
 
@@ -100,6 +108,7 @@ def list_instrument(underlying: bytes32, kind: uint8, strike_wad: uint256, expir
         assert expiry == 0, "registry: perpetual takes no expiry"
     else:
         assert expiry > block.timestamp, "registry: expiry not in the future"
+        assert expiry <= MASK_64, "registry: expiry above 2**64 - 1"
         if kind == KIND_FUTURE:
             assert strike_wad == 0, "registry: future takes no strike"
         else:
@@ -111,9 +120,10 @@ def list_instrument(underlying: bytes32, kind: uint8, strike_wad: uint256, expir
     instrument_id: uint256 = self.instrument_count + 1
     self.instrument_count = instrument_id
     self.instrument_id_of[key] = instrument_id
-    self._instruments[instrument_id] = IInstrumentRegistry.Instrument(
-        underlying=underlying, kind=kind, strike_wad=strike_wad, expiry=expiry, active=True
-    )
+    self._terms[instrument_id] = expiry | (convert(kind, uint256) << 64) | ACTIVE_BIT | LISTED_BIT
+    self._underlying[instrument_id] = underlying
+    if strike_wad != 0:
+        self._strike[instrument_id] = strike_wad
     log InstrumentListed(
         instrument_id=instrument_id, underlying=underlying, kind=kind, strike_wad=strike_wad, expiry=expiry
     )
@@ -127,9 +137,9 @@ def delist(instrument_id: uint256):
     @param instrument_id The instrument to delist.
     """
     ownable._check_owner()
-    self._check_known(instrument_id)
-    assert self._instruments[instrument_id].active, "registry: instrument not active"
-    self._instruments[instrument_id].active = False
+    terms: uint256 = self._known_terms(instrument_id)
+    assert terms & ACTIVE_BIT != 0, "registry: instrument not active"
+    self._terms[instrument_id] = terms & ~ACTIVE_BIT
     log InstrumentDelisted(instrument_id=instrument_id)
 
 
@@ -141,12 +151,11 @@ def retire_expired(instrument_id: uint256):
     @notice Mark an expired future or option inactive; anyone may call it.
     @param instrument_id The expired instrument.
     """
-    self._check_known(instrument_id)
-    item: IInstrumentRegistry.Instrument = self._instruments[instrument_id]
-    assert item.active, "registry: instrument not active"
-    assert item.kind != KIND_PERPETUAL, "registry: perpetual never expires"
-    assert block.timestamp >= item.expiry, "registry: not expired yet"
-    self._instruments[instrument_id].active = False
+    terms: uint256 = self._known_terms(instrument_id)
+    assert terms & ACTIVE_BIT != 0, "registry: instrument not active"
+    assert (terms >> 64) & 255 != convert(KIND_PERPETUAL, uint256), "registry: perpetual never expires"
+    assert block.timestamp >= terms & MASK_64, "registry: not expired yet"
+    self._terms[instrument_id] = terms & ~ACTIVE_BIT
     log InstrumentRetired(instrument_id=instrument_id, caller=msg.sender)
 
 
@@ -159,8 +168,19 @@ def instrument(instrument_id: uint256) -> IInstrumentRegistry.Instrument:
     """
     @notice One instrument; reverts "registry: unknown instrument" for ids never listed.
     """
-    self._check_known(instrument_id)
-    return self._instruments[instrument_id]
+    return self._instrument(instrument_id, self._known_terms(instrument_id))
+
+
+@view
+@external
+@reentrant
+def trading_terms(instrument_id: uint256) -> IInstrumentRegistry.TradingTerms:
+    """
+    @notice What a trade checks (one storage read); reverts "registry: unknown instrument"
+            for ids never listed.
+    """
+    terms: uint256 = self._known_terms(instrument_id)
+    return IInstrumentRegistry.TradingTerms(expiry=terms & MASK_64, active=terms & ACTIVE_BIT != 0)
 
 
 @view
@@ -180,7 +200,7 @@ def instruments(first_id: uint256, count: uint256) -> DynArray[IInstrumentRegist
         instrument_id: uint256 = first_id + i
         if instrument_id > last:
             break
-        out.append(self._instruments[instrument_id])
+        out.append(self._instrument(instrument_id, self._terms[instrument_id]))
     return out
 
 
@@ -188,5 +208,19 @@ def instruments(first_id: uint256, count: uint256) -> DynArray[IInstrumentRegist
 
 @view
 @internal
-def _check_known(instrument_id: uint256):
-    assert instrument_id >= 1 and instrument_id <= self.instrument_count, "registry: unknown instrument"
+def _known_terms(instrument_id: uint256) -> uint256:
+    terms: uint256 = self._terms[instrument_id]
+    assert terms & LISTED_BIT != 0, "registry: unknown instrument"
+    return terms
+
+
+@view
+@internal
+def _instrument(instrument_id: uint256, terms: uint256) -> IInstrumentRegistry.Instrument:
+    return IInstrumentRegistry.Instrument(
+        underlying=self._underlying[instrument_id],
+        kind=convert((terms >> 64) & 255, uint8),
+        strike_wad=self._strike[instrument_id],
+        expiry=terms & MASK_64,
+        active=terms & ACTIVE_BIT != 0,
+    )

@@ -210,7 +210,7 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
     core.order_filled[digest] = filled + fill_size_wad
 
     iid: uint256 = order.instrument_id
-    inst: IInstrumentRegistry.Instrument = staticcall core.REGISTRY.instrument(iid)
+    inst: IInstrumentRegistry.TradingTerms = staticcall core.REGISTRY.trading_terms(iid)
     # a delisted instrument still lets holders reduce (checked on the new-risk path only)
     assert inst.expiry == 0 or inst.expiry > block.timestamp, "engine: instrument expired"
 
@@ -285,10 +285,9 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
     account: address = att.account
     assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
     assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
-    core._attested[account] = core._pack_margins(
-        att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp
-    )
-    core._pending[account] = att.timestamp << 224
+    margins: uint256 = core._pack_margins(att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp)
+    core._attested[account] = margins
+    core._margins[account] = margins
     log IMarginEngine.AttestationPosted(
         account=account,
         state_nonce=att.state_nonce,
@@ -460,7 +459,7 @@ def account(account: address) -> IMarginEngine.AccountView:
             IMarginEngine.PositionView(instrument_id=iid, size_wad=size, last_funding_index_wad=last)
         )
     att: uint256 = core._attested[account]
-    pend: uint256 = core._pending[account]
+    margins: uint256 = core._margins[account]
     return IMarginEngine.AccountView(
         cash_wad=core._cash(header),
         state_nonce=header & core.MASK_64,
@@ -468,9 +467,9 @@ def account(account: address) -> IMarginEngine.AccountView:
         attested_im_wad=att & core.MASK_112,
         attested_mm_wad=(att >> 112) & core.MASK_112,
         attestation_timestamp=att >> 224,
-        pending_im_wad=pend & core.MASK_112,
-        pending_mm_wad=(pend >> 112) & core.MASK_112,
-        margin_basis_timestamp=pend >> 224,
+        pending_im_wad=(margins & core.MASK_112) - (att & core.MASK_112),
+        pending_mm_wad=((margins >> 112) & core.MASK_112) - ((att >> 112) & core.MASK_112),
+        margin_basis_timestamp=margins >> 224,
         liquidatable_since=core._since(header),
     )
 
@@ -578,13 +577,10 @@ def _trade_side(
     k: uint256 = core._index_of(price_ids, iid)
 
     cash_before: int256 = core._cash(header)
-    att: uint256 = core._attested[account]
-    pend: uint256 = core._pending[account]
+    margins: uint256 = core._margins[account]
     equity_before: int256 = 0
-    mm_before: uint256 = 0
     if reducing:
         equity_before = core._equity(account, cash_before, ids, marks, findex)
-        mm_before = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
 
     # Apply this position's funding before its size changes.
     cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
@@ -595,24 +591,26 @@ def _trade_side(
     header = core._with_count(header + 1, new_n)
 
     if reducing:
+        mm_before: uint256 = (margins >> 112) & core.MASK_112
+        att: uint256 = core._attested[account]
         if new_n == 0:
             # an empty book needs no margin: reset margins and the basis exactly
             att = att & (core.MASK_32 << 224)
-            pend = 0
+            margins = 0
             header = core._with_since(header, 0)
         else:
             # homogeneity: margins scale by |new| / |old|, rounded up
             num: uint256 = convert(abs(new_size), uint256)
             den: uint256 = convert(abs(size), uint256)
             att = core._scale_margins(att, num, den)
-            pend = core._scale_margins(pend, num, den)
+            margins = core._scale_margins(margins, num, den)
         core._attested[account] = att
-        core._pending[account] = pend
+        core._margins[account] = margins
         # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
         # bad-price sale to a friend could push losses onto the insurance fund).
         equity_after: int256 = core._equity(account, cash, price_ids, marks, findex)
-        im_after: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
-        mm_after: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+        im_after: uint256 = margins & core.MASK_112
+        mm_after: uint256 = (margins >> 112) & core.MASK_112
         # Below IM afterwards: the shortfall (MM - equity) may not grow, and equity may not
         # go below min(equity before, 0) (a solvent book sold below the mark would otherwise
         # end in a deficit for the insurance fund while MM falls to zero with it).
@@ -635,20 +633,20 @@ def _trade_side(
     # marks_at is the oldest update in the book, which includes this instrument, so it also
     # bounds the age of `rates` (posted in the same signed batch).
     assert block.timestamp <= marks_at + max_age, "engine: stale marks"
-    core._require_fresh_basis(pend, cfg)
+    core._require_fresh_basis(margins, cfg)
     q: uint256 = convert(abs(delta), uint256)
     add_im: uint256 = rates.im_short_wad
     add_mm: uint256 = rates.mm_short_wad
     if delta > 0:
         add_im = rates.im_long_wad
         add_mm = rates.mm_long_wad
-    pend = core._add_pending(pend, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm))
-    core._pending[account] = pend
+    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm))
+    core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
     # price_ids matches marks; a closed position now reads as size 0
     equity: int256 = core._equity(account, cash, price_ids, marks, findex)
-    im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
+    im: uint256 = margins & core.MASK_112
     if is_maker:
         assert equity >= convert(im, int256), "engine: maker below initial margin"
     else:

@@ -130,9 +130,10 @@ params_hash: public(bytes32)
 max_index_move_bps: public(uint256)
 # instrument id -> packed mark / funding / updated_at (see MASK_* above).
 _market: HashMap[uint256, uint256]
-# instrument id -> (im_long << 128 | im_short), (mm_long << 128 | mm_short).
-_initial_rates: HashMap[uint256, uint256]
-_maintenance_rates: HashMap[uint256, uint256]
+# instrument id -> (im_long << 128 | mm_long), (im_short << 128 | mm_short): one side is one
+# slot, since settling a leg needs only the rates of the opposite side (`side_rates`).
+_long_rates: HashMap[uint256, uint256]
+_short_rates: HashMap[uint256, uint256]
 # underlying -> latest index price.
 _index: HashMap[bytes32, IndexPrice]
 # instrument id -> final expiry settlement price (0 while unset).
@@ -313,8 +314,8 @@ def post_market_data(data: MarketData, signatures: DynArray[Bytes[65], MAX_SIGNA
             | (self._bias96(data.funding_indices_wad[i]) << 64)
             | data.timestamp
         )
-        self._initial_rates[instrument_id] = (im_long << 128) | im_short
-        self._maintenance_rates[instrument_id] = (mm_long << 128) | mm_short
+        self._long_rates[instrument_id] = (im_long << 128) | mm_long
+        self._short_rates[instrument_id] = (im_short << 128) | mm_short
     log MarketDataPosted(digest=digest, poster=msg.sender, count=n, signed_at=data.timestamp)
 
 
@@ -401,9 +402,11 @@ def marks(instrument_ids: DynArray[uint256, MAX_IDS]) -> (DynArray[int256, MAX_I
         word: uint256 = self._market[instrument_id]
         updated_at: uint256 = word & MASK_64
         assert updated_at != 0, "oracle: no market data for instrument"
-        marks_out.append(self._unbias96(word >> 160))
-        funding_out.append(self._unbias96((word >> 64) & MASK_96))
-        oldest = min(oldest, updated_at)
+        # _unbias96 inlined: this loop runs for every position of every margin check
+        marks_out.append(unsafe_sub(convert(word >> 160, int256), SIGNED_96_BIAS))
+        funding_out.append(unsafe_sub(convert((word >> 64) & MASK_96, int256), SIGNED_96_BIAS))
+        if updated_at < oldest:
+            oldest = updated_at
     if len(instrument_ids) == 0:
         oldest = 0
     return marks_out, funding_out, oldest
@@ -418,14 +421,28 @@ def rates(instrument_id: uint256) -> (IRiskOracle.Rates, uint256):
     """
     updated_at: uint256 = self._market[instrument_id] & MASK_64
     assert updated_at != 0, "oracle: no market data for instrument"
-    initial: uint256 = self._initial_rates[instrument_id]
-    maintenance: uint256 = self._maintenance_rates[instrument_id]
+    long_rates: uint256 = self._long_rates[instrument_id]
+    short_rates: uint256 = self._short_rates[instrument_id]
     return IRiskOracle.Rates(
-        im_long_wad=initial >> 128,
-        im_short_wad=initial & MASK_128,
-        mm_long_wad=maintenance >> 128,
-        mm_short_wad=maintenance & MASK_128,
+        im_long_wad=long_rates >> 128,
+        im_short_wad=short_rates >> 128,
+        mm_long_wad=long_rates & MASK_128,
+        mm_short_wad=short_rates & MASK_128,
     ), updated_at
+
+
+@view
+@external
+@reentrant
+def side_rates(instrument_id: uint256, is_long: bool) -> (uint256, uint256):
+    """
+    @return (IM, MM) per unit of a long (`is_long`) or short position: one storage read.
+            (0, 0) for an id never priced: callers price the instrument first (marks()).
+    """
+    word: uint256 = self._short_rates[instrument_id]
+    if is_long:
+        word = self._long_rates[instrument_id]
+    return word >> 128, word & MASK_128
 
 
 @view
@@ -658,8 +675,9 @@ def _check_mark_move(previous: int256, mark: int256, instrument_id: uint256, max
          Without this a single signed batch after a pump of a thin underlying would let a
          long withdraw many times its notional while the index stays bounded.
     """
-    rates: uint256 = self._maintenance_rates[instrument_id]
-    band_wad: uint256 = max(convert(abs(previous), uint256) * max_move_bps // BPS, max(rates >> 128, rates & MASK_128))
+    # both slots are rewritten by the caller right after, so reading them costs no cold access
+    mm_rate: uint256 = max(self._long_rates[instrument_id] & MASK_128, self._short_rates[instrument_id] & MASK_128)
+    band_wad: uint256 = max(convert(abs(previous), uint256) * max_move_bps // BPS, mm_rate)
     # checked arithmetic: a mark far outside 96 bits reverts here or in _bias96 later
     assert convert(abs(mark - previous), uint256) <= band_wad, "oracle: mark move above limit"
 

@@ -61,10 +61,10 @@ def withdraw(amount: uint256):
         marks_at: uint256 = 0
         marks, findex, marks_at = core._marks(ids)
         assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
-        pend: uint256 = core._pending[msg.sender]
-        core._require_fresh_basis(pend, cfg)
+        margins: uint256 = core._margins[msg.sender]
+        core._require_fresh_basis(margins, cfg)
         equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
-        im: uint256 = (core._attested[msg.sender] & core.MASK_112) + (pend & core.MASK_112)
+        im: uint256 = margins & core.MASK_112
         assert equity >= convert(im, int256), "engine: below initial margin"
     core._header[msg.sender] = core._with_cash(header, cash)
     core._push(msg.sender, amount)
@@ -130,10 +130,9 @@ def liquidate(
     marks, findex, marks_at = core._marks(ids)
     assert block.timestamp <= marks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
 
-    att: uint256 = core._attested[account]
-    pend: uint256 = core._pending[account]
-    im: uint256 = (att & core.MASK_112) + (pend & core.MASK_112)
-    mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+    margins: uint256 = core._margins[account]
+    im: uint256 = margins & core.MASK_112
+    mm: uint256 = (margins >> 112) & core.MASK_112
     cash: int256 = core._cash(header)
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
@@ -196,29 +195,30 @@ def liquidate(
     # Liquidated account: margins scale exactly by (1 - f) (homogeneity), rounded up.
     new_n: uint256 = len(kept)
     keep: uint256 = core.WAD - f
+    att: uint256 = core._attested[account]
     if new_n == 0:
         att = att & (core.MASK_32 << 224)
-        pend = 0
+        margins = 0
         header = core._with_since(header, 0)
     else:
         att = core._scale_margins(att, keep, core.WAD)
-        pend = core._scale_margins(pend, keep, core.WAD)
+        margins = core._scale_margins(margins, keep, core.WAD)
     core._attested[account] = att
-    core._pending[account] = pend
+    core._margins[account] = margins
     header = core._with_count(header + 1, new_n)
     core._store_ids(account, kept, n)
     if new_n == 0 and cash < 0:
         cash = core._absorb_deficit(account, cash)
 
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
-    lpend: uint256 = core._pending[msg.sender]
+    lmargins: uint256 = core._margins[msg.sender]
     if ln > 0:
-        core._require_fresh_basis(lpend, cfg)
-    lpend = core._add_pending(lpend, core._ceil_mul(im, f), core._ceil_mul(mm, f))
+        core._require_fresh_basis(lmargins, cfg)
+    lmargins = core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f))
     if len(lids) == 0:
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
-        lpend = 0
-    core._pending[msg.sender] = lpend
+        lmargins = 0
+    core._margins[msg.sender] = lmargins
     core._header[msg.sender] = core._with_cash(
         core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
     )
@@ -233,13 +233,13 @@ def liquidate(
         lmarks, lfindex, lmarks_at = core._marks(lids)
         assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
         lequity: int256 = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
-        lim: uint256 = (core._attested[msg.sender] & core.MASK_112) + (lpend & core.MASK_112)
+        lim: uint256 = lmargins & core.MASK_112
         assert lequity >= convert(lim, int256), "engine: liquidator below initial margin"
 
     # Clear the discount clock once the account is healthy again.
     if new_n > 0:
         new_equity: int256 = core._equity(account, cash, kept, core._pick(ids, marks, kept), core._pick(ids, findex, kept))
-        new_mm: uint256 = ((att >> 112) & core.MASK_112) + ((pend >> 112) & core.MASK_112)
+        new_mm: uint256 = (margins >> 112) & core.MASK_112
         if new_equity >= convert(new_mm, int256):
             header = core._with_since(header, 0)
             log IMarginEngine.Unflagged(account=account)
@@ -309,23 +309,19 @@ def settle(account: address, instrument_id: uint256):
     core._store_ids(account, ids, n)
     if new_n == 0:
         core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
-        core._pending[account] = 0
+        core._margins[account] = 0
         header = core._with_since(header, 0)
         if cash < 0:
             cash = core._absorb_deficit(account, cash)
     else:
-        rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
-        rates_at: uint256 = 0
-        rates, rates_at = staticcall core.ORACLE.rates(instrument_id)
-        # removing a long leg is a short trade of the same size, and vice versa
+        # removing a long leg is a short trade of the same size, and vice versa (the
+        # instrument was priced when the position was opened, so the rates are set)
+        add_im: uint256 = 0
+        add_mm: uint256 = 0
+        add_im, add_mm = staticcall core.ORACLE.side_rates(instrument_id, size < 0)
         q: uint256 = convert(abs(size), uint256)
-        add_im: uint256 = rates.im_long_wad
-        add_mm: uint256 = rates.mm_long_wad
-        if size > 0:
-            add_im = rates.im_short_wad
-            add_mm = rates.mm_short_wad
-        core._pending[account] = core._add_pending(
-            core._pending[account], core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm)
+        core._margins[account] = core._add_margins(
+            core._margins[account], core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm)
         )
     core._header[account] = core._with_cash(core._with_count(header + 1, new_n), cash)
     log IMarginEngine.Settlement(

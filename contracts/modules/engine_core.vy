@@ -72,11 +72,13 @@ SCALE: public(immutable(uint256))
 # listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
 # last seen liquidatable (113-127) | cash WAD as int128 two's complement (128-255)
 _header: HashMap[address, uint256]
-# packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255)
+# packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255).
+# Read by post_attestation, scaling and views only: checks read `_margins`.
 _attested: HashMap[address, uint256]
-# packed pending margins: IM (0-111) | MM (112-223) | margin basis timestamp (224-255);
-# basis = attestation timestamp, or the first pending trade while never attested
-_pending: HashMap[address, uint256]
+# packed effective margins (attested + pending adjustments): IM (0-111) | MM (112-223) |
+# margin basis timestamp (224-255); basis = attestation timestamp, or the first pending trade
+# while never attested. One slot, so a margin check reads one word.
+_margins: HashMap[address, uint256]
 # packed position: size + 2**127 (bits 0-127) | last funding index + 2**127 (128-255); 0 = none
 _position: HashMap[address, HashMap[uint256, uint256]]
 # instrument ids of an account's open positions, 8 uint32 ids per word (4 words = 32 ids)
@@ -148,16 +150,15 @@ def _health(account: address) -> IMarginEngine.Health:
     marks: DynArray[int256, MAX_POSITIONS] = []
     findex: DynArray[int256, MAX_POSITIONS] = []
     marks, findex, h.marks_updated_at = self._marks(ids)
-    att: uint256 = self._attested[account]
-    pend: uint256 = self._pending[account]
+    margins: uint256 = self._margins[account]
     h.equity_wad = self._equity(account, cash, ids, marks, findex)
     for i: uint256 in range(n, bound=MAX_POSITIONS):
         size: int256 = 0
         last: int256 = 0
         size, last = self._get_position(account, ids[i])
         h.position_value_wad += self._mul_floor(size, marks[i])
-    h.im_wad = (att & MASK_112) + (pend & MASK_112)
-    h.mm_wad = ((att >> 112) & MASK_112) + ((pend >> 112) & MASK_112)
+    h.im_wad = margins & MASK_112
+    h.mm_wad = (margins >> 112) & MASK_112
     h.liquidatable = h.equity_wad < convert(h.mm_wad, int256)
     return h
 
@@ -171,14 +172,33 @@ def _equity(
     marks: DynArray[int256, MAX_POSITIONS],
     findex: DynArray[int256, MAX_POSITIONS],
 ) -> int256:
-    """@dev cash + sum(size * mark) (rounded down) - unapplied funding (rounded up)."""
+    """
+    @dev cash + sum(size * mark) (rounded down) - unapplied funding (rounded up). The hot
+         loop of every margin check, so the position is decoded inline with unchecked
+         arithmetic: sizes are stored within int128 (`_set_position`), marks and funding
+         indices come from the oracle's 96-bit fields, so no product reaches 2**225.
+    """
     equity: int256 = cash
     for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
-        size: int256 = 0
-        last: int256 = 0
-        size, last = self._get_position(account, ids[i])
-        equity += self._mul_floor(size, marks[i]) + self._mul_floor(size, last - findex[i])
+        raw: uint256 = self._position[account][ids[i]]
+        if raw == 0:  # closed earlier in this transaction
+            continue
+        size: int256 = unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128)
+        equity += self._floor_wad(unsafe_mul(size, marks[i]))
+        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), findex[i])
+        if owed != 0:  # only perpetuals carry funding
+            equity += self._floor_wad(unsafe_mul(size, owed))
     return equity
+
+
+@internal
+@pure
+def _floor_wad(p: int256) -> int256:
+    """@dev floor(p / WAD) for any int256 p (Vyper's // truncates towards zero)."""
+    q: int256 = unsafe_div(p, WAD_I)
+    if p < 0 and unsafe_mul(q, WAD_I) != p:
+        q = unsafe_sub(q, 1)
+    return q
 
 
 @internal
@@ -197,19 +217,19 @@ def _funding_owed(account: address, iid: uint256, size: int256, last: int256, no
 
 @internal
 @view
-def _require_fresh_basis(pend: uint256, cfg: uint256):
-    basis: uint256 = pend >> 224
+def _require_fresh_basis(margins: uint256, cfg: uint256):
+    basis: uint256 = margins >> 224
     if basis != 0:
         assert block.timestamp <= basis + ((cfg >> 56) & MASK_32), "engine: stale attestation"
 
 
 @internal
 @view
-def _add_pending(pend: uint256, add_im: uint256, add_mm: uint256) -> uint256:
-    """@dev Adds to pending margins; a never-attested basis starts now."""
-    im: uint256 = (pend & MASK_112) + add_im
-    mm: uint256 = ((pend >> 112) & MASK_112) + add_mm
-    basis: uint256 = pend >> 224
+def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256) -> uint256:
+    """@dev Adds a pending adjustment to the effective margins; a never-attested basis starts now."""
+    im: uint256 = (margins & MASK_112) + add_im
+    mm: uint256 = ((margins >> 112) & MASK_112) + add_mm
+    basis: uint256 = margins >> 224
     if basis == 0:
         basis = block.timestamp
     return self._pack_margins(im, mm, basis)
@@ -244,12 +264,8 @@ def _ceil_mul(a: uint256, b_wad: uint256) -> uint256:
 @internal
 @pure
 def _mul_floor(a: int256, b: int256) -> int256:
-    """@dev floor(a * b / WAD) (Vyper's // truncates towards zero)."""
-    p: int256 = a * b
-    q: int256 = p // WAD_I
-    if p < 0 and q * WAD_I != p:
-        q -= 1
-    return q
+    """@dev floor(a * b / WAD), checked product."""
+    return self._floor_wad(a * b)
 
 
 #### INTERNAL: LIQUIDATION ####
@@ -342,9 +358,12 @@ def _load_ids(account: address, n: uint256) -> DynArray[uint256, MAX_POSITIONS]:
     ids: DynArray[uint256, MAX_POSITIONS] = []
     word: uint256 = 0
     for i: uint256 in range(n, bound=MAX_POSITIONS):
-        if i % 8 == 0:
-            word = self._id_words[account][i // 8]
-        ids.append((word >> (32 * (i % 8))) & MASK_32)
+        # i < 32: unchecked shifts and masks
+        if i & 7 == 0:
+            word = self._id_words[account][i >> 3]
+        else:
+            word = word >> 32
+        ids.append(word & MASK_32)
     return ids
 
 
