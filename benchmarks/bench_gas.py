@@ -5,7 +5,8 @@ Targets (issue 3): attestation with one signer <= 80k (+ <= 8k per extra signer)
 <= 200k, liquidating a 16-position account <= 600k, settling one position <= 80k.
 
 "first" rows write storage slots for the first time (20k gas each, paid once per account,
-order or position); "steady" rows are what a keeper and active traders pay day to day.
+order or position); "steady" rows are what a keeper and active traders pay day to day; the
+"scaling" row shows what a bigger book costs (the margin check prices every position).
 """
 
 from __future__ import annotations
@@ -142,6 +143,11 @@ class Bench:
             self.fill(maker, taker, iid, WAD, self.marks[iid])
         self.record("fill: 8-position books, existing positions (steady)",
                     self.fill(maker, taker, 8, WAD, self.marks[8]), 200_000)
+        # how a fill scales past the target's book size: every position is priced per side
+        for iid in range(9, N_BOOK + 1):
+            self.fill(maker, taker, iid, WAD, self.marks[iid])
+        self.record(f"fill: {N_BOOK}-position books, existing positions (scaling)",
+                    self.fill(maker, taker, N_BOOK, WAD, self.marks[N_BOOK]), None)
 
         for n in (1, 2, 3):
             self.threshold = n

@@ -55,7 +55,6 @@ exports: (
     core.account_count,
     core.account_at,
     core.insurance_wad,
-    core.fees_wad,
     core.socialised_loss_wad,
     core.external_pnl_wad,
 )
@@ -177,8 +176,9 @@ def withdraw_fees(amount: uint256, to: address):
     ownable._check_owner()
     assert to != empty(address), "engine: zero address"
     debit: uint256 = amount * core.SCALE
-    assert debit <= core.fees_wad, "engine: amount exceeds fees"
-    core.fees_wad -= debit
+    cfg: uint256 = core._trading
+    assert debit <= cfg >> 128, "engine: amount exceeds fees"
+    core._trading = cfg - (debit << 128)
     core._push(to, amount)
     log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
 
@@ -231,7 +231,8 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
     rates, rates_at = staticcall core.ORACLE.rates(iid)
     self._trade_side(maker, iid, maker_delta, -pay, rates, cfg, True, inst.active)
     self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, cfg, False, inst.active)
-    core.fees_wad += fee
+    assert (cfg >> 128) + fee <= core.MASK_128, "engine: fees above 2**128 - 1"
+    core._trading = cfg + (fee << 128)
     log IMarginEngine.OrderFilled(
         order_hash=digest,
         maker=maker,
@@ -414,6 +415,13 @@ def liquidation_params() -> IMarginEngine.LiquidationParams:
 
 @view
 @external
+def fees_wad() -> uint256:
+    """@return Taker fees collected and not yet withdrawn (WAD)."""
+    return core._trading >> 128
+
+
+@view
+@external
 def cash_wad(account: address) -> int256:
     """@return The account's signed cash (WAD)."""
     return core._cash(core._header[account])
@@ -559,22 +567,19 @@ def _trade_side(
     reducing: bool = n == 1 and size != 0 and (
         new_size == 0 or (abs(new_size) < abs(size) and (new_size > 0) == (size > 0))
     )
-    ids_after: DynArray[uint256, core.MAX_POSITIONS] = ids
+    # `ids` becomes the book to price: the current one plus a position being opened.
+    k: uint256 = n
     if size == 0:
-        ids_after.append(iid)
-        assert len(ids_after) <= cfg & core.MASK_8, "engine: too many positions"
-    elif new_size == 0:
-        ids_after = core._without(ids, iid)
+        ids.append(iid)
+        assert n < cfg & core.MASK_8, "engine: too many positions"
+    else:
+        k = core._index_of(ids, iid)
 
-    # One batched oracle read prices the whole book (old and new positions).
-    price_ids: DynArray[uint256, core.MAX_POSITIONS] = ids
-    if size == 0:
-        price_ids = ids_after
+    # One batched oracle read prices the whole book.
     marks: DynArray[int256, core.MAX_POSITIONS] = []
     findex: DynArray[int256, core.MAX_POSITIONS] = []
     marks_at: uint256 = 0
-    marks, findex, marks_at = core._marks(price_ids)
-    k: uint256 = core._index_of(price_ids, iid)
+    marks, findex, marks_at = core._marks(ids)
 
     cash_before: int256 = core._cash(header)
     margins: uint256 = core._margins[account]
@@ -585,9 +590,13 @@ def _trade_side(
     # Apply this position's funding before its size changes.
     cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
     core._set_position(account, iid, new_size, findex[k])
-    new_n: uint256 = len(ids_after)
-    if new_n != n or size == 0:
-        core._store_ids(account, ids_after, n)
+    new_n: uint256 = n
+    if size == 0:
+        new_n = n + 1
+        core._store_ids(account, ids, n)
+    elif new_size == 0:
+        new_n = n - 1
+        core._store_ids(account, core._without(ids, iid), n)
     header = core._with_count(header + 1, new_n)
 
     if reducing:
@@ -608,7 +617,7 @@ def _trade_side(
         core._margins[account] = margins
         # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
         # bad-price sale to a friend could push losses onto the insurance fund).
-        equity_after: int256 = core._equity(account, cash, price_ids, marks, findex)
+        equity_after: int256 = core._equity(account, cash, ids, marks, findex)
         im_after: uint256 = margins & core.MASK_112
         mm_after: uint256 = (margins >> 112) & core.MASK_112
         # Below IM afterwards: the shortfall (MM - equity) may not grow, and equity may not
@@ -644,8 +653,8 @@ def _trade_side(
     core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
-    # price_ids matches marks; a closed position now reads as size 0
-    equity: int256 = core._equity(account, cash, price_ids, marks, findex)
+    # ids matches marks; a closed position now reads as size 0
+    equity: int256 = core._equity(account, cash, ids, marks, findex)
     im: uint256 = margins & core.MASK_112
     if is_maker:
         assert equity >= convert(im, int256), "engine: maker below initial margin"
@@ -693,7 +702,8 @@ def _set_trading(p: IMarginEngine.TradingParams):
     assert p.max_price_age > 0 and p.max_price_age <= core.MASK_32, "engine: max_price_age out of range"
     assert p.max_attestation_age > 0 and p.max_attestation_age <= core.MASK_32, "engine: max_attestation_age out of range"
     assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= core.MASK_32, "engine: max_liquidation_price_age out of range"
-    core._trading = (
+    # keeps the fees collected (bits 128-255)
+    core._trading = ((core._trading >> 128) << 128) | (
         p.max_positions
         | (p.taker_fee_bps << 8)
         | (p.max_price_age << 24)

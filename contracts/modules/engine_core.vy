@@ -90,8 +90,6 @@ account_count: public(uint256)
 account_at: public(HashMap[uint256, address])
 # insurance fund, WAD
 insurance_wad: public(uint256)
-# taker fees collected, WAD
-fees_wad: public(uint256)
 # deficits written off after the insurance fund (recorded, never silent), WAD
 socialised_loss_wad: public(uint256)
 # net cash credited to accounts by settlement payoffs and funding, WAD
@@ -101,7 +99,8 @@ external_pnl_wad: public(int256)
 # and later settlements skip the registry call (~12k gas).
 _terms: HashMap[uint256, uint256]
 # packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
-# max_attestation_age (56-87) | max_liquidation_price_age (88-119). One SLOAD per trade.
+# max_attestation_age (56-87) | max_liquidation_price_age (88-119) | and the taker fees
+# collected, WAD (128-255): every fill reads the parameters and adds a fee, one slot for both.
 _trading: uint256
 # packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
 # insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)

@@ -7,12 +7,32 @@ Deployments are session-scoped; ape snapshots the chain around every test.
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 from conftest import PARAMS_HASH, WAD, mark_steps
 from eth_account import Account
 
 from offchain.chain.eip712 import Attestation, MarketData, sign_multi
 from offchain.chain.orders import EngineDomain, Order, sign_order
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = next((ROOT / ".venv/lib").glob("python3*/site-packages"))
+
+
+def storage_layout(path) -> dict[str, int]:
+    """Storage slot of every variable of a contract, keyed `module.name` (vyper -f layout)."""
+    out = subprocess.run([str(ROOT / ".venv/bin/vyper"), "-p", str(SITE), "-f", "layout", str(path)],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    layout = json.loads(out)["storage_layout"]
+    slots = {}
+    for module, entries in layout.items():
+        for name, spec in (entries.items() if "slot" not in entries else [("", entries)]):
+            slots[f"{module}.{name}"] = spec["slot"]
+    return slots
+
 
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
 Account.enable_unaudited_hdwallet_features()

@@ -5,7 +5,7 @@ import pytest
 from ape import compilers
 from conftest import WAD
 
-from .conftest import LIQUIDATION, PERP, TRADING
+from .conftest import LIQUIDATION, PERP, ROOT, TRADING, storage_layout
 
 USDC = 10**6  # one unit of the 6-decimal test token
 
@@ -252,6 +252,27 @@ def test_withdraw_fees__not_owner__reverts(engine, long_perp, attacker):
 def test_withdraw_fees__above_fees__reverts(engine, long_perp, admin):
     with ape.reverts("engine: amount exceeds fees"):
         engine.withdraw_fees(60 * USDC + 1, admin, sender=admin)
+
+
+def test_set_trading_params__after_fees__keeps_fees_collected(engine, long_perp, admin):
+    # the fee accumulator shares the trading-params slot
+    engine.set_trading_params((16, 5, 600, 3_600, 1_200), sender=admin)
+    assert engine.fees_wad() == 60 * WAD
+    assert tuple(engine.trading_params()) == (16, 5, 600, 3_600, 1_200)
+
+
+def test_fill__fees_at_128_bit_limit__reverts_and_keeps_state(engine, long_perp, trade, maker, chain):
+    # ~3.4e20 units of fees cannot be traded into existence in a test: write them in
+    slot = storage_layout(ROOT / "contracts/MarginEngine.vy")["core._trading"]
+    word = int.from_bytes(chain.provider.get_storage(engine.address, slot), "big")
+    full = (word & (2**128 - 1)) | ((2**128 - 1) << 128)
+    chain.provider.set_storage(engine.address, slot, full.to_bytes(32, "big"))
+    before = (engine.position(long_perp, PERP), engine.cash_wad(long_perp), engine.cash_wad(maker))
+    with ape.reverts("engine: fees above 2**128 - 1"):
+        trade(maker, long_perp, PERP, WAD, 60_000 * WAD)
+    assert (engine.position(long_perp, PERP), engine.cash_wad(long_perp), engine.cash_wad(maker)) == before
+    assert engine.fees_wad() == 2**128 - 1
+    chain.provider.set_storage(engine.address, slot, word.to_bytes(32, "big"))  # funds add up again
 
 
 def test_withdraw_fees__zero_address__reverts(engine, long_perp, admin):

@@ -1,20 +1,13 @@
 """Ownership, pause, parameter setters (every validation), signer changes, and the engine /
 extension split (shared storage layout, events in the engine's ABI)."""
 
-import json
-import subprocess
-from pathlib import Path
-
 import ape
 import pytest
 from conftest import WAD
 
 from offchain.chain.eip712 import sign_multi
 
-from .conftest import LIQUIDATION, PERP, TRADING
-
-ROOT = Path(__file__).resolve().parents[2]
-SITE = next((ROOT / ".venv/lib").glob("python3*/site-packages"))
+from .conftest import LIQUIDATION, PERP, ROOT, TRADING, storage_layout
 
 
 def test_pause_unpause__owner__toggles_and_logs(engine, admin):
@@ -120,20 +113,9 @@ def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admi
     engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[1:]), sender=keeper)
 
 
-def _layout(path):
-    out = subprocess.run([str(ROOT / ".venv/bin/vyper"), "-p", str(SITE), "-f", "layout", str(path)],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    layout = json.loads(out)["storage_layout"]
-    slots = {}
-    for module, entries in layout.items():
-        for name, spec in (entries.items() if "slot" not in entries else [("", entries)]):
-            slots[f"{module}.{name}"] = spec["slot"]
-    return slots
-
-
 def test_extension__storage_layout__is_a_prefix_of_the_engine():
-    engine = _layout(ROOT / "contracts/MarginEngine.vy")
-    extension = _layout(ROOT / "contracts/modules/MarginEngineExtension.vy")
+    engine = storage_layout(ROOT / "contracts/MarginEngine.vy")
+    extension = storage_layout(ROOT / "contracts/modules/MarginEngineExtension.vy")
     assert extension and all(engine[k] == v for k, v in extension.items())
 
 

@@ -19,6 +19,8 @@ def test_post_market_data__four_instruments__stored_readable_and_event(oracle, p
         rates, updated_at = oracle.rates(instrument_id)
         assert tuple(rates) == (data.im_long_wad[i], data.im_short_wad[i], data.mm_long_wad[i], data.mm_short_wad[i])
         assert updated_at == data.timestamp == oracle.market_updated_at(instrument_id)
+        assert tuple(oracle.side_rates(instrument_id, True)) == (data.im_long_wad[i], data.mm_long_wad[i])
+        assert tuple(oracle.side_rates(instrument_id, False)) == (data.im_short_wad[i], data.mm_short_wad[i])
     [log] = tx.decode_logs(oracle.MarketDataPosted)
     assert (log.digest, log.poster, log.count, log.signed_at) == (digest(data, domain), keeper.address, 4, data.timestamp)
 
@@ -37,6 +39,7 @@ def test_post_market_data__negative_and_extreme_values__roundtrip(oracle, post_m
     assert list(marks) == [INT96_MIN, INT96_MAX, 0]
     assert list(funding) == [-7 * WAD // 3, INT96_MIN, INT96_MAX]
     assert tuple(oracle.rates(1)[0]) == (2**128 - 1, 2**128 - 1, 2**128 - 1, 1)
+    assert tuple(oracle.side_rates(1, False)) == (2**128 - 1, 1)
 
 
 def test_post_market_data__anyone_may_post_signed_data(oracle, post_market, attacker):
@@ -209,3 +212,8 @@ def test_marks__never_priced_id__reverts(oracle, post_market):
 def test_rates__never_priced_id__reverts(oracle):
     with ape.reverts("oracle: no market data for instrument"):
         oracle.rates(1)
+
+
+def test_side_rates__never_priced_id__zero(oracle):
+    # a view that never reverts: callers price the instrument first (marks() reverts)
+    assert tuple(oracle.side_rates(1, True)) == tuple(oracle.side_rates(1, False)) == (0, 0)

@@ -62,12 +62,14 @@ def test_list_instrument__non_owner__reverts(registry, attacker, later):
         (ETH, KIND_PUT, 0, DAY, "registry: option needs a strike"),
         (ETH, KIND_CALL, 1, -DAY, "registry: expiry not in the future"),
         (ETH, KIND_PUT, 1, None, "registry: expiry not in the future"),
+        (ETH, KIND_FUTURE, 0, 2**64, "registry: expiry above 2**64 - 1"),
     ],
 )
 def test_list_instrument__invalid_fields__reverts_and_lists_nothing(
     registry, admin, chain, underlying, kind, strike, expiry_offset, reason
 ):
-    expiry = 0 if expiry_offset is None else chain.pending_timestamp + expiry_offset
+    expiry = 0 if expiry_offset is None else (
+        expiry_offset if expiry_offset >= 2**64 else chain.pending_timestamp + expiry_offset)
     with ape.reverts(reason):
         registry.list_instrument(underlying, kind, strike, expiry, sender=admin)
     assert registry.instrument_count() == 4
@@ -136,6 +138,24 @@ def test_retire_expired__unknown_id__reverts(registry, attacker):
 def test_instrument__unknown_id__reverts(registry, instrument_id):
     with ape.reverts("registry: unknown instrument"):
         registry.instrument(instrument_id)
+
+
+@pytest.mark.parametrize("instrument_id", [0, 5, 2**256 - 1])
+def test_trading_terms__unknown_id__reverts(registry, instrument_id):
+    with ape.reverts("registry: unknown instrument"):
+        registry.trading_terms(instrument_id)
+
+
+def test_trading_terms__follow_listing_delisting_and_retiring(registry, admin, attacker, expire_instruments):
+    perp, future = registry.trading_terms(1), registry.trading_terms(2)
+    assert (perp.expiry, perp.active) == (0, True)
+    assert (future.expiry, future.active) == (registry.instrument(2).expiry, True)
+    registry.delist(1, sender=admin)
+    expire_instruments()
+    registry.retire_expired(2, sender=attacker)
+    for iid in (1, 2):
+        terms, item = registry.trading_terms(iid), registry.instrument(iid)
+        assert (terms.expiry, terms.active) == (item.expiry, False)
 
 
 def test_instruments__page_past_end__cut_at_last_id(registry):
