@@ -153,7 +153,7 @@ def retire_expired(instrument_id: uint256):
     """
     terms: uint256 = self._known_terms(instrument_id)
     assert terms & ACTIVE_BIT != 0, "registry: instrument not active"
-    assert (terms >> 64) & 255 != convert(KIND_PERPETUAL, uint256), "registry: perpetual never expires"
+    assert self._kind(terms) != KIND_PERPETUAL, "registry: perpetual never expires"
     assert block.timestamp >= terms & MASK_64, "registry: not expired yet"
     self._terms[instrument_id] = terms & ~ACTIVE_BIT
     log InstrumentRetired(instrument_id=instrument_id, caller=msg.sender)
@@ -214,12 +214,18 @@ def _known_terms(instrument_id: uint256) -> uint256:
     return terms
 
 
+@pure
+@internal
+def _kind(terms: uint256) -> uint8:
+    return convert((terms >> 64) & 255, uint8)
+
+
 @view
 @internal
 def _instrument(instrument_id: uint256, terms: uint256) -> IInstrumentRegistry.Instrument:
     return IInstrumentRegistry.Instrument(
         underlying=self._underlying[instrument_id],
-        kind=convert((terms >> 64) & 255, uint8),
+        kind=self._kind(terms),
         strike_wad=self._strike[instrument_id],
         expiry=terms & MASK_64,
         active=terms & ACTIVE_BIT != 0,
