@@ -170,8 +170,7 @@ def compile_contracts(names: list[str], contracts_dir: Path | None = None) -> di
 
 
 def _find_source(contracts_dir: Path, name: str) -> Path:
-    for p in (contracts_dir / f"{name}.vy", contracts_dir / "mocks" / f"{name}.vy",
-              contracts_dir / "modules" / f"{name}.vy"):
+    for p in (contracts_dir / f"{name}.vy", contracts_dir / "mocks" / f"{name}.vy"):
         if p.is_file():
             return p
     raise UserError(f"contract {name}: no {name}.vy under {contracts_dir}")

@@ -115,7 +115,7 @@ def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admi
 
 def test_extension__storage_layout__is_a_prefix_of_the_engine():
     engine = storage_layout(ROOT / "contracts/MarginEngine.vy")
-    extension = storage_layout(ROOT / "contracts/modules/MarginEngineExtension.vy")
+    extension = storage_layout(ROOT / "contracts/MarginEngineExtension.vy")
     assert extension and all(engine[k] == v for k, v in extension.items())
 
 

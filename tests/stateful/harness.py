@@ -119,7 +119,7 @@ class System:
             2_000,
         )
         self.extension = boa.load(
-            str(CONTRACTS / "modules/MarginEngineExtension.vy"),
+            str(CONTRACTS / "MarginEngineExtension.vy"),
             self.token.address,
             self.oracle.address,
             self.registry.address,

@@ -10,12 +10,12 @@
      revert (they would only touch this contract's own, empty storage anyway).
 """
 
-from ..interfaces import IRiskOracle
-from ..interfaces import IInstrumentRegistry
-from ..interfaces import IMarginEngine
+from .interfaces import IRiskOracle
+from .interfaces import IInstrumentRegistry
+from .interfaces import IMarginEngine
 from ethereum.ercs import IERC20
 from snekmate.utils import pausable
-from . import engine_core as core
+from .modules import engine_core as core
 
 # Same order as MarginEngine.vy: core's slots, then `paused`. Never add storage here.
 initializes: core
