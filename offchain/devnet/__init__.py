@@ -1,0 +1,1 @@
+"""Local devnet: Anvil, deployment with documented defaults, the demo and its report."""
