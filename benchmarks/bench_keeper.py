@@ -27,11 +27,11 @@ from eth_utils import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from offchain.chain.contracts import WAD  # noqa: E402
+from offchain.devnet.anvil import start_anvil  # noqa: E402
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments  # noqa: E402
 from offchain.keeper.bot import Keeper  # noqa: E402
-from offchain.keeper.chain import WAD  # noqa: E402
 from offchain.keeper.config import KeeperConfig  # noqa: E402
-from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments  # noqa: E402
-from offchain.keeper.devnet import start_anvil  # noqa: E402
 from offchain.keeper.executor import Executor  # noqa: E402
 from offchain.keeper.prices import DAY  # noqa: E402
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order  # noqa: E402
@@ -224,7 +224,7 @@ def bench_latency(n: int) -> None:
         fund(dep, admin, victim, 75_000)
         o = Order(victim.address, 1, True, 10 * WAD, int(round(poster_keeper.posted_marks[0] * WAD)), 99,
                   T0 + DAY)
-        from offchain.keeper.deploy import send
+        from offchain.devnet.deploy import send
         send(dev.w3, dealer, dep.engine.functions.fill(
             o.as_tuple(), sign_order(o, engine_domain(dev.w3.eth.chain_id, dep.engine.address), victim),
             o.size_wad), "victim fill")

@@ -15,7 +15,7 @@ from offchain.errors import UserError
 # name -> (module, one-line help). Modules live in offchain/commands/.
 COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("margin", "margin report for a book JSON file"),
-    "backtest": ("backtest", "backtest the margin model on ../shared/data"),
+    "backtest": ("backtest", "backtest the margin model on the shipped BTC/ETH daily history"),
     "demo": ("demo", "devnet demo: deploy, five books, keeper through a historical crash"),
     "keeper": ("keeper", "run the keeper bot (--config FILE)"),
     "deposit": ("deposit", "deposit collateral into the engine"),

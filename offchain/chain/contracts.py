@@ -1,4 +1,4 @@
-"""Contract bindings for the keeper and the CLI (web3, ABIs from the project's own contracts).
+"""Contract bindings for the keeper, the devnet and the CLI (web3, ABIs from the project's own contracts).
 
 Reads are batched JSON-RPC requests so refreshing hundreds of accounts is one round trip.
 Everything returned is plain integers (WAD) and addresses; conversion to floats happens in
@@ -16,9 +16,8 @@ from eth_utils import function_abi_to_4byte_selector
 from web3 import Web3
 from web3.contract import Contract
 
+from offchain.chain.build import compile_contracts
 from offchain.errors import UserError
-from offchain.keeper.devnet import compile_contracts
-from offchain.keeper.prices import InstrumentTable
 
 WAD = 10**18
 CONTRACTS = ("MarginEngine", "MarginEngineExtension", "RiskOracle", "InstrumentRegistry", "MockERC20")
@@ -75,6 +74,21 @@ def connect(w3: Web3, engine_address: str, oracle_address: str = "", registry_ad
                                  abi=a["InstrumentRegistry"]),
         token=w3.eth.contract(address=Web3.to_checksum_address(token_address), abi=a["MockERC20"]),
     )
+
+
+@dataclass(frozen=True)
+class InstrumentTable:
+    """Instruments as arrays (index = instrument id - 1)."""
+
+    ids: np.ndarray  # on-chain ids
+    underlying_index: np.ndarray  # index into the price source's underlyings
+    kind: np.ndarray  # contract kind codes
+    strike: np.ndarray  # float units, 0 for non-options
+    expiry: np.ndarray  # unix seconds, 0 for perpetuals
+    active: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def underlying_name(b: bytes) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
+from offchain.chain.contracts import WAD, Deployment, call_named, connect, underlying_name
 from offchain.errors import UserError
-from offchain.keeper.chain import WAD, Deployment, call_named, connect, underlying_name
 from offchain.keeper.config import KeySpec
 from offchain.keeper.keys import load_key
 from offchain.risk import Instruments, Market, RiskEngine, UnderlyingMarket, load_params

@@ -1,6 +1,6 @@
 """`netmargin backtest [--params FILE] [--data DIR] [--json]`: how often the 1-day maintenance
 margin of reference books covered the realised next-day loss on the historical closes.
-Data dir: --data, else $NETMARGIN_DATA, else ../shared/data relative to the repo."""
+Data dir: --data, else $NETMARGIN_DATA, else the data/ folder shipped with the project."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from offchain.errors import UserError
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 from offchain.risk.backtest import run_backtest, tail_frequency
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA = DATA_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parameter set: bundled name (default-v1, span16-v1) or JSON path")
     parser.add_argument("--data", default=None,
                         help="directory of <ASSET>-USD.csv files (default: $NETMARGIN_DATA or "
-                             "../shared/data)")
+                             "the data/ folder shipped with the project)")
     parser.add_argument("--rate", type=float, default=0.05, help="rate for futures (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
 

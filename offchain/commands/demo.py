@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offchain.keeper.devnet import ROOT
+from offchain.paths import DATA_DIR
 
 
 def add_arguments(parser) -> None:
@@ -15,16 +15,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--end", help="custom window end YYYY-MM-DD (with --start)")
     parser.add_argument("--step-hours", type=float, default=2.0,
                         help="chain time between keeper cycles (default 2)")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"),
-                        help="folder with BTC-USD.csv and ETH-USD.csv (default ../shared/data)")
-    parser.add_argument("--out", default=str(ROOT / "reports"), help="report folder (default reports/)")
+    parser.add_argument("--data-dir", default=str(DATA_DIR),
+                        help="folder with BTC-USD.csv and ETH-USD.csv (default: the data/ folder shipped with the project)")
+    parser.add_argument("--out", default="reports", help="report folder (default reports/)")
     parser.add_argument("--log", choices=("quiet", "text", "json"), default="quiet",
                         help="keeper logs on stderr (default quiet)")
 
 
 def run(args) -> int:
-    from offchain.keeper.demo import run_demo
-    from offchain.keeper.demo_report import print_summary, write_report
+    from offchain.devnet.demo import run_demo
+    from offchain.devnet.demo_report import print_summary, write_report
     from offchain.keeper.logs import setup_logging
 
     setup_logging("text" if args.log == "quiet" else args.log,

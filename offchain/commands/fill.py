@@ -14,9 +14,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from offchain.chain.contracts import WAD
     from offchain.commands._support import deployment, send_tx, wallet
     from offchain.errors import UserError
-    from offchain.keeper.chain import WAD
     from offchain.keeper.signing import Order
 
     path = Path(args.order)

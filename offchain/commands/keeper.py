@@ -22,9 +22,9 @@ def run(args) -> int:
 
     from web3 import HTTPProvider, Web3
 
+    from offchain.chain.contracts import connect
     from offchain.errors import UserError
     from offchain.keeper.bot import Keeper
-    from offchain.keeper.chain import connect
     from offchain.keeper.config import load_config
     from offchain.keeper.executor import Executor
     from offchain.keeper.keys import load_key

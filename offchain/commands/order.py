@@ -19,9 +19,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from offchain.chain.contracts import WAD
     from offchain.commands._support import deployment, wallet
     from offchain.errors import UserError
-    from offchain.keeper.chain import WAD
     from offchain.keeper.signing import Order, engine_domain, sign_order
 
     if not args.size > 0:

@@ -1,16 +1,12 @@
-"""A local Anvil chain for the demo, the e2e tests and the benchmarks, plus contract builds.
+"""A local Anvil chain for the devnet, the demo, the e2e tests and the benchmarks.
 
 Anvil is the project's pinned npm binary; it is started on a free port, on automine, with the
 chain clock set where the caller wants it (the demo starts it on the replay's first day), and
-stopped with the context manager. Contracts are compiled with the venv's vyper 0.4.3 (the
-same compiler ape uses) and cached by source hash in .build/.
+stopped with the context manager.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,8 +19,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from offchain.errors import UserError
+from offchain.paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ANVIL_REL = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
 MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -37,16 +33,6 @@ def find_anvil() -> str:
     if found:
         return found
     raise UserError(f"anvil: not found at {local} nor on PATH; run `make install` first")
-
-
-def find_vyper() -> str:
-    venv = ROOT / ".venv/bin/vyper"
-    if venv.is_file():
-        return str(venv)
-    found = shutil.which("vyper")
-    if found:
-        return found
-    raise UserError("vyper: compiler not found; run `make install` (it installs vyper 0.4.3 into .venv)")
 
 
 def free_port() -> int:
@@ -133,59 +119,3 @@ def start_anvil(accounts: int = 10, timestamp: int | None = None, port: int | No
     Account.enable_unaudited_hdwallet_features()
     keys = [Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(accounts)]
     return Devnet(proc, url, w3, keys)
-
-
-# ---- contract builds ----
-
-def _sources_digest(contracts_dir: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(contracts_dir.rglob("*.vy*")):
-        h.update(str(p.relative_to(contracts_dir)).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def compile_contracts(names: list[str], contracts_dir: Path | None = None) -> dict[str, dict]:
-    """{name: {"abi": [...], "bytecode": "0x..."}} for contracts/<name>.vy, cached in .build/."""
-    contracts_dir = contracts_dir or ROOT / "contracts"
-    cache_dir = ROOT / ".build" / "netmargin-keeper"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    digest = _sources_digest(contracts_dir)
-    out: dict[str, dict] = {}
-    for name in names:
-        cached = cache_dir / f"{name}-{digest}.json"
-        if cached.is_file():
-            out[name] = json.loads(cached.read_text())
-            continue
-        src = _find_source(contracts_dir, name)
-        env = dict(os.environ, PATH=f"{Path(find_vyper()).parent}:{os.environ.get('PATH', '')}")
-        res = subprocess.run([find_vyper(), "-f", "abi,bytecode", "-p", str(contracts_dir), str(src)],
-                             capture_output=True, text=True, env=env, cwd=ROOT)
-        if res.returncode != 0:
-            raise UserError(f"compile {src.relative_to(ROOT)}: vyper failed:\n{res.stderr[-2000:]}")
-        abi_line, bytecode = res.stdout.strip().splitlines()[:2]
-        out[name] = {"abi": json.loads(abi_line), "bytecode": bytecode.strip()}
-        cached.write_text(json.dumps(out[name]))
-    return out
-
-
-def _find_source(contracts_dir: Path, name: str) -> Path:
-    for p in (contracts_dir / f"{name}.vy", contracts_dir / "mocks" / f"{name}.vy"):
-        if p.is_file():
-            return p
-    raise UserError(f"contract {name}: no {name}.vy under {contracts_dir}")
-
-
-def deploy(w3: Web3, build: dict, sender: LocalAccount, *args):
-    """Deploy and return a web3 contract bound to the new address."""
-    factory = w3.eth.contract(abi=build["abi"], bytecode=build["bytecode"])
-    tx = factory.constructor(*args).build_transaction({
-        "from": sender.address,
-        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-        "chainId": w3.eth.chain_id,
-    })
-    signed = sender.sign_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
-    if receipt["status"] != 1:
-        raise UserError(f"deploy: constructor reverted ({len(args)} args)")
-    return w3.eth.contract(address=receipt["contractAddress"], abi=build["abi"])

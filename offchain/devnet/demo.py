@@ -17,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from offchain.chain.contracts import WAD, Deployment, read_account_list
+from offchain.devnet.anvil import Devnet, start_anvil
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.errors import UserError
 from offchain.keeper.bot import Keeper
-from offchain.keeper.chain import WAD, Deployment, read_account_list
 from offchain.keeper.config import KeeperConfig, KeySpec, PriceSourceConfig
-from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments, send
-from offchain.keeper.devnet import Devnet, start_anvil
 from offchain.keeper.executor import Executor
 from offchain.keeper.keys import load_key, write_keyfile
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 
 log = logging.getLogger("netmargin.demo")
@@ -95,7 +96,7 @@ def _books(spot_btc: float, spot_eth: float, short_exp: int, long_exp: int):
     return specs, books
 
 
-def run_demo(crash: str = "2020-03", data_dir: str = "../shared/data", step_hours: float = 2.0,
+def run_demo(crash: str = "2020-03", data_dir: str = str(DATA_DIR), step_hours: float = 2.0,
              start: str | None = None, end: str | None = None, progress=print) -> DemoResult:
     t_begin = time.perf_counter()
     if crash not in CRASHES and not (start and end):

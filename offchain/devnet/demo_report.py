@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from offchain.keeper.demo import DemoResult  # noqa: E402
+from offchain.devnet.demo import DemoResult  # noqa: E402
 
 
 def _day(ts: int) -> str:
@@ -81,7 +81,7 @@ def write_report(r: DemoResult, out_dir: Path) -> Path:
         "health": _chart_health(r, out_dir / f"demo-{tag}-health.png"),
     }
     lines = [f"# netmargin demo: {r.crash}", "",
-             f"Replay of {_day(r.start)} .. {_day(r.end)} from ../shared/data on a local Anvil chain, "
+             f"Replay of {_day(r.start)} .. {_day(r.end)} from the shipped daily history on a local Anvil chain, "
              f"the keeper running every step; {r.seconds:.0f} s end to end.", "",
              "Contracts: " + ", ".join(f"{k} `{v}`" for k, v in r.addresses.items()), "",
              "## Capital needed at the open", "",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
+from offchain.chain.build import compile_contracts, deploy
+from offchain.chain.contracts import WAD, Deployment, engine_abi
 from offchain.errors import UserError
-from offchain.keeper.chain import WAD, Deployment, engine_abi
-from offchain.keeper.devnet import compile_contracts, deploy
 from offchain.risk import Params
 from offchain.risk.pricing import KIND_CODES
 

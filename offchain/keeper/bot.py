@@ -16,23 +16,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from offchain.chain.wad import Rounding, to_wad, to_wad_list
-from offchain.keeper.book import KeeperBook
-from offchain.keeper.chain import (
+from offchain.chain.contracts import (
     WAD,
     Deployment,
+    InstrumentTable,
     batch_call,
     check_account_view,
     read_account_list,
     read_accounts,
     read_instruments,
 )
+from offchain.chain.wad import Rounding, to_wad, to_wad_list
+from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Encoder, Executor, TxResult
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.price_guard import PriceCheck, PriceGuard
-from offchain.keeper.prices import InstrumentTable, ReplaySource, instrument_marks
+from offchain.keeper.prices import ReplaySource, instrument_marks
 from offchain.keeper.signing import (
     Attestation,
     Signers,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offchain.errors import UserError
+from offchain.paths import DATA_DIR
 
 ENV_PREFIX = "NETMARGIN_KEEPER_"
 
@@ -49,9 +50,9 @@ class GasConfig:
 
 @dataclass(frozen=True)
 class PriceSourceConfig:
-    # "replay": ../shared/data daily closes interpolated intraday; "oracle": read back marks
+    # "replay": the shipped data/ daily closes interpolated intraday; "oracle": read back marks
     kind: str = "replay"
-    data_dir: str = "../shared/data"
+    data_dir: str = str(DATA_DIR)
     start: str = "2020-03-05"
     end: str = "2020-03-20"
     # wall-clock seconds of replay per historical day (0 = follow block timestamps)

@@ -17,7 +17,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import Web3RPCError
 
-from offchain.keeper.chain import Deployment, abi_type
+from offchain.chain.contracts import Deployment, abi_type
 from offchain.keeper.store import StateStore, StoredEvent
 
 log = logging.getLogger("netmargin.keeper.indexer")

@@ -1,4 +1,4 @@
-"""Price source for the keeper: a replay of ../shared/data, and instrument marks from it.
+"""Price source for the keeper: a replay of the shipped daily history (data/), and instrument marks from it.
 
 Intraday path: each historical day runs open -> high -> low -> close (or open -> low -> high
 -> close on an up day) at 0, 1/3, 2/3 and 1 of the day, interpolated in log price, so a
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from offchain.chain.contracts import InstrumentTable
 from offchain.errors import UserError
 from offchain.risk.pricing import unit_value
 
@@ -44,7 +45,7 @@ class DailyBars:
 def load_bars(data_dir: str | Path, symbol: str) -> DailyBars:
     path = Path(data_dir) / f"{symbol}-USD.csv"
     if not path.is_file():
-        raise UserError(f"prices.data_dir: {path} not found; point it at the shared data folder "
+        raise UserError(f"prices.data_dir: {path} not found; point it at a folder "
                         "holding BTC-USD.csv and ETH-USD.csv")
     days, rows = [], []
     with path.open() as fh:
@@ -113,21 +114,6 @@ class ReplaySource:
             realised = self._vols[u][i] if i >= 0 else np.nan
             out.append(max(self._base_vol[u], 0.0 if np.isnan(realised) else float(realised)))
         return np.asarray(out)
-
-
-@dataclass(frozen=True)
-class InstrumentTable:
-    """Instruments as arrays (index = instrument id - 1)."""
-
-    ids: np.ndarray  # on-chain ids
-    underlying_index: np.ndarray  # index into the price source's underlyings
-    kind: np.ndarray  # contract kind codes
-    strike: np.ndarray  # float units, 0 for non-options
-    expiry: np.ndarray  # unix seconds, 0 for perpetuals
-    active: np.ndarray  # bool
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def instrument_marks(table: InstrumentTable, spot: np.ndarray, vol: np.ndarray, now: int,

@@ -6,17 +6,18 @@ import json
 
 import pytest
 
+from offchain.chain.contracts import WAD, call_named
 from offchain.cli import main
+from offchain.devnet.anvil import start_anvil
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments
 from offchain.keeper.bot import Keeper
-from offchain.keeper.chain import WAD, call_named
 from offchain.keeper.config import KeeperConfig
-from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments
-from offchain.keeper.devnet import start_anvil
 from offchain.keeper.executor import Executor
 from offchain.keeper.keys import write_keyfile
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.signing import Signers
 from offchain.keeper.store import StateStore
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 
 T0 = parse_date("2021-05-12", "t0")
@@ -33,7 +34,7 @@ def chain(tmp_path_factory):
     list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"},
                                   {"underlying": "BTC", "kind": "call", "strike": 60000,
                                    "expiry": T0 + 20 * DAY}])
-    source = ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
+    source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600)
     signers = Signers([a[4]], workers=1)
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"),

@@ -3,7 +3,7 @@ price shock, liquidation by the *running* keeper, expiry settlement, funds recon
 reorg rewind, restart resume and dry-run.
 
 The chain runs on its own Anvil (not ape's session node) because the story needs the chain
-clock at March 2020: the keeper replays ../shared/data and the test moves time forward.
+clock at March 2020: the keeper replays the shipped data/ history and the test moves time forward.
 Tests run in file order and share one chain (one story); each checks one step.
 """
 
@@ -15,18 +15,19 @@ import time
 import numpy as np
 import pytest
 
+from offchain.chain.contracts import WAD, call_named
+from offchain.devnet.anvil import start_anvil
+from offchain.devnet.demo import reconcile
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.errors import UserError
 from offchain.keeper.bot import Keeper
-from offchain.keeper.chain import WAD, call_named
 from offchain.keeper.config import KeeperConfig
-from offchain.keeper.demo import reconcile
-from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments, send
-from offchain.keeper.devnet import start_anvil
 from offchain.keeper.executor import Executor
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 
 T0 = parse_date("2020-03-10", "t0")
@@ -57,7 +58,7 @@ def world(tmp_path_factory):
                                   {"underlying": "BTC", "kind": "put", "strike": 7000, "expiry": EXPIRY}])
     fund(dep, admin, keeper_gas, 5_000_000)
     fund(dep, admin, dealer, 5_000_000)
-    source = ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
+    source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
                        poll_interval_s=0.05, price_max_age_s=3600)
     signers = Signers(signer_keys, workers=1)

@@ -16,15 +16,16 @@ from dataclasses import replace
 
 import pytest
 
+from offchain.chain.contracts import WAD, call_named
+from offchain.devnet.anvil import start_anvil
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.keeper.bot import Keeper
-from offchain.keeper.chain import WAD, call_named
 from offchain.keeper.config import GasConfig, KeeperConfig
-from offchain.keeper.deploy import EngineSettings, deploy_system, fund, list_instruments, send
-from offchain.keeper.devnet import start_anvil
 from offchain.keeper.executor import Executor
 from offchain.keeper.prices import ReplaySource, parse_date
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 
 T0 = parse_date("2020-03-10", "t0")
@@ -111,7 +112,7 @@ class SwitchableProxy:
 def make_keeper(w, store_path=None, url=None, gas_key=None):
     from web3 import HTTPProvider, Web3
 
-    from offchain.keeper.chain import connect
+    from offchain.chain.contracts import connect
 
     cfg = KeeperConfig(rpc_url=url or w["dev"].url, engine_address=w["dep"].engine.address,
                        price_max_age_s=3600, price_max_jump_frac=0.5, price_confirm_cycles=3,
@@ -140,7 +141,7 @@ def world(tmp_path_factory):
     signers = Signers([a[5]], workers=1)
     w = dict(dev=dev, dep=dep, admin=admin, dealer=dealer, keeper_gas=keeper_gas, trader=trader,
              rival=rival, late=late, spare_gas=a[6], signers=signers, params=params, tmp=tmp,
-             source=FaultySource(ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
+             source=FaultySource(ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
     w["keeper"] = make_keeper(w, store_path=tmp / "keeper.sqlite")
     w["keeper"].cycle()  # first marks and rates
     # the trader goes ~2.3x long one BTC perp against the dealer, at the posted mark: solvent
@@ -327,7 +328,7 @@ def test_keeper__anvil_restarted_from_its_state__resumes_and_signs_again(tmp_pat
     list_instruments(dep, a[0], [{"underlying": "BTC", "kind": "perpetual"}])
     signers = Signers([a[3]], workers=1)
     w = dict(dev=dev, dep=dep, signers=signers, keeper_gas=a[1], params=params,
-             source=FaultySource(ReplaySource("../shared/data", ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
+             source=FaultySource(ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
     try:
         keeper = make_keeper(w)
         assert keeper.cycle().posted_prices

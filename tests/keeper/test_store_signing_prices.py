@@ -14,8 +14,9 @@ from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import ReplaySource, parse_date
 from offchain.keeper.signing import SECP256K1_N, Attestation, Signers, oracle_domain, typed_digest
 from offchain.keeper.store import StateStore, StoredEvent
+from offchain.paths import DATA_DIR
 
-DATA = "../shared/data"
+DATA = DATA_DIR
 
 
 def _ev(block, i=0):

@@ -1,16 +1,16 @@
 """Backtest maths on synthetic paths with known answers, and the CLI on real and synthetic data."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from offchain.cli import main
+from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 from offchain.risk.backtest import REFERENCE_BOOKS, backtest_book, realised_vol
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = DATA_DIR
 
 
 def _path(n=120, crash_day=80, crash=-0.30, seed=1):
@@ -69,7 +69,7 @@ def test_backtest_cli__empty_data_dir__exits_2_naming_option(tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="data/ not present")
 def test_backtest_cli__shared_data__covers_most_days_and_flags_march_2020(capsys):
     assert main(["backtest", "--data", str(SHARED_DATA)]) == 0
     out = capsys.readouterr().out
