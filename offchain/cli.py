@@ -8,42 +8,85 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from offchain.errors import UserError
 
+DESCRIPTION = "netmargin: portfolio margin for on-chain crypto derivatives."
+EPILOG = """\
+Commands that talk to a chain read the node URL from --rpc (or NETMARGIN_RPC) and the
+MarginEngine address from --engine (or NETMARGIN_ENGINE). Commands that sign use an ape
+account (--account ALIAS; passphrase from NETMARGIN_PASSPHRASE or a prompt); read-only
+commands never ask for one. Instruments are accepted by id or by name (see `instruments`).
+Run `netmargin COMMAND --help` for a command's options."""
+
 # name -> (module, one-line help). Modules live in offchain/commands/.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "margin": ("margin", "margin report for a book JSON file"),
-    "backtest": ("backtest", "backtest the margin model on the shipped BTC/ETH daily history"),
-    "demo": ("demo", "devnet demo: deploy, five books, keeper through a historical crash"),
-    "keeper": ("keeper", "run the keeper bot (--config FILE)"),
-    "deposit": ("deposit", "deposit collateral into the engine"),
-    "withdraw": ("withdraw", "withdraw collateral (refused below initial margin)"),
-    "order": ("order", "sign a maker order and write it as JSON"),
-    "fill": ("fill", "fill a maker's signed order as taker"),
-    "positions": ("positions", "show an account's positions, equity and margins"),
-    "report": ("report", "margin report of an on-chain account, with a P&L chart"),
+    "margin": ("margin", "margin of a book in a JSON file: portfolio vs isolated vs cross, no chain needed"),
+    "backtest": ("backtest", "how often the margin model covered next-day losses on BTC/ETH history"),
+    "demo": ("demo", "a local chain, five traders and the keeper through a historical crash"),
+    "keeper": ("keeper", "run the keeper bot (prices, attestations, liquidations, settlement)"),
+    "instruments": ("instruments", "list tradable instruments with their names and marks"),
+    "deposit": ("deposit", "deposit collateral into your account"),
+    "withdraw": ("withdraw", "withdraw collateral (the engine refuses to go below initial margin)"),
+    "order": ("order", "sign a maker order and write it as a JSON file"),
+    "fill": ("fill", "take (fill) a maker's signed order"),
+    "cancel": ("cancel", "cancel one of your signed orders"),
+    "positions": ("positions", "an account's positions, equity, margins and what it may withdraw"),
+    "history": ("history", "an account's fills, liquidations, settlements, deposits and withdrawals"),
+    "report": ("report", "an account's margin report: scenarios, binding loss, chart"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netmargin", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    argv = sys.argv[1:] if argv is None else argv
-    chosen = argv[0] if argv and argv[0] in COMMANDS else None
-    for name, (_module, help_text) in COMMANDS.items():
-        cmd_parser = sub.add_parser(name, help=help_text)
-        if name == chosen:
-            module = importlib.import_module(f"offchain.commands.{_module}")
-            module.add_arguments(cmd_parser)
-    args = parser.parse_args(argv)
-    module = importlib.import_module(f"offchain.commands.{COMMANDS[args.command][0]}")
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
     try:
+        return dist_version("netmargin")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        import tomllib
+
+        from offchain.paths import REPO_ROOT
+        return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def build_parser(chosen: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netmargin", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"netmargin {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd_parser = sub.add_parser(name, help=help_text, description=help_text[0].upper()
+                                    + help_text[1:] + ".")
+        if name == chosen:
+            module = importlib.import_module(f"offchain.commands.{module_name}")
+            cmd_parser.description = getattr(module, "DESCRIPTION", cmd_parser.description)
+            cmd_parser.formatter_class = argparse.RawDescriptionHelpFormatter
+            module.add_arguments(cmd_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen = chosen if chosen in COMMANDS else None
+    try:
+        args = build_parser(chosen).parse_args(argv)
+        module = importlib.import_module(f"offchain.commands.{COMMANDS[args.command][0]}")
         return int(module.run(args) or 0)
     except UserError as exc:
-        print(f"netmargin {args.command}: error: {exc}", file=sys.stderr)
+        print(f"netmargin {chosen or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader (`| head`) left: say nothing, and keep Python from complaining at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""`netmargin keeper --config FILE`: run the keeper bot until interrupted.
+"""`netmargin keeper --config FILE`: run the keeper bot until interrupted (docs/keeper.md).
 
 Keys come from the config (`ape:<alias>` or `keyfile:<path>`, passphrases from environment
-variables); there is deliberately no option to pass a key on the command line.
+variables); there is deliberately no option to pass a key on the command line. Ctrl-C or
+SIGTERM finishes the current cycle and exits 0; under `--once` the exit code is 1 when the
+keeper's health alarm is raised at the end of the cycle (the reason is logged).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="keeper config (.toml or .json)")
-    parser.add_argument("--dry-run", action="store_true", help="compute and log, send nothing")
-    parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+    parser.add_argument("--config", required=True,
+                        help="keeper settings, .toml or .json (start from examples/keeper.toml)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="compute and log every action, send no transaction")
+    parser.add_argument("--once", action="store_true",
+                        help="run one cycle and exit: 0 if healthy, 1 with the alarm's reason")
 
 
 def run(args) -> int:
+    import logging
     from dataclasses import replace
 
     from web3 import HTTPProvider, Web3
@@ -30,15 +36,20 @@ def run(args) -> int:
     from offchain.keeper.keys import load_key
     from offchain.keeper.logs import setup_logging
     from offchain.keeper.metrics import KeeperMetrics, MetricsServer
-    from offchain.keeper.prices import ReplaySource
+    from offchain.keeper.prices import make_source
     from offchain.keeper.signing import Signers
     from offchain.keeper.store import StateStore
     from offchain.risk import load_params
 
+    # Ctrl-C before the loop (while loading keys or reading the chain) exits quietly too;
+    # signing workers ignore SIGINT, so only this process reacts to it
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cfg = load_config(args.config)
     if args.dry_run:
         cfg = replace(cfg, dry_run=True)
     setup_logging(cfg.log_format, cfg.log_level)
+    log = logging.getLogger("netmargin.keeper")
     if not cfg.engine_address:
         raise UserError("config.engine_address: missing; set it to the MarginEngine address")
     if not cfg.signers:
@@ -49,9 +60,7 @@ def run(args) -> int:
     dep = connect(w3, cfg.engine_address, cfg.oracle_address, cfg.registry_address, cfg.token_address)
     signers = Signers([load_key(s, f"signers[{i}]") for i, s in enumerate(cfg.signers)])
     gas = load_key(cfg.gas_key, "gas_key")
-    source = None
-    if cfg.prices.kind == "replay":
-        source = ReplaySource(cfg.prices.data_dir, ["BTC", "ETH"], cfg.prices.vols)
+    source = make_source(cfg.prices)
     params = load_params()
     onchain = "0x" + dep.oracle.functions.params_hash().call().hex()
     if onchain != params.hash:
@@ -62,17 +71,25 @@ def run(args) -> int:
     executor = Executor(w3, gas, cfg.gas, cfg.dry_run,
                         on_error=lambda label, err: metrics.errors.labels(kind="tx").inc())
     keeper = Keeper(cfg, dep, signers, executor, store, params, source, metrics)
-    server = MetricsServer(metrics, cfg.metrics_port).start() if cfg.metrics_port else None
+    server = None
     try:
+        if cfg.metrics_port:
+            server = MetricsServer(metrics, cfg.metrics_port).start()
         keeper.startup()
         if args.once:
             keeper.cycle()
+            ok, status = metrics.health(max_lag_blocks=5, max_cycle_age_s=float("inf"))
+            if not ok:
+                log.error("health alarm", extra=status)
+                return 1
             return 0
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         keeper.run_forever(stop)
+        log.info("keeper stopped", extra={"processed_block": keeper.indexer.cursor()})
         return 0
+    except KeyboardInterrupt:
+        log.info("keeper interrupted before its loop started")
+        return 130
     finally:
         signers.close()
         store.close()

@@ -27,13 +27,14 @@ from offchain.chain.contracts import (
     read_instruments,
 )
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
+from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Encoder, Executor, TxResult
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.price_guard import PriceCheck, PriceGuard
-from offchain.keeper.prices import ReplaySource, instrument_marks
+from offchain.keeper.prices import PriceSource, instrument_marks
 from offchain.keeper.signing import (
     Attestation,
     Signers,
@@ -68,7 +69,7 @@ class CycleReport:
 
 class Keeper:
     def __init__(self, cfg: KeeperConfig, dep: Deployment, signers: Signers, executor: Executor,
-                 store: StateStore, params: Params, source: ReplaySource | None,
+                 store: StateStore, params: Params, source: PriceSource | None,
                  metrics: KeeperMetrics | None = None):
         self.cfg = cfg
         self.dep = dep
@@ -104,6 +105,7 @@ class Keeper:
     # ---- startup: resume from the store, re-read every book once ----
     def startup(self) -> None:
         check_account_view(self.dep.engine)
+        self.check_signers()
         self._refresh_instruments()
         accounts = read_account_list(self.dep)
         self._refresh_accounts(accounts)
@@ -120,6 +122,22 @@ class Keeper:
                                           "signers": self.signers.addresses,
                                           "gas_key": self.executor.account.address,
                                           "dry_run": self.cfg.dry_run})
+
+    def check_signers(self) -> None:
+        """Refuse to start with signing keys the oracle does not accept: every post and
+        attestation would revert, and a keeper that only logs skips looks healthy."""
+        oracle = self.dep.oracle.functions
+        unknown = [a for a in self.signers.addresses if not oracle.is_signer(a).call()]
+        if unknown:
+            raise UserError(f"config.signers: {', '.join(unknown)} "
+                            f"{'is not an oracle signer' if len(unknown) == 1 else 'are not oracle signers'} "
+                            f"(oracle {self.dep.oracle.address}); ask the oracle owner to add "
+                            f"{'it' if len(unknown) == 1 else 'them'} or configure a signer key")
+        threshold = oracle.threshold().call()
+        if len(self.signers.addresses) < threshold:
+            raise UserError(f"config.signers: this keeper holds {len(self.signers.addresses)} signer "
+                            f"key(s), the oracle needs {threshold} signatures per message; "
+                            "configure at least that many signer keys")
 
     def _refresh_instruments(self) -> None:
         self.table, self.underlyings = read_instruments(self.dep, self.underlyings)
@@ -359,7 +377,10 @@ class Keeper:
         sigs = self.signers.sign([typed_digest(self.domain, sh)])[0]
         data = (ids, mark_w, zeros, *r, self.params_hash, now, deadline)
         res = self.executor.send("post_market_data", self.dep.oracle.functions.post_market_data(data, sigs))
-        self._count("market_data", res)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            moved = np.where(fresh | (prev_marks == 0), 0.0, np.abs(marks / prev_marks - 1))
+        self._count("market_data", res, instruments=len(ids),
+                    max_mark_move=f"{float(moved.max()) if len(moved) else 0.0:.2%}")
         if res.ok and not res.dry_run:
             self.posted_marks = np.asarray(marks, dtype=np.float64).copy()
             self.posted_at = now
@@ -386,15 +407,26 @@ class Keeper:
         return marks, mm, fresh
 
     def _post_index(self, spot, now) -> None:
+        """Post index prices when one moved by more than `price_move_frac` from what the
+        oracle holds, or the oracle's are older than `price_max_age_s` (a heartbeat)."""
         if now <= self.index_posted_at:
             return
-        # the oracle bounds each index move: step toward the target, the rest next cycle
         names = [u.encode().ljust(32, b"\0") for u in self.underlyings]
-        current = []
-        for nm in names:
-            price, _ = self.dep.oracle.functions.index_price(nm).call()
-            current.append(price / WAD)
-        current = np.asarray(current)
+        onchain = batch_call(self.w3, [self.dep.oracle.functions.index_price(nm) for nm in names])
+        current = np.asarray([p / WAD for p, _at in onchain])
+        oldest = min(at for _p, at in onchain)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            moves = np.where(current > 0, np.abs(spot / current - 1), np.inf)
+        if (current == 0).any():
+            reason = "first post"
+        elif moves.max() > self.cfg.price_move_frac:
+            reason = f"{self.underlyings[int(moves.argmax())]} moved {moves.max():.2%}"
+        elif now - oldest >= self.cfg.price_max_age_s:
+            reason = f"heartbeat ({now - oldest} s since the last post)"
+        else:
+            log.debug("index prices unchanged: not posted", extra={"max_move": round(float(moves.max()), 6)})
+            return
+        # the oracle bounds each index move: step toward the target, the rest next cycle
         target = clamp_moves(spot, current, 0.999 * self.max_index_move_bps / 10_000)
         prices = to_wad_list(target, Rounding.NEAREST, field="index")
         deadline = now + self.cfg.attest_validity_s
@@ -402,7 +434,8 @@ class Keeper:
         sigs = self.signers.sign([digest])[0]
         res = self.executor.send("post_index_prices", self.dep.oracle.functions.post_index_prices(
             (names, prices, now, deadline), sigs))
-        self._count("index", res)
+        self._count("index", res, reason=reason,
+                    **{u: round(float(p), 2) for u, p in zip(self.underlyings, target, strict=True)})
         if res.ok:
             self.index_posted_at = now
 
@@ -436,7 +469,6 @@ class Keeper:
             self.inflight[a] = nonce
         out = []
         for res in self.executor.send_batch(calls):
-            self._count("liquidation", res)
             account = res.label.split(":", 1)[1]
             entry = {"account": account, "ok": res.ok, "tx": res.tx_hash, "error": res.error,
                      "block": res.block}
@@ -445,9 +477,13 @@ class Keeper:
                 for ev in self._decode_logs(res, "Liquidation"):
                     entry.update({k: ev[k] for k in ("fraction_wad", "slice_value_wad",
                                                      "discount_wad", "insurance_wad", "payment_wad")})
-            elif res.error:
-                # "healthy", "nonce changed", "no positions": someone else got there; not a loop
-                log.info("liquidation skipped", extra={"account": account, "reason": res.error})
+            details = {}
+            if "fraction_wad" in entry:
+                details = {"fraction": f"{entry['fraction_wad'] / WAD:.2%}",
+                           "discount": round(entry["discount_wad"] / WAD, 2)}
+            # a skip ("healthy", "nonce changed", "no positions": someone else got there) is
+            # logged with its reason, never an error loop
+            self._count("liquidation", res, **details)
             out.append(entry)
         return out
 
@@ -498,9 +534,25 @@ class Keeper:
                 continue
         return out
 
-    def _count(self, kind: str, res: TxResult) -> None:
+    def _count(self, kind: str, res: TxResult, **details) -> None:
+        """Count an action's outcome and log it: one line per transaction, with the account
+        (from the label `action:account[:...]`), tx hash, gas and block."""
         outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "skipped" if res.error else "failed")
         self.metrics.actions.labels(kind=kind, outcome=outcome).inc()
+        parts = res.label.split(":")
+        extra = {"action": kind, "outcome": outcome}
+        if len(parts) > 1 and parts[1].startswith("0x"):
+            extra["account"] = parts[1]
+        if len(parts) > 2:
+            extra["instrument"] = parts[2]
+        extra.update(details)
+        if res.tx_hash:
+            extra.update(tx=res.tx_hash, gas=res.gas_used, block=res.block)
+        elif res.dry_run:
+            extra["gas"] = res.gas_used
+        if res.error and not res.ok:
+            extra["reason"] = res.error[:200]
+        log.info(f"{kind} {outcome}", extra=extra)
 
     def _update_metrics(self, report: CycleReport, view: AccountsView | None, now: int, seconds: float) -> None:
         m = self.metrics

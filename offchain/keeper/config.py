@@ -50,9 +50,18 @@ class GasConfig:
 
 @dataclass(frozen=True)
 class PriceSourceConfig:
-    # "replay": the shipped data/ daily closes interpolated intraday; "oracle": read back marks
+    # "replay": the shipped data/ daily history with an intraday path; "http": a live JSON
+    # feed (url, json_path); "oracle": sign no prices, read the marks other signers post.
+    # More kinds: offchain.keeper.prices.register_source
     kind: str = "replay"
+    # underlyings priced, in this order
+    underlyings: list[str] = field(default_factory=lambda: ["BTC", "ETH"])
     data_dir: str = str(DATA_DIR)
+    # http: URL with {underlying}, dotted path to the price in the JSON reply, read interval
+    url: str = ""
+    json_path: str = ""
+    poll_s: float = 5.0
+    timeout_s: float = 5.0
     start: str = "2020-03-05"
     end: str = "2020-03-20"
     # wall-clock seconds of replay per historical day (0 = follow block timestamps)
@@ -125,6 +134,8 @@ def load_config(path: str | Path | None, env: typing.Mapping[str, str] | None = 
 
 
 def validate(config: KeeperConfig) -> None:
+    from offchain.keeper.prices import SOURCES
+    price_kinds = sorted([*SOURCES, "oracle"])
     checks = [
         ("rpc_url", config.rpc_url.startswith(("http://", "https://", "ws://", "wss://")),
          "an http(s) or ws(s) URL"),
@@ -141,7 +152,10 @@ def validate(config: KeeperConfig) -> None:
         ("log_format", config.log_format in ("json", "text"), "'json' or 'text'"),
         ("gas.bump_pct", config.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
         ("gas.max_retries", config.gas.max_retries >= 1, ">= 1"),
-        ("prices.kind", config.prices.kind in ("replay", "oracle"), "'replay' or 'oracle'"),
+        ("prices.kind", config.prices.kind in price_kinds, " or ".join(map(repr, price_kinds))),
+        ("prices.underlyings", bool(config.prices.underlyings), "a non-empty list of names"),
+        ("prices.poll_s", config.prices.poll_s > 0, "> 0"),
+        ("prices.timeout_s", config.prices.timeout_s > 0, "> 0"),
         ("price_move_frac", 0 <= config.price_move_frac < 1, "in [0, 1)"),
         ("price_max_age_s", config.price_max_age_s > 0, "> 0"),
         ("price_max_jump_frac", config.price_max_jump_frac > 0, "> 0"),

@@ -31,8 +31,20 @@ class TextFormatter(logging.Formatter):
         return f"{stamp} {record.levelname.lower():7s} {record.getMessage()} {extras}".rstrip()
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record (not at setup)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(fmt: str = "json", level: str = "INFO", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("netmargin")
     root.handlers[:] = [handler]

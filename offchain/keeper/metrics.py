@@ -7,13 +7,26 @@ with the reason, so an orchestrator can restart it.
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from offchain.errors import UserError
+
+# gauges that hold block numbers: exposed as integers, not prometheus_client's 1.234e+06
+_BLOCK_LINE = re.compile(rb"^(keeper_(?:head|processed)_block) (\S+)$", re.M)
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format, block numbers written as integers."""
+    return _BLOCK_LINE.sub(lambda m: m.group(1) + b" %d" % int(float(m.group(2))),
+                           generate_latest(registry))
 
 
 class KeeperMetrics:
@@ -40,8 +53,8 @@ class KeeperMetrics:
         self.price_alarm_reason = ""
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
-        head = self.head_block._value.get()
-        done = self.processed_block._value.get()
+        head = int(self.head_block._value.get())
+        done = int(self.processed_block._value.get())
         last = self.last_cycle._value.get()
         age = time.time() - last if last else float("inf")
         status = {"head_block": head, "processed_block": done, "lag_blocks": head - done,
@@ -65,7 +78,7 @@ class MetricsServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 if self.path.startswith("/metrics"):
-                    body, code, ctype = generate_latest(metrics_ref.registry), 200, CONTENT_TYPE_LATEST
+                    body, code, ctype = exposition(metrics_ref.registry), 200, CONTENT_TYPE_LATEST
                 elif self.path.startswith("/health"):
                     ok, status = metrics_ref.health(max_lag_blocks, max_cycle_age_s)
                     body, code, ctype = json.dumps(status).encode(), 200 if ok else 503, "application/json"
@@ -80,7 +93,13 @@ class MetricsServer:
             def log_message(self, *args):  # keep the keeper's log structured
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"config.metrics_port: {host}:{port} is already in use (another keeper?); "
+                                "choose a free port, or 0 to disable metrics") from exc
+            raise UserError(f"config.metrics_port: cannot listen on {host}:{port}: {exc.strerror}") from exc
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

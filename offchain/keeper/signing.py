@@ -10,6 +10,7 @@ worker per core).
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -144,7 +145,8 @@ class Signers:
 
     def _sign_pooled(self, digests: list[bytes]) -> list[list[bytes]]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers)
+            # workers ignore Ctrl-C: the keeper finishes its cycle and closes the pool itself
+            self._pool = ProcessPoolExecutor(self._workers, initializer=_ignore_sigint)
         key_bytes = [k.to_bytes() for k in self._keys]
         step = -(-len(digests) // self._workers)
         chunks = [digests[i:i + step] for i in range(0, len(digests), step)]
@@ -157,6 +159,10 @@ class Signers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _sign_chunk(key_bytes: list[bytes], digests: list[bytes]) -> list[list[bytes]]:
