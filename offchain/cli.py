@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser(chosen).parse_args(argv)
         module = importlib.import_module(f"offchain.commands.{COMMANDS[args.command][0]}")
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except UserError as exc:
         print(f"netmargin {chosen or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2

@@ -1,49 +1,45 @@
-"""`netmargin order ...`: sign a maker order (EIP-712) and write it as JSON for a taker to fill."""
+"""`netmargin order --instrument ID|NAME --side buy|sell --size N --price P --account ALIAS`."""
 
 from __future__ import annotations
 
-import json
-import time
+DESCRIPTION = """\
+Sign a maker order (EIP-712, nothing is sent to the chain) and write it as JSON for a
+taker to fill with `netmargin fill`. Fills happen at exactly --price. Cancel it with
+`netmargin cancel --order FILE`."""
 
 
 def add_arguments(parser) -> None:
     from offchain.commands._support import add_chain_arguments
-    add_chain_arguments(parser)
-    parser.add_argument("--instrument", type=int, required=True, help="instrument id")
-    parser.add_argument("--side", choices=("buy", "sell"), required=True)
+    parser.add_argument("--instrument", required=True,
+                        help="instrument id or name, e.g. 3 or BTC-20240628-70000-C")
+    parser.add_argument("--side", choices=("buy", "sell"), required=True, help="your side")
     parser.add_argument("--size", type=float, required=True, help="contracts, > 0")
-    parser.add_argument("--price", type=float, required=True, help="limit price per contract, >= 0")
-    parser.add_argument("--valid-minutes", type=float, default=60.0)
-    parser.add_argument("--nonce", type=int, default=None, help="salt (default: time in ms)")
-    parser.add_argument("--out", default="-", help="file to write (default stdout)")
+    parser.add_argument("--price", type=float, required=True, help="price per contract, >= 0")
+    parser.add_argument("--valid-minutes", type=float, default=60.0,
+                        help="how long it can be filled (default 60)")
+    parser.add_argument("--nonce", type=int, default=None,
+                        help="salt that tells identical orders apart (default: time in ms)")
+    parser.add_argument("--out", default="-", metavar="FILE", help="file to write (default: stdout)")
+    add_chain_arguments(parser)
 
 
 def run(args) -> int:
-    from offchain.chain.contracts import WAD
-    from offchain.commands._support import deployment, wallet
+    from offchain.commands._support import client, wallet
     from offchain.errors import UserError
-    from offchain.keeper.signing import Order, engine_domain, sign_order
 
-    if not args.size > 0:
-        raise UserError(f"--size: must be > 0, got {args.size}")
-    if not args.price >= 0:
-        raise UserError(f"--price: must be >= 0, got {args.price}")
-    dep = deployment(args)
-    count = dep.registry.functions.instrument_count().call()
-    if not 1 <= args.instrument <= count:
-        raise UserError(f"--instrument: must be an id between 1 and {count}, got {args.instrument}")
-    me = wallet(args)
-    now = dep.w3.eth.get_block("latest")["timestamp"]
-    order = Order(me.address, args.instrument, args.side == "buy", round(args.size * WAD),
-                  round(args.price * WAD), args.nonce if args.nonce is not None else time.time_ns() // 10**6,
-                  int(now + args.valid_minutes * 60))
-    sig = sign_order(order, engine_domain(dep.w3.eth.chain_id, dep.engine.address), me)
-    doc = json.dumps({"engine": dep.engine.address, "order": order.as_dict(),
-                      "signature": "0x" + sig.hex()}, indent=2)
+    c = client(args, sign=False)
+    c.instrument(args.instrument)  # a wrong name or id fails before the passphrase prompt
+    c.account_key = wallet(args.account)
+    signed = c.make_order(args.instrument, args.side, args.size, args.price,
+                          valid_s=args.valid_minutes * 60, nonce=args.nonce)
     if args.out == "-":
-        print(doc)
+        print(signed.to_json())
     else:
-        with open(args.out, "w") as fh:
-            fh.write(doc + "\n")
-        print(f"order written to {args.out}")
+        try:
+            signed.save(args.out)
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {args.out}: {exc.strerror}") from exc
+        ins = c.instrument(args.instrument)
+        print(f"order to {args.side} {args.size:g} {ins.name} at {args.price:,.2f} written to {args.out}",
+              flush=True)
     return 0

@@ -1,47 +1,47 @@
-"""`netmargin positions [--address A | --account ALIAS]`: an account's book read from chain."""
+"""`netmargin positions (--address A | --account ALIAS)`: an account's book read from chain."""
 
 from __future__ import annotations
 
 import json
 
+DESCRIPTION = """\
+An account's positions at the oracle's marks, its cash, equity, initial and maintenance
+margin, how much it may withdraw now, and whether it can be liquidated. Read-only: no
+passphrase is asked (--account only looks up the alias's address)."""
+
 
 def add_arguments(parser) -> None:
-    from offchain.commands._support import add_chain_arguments
+    from offchain.commands._support import add_chain_arguments, add_who_arguments
     add_chain_arguments(parser, wallet=False)
-    who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--address", help="any account address")
-    who.add_argument("--account", help="ape account alias")
+    add_who_arguments(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def resolve_address(args) -> str:
-    from web3 import Web3
-
-    from offchain.commands._support import wallet
-    from offchain.errors import UserError
-    if args.address:
-        if not Web3.is_address(args.address):
-            raise UserError(f"--address: must be a 0x-prefixed 20-byte address, got {args.address!r}")
-        return Web3.to_checksum_address(args.address)
-    return wallet(args).address
-
-
 def run(args) -> int:
-    from offchain.commands._support import account_book, deployment, describe
+    from offchain.commands._support import client, who
 
-    dep = deployment(args)
-    book = account_book(dep, resolve_address(args))
+    c = client(args)
+    s = c.account(who(args, c))
     if args.json:
-        print(json.dumps(book, indent=2))
+        print(json.dumps(s.as_dict(), indent=2))
         return 0
-    print(f"account {book['address']}  (state nonce {book['state_nonce']})")
-    print(f"{'instrument':32s} {'size':>12s} {'mark':>12s} {'value':>14s}")
-    for p in book["positions"]:
-        print(f"{describe(p):32s} {p['size']:12,.4f} {p['mark']:12,.2f} {p['value']:14,.2f}")
-    print(f"cash {book['cash']:,.2f}   equity {book['equity']:,.2f}")
-    print(f"initial margin {book['im']:,.2f}   maintenance margin {book['mm']:,.2f}"
-          f"   (attested {book['attested_mm']:,.2f} + pending {book['pending_mm']:,.2f})")
-    state = "LIQUIDATABLE" if book["liquidatable"] else "healthy"
-    print(f"health: {state} (equity / MM = "
-          f"{book['equity'] / book['mm'] if book['mm'] else float('inf'):.2f})")
+    print(f"account {s.address}")
+    if s.positions:
+        print(f"  {'instrument':26s} {'size':>12s} {'mark':>12s} {'value':>14s}")
+        for p in s.positions:
+            print(f"  {p.instrument.name:26s} {p.size:12,.4f} {p.instrument.mark:12,.2f} {p.value:14,.2f}")
+    else:
+        print("  no positions")
+    print(f"cash                  {s.cash:14,.2f}")
+    print(f"equity                {s.equity:14,.2f}")
+    print(f"initial margin        {s.initial_margin:14,.2f}")
+    print(f"maintenance margin    {s.maintenance_margin:14,.2f}   (attested {s.attested_mm:,.2f} "
+          f"+ pending trades {s.pending_mm:,.2f})")
+    note = f"   ({s.withdraw_blocked})" if s.withdraw_blocked else ""
+    print(f"available to withdraw {s.available_to_withdraw:14,.2f}{note}")
+    if s.positions:
+        ratio = s.equity / s.maintenance_margin if s.maintenance_margin else float("inf")
+        state = ("LIQUIDATABLE: equity is below maintenance margin" if s.liquidatable
+                 else "healthy")
+        print(f"health: {state} (equity / maintenance margin = {ratio:.2f})")
     return 0
