@@ -10,7 +10,7 @@ Options (environment variables in brackets are used when the option is not given
   --token ADDRESS       existing settlement ERC20 (6, 8 or 18 decimals); default: deploy MockERC20
   --signers A,B,...     oracle signer addresses [NETMARGIN_SIGNERS]; default: the deployer
   --threshold M         signatures required [NETMARGIN_THRESHOLD]; default 1
-  --params NAME|PATH    risk parameter set whose hash the oracle accepts; default default-v1
+  --params NAME|PATH    risk parameter set whose hash the oracle accepts; default the bundled default (default-v2)
 Prints the addresses as JSON (the keeper's config reads `engine`).
 """
 
@@ -26,6 +26,7 @@ from eth_utils import is_address, to_checksum_address
 
 from offchain.errors import UserError
 from offchain.risk import load_params
+from offchain.risk.params import DEFAULT_PARAMS
 
 WAD = 10**18
 MAX_INDEX_MOVE_BPS = 2_500
@@ -80,7 +81,7 @@ def deploy_system(deployer, token_address: str | None, signers: list[str], thres
 @click.option("--token", "token_address", default="")
 @click.option("--signers", default=lambda: os.environ.get("NETMARGIN_SIGNERS", ""))
 @click.option("--threshold", default=lambda: os.environ.get("NETMARGIN_THRESHOLD", "1"))
-@click.option("--params", "params_name", default="default-v1")
+@click.option("--params", "params_name", default=DEFAULT_PARAMS)
 def cli(deployer, token_address, signers, threshold, params_name):
     try:
         account = accounts.load(deployer) if deployer else accounts.test_accounts[0]

@@ -387,6 +387,7 @@ class Client:
         """The risk engine's explanation of the account's live (unexpired) book at the
         oracle's index prices: margins by method, binding scenario, shares, risk array."""
         from offchain.risk import Instruments, Market, RiskEngine, UnderlyingMarket, load_params
+        from offchain.risk.explain import explain
 
         state = self.account(address)
         now = self.now()
@@ -412,7 +413,7 @@ class Client:
         market = Market(valuation_time=float(now), underlyings={
             u: UnderlyingMarket(spot=spot[u], vol=vols.get(u, 0.8)) for u in names})
         engine = RiskEngine(load_params(), instruments, market, dtype=np.float64)
-        ex = engine.explain(np.asarray([p.size for p in live]))
+        ex = explain(engine, np.asarray([p.size for p in live]))
         ex["account"] = state.as_dict()
         ex["instrument_names"] = [i.name for i in ins]
         ex["spot"] = spot

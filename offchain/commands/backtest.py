@@ -1,5 +1,6 @@
-"""`netmargin backtest [--params FILE] [--data DIR] [--json]`: how often the 1-day maintenance
-margin of reference books covered the realised next-day loss on the historical closes.
+"""`netmargin backtest [--params FILE] [--data DIR] [--json] [--chart PNG]`: how often the
+maintenance (and initial) margin of the reference books covered the realised loss over 1 and
+2 days on the historical closes, the worst miss and its date, and a calibration chart.
 Data dir: --data, else $NETMARGIN_DATA, else the data/ folder shipped with the project."""
 
 from __future__ import annotations
@@ -13,21 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from offchain.errors import UserError
-from offchain.paths import DATA_DIR
+from offchain.paths import DATA_DIR, REPO_ROOT
 from offchain.risk import load_params
 from offchain.risk.backtest import run_backtest, tail_frequency
 
 DEFAULT_DATA = DATA_DIR
+DEFAULT_CHART = REPO_ROOT / "reports" / "backtest-calibration.png"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None,
-                        help="parameter set: bundled name (default-v1, span16-v1) or JSON path")
+                        help="parameter set: bundled name (default-v2, default-v1, span16-v1) "
+                             "or JSON path")
     parser.add_argument("--data", default=None,
                         help="directory of <ASSET>-USD.csv files (default: $NETMARGIN_DATA or "
                              "the data/ folder shipped with the project)")
     parser.add_argument("--rate", type=float, default=0.05, help="rate for futures (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
+    parser.add_argument("--chart", default=str(DEFAULT_CHART),
+                        help=f"calibration chart PNG to write (default {DEFAULT_CHART.relative_to(REPO_ROOT)}; "
+                             "'' for none)")
 
 
 def read_closes(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -74,20 +80,27 @@ def run(args: argparse.Namespace) -> int:
         if len(dates) < 40:
             raise UserError(f"--data: {name} has {len(dates)} days, need at least 40")
     rows = run_backtest(params, series, rate=args.rate)
+    chart = None
+    if args.chart:
+        from offchain.commands.backtest_chart import calibration_chart
+        chart = calibration_chart(params, series, Path(args.chart), rate=args.rate)
     if args.json:
-        print(json.dumps({"params": params.label, "params_hash": params.hash, "rows": rows},
-                         indent=2))
+        print(json.dumps({"params": params.label, "params_hash": params.hash, "chart": chart,
+                          "rows": rows}, indent=2))
         return 0
-    print(f"1-day MM backtest, params {params.label} ({params.hash[:18]}...), data {data_dir}")
-    print(f"{'book':<48} {'assets':<8} {'days':>5} {'breaches':>8} {'coverage':>9} "
-          f"{'IM brch':>7} {'mean MM':>8} {'worst loss/MM':>13}  worst day")
+    print(f"MM backtest over 1 and 2 days, params {params.label} ({params.hash[:18]}...), "
+          f"data {data_dir}")
+    print(f"{'book':<46} {'assets':<8} {'h':>2} {'days':>5} {'MM cov':>7} {'IM cov':>7} "
+          f"{'mean MM':>8} {'worst loss/MM':>13}  worst day")
     for r in rows:
-        print(f"{r['book']:<48} {r['assets']:<8} {r['days']:>5} {r['breaches']:>8} "
-              f"{r['coverage']:>9.2%} {r['im_breaches']:>7} {r['mean_mm_pct_notional']:>8.1%} "
+        print(f"{r['book']:<46} {r['assets']:<8} {r['horizon_days']:>2} {r['days']:>5} "
+              f"{r['coverage']:>7.2%} {r['im_coverage']:>7.2%} {r['mean_mm_pct_notional']:>8.1%} "
               f"{r['worst_loss_over_mm']:>13.2f}  {r['worst_day']} "
               f"({-r['worst_day_loss_pct']:+.1%} of notional)")
     print("\nshare of days with |1-day move| above:")
     for name, (_, close) in series.items():
         freq = tail_frequency(close, (0.10, 0.16, 0.18, 0.25, 0.33))
         print(f"  {name}: " + ", ".join(f">{t:.0%}: {f:.2%}" for t, f in freq.items()))
+    if chart:
+        print(f"\ncalibration chart: {chart}")
     return 0

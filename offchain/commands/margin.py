@@ -12,12 +12,13 @@ import numpy as np
 
 from offchain.errors import UserError
 from offchain.risk import load_book, load_params, parse_book
+from offchain.risk.explain import explain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("book", help="book JSON file (format in docs/risk.md)")
     parser.add_argument("--params", default=None,
-                        help="parameter set: bundled name (default-v1, span16-v1) or JSON path")
+                        help="parameter set: bundled name (default-v2, default-v1, span16-v1) or JSON path")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--trade", default=None,
                         help="JSON file with a list of positions to add (what-if)")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         book = load_book(text)
         sizes = book.sizes
-    result = book.engine(params).explain(sizes, trade)
+    result = explain(book.engine(params), sizes, trade)
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 0
 

@@ -30,6 +30,7 @@ from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
 from offchain.risk import load_params
+from offchain.risk.explain import explain
 
 log = logging.getLogger("netmargin.demo")
 
@@ -183,7 +184,7 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
             # delta-hedge the option legs with the perp
             delta = float(q[live_idx] @ engine.greeks["delta"])
             q[0] = -round(delta, 2)
-        explained = engine.explain(q[live_idx])
+        explained = explain(engine, q[live_idx])
         standalone = float(np.abs(q) @ np.maximum(rates[0], rates[1]))
         premium = float(np.abs(q) @ np.abs(keeper.posted_marks))
         opening = max(standalone, explained["portfolio_margin"]) * 1.1 + 0.05 * premium + 1_000

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
+from offchain.risk.params import Params
 from offchain.risk.pricing import CALL, FUTURE, PERPETUAL, PUT, black76_greeks, unit_value
 from offchain.risk.scenarios import DAYS_PER_YEAR, ScenarioSet
 
@@ -63,18 +65,42 @@ def risk_arrays(x: InstrumentInputs, scen: ScenarioSet) -> np.ndarray:
     return (shocked - base[:, None]) * _col(x.contract_size)
 
 
-def addon_vectors(x: InstrumentInputs, greeks: dict[str, np.ndarray], addons: dict) -> dict:
-    """Per-contract vectors the add-ons are built from:
+def addon_vectors(x: InstrumentInputs, greeks: dict[str, np.ndarray], params: Params,
+                  names: tuple[str, ...]) -> dict:
+    """Per-contract vectors the add-ons are built from (coefficients per underlying):
     - basis: value change when the instrument's forward moves by
-      basis_rate * sqrt(max(T, basis_min_days)) of itself (roll/basis shock, charged on |sum|);
+      basis_rate * sqrt(max(T, basis_min_days)) of itself (roll/basis shock, charged on |sum|;
+      options too unless the set says `basis_applies_to: linear`);
     - delta_notional: delta * spot, the liquidity shock's input;
-    - short_option: short_option_min_rate * forward, charged per short option contract."""
-    tenor = np.maximum(x.tenor, float(addons["basis_min_days"]) / DAYS_PER_YEAR)
-    shift = float(addons["basis_rate_per_sqrt_year"]) * np.sqrt(tenor)
+    - short_option: short_option_min_rate * forward per option contract (the short-option
+      minimum: per short contract, or per net short contract of a strike and expiry)."""
+    def per_u(key):
+        return np.array([float(params.coeff(n, key)) for n in names])[x.u_idx]
+    tenor = np.maximum(x.tenor, per_u("basis_min_days") / DAYS_PER_YEAR)
+    shift = per_u("basis_rate_per_sqrt_year") * np.sqrt(tenor)
+    if not params.basis_on_options:
+        shift = np.where(x.is_option, 0.0, shift)
     delta_fwd = greeks["delta"] * x.spot / x.fwd                 # dV/dF per contract
     return {
         "basis": delta_fwd * x.fwd * shift,
         "delta_notional": greeks["delta"] * x.spot,
-        "short_option": np.where(x.is_option, float(addons["short_option_min_rate"]) * x.fwd
+        "short_option": np.where(x.is_option, per_u("short_option_min_rate") * x.fwd
                                  * x.contract_size, 0.0),
+        "liquidity_rate": np.array([float(params.coeff(n, "liquidity_rate")) for n in names]),
+        "liquidity_threshold": np.array([float(params.coeff(n, "liquidity_notional_threshold"))
+                                         for n in names]),
     }
+
+
+def strike_groups(x: InstrumentInputs, strike: np.ndarray, expiry: np.ndarray,
+                  n_underlyings: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Options grouped by (underlying, expiry, strike): G (n_instr x n_groups) holding each
+    option's contract size in its group's column, and each group's underlying index. Calls and
+    puts of one strike and expiry net in a group (a conversion has no net short option)."""
+    opt = np.flatnonzero(x.is_option)
+    keys = np.stack([x.u_idx[opt].astype(np.float64), expiry[opt], strike[opt]], axis=1)
+    uniq, group = (np.unique(keys, axis=0, return_inverse=True) if len(opt)
+                   else (np.zeros((0, 3)), np.zeros(0, dtype=np.intp)))
+    g = sp.csr_matrix((x.contract_size[opt], (opt, group.ravel())),
+                      shape=(len(x.kind), len(uniq)))
+    return g, uniq[:, 0].astype(np.intp)

@@ -2,6 +2,8 @@
 
     engine = RiskEngine(params, instruments, market)
     im, mm, binding = engine.margins(positions_csr)      # (n_acc,), (n_acc,), (n_acc, U)
+    engine.what_if(book, trade)                          # one account, exact
+    offchain.risk.explain.explain(engine, book)          # binding scenario, shares, greeks
 
 Account risk arrays are one sparse (accounts x instruments) @ dense (instruments x blocks)
 product: each instrument's row sits in the block of its underlying (S scenario columns, then
@@ -17,7 +19,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from offchain.errors import UserError
-from offchain.risk.arrays import InstrumentInputs, addon_vectors, risk_arrays, unit_greeks
+from offchain.risk.arrays import (
+    InstrumentInputs,
+    addon_vectors,
+    risk_arrays,
+    strike_groups,
+    unit_greeks,
+)
 from offchain.risk.instruments import SECONDS_PER_YEAR, Instruments, Market, resolve_market
 from offchain.risk.margin import liquidity_shock, worst_loss
 from offchain.risk.params import Params
@@ -92,15 +100,31 @@ class RiskEngine:
         self.greeks = unit_greeks(self.inputs)
         self.marks: np.ndarray = self.greeks["mark"]
         self.instrument_arrays: np.ndarray = risk_arrays(self.inputs, self.scenarios)
-        vec = addon_vectors(self.inputs, self.greeks, params.addons)
+        vec = addon_vectors(self.inputs, self.greeks, params, names)
         self.basis_vec, self.delta_notional, self.short_option_vec = (
             vec["basis"], vec["delta_notional"], vec["short_option"])
+        self.liquidity_rate, self.liquidity_threshold = (vec["liquidity_rate"],
+                                                         vec["liquidity_threshold"])
+        # netted short-option floor: options grouped by strike and expiry, each group's
+        # minimum per net short contract, and its underlying as a (groups x U) indicator
+        self.netted = params.short_option_netted
+        if self.netted:
+            g, g_u = strike_groups(self.inputs, np.asarray(self.instruments.strike, float),
+                                   np.asarray(self.instruments.expiry, float), len(names))
+            rate = np.zeros(g.shape[1])
+            rows, cols = g.nonzero()
+            rate[cols] = self.short_option_vec[rows] / self.inputs.contract_size[rows]
+            self._groups = g.tocsc()
+            self._group_to_u = sp.csr_matrix((rate, (np.arange(len(rate)), g_u)),
+                                             shape=(len(rate), len(names)))
         self._block64 = self._block_matrix()
         self._block = self._block64.astype(self.dtype)
         # per-contract magnitudes that bound float32 rounding: scenario P&L, basis, delta notional
         self._rates: Rates | None = None
         self._abs_exposure = np.stack([np.abs(self.instrument_arrays).max(axis=1),
-                                       np.abs(self.basis_vec), np.abs(self.delta_notional)], axis=1)
+                                       np.abs(self.basis_vec),
+                                       np.abs(self.delta_notional)
+                                       * self.liquidity_rate[self.inputs.u_idx]], axis=1)
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -140,6 +164,23 @@ class RiskEngine:
                              zip(bounds[:-1], bounds[1:], strict=True))
             return np.vstack(list(parts))
 
+    def short_option_floor(self, p: sp.csr_matrix) -> np.ndarray | None:
+        """(n_acc, U) netted short-option minimum per risk unit (float64), or None when the
+        set charges it per short contract instead."""
+        if not self.netted:
+            return None
+        net = p.astype(np.float64) @ self._groups
+        net.data = np.maximum(-net.data, 0.0)
+        return np.asarray((net @ self._group_to_u).todense())
+
+    def per_contract_short_option(self, p: sp.csr_matrix) -> np.ndarray:
+        """(n_acc,) the short-option add-on of sets that charge it per short contract."""
+        if self.netted:
+            return np.zeros(p.shape[0])
+        shorts = p.copy()
+        shorts.data = np.maximum(-shorts.data, 0.0)
+        return np.asarray(shorts @ self.short_option_vec).ravel()
+
     def breakdown(self, positions, exact: bool = False) -> Breakdown:
         """All margin components for every account (rows of `positions`, sizes in contracts).
         `exact=True` computes in float64 (no rounding guard)."""
@@ -149,15 +190,17 @@ class RiskEngine:
         out = self._product(p, block).reshape(n_acc, u, s + 2)
         pnl = out[:, :, :s]
         weight = self.scenarios.weight.astype(block.dtype)
-        worst, unit_loss, binding = worst_loss(pnl, weight, self.params.decorrelation)
-        a = self.params.addons
+        floor = self.short_option_floor(p)
+        worst, unit_loss, binding, scenario = worst_loss(pnl, weight, self.params.decorrelation,
+                                                         floor)
+        scenario = scenario.astype(np.float64)
         basis = np.abs(out[:, :, s]).sum(axis=1)
-        liquidity = liquidity_shock(out[:, :, s + 1], float(a["liquidity_notional_threshold"]),
-                                    float(a["liquidity_rate"])).sum(axis=1)
-        shorts = p.copy()
-        shorts.data = np.maximum(-shorts.data, 0.0)
-        short_option = shorts @ self.short_option_vec
-        mm = worst.astype(np.float64) + basis + liquidity + short_option
+        liquidity = liquidity_shock(out[:, :, s + 1], self.liquidity_threshold,
+                                    self.liquidity_rate).sum(axis=1)
+        # the short-option component: per contract, or what the netted floor adds
+        short_option = self.per_contract_short_option(p) if not self.netted else \
+            np.maximum(worst.astype(np.float64) - scenario, 0.0)
+        mm = scenario + basis + liquidity + short_option
         guard = np.zeros(n_acc)
         if block.dtype == np.float32:
             # A float32 dot product of k terms errs by at most k*u*sum|q*a| (u = eps/2), plus
@@ -165,10 +208,9 @@ class RiskEngine:
             # float32 margin is never below the exact one.
             k = np.diff(p.indptr).max(initial=0) + 2
             expo = abs(p).astype(np.float64) @ self._abs_exposure
-            guard = k * (_F32_EPS / 2) * (expo[:, 0] + expo[:, 1]
-                                          + float(a["liquidity_rate"]) * expo[:, 2])
+            guard = k * (_F32_EPS / 2) * expo.sum(axis=1)
             mm = mm + guard
-        return Breakdown(mm / self.params.mm_factor, mm, binding, worst.astype(np.float64),
+        return Breakdown(mm / self.params.mm_factor, mm, binding, scenario,
                          unit_loss, basis, short_option, liquidity, guard, pnl)
 
     def margins(self, positions) -> MarginResult:
@@ -187,7 +229,7 @@ class RiskEngine:
         eye = sp.identity(n, format="csr")
         b = self.breakdown(sp.vstack([eye, -eye], format="csr"), exact=True)
         subadditive = b.worst_loss + b.basis + b.short_option
-        lip = float(self.params.addons["liquidity_rate"]) * np.abs(self.delta_notional)
+        lip = self.liquidity_rate[self.inputs.u_idx] * np.abs(self.delta_notional)
         mm_long, mm_short = subadditive[:n] + lip, subadditive[n:] + lip
         f = self.params.mm_factor
         self._rates = Rates(mm_long / f, mm_short / f, mm_long, mm_short)
@@ -205,13 +247,44 @@ class RiskEngine:
                             f"got {q.shape[0]}")
         return q
 
-    def what_if(self, book, trade) -> dict:
-        """Margin before and after adding `trade` (both dense size vectors), in one call."""
-        from offchain.risk.explain import what_if
-        return what_if(self, self.book_vector(book), self.book_vector(trade))
+    def single(self, q: np.ndarray) -> dict:
+        """Exact (float64) margin of one dense book without going through the batch path:
+        touches only the instruments the book holds (the what-if fast path)."""
+        nz = np.flatnonzero(q)
+        u, s = len(self.underlyings), self.n_scenarios
+        out = (q[nz] @ self._block64[nz]).reshape(1, u, s + 2)
+        p = sp.csr_matrix((q[nz], (np.zeros(len(nz), dtype=np.intp), nz)),
+                          shape=(1, len(self.instruments)))
+        floor = self.short_option_floor(p)
+        worst, unit_loss, binding, scenario = worst_loss(out[:, :, :s], self.scenarios.weight,
+                                                         self.params.decorrelation, floor)
+        basis = float(np.abs(out[0, :, s]).sum())
+        liquidity = float(liquidity_shock(out[0, :, s + 1], self.liquidity_threshold,
+                                          self.liquidity_rate).sum())
+        short_option = float(max(worst[0] - scenario[0], 0.0)) if self.netted else \
+            float(self.per_contract_short_option(p)[0])
+        mm = float(scenario[0]) + basis + liquidity + short_option
+        return {
+            "initial_margin": mm / self.params.mm_factor, "maintenance_margin": mm,
+            "worst_loss": float(scenario[0]), "basis_shock": basis,
+            "short_option_minimum": short_option, "liquidity_shock": liquidity,
+            "unit_loss": unit_loss[0], "binding": binding[0], "pnl": out[0, :, :s],
+        }
 
-    def explain(self, book, trade=None) -> dict:
-        """Binding scenario, position shares, greeks, isolated/cross margin (+ what-if)."""
-        from offchain.risk.explain import explain
-        q = self.book_vector(book)
-        return explain(self, q, None if trade is None else self.book_vector(trade))
+    def what_if(self, book, trade) -> dict:
+        """Margin before and after adding `trade` (both dense size vectors), and the bound the
+        contracts apply until the next attestation, in one call."""
+        q, t = self.book_vector(book), self.book_vector(trade)
+        before, after = self.single(q), self.single(q + t)
+        rates = self.cached_margin_rates()
+        bound = before["maintenance_margin"] + float(
+            np.where(t > 0, rates.mm_long, rates.mm_short) @ np.abs(t))
+        return {
+            "initial_margin_before": before["initial_margin"],
+            "maintenance_margin_before": before["maintenance_margin"],
+            "initial_margin_after": after["initial_margin"],
+            "maintenance_margin_after": after["maintenance_margin"],
+            "initial_margin_change": after["initial_margin"] - before["initial_margin"],
+            "maintenance_margin_bound": bound,   # what the contracts assume until re-attested
+            "binding_after": [int(b) for b in after["binding"]],
+        }

@@ -3,38 +3,17 @@ loss, greeks, isolated and cross margin for the same book, and what-if after a t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from offchain.risk.engine import RiskEngine
 from offchain.risk.instruments import iso
-from offchain.risk.margin import liquidity_shock, worst_loss
 from offchain.risk.pricing import KIND_NAMES
+from offchain.risk.scenarios import DAYS_PER_YEAR
 
-if TYPE_CHECKING:
-    from offchain.risk.engine import RiskEngine
-
-
-def single_margin(engine: RiskEngine, q: np.ndarray) -> dict:
-    """Exact (float64) margin of one dense book without going through scipy: touches only the
-    instruments the book holds (the what-if fast path)."""
-    nz = np.flatnonzero(q)
-    u, s = len(engine.underlyings), engine.n_scenarios
-    out = (q[nz] @ engine._block64[nz]).reshape(1, u, s + 2)
-    worst, unit_loss, binding = worst_loss(out[:, :, :s], engine.scenarios.weight,
-                                           engine.params.decorrelation)
-    a = engine.params.addons
-    basis = float(np.abs(out[0, :, s]).sum())
-    liquidity = float(liquidity_shock(out[0, :, s + 1], float(a["liquidity_notional_threshold"]),
-                                      float(a["liquidity_rate"])).sum())
-    short_option = float(np.maximum(-q[nz], 0.0) @ engine.short_option_vec[nz])
-    mm = float(worst[0]) + basis + liquidity + short_option
-    return {
-        "initial_margin": mm / engine.params.mm_factor, "maintenance_margin": mm,
-        "worst_loss": float(worst[0]), "basis_shock": basis, "short_option_minimum": short_option,
-        "liquidity_shock": liquidity, "unit_loss": unit_loss[0], "binding": binding[0],
-        "pnl": out[0, :, :s],
-    }
+# Greeks as traders quote them: theta per calendar day, vega per vol point (0.01)
+GREEK_UNITS = {"delta": "underlying units", "gamma": "per underlying unit",
+               "vega": "USD per vol point", "theta": "USD per day"}
+_GREEK_SCALE = {"delta": 1.0, "gamma": 1.0, "vega": 0.01, "theta": 1.0 / DAYS_PER_YEAR}
 
 
 def isolated_and_cross(engine: RiskEngine, q: np.ndarray) -> tuple[float, float]:
@@ -42,14 +21,14 @@ def isolated_and_cross(engine: RiskEngine, q: np.ndarray) -> tuple[float, float]
     one underlying offset each other while options stand alone (cross: pooled collateral,
     netted linear delta)."""
     nz = np.flatnonzero(q)
-    isolated = sum(single_margin(engine, _only(q, [i]))["initial_margin"] for i in nz)
+    isolated = sum(engine.single(_only(q, [i]))["initial_margin"] for i in nz)
     linear = ~engine.instruments.is_option
     cross = 0.0
     for u in range(len(engine.underlyings)):
         legs = nz[linear[nz] & (engine.inputs.u_idx[nz] == u)]
         if len(legs):
-            cross += single_margin(engine, _only(q, legs))["initial_margin"]
-    cross += sum(single_margin(engine, _only(q, [i]))["initial_margin"]
+            cross += engine.single(_only(q, legs))["initial_margin"]
+    cross += sum(engine.single(_only(q, [i]))["initial_margin"]
                  for i in nz if not linear[i])
     return isolated, cross
 
@@ -60,24 +39,11 @@ def _only(q: np.ndarray, idx) -> np.ndarray:
     return out
 
 
-def what_if(engine: RiskEngine, q: np.ndarray, trade: np.ndarray) -> dict:
-    before, after = single_margin(engine, q), single_margin(engine, q + trade)
-    rates = engine.cached_margin_rates()
-    bound = before["maintenance_margin"] + float(
-        np.where(trade > 0, rates.mm_long, rates.mm_short) @ np.abs(trade))
-    return {
-        "initial_margin_before": before["initial_margin"],
-        "maintenance_margin_before": before["maintenance_margin"],
-        "initial_margin_after": after["initial_margin"],
-        "maintenance_margin_after": after["maintenance_margin"],
-        "initial_margin_change": after["initial_margin"] - before["initial_margin"],
-        "maintenance_margin_bound": bound,   # what the contracts assume until re-attested
-        "binding_after": [int(b) for b in after["binding"]],
-    }
-
-
-def explain(engine: RiskEngine, q: np.ndarray, trade: np.ndarray | None = None) -> dict:
-    m = single_margin(engine, q)
+def explain(engine: RiskEngine, book, trade=None) -> dict:
+    """Binding scenario, position shares, greeks, isolated/cross margin (+ what-if)."""
+    q = engine.book_vector(book)
+    trade = None if trade is None else engine.book_vector(trade)
+    m = engine.single(q)
     scen, names = engine.scenarios, engine.underlyings
     weight = scen.weight
     u_idx = engine.inputs.u_idx
@@ -89,8 +55,9 @@ def explain(engine: RiskEngine, q: np.ndarray, trade: np.ndarray | None = None) 
             "worst_loss": float(m["unit_loss"][u]),
             "binding_scenario": scen.describe(u, b),
             "risk_array": [float(v) for v in m["pnl"][u]],
-            "greeks": {g: float(q[u_idx == u] @ engine.greeks[g][u_idx == u])
+            "greeks": {g: float(q[u_idx == u] @ engine.greeks[g][u_idx == u]) * _GREEK_SCALE[g]
                        for g in ("delta", "gamma", "vega", "theta")},
+            "grid": grid(m["pnl"][u], scen, u),
         }
     positions = []
     for i in np.flatnonzero(q):
@@ -132,9 +99,29 @@ def explain(engine: RiskEngine, q: np.ndarray, trade: np.ndarray | None = None) 
             "price_move": {n: float(scen.move[u, s]) for u, n in enumerate(names)},
             "weight": {n: float(weight[u, s]) for u, n in enumerate(names)},
         } for s in range(scen.n)],
+        "greek_units": GREEK_UNITS,
         "underlyings": per_u,
         "positions": positions,
     }
     if trade is not None:
-        out["what_if"] = what_if(engine, q, trade)
+        out["what_if"] = engine.what_if(q, trade)
     return out
+
+
+def grid(pnl: np.ndarray, scen, u: int) -> dict:
+    """The range part of one underlying's risk array as a price x vol table of book P&L
+    (rows: price moves ascending; columns: vol up, flat, down), plus the tail moves."""
+    core = [s for s in range(scen.n) if scen.kinds[s] in ("range", "scan")]
+    moves = sorted({float(scen.move[u, s]) for s in core})
+    cols = {1: "vol up", 0: "vol flat", -1: "vol down"}
+    rows = []
+    for mv in moves:
+        row = {"price_move": mv}
+        for d, name in cols.items():
+            hit = [s for s in core if float(scen.move[u, s]) == mv and scen.vol_dir[s] == d]
+            row[name] = float(pnl[hit[0]]) if hit else None
+        rows.append(row)
+    tails = [{"price_move": float(scen.move[u, s]), "pnl": float(pnl[s]),
+              "weight": float(scen.weight[u, s])}
+             for s in range(scen.n) if scen.kinds[s] not in ("range", "scan")]
+    return {"columns": list(cols.values()), "rows": rows, "tails": tails}

@@ -7,25 +7,37 @@ from __future__ import annotations
 import numpy as np
 
 
-def worst_loss(pnl: np.ndarray, weight: np.ndarray, decorrelation: float = 1.0):
-    """pnl (n_acc, U, S) account P&L per underlying and scenario, weight (U, S).
+def worst_loss(pnl: np.ndarray, weight: np.ndarray, decorrelation: float = 1.0,
+               floor: np.ndarray | None = None):
+    """pnl (n_acc, U, S) account P&L per underlying and scenario, weight (U, S), floor
+    (n_acc, U) or None: a minimum per risk unit (the netted short-option minimum).
 
-    Returns (worst (n_acc,), per_underlying (n_acc, U), binding (n_acc, U)). The loss of a risk
-    unit is max(0, max_s weight * -pnl). With decorrelation d < 1 the total is
-    d * sum_u unit_loss + (1 - d) * max_s sum_u weighted loss, a convex combination of two
-    subadditive, positively homogeneous functions, so it is both too."""
+    Returns (worst (n_acc,), per_underlying (n_acc, U), binding (n_acc, U), scenario_only
+    (n_acc,): `worst` without the floor). The loss of a risk unit is
+    max(0, max_s weight * -pnl, floor). With decorrelation d < 1 the total is
+    d * sum_u unit_loss + (1 - d) * max(max_s sum_u weighted loss, sum_u floor): a convex
+    combination of maxima of subadditive, positively homogeneous functions (the floor is one
+    too), so it is both."""
     loss = pnl * (-weight)
     binding = loss.argmax(axis=2)
-    per_u = np.maximum(np.take_along_axis(loss, binding[..., None], axis=2)[..., 0], 0.0)
-    total = per_u.sum(axis=1)
-    if decorrelation < 1.0:
-        joint = np.maximum(loss.sum(axis=1).max(axis=1), 0.0)
-        total = decorrelation * total + (1.0 - decorrelation) * joint
-    return total, per_u, binding
+    raw_u = np.maximum(np.take_along_axis(loss, binding[..., None], axis=2)[..., 0], 0.0)
+    joint = np.maximum(loss.sum(axis=1).max(axis=1), 0.0) if decorrelation < 1.0 else None
+
+    def combine(per_u, joint_u):
+        total = per_u.sum(axis=1)
+        return total if joint_u is None else \
+            decorrelation * total + (1.0 - decorrelation) * joint_u
+
+    scenario_only = combine(raw_u, joint)
+    if floor is None:
+        return scenario_only, raw_u, binding, scenario_only
+    per_u = np.maximum(raw_u, floor)
+    total = combine(per_u, None if joint is None else np.maximum(joint, floor.sum(axis=1)))
+    return total, per_u, binding, scenario_only
 
 
-def liquidity_shock(delta_notional: np.ndarray, threshold: float, rate: float) -> np.ndarray:
-    """rate * (|net delta notional| - threshold)+ per underlying (n_acc, U). Not subadditive
-    nor homogeneous (the threshold), but rate-Lipschitz in the delta notional, which is what
-    bounds it between attestations."""
+def liquidity_shock(delta_notional: np.ndarray, threshold, rate) -> np.ndarray:
+    """rate * (|net delta notional| - threshold)+ per underlying (n_acc, U); threshold and rate
+    are scalars or per underlying (U,). Not subadditive nor homogeneous (the threshold), but
+    rate-Lipschitz in the delta notional, which is what bounds it between attestations."""
     return rate * np.maximum(np.abs(delta_notional) - threshold, 0.0)

@@ -14,8 +14,14 @@ from typing import Any
 from offchain.errors import UserError
 
 PARAMS_DIR = Path(__file__).parent / "params"
-DEFAULT_PARAMS = "default-v1"
+DEFAULT_PARAMS = "default-v2"
 MODES = ("matrix", "span16")
+SHORT_OPTION_MODES = ("addon", "netted_floor")
+BASIS_TARGETS = ("all", "linear")
+# add-on coefficients (set-wide in `addons`, or per underlying) and their upper bounds
+ADDON_BOUNDS = {"basis_rate_per_sqrt_year": 10.0, "basis_min_days": 3650.0,
+                "short_option_min_rate": 10.0, "liquidity_rate": 10.0,
+                "liquidity_notional_threshold": 1e18}
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -52,6 +58,29 @@ class Params:
     def label(self) -> str:
         return f"{self.raw['name']}-v{self.raw['version']}"
 
+    def coeff(self, name: str, key: str, section: str = "addons"):
+        """Per-underlying coefficient `key`: the underlying's own entry (or `default`) when it
+        sets it, else the set-wide value in `section` (older files keep add-ons set-wide)."""
+        own = self.underlying(name)
+        if key in own:
+            return own[key]
+        node = self.raw.get(section, {})
+        if key not in node:
+            raise UserError(f"params.underlyings.{name}.{key}: missing, and no set-wide "
+                            f"{section}.{key} in {self.label}")
+        return node[key]
+
+    @property
+    def short_option_netted(self) -> bool:
+        """True: the short-option minimum is a floor under each risk unit's scenario loss,
+        netted per strike and expiry (calls against puts); False: an add-on per short contract."""
+        return self.addons.get("short_option_mode", "addon") == "netted_floor"
+
+    @property
+    def basis_on_options(self) -> bool:
+        """Whether the roll/basis shock also moves options' forwards (False: futures/perps only)."""
+        return self.addons.get("basis_applies_to", "all") == "all"
+
     def underlying(self, name: str) -> dict:
         """Coefficients for `name`, falling back to the `default` entry when present."""
         table = self.raw["underlyings"]
@@ -83,12 +112,24 @@ def validate_params(raw: Any) -> dict:
             raise UserError(f"params.{key}: missing")
     _require_number(raw, "mm_factor", 1e-6, 1.0)
     _require_number(raw, "decorrelation", 0.0, 1.0)
-    for key in ("basis_rate_per_sqrt_year", "short_option_min_rate", "liquidity_rate"):
-        _require_number(raw, f"addons.{key}", 0.0, 10.0)
-    _require_number(raw, "addons.basis_min_days", 0.0, 3650.0)
-    _require_number(raw, "addons.liquidity_notional_threshold", 0.0, 1e18)
-    if not isinstance(raw["underlyings"], dict) or not raw["underlyings"]:
-        raise UserError("params.underlyings: must be a non-empty object")
+    if not isinstance(raw["underlyings"], dict) or not raw["underlyings"] \
+            or not all(isinstance(v, dict) for v in raw["underlyings"].values()):
+        raise UserError("params.underlyings: must be a non-empty object of objects")
+    if not isinstance(raw["addons"], dict):
+        raise UserError(f"params.addons: must be an object, got {raw['addons']!r}")
+    if raw["addons"].get("short_option_mode", "addon") not in SHORT_OPTION_MODES:
+        raise UserError(f"params.addons.short_option_mode: must be one of "
+                        f"{list(SHORT_OPTION_MODES)}, got {raw['addons']['short_option_mode']!r}")
+    if raw["addons"].get("basis_applies_to", "all") not in BASIS_TARGETS:
+        raise UserError(f"params.addons.basis_applies_to: must be one of {list(BASIS_TARGETS)}, "
+                        f"got {raw['addons']['basis_applies_to']!r}")
+    for key, hi in ADDON_BOUNDS.items():
+        # set-wide, or on every underlying
+        if key in raw["addons"]:
+            _require_number(raw, f"addons.{key}", 0.0, hi)
+        else:
+            for name in raw["underlyings"]:
+                _require_number(raw, f"underlyings.{name}.{key}", 0.0, hi)
     if raw["mode"] == "matrix":
         _require_number(raw, "matrix.price_steps", 2, 1001)
         if int(raw["matrix"]["price_steps"]) % 2 == 0:
@@ -98,13 +139,25 @@ def validate_params(raw: Any) -> dict:
             _require_number(raw, f"matrix.vol_scaling.{key}", 1e-6, 3650.0)
         for key in ("power_short", "power_long"):
             _require_number(raw, f"matrix.vol_scaling.{key}", 0.0, 5.0)
-        _require_number(raw, "matrix.vol_up_floor", 0.0, 10.0)
         _require_number(raw, "matrix.vol_down_min_factor", 1e-6, 1.0)
-        moves = raw["matrix"].get("tail_moves")
-        if not isinstance(moves, list) or not all(isinstance(m, int | float) and m > -1 and m != 0
-                                                  for m in moves):
-            raise UserError(f"params.matrix.tail_moves: must be a list of non-zero moves > -1, "
-                            f"got {moves!r}")
+        n_tail = None
+        for name in raw["underlyings"]:
+            where = "underlyings." + name if "tail_moves" in raw["underlyings"][name] else "matrix"
+            moves = raw["underlyings"][name].get("tail_moves", raw["matrix"].get("tail_moves"))
+            if not isinstance(moves, list) or not all(
+                    isinstance(m, int | float) and not isinstance(m, bool) and m > -1 and m != 0
+                    for m in moves):
+                raise UserError(f"params.{where}.tail_moves: must be a list of non-zero moves "
+                                f"> -1, got {moves!r}")
+            if n_tail is not None and len(moves) != n_tail:
+                raise UserError(f"params.{where}.tail_moves: every underlying needs the same "
+                                f"number of tail moves ({n_tail}), got {len(moves)}")
+            n_tail = len(moves)
+            for key, lo, hi in (("vol_up_floor", 0.0, 10.0), ("tail_weight", 0.0, 1.0)):
+                if key in raw["underlyings"][name]:
+                    _require_number(raw, f"underlyings.{name}.{key}", lo, hi)
+                elif key in raw["matrix"] or key == "vol_up_floor":
+                    _require_number(raw, f"matrix.{key}", lo, hi)
         if raw["matrix"].get("tail_vol") not in ("up", "flat", "down"):
             raise UserError(f"params.matrix.tail_vol: must be up, flat or down, "
                             f"got {raw['matrix'].get('tail_vol')!r}")
@@ -128,7 +181,9 @@ def params_from_dict(raw: Any) -> Params:
 
 
 def load_params(name_or_path: str | Path | None = None) -> Params:
-    """Load a bundled parameter set by name (`default-v1`, `span16-v1`) or a JSON file path."""
+    """Load a bundled parameter set by name (`default-v2`, `default-v1`, `span16-v1`) or a JSON
+    file path. Keys starting with `_` are documentation (they are part of the hash, like the
+    rest of the file)."""
     name_or_path = name_or_path or DEFAULT_PARAMS
     path = Path(name_or_path)
     if not path.exists():

@@ -33,7 +33,7 @@ class ScenarioSet:
     min_days: float = 1.0
     power_short: float = 0.30
     power_long: float = 0.13
-    vol_up_floor: float = 0.0
+    vol_up_floor: np.ndarray | float = 0.0      # per underlying (matrix mode)
     vol_down_min_factor: float = 0.05
     min_vol: float = 0.0
     kinds: tuple[str, ...] = ()
@@ -54,7 +54,9 @@ class ScenarioSet:
         d = self.vol_dir[None, :]
         if self.mode == "matrix":
             scale = self.tenor_scale(tenor_years)[:, None]
-            up = np.maximum(vol * (1.0 + self.vol_up[u_idx][:, None] * scale), self.vol_up_floor)
+            floor = np.broadcast_to(np.asarray(self.vol_up_floor, dtype=np.float64),
+                                    (len(self.underlyings),))[u_idx][:, None]
+            up = np.maximum(vol * (1.0 + self.vol_up[u_idx][:, None] * scale), floor)
             down = vol * np.maximum(1.0 - self.vol_down[u_idx][:, None] * scale,
                                     self.vol_down_min_factor)
         else:
@@ -82,13 +84,19 @@ def _matrix(params: Params, names: tuple[str, ...]) -> ScenarioSet:
     # core grid: each price step with vol up, flat, down
     core_frac = np.repeat(steps, 3)
     core_dir = np.tile([1, 0, -1], len(steps))
-    tail = np.asarray(m["tail_moves"], dtype=np.float64)
-    tail_dir = np.full(len(tail), VOL_DIRS[m["tail_vol"]])
-    move = np.concatenate([rng[:, None] * core_frac[None, :],
-                           np.broadcast_to(tail, (len(names), len(tail)))], axis=1)
-    # tail moves count R/|move| of their loss (never more than 1)
+    # tail moves per underlying (same count everywhere); each counts tail_weight * R/|move| of
+    # its loss (never more than 1): with tail_weight 1 a linear book never binds on a tail, a
+    # short-gamma book does when its tail loss grows faster than the move
+    tail = np.array([params.coeff(n, "tail_moves", "matrix") for n in names],
+                    dtype=np.float64).reshape(len(names), -1)
+    tail_weight = np.array([float(params.coeff(n, "tail_weight", "matrix"))
+                            if "tail_weight" in m or "tail_weight" in params.underlying(n)
+                            else 1.0 for n in names])
+    tail_dir = np.full(tail.shape[1], VOL_DIRS[m["tail_vol"]])
+    move = np.concatenate([rng[:, None] * core_frac[None, :], tail], axis=1)
     weight = np.concatenate([np.ones((len(names), len(core_frac))),
-                             np.minimum(rng[:, None] / np.abs(tail)[None, :], 1.0)], axis=1)
+                             np.minimum(tail_weight[:, None] * rng[:, None] / np.abs(tail), 1.0)],
+                            axis=1)
     vs = m["vol_scaling"]
     return ScenarioSet(
         mode="matrix", underlyings=names, move=move,
@@ -97,8 +105,9 @@ def _matrix(params: Params, names: tuple[str, ...]) -> ScenarioSet:
         vol_down=np.array([c["vol_down"] for c in coeffs], dtype=np.float64),
         reference_days=float(vs["reference_days"]), min_days=float(vs["min_days"]),
         power_short=float(vs["power_short"]), power_long=float(vs["power_long"]),
-        vol_up_floor=float(m["vol_up_floor"]), vol_down_min_factor=float(m["vol_down_min_factor"]),
-        kinds=("range",) * len(core_frac) + ("tail",) * len(tail),
+        vol_up_floor=np.array([float(params.coeff(n, "vol_up_floor", "matrix")) for n in names]),
+        vol_down_min_factor=float(m["vol_down_min_factor"]),
+        kinds=("range",) * len(core_frac) + ("tail",) * tail.shape[1],
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from offchain.risk import Instruments, Market, RiskEngine, UnderlyingMarket, load_params
 from offchain.risk.instruments import iso, parse_time
 from offchain.risk.pricing import KIND_NAMES
+from offchain.risk.explain import explain
 
 OUT = Path(__file__).with_name("risk_cases.json")
 WAD = Decimal(10) ** 18
@@ -77,7 +78,7 @@ def build() -> dict:
         q = np.zeros(len(INSTRUMENTS))
         for leg, size in legs.items():
             q[index[leg]] = size
-        m = engine.explain(q)
+        m = explain(engine, q)
         sum_im = float(np.where(q > 0, rates.im_long, rates.im_short) @ np.abs(q))
         sum_mm = float(np.where(q > 0, rates.mm_long, rates.mm_short) @ np.abs(q))
         books_out[name] = {

@@ -29,7 +29,7 @@ def chain_specs(expiry_days=(7, 30, 90), strikes_per_side=3) -> tuple[list[dict]
 
 @pytest.fixture(scope="session")
 def default_params():
-    return load_params("default-v1")
+    return load_params("default-v2")
 
 
 @pytest.fixture(scope="session")

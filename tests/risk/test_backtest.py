@@ -33,10 +33,12 @@ def test_realised_vol__window__matches_numpy_std():
 def test_backtest_book__long_perp_through_30pct_crash__exactly_one_breach():
     dates, close = _path()
     legs = REFERENCE_BOOKS["naked long perp"][1]
-    row = backtest_book(load_params(), ("BTC",), dates, close[:, None], legs)
+    params = load_params()
+    row = backtest_book(params, ("BTC",), dates, close[:, None], legs)
     assert row["breaches"] == 1 and row["worst_day"] == str(dates[80])
-    assert row["worst_loss_over_mm"] == pytest.approx(0.30 / (0.16 + 0.05 * np.sqrt(1 / 365)),
-                                                      rel=1e-9)
+    c = params.underlying("BTC")
+    roll = c["basis_rate_per_sqrt_year"] * np.sqrt(c["basis_min_days"] / 365)
+    assert row["worst_loss_over_mm"] == pytest.approx(0.30 / (c["price_range"] + roll), rel=1e-9)
 
 
 def test_backtest_book__short_perp_through_crash__never_breached():
@@ -57,8 +59,12 @@ def test_backtest_cli__env_data_dir__prints_json_rows(tmp_path, monkeypatch, cap
     _write_csv(tmp_path / "BTC-USD.csv", dates, close)
     _write_csv(tmp_path / "ETH-USD.csv", dates, close * 0.05)
     monkeypatch.setenv("NETMARGIN_DATA", str(tmp_path))
-    assert main(["backtest", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
+    chart = tmp_path / "out" / "calibration.png"
+    assert main(["backtest", "--json", "--chart", str(chart)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = out["rows"]
+    assert out["chart"] == str(chart) and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {r["horizon_days"] for r in rows} == {1, 2}
     assert {r["book"] for r in rows} == set(REFERENCE_BOOKS)
     spread = next(r for r in rows if r["assets"] == "BTC/ETH")
     assert spread["breaches"] == 0   # identical paths: the spread never moves
@@ -71,6 +77,6 @@ def test_backtest_cli__empty_data_dir__exits_2_naming_option(tmp_path, capsys):
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="data/ not present")
 def test_backtest_cli__shared_data__covers_most_days_and_flags_march_2020(capsys):
-    assert main(["backtest", "--data", str(SHARED_DATA)]) == 0
+    assert main(["backtest", "--data", str(SHARED_DATA), "--chart", ""]) == 0
     out = capsys.readouterr().out
     assert "naked long perp" in out and "2020-03-12" in out and "BTC/ETH" in out

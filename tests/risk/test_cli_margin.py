@@ -7,6 +7,7 @@ import json
 import pytest
 
 from offchain.cli import main
+from offchain.risk import build_scenarios, load_params
 
 ISSUE_BOOK = {
     "valuation_time": "2024-06-17T00:00:00Z",
@@ -35,7 +36,8 @@ def test_margin__issue_book_json__reports_required_fields(write_book, capsys):
     for key in ("initial_margin", "maintenance_margin", "risk_array", "scenarios",
                 "binding_scenario", "isolated_margin", "cross_margin", "params_hash"):
         assert key in out
-    assert len(out["risk_array"]) == len(out["scenarios"]) == 35
+    n_scenarios = build_scenarios(load_params(), ["BTC"]).n
+    assert len(out["risk_array"]) == len(out["scenarios"]) == n_scenarios
     assert out["initial_margin"] > out["maintenance_margin"] > 0
     assert out["params_hash"].startswith("0x") and len(out["params_hash"]) == 66
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offchain.risk import RiskEngine, params_from_dict
+from offchain.risk.explain import explain
 
 N_INSTR = 2 * (1 + 3 * (1 + 14))  # conftest chain: 92 instruments
 
@@ -50,10 +51,14 @@ def test_worst_loss__with_decorrelation_offset__stays_subadditive_and_below_per_
         default_params, chain, a, b, d):
     raw = dict(default_params.raw, decorrelation=d)
     eng = RiskEngine(params_from_dict(raw), *chain, dtype=np.float64)
-    base = RiskEngine(default_params, *chain, dtype=np.float64)
+    base = RiskEngine(params_from_dict(dict(default_params.raw, decorrelation=1.0)), *chain,
+                      dtype=np.float64)
     w = eng.breakdown(np.vstack([a, b, a + b]), exact=True).worst_loss
     assert w[2] <= w[0] + w[1] + 1e-9 * (1 + w[0] + w[1])
     assert w[2] <= base.breakdown(a + b, exact=True).worst_loss[0] + 1e-6
+    # with the netted short-option floor too (the whole sublinear part)
+    m = sublinear_part(eng, np.vstack([a, b, a + b]))
+    assert m[2] <= m[0] + m[1] + 1e-9 * (1 + m[0] + m[1])
 
 
 @settings(max_examples=100, deadline=None)
@@ -99,7 +104,7 @@ def test_margins__csr_rows__match_single_book_explain(engine):
                   data_rvs=lambda k: rng.normal(0, 5, k))
     res = engine.margins(p)
     for r in range(20):
-        e = engine.explain(p[r].toarray().ravel())
+        e = explain(engine, p[r].toarray().ravel())
         assert np.isclose(e["maintenance_margin"], res.mm[r], rtol=1e-12)
         assert np.isclose(e["initial_margin"], res.im[r], rtol=1e-12)
 
@@ -108,9 +113,9 @@ def test_explain__covered_call__less_than_sum_of_legs(engine, find):
     q = np.zeros(N_INSTR)
     q[find("BTC", "perpetual")] = 1
     q[find("BTC", "call", strike=round(65666.19 * 1.1, -1), days=30)] = -1
-    legs = sum(engine.explain(np.where(np.arange(N_INSTR) == i, q, 0))["maintenance_margin"]
+    legs = sum(explain(engine, np.where(np.arange(N_INSTR) == i, q, 0))["maintenance_margin"]
                for i in np.flatnonzero(q))
-    e = engine.explain(q)
+    e = explain(engine, q)
     assert e["maintenance_margin"] < 0.85 * legs
     assert e["portfolio_margin"] < e["cross_margin"] <= e["isolated_margin"] + 1e-9
 
@@ -119,7 +124,7 @@ def test_explain__calendar_spread__far_below_sum_of_legs(engine, find):
     q = np.zeros(N_INSTR)
     q[find("ETH", "future", days=30)] = 10
     q[find("ETH", "future", days=90)] = -10
-    e = engine.explain(q)
+    e = explain(engine, q)
     assert e["maintenance_margin"] < 0.1 * e["isolated_margin"] * engine.params.mm_factor
     # basis shock is what remains: the spread is charged, not zero
     assert e["components"]["basis_shock"] > 0
@@ -131,7 +136,7 @@ def test_explain__delta_hedged_straddle__less_than_sum_of_legs(engine, find):
     q[call], q[put] = -2, -1
     delta = q @ engine.greeks["delta"]
     q[find("BTC", "perpetual")] = -delta
-    e = engine.explain(q)
+    e = explain(engine, q)
     assert abs(sum(u["greeks"]["delta"] for u in e["underlyings"].values())) < 1e-9
     assert e["maintenance_margin"] < 0.8 * e["isolated_margin"] * engine.params.mm_factor
     shares = sum(p["share_of_binding_loss"] for p in e["positions"])
