@@ -80,8 +80,8 @@ def render(r: dict) -> str:
         g = u["greeks"]
         lines.append(f"{name}: binding {u['binding_scenario']['label']} (#"
                      f"{u['binding_scenario']['index']}), loss {u['worst_loss']:,.2f}; delta "
-                     f"{g['delta']:.4g}, gamma {g['gamma']:.3g}, vega {g['vega']:,.2f}, theta "
-                     f"{g['theta']:,.2f}/yr")
+                     f"{g['delta']:.4g}, gamma {g['gamma']:.3g}, vega {g['vega']:,.2f} per vol point, "
+                     f"theta {g['theta']:,.2f} per day")
     iso_, cross, pm = r["isolated_margin"], r["cross_margin"], r["portfolio_margin"]
     lines += ["", "initial margin by method:",
               f"  isolated   {iso_:>14,.2f}",

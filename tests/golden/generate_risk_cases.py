@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from offchain.risk import Instruments, Market, RiskEngine, UnderlyingMarket, load_params
+from offchain.risk.explain import explain
 from offchain.risk.instruments import iso, parse_time
 from offchain.risk.pricing import KIND_NAMES
-from offchain.risk.explain import explain
 
 OUT = Path(__file__).with_name("risk_cases.json")
 WAD = Decimal(10) ** 18
