@@ -8,7 +8,6 @@ read (events -> touched accounts -> re-read their books) -> prices (source -> ma
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from offchain.chain.contracts import (
     read_accounts,
     read_instruments,
 )
+from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
 from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
@@ -46,7 +46,7 @@ from offchain.keeper.signing import (
 )
 from offchain.keeper.store import StateStore
 from offchain.keeper.strategy import AccountsView, Plan, Policy, clamp_moves, plan, prices_due
-from offchain.risk import Instruments, Market, Params, RiskEngine, UnderlyingMarket
+from offchain.risk import Params, RiskEngine
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
 log = logging.getLogger("netmargin.keeper")
@@ -296,8 +296,7 @@ class Keeper:
         return marks
 
     def _live(self, now: int) -> np.ndarray:
-        """Instruments the risk engine prices: perps and anything expiring after now."""
-        return (self.table.kind == PERPETUAL) | (self.table.expiry > now)
+        return live_instruments(self.table, now)
 
     # ---- risk ----
     def compute(self, marks: np.ndarray, spot: np.ndarray, vol: np.ndarray, now: int,
@@ -320,18 +319,7 @@ class Keeper:
                 "marks": marks, "rates": rates}
 
     def _risk_engine(self, spot, vol, now, live) -> RiskEngine:
-        t = self.table
-        names = tuple(self.underlyings[i] for i in t.underlying_index[live])
-        is_opt = (t.kind == CALL) | (t.kind == PUT)
-        instruments = Instruments(
-            underlying=names, kind=t.kind[live].astype(np.int8),
-            strike=np.where(is_opt, t.strike, math.nan)[live],
-            expiry=np.where(t.kind == PERPETUAL, math.nan, t.expiry.astype(np.float64))[live],
-            contract_size=np.ones(int(live.sum())))
-        market = Market(valuation_time=float(now), underlyings={
-            u: UnderlyingMarket(spot=float(spot[i]), vol=float(vol[i]))
-            for i, u in enumerate(self.underlyings)})
-        return RiskEngine(self.params, instruments, market)
+        return risk_engine(self.params, self.table, self.underlyings, spot, vol, now, live)
 
     def _accounts_view(self, risk: dict, now: int) -> AccountsView:
         b = self.book

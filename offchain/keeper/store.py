@@ -118,6 +118,17 @@ class StateStore:
         ).fetchall()
         return [StoredEvent(b, i, t, c, n, json.loads(a)) for b, i, t, c, n, a in rows]
 
+    def account_events(self, address: str, names: list[str], arg_keys: list[str],
+                       limit: int) -> list[StoredEvent]:
+        """Engine events naming `address` in any of `arg_keys`, newest first (for the API's history)."""
+        match = " OR ".join(f"json_extract(args, '$.{k}') = ?" for k in arg_keys)
+        rows = self._db.execute(
+            "SELECT block, log_index, tx_hash, contract, name, args FROM events "  # noqa: S608
+            f"WHERE contract = 'engine' AND name IN ({','.join('?' * len(names))}) AND ({match}) "
+            "ORDER BY block DESC, log_index DESC LIMIT ?",
+            [*names, *[address] * len(arg_keys), limit]).fetchall()
+        return [StoredEvent(b, i, t, c, n, json.loads(a)) for b, i, t, c, n, a in rows]
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default

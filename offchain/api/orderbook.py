@@ -1,0 +1,135 @@
+"""An order book of signed EIP-712 maker orders, validated before listing and dropped once
+filled, cancelled or expired (checked against the engine's `order_filled` once per block).
+
+The book holds no keys and moves no funds: takers fill a listed order themselves with
+`engine.fill(order, signature, size)`; the engine re-checks everything.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from offchain.api.errors import ApiError
+from offchain.api.market import Snapshot
+from offchain.chain.contracts import WAD, Deployment, batch_call
+from offchain.chain.orders import EngineDomain, Order, order_digest
+
+CANCELLED = 2**256 - 1
+SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
+MAX_ORDERS = 10_000
+MAX_ORDERS_PER_MAKER = 200
+
+
+def signature_bytes(text: str) -> bytes:
+    """65-byte r || s || v; a 64-byte EIP-2098 compact signature is expanded."""
+    raw = bytes.fromhex(text[2:])
+    if len(raw) == 64:
+        r, vs = raw[:32], int.from_bytes(raw[32:], "big")
+        raw = r + (vs & ((1 << 255) - 1)).to_bytes(32, "big") + bytes([27 + (vs >> 255)])
+    return raw
+
+
+class OrderBook:
+    def __init__(self, dep: Deployment, chain_id: int):
+        self.dep = dep
+        self.domain = EngineDomain(chain_id, dep.engine.address)
+        self._orders: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._pruned_block = -1
+
+    def add(self, body: dict, signature: str, snap: Snapshot) -> dict:
+        order = Order(account=to_checksum_address(body["account"]), instrument_id=int(body["instrument_id"]),
+                      is_buy=bool(body["is_buy"]), size_wad=int(body["size_wad"]),
+                      limit_price_wad=int(body["limit_price_wad"]), order_nonce=int(body["order_nonce"]),
+                      deadline=int(body["deadline"]))
+        if order.limit_price_wad == 0:
+            raise ApiError(422, ["body", "order", "limit_price_wad"], "must be > 0, got 0")
+        sig = signature_bytes(signature)
+        if int.from_bytes(sig[32:64], "big") > SECP256K1_HALF_N or sig[64] not in (27, 28):
+            raise ApiError(422, ["body", "signature"], "must have a low s and v of 27 or 28 "
+                                                       "(a malleable signature is refused)")
+        digest = order_digest(order, self.domain)
+        try:
+            signer = Account._recover_hash(digest, signature=sig)
+        except Exception as exc:  # noqa: BLE001 - any recovery failure is a bad signature
+            raise ApiError(422, ["body", "signature"], f"not a valid signature: {exc}") from exc
+        if signer != order.account:
+            raise ApiError(422, ["body", "signature"],
+                           f"signed by {signer}, not by order.account {order.account}")
+        if order.deadline <= snap.now:
+            raise ApiError(422, ["body", "order", "deadline"],
+                           f"must be after the chain's time {snap.now}, got {order.deadline}")
+        row = snap.row(order.instrument_id)
+        if row < 0:
+            raise ApiError(422, ["body", "order", "instrument_id"],
+                           f"no such instrument: {order.instrument_id} (listed: 1..{len(snap.table)})")
+        if not snap.table.active[row] or not snap.live[row]:
+            raise ApiError(422, ["body", "order", "instrument_id"],
+                           f"instrument {order.instrument_id} is not open for trading (inactive or expired)")
+        h = "0x" + digest.hex()
+        filled = self.dep.engine.functions.order_filled(digest).call()
+        if filled == CANCELLED:
+            raise ApiError(422, ["body", "order"], f"order {h} was cancelled on chain")
+        if filled >= order.size_wad:
+            raise ApiError(422, ["body", "order"], f"order {h} is already filled")
+        with self._lock:
+            if h in self._orders:
+                raise ApiError(409, ["body", "order"], f"order {h} is already listed")
+            if len(self._orders) >= MAX_ORDERS:
+                raise ApiError(429, ["body", "order"], f"the book is full ({MAX_ORDERS} orders)")
+            if sum(o["order"].account == order.account for o in self._orders.values()) >= MAX_ORDERS_PER_MAKER:
+                raise ApiError(429, ["body", "order", "account"],
+                               f"{order.account} already lists {MAX_ORDERS_PER_MAKER} orders")
+            entry = {"hash": h, "order": order, "digest": digest, "signature": "0x" + sig.hex(),
+                     "filled": int(filled)}
+            self._orders[h] = entry
+        return self._public(entry, snap)
+
+    def get(self, h: str, snap: Snapshot) -> dict | None:
+        self._prune(snap)
+        entry = self._orders.get(h.lower())
+        return self._public(entry, snap) if entry else None
+
+    def list(self, snap: Snapshot, instrument_id: int | None = None, account: str | None = None) -> list[dict]:
+        self._prune(snap)
+        with self._lock:
+            entries = list(self._orders.values())
+        out = [self._public(e, snap) for e in entries
+               if (instrument_id is None or e["order"].instrument_id == instrument_id)
+               and (account is None or e["order"].account == account)]
+        return sorted(out, key=lambda o: (o["order"]["instrument_id"], o["order"]["is_buy"], o["price"]))
+
+    def _prune(self, snap: Snapshot) -> None:
+        """Once per block: refresh fills from chain; drop filled, cancelled and expired orders."""
+        with self._lock:
+            if snap.block == self._pruned_block or not self._orders:
+                self._pruned_block = snap.block
+                return
+            entries = list(self._orders.values())
+            fills = batch_call(self.dep.w3, [self.dep.engine.functions.order_filled(e["digest"])
+                                             for e in entries])
+            for e, filled in zip(entries, fills, strict=True):
+                o = e["order"]
+                row = snap.row(o.instrument_id)
+                done = filled == CANCELLED or filled >= o.size_wad or o.deadline <= snap.now \
+                    or row < 0 or not snap.live[row]
+                if done:
+                    del self._orders[e["hash"]]
+                else:
+                    e["filled"] = int(filled)
+            self._pruned_block = snap.block
+
+    @staticmethod
+    def _public(e: dict, snap: Snapshot) -> dict:
+        o: Order = e["order"]
+        remaining = o.size_wad - e["filled"]
+        return {"hash": e["hash"], "signature": e["signature"],
+                "order": {"account": o.account, "instrument_id": o.instrument_id, "is_buy": o.is_buy,
+                          "size_wad": str(o.size_wad), "limit_price_wad": str(o.limit_price_wad),
+                          "order_nonce": str(o.order_nonce), "deadline": o.deadline},
+                "filled_wad": str(e["filled"]), "remaining_wad": str(remaining),
+                "size": o.size_wad / WAD, "remaining": remaining / WAD, "price": o.limit_price_wad / WAD,
+                "instrument": snap.describe(snap.row(o.instrument_id)) if snap.row(o.instrument_id) >= 0 else {}}
