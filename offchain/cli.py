@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("backtest", "how often the margin model covered next-day losses on BTC/ETH history"),
     "demo": ("demo", "a local chain, five traders and the keeper through a historical crash"),
     "keeper": ("keeper", "run the keeper bot (prices, attestations, liquidations, settlement)"),
+    "devnet": ("devnet", "local chain, system, keeper, API and web app, until Ctrl-C"),
     "instruments": ("instruments", "list tradable instruments with their names and marks"),
     "deposit": ("deposit", "deposit collateral into your account"),
     "withdraw": ("withdraw", "withdraw collateral (the engine refuses to go below initial margin)"),
