@@ -88,6 +88,15 @@ class OrderBook:
             self._orders[h] = entry
         return self._public(entry, snap)
 
+    def delist(self, account: str) -> int:
+        """Drop a maker's orders from the book (they stay valid on chain until their deadline:
+        a maker that wants them dead cancels on chain). Returns how many were dropped."""
+        with self._lock:
+            gone = [h for h, e in self._orders.items() if e["order"].account == account]
+            for h in gone:
+                del self._orders[h]
+        return len(gone)
+
     def get(self, h: str, snap: Snapshot) -> dict | None:
         self._prune(snap)
         entry = self._orders.get(h.lower())

@@ -163,6 +163,7 @@ class RunningDevnet:
         if not force and snap.now < self._quoted_until - DEALER_QUOTE_LIFE_S // 2:
             return 0
         domain = self.ctx.orders.domain
+        self.ctx.orders.delist(self.dealer.address)
         posted = 0
         for i in range(len(snap.table)):
             mark = snap.marks[i]

@@ -450,7 +450,10 @@ class Keeper:
         calls = []
         for i in decision.liquidate:
             a = self.book.addresses[i]
-            value = max(float(risk["value"][i]), 0.0) * self.cfg.liquidation_max_payment_frac
+            # the payment limit at the marks the engine holds (this cycle's post, which the
+            # oracle's move bound may have stopped short of the source's price in a gap)
+            value = max(float(self.book.positions[i] @ self.posted_marks), 0.0) * \
+                self.cfg.liquidation_max_payment_frac
             max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
             nonce = int(self.book.state_nonce[i])
             calls.append((f"liquidate:{a}", self.engine_calls("liquidate", a, WAD, max_pay, nonce)))

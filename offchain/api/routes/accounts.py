@@ -35,7 +35,8 @@ def account_summary(ctx, address: str) -> dict:
     if snap.engine is not None:
         model_im, model_mm = books.model_margins(snap.engine, q[snap.live])
     has_positions = bool(raw["positions"])
-    available = max(0.0, min(raw["cash"], raw["equity"] - raw["im"])) if has_positions else max(raw["cash"], 0.0)
+    # the engine: without positions up to all cash; with positions while equity stays >= IM
+    available = max(0.0, raw["equity"] - raw["im"]) if has_positions else max(raw["cash"], 0.0)
     mm = raw["mm"] if raw["mm"] > 0 else (model_mm or 0.0)
     return {
         "address": address, "block": snap.block, "timestamp": snap.now,
