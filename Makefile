@@ -12,13 +12,18 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(ANVIL_BIN):$(PATH)
 
 install: $(VENV)/.installed $(ANVIL_BIN)/anvil
 
+# progress: one line per package pip collects (a first install takes several minutes)
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@echo "== installing the Python environment into $(VENV)/ (first time: several minutes) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements.lock
+	@set -o pipefail; $(VENV)/bin/pip install --progress-bar off -r requirements.lock \
+		| { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } \
+		| sed -u -e 's/^Collecting /   /' -e 's/^Successfully installed.*/   done/'
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(ANVIL_BIN)/anvil: package.json package-lock.json
+	@echo "== installing the pinned Anvil from npm into node_modules/ ..."
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -35,6 +40,7 @@ lint: install
 	@vyper --version | grep -q '^0.4.3' || { echo "vyper must be 0.4.3, got $$(vyper --version)"; exit 1; }
 
 demo: install
+	@echo "== running the demo (about a minute: two replays on a local chain) ..."
 	netmargin demo
 
 bench: install compile

@@ -1,8 +1,14 @@
-"""The end-to-end devnet demo: Anvil, deploy, five typical traders, the keeper, a historical crash.
+"""The end-to-end devnet demo: Anvil, deploy, six typical traders, the keeper, a historical
+crash, then the same books through a calm week for contrast.
 
-`run_demo(...)` returns a `DemoResult` that `demo_report.py` prints and writes as markdown with
-charts. Keys: the keeper's two oracle signing keys (of a 2-of-3 set) are written to encrypted
-keyfiles and loaded back through `keys.load_key`, the path a production keeper uses.
+`run_demo(...)` returns a `DemoResult` (the calm window's in `.calm`) that `demo_report.py`
+prints and writes as markdown with charts. Keys: the keeper's two oracle signing keys (of a
+2-of-3 set) are written to encrypted keyfiles and loaded back through `keys.load_key`, the
+path a production keeper uses.
+
+Every trader deposits, trades with a dealer, is attested at portfolio margin and then keeps
+only COLLATERAL_MULTIPLE x its initial margin, never adding collateral: a move that eats
+that buffer and the gap between initial and maintenance margin makes it liquidatable.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offchain.chain.contracts import WAD, Deployment, read_account_list
+from offchain.chain.contracts import WAD, Deployment, call_named, read_account_list
 from offchain.devnet.anvil import Devnet, start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.errors import UserError
@@ -41,7 +47,9 @@ CRASHES = {
     "2022-06": ("2022-06-06", "2022-06-20"),
     "2022-11": ("2022-11-03", "2022-11-15"),
 }
-TRADERS = ("market_maker", "covered_call", "short_put", "perp_long", "btc_eth_spread")
+# a calm week (BTC and ETH daily ranges below 3.2%) replayed after the crash for contrast
+CALM = ("2020-07-09", "2020-07-17")
+TRADERS = ("market_maker", "covered_call", "short_put", "perp_long", "btc_eth_spread", "basis_trade")
 # collateral each trader keeps after opening: this multiple of its portfolio IM
 COLLATERAL_MULTIPLE = 1.25
 
@@ -61,6 +69,10 @@ class DemoResult:
     withdrawal_check: dict[str, str] = field(default_factory=dict)
     keeper_stats: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    descriptions: dict[str, str] = field(default_factory=dict)  # name -> the book in words
+    outcomes: dict[str, dict] = field(default_factory=dict)  # name -> final state, by name
+    keeper_holds: list[str] = field(default_factory=list)  # "+1.2 BTC-PERP", ... at the end
+    calm: DemoResult | None = None
 
 
 def _strike(spot: float, frac: float, step: float) -> float:
@@ -93,31 +105,79 @@ def _books(spot_btc: float, spot_eth: float, short_exp: int, long_exp: int):
         "perp_long": {0: 6.0},
         # long BTC, short the same dollar amount of ETH
         "btc_eth_spread": {0: 5.0, 1: -round(5.0 * eth_per_btc, 1)},
+        # cash and carry: long the dated future, short the perpetual, same size
+        "basis_trade": {2: 10.0, 0: -10.0},
     }
     return specs, books
 
 
+def describe_books(specs: list[dict], books: dict) -> dict[str, str]:
+    """Each trader's book in words: what it holds and what portfolio margin does for it."""
+    def day(i):
+        return datetime.fromtimestamp(specs[i]["expiry"], UTC).strftime("%d %b %Y 08:00")
+
+    k = {i: f"{specs[i]['strike']:,.0f}" for i, s_ in enumerate(specs) if "strike" in s_}
+    return {
+        "market_maker": (f"sells 20 at-the-money straddles (20 calls and 20 puts struck at {k[3]}, "
+                         f"expiring {day(3)}) and hedges their delta with the BTC perpetual. Short "
+                         "gamma and vega, flat delta: in a moderate move the calls' loss and the "
+                         "puts' gain offset, which portfolio margin sees and isolated margin "
+                         "(each leg alone) does not."),
+        "covered_call": (f"is long 10 BTC through the future expiring {day(2)} and short 10 calls "
+                         f"struck at {k[4]} (10% out of the money). In a rally the future pays for "
+                         "the calls, in a fall the calls' premium cushions the future: the pair's "
+                         "worst loss is far below the sum of its legs'."),
+        "short_put": (f"sells 25 puts struck at {k[5]} (15% below spot, expiring {day(5)}), "
+                      "unhedged. One leg: nothing offsets it, so every method charges the same."),
+        "perp_long": ("is 6 BTC long on the perpetual with little collateral. One leg: every "
+                      "method charges the same."),
+        "btc_eth_spread": (f"is long 5 BTC and short {-books['btc_eth_spread'][1]:g} ETH (the same "
+                           "dollar amount) on the perpetuals. BTC and ETH move together, but margin "
+                           "is computed per underlying (no cross-asset offset without a calibrated "
+                           "parameter), so here portfolio margin equals isolated margin."),
+        "basis_trade": (f"is long 10 BTC through the future expiring {day(2)} and short 10 BTC on "
+                        "the perpetual (a cash-and-carry). Two linear legs of one underlying: cross "
+                        "margin nets them, and so does portfolio margin; isolated margin charges "
+                        "both legs in full."),
+    }
+
+
 def run_demo(crash: str = "2020-03", data_dir: str = str(DATA_DIR), step_hours: float = 2.0,
-             start: str | None = None, end: str | None = None, progress=print) -> DemoResult:
+             start: str | None = None, end: str | None = None, progress=print,
+             calm: bool = True) -> DemoResult:
+    """The crash window (a named crash, or --start/--end), then (with `calm`) the same books
+    through CALM at twice the step, on a fresh chain."""
     t_begin = time.perf_counter()
     if crash not in CRASHES and not (start and end):
         raise UserError(f"--crash: must be one of {sorted(CRASHES)} (or give --start and --end), got {crash!r}")
-    first, last = (start, end) if (start and end) else CRASHES[crash]
-    t0, t1 = parse_date(first, "--start"), parse_date(last, "--end")
     if not 0.25 <= step_hours <= 24:
         raise UserError(f"--step-hours: must be between 0.25 and 24, got {step_hours}")
+    first, last = (start, end) if (start and end) else CRASHES[crash]
+    label = crash if not start else f"{first}..{last}"
+    result = run_window(label, first, last, data_dir, step_hours, progress)
+    if calm:
+        progress("")
+        result.calm = run_window("calm", *CALM, data_dir, max(3 * step_hours, 6.0), progress)
+    result.seconds = time.perf_counter() - t_begin
+    return result
+
+
+def run_window(label: str, first: str, last: str, data_dir: str, step_hours: float,
+               progress=print) -> DemoResult:
+    t_begin = time.perf_counter()
+    t0, t1 = parse_date(first, "--start"), parse_date(last, "--end")
     params = load_params()
     source = ReplaySource(data_dir, ["BTC", "ETH"], PriceSourceConfig().vols)
     source.check_range(t0, t1)
     short_exp = t0 + 8 * DAY + 8 * 3600   # a Friday-08:00-style expiry inside the window
     long_exp = t1 + 7 * DAY + 8 * 3600
 
-    progress(f"starting anvil at {first} and deploying contracts ...")
-    with start_anvil(accounts=12, timestamp=t0) as dev, tempfile.TemporaryDirectory() as tmp:
+    progress(f"[{label}] starting anvil at {first} and deploying contracts ...")
+    with start_anvil(accounts=6 + len(TRADERS), timestamp=t0) as dev, tempfile.TemporaryDirectory() as tmp:
         a = dev.accounts
         owner, dealer, keeper_gas = a[0], a[1], a[2]
         oracle_keys = [a[3], a[4], a[5]]
-        trader_keys = dict(zip(TRADERS, a[6:11], strict=True))
+        trader_keys = dict(zip(TRADERS, a[6:6 + len(TRADERS)], strict=True))
         dep = deploy_system(dev.w3, owner, [k.address for k in oracle_keys], 2, params, EngineSettings())
         spot0 = source.spot(t0)
         specs, books = _books(float(spot0[0]), float(spot0[1]), short_exp, long_exp)
@@ -143,19 +203,28 @@ def run_demo(crash: str = "2020-03", data_dir: str = str(DATA_DIR), step_hours: 
         keeper.startup()
         keeper.cycle()  # first marks and rates
 
-        progress("opening five typical books ...")
+        progress(f"[{label}] opening {len(TRADERS)} typical books ...")
         capital = _open_books(dev, dep, keeper, books, trader_keys, dealer, owner)
         withdrawal = capital.pop("_withdrawal")
+        start_equity = {n: call_named(dep.engine, "health", k.address)["equity_wad"] / WAD
+                        for n, k in trader_keys.items()}
 
-        progress(f"replaying {first} .. {last} every {step_hours:g} h with the keeper running ...")
-        timeline = _replay(dev, keeper, trader_keys, t0, t1, int(step_hours * 3600))
+        days = (t1 - t0) / DAY
+        progress(f"[{label}] replaying {first} .. {last} ({days:g} days, a keeper cycle every "
+                 f"{step_hours:g} h) ...")
+        timeline = _replay(dev, keeper, trader_keys, t0, t1, int(step_hours * 3600), progress, label)
 
-        result = DemoResult(crash=crash if not start else f"{first}..{last}", start=t0, end=t1,
-                            addresses=dep.addresses,
+        result = DemoResult(crash=label, start=t0, end=t1, addresses=dep.addresses,
                             traders={n: k.address for n, k in trader_keys.items()},
-                            capital=capital, timeline=timeline, withdrawal_check=withdrawal)
-        result.liquidations = _liquidations(dep, trader_keys, keeper_gas.address)
-        result.settlements = _settlements(dep)
+                            capital=capital, timeline=timeline, withdrawal_check=withdrawal,
+                            descriptions=describe_books(specs, books))
+        names = _instrument_names(dep)
+        who = {k.address: n for n, k in trader_keys.items()}
+        who.update({keeper_gas.address: "keeper", dealer.address: "dealer"})
+        result.liquidations = _liquidations(dep, who)
+        result.settlements = _settlements(dep, who, names)
+        result.outcomes = _outcomes(dep, trader_keys, start_equity, result.liquidations, names)
+        result.keeper_holds = _holdings(dep, keeper_gas.address, names)
         result.funds = reconcile(dep)
         result.keeper_stats = _keeper_stats(keeper)
         signers.close()
@@ -208,7 +277,7 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
         cash = dep.engine.functions.cash_wad(trader.address).call() / WAD
         value = float(q @ keeper.posted_marks)
         excess = cash + value - target
-        if name == "short_put":
+        if name == "market_maker":
             too_much = int((cash + value) * 10**6)  # everything: below IM, must be refused
             try:
                 send(w3, trader, dep.engine.functions.withdraw(too_much), "withdraw")
@@ -219,19 +288,28 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
                                       "refused_with": refused}
         if excess > 1:
             send(w3, trader, dep.engine.functions.withdraw(int(excess * 10**6)), f"{name}: withdraw")
-            if name == "short_put":
+            if name == "market_maker":
                 capital["_withdrawal"]["allowed"] = f"{excess:,.0f}"
     return capital
 
 
-def _replay(dev: Devnet, keeper: Keeper, trader_keys, t0: int, t1: int, step: int) -> dict:
+def _replay(dev: Devnet, keeper: Keeper, trader_keys, t0: int, t1: int, step: int,
+            progress=print, label: str = "") -> dict:
     names = list(trader_keys)
     times, spots, equity, mm = [], [], [], []
     now = int(dev.w3.eth.get_block("latest")["timestamp"])
     t = max(t0 + step, now + 1)
+    liquidated = 0
+    next_day = t0 + DAY
     while t <= t1:
         dev.mine(t)
-        keeper.cycle()
+        report = keeper.cycle()
+        liquidated += sum(1 for x in report.liquidated if x["ok"])
+        if t >= next_day or t + step > t1:
+            spot = keeper.last_spot
+            progress(f"  [{label}] {datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M}  BTC {spot[0]:>9,.0f}  "
+                     f"ETH {spot[1]:>7,.2f}  liquidations so far: {liquidated}")
+            next_day += DAY
         b = keeper.book
         idx = [b.index.get(trader_keys[n].address) for n in names]
         risk_eq = keeper.last_equity
@@ -244,14 +322,49 @@ def _replay(dev: Devnet, keeper: Keeper, trader_keys, t0: int, t1: int, step: in
             "mm": np.asarray(mm), "names": names}
 
 
+def _instrument_names(dep: Deployment) -> dict[int, str]:
+    from offchain.chain.client import Client
+    return {i.id: i.name for i in Client(dep).instruments()}
+
+
+def _book_words(dep: Deployment, address: str, names: dict[int, str]) -> list[str]:
+    view = call_named(dep.engine, "account", address)
+    return [f"{p[1] / WAD:+,.4g} {names[p[0]]}" for p in view["positions"]]
+
+
+def _holdings(dep: Deployment, address: str, names: dict[int, str]) -> list[str]:
+    return _book_words(dep, address, names)
+
+
+def _outcomes(dep: Deployment, trader_keys, start_equity: dict[str, float], liquidations: list[dict],
+              names: dict[int, str]) -> dict[str, dict]:
+    """Each trader at the end: equity, P&L since it kept its collateral, liquidation discounts
+    paid, the share of its book taken and by whom, what it still holds (by name)."""
+    out = {}
+    for name, key in trader_keys.items():
+        h = call_named(dep.engine, "health", key.address)
+        mine = [x for x in liquidations if x["account"] == name]
+        left = 1.0
+        for x in mine:
+            left *= 1 - x["fraction"]
+        out[name] = {
+            "start_equity": start_equity[name], "final_equity": h["equity_wad"] / WAD,
+            "pnl": h["equity_wad"] / WAD - start_equity[name],
+            "discounts": sum(x["discount"] for x in mine), "liquidations": len(mine),
+            "taken": 1 - left if mine else 0.0,
+            "liquidators": sorted({x["liquidator"] for x in mine}),
+            "holds": _book_words(dep, key.address, names),
+        }
+    return out
+
+
 def _events(dep: Deployment, name: str) -> list:
     event = getattr(dep.engine.events, name)
     return event().get_logs(from_block=0)
 
 
-def _liquidations(dep: Deployment, trader_keys, keeper_address: str) -> list[dict]:
-    who = {k.address: n for n, k in trader_keys.items()}
-    who[keeper_address] = "keeper"
+def _liquidations(dep: Deployment, who: dict[str, str]) -> list[dict]:
+    """Every liquidation, accounts by name (`who`: address -> name)."""
     out = []
     for ev in _events(dep, "Liquidation"):
         ts = dep.w3.eth.get_block(ev["blockNumber"])["timestamp"]
@@ -265,8 +378,9 @@ def _liquidations(dep: Deployment, trader_keys, keeper_address: str) -> list[dic
     return out
 
 
-def _settlements(dep: Deployment) -> list[dict]:
-    return [{"account": ev["args"]["account"], "instrument_id": ev["args"]["instrument_id"],
+def _settlements(dep: Deployment, who: dict[str, str], names: dict[int, str]) -> list[dict]:
+    return [{"account": who.get(ev["args"]["account"], ev["args"]["account"]),
+             "instrument_id": names.get(ev["args"]["instrument_id"], ev["args"]["instrument_id"]),
              "size": ev["args"]["size_wad"] / WAD, "price": ev["args"]["settlement_price_wad"] / WAD,
              "payoff": ev["args"]["payoff_wad"] / WAD} for ev in _events(dep, "Settlement")]
 
