@@ -11,7 +11,6 @@ import numpy as np
 from offchain.api.market import Snapshot
 from offchain.chain.contracts import WAD, Deployment, batch_call
 from offchain.risk import RiskEngine
-from offchain.risk.explain import single_margin
 from offchain.risk.instruments import SECONDS_PER_YEAR
 from offchain.risk.pricing import unit_value
 
@@ -55,7 +54,7 @@ def live_book(snap: Snapshot, q: np.ndarray) -> np.ndarray:
 def model_margins(engine: RiskEngine, q_live: np.ndarray) -> tuple[float, float]:
     if not np.any(q_live):
         return 0.0, 0.0
-    m = single_margin(engine, q_live)
+    m = engine.single(q_live)
     return m["initial_margin"], m["maintenance_margin"]
 
 

@@ -11,6 +11,7 @@ from offchain.api import books
 from offchain.api.errors import ApiError
 from offchain.api.models import Account, MarginReport, WhatIf, WhatIfRequest
 from offchain.api.routes.common import AddressPath, checksum
+from offchain.risk.explain import explain
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
 
@@ -68,7 +69,7 @@ def report(request: Request, address: AddressPath) -> dict:
     snap, engine = ctx.market.require_engine()
     raw = books.read_account(ctx.dep, address)
     q = books.book_vector(snap, raw["positions"])
-    x = engine.explain(q[snap.live])
+    x = explain(engine, q[snap.live])
     live_rows = np.flatnonzero(snap.live)
     positions = [{"instrument_id": int(snap.table.ids[live_rows[p["index"]]]), "underlying": p["underlying"],
                   "kind": p["kind"], "size": p["size"], "loss_in_binding_scenario": p["loss_in_binding_scenario"],
