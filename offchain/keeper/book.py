@@ -19,6 +19,9 @@ class KeeperBook:
         self.n_instruments = n_instruments
         self.addresses: list[str] = []
         self.index: dict[str, int] = {}
+        # the chain's own sizes, WAD integers: {row: {instrument index: size}}; what the
+        # exact attested margins are computed from (the float positions are for screening)
+        self.sizes_wad: dict[int, dict[int, int]] = {}
         self._cap = 0
         self._alloc(capacity)
 
@@ -91,6 +94,7 @@ class KeeperBook:
         self._positions[idx] = 0.0
         rows, ids, sizes = [], [], []
         for row, view in zip(idx, views, strict=True):
+            self.sizes_wad[int(row)] = {int(iid) - 1: int(size) for iid, size, _f in view[2]}
             for iid, size, _funding in view[2]:
                 rows.append(row)
                 ids.append(iid)

@@ -45,8 +45,17 @@ from offchain.keeper.signing import (
     typed_digest,
 )
 from offchain.keeper.store import StateStore
-from offchain.keeper.strategy import AccountsView, Plan, Policy, clamp_moves, plan, prices_due
+from offchain.keeper.strategy import (
+    AccountsView,
+    Plan,
+    Policy,
+    attested_margins,
+    clamp_moves,
+    plan,
+    prices_due,
+)
 from offchain.risk import Params, RiskEngine
+from offchain.risk.exact import ExactMargins
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
 log = logging.getLogger("netmargin.keeper")
@@ -216,7 +225,7 @@ class Keeper:
 
         # post prices first: liquidations and attestations below are judged at these marks
         if self.cfg.post_prices and self.source is not None and check.ok:
-            report.posted_prices = self.publish_prices(marks, risk["rates"], spot, now, live)
+            report.posted_prices = self.publish_prices(marks, risk["rates_wad"], spot, now, live)
         elif self.source is None:
             self.posted_marks = marks  # oracle mode: what we read is what the engine uses
 
@@ -308,15 +317,27 @@ class Keeper:
         mm = np.zeros(n_acc)
         n_inst = len(self.table)
         rates = np.zeros((4, n_inst))
+        rates_wad = [[0] * n_inst for _ in range(4)]
+        exact = None
         if live.any():
             engine = self._risk_engine(spot, vol, now, live)
             if n_acc:
                 sub = sp.csr_matrix(pos[:, live])
-                im, mm, _ = engine.margins(sub)
-            r = engine.margin_rates()
-            rates[:, live] = np.vstack([r.im_long, r.im_short, r.mm_long, r.mm_short])
+                im, mm, _ = engine.margins(sub)   # float32 screening of every account
+            # what is signed (rates here, attested margins in _attest) is exact integer maths
+            exact = ExactMargins(engine)
+            live_idx = np.flatnonzero(live)
+            for k, col in enumerate(exact.rates_wad()):
+                for j, v in zip(live_idx, col, strict=True):
+                    rates_wad[k][j] = v
+            rates = np.asarray(rates_wad, dtype=object).astype(np.float64) / WAD
         return {"value": value, "equity": self.book.view("cash") + value, "im": im, "mm": mm,
-                "marks": marks, "rates": rates}
+                "marks": marks, "rates": rates, "rates_wad": rates_wad, "exact": exact,
+                "live": live}
+
+    def exact_margins(self, risk: dict, idx: np.ndarray) -> tuple[list[int], list[int]]:
+        """(IM, MM) in WAD of the accounts `idx`, exactly as attested (see attested_margins)."""
+        return attested_margins(risk["exact"], risk["live"], self.book.sizes_wad, idx)
 
     def _risk_engine(self, spot, vol, now, live) -> RiskEngine:
         return risk_engine(self.params, self.table, self.underlyings, spot, vol, now, live)
@@ -359,7 +380,7 @@ class Keeper:
                             0.999 * self.max_index_move_bps / 10_000, floor=0.999 * prev_mm, fresh=fresh)
         mark_w = to_wad_list(marks, Rounding.NEAREST, field="marks")
         zeros = [0] * len(ids)
-        r = [to_wad_list(rates[k], Rounding.UP, field="rates") for k in range(4)]
+        r = [list(rates[k]) for k in range(4)]   # exact WAD integers (ExactMargins)
         deadline = now + self.cfg.attest_validity_s
         sh = market_data_struct_hash(ids, mark_w, zeros, *r, self.params_hash, now, deadline)
         sigs = self.signers.sign([typed_digest(self.domain, sh)])[0]
@@ -485,13 +506,13 @@ class Keeper:
             return 0, 0.0
         deadline = now + self.cfg.attest_validity_s
         t0 = time.perf_counter()
+        im_wad, mm_wad = self.exact_margins(risk, idx)
         atts = []
-        for i in idx:
+        for k, i in enumerate(idx):
             atts.append(Attestation(
                 engine=self.dep.engine.address, account=b.addresses[i], state_nonce=int(b.state_nonce[i]),
                 position_value_wad=to_wad(float(risk["value"][i]), Rounding.DOWN, field="position_value"),
-                initial_margin_wad=to_wad(float(risk["im"][i]), Rounding.UP, field="im"),
-                maintenance_margin_wad=to_wad(float(risk["mm"][i]), Rounding.UP, field="mm"),
+                initial_margin_wad=im_wad[k], maintenance_margin_wad=mm_wad[k],
                 params_hash=self.params_hash, timestamp=now, deadline=deadline))
         sigs = self.signers.sign([typed_digest(self.domain, a.struct_hash()) for a in atts])
         sign_s = time.perf_counter() - t0
@@ -502,7 +523,8 @@ class Keeper:
         for r in results:
             self._count("attestation", r)
         done = idx[ok]
-        b.mark_attested(done, b.state_nonce[done], risk["im"][done], risk["mm"][done], now)
+        b.mark_attested(done, b.state_nonce[done], np.asarray(im_wad, dtype=object)[ok].astype(float) / WAD,
+                        np.asarray(mm_wad, dtype=object)[ok].astype(float) / WAD, now)
         return int(ok.sum()), sign_s
 
     def _settle(self, decision: Plan) -> int:

@@ -143,3 +143,18 @@ def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
     if fresh is None:
         fresh = current <= 0
     return np.where(fresh, target, np.clip(target, current - band, current + band))
+
+
+def attested_margins(exact, live: np.ndarray, sizes_wad: dict[int, dict[int, int]],
+                     idx) -> tuple[list[int], list[int]]:
+    """(IM, MM) in WAD that the keeper signs for accounts `idx`: the exact integer margins
+    (offchain.risk.exact.ExactMargins over this epoch's engine, whose instruments are the
+    `live` ones) of the chain's own WAD sizes. Exact maths makes the per-trade bound
+    MM(after) <= MM(before) + ceil(|q| * rate / WAD) hold with no tolerance whatever the
+    batch; the float32 margins only screen which accounts are due."""
+    if exact is None:
+        return [0] * len(idx), [0] * len(idx)
+    pos_in_engine = np.cumsum(live) - 1
+    books = [{int(pos_in_engine[j]): q for j, q in sizes_wad.get(int(i), {}).items()
+              if j < len(live) and live[j]} for i in idx]
+    return exact.margins_wad(books)
