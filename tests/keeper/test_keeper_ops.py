@@ -145,18 +145,19 @@ def test_keeper_cycle__live_feed__posts_index_once_then_only_on_move_or_heartbea
     keeper.startup()
     keeper.cycle()
     assert len(index_posts(w)) == 2  # BTC and ETH, first post
+    t = dev.w3.eth.get_block("latest")["timestamp"]  # the chain clock runs on (slow machines)
     for k in range(1, 4):  # unchanged feed: blocks pass, nothing re-posted
-        dev.mine(T0 + 60 * k)
+        dev.mine(t + 60 * k)
         keeper.cycle()
     assert len(index_posts(w)) == 2
     w["feed"].prices["BTC"] = 70_700.0  # +1% > price_move_frac
-    dev.mine(T0 + 300)
+    dev.mine(t + 300)
     keeper.cycle()
     posts = index_posts(w)
     assert len(posts) == 4 and posts[-2]["args"]["price_wad"] == 70_700 * 10**18
     line = [r for r in records if r.getMessage() == "index ok"][-1]
     assert line.reason == "BTC moved 1.00%" and line.tx.startswith("0x") and line.gas > 0
-    dev.mine(T0 + 300 + w["cfg"].price_max_age_s)  # heartbeat
+    dev.mine(t + 300 + w["cfg"].price_max_age_s)  # heartbeat
     keeper.cycle()
     assert len(index_posts(w)) == 6
     assert any(r.getMessage() == "index ok" and r.reason.startswith("heartbeat") for r in records)
@@ -165,7 +166,7 @@ def test_keeper_cycle__live_feed__posts_index_once_then_only_on_move_or_heartbea
 def test_keeper_cycle__market_data_post__one_log_line_with_tx_and_gas(world, records):
     w, keeper = world, world["keeper"]
     w["feed"].prices["BTC"] = 72_000.0
-    w["dev"].mine(T0 + 5000)
+    w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 600)
     keeper.cycle()
     lines = [r for r in records if r.getMessage() == "market_data ok"]
     assert len(lines) == 1 and lines[0].tx.startswith("0x") and lines[0].gas > 20_000
@@ -222,3 +223,39 @@ def test_setup_logging__text_format__extras_on_one_line(capsys):
     logging.getLogger("netmargin.keeper").info("liquidation ok", extra={"account": "0xA", "gas": 1})
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "liquidation ok" in err and "gas=1" in err
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_keeper_cli__signal_to_process_group__stops_cleanly_without_tracebacks(world, tmp_path, sig):
+    """Ctrl-C in a terminal signals the whole process group (signing workers included)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from offchain.paths import REPO_ROOT
+
+    w = world
+    signer = write_keyfile(w["signer"], tmp_path / "signer.json", "pw")
+    gas = write_keyfile(w["dev"].accounts[4], tmp_path / "gas.json", "pw")
+    config = tmp_path / "keeper.json"
+    config.write_text(json.dumps({
+        "rpc_url": w["dev"].url, "engine_address": w["dep"].engine.address,
+        "data_dir": str(tmp_path / "state"), "log_format": "text", "poll_interval_s": 0.2,
+        "signers": [{"source": f"keyfile:{signer}", "passphrase_env": "OPS_PW"}],
+        "gas_key": {"source": f"keyfile:{gas}", "passphrase_env": "OPS_PW"},
+        "prices": {"kind": "http", "url": w["feed"].url, "json_path": "data.amount"}}))
+    env = {**os.environ, "OPS_PW": "pw", "PYTHONPATH": str(REPO_ROOT)}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "keeper", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while "cycle" not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()
+        os.killpg(proc.pid, getattr(signal, sig))
+        assert proc.wait(timeout=60) == 0
+    text = log.read_text()
+    assert "keeper stopped" in text and "Traceback" not in text and "KeyboardInterrupt" not in text
