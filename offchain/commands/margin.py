@@ -26,9 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read(path: str, what: str) -> str:
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{what}: cannot read {path!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what}: {path!r} is not UTF-8 text (byte {exc.start}: "
+                        f"{exc.object[exc.start:exc.start + 1]!r}), expected a JSON file") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +85,7 @@ def render(r: dict) -> str:
                      f"{u['binding_scenario']['index']}), loss {u['worst_loss']:,.2f}; delta "
                      f"{g['delta']:.4g}, gamma {g['gamma']:.3g}, vega {g['vega']:,.2f} per vol point, "
                      f"theta {g['theta']:,.2f} per day")
+    lines += render_grid(r)
     iso_, cross, pm = r["isolated_margin"], r["cross_margin"], r["portfolio_margin"]
     lines += ["", "initial margin by method:",
               f"  isolated   {iso_:>14,.2f}",
@@ -95,3 +99,25 @@ def render(r: dict) -> str:
                       f"MM -> {w['maintenance_margin_after']:,.2f} (on-chain bound "
                       f"{w['maintenance_margin_bound']:,.2f})"]
     return "\n".join(lines)
+
+
+def render_grid(r: dict) -> list[str]:
+    """The binding underlying's book P&L as a price x vol table (and its tail moves)."""
+    name = r["binding_scenario"]["underlying"]
+    g = r["underlyings"][name]["grid"]
+    b = r["binding_scenario"]
+    lines = ["", f"price x vol grid ({name}, book P&L per scenario; * = binding):",
+             f"  {'price move':>10} " + " ".join(f"{c:>14}" for c in g["columns"])]
+    for row in g["rows"]:
+        cells = []
+        for c in g["columns"]:
+            v = row[c]
+            mark = "*" if (b["kind"] != "tail" and abs(row["price_move"] - b["price_move"]) < 1e-12
+                           and c == b["vol"]) else " "
+            cells.append(f"{'' if v is None else f'{v:,.2f}':>13}{mark}")
+        lines.append(f"  {row['price_move']:>+10.1%} " + " ".join(cells))
+    for t in g["tails"]:
+        mark = "*" if b["kind"] == "tail" and abs(t["price_move"] - b["price_move"]) < 1e-12 else ""
+        lines.append(f"  tail {t['price_move']:>+6.0%}  P&L {t['pnl']:,.2f} counted x{t['weight']:.3f}"
+                     f"{mark}")
+    return lines

@@ -11,10 +11,13 @@ import numpy as np
 
 from offchain.errors import UserError
 from offchain.risk.instruments import (
+    INSTRUMENT_KEYS,
+    MAX_VOL,
     Instruments,
     Market,
     UnderlyingMarket,
     _number,
+    check_keys,
     instrument_from_spec,
     parse_time,
 )
@@ -48,9 +51,13 @@ def _parse_underlying_market(name: str, spec) -> UnderlyingMarket:
     where = f"market.{name}"
     if not isinstance(spec, dict):
         raise UserError(f"{where}: must be an object with spot (and vol, rate), got {spec!r}")
+    check_keys(spec, MARKET_KEYS, where)
     spot = _number(spec, "spot", where, positive=True)
     rate = _number(spec, "rate", where, required=False, default=0.0)
-    vol = _number(spec, "vol", where, positive=True, required=False)
+    if not -1.0 <= rate <= 1.0:
+        raise UserError(f"{where}.rate: must be a yearly rate between -1 and 1 (0.05 = 5%), "
+                        f"got {rate!r}")
+    vol = _vol(spec, "vol", where)
     forwards = {}
     for key, f in (spec.get("forwards") or {}).items():
         fw = _number({key: f}, key, f"{where}.forwards", positive=True)
@@ -65,16 +72,31 @@ def _parse_underlying_market(name: str, spec) -> UnderlyingMarket:
                             f"length, got {smile!r}")
         strikes = np.array([_number({"strike": k}, "strike", w, positive=True)
                             for k in smile["strikes"]])
-        vols = np.array([_number({"vol": v}, "vol", w, positive=True) for v in smile["vols"]])
+        vols = np.array([_vol({"vol": v}, "vol", w) for v in smile["vols"]])
         if np.any(np.diff(strikes) <= 0):
             raise UserError(f"{w}.strikes: must be strictly increasing, got {smile['strikes']}")
         smiles[parse_time(key, w)] = (strikes, vols)
     return UnderlyingMarket(spot=spot, rate=rate, vol=vol, forwards=forwards, smiles=smiles)
 
 
+MARKET_KEYS = ("spot", "vol", "rate", "forwards", "smile")
+POSITION_KEYS = INSTRUMENT_KEYS + ("size", "vol")
+BOOK_KEYS = ("valuation_time", "market", "positions")
+
+
+def _vol(spec: dict, key: str, where: str) -> float | None:
+    """An implied vol as a fraction: 0.5 is 50%; 50 is refused as a percentage."""
+    vol = _number(spec, key, where, positive=True, required=False)
+    if vol is not None and vol > MAX_VOL:
+        raise UserError(f"{where}.{key}: must be a fraction (0.5 for 50%), got {vol!r}, "
+                        f"which reads as a percentage")
+    return vol
+
+
 def parse_book(obj) -> Book:
     if not isinstance(obj, dict):
         raise UserError(f"book: must be a JSON object, got {type(obj).__name__}")
+    check_keys(obj, BOOK_KEYS, "book")
     if "valuation_time" not in obj:
         raise UserError("valuation_time: missing, expected an ISO-8601 time")
     t0 = parse_time(obj["valuation_time"], "valuation_time")
@@ -89,9 +111,11 @@ def parse_book(obj) -> Book:
     rows, sizes, vols = [], [], []
     for i, p in enumerate(positions):
         where = f"positions[{i}]"
+        if isinstance(p, dict):
+            check_keys(p, POSITION_KEYS, where)
         rows.append(instrument_from_spec(p, where))
         sizes.append(_number(p, "size", where))
-        vol = _number(p, "vol", where, positive=True, required=False)
+        vol = _vol(p, "vol", where)
         if vol is not None and rows[-1][1] not in (CALL, PUT):
             raise UserError(f"{where}.vol: only options take a vol, got {vol!r} on a "
                             f"{p['kind']}")

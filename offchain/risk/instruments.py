@@ -13,6 +13,20 @@ from offchain.errors import UserError
 from offchain.risk.pricing import CALL, FUTURE, KIND_CODES, PERPETUAL, PUT
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
+# Magnitudes past these are input mistakes, not books: they would print `inf` or lose all
+# precision (sizes and prices in contracts and USD; unix seconds before year 5138)
+MAX_MAGNITUDE = 1e12
+MAX_UNIX_SECONDS = 1e11
+# an implied vol above this is a percentage typed as a number (50 for 50%)
+MAX_VOL = 5.0
+INSTRUMENT_KEYS = ("underlying", "kind", "strike", "expiry", "contract_size")
+
+
+def check_keys(spec: dict, allowed, where: str) -> None:
+    """Reject keys the format does not know (a typo would otherwise fall back silently)."""
+    unknown = [k for k in spec if k not in allowed]
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown key, expected one of {sorted(allowed)}")
 
 
 def parse_time(value, where: str) -> float:
@@ -20,6 +34,9 @@ def parse_time(value, where: str) -> float:
     if isinstance(value, bool):
         raise UserError(f"{where}: must be an ISO-8601 time or unix seconds, got {value!r}")
     if isinstance(value, int | float) and math.isfinite(value):
+        if abs(value) >= MAX_UNIX_SECONDS:
+            raise UserError(f"{where}: must be unix seconds, got {value!r} (milliseconds? "
+                            f"divide by 1000)")
         return float(value)
     if isinstance(value, str):
         try:
@@ -46,6 +63,8 @@ def _number(spec: dict, key: str, where: str, *, positive: bool = False, require
     v = spec[key]
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise UserError(f"{where}.{key}: must be a finite number, got {v!r}")
+    if abs(v) > MAX_MAGNITUDE:
+        raise UserError(f"{where}.{key}: must be at most {MAX_MAGNITUDE:g} in size, got {v!r}")
     if positive and v <= 0:
         raise UserError(f"{where}.{key}: must be > 0, got {v!r}")
     if nonneg and v < 0:
@@ -96,6 +115,9 @@ def instrument_from_spec(spec, where: str) -> tuple[str, int, float, float, floa
     if kind_name not in KIND_CODES:
         raise UserError(f"{where}.kind: must be one of {list(KIND_CODES)}, got {kind_name!r}")
     kind = KIND_CODES[kind_name]
+    for key, needs in (("strike", (CALL, PUT)), ("expiry", (CALL, PUT, FUTURE))):
+        if key in spec and kind not in needs:
+            raise UserError(f"{where}.{key}: a {kind_name} has no {key}, got {spec[key]!r}")
     strike = math.nan
     expiry = math.nan
     if kind in (CALL, PUT):

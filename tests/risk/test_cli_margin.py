@@ -84,6 +84,20 @@ BAD = [
     (_with(("valuation_time",), "yesterday"), "valuation_time", "'yesterday'"),
     ('{"valuation_time": "2024-06-17T00:00:00Z", "positions": [', "book: malformed JSON",
      "line 1"),
+    (_with(("market", "BTC", "volatility"), 0.9), "market.BTC.volatility: unknown key", "spot"),
+    (_with(("positions", 0, "volatility"), 0.9), "positions[0].volatility: unknown key", "vol"),
+    (_with(("market", "BTC", "vol"), 50), "market.BTC.vol: must be a fraction", "percentage"),
+    (_with(("positions", 0, "vol"), 65), "positions[0].vol: must be a fraction", "65"),
+    (_with(("positions", 1, "strike"), 70000), "positions[1].strike: a perpetual has no strike",
+     "70000"),
+    (_with(("positions", 1, "expiry"), "2024-06-28T08:00:00Z"),
+     "positions[1].expiry: a perpetual has no expiry", "2024-06-28"),
+    (_with(("positions", 2, "size"), 1e300), "positions[2].size: must be at most", "1e+300"),
+    (_with(("market", "BTC", "spot"), 1e200), "market.BTC.spot: must be at most", "1e+200"),
+    (_with(("valuation_time",), 1718582400000), "valuation_time: must be unix seconds",
+     "milliseconds"),
+    (_with(("market", "BTC", "rate"), 5), "market.BTC.rate", "5"),
+    (_with(("strategy",), "x"), "book.strategy: unknown key", "positions"),
 ]
 
 
@@ -96,6 +110,21 @@ def test_margin__bad_book__exits_2_with_one_line_naming_field_and_value(
     err = captured.err.strip()
     assert "\n" not in err
     assert field in err and value in err
+
+
+def test_margin__non_utf8_file__exits_2_naming_file(tmp_path, capsys):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"valuation_time": "2024-06-17T00:00:00Z", "x": "\u00e9"}'.encode("latin-1"))
+    assert main(["margin", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "not UTF-8" in err and "latin1.json" in err
+
+
+def test_margin__book_table__prints_grid_of_binding_underlying(write_book, capsys):
+    assert main(["margin", write_book(ISSUE_BOOK)]) == 0
+    out = capsys.readouterr().out
+    assert "price x vol grid (BTC" in out and "vol up" in out and "vol down" in out
+    assert "per vol point" in out and "per day" in out
 
 
 def test_margin__unknown_params__exits_2_naming_option(write_book, capsys):
