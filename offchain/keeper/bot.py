@@ -454,7 +454,12 @@ class Keeper:
                              & (self.settlement == 0))
         for i in due:
             expiry = int(t.expiry[i])
-            price = float(self.source.spot(expiry)[t.underlying_index[i]])
+            try:  # a live source knows only the times it was read at
+                price = float(self.source.spot(expiry)[t.underlying_index[i]])
+            except Exception as exc:  # noqa: BLE001 - one instrument's price, not the cycle
+                log.warning("settlement price unknown: not posted",
+                            extra={"instrument": int(t.ids[i]), "expiry": expiry, "reason": str(exc)[:200]})
+                continue
             price_w = to_wad(price, Rounding.NEAREST, field="settlement_price")
             deadline = now + self.cfg.attest_validity_s
             digest = typed_digest(self.domain, settlement_price_struct_hash(
@@ -463,7 +468,7 @@ class Keeper:
             res = self.executor.send(f"settlement_price:{int(t.ids[i])}",
                                      self.dep.oracle.functions.post_settlement_price(
                                          (int(t.ids[i]), price_w, expiry, deadline), sigs))
-            self._count("settlement_price", res)
+            self._count("settlement_price", res, price=round(price, 2), expiry=expiry)
             if res.ok or "already final" in res.error:
                 self.settlement[i] = self.dep.oracle.functions.settlement_price(int(t.ids[i])).call() / WAD
 
@@ -552,12 +557,9 @@ class Keeper:
         (from the label `action:account[:...]`), tx hash, gas and block."""
         outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "skipped" if res.error else "failed")
         self.metrics.actions.labels(kind=kind, outcome=outcome).inc()
-        parts = res.label.split(":")
         extra = {"action": kind, "outcome": outcome}
-        if len(parts) > 1 and parts[1].startswith("0x"):
-            extra["account"] = parts[1]
-        if len(parts) > 2:
-            extra["instrument"] = parts[2]
+        for part in res.label.split(":")[1:]:  # "settle:0xabc:7", "settlement_price:7"
+            extra["account" if part.startswith("0x") else "instrument"] = part
         extra.update(details)
         if res.tx_hash:
             extra.update(tx=res.tx_hash, gas=res.gas_used, block=res.block)
