@@ -67,9 +67,16 @@ def client(args, sign: bool = False):
     return c
 
 
-def who(args, c) -> str:
+def who(args) -> str:
     """The address a read-only command is about (--address, or --account's address)."""
-    return c._address(args.address) if args.address else alias_address(args.account)
+    if not args.address:
+        return alias_address(args.account)
+    from web3 import Web3
+
+    from offchain.errors import UserError
+    if not Web3.is_address(args.address):
+        raise UserError(f"--address: must be a 0x-prefixed 20-byte address, got {args.address!r}")
+    return Web3.to_checksum_address(args.address)
 
 
 def day(ts: int) -> str:

@@ -46,7 +46,7 @@ def run(args) -> int:
     from offchain.commands._support import client, day, who
 
     c = client(args)
-    address = who(args, c)
+    address = who(args)
     events = c.history(address, args.from_block)
     if args.json:
         print(json.dumps(events, indent=2))

@@ -21,7 +21,7 @@ def run(args) -> int:
     from offchain.commands._support import client, who
 
     c = client(args)
-    s = c.account(who(args, c))
+    s = c.account(who(args))
     if args.json:
         print(json.dumps(s.as_dict(), indent=2))
         return 0

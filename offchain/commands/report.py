@@ -76,7 +76,7 @@ def run(args) -> int:
     if args.png:
         check_png_path(args.png)
     c = client(args)
-    ex = c.report(who(args, c), vols)
+    ex = c.report(who(args), vols)
     if args.json:
         print(json.dumps(ex, indent=2, default=float))
         return 0
