@@ -310,8 +310,8 @@ def _central_cdf_q96(e: int256) -> uint256:
     y_q: uint256 = unsafe_div(y << 96, WAD)
     # x = y^2 < 0.455 * 2**96.
     x: uint256 = unsafe_mul(y_q, y_q) >> 96
-    # Horner with x < 2**96 (< 0.455 in value) and positive coefficients < 2**102: every
-    # partial sum stays < 2**103 and every product < 2**199.
+    # Horner with x < 2**96 (< 0.455 in value) and positive coefficients < 2**112: every
+    # partial sum stays < 2**112 and every product < 2**208 (checked by the bounds test).
     num: uint256 = unsafe_mul(A4, x) >> 96
     den: uint256 = x
     num = unsafe_mul(unsafe_add(num, A0), x) >> 96
@@ -320,7 +320,7 @@ def _central_cdf_q96(e: int256) -> uint256:
     den = unsafe_mul(unsafe_add(den, B1), x) >> 96
     num = unsafe_mul(unsafe_add(num, A2), x) >> 96
     den = unsafe_mul(unsafe_add(den, B2), x) >> 96
-    # num + A3 < 2**103 and y_q < 2**96: < 2**199; den + B3 >= B3 > 0. The ratio
+    # num + A3 < 2**111 and y_q < 2**96: < 2**207; den + B3 >= B3 > 0. The ratio
     # y * A/B <= 0.25 (N - 1/2 on the central range), so temp < 2**95.
     temp: uint256 = unsafe_div(unsafe_mul(y_q, unsafe_add(num, A3)), unsafe_add(den, B3))
     if e < 0:
@@ -338,9 +338,9 @@ def _tail_ratio(y: uint256) -> uint256:
     y_q: uint256 = unsafe_div(y << 96, WAD)
     g_q: uint256 = 0
     if y <= Y_ASYMPTOTIC_WAD:
-        # y_q <= 5.66 * 2**96 < 2**99. Horner with positive coefficients < 2**102: the
-        # partial sums are <= C(5.66) < 2**26 * 2**96 and <= D(5.66) < 2**27 * 2**96, the
-        # products < 2**226.
+        # y_q <= 5.66 * 2**96 < 2**99. Horner with positive coefficients < 2**112, so the
+        # partial sums grow with y: at y = sqrt(32) they are < 2**119 and the products
+        # < 2**218.
         num: uint256 = unsafe_mul(C8, y_q) >> 96
         den: uint256 = y_q
         num = unsafe_mul(unsafe_add(num, C0), y_q) >> 96
@@ -357,14 +357,15 @@ def _tail_ratio(y: uint256) -> uint256:
         den = unsafe_mul(unsafe_add(den, D5), y_q) >> 96
         num = unsafe_mul(unsafe_add(num, C6), y_q) >> 96
         den = unsafe_mul(unsafe_add(den, D6), y_q) >> 96
-        # (num + C7) < 2**123: shifted < 2**219; den + D7 >= D7 > 0.
+        # (num + C7) < 2**118: shifted < 2**214; den + D7 >= D7 > 0.
         g_q = unsafe_div(unsafe_add(num, C7) << 96, unsafe_add(den, D7))
     else:
-        # y > 5.66: z = 1/y^2 < 2**96 / 32, from inv = 1/y < 2**96 / 5.6 (no y^2 overflow).
+        # y > 5.66: z = 1/y^2 <= 2**96 / 32 (+ rounding) < 2**92, from inv = 1/y < 2**96 / 5.6
+        # (no y^2 overflow).
         inv: uint256 = unsafe_div(Q96 << 96, y_q)
         z: uint256 = unsafe_mul(inv, inv) >> 96
-        # Horner in z < 2**91 with coefficients < 2**97: partial sums < 2**98, products
-        # < 2**189.
+        # Horner in z < 2**92 with coefficients < 2**97: partial sums < 2**98, products
+        # < 2**190.
         num: uint256 = unsafe_mul(P5, z) >> 96
         den: uint256 = z
         num = unsafe_mul(unsafe_add(num, P0), z) >> 96
@@ -375,7 +376,7 @@ def _tail_ratio(y: uint256) -> uint256:
         den = unsafe_mul(unsafe_add(den, Q2), z) >> 96
         num = unsafe_mul(unsafe_add(num, P3), z) >> 96
         den = unsafe_mul(unsafe_add(den, Q3), z) >> 96
-        # z * (num + P4) < 2**189; den + Q4 > 0. temp = z P/Q < 0.0044 < 1/sqrt(2 pi).
+        # z * (num + P4) < 2**190; den + Q4 > 0. temp = z P/Q < 0.0115 < 1/sqrt(2 pi).
         temp: uint256 = unsafe_div(unsafe_mul(z, unsafe_add(num, P4)), unsafe_add(den, Q4))
         # (1/sqrt(2 pi) - temp) < 2**95, times inv < 2**94: < 2**189.
         g_q = unsafe_mul(unsafe_sub(INV_SQRT_2PI_Q96, temp), inv) >> 96

@@ -1,0 +1,485 @@
+# pragma version 0.4.3
+# pragma nonreentrancy off
+"""
+@title ScenarioVerifier
+@custom:contract-name ScenarioVerifier
+@license MIT
+@notice Re-prices a book in one named scenario of a risk-parameter set, on chain, with the
+        same model as offchain/risk: per underlying (risk unit) the weighted loss
+        weight * -P&L of the book when every forward and spot moves by the scenario's price
+        move and each option's implied vol takes its shocked value (tenor-scaled, floored),
+        and the add-ons in closed form (basis shock, short-option minimum, delta-liquidity
+        shock, or the netted short-option floor under each unit's loss). Any choice of
+        scenarios gives a lower bound of the book's worst loss; the binding ones give it
+        exactly, and the maintenance margin the risk engine attests.
+@dev The scenario table is not stored: its generating parameters are, fixed at deployment
+     (one verifier per parameter set), and `generator_hash` = keccak256(abi_encode(generator,
+     coefficients)) lets anyone check them against the JSON parameter file
+     (offchain/chain/verifier.py computes the same hash from the file). `params_hash` is the
+     file's content hash the signers put in attestations and roots.
+     Market inputs (forward, spot, strike, tenor, vol, rate) come with each leg; a caller
+     that acts on the result must check them against the epoch's market root.
+@custom:security Stateless views. Leg arithmetic is checked (reverts on overflow); the
+     pricer's unchecked operations are bounded by its input checks.
+"""
+
+from snekmate.utils import math
+from modules import pricer
+
+
+#### CONSTANTS ####
+
+WAD: constant(uint256) = 10**18
+WAD_I: constant(int256) = 10**18
+# Bounds of every loop and array.
+MAX_LEGS: public(constant(uint256)) = 64
+MAX_UNITS: public(constant(uint256)) = 8
+MAX_TAIL_MOVES: public(constant(uint256)) = 32
+MAX_COEFFICIENTS: public(constant(uint256)) = 32
+MODE_MATRIX: public(constant(uint8)) = 0
+MODE_SPAN16: public(constant(uint8)) = 1
+DAYS_PER_YEAR: constant(uint256) = 365
+# Instrument kind codes (pricer).
+KIND_CALL: constant(uint8) = 2
+KIND_PUT: constant(uint8) = 3
+# The coefficient row used for an underlying without its own ("default" in the file).
+DEFAULT_SYMBOL: public(constant(bytes32)) = 0x64656661756c7400000000000000000000000000000000000000000000000000
+# SPAN-16: the 14 scan scenarios (thirds of the price scan range, vol direction), then the
+# extreme moves +k and -k with vol flat (offchain/risk/scenarios.py `_SPAN_CORE`).
+SPAN_THIRDS: constant(int256[14]) = [0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3]
+SPAN_DIRS: constant(int256[14]) = [1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1]
+
+
+#### STRUCTS ####
+
+# Set-wide generating parameters (offchain/risk/scenarios.py, params.py), WAD.
+struct Generator:
+    mode: uint8
+    price_steps: uint256
+    # vol direction of the tail moves: 1 up, 0 flat, -1 down
+    tail_vol_dir: int256
+    reference_days_wad: uint256
+    min_days_wad: uint256
+    power_short_wad: uint256
+    power_long_wad: uint256
+    vol_down_min_factor_wad: uint256
+    extreme_multiple_wad: uint256
+    extreme_weight_wad: uint256
+    min_vol_wad: uint256
+    decorrelation_wad: uint256
+    mm_factor_wad: uint256
+    short_option_netted: bool
+    basis_on_options: bool
+
+# One underlying's coefficients, resolved (its own value, else `default`'s, else set-wide).
+struct Coefficients:
+    symbol: bytes32
+    # matrix: price_range, vol_up, vol_down (relative); span16: price_scan_range and
+    # vol_scan_range (absolute) twice
+    range_wad: uint256
+    vol_up_wad: uint256
+    vol_down_wad: uint256
+    vol_up_floor_wad: uint256
+    tail_weight_wad: uint256
+    tail_moves_wad: DynArray[int256, MAX_TAIL_MOVES]
+    basis_rate_per_sqrt_year_wad: uint256
+    basis_min_days_wad: uint256
+    short_option_min_rate_wad: uint256
+    liquidity_notional_threshold_wad: uint256
+    liquidity_rate_wad: uint256
+
+# One position and its instrument's market inputs (the market root's fields), WAD.
+struct Leg:
+    size_wad: int256
+    kind: uint8
+    # index into the `units` argument (the book's underlyings)
+    unit: uint256
+    fwd_wad: uint256
+    spot_wad: uint256
+    strike_wad: uint256
+    tenor_wad: uint256
+    vol_wad: uint256
+    rate_wad: int256
+    contract_size_wad: uint256
+
+struct Scenario:
+    move_wad: int256
+    vol_dir: int256
+    weight_wad: uint256
+
+struct Check:
+    # weight * -P&L per unit in its named scenario (negative: a gain)
+    unit_losses_wad: DynArray[int256, MAX_UNITS]
+    # netted short-option floor per unit (0 when charged per contract)
+    unit_floors_wad: DynArray[uint256, MAX_UNITS]
+    # sum over units of weight * -P&L in the joint scenario (decorrelation < 1)
+    joint_loss_wad: int256
+    # d * sum_u max(0, loss_u) + (1 - d) * max(0, joint): the scenario part
+    scenario_loss_wad: uint256
+    # the same with each unit's floor: a lower bound of the worst loss
+    weighted_loss_wad: uint256
+    basis_wad: uint256
+    short_option_wad: uint256
+    liquidity_wad: uint256
+    # scenario part + add-ons: the maintenance margin if the named scenarios bind
+    maintenance_wad: uint256
+
+# Per-unit accumulators of `check`.
+struct Unit:
+    coefficients: Coefficients
+    scenario: Scenario
+    joint: Scenario
+    pnl: int256
+    joint_pnl: int256
+    basis: int256
+    notional: int256
+    floor: uint256
+
+
+#### STORAGE ####
+
+# Content hash of the risk-parameter file (sha256 of its canonical JSON).
+params_hash: public(immutable(bytes32))
+# keccak256(abi_encode(generator, coefficients)): what this verifier prices with.
+generator_hash: public(immutable(bytes32))
+# Number of scenarios per underlying.
+n_scenarios: public(immutable(uint256))
+# The set-wide generating parameters.
+_generator: Generator
+# Per-underlying coefficient rows, and symbol -> row index + 1.
+_coefficients: DynArray[Coefficients, MAX_COEFFICIENTS]
+_row: HashMap[bytes32, uint256]
+
+
+#### CONSTRUCTOR ####
+
+@deploy
+def __init__(params_hash_: bytes32, generator_: Generator,
+             coefficients_: DynArray[Coefficients, MAX_COEFFICIENTS]):
+    """
+    @param params_hash_ The parameter file's content hash.
+    @param generator_ The set-wide scenario generator and aggregation parameters (WAD).
+    @param coefficients_ One resolved row per underlying symbol (and DEFAULT_SYMBOL for
+           underlyings without their own).
+    """
+    assert generator_.mode == MODE_MATRIX or generator_.mode == MODE_SPAN16, "ScenarioVerifier: mode must be 0 (matrix) or 1 (span16)"
+    assert generator_.mm_factor_wad != 0 and generator_.mm_factor_wad <= WAD, "ScenarioVerifier: mm_factor must be in (0, 1]"
+    assert generator_.decorrelation_wad <= WAD, "ScenarioVerifier: decorrelation must be <= 1"
+    assert len(coefficients_) != 0, "ScenarioVerifier: no coefficients"
+    count: uint256 = 16
+    if generator_.mode == MODE_MATRIX:
+        assert generator_.price_steps >= 3 and generator_.price_steps % 2 == 1, "ScenarioVerifier: price_steps must be odd and >= 3"
+        assert generator_.price_steps <= 1001, "ScenarioVerifier: price_steps must be <= 1001"
+        assert generator_.tail_vol_dir >= -1 and generator_.tail_vol_dir <= 1, "ScenarioVerifier: tail_vol_dir must be -1, 0 or 1"
+        assert generator_.reference_days_wad != 0 and generator_.min_days_wad != 0, "ScenarioVerifier: vol scaling days must be > 0"
+        assert generator_.vol_down_min_factor_wad != 0, "ScenarioVerifier: vol_down_min_factor must be > 0"
+        count = 3 * generator_.price_steps + len(coefficients_[0].tail_moves_wad)
+    for c: Coefficients in coefficients_:
+        assert c.symbol != empty(bytes32), "ScenarioVerifier: empty symbol"
+        assert self._row[c.symbol] == 0, "ScenarioVerifier: duplicate symbol"
+        assert c.range_wad != 0 and c.range_wad < WAD, "ScenarioVerifier: range must be in (0, 1)"
+        if generator_.mode == MODE_MATRIX:
+            assert 3 * generator_.price_steps + len(c.tail_moves_wad) == count, "ScenarioVerifier: every underlying needs the same number of tail moves"
+            for m: int256 in c.tail_moves_wad:
+                assert m > -WAD_I and m != 0, "ScenarioVerifier: tail moves must be non-zero and > -1"
+        self._coefficients.append(c)
+        self._row[c.symbol] = len(self._coefficients)
+    self._generator = generator_
+    params_hash = params_hash_
+    generator_hash = keccak256(abi_encode(generator_, coefficients_))
+    n_scenarios = count
+
+
+#### EXTERNAL ####
+
+@external
+@view
+def generator() -> (Generator, DynArray[Coefficients, MAX_COEFFICIENTS]):
+    """
+    @notice The generating parameters and coefficient rows this verifier prices with.
+    """
+    return self._generator, self._coefficients
+
+
+@external
+@view
+def scenario(symbol: bytes32, index: uint256) -> Scenario:
+    """
+    @notice Scenario `index` of underlying `symbol`: price move, vol direction (1 up, 0
+            flat, -1 down) and the weight its loss counts with (WAD).
+    """
+    return self._scenario(self._generator, self._coefficients_of(symbol), index)
+
+
+@external
+@pure
+def black76(fwd_wad: uint256, strike_wad: uint256, tenor_wad: uint256, vol_wad: uint256,
+            rate_wad: int256, is_call: bool) -> uint256:
+    """
+    @notice Black-76 premium of one option (WAD), as the risk engine prices it.
+    """
+    return pricer._black76(fwd_wad, strike_wad, tenor_wad, vol_wad, rate_wad, is_call)
+
+
+@external
+@pure
+def unit_value(kind: uint8, fwd_wad: uint256, spot_wad: uint256, strike_wad: uint256,
+               tenor_wad: uint256, vol_wad: uint256, rate_wad: int256) -> uint256:
+    """
+    @notice Value of one unit of an instrument (WAD): perp at spot, future at its forward,
+            option at Black-76.
+    """
+    return pricer._unit_value(kind, fwd_wad, spot_wad, strike_wad, tenor_wad, vol_wad, rate_wad)
+
+
+@external
+@view
+def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
+          scenarios: DynArray[uint256, MAX_UNITS], joint_scenario: uint256) -> Check:
+    """
+    @notice Re-prices a book in one named scenario per risk unit (and one joint scenario for
+            the decorrelated part) and computes its add-ons.
+    @param legs The book: signed size, instrument and its market inputs, per position.
+    @param units The book's underlyings, distinct; `legs[i].unit` indexes this list.
+    @param scenarios The scenario index named for each unit (same order as `units`).
+    @param joint_scenario The scenario of the all-units-together term (used only when the
+           parameter set's decorrelation is below 1).
+    @return Check Unit losses and floors, the scenario and weighted losses, each add-on and
+            the maintenance margin they make (WAD).
+    """
+    n_units: uint256 = len(units)
+    assert n_units != 0, "ScenarioVerifier: no units"
+    assert len(scenarios) == n_units, "ScenarioVerifier: one scenario per unit expected"
+    gen: Generator = self._generator
+    decorrelated: bool = gen.decorrelation_wad < WAD
+    acc: DynArray[Unit, MAX_UNITS] = []
+    for u: uint256 in range(n_units, bound=MAX_UNITS):
+        for v: uint256 in range(u, bound=MAX_UNITS):
+            assert v == u or units[v] != units[u], "ScenarioVerifier: duplicate unit"
+        unit: Unit = empty(Unit)
+        unit.coefficients = self._coefficients_of(units[u])
+        unit.scenario = self._scenario(gen, unit.coefficients, scenarios[u])
+        if decorrelated:
+            unit.joint = self._scenario(gen, unit.coefficients, joint_scenario)
+        acc.append(unit)
+
+    out: Check = empty(Check)
+    for leg: Leg in legs:
+        assert leg.unit < n_units, "ScenarioVerifier: leg unit out of range"
+        c: Coefficients = acc[leg.unit].coefficients
+        # contracts held times the contract size
+        held: int256 = leg.size_wad * convert(leg.contract_size_wad, int256) // WAD_I
+        is_option: bool = leg.kind == KIND_CALL or leg.kind == KIND_PUT
+        base: uint256 = 0
+        delta: int256 = WAD_I
+        if is_option:
+            base, delta = pricer._black76_delta(leg.fwd_wad, leg.strike_wad, leg.tenor_wad, leg.vol_wad, leg.rate_wad, leg.kind == KIND_CALL)
+            if not gen.short_option_netted and held < 0:
+                out.short_option_wad += convert(-held, uint256) * c.short_option_min_rate_wad // WAD * leg.fwd_wad // WAD
+        else:
+            base = pricer._unit_value(leg.kind, leg.fwd_wad, leg.spot_wad, leg.strike_wad, leg.tenor_wad, leg.vol_wad, leg.rate_wad)
+        change: int256 = convert(self._shocked_value(gen, c, leg, acc[leg.unit].scenario), int256) - convert(base, int256)
+        acc[leg.unit].pnl += held * change // WAD_I
+        if decorrelated:
+            if joint_scenario != scenarios[leg.unit]:
+                change = convert(self._shocked_value(gen, c, leg, acc[leg.unit].joint), int256) - convert(base, int256)
+            acc[leg.unit].joint_pnl += held * change // WAD_I
+        # delta (dV/dF) times the forward: the delta notional; times the basis shift: basis
+        exposure: int256 = held * delta // WAD_I * convert(leg.fwd_wad, int256) // WAD_I
+        acc[leg.unit].notional += exposure
+        if not is_option or gen.basis_on_options:
+            acc[leg.unit].basis += exposure * convert(self._basis_shift(c, leg.tenor_wad), int256) // WAD_I
+
+    if gen.short_option_netted:
+        floors: DynArray[uint256, MAX_UNITS] = self._netted_floors(legs, acc)
+        for u: uint256 in range(n_units, bound=MAX_UNITS):
+            acc[u].floor = floors[u]
+    return self._aggregate(gen, acc, out.short_option_wad)
+
+
+#### INTERNAL ####
+
+@internal
+@view
+def _coefficients_of(symbol: bytes32) -> Coefficients:
+    row: uint256 = self._row[symbol]
+    if row == 0:
+        row = self._row[DEFAULT_SYMBOL]
+    assert row != 0, "ScenarioVerifier: no coefficients for underlying"
+    return self._coefficients[row - 1]
+
+
+@internal
+@pure
+def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
+    """
+    @dev scenarios.py `_matrix` / `_span16`, one column.
+    """
+    out: Scenario = empty(Scenario)
+    out.weight_wad = WAD
+    if gen.mode == MODE_MATRIX:
+        core: uint256 = 3 * gen.price_steps
+        if index < core:
+            # linspace(-1, 1, steps)[j] = (2 j - (steps - 1)) / (steps - 1); vol up, flat, down
+            j: int256 = convert(index // 3, int256)
+            half: int256 = convert(gen.price_steps - 1, int256)
+            out.move_wad = convert(c.range_wad, int256) * (2 * j - half) // half
+            out.vol_dir = 1 - convert(index % 3, int256)
+            return out
+        assert index - core < len(c.tail_moves_wad), "ScenarioVerifier: scenario index out of range"
+        m: int256 = c.tail_moves_wad[index - core]
+        out.move_wad = m
+        out.vol_dir = gen.tail_vol_dir
+        # tail moves count tail_weight * R / |move| of their loss, never more than 1
+        out.weight_wad = min(c.tail_weight_wad * c.range_wad // convert(abs(m), uint256), WAD)
+        return out
+    assert index < 16, "ScenarioVerifier: scenario index out of range"
+    if index < 14:
+        out.move_wad = convert(c.range_wad, int256) * SPAN_THIRDS[index] // 3
+        out.vol_dir = SPAN_DIRS[index]
+        return out
+    out.move_wad = convert(c.range_wad * gen.extreme_multiple_wad // WAD, int256)
+    if index == 15:
+        out.move_wad = -out.move_wad
+    out.weight_wad = gen.extreme_weight_wad
+    return out
+
+
+@internal
+@pure
+def _shocked_value(gen: Generator, c: Coefficients, leg: Leg, sc: Scenario) -> uint256:
+    """
+    @dev Unit value with forward and spot moved by the scenario and the vol shocked.
+    """
+    vol: uint256 = leg.vol_wad
+    if sc.vol_dir != 0 and (leg.kind == KIND_CALL or leg.kind == KIND_PUT):
+        vol = self._shocked_vol(gen, c, leg.vol_wad, leg.tenor_wad, sc.vol_dir)
+    return pricer._unit_value(leg.kind, self._moved(leg.fwd_wad, sc.move_wad),
+                              self._moved(leg.spot_wad, sc.move_wad), leg.strike_wad,
+                              leg.tenor_wad, vol, leg.rate_wad)
+
+
+@internal
+@pure
+def _moved(price: uint256, move_wad: int256) -> uint256:
+    """
+    @dev price * (1 + move); every move is > -1 (checked at deployment; ranges < 1).
+    """
+    return convert(convert(price, int256) * (WAD_I + move_wad) // WAD_I, uint256)
+
+
+@internal
+@pure
+def _shocked_vol(gen: Generator, c: Coefficients, vol: uint256, tenor: uint256,
+                 vol_dir: int256) -> uint256:
+    """
+    @dev scenarios.py `ScenarioSet.shocked_vols`, one instrument, vol_dir != 0.
+    """
+    if gen.mode == MODE_SPAN16:
+        if vol_dir > 0:
+            return vol + c.vol_up_wad
+        if vol <= c.vol_down_wad + gen.min_vol_wad:
+            return gen.min_vol_wad
+        return vol - c.vol_down_wad
+    # (reference / max(days, min_days)) ** power, power_short under the reference tenor
+    days: uint256 = max(tenor * DAYS_PER_YEAR, gen.min_days_wad)
+    power: uint256 = gen.power_long_wad
+    if days < gen.reference_days_wad:
+        power = gen.power_short_wad
+    log_ratio: int256 = math._wad_ln(convert(gen.reference_days_wad * WAD // days, int256))
+    scale: uint256 = convert(math._wad_exp(log_ratio * convert(power, int256) // WAD_I), uint256)
+    if vol_dir > 0:
+        return max(vol * (WAD + c.vol_up_wad * scale // WAD) // WAD, c.vol_up_floor_wad)
+    factor: int256 = WAD_I - convert(c.vol_down_wad * scale // WAD, int256)
+    return vol * convert(max(factor, convert(gen.vol_down_min_factor_wad, int256)), uint256) // WAD
+
+
+@internal
+@pure
+def _basis_shift(c: Coefficients, tenor: uint256) -> uint256:
+    """
+    @dev basis_rate * sqrt(max(T, basis_min_days / 365)) (arrays.py `addon_vectors`), WAD.
+    """
+    t: uint256 = max(tenor, c.basis_min_days_wad // DAYS_PER_YEAR)
+    return c.basis_rate_per_sqrt_year_wad * isqrt(t * WAD) // WAD
+
+
+@internal
+@pure
+def _netted_floors(legs: DynArray[Leg, MAX_LEGS], acc: DynArray[Unit, MAX_UNITS]) -> DynArray[uint256, MAX_UNITS]:
+    """
+    @dev The netted short-option minimum (engine.py `short_option_floor`): options grouped
+         by (unit, expiry, strike), calls netting against puts; each group's net short
+         contracts times short_option_min_rate * forward, summed into its unit's floor.
+         The expiry is identified by the tenor (one valuation time per book).
+    @return DynArray The floor of each unit, WAD.
+    """
+    floors: DynArray[uint256, MAX_UNITS] = []
+    for unit: Unit in acc:
+        floors.append(0)
+    n: uint256 = len(legs)
+    for i: uint256 in range(n, bound=MAX_LEGS):
+        li: Leg = legs[i]
+        if li.kind != KIND_CALL and li.kind != KIND_PUT:
+            continue
+        first: bool = True
+        for j: uint256 in range(i, bound=MAX_LEGS):
+            lj: Leg = legs[j]
+            if j < i and (lj.kind == KIND_CALL or lj.kind == KIND_PUT) and lj.unit == li.unit and lj.tenor_wad == li.tenor_wad and lj.strike_wad == li.strike_wad:
+                first = False
+                break
+        if not first:
+            continue
+        net: int256 = 0
+        for j: uint256 in range(i, n, bound=MAX_LEGS):
+            lj: Leg = legs[j]
+            if (lj.kind == KIND_CALL or lj.kind == KIND_PUT) and lj.unit == li.unit and lj.tenor_wad == li.tenor_wad and lj.strike_wad == li.strike_wad:
+                net += lj.size_wad * convert(lj.contract_size_wad, int256) // WAD_I
+        if net < 0:
+            rate: uint256 = acc[li.unit].coefficients.short_option_min_rate_wad
+            floors[li.unit] += convert(-net, uint256) * rate // WAD * li.fwd_wad // WAD
+    return floors
+
+
+@internal
+@pure
+def _aggregate(gen: Generator, acc: DynArray[Unit, MAX_UNITS], per_contract_short: uint256) -> Check:
+    """
+    @dev margin.py `worst_loss` for the named scenarios, and the liquidity and basis sums.
+    """
+    out: Check = empty(Check)
+    out.short_option_wad = per_contract_short
+    d: uint256 = gen.decorrelation_wad
+    positive: uint256 = 0
+    with_floor: uint256 = 0
+    joint: int256 = 0
+    floors: uint256 = 0
+    for unit: Unit in acc:
+        loss: int256 = -unit.pnl * convert(unit.scenario.weight_wad, int256) // WAD_I
+        out.unit_losses_wad.append(loss)
+        out.unit_floors_wad.append(unit.floor)
+        raw: uint256 = 0
+        if loss > 0:
+            raw = convert(loss, uint256)
+        positive += raw
+        with_floor += max(raw, unit.floor)
+        floors += unit.floor
+        joint += -unit.joint_pnl * convert(unit.joint.weight_wad, int256) // WAD_I
+        out.basis_wad += convert(abs(unit.basis), uint256)
+        excess: int256 = abs(unit.notional) - convert(unit.coefficients.liquidity_notional_threshold_wad, int256)
+        if excess > 0:
+            out.liquidity_wad += convert(excess, uint256) * unit.coefficients.liquidity_rate_wad // WAD
+    out.joint_loss_wad = joint
+    joint_pos: uint256 = 0
+    if joint > 0:
+        joint_pos = convert(joint, uint256)
+    if d == WAD:
+        out.scenario_loss_wad = positive
+        out.weighted_loss_wad = with_floor
+    else:
+        out.scenario_loss_wad = (positive * d + joint_pos * (WAD - d)) // WAD
+        out.weighted_loss_wad = (with_floor * d + max(joint_pos, floors) * (WAD - d)) // WAD
+    if gen.short_option_netted:
+        out.short_option_wad = out.weighted_loss_wad - out.scenario_loss_wad
+    out.maintenance_wad = out.scenario_loss_wad + out.basis_wad + out.short_option_wad + out.liquidity_wad
+    return out

@@ -1,0 +1,152 @@
+"""ScenarioVerifier against the float64 risk engine (offchain/risk) on random books, for every
+bundled parameter set: scenario table, unit losses, floors, add-ons and the maintenance margin
+when the named scenarios are the binding ones.
+
+Tolerance: 1e-9 of the book's gross notional (sum |size * contract_size| * forward): each
+premium is within 1e-9 relative of the engine's (tests/pricer), and the WAD rounding of the
+inputs and coefficients moves a loss by far less.
+"""
+
+import boa
+import numpy as np
+import pytest
+
+from offchain.chain.eip712 import symbol_to_bytes32
+from offchain.chain.verifier import generator_hash
+from offchain.risk.pricing import CALL, PUT
+from offchain.risk.scenarios import build_scenarios
+
+from .conftest import PARAM_SETS, WAD, random_book
+
+TOL = 1e-9
+
+
+def _python_losses(engine, book):
+    """(U, S) weighted loss of the book per unit and scenario, and the breakdown."""
+    b = engine.breakdown(book.sizes[None, :], exact=True)
+    loss = -b.pnl[0] * engine.scenarios.weight
+    return loss, b
+
+
+def _close(chain_wad: int, expected: float, scale: float) -> bool:
+    return abs(chain_wad / WAD - expected) <= TOL * scale + 1e-12
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_generator_hash__bundled_sets__equals_python(verifiers, name):
+    params, verifier = verifiers[name]
+    assert verifier.generator_hash() == generator_hash(params)
+    assert verifier.params_hash() == bytes.fromhex(params.hash[2:])
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_scenario__every_index__equals_build_scenarios(verifiers, name):
+    params, verifier = verifiers[name]
+    units = ("BTC", "ETH", "SOL")
+    scen = build_scenarios(params, units)
+    assert verifier.n_scenarios() == scen.n
+    for u, sym in enumerate(units):
+        for s in range(scen.n):
+            move, vol_dir, weight = verifier.scenario(symbol_to_bytes32(sym), s)
+            assert abs(move / WAD - scen.move[u, s]) <= 1e-15
+            assert vol_dir == scen.vol_dir[s]
+            assert abs(weight / WAD - scen.weight[u, s]) <= 1e-15
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_check__random_books_binding_scenarios__maintenance_equals_engine(verifiers, name):
+    params, verifier = verifiers[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    for _ in range(6):
+        book = random_book(rng, int(rng.integers(1, 9)))
+        engine = book.engine(params)
+        loss, b = _python_losses(engine, book)
+        binding = [int(s) for s in b.binding_idx[0]]
+        joint = int(loss.sum(axis=0).argmax())
+        out = verifier.check(book.legs, book.unit_symbols(), binding, joint)
+        scale = book.gross_notional()
+        for u in range(len(book.units)):
+            assert _close(out.unit_losses_wad[u], loss[u, binding[u]], scale)
+        assert _close(out.scenario_loss_wad, b.worst_loss[0], scale)
+        assert _close(out.basis_wad, b.basis[0], scale)
+        assert _close(out.short_option_wad, b.short_option[0], scale)
+        assert _close(out.liquidity_wad, b.liquidity[0], scale)
+        assert _close(out.maintenance_wad, b.mm[0], scale)
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_check__random_scenarios__unit_losses_equal_engine_and_bound_worst(verifiers, name):
+    params, verifier = verifiers[name]
+    rng = np.random.default_rng(7 + sum(map(ord, name)))
+    for _ in range(6):
+        book = random_book(rng, int(rng.integers(1, 7)))
+        engine = book.engine(params)
+        loss, b = _python_losses(engine, book)
+        named = [int(s) for s in rng.integers(engine.n_scenarios, size=len(book.units))]
+        joint = int(named[0]) if params.decorrelation < 1 else 0
+        out = verifier.check(book.legs, book.unit_symbols(), named, joint)
+        scale = book.gross_notional()
+        for u in range(len(book.units)):
+            assert _close(out.unit_losses_wad[u], loss[u, named[u]], scale)
+        if params.decorrelation < 1:
+            assert _close(out.joint_loss_wad, loss[:, joint].sum(), scale)
+        # any named scenarios give a lower bound of the engine's worst loss (with floors)
+        worst = b.worst_loss[0] + (b.short_option[0] if params.short_option_netted else 0.0)
+        assert out.weighted_loss_wad / WAD <= worst + TOL * scale + 1e-12
+
+
+def test_check__conversion_and_short_strangle__netted_floor(verifiers):
+    """A call and a put of one strike and expiry net (long call, short put: no net short);
+    a short strangle's two strikes each count."""
+    params, verifier = verifiers["default-v2"]
+    rng = np.random.default_rng(3)
+    book = random_book(rng, 1, kinds=(CALL,), units=("BTC",))
+    call = list(book.legs[0])
+    put = list(call)
+    put[1] = PUT
+    call[0], put[0] = 2 * WAD, -2 * WAD
+    conversion = verifier.check([tuple(call), tuple(put)], [symbol_to_bytes32("BTC")], [13], 0)
+    assert conversion.unit_floors_wad[0] == 0
+    call[0] = -2 * WAD
+    put[5] = call[5] * 8 // 10
+    strangle = verifier.check([tuple(call), tuple(put)], [symbol_to_bytes32("BTC")], [13], 0)
+    rate = params.coeff("BTC", "short_option_min_rate")
+    expected = 2 * call[9] / WAD * (call[3] + put[3]) / WAD * rate
+    assert abs(strangle.unit_floors_wad[0] / WAD - expected) <= 1e-9 * expected
+
+
+def test_check__scenario_index_out_of_range__reverts(verifiers):
+    params, verifier = verifiers["default-v2"]
+    book = random_book(np.random.default_rng(1), 2, units=("BTC",))
+    n = verifier.n_scenarios()
+    with boa.reverts("ScenarioVerifier: scenario index out of range"):
+        verifier.check(book.legs, book.unit_symbols(), [n], 0)
+
+
+def test_check__leg_unit_out_of_range__reverts(verifiers):
+    _, verifier = verifiers["default-v2"]
+    book = random_book(np.random.default_rng(1), 2, units=("BTC",))
+    leg = list(book.legs[0])
+    leg[2] = 1
+    with boa.reverts("ScenarioVerifier: leg unit out of range"):
+        verifier.check([tuple(leg)], book.unit_symbols(), [0], 0)
+
+
+def test_check__duplicate_unit__reverts(verifiers):
+    _, verifier = verifiers["default-v2"]
+    book = random_book(np.random.default_rng(1), 2, units=("BTC",))
+    btc = symbol_to_bytes32("BTC")
+    with boa.reverts("ScenarioVerifier: duplicate unit"):
+        verifier.check(book.legs, [btc, btc], [0, 0], 0)
+
+
+def test_check__scenarios_count_mismatch__reverts(verifiers):
+    _, verifier = verifiers["default-v2"]
+    book = random_book(np.random.default_rng(1), 2, units=("BTC",))
+    with boa.reverts("ScenarioVerifier: one scenario per unit expected"):
+        verifier.check(book.legs, book.unit_symbols(), [0, 1], 0)
+
+
+def test_deploy__runtime_size__under_eip170(verifiers):
+    _, verifier = verifiers["default-v2"]
+    assert len(boa.env.get_code(verifier.address)) <= 24_576
