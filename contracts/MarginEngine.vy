@@ -93,7 +93,18 @@ event Settlement:
     payoff_wad: int256  # cash credited
 
 
-# withdraw, liquidate, settle and flag run in this contract's storage via delegatecall
+event FeesWithdrawn:
+    to: indexed(address)
+    amount: uint256
+    debit_wad: uint256
+
+event SocialisedLossRepaid:
+    amount_wad: uint256  # from collected fees
+    total_wad: uint256  # socialised loss left
+
+
+# withdraw, liquidate, settle, flag, fee withdrawal and parameter setters run in this
+# contract's storage via delegatecall
 EXTENSION: public(immutable(address))
 
 
@@ -121,8 +132,8 @@ def __init__(
     eip712_domain_separator.__init__("netmargin MarginEngine", "1")
     core.__init__(token, oracle, registry)
     EXTENSION = extension
-    self._set_trading(trading)
-    self._set_liquidation(liquidation)
+    core._set_trading(trading)
+    core._set_liquidation(liquidation)
 
 
 #### COLLATERAL ####
@@ -169,18 +180,13 @@ def fund_insurance(amount: uint256):
 @external
 def withdraw_fees(amount: uint256, to: address):
     """
-    @notice Owner withdraws collected taker fees.
-    @param amount Token units.
+    @notice Owner withdraws collected taker fees. Fees are junior to depositors: they first
+            repay any socialised loss, and only what is left can be withdrawn.
+    @dev Runs in the extension (delegatecall).
+    @param amount Token units (0 only repays).
     @param to Recipient.
     """
-    ownable._check_owner()
-    assert to != empty(address), "engine: zero address"
-    debit: uint256 = amount * core.SCALE
-    cfg: uint256 = core._trading
-    assert debit <= cfg >> 128, "engine: amount exceeds fees"
-    core._trading = cfg - (debit << 128)
-    core._push(to, amount)
-    log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
 
 
 #### TRADING ####
@@ -190,9 +196,11 @@ def withdraw_fees(amount: uint256, to: address):
 def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint256):
     """
     @notice Fills `fill_size_wad` of a maker's signed order at its limit price; msg.sender is
-            the taker. Cash moves at the fill price; the taker pays the taker fee. Each side
-            must end with equity >= IM unless its trade is risk-reducing (shrinks a one-position
-            book towards zero), which never waits for the oracle and works while paused.
+            the taker. Cash moves at the fill price; the taker pays the taker fee. The price
+            must be within the instrument's larger per-unit IM rate of its mark. Each side
+            must end with equity >= IM at fresh marks, unpaused, unless its trade is
+            risk-reducing (shrinks a one-position book towards zero) at or better than the
+            mark for it: that never waits for the oracle and works while paused.
     @param order The maker's order.
     @param signature The maker's EIP-712 signature (65 bytes r, s, v; or 64-byte EIP-2098).
     @param fill_size_wad Size to fill, <= the order's remaining size.
@@ -229,8 +237,9 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
     rates: IRiskOracle.Rates = empty(IRiskOracle.Rates)
     rates_at: uint256 = 0  # not checked: marks_at (same signed batch) bounds it in _trade_side
     rates, rates_at = staticcall core.ORACLE.rates(iid)
-    self._trade_side(maker, iid, maker_delta, -pay, rates, cfg, True, inst.active)
-    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), rates, cfg, False, inst.active)
+    price: uint256 = order.limit_price_wad
+    self._trade_side(maker, iid, maker_delta, -pay, price, rates, cfg, True, inst.active)
+    self._trade_side(msg.sender, iid, -maker_delta, pay - convert(fee, int256), price, rates, cfg, False, inst.active)
     assert (cfg >> 128) + fee <= core.MASK_128, "engine: fees above 2**128 - 1"
     core._trading = cfg + (fee << 128)
     log IMarginEngine.OrderFilled(
@@ -367,8 +376,7 @@ def set_trading_params(params: IMarginEngine.TradingParams):
     @notice Owner sets trading parameters.
     @param params See IMarginEngine.TradingParams.
     """
-    ownable._check_owner()
-    self._set_trading(params)
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
 
 
 @external
@@ -377,8 +385,7 @@ def set_liquidation_params(params: IMarginEngine.LiquidationParams):
     @notice Owner sets liquidation parameters.
     @param params See IMarginEngine.LiquidationParams.
     """
-    ownable._check_owner()
-    self._set_liquidation(params)
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
 
 
 #### VIEWS ####
@@ -507,7 +514,7 @@ def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngin
     disc_bps: uint256 = core._discount_bps(lcfg, since)
     f: uint256 = core._slice_fraction(lcfg, h.equity_wad, h.mm_wad, disc_bps, min(fraction_wad, core.WAD))
     slice_value: int256 = core._mul_floor(h.position_value_wad, convert(f, int256))
-    discount: uint256 = disc_bps * f // core.BPS * h.mm_wad // core.WAD
+    discount: uint256 = core._discount(disc_bps, f, h.mm_wad, h.equity_wad)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
     preview.fraction_wad = f
     preview.slice_value_wad = slice_value
@@ -548,6 +555,7 @@ def _trade_side(
     iid: uint256,
     delta: int256,
     cash_delta: int256,
+    price: uint256,
     rates: IRiskOracle.Rates,
     cfg: uint256,
     is_maker: bool,
@@ -555,6 +563,11 @@ def _trade_side(
 ):
     """
     @dev Books one side of a fill: position, cash, margins, nonce, then the margin check.
+         Two rules hold on every path: the price is within the instrument's larger per-unit
+         IM rate of its mark, and a side that trades worse than the mark (value leaves its
+         account) needs what a withdrawal needs: no pause, fresh marks and margin basis, and
+         equity >= IM afterwards. Only a side trading at or better than the mark may reduce
+         without fresh data, and then only if its shortfall does not deepen.
     """
     header: uint256 = core._header[account]
     n: uint256 = core._count(header)
@@ -569,23 +582,46 @@ def _trade_side(
     )
     # `ids` becomes the book to price: the current one plus a position being opened.
     k: uint256 = n
+    margins: uint256 = 0
     if size == 0:
         ids.append(iid)
         assert n < cfg & core.MASK_8, "engine: too many positions"
     else:
-        k = core._index_of(ids, iid)
+        # inline (an internal call would copy the whole ids array); i < n <= 32
+        i: uint256 = 0
+        for x: uint256 in ids:
+            if x == iid:
+                k = i
+                break
+            i = unsafe_add(i, 1)
+    if n == 0:
+        # an empty book owes no margin, whatever an attestation of it said: it never needs
+        # one to trade (its basis starts with this trade)
+        core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
+    else:
+        margins = core._margins[account]
 
     # One batched oracle read prices the whole book.
     marks: DynArray[int256, core.MAX_POSITIONS] = []
     findex: DynArray[int256, core.MAX_POSITIONS] = []
     marks_at: uint256 = 0
     marks, findex, marks_at = core._marks(ids)
+    mark: int256 = marks[k]
+    p: int256 = convert(price, int256)
+    if is_maker:
+        # both sides trade at one price and one mark: checked once
+        assert abs(p - mark) <= convert(max(rates.im_long_wad, rates.im_short_wad), int256), "engine: price too far from mark"
+    # buying above the mark or selling below it moves value out of this account
+    pays_away: bool = (delta > 0 and p > mark) or (delta < 0 and p < mark)
 
     cash_before: int256 = core._cash(header)
-    margins: uint256 = core._margins[account]
     equity_before: int256 = 0
     if reducing:
         equity_before = core._equity(account, cash_before, ids, marks, findex)
+    if not reducing:
+        assert active, "engine: instrument not active"
+    if pays_away or not reducing:
+        self._require_new_risk_allowed(marks_at, margins, cfg)
 
     # Apply this position's funding before its size changes.
     cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
@@ -615,41 +651,36 @@ def _trade_side(
             margins = core._scale_margins(margins, num, den)
         core._attested[account] = att
         core._margins[account] = margins
-        # No oracle freshness needed; but a reduction must not deepen a shortfall (else a
-        # bad-price sale to a friend could push losses onto the insurance fund).
         equity_after: int256 = core._equity(account, cash, ids, marks, findex)
-        im_after: uint256 = margins & core.MASK_112
+        im_after: int256 = convert(margins & core.MASK_112, int256)
         mm_after: uint256 = (margins >> 112) & core.MASK_112
-        # Below IM afterwards: the shortfall (MM - equity) may not grow, and equity may not
-        # go below min(equity before, 0) (a solvent book sold below the mark would otherwise
-        # end in a deficit for the insurance fund while MM falls to zero with it).
-        if equity_after < convert(im_after, int256):
+        if equity_after < im_after:
+            if pays_away:
+                if is_maker:
+                    raise "engine: maker below initial margin"
+                raise "engine: taker below initial margin"
+            # At or better than the mark (a stale one, or while paused): the shortfall
+            # (MM - equity) may not grow, and equity may not go below min(equity before, 0)
+            # (the taker fee is the only value that leaves).
             ok: bool = equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256) and equity_after >= min(equity_before, 0)
             if is_maker:
                 assert ok, "engine: maker reduction deepens shortfall"
             else:
                 assert ok, "engine: taker reduction deepens shortfall"
         if new_n == 0 and cash < 0:
-            # a bankrupt book closed at a fair price: the deficit goes through the waterfall
+            # a bankrupt book closed at the mark: the deficit goes through the waterfall
             cash = core._absorb_deficit(account, cash)
         core._header[account] = core._with_cash(header, cash)
         return
 
-    # New risk: listed, not paused, fresh marks, rates and margin basis, equity >= IM after.
-    assert active, "engine: instrument not active"
-    pausable._require_not_paused()
-    max_age: uint256 = (cfg >> 24) & core.MASK_32
-    # marks_at is the oldest update in the book, which includes this instrument, so it also
-    # bounds the age of `rates` (posted in the same signed batch).
-    assert block.timestamp <= marks_at + max_age, "engine: stale marks"
-    core._require_fresh_basis(margins, cfg)
+    # New risk: equity >= IM after (listing, pause, marks and basis checked above).
     q: uint256 = convert(abs(delta), uint256)
     add_im: uint256 = rates.im_short_wad
     add_mm: uint256 = rates.mm_short_wad
     if delta > 0:
         add_im = rates.im_long_wad
         add_mm = rates.mm_long_wad
-    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm))
+    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
     core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
@@ -660,6 +691,21 @@ def _trade_side(
         assert equity >= convert(im, int256), "engine: maker below initial margin"
     else:
         assert equity >= convert(im, int256), "engine: taker below initial margin"
+
+
+@internal
+def _require_new_risk_allowed(marks_at: uint256, margins: uint256, cfg: uint256):
+    """
+    @dev What new risk and any value leaving an account need: no pause, marks no older than
+         max_price_age (`marks_at` is the oldest update in the book, which includes the
+         traded instrument, so it also bounds the age of its rates, posted in the same
+         signed batch) and a margin basis no older than max_attestation_age.
+    """
+    pausable._require_not_paused()
+    assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
+    basis: uint256 = margins >> 224
+    if basis != 0:
+        assert block.timestamp <= basis + ((cfg >> 56) & core.MASK_32), "engine: stale attestation"
 
 
 @internal
@@ -693,40 +739,3 @@ def _pull(amount: uint256) -> uint256:
     received: uint256 = staticcall core.TOKEN.balanceOf(self) - before
     assert received > 0, "engine: nothing received"
     return received
-
-
-@internal
-def _set_trading(p: IMarginEngine.TradingParams):
-    assert p.max_positions > 0 and p.max_positions <= core.MAX_POSITIONS, "engine: max_positions out of range"
-    assert p.taker_fee_bps <= 100, "engine: taker_fee_bps above 100"
-    assert p.max_price_age > 0 and p.max_price_age <= core.MASK_32, "engine: max_price_age out of range"
-    assert p.max_attestation_age > 0 and p.max_attestation_age <= core.MASK_32, "engine: max_attestation_age out of range"
-    assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= core.MASK_32, "engine: max_liquidation_price_age out of range"
-    # keeps the fees collected (bits 128-255)
-    core._trading = ((core._trading >> 128) << 128) | (
-        p.max_positions
-        | (p.taker_fee_bps << 8)
-        | (p.max_price_age << 24)
-        | (p.max_attestation_age << 56)
-        | (p.max_liquidation_price_age << 88)
-    )
-    log IMarginEngine.TradingParamsSet(params=p)
-
-
-@internal
-def _set_liquidation(p: IMarginEngine.LiquidationParams):
-    assert p.discount_base_bps <= p.discount_max_bps, "engine: discount_base_bps above max"
-    assert p.discount_max_bps < core.BPS, "engine: discount_max_bps out of range"
-    assert p.discount_slope_bps_per_hour <= core.MASK_16, "engine: discount_slope out of range"
-    assert p.insurance_share_bps <= core.BPS, "engine: insurance_share_bps out of range"
-    assert p.buffer_bps <= core.BPS, "engine: buffer_bps out of range"
-    assert p.dust_mm_wad <= core.MASK_112, "engine: dust_mm_wad out of range"
-    core._liquidation = (
-        p.discount_base_bps
-        | (p.discount_slope_bps_per_hour << 16)
-        | (p.discount_max_bps << 32)
-        | (p.insurance_share_bps << 48)
-        | (p.buffer_bps << 64)
-        | (p.dust_mm_wad << 80)
-    )
-    log IMarginEngine.LiquidationParamsSet(params=p)

@@ -14,12 +14,15 @@ from .interfaces import IRiskOracle
 from .interfaces import IInstrumentRegistry
 from .interfaces import IMarginEngine
 from ethereum.ercs import IERC20
+from snekmate.auth import ownable
 from snekmate.utils import pausable
 from .modules import engine_core as core
 
-# Same order as MarginEngine.vy: core's slots, then `paused`. Never add storage here.
+# Same order as MarginEngine.vy: core's slots, then `paused`, then `owner` (the owner
+# functions here read the engine's owner). Never add storage here.
 initializes: core
 initializes: pausable
+initializes: ownable
 
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
@@ -32,6 +35,7 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
     """
     core.__init__(token, oracle, registry)
     pausable.__init__()
+    ownable.__init__()
     _SELF = self
 
 
@@ -69,6 +73,58 @@ def withdraw(amount: uint256):
     core._header[msg.sender] = core._with_cash(header, cash)
     core._push(msg.sender, amount)
     log IMarginEngine.Withdrawal(account=msg.sender, amount=amount, debit_wad=debit)
+
+
+#### GOVERNANCE ####
+
+
+@external
+def withdraw_fees(amount: uint256, to: address):
+    """
+    @notice Owner withdraws collected taker fees. Fees are junior to depositors: they first
+            repay any socialised loss (recorded deficits nobody's cash covers), and only
+            what is left can be withdrawn.
+    @param amount Token units (0 only repays).
+    @param to Recipient.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    ownable._check_owner()
+    assert to != empty(address), "engine: zero address"
+    cfg: uint256 = core._trading
+    fees: uint256 = cfg >> 128
+    loss: uint256 = core.socialised_loss_wad
+    repaid: uint256 = min(loss, fees)
+    if repaid > 0:
+        fees -= repaid
+        core.socialised_loss_wad = loss - repaid
+        log IMarginEngine.SocialisedLossRepaid(amount_wad=repaid, total_wad=loss - repaid)
+    debit: uint256 = amount * core.SCALE
+    assert debit <= fees, "engine: amount exceeds fees"
+    core._trading = (cfg & core.MASK_128) | ((fees - debit) << 128)
+    core._push(to, amount)
+    log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
+
+
+@external
+def set_trading_params(params: IMarginEngine.TradingParams):
+    """
+    @notice Owner sets trading parameters.
+    @param params See IMarginEngine.TradingParams.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    ownable._check_owner()
+    core._set_trading(params)
+
+
+@external
+def set_liquidation_params(params: IMarginEngine.LiquidationParams):
+    """
+    @notice Owner sets liquidation parameters.
+    @param params See IMarginEngine.LiquidationParams.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    ownable._check_owner()
+    core._set_liquidation(params)
 
 
 #### LIQUIDATION ####
@@ -133,6 +189,9 @@ def liquidate(
     margins: uint256 = core._margins[account]
     im: uint256 = margins & core.MASK_112
     mm: uint256 = (margins >> 112) & core.MASK_112
+    basis: uint256 = margins >> 224
+    if basis == 0:
+        basis = block.timestamp
     cash: int256 = core._cash(header)
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
@@ -152,7 +211,6 @@ def liquidate(
     lids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, ln)
     lcash: int256 = core._cash(lheader)
     kept: DynArray[uint256, core.MAX_POSITIONS] = []
-    max_positions: uint256 = cfg & core.MASK_8
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
         size: int256 = 0
@@ -173,7 +231,9 @@ def liquidate(
             llast: int256 = 0
             lsize, llast = core._get_position(msg.sender, iid)
             if lsize == 0:
-                assert len(lids) < max_positions, "engine: too many positions"
+                # the hard bound, not max_positions: lowering that parameter below existing
+                # books must not make them impossible to liquidate
+                assert len(lids) < core.MAX_POSITIONS, "engine: too many positions"
                 lids.append(iid)
             else:
                 lcash -= core._funding_owed(msg.sender, iid, lsize, llast, findex[i])
@@ -182,8 +242,7 @@ def liquidate(
             if new_lsize == 0:
                 lids = core._without(lids, iid)
 
-    # discount in bps of the slice's MM, rounded down (in the liquidated account's favour)
-    discount: uint256 = disc_bps * f // core.BPS * mm // core.WAD
+    discount: uint256 = core._discount(disc_bps, f, mm, equity)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
     received: int256 = slice_value - convert(discount, int256)
     payment: int256 = received + convert(to_insurance, int256)
@@ -211,10 +270,15 @@ def liquidate(
         cash = core._absorb_deficit(account, cash)
 
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
-    lmargins: uint256 = core._margins[msg.sender]
+    # The slice's margins keep the account's basis: a day-old IM never looks fresh.
+    lmargins: uint256 = 0
     if ln > 0:
+        lmargins = core._margins[msg.sender]
         core._require_fresh_basis(lmargins, cfg)
-    lmargins = core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f))
+    else:
+        # an empty book owes no margin, whatever an attestation of it said
+        core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
+    lmargins = core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
     if len(lids) == 0:
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
         lmargins = 0
@@ -314,14 +378,17 @@ def settle(account: address, instrument_id: uint256):
         if cash < 0:
             cash = core._absorb_deficit(account, cash)
     else:
-        # removing a long leg is a short trade of the same size, and vice versa (the
-        # instrument was priced when the position was opened, so the rates are set)
+        # Removing a long leg is a short trade of the same size, and vice versa, so the
+        # standalone rate of that trade bounds the rest's margin (subadditivity), but only
+        # IM grows: new risk and withdrawals wait for an attestation of the rest. MM does
+        # not: the leg's payoff is final, and an expired hedge stops hedging at expiry,
+        # whether or not anyone settles it, so the order in which anyone settles a book's
+        # legs can never make it liquidatable.
         add_im: uint256 = 0
         add_mm: uint256 = 0
         add_im, add_mm = staticcall core.ORACLE.side_rates(instrument_id, size < 0)
-        q: uint256 = convert(abs(size), uint256)
         core._margins[account] = core._add_margins(
-            core._margins[account], core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm)
+            core._margins[account], core._ceil_mul(convert(abs(size), uint256), add_im), 0, block.timestamp
         )
     core._header[account] = core._with_cash(core._with_count(header + 1, new_n), cash)
     log IMarginEngine.Settlement(

@@ -224,13 +224,17 @@ def _require_fresh_basis(margins: uint256, cfg: uint256):
 
 @internal
 @view
-def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256) -> uint256:
-    """@dev Adds a pending adjustment to the effective margins; a never-attested basis starts now."""
+def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
+    """
+    @dev Adds a pending adjustment computed at time `since` to the effective margins. The
+         basis is the older of the two: margins inherited from another account (a
+         liquidation slice) keep that account's basis, so a day-old IM never looks fresh.
+    """
     im: uint256 = (margins & MASK_112) + add_im
     mm: uint256 = ((margins >> 112) & MASK_112) + add_mm
     basis: uint256 = margins >> 224
-    if basis == 0:
-        basis = block.timestamp
+    if basis == 0 or since < basis:
+        basis = since
     return self._pack_margins(im, mm, basis)
 
 
@@ -280,6 +284,22 @@ def _discount_bps(lcfg: uint256, since: uint256) -> uint256:
 
 @internal
 @pure
+def _discount(disc_bps: uint256, f: uint256, mm: uint256, equity: int256) -> uint256:
+    """
+    @dev The liquidator's discount: `disc_bps` of the slice's MM, rounded down (in the
+         liquidated account's favour), and never more than the account's equity, so
+         liquidating a solvent account never costs the insurance fund anything and a
+         bankrupt one earns no discount (self-liquidation is never profitable). A partial
+         slice is taken only while equity > discount x MM, so the cap binds on whole books.
+    """
+    discount: uint256 = disc_bps * f // BPS * mm // WAD
+    if equity <= 0:
+        return 0
+    return min(discount, convert(equity, uint256))
+
+
+@internal
+@pure
 def _slice_fraction(lcfg: uint256, equity: int256, mm: uint256, disc_bps: uint256, requested: uint256) -> uint256:
     """
     @dev The fraction a liquidation takes: the request (<= WAD), capped by `_fraction_cap`.
@@ -325,6 +345,48 @@ def _absorb_deficit(account: address, cash: int256) -> int256:
         self.socialised_loss_wad = total
         log IMarginEngine.LossSocialised(account=account, amount_wad=rest, total_wad=total)
     return 0
+
+
+#### INTERNAL: PARAMETERS ####
+
+
+@internal
+def _set_trading(p: IMarginEngine.TradingParams):
+    """@dev Checks and stores TradingParams (engine constructor; the owner via the extension)."""
+    assert p.max_positions > 0 and p.max_positions <= MAX_POSITIONS, "engine: max_positions out of range"
+    assert p.taker_fee_bps <= 100, "engine: taker_fee_bps above 100"
+    assert p.max_price_age > 0 and p.max_price_age <= MASK_32, "engine: max_price_age out of range"
+    assert p.max_attestation_age > 0 and p.max_attestation_age <= MASK_32, "engine: max_attestation_age out of range"
+    assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= MASK_32, "engine: max_liquidation_price_age out of range"
+    # keeps the fees collected (bits 128-255)
+    self._trading = ((self._trading >> 128) << 128) | (
+        p.max_positions
+        | (p.taker_fee_bps << 8)
+        | (p.max_price_age << 24)
+        | (p.max_attestation_age << 56)
+        | (p.max_liquidation_price_age << 88)
+    )
+    log IMarginEngine.TradingParamsSet(params=p)
+
+
+@internal
+def _set_liquidation(p: IMarginEngine.LiquidationParams):
+    """@dev Checks and stores LiquidationParams (engine constructor; the owner via the extension)."""
+    assert p.discount_base_bps <= p.discount_max_bps, "engine: discount_base_bps above max"
+    assert p.discount_max_bps < BPS, "engine: discount_max_bps out of range"
+    assert p.discount_slope_bps_per_hour <= MASK_16, "engine: discount_slope out of range"
+    assert p.insurance_share_bps <= BPS, "engine: insurance_share_bps out of range"
+    assert p.buffer_bps <= BPS, "engine: buffer_bps out of range"
+    assert p.dust_mm_wad <= MASK_112, "engine: dust_mm_wad out of range"
+    self._liquidation = (
+        p.discount_base_bps
+        | (p.discount_slope_bps_per_hour << 16)
+        | (p.discount_max_bps << 32)
+        | (p.insurance_share_bps << 48)
+        | (p.buffer_bps << 64)
+        | (p.dust_mm_wad << 80)
+    )
+    log IMarginEngine.LiquidationParamsSet(params=p)
 
 
 #### INTERNAL: STORAGE ENCODING ####
@@ -472,15 +534,6 @@ def _without(ids: DynArray[uint256, MAX_POSITIONS], iid: uint256) -> DynArray[ui
         if x != iid:
             out.append(x)
     return out
-
-
-@internal
-@pure
-def _index_of(ids: DynArray[uint256, MAX_POSITIONS], iid: uint256) -> uint256:
-    for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
-        if ids[i] == iid:
-            return i
-    raise "engine: unknown position"
 
 
 @internal

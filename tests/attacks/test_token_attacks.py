@@ -8,7 +8,7 @@ import ape
 import pytest
 from conftest import WAD
 
-from .conftest import BTC_MARK, PERP, assert_funds_add_up, deploy_engine
+from .conftest import BTC_MARK, CALL, PERP, assert_funds_add_up, deploy_engine
 
 BIG = 2**200
 
@@ -290,6 +290,7 @@ def test_fill__one_wei_size__fee_and_margin_round_against_the_trader(unit_desk, 
 def test_fill__one_wei_at_one_wei_price__nothing_moves_but_margin_still_charged(unit_desk, maker, taker):
     e = unit_desk.engine
     maker_cash, taker_cash = e.cash_wad(maker), e.cash_wad(taker)
-    unit_desk.trade(maker, taker, PERP, -1, 1)  # notional floor(1e-36) = 0, fee 0
+    # a call (mark 2,500, short IM rate 9,000) may trade at 1 wei: notional floor(1e-36) = 0
+    unit_desk.trade(maker, taker, CALL, -1, 1)
     assert (e.cash_wad(maker), e.cash_wad(taker)) == (maker_cash, taker_cash)
     assert e.account(taker).pending_im_wad >= 1 and e.account(maker).pending_im_wad >= 1

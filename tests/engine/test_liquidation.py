@@ -131,14 +131,14 @@ def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, v
     tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     log = tx.decode_logs(engine.Liquidation)[0]
     assert log.fraction_wad == WAD
-    # victim: -53k + (50k - 300 discount) = -3.3k: 1k from the insurance fund (+60 of its share)
-    # first, the rest socialised and recorded
-    assert log.discount_wad == 300 * WAD and log.insurance_wad == 60 * WAD
+    # victim: -53k + 50k = -3k (a bankrupt book has no equity to pay a discount with): 1k
+    # from the insurance fund first, the rest socialised and recorded
+    assert log.discount_wad == 0 and log.insurance_wad == 0
     assert engine.cash_wad(victim) == 0
-    assert tx.decode_logs(engine.InsuranceUsed)[0].amount_wad == 1_060 * WAD
+    assert tx.decode_logs(engine.InsuranceUsed)[0].amount_wad == 1_000 * WAD
     [loss] = tx.decode_logs(engine.LossSocialised)
-    assert loss.amount_wad == 2_240 * WAD == loss.total_wad
-    assert engine.socialised_loss_wad() == 2_240 * WAD
+    assert loss.amount_wad == 2_000 * WAD == loss.total_wad
+    assert engine.socialised_loss_wad() == 2_000 * WAD
     assert engine.insurance_wad() == 0
 
 
@@ -220,13 +220,17 @@ def test_liquidate__liquidator_without_margin__reverts(engine, victim, set_marke
         engine.liquidate(victim, WAD, 10**30, 1, sender=poor)
 
 
-def test_liquidate__liquidator_at_position_cap__reverts(engine, victim, liquidator, set_market, trade, maker,
-                                                        admin):
+def test_liquidate__liquidator_at_position_cap__still_takes_slice_but_cannot_open_more(
+        engine, victim, liquidator, set_market, trade, maker, admin):
+    # max_positions bounds what trades open; liquidation is bounded by the hard bound only,
+    # so lowering the parameter never makes a book impossible to liquidate
     trade(liquidator, maker, FUTURE, WAD, 60_500 * WAD)
     engine.set_trading_params((1,) + TRADING[1:], sender=admin)
     crash(set_market, 55_500)
+    engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    assert len(engine.account(liquidator).positions) == 2
     with ape.reverts("engine: too many positions"):
-        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+        trade(maker, liquidator, CALL, WAD, 2_500 * WAD)
 
 
 def test_liquidate__liquidator_with_stale_margin_basis__reverts(engine, victim, liquidator, set_market, trade,

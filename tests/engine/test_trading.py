@@ -239,9 +239,10 @@ def test_fill__bad_price_reduction_of_unhealthy_book__reverts(engine, fund, set_
     set_market()
     trade(trader, maker, PERP, WAD, PRICE)  # trader long 1: equity 7k, IM 6k, MM 3k
     set_market(marks={PERP: 55_500 * WAD})  # equity 2.5k < MM 3k
-    # dumping the position to a friend at 50k would leave -3k for the insurance fund
+    # dumping the position to a friend at 50k would leave -3k for the insurance fund: value
+    # leaves the account below the mark, which it may do only down to IM
     order, sig = make_order(trader, PERP, False, WAD, 50_000 * WAD)
-    with ape.reverts("engine: maker reduction deepens shortfall"):
+    with ape.reverts("engine: maker below initial margin"):
         engine.fill(order.as_args(), sig, WAD, sender=maker)
     # at the mark it is fine, and the closed book keeps its (positive) cash
     order, sig = make_order(trader, PERP, False, WAD, 55_500 * WAD, order_nonce=2)
@@ -256,7 +257,7 @@ def test_fill__taker_bad_price_reduction__reverts(engine, fund, set_market, trad
     trade(maker, trader, PERP, -WAD, PRICE)  # trader (taker) long 1
     set_market(marks={PERP: 55_500 * WAD})
     order, sig = make_order(maker, PERP, True, WAD, 50_000 * WAD)  # maker bids far below the mark
-    with ape.reverts("engine: taker reduction deepens shortfall"):
+    with ape.reverts("engine: taker below initial margin"):
         engine.fill(order.as_args(), sig, WAD, sender=trader)
 
 
@@ -329,9 +330,10 @@ def test_fill__solvent_book_closed_below_mark_into_deficit__reverts(engine, fund
     set_market()
     trade(trader, maker, PERP, WAD, PRICE)
     set_market(marks={PERP: 56_500 * WAD})  # equity 2.6k > 0 but < MM 3k
-    # a close at 53.6k keeps MM - equity unchanged (MM falls to 0) but ends at -300 cash
+    # a close at 53.6k keeps MM - equity unchanged (MM falls to 0) but ends at -300 cash:
+    # value leaving an account below the mark may only take it down to IM
     order, sig = make_order(maker, PERP, True, WAD, 53_600 * WAD)
-    with ape.reverts("engine: taker reduction deepens shortfall"):
+    with ape.reverts("engine: taker below initial margin"):
         engine.fill(order.as_args(), sig, WAD, sender=trader)
     assert engine.insurance_wad() == 0 and engine.position(trader, PERP) == WAD
 

@@ -40,6 +40,7 @@ from .harness import (
 )
 
 FILL_REASONS = {
+    "engine: price too far from mark",
     "engine: maker below initial margin",
     "engine: taker below initial margin",
     "engine: maker reduction deepens shortfall",
@@ -95,6 +96,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.external_pnl = 0
         self.socialised = 0
         self.att_ts = dict.fromkeys(self.all_addrs, 0)
+        # deficits the insurance fund or socialisation paid for accounts that were solvent
+        # (checked by the invariant `waterfall_never_pays_for_the_solvent`)
+        self.paid_for_solvent: list[str] = []
         # per-step snapshot of every account's stored state, and who the step may touch
         self.views: dict | None = None
         self.involved: set[str] = set()
@@ -138,7 +142,17 @@ class EngineMachine(RuleBasedStateMachine):
             self.external_pnl += e.payoff_wad
         for e in res.events("LossSocialised"):
             self.socialised += e.amount_wad
+        for e in res.events("SocialisedLossRepaid"):
+            self.socialised -= e.amount_wad
         return res.ok
+
+    def check_waterfall(self, res: CallResult, equity_before: dict[str, int], what: str) -> None:
+        """Insurance and socialised loss pay at most what an account lacked at the marks
+        before the action (nothing for a solvent one); violations fail the invariant."""
+        for addr, e0 in equity_before.items():
+            paid = self.deficit_of(res, addr)
+            if paid > max(0, -e0):
+                self.paid_for_solvent.append(f"{what}: paid {paid} for {addr} with equity {e0}")
 
     @staticmethod
     def deficit_of(res: CallResult, addr: str) -> int:
@@ -274,6 +288,8 @@ class EngineMachine(RuleBasedStateMachine):
         if not self.expect(res, FILL_REASONS, what):
             return
         after = {x: self.s.health(x) for x in (m, t)}
+        self.check_waterfall(res, {x: before[x][0] for x in (m, t)}, what)
+        mark = self.s.oracle.marks([iid])[0][0]  # what the engine priced the fill against
         (filled,) = res.events("OrderFilled")
         fee = self.engine.fees_wad() - fees_before
         assert fee == filled.fee_wad and filled.notional_wad == fill * price // WAD
@@ -290,6 +306,9 @@ class EngineMachine(RuleBasedStateMachine):
                 size_after == 0 or (size_after > 0) == (size_before > 0))
             deficit = self.deficit_of(res, x)
             absorbed += deficit
+            if (delta[x] > 0 and price > mark) or (delta[x] < 0 and price < mark):
+                # value left this account: only down to IM, at fresh marks, never paused
+                assert e1 >= im1, f"a fill worse than the mark left equity {e1} below IM {im1}"
             if reducing:
                 # a reduction needs no fresh oracle data but never deepens the shortfall
                 assert e1 >= im1 or e1 - mm1 >= e0 - mm0, "risk-reducing fill deepened a shortfall"
@@ -341,6 +360,46 @@ class EngineMachine(RuleBasedStateMachine):
             self._fill(who, other, iid, who_buys, q, price, q, f"reduce {who} by {q} as maker at {price}")
         else:
             self._fill(other, who, iid, not who_buys, q, price, q, f"reduce {who} by {q} as taker at {price}")
+
+    @rule(pair=pairs, dev_bps=st.sampled_from([-9_000, -2_500, -1_200, -500, 500, 1_200, 2_500, 9_000]),
+          frac_bps=st.integers(1, 10_000), stale=st.booleans(), paused=st.booleans())
+    def off_market_reduction(self, pair, dev_bps, frac_bps, stale, paused):
+        """An accomplice shrinks `who`'s one-position book far from the mark, maybe on stale
+        marks or while paused: value may leave `who` only at fresh marks, unpaused, and
+        down to IM; the price stays within the instrument's IM rate of the mark."""
+        who, other = pair
+        wa, oa = self.a(who), self.a(other)
+        book = self.book(wa)
+        if len(book) != 1:
+            return
+        ((iid, size),) = book.items()
+        q = max(1, abs(size) * frac_bps // BPS)
+        mark = self.s.oracle.marks([iid])[0][0]
+        price = max(1, mark * (BPS + dev_bps) // BPS)
+        rates = self.s.oracle.rates(iid)[0]
+        band = max(rates.im_long_wad, rates.im_short_wad)
+        if stale:
+            self.s.advance(HOUR + 1)
+        if paused:
+            assert self.s.call(self.engine, "pause", sender=self.s.admin).ok
+        who_buys = size < 0
+        pays_away = (price > mark) if who_buys else (price < mark)
+        self.touch(wa, oa)
+        before = {x: self.s.health(x) for x in (wa, oa)}
+        res = self.s.fill(oa, wa, iid, not who_buys, q, price, q)
+        self.expect(res, FILL_REASONS, f"off-market {who} {q}@{price} (mark {mark}) stale={stale} paused={paused}")
+        if abs(price - mark) > band:
+            assert not res.ok and res.reason == "engine: price too far from mark", res
+        elif res.ok:
+            self.check_waterfall(res, {x: before[x][0] for x in (wa, oa)}, "off-market")
+            assert not (pays_away and (stale or paused)), "value left an account on stale marks or while paused"
+            if pays_away:
+                e1, im1, _, _ = self.s.health(wa)
+                assert e1 >= im1, f"an off-market reduction left equity {e1} below IM {im1}"
+        if paused:
+            assert self.s.call(self.engine, "unpause", sender=self.s.admin).ok
+        if stale:
+            self._post_market()
 
     # ------------------------------------------------------------------ oracle, time
 
@@ -450,7 +509,8 @@ class EngineMachine(RuleBasedStateMachine):
         disc_bps = min(base + slope * (self.s.now() - since) // HOUR, cap)
         # at most the request, except that the whole book goes while equity <= discount x MM
         assert 0 < f <= fraction or (f == WAD and e0 <= disc_bps * mm0 // BPS)
-        assert ev.discount_wad == disc_bps * f // BPS * mm0 // WAD
+        # ... and never exceeds the account's equity (nothing for a bankrupt one)
+        assert ev.discount_wad == min(disc_bps * f // BPS * mm0 // WAD, max(e0, 0))
         assert ev.discount_wad <= cap * f * mm0 // BPS // WAD
         assert ev.insurance_wad == ev.discount_wad * share // BPS
         assert ev.payment_wad == ev.slice_value_wad - ev.discount_wad + ev.insurance_wad
@@ -459,12 +519,16 @@ class EngineMachine(RuleBasedStateMachine):
         assert after_l[0] >= after_l[1], "liquidator left below IM"
         gain = after_l[0] - before_l[0]
         assert abs(gain - (ev.discount_wad - ev.insurance_wad)) <= 32, f"liquidator gained {gain}"
+        # the two accounts may have one owner: together they never gain (self-liquidation)
+        e1 = self.s.health(va)[0]
+        self.check_waterfall(res, {va: e0}, f"liquidate {va[:8]}")
+        assert gain + (e1 - e0) - self.deficit_of(res, va) <= 32, "liquidator and account gained together"
         e1, _, mm1, _ = self.s.health(va)
         deficit = self.deficit_of(res, va)
         if not self.s.positions(va):
             assert f == WAD and mm1 == 0
             # bad debt only once the account's cash is exhausted, and exactly the shortfall
-            assert deficit == max(0, ev.discount_wad - e0), f"bad debt {deficit} != shortfall"
+            assert deficit == max(0, -e0), f"bad debt {deficit} != shortfall {-e0}"
             assert self.engine.cash_wad(va) == max(0, e0 - ev.discount_wad)
         else:
             assert deficit == 0, "bad debt written off while positions remain"
@@ -472,6 +536,38 @@ class EngineMachine(RuleBasedStateMachine):
             assert e1 * mm0 >= e0 * mm1, f"liquidation lowered the margin ratio: {e0}/{mm0} -> {e1}/{mm1}"
 
     # ------------------------------------------------------------------ settlement
+
+    @precondition(lambda self: self.expired())
+    @rule(pick=st.integers(0, 3), order=st.permutations(EXPIRING), dev_bps=st.integers(-500, 500))
+    def settle_book_legwise(self, pick, order, dev_bps):
+        """Anyone settles one book's expired legs one by one, in any order: settlement never
+        changes MM, so only the legs' final payoffs (not the order) decide its health."""
+        for iid in EXPIRING:
+            if self.s.oracle.settlement_price(iid) == 0:
+                price = max(1, self.marks()[iid] * (BPS + dev_bps) // BPS)
+                res = self.s.post_settlement(iid, price)
+                assert res.ok, res.reason
+        holders = [a for a in self.all_addrs if any(self.book(a).get(i, 0) for i in EXPIRING)]
+        if not holders:
+            return
+        addr = holders[pick % len(holders)]
+        self.touch(addr)
+        for iid in order:
+            size = self.s.positions(addr).get(iid, 0)
+            if size == 0:
+                continue
+            e0, im0, mm0, _ = self.s.health(addr)
+            res = self.s.call(self.engine, "settle", addr, iid, sender=self.s.keeper)
+            assert self.expect(res, set(), f"settle-legwise #{iid} size {size}"), "settlement must never fail"
+            self.settled_size[iid] += size
+            e1, im1, mm1, liq1 = self.s.health(addr)
+            if self.s.positions(addr):
+                assert mm1 == mm0 and im1 >= im0, f"settlement moved MM {mm0} -> {mm1}"
+                assert not liq1 or e1 < mm0, "settlement made a book liquidatable by its margin"
+                assert self.deficit_of(res, addr) == 0
+            else:
+                # the last leg: bad debt only as what the final payoffs left the account short
+                assert e1 >= 0 and self.engine.cash_wad(addr) == e1
 
     @precondition(lambda self: self.expired())
     @rule(iid=st.sampled_from(EXPIRING), pick=st.integers(0, 3), dev_bps=st.integers(-500, 500))
@@ -495,6 +591,13 @@ class EngineMachine(RuleBasedStateMachine):
             assert equity >= 0 and self.engine.cash_wad(addr) == equity
 
     # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def waterfall_never_pays_for_the_solvent(self):
+        """The insurance fund and socialised loss never paid for an account that was solvent
+        at the marks before the action (fills, liquidations), so neither self-liquidation
+        nor off-market fills between friends can draw on them."""
+        assert not self.paid_for_solvent, self.paid_for_solvent
 
     @invariant()
     def state_is_consistent(self):

@@ -14,7 +14,8 @@ USD = 10**6  # token units of the 6-decimal settlement token
 
 def test_fill__solvent_book_closed_to_friend_at_one_wei__reverts_without_bad_debt(fresh):
     """Finding 1 (fixed in b423905): closing a whole book skipped the shortfall check, so a
-    10x long sold back to a friend for 1 wei wrote 50,000 of bad debt off."""
+    10x long sold back to a friend for 1 wei wrote 50,000 of bad debt off. Fill prices are
+    now also bounded against the mark (the instrument's IM rate) on every path."""
     s = fresh
     alice, bob, carol = s.addr["alice"], s.addr["bob"], s.addr["carol"]
     assert s.deposit(alice, 10_000 * USD).ok
@@ -24,7 +25,7 @@ def test_fill__solvent_book_closed_to_friend_at_one_wei__reverts_without_bad_deb
 
     res = s.fill(alice, bob, PERP, False, WAD, 1)
 
-    assert not res.ok and res.reason == "engine: maker reduction deepens shortfall", res
+    assert not res.ok and res.reason == "engine: price too far from mark", res
     assert s.engine.socialised_loss_wad() == 0 and s.engine.insurance_wad() == 0
     assert s.engine.position(alice, PERP) == WAD
 
@@ -146,5 +147,7 @@ def test_liquidate__fraction_below_cap_when_equity_under_discount__whole_book_ta
     assert res.ok, res.reason
     (ev,) = res.events("Liquidation")
     assert ev.fraction_wad == WAD and not s.positions(alice)
-    # equity 200 - discount 300: the 100 the account lacks goes through the waterfall
-    assert s.engine.cash_wad(alice) == 0
+    # the discount (10% of MM, 300) is capped at the equity (200): the insurance fund pays
+    # nothing for a solvent account
+    assert ev.discount_wad == e0 and s.engine.cash_wad(alice) == 0
+    assert s.engine.insurance_wad() == ev.insurance_wad and s.engine.socialised_loss_wad() == 0
