@@ -151,7 +151,8 @@ def test_crash__march_12_low__keeper_liquidates_and_history_shows_it(client, net
     assert found, "no liquidation of the long perp after the crash"
     liq = found[0]["details"]
     assert liq["role"] == "liquidated" and liq["liquidator"] == net.deployment["roles"]["keeper"]
-    assert 0 < liq["fraction"] <= 1 and liq["discount"] > 0
+    # the discount is capped at the account's equity: a book the gap crash left bankrupt earns none
+    assert 0 < liq["fraction"] <= 1 and liq["discount"] >= 0
 
 
 def test_proof__no_root_posted__404_says_so(client, user):
