@@ -49,7 +49,7 @@ def calibration_chart(params: Params, series: dict, path: Path, horizon: int = 2
         ax.set_visible(False)
     fig.suptitle(f"{params.label} {params.hash[:18]}...: realised {horizon}-day loss vs MM",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -111,20 +111,29 @@ class RiskEngine:
         if self.netted:
             g, g_u = strike_groups(self.inputs, np.asarray(self.instruments.strike, float),
                                    np.asarray(self.instruments.expiry, float), len(names))
-            rate = np.zeros(g.shape[1])
             rows, cols = g.nonzero()
-            rate[cols] = self.short_option_vec[rows] / self.inputs.contract_size[rows]
             self._groups = g.tocsc()
-            self._group_to_u = sp.csr_matrix((rate, (np.arange(len(rate)), g_u)),
-                                             shape=(len(rate), len(names)))
+            self.n_groups = g.shape[1]
+            self._opt_group = np.full(len(self.instruments), -1, dtype=np.int64)
+            self._opt_group[rows] = cols
+            self._group_rate = np.zeros(self.n_groups)      # minimum per net short contract
+            self._group_rate[cols] = self.short_option_vec[rows] / self.inputs.contract_size[rows]
+            self._group_u = g_u
+            self._group_to_u = sp.csr_matrix((self._group_rate, (np.arange(self.n_groups), g_u)),
+                                             shape=(self.n_groups, len(names)))
         self._block64 = self._block_matrix()
         self._block = self._block64.astype(self.dtype)
         # per-contract magnitudes that bound float32 rounding: scenario P&L, basis, delta notional
         self._rates: Rates | None = None
-        self._abs_exposure = np.stack([np.abs(self.instrument_arrays).max(axis=1),
-                                       np.abs(self.basis_vec),
-                                       np.abs(self.delta_notional)
-                                       * self.liquidity_rate[self.inputs.u_idx]], axis=1)
+        # per-contract magnitudes (float32 rounding bound: scenario P&L, basis, liquidity
+        # input), then the short-option minimum in its underlying's column (|q| half of the
+        # floor's upper bound)
+        so_u = np.zeros((len(self.instruments), len(names)))
+        so_u[np.arange(len(self.instruments)), self.inputs.u_idx] = self.short_option_vec
+        self._abs_exposure = np.column_stack([np.abs(self.instrument_arrays).max(axis=1),
+                                              np.abs(self.basis_vec),
+                                              np.abs(self.delta_notional)
+                                              * self.liquidity_rate[self.inputs.u_idx], so_u])
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -133,7 +142,7 @@ class RiskEngine:
 
     def _block_matrix(self) -> np.ndarray:
         n, s, u = len(self.instruments), self.n_scenarios, len(self.underlyings)
-        width = s + 2
+        width = s + 3
         block = np.zeros((n, u * width))
         rows = np.arange(n)
         start = self.inputs.u_idx * width
@@ -141,6 +150,7 @@ class RiskEngine:
         block[rows[:, None], cols] = self.instrument_arrays
         block[rows, start + s] = self.basis_vec
         block[rows, start + s + 1] = self.delta_notional
+        block[rows, start + s + 2] = self.short_option_vec     # linear half of the bound
         return block
 
     def _as_csr(self, positions) -> sp.csr_matrix:
@@ -166,12 +176,36 @@ class RiskEngine:
 
     def short_option_floor(self, p: sp.csr_matrix) -> np.ndarray | None:
         """(n_acc, U) netted short-option minimum per risk unit (float64), or None when the
-        set charges it per short contract instead."""
+        set charges it per short contract instead: net contracts per strike group."""
         if not self.netted:
             return None
         net = p.astype(np.float64) @ self._groups
         net.data = np.maximum(-net.data, 0.0)
         return np.asarray((net @ self._group_to_u).todense())
+
+    def _scenario_loss(self, p: sp.csr_matrix, pnl: np.ndarray, weight: np.ndarray,
+                       linear_short: np.ndarray, abs_short: np.ndarray):
+        """worst_loss over the accounts' risk arrays, with the netted short-option floor
+        evaluated only where its upper bound, the unnetted sum max(-q, 0) * rate * F =
+        (sum |q| rate F - sum q rate F) / 2 per underlying, exceeds a risk unit's scenario
+        loss (elsewhere it cannot bind): exact, and free on books it does not touch."""
+        d = self.params.decorrelation
+        total, per_u, binding, scenario, joint = worst_loss(pnl, weight, d)
+        if not self.netted or p.nnz == 0:
+            return total, per_u, binding, scenario
+        # float32 slack on the linear half: 1e-4 relative of |q| * rate * F covers it
+        bound = 0.5 * (abs_short - linear_short) + 1e-4 * abs_short
+        may_bind = (bound > per_u).any(axis=1)
+        if joint is not None:   # the floor also enters the all-underlyings term
+            may_bind |= bound.sum(axis=1) > joint
+        rows = np.flatnonzero(may_bind)
+        if len(rows):
+            floor = self.short_option_floor(p[rows])
+            t, pu, _, _, _ = worst_loss(pnl[rows], weight, d, floor)
+            total = total.astype(np.float64)
+            per_u = per_u.astype(np.float64)
+            total[rows], per_u[rows] = t, pu
+        return total, per_u, binding, scenario
 
     def per_contract_short_option(self, p: sp.csr_matrix) -> np.ndarray:
         """(n_acc,) the short-option add-on of sets that charge it per short contract."""
@@ -187,12 +221,13 @@ class RiskEngine:
         p = self._as_csr(positions)
         block = self._block64 if exact or self.dtype == np.float64 else self._block
         n_acc, u, s = p.shape[0], len(self.underlyings), self.n_scenarios
-        out = self._product(p, block).reshape(n_acc, u, s + 2)
+        out = self._product(p, block).reshape(n_acc, u, s + 3)
         pnl = out[:, :, :s]
         weight = self.scenarios.weight.astype(block.dtype)
-        floor = self.short_option_floor(p)
-        worst, unit_loss, binding, scenario = worst_loss(pnl, weight, self.params.decorrelation,
-                                                         floor)
+        expo = abs(p).astype(np.float64) @ self._abs_exposure if \
+            (self.netted or block.dtype == np.float32) else None
+        worst, unit_loss, binding, scenario = self._scenario_loss(
+            p, pnl, weight, out[:, :, s + 2], None if expo is None else expo[:, 3:])
         scenario = scenario.astype(np.float64)
         basis = np.abs(out[:, :, s]).sum(axis=1)
         liquidity = liquidity_shock(out[:, :, s + 1], self.liquidity_threshold,
@@ -207,8 +242,7 @@ class RiskEngine:
             # one rounding for the size cast and one for the weight: add that bound so a
             # float32 margin is never below the exact one.
             k = np.diff(p.indptr).max(initial=0) + 2
-            expo = abs(p).astype(np.float64) @ self._abs_exposure
-            guard = k * (_F32_EPS / 2) * expo.sum(axis=1)
+            guard = k * (_F32_EPS / 2) * expo[:, :3].sum(axis=1)
             mm = mm + guard
         return Breakdown(mm / self.params.mm_factor, mm, binding, scenario,
                          unit_loss, basis, short_option, liquidity, guard, pnl)
@@ -252,17 +286,22 @@ class RiskEngine:
         touches only the instruments the book holds (the what-if fast path)."""
         nz = np.flatnonzero(q)
         u, s = len(self.underlyings), self.n_scenarios
-        out = (q[nz] @ self._block64[nz]).reshape(1, u, s + 2)
-        p = sp.csr_matrix((q[nz], (np.zeros(len(nz), dtype=np.intp), nz)),
-                          shape=(1, len(self.instruments)))
-        floor = self.short_option_floor(p)
-        worst, unit_loss, binding, scenario = worst_loss(out[:, :, :s], self.scenarios.weight,
+        out = (q[nz] @ self._block64[nz]).reshape(1, u, s + 3)
+        floor = None
+        if self.netted:
+            g = self._opt_group[nz]
+            opt = g >= 0
+            net = np.zeros(self.n_groups)
+            np.add.at(net, g[opt], q[nz][opt] * self.inputs.contract_size[nz][opt])
+            floor = np.zeros((1, u))
+            np.add.at(floor[0], self._group_u, np.maximum(-net, 0.0) * self._group_rate)
+        worst, unit_loss, binding, scenario, _ = worst_loss(out[:, :, :s], self.scenarios.weight,
                                                          self.params.decorrelation, floor)
         basis = float(np.abs(out[0, :, s]).sum())
         liquidity = float(liquidity_shock(out[0, :, s + 1], self.liquidity_threshold,
                                           self.liquidity_rate).sum())
         short_option = float(max(worst[0] - scenario[0], 0.0)) if self.netted else \
-            float(self.per_contract_short_option(p)[0])
+            float(np.maximum(-q[nz], 0.0) @ self.short_option_vec[nz])
         mm = float(scenario[0]) + basis + liquidity + short_option
         return {
             "initial_margin": mm / self.params.mm_factor, "maintenance_margin": mm,

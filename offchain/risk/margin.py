@@ -13,7 +13,7 @@ def worst_loss(pnl: np.ndarray, weight: np.ndarray, decorrelation: float = 1.0,
     (n_acc, U) or None: a minimum per risk unit (the netted short-option minimum).
 
     Returns (worst (n_acc,), per_underlying (n_acc, U), binding (n_acc, U), scenario_only
-    (n_acc,): `worst` without the floor). The loss of a risk unit is
+    (n_acc,): `worst` without the floor, joint (n_acc,) or None: the all-underlyings term). The loss of a risk unit is
     max(0, max_s weight * -pnl, floor). With decorrelation d < 1 the total is
     d * sum_u unit_loss + (1 - d) * max(max_s sum_u weighted loss, sum_u floor): a convex
     combination of maxima of subadditive, positively homogeneous functions (the floor is one
@@ -30,10 +30,10 @@ def worst_loss(pnl: np.ndarray, weight: np.ndarray, decorrelation: float = 1.0,
 
     scenario_only = combine(raw_u, joint)
     if floor is None:
-        return scenario_only, raw_u, binding, scenario_only
+        return scenario_only, raw_u, binding, scenario_only, joint
     per_u = np.maximum(raw_u, floor)
     total = combine(per_u, None if joint is None else np.maximum(joint, floor.sum(axis=1)))
-    return total, per_u, binding, scenario_only
+    return total, per_u, binding, scenario_only, joint
 
 
 def liquidity_shock(delta_notional: np.ndarray, threshold, rate) -> np.ndarray:

@@ -151,3 +151,29 @@ def test_what_if__adding_hedge__lowers_margin_and_respects_bound(engine, find):
     w = engine.what_if(q, trade)
     assert w["initial_margin_after"] < w["initial_margin_before"]
     assert w["maintenance_margin_after"] <= w["maintenance_margin_bound"]
+
+
+def test_breakdown__netted_floor_shortcut__equals_floor_on_every_row(engine, fast_engine):
+    from offchain.risk.margin import worst_loss
+    rng = np.random.default_rng(11)
+    p = sp.random(3000, N_INSTR, density=0.05, random_state=rng, format="csr",
+                  data_rvs=lambda k: rng.normal(-2, 5, k))
+    for eng, rtol in ((engine, 1e-12), (fast_engine, 1e-6)):
+        b = eng.breakdown(p)
+        full = worst_loss(b.pnl, eng.scenarios.weight.astype(b.pnl.dtype),
+                   eng.params.decorrelation, eng.short_option_floor(p))[0]
+        assert np.allclose(b.worst_loss + b.short_option, full, rtol=rtol, atol=1e-6)
+        assert (b.short_option > 0).any()   # the floor binds on some of these books
+
+
+def test_explain__conversion_100_lots__pays_no_short_option_minimum(engine, find):
+    q = np.zeros(N_INSTR)
+    k = 65670
+    q[find("BTC", "perpetual")] = 100
+    q[find("BTC", "call", strike=k, days=30)] = -100
+    q[find("BTC", "put", strike=k, days=30)] = 100
+    e = explain(engine, q)
+    assert e["components"]["short_option_minimum"] == 0.0
+    # a short call alone pays it
+    only_call = np.where(np.arange(N_INSTR) == find("BTC", "call", strike=k, days=30), -1.0, 0)
+    assert engine.single(only_call)["short_option_minimum"] >= 0.0
