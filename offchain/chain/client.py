@@ -475,6 +475,7 @@ class Client:
             raise UserError(f"order: expired at {when}; ask the maker for a new one")
         if self._me().address == o.account:
             raise UserError("order: you are its maker; a taker must be another account")
+        self.instruments(refresh=True)  # the mark as of now, for the price check
         ins = self.instrument(o.instrument_id)
         if ins.expired(self.now()):
             raise UserError(f"order: {ins.name} has expired; it can only be settled")
