@@ -178,6 +178,8 @@ def __init__(params_hash_: bytes32, generator_: Generator,
         assert c.symbol != empty(bytes32), "ScenarioVerifier: empty symbol"
         assert self._row[c.symbol] == 0, "ScenarioVerifier: duplicate symbol"
         assert c.range_wad != 0 and c.range_wad < WAD, "ScenarioVerifier: range must be in (0, 1)"
+        if generator_.mode == MODE_SPAN16:
+            assert c.range_wad * generator_.extreme_multiple_wad < WAD * WAD, "ScenarioVerifier: extreme moves must be > -1"
         if generator_.mode == MODE_MATRIX:
             assert 3 * generator_.price_steps + len(c.tail_moves_wad) == count, "ScenarioVerifier: every underlying needs the same number of tail moves"
             for m: int256 in c.tail_moves_wad:

@@ -2,6 +2,7 @@
 domain are in accuracy.py (and docs/verification.md)."""
 
 import itertools
+import os
 
 import boa
 import numpy as np
@@ -13,8 +14,10 @@ from offchain.risk.pricing import CALL, FUTURE, PERPETUAL, PUT, black76_greeks
 
 from .accuracy import HOUR_YEARS, TARGET, WAD, errors, make_case, random_cases
 
-# The whole 10,000-input sweep is benchmarks/bench_pricer.py (~4 min); the suite runs 1,000.
+# The whole 10,000-input sweep is benchmarks/bench_pricer.py (~3 min); the suite runs 1,000,
+# and 150 hypothesis examples (PRICER_EXAMPLES=10000 for the long run, ~4 min).
 SWEEP = 1_000
+EXAMPLES = int(os.environ.get("PRICER_EXAMPLES", "150"))
 
 
 def _prices(pricer, cases):
@@ -27,7 +30,7 @@ def test_black76__random_domain_sweep__within_1e9(pricer):
     assert err.max() <= TARGET, f"max err {err.max():.3g} at {cases[int(err.argmax())]}"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(
     moneyness=st.floats(0.2, 5.0),
     vol=st.floats(0.05, 5.0),

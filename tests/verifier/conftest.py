@@ -76,6 +76,12 @@ def random_book(rng: np.random.Generator, n_legs: int, kinds=(FUTURE, PERPETUAL,
         size = float(np.round(rng.uniform(-10, 10), 3)) or 1.0
         rows.append((size, kind, u, wad(fwd), wad(spot), wad(strike), wad(tenor), wad(vol),
                      wad(rate), wad(cs)))
+    return book_from_rows(units, rows)
+
+
+def book_from_rows(units: tuple[str, ...], rows: list[tuple]) -> Book:
+    """rows: (size, kind, unit, fwd, spot, strike, tenor, vol, rate, contract size), the
+    size a float in contracts and the rest as the contract takes them (WAD)."""
     col = lambda i: np.array([r[i] for r in rows], dtype=np.float64) / WAD  # noqa: E731
     kinds_arr = np.array([r[1] for r in rows], dtype=np.int8)
     inputs = InstrumentInputs(kind=kinds_arr, u_idx=np.array([r[2] for r in rows], dtype=np.intp),

@@ -16,7 +16,7 @@ from offchain.chain.verifier import generator_hash
 from offchain.risk.pricing import CALL, PUT
 from offchain.risk.scenarios import build_scenarios
 
-from .conftest import PARAM_SETS, WAD, random_book
+from .conftest import PARAM_SETS, SPOTS, WAD, book_from_rows, deploy_verifier, random_book, wad
 
 TOL = 1e-9
 
@@ -115,6 +115,25 @@ def test_check__conversion_and_short_strangle__netted_floor(verifiers):
     assert abs(strangle.unit_floors_wad[0] / WAD - expected) <= 1e-9 * expected
 
 
+def test_check__short_far_otm_options__floor_binds_and_equals_engine(verifiers):
+    """Short far out-of-the-money BTC puts and calls: the scenario loss is small, the netted
+    short-option floor binds, and the verifier's MM still equals the engine's."""
+    params, verifier = verifiers["default-v2"]
+    spot = SPOTS["BTC"]
+    rows = [(-5.0, kind, 0, wad(spot), wad(spot), wad(spot * m), wad(7 / 365), wad(0.5), 0, WAD)
+            for kind, m in ((PUT, 0.5), (CALL, 1.8), (PUT, 0.55))]
+    book = book_from_rows(("BTC",), rows)
+    loss, b = _python_losses(book.engine(params), book)
+    binding = [int(b.binding_idx[0, 0])]
+    out = verifier.check(book.legs, book.unit_symbols(), binding, binding[0])
+    assert out.unit_floors_wad[0] > max(out.unit_losses_wad[0], 0)
+    assert b.short_option[0] > 0
+    scale = book.gross_notional()
+    assert _close(out.short_option_wad, b.short_option[0], scale)
+    assert _close(out.weighted_loss_wad, b.worst_loss[0] + b.short_option[0], scale)
+    assert _close(out.maintenance_wad, b.mm[0], scale)
+
+
 def test_check__scenario_index_out_of_range__reverts(verifiers):
     params, verifier = verifiers["default-v2"]
     book = random_book(np.random.default_rng(1), 2, units=("BTC",))
@@ -150,3 +169,16 @@ def test_check__scenarios_count_mismatch__reverts(verifiers):
 def test_deploy__runtime_size__under_eip170(verifiers):
     _, verifier = verifiers["default-v2"]
     assert len(boa.env.get_code(verifier.address)) <= 24_576
+
+
+def test_deploy__extreme_move_below_minus_one__reverts():
+    """A SPAN set whose extreme move would take prices below zero cannot be deployed."""
+    import copy
+
+    from offchain.risk import load_params
+    from offchain.risk.params import params_from_dict
+
+    raw = copy.deepcopy(load_params("span16-v1").raw)
+    raw["span16"]["extreme_multiple"] = 5.0       # default row: 0.25 * 5 = 125 % down
+    with boa.reverts("ScenarioVerifier: extreme moves must be > -1"):
+        deploy_verifier(params_from_dict(raw))
