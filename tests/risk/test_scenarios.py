@@ -61,3 +61,36 @@ def test_params_from_dict__bad_coefficient__names_field_and_value():
     raw["mm_factor"] = 1.5
     with pytest.raises(UserError, match=r"params\.mm_factor: .*got 1\.5"):
         params_from_dict(raw)
+
+
+def _documented(doc_keys):
+    """Expand `_doc` keys ('a.b / c' also documents 'a.c'; '*' matches one segment)."""
+    out = []
+    for key in doc_keys:
+        first, *more = [k.strip() for k in key.split(" / ")]
+        out.append(first)
+        prefix = first.rsplit(".", 1)[0] + "." if "." in first else ""
+        out += [prefix + m for m in more]
+    return out
+
+
+def _leaves(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{path}.{k}" if path else k)
+    else:
+        yield path
+
+
+def _covered(path, pattern):
+    p, q = path.split("."), pattern.split(".")
+    return len(q) <= len(p) and all(a == b or b == "*" for a, b in zip(p, q, strict=False))
+
+
+@pytest.mark.parametrize("name", ["default-v2", "default-v1", "span16-v1"])
+def test_params_file__every_field__is_documented_in_doc(name):
+    raw = load_params(name).raw
+    docs = _documented(raw["_doc"])
+    fields = list(_leaves({k: v for k, v in raw.items() if k != "_doc"}))
+    missing = [f for f in fields if not any(_covered(f, d) for d in docs)]
+    assert not missing, f"{name}: undocumented fields {missing}"
