@@ -70,55 +70,52 @@ def main() -> int:
 
 def sixteen_option_book():
     """BTC calls and puts at four strikes and two expiries, long and short (a typical
-    market-maker book), as ScenarioVerifier legs and as the engine's float inputs."""
+    market-maker book): the engine's inputs and the sizes."""
     from offchain.risk.arrays import InstrumentInputs
     from offchain.risk.pricing import CALL, PUT
 
     spot, rate = 65_000.0, 0.03
-    legs, rows = [], []
-    for i, (tenor, strike, kind) in enumerate(
-            (t, k, c) for t in (30 / 365, 90 / 365) for k in (52_000, 60_000, 70_000, 80_000)
-            for c in (CALL, PUT)):
-        fwd = spot * float(np.exp(rate * tenor))
-        size = (-1.0) ** i * (1 + i % 5)
-        vol = 0.55 + 0.1 * abs(strike / spot - 1)
-        rows.append((size, kind, fwd, strike, tenor, vol))
-        legs.append((int(size * WAD), kind, 0, round(fwd * WAD), round(spot * WAD),
-                     strike * WAD, round(tenor * WAD), round(vol * WAD), round(rate * WAD), WAD))
-    col = lambda i: np.array([r[i] for r in rows], dtype=np.float64)  # noqa: E731
+    rows = [(t, k, c) for t in (30 / 365, 90 / 365) for k in (52_000, 60_000, 70_000, 80_000)
+            for c in (CALL, PUT)]
+    tenor = np.array([r[0] for r in rows])
+    strike = np.array([r[1] for r in rows], dtype=np.float64)
     inputs = InstrumentInputs(
-        kind=col(1).astype(np.int8), u_idx=np.zeros(16, dtype=np.intp), spot=np.full(16, spot),
-        fwd=np.array([leg[3] for leg in legs]) / WAD, strike=col(3),
-        tenor=np.array([leg[6] for leg in legs]) / WAD, vol=np.array([leg[7] for leg in legs]) / WAD,
-        rate=np.full(16, rate), contract_size=np.ones(16))
-    return legs, inputs, col(0)
+        kind=np.array([r[2] for r in rows], dtype=np.int8), u_idx=np.zeros(16, dtype=np.intp),
+        spot=np.full(16, spot), fwd=spot * np.exp(rate * tenor), strike=strike, tenor=tenor,
+        vol=0.55 + 0.1 * np.abs(strike / spot - 1), rate=np.full(16, rate),
+        contract_size=np.ones(16))
+    sizes = np.array([(-1.0) ** i * (1 + i % 5) for i in range(16)])
+    return inputs, sizes
 
 
 def bench_book() -> bool:
     from eth_abi import encode
 
-    from offchain.chain.eip712 import symbol_to_bytes32
-    from offchain.chain.verifier import LEG_ABI, params_hash_bytes, verifier_config
+    from offchain.chain.verifier import (
+        LEG_ABI,
+        check_arguments,
+        params_hash_bytes,
+        verifier_config,
+    )
     from offchain.risk import RiskEngine, load_params
 
     params = load_params()
     generator, rows = verifier_config(params)
     verifier = boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"),
                         params_hash_bytes(params), generator, rows)
-    legs, inputs, sizes = sixteen_option_book()
+    inputs, sizes = sixteen_option_book()
     engine = RiskEngine.from_inputs(params, inputs, ("BTC",), dtype=np.float64)
     b = engine.breakdown(sizes[None, :], exact=True)
-    binding = int(b.binding_idx[0, 0])
-    units = [symbol_to_bytes32("BTC")]
-    out = verifier.check(legs, units, [binding], binding)
+    legs, units, scenarios, joint = check_arguments(engine, sizes)
+    out = verifier.check(legs, units, scenarios, joint)
     execution = verifier._computation.get_gas_used()
     data = bytes(4) + encode([f"{LEG_ABI}[]", "bytes32[]", "uint256[]", "uint256"],
-                             [legs, units, [binding], binding])
+                             [legs, units, scenarios, joint])
     calldata = sum(4 if byte == 0 else 16 for byte in data)
     total = 21_000 + calldata + execution
     ok = total <= BOOK_GAS_TARGET
     print(f"ScenarioVerifier.check: 16 BTC options, one scenario ({params.label}, scenario "
-          f"{binding}, the binding one)")
+          f"{scenarios[0]}, the binding one)")
     print(f"  maintenance margin  chain {out.maintenance_wad / WAD:,.6f}  engine {b.mm[0]:,.6f}")
     print(f"  gas  execution {execution:,} + calldata {calldata:,} + base 21,000 = {total:,}   "
           f"target {BOOK_GAS_TARGET:,}  {'ok' if ok else 'OVER'}")

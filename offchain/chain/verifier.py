@@ -8,6 +8,7 @@ named by `params_hash` without storing the table itself.
 
 from __future__ import annotations
 
+import numpy as np
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -87,3 +88,31 @@ def generator_hash(params: Params) -> bytes:
 
 def params_hash_bytes(params: Params) -> bytes:
     return bytes.fromhex(params.hash[2:])
+
+
+def check_arguments(engine, sizes, scenarios=None, joint_scenario=None) -> tuple:
+    """(legs, units, scenarios, joint_scenario) for `ScenarioVerifier.check` of one book of
+    `engine` (a RiskEngine; sizes in contracts, one per instrument, zeros skipped). Without
+    `scenarios` the binding ones are named (the engine's binding index per unit, and the
+    argmax of the summed unit losses for the joint term): then `check` returns the engine's
+    maintenance margin."""
+    q = engine.book_vector(sizes)
+    x = engine.inputs
+    held = np.flatnonzero(q)
+    units_idx = sorted({int(x.u_idx[i]) for i in held})
+    position = {u: k for k, u in enumerate(units_idx)}
+    legs = [(_wad(float(q[i]), f"sizes[{i}]"), int(x.kind[i]), position[int(x.u_idx[i])],
+             _wad(float(x.fwd[i]), f"fwd[{i}]"), _wad(float(x.spot[i]), f"spot[{i}]"),
+             _wad(float(x.strike[i]) if x.is_option[i] else 0.0, f"strike[{i}]"),
+             _wad(float(x.tenor[i]), f"tenor[{i}]"), _wad(float(x.vol[i]), f"vol[{i}]"),
+             _wad(float(x.rate[i]), f"rate[{i}]"), _wad(float(x.contract_size[i]), f"contract_size[{i}]"))
+            for i in held]
+    units = [symbol_to_bytes32(engine.underlyings[u]) for u in units_idx]
+    if scenarios is None or joint_scenario is None:
+        b = engine.breakdown(q[None, :], exact=True)
+        loss = -b.pnl[0] * engine.scenarios.weight
+        if scenarios is None:
+            scenarios = [int(b.binding_idx[0, u]) for u in units_idx]
+        if joint_scenario is None:
+            joint_scenario = int(loss.sum(axis=0).argmax())
+    return legs, units, [int(s) for s in scenarios], int(joint_scenario)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from offchain.chain.eip712 import symbol_to_bytes32
-from offchain.chain.verifier import generator_hash
+from offchain.chain.verifier import check_arguments, generator_hash
 from offchain.risk.pricing import CALL, PUT
 from offchain.risk.scenarios import build_scenarios
 
@@ -113,6 +113,23 @@ def test_check__conversion_and_short_strangle__netted_floor(verifiers):
     rate = params.coeff("BTC", "short_option_min_rate")
     expected = 2 * call[9] / WAD * (call[3] + put[3]) / WAD * rate
     assert abs(strangle.unit_floors_wad[0] / WAD - expected) <= 1e-9 * expected
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_check_arguments__engine_book__binding_scenarios_give_engine_mm(verifiers, name):
+    """The keeper-side helper: the arguments of `check` for a book of a RiskEngine (zeros
+    skipped, units in the engine's order), naming the binding scenarios."""
+    params, verifier = verifiers[name]
+    rng = np.random.default_rng(11)
+    book = random_book(rng, 8)
+    engine = book.engine(params)
+    sizes = book.sizes.copy()
+    sizes[0] = 0.0
+    legs, units, scenarios, joint = check_arguments(engine, sizes)
+    assert len(legs) == 7
+    out = verifier.check(legs, units, scenarios, joint)
+    b = engine.breakdown(sizes[None, :], exact=True)
+    assert _close(out.maintenance_wad, b.mm[0], book.gross_notional())
 
 
 def test_check__short_far_otm_options__floor_binds_and_equals_engine(verifiers):
