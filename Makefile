@@ -8,9 +8,11 @@ ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin
 # ape-vyper downloads a compiler unless the venv's vyper is on PATH; ape-foundry finds anvil on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(ANVIL_BIN):$(PATH)
 
-.PHONY: install compile test test-quick demo lint bench fuzz-long lock clean
+.PHONY: install compile test test-quick demo devnet lint bench fuzz-long lock clean chromium
 
-install: $(VENV)/.installed $(ANVIL_BIN)/anvil
+WEB_STATIC := offchain/api/static/index.html
+
+install: $(VENV)/.installed $(ANVIL_BIN)/anvil $(WEB_STATIC) chromium
 
 # progress: one line per package pip collects (a first install takes several minutes)
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -27,6 +29,23 @@ $(ANVIL_BIN)/anvil: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# the web app: pinned npm packages (web/package-lock.json) built into offchain/api/static,
+# which the API serves; nothing is fetched from a CDN at run time
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@echo "== installing the web app's pinned npm packages into web/node_modules/ ..."
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_STATIC): web/node_modules/.installed web/vite.config.js web/index.html $(wildcard web/src/*.js web/src/*/*.js web/src/*.css)
+	@echo "== building the web app into offchain/api/static/ ..."
+	cd web && npm run build --silent
+
+# Debian's chromium for the browser tests (Playwright drives /usr/bin/chromium and never
+# downloads a browser of its own); installed only when missing
+chromium:
+	@test -x /usr/bin/chromium || { echo "== installing Debian's chromium ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # ape-vyper's incremental compile rebuilds an edited module (engine_core.vy) but not the
 # contracts that import it, so the suite would test stale bytecode: always rebuild (~20 s).
 compile: install
@@ -38,6 +57,10 @@ test: install lint compile
 lint: install
 	ruff check .
 	@vyper --version | grep -q '^0.4.3' || { echo "vyper must be 0.4.3, got $$(vyper --version)"; exit 1; }
+
+# a persistent local chain with everything on it, until Ctrl-C (options: make devnet ARGS="--prices live")
+devnet: install
+	netmargin devnet $(ARGS)
 
 demo: install
 	@echo "== running the demo (about a minute: two replays on a local chain) ..."

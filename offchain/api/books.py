@@ -82,11 +82,14 @@ def liquidation_prices(snap: Snapshot, q: np.ndarray, equity: float, mm: float) 
 
 
 def grids(explained: dict) -> list[dict]:
-    """Each underlying's risk array as a price x vol grid (the core scenarios), tail moves apart,
-    with the binding scenario's cell."""
+    """Each held underlying's risk array as a price x vol grid (the core scenarios), tail moves
+    apart, with the binding scenario's cell."""
     scen = explained["scenarios"]
+    held = {p["underlying"] for p in explained["positions"]}
     out = []
     for name, u in explained["underlyings"].items():
+        if name not in held:
+            continue
         pnl = u["risk_array"]
         core = [s for s in scen if s["kind"] in ("range", "scan")]
         moves = sorted({round(s["price_move"][name], 10) for s in core})

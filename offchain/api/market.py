@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offchain.chain.client import Instrument as ClientInstrument
 from offchain.chain.contracts import WAD, Deployment, InstrumentTable, batch_call, underlying_name
 from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.errors import UserError
@@ -50,7 +51,10 @@ class Snapshot:
     def describe(self, i: int) -> dict:
         t = self.table
         kind = KIND_NAMES[int(t.kind[i])]
-        return {"instrument_id": int(t.ids[i]), "underlying": self.underlyings[int(t.underlying_index[i])],
+        underlying = self.underlyings[int(t.underlying_index[i])]
+        name = ClientInstrument(int(t.ids[i]), underlying, int(t.kind[i]), float(t.strike[i]), int(t.expiry[i]),
+                                bool(t.active[i])).name
+        return {"instrument_id": int(t.ids[i]), "name": name, "underlying": underlying,
                 "kind": kind, "strike": float(t.strike[i]) if kind in ("call", "put") else None,
                 "expiry": int(t.expiry[i]) or None, "active": bool(t.active[i])}
 

@@ -37,6 +37,7 @@ class Rates(BaseModel):
 
 class Instrument(BaseModel):
     instrument_id: int
+    name: str = Field(description="BTC-PERP, BTC-20240628 (future), BTC-20240628-70000-C (call), ...-P")
     underlying: str
     kind: Literal["future", "perpetual", "call", "put"]
     strike: float | None
@@ -65,6 +66,7 @@ class InstrumentList(BaseModel):
 # ---- accounts ----
 class Position(BaseModel):
     instrument_id: int
+    name: str
     underlying: str
     kind: str
     strike: float | None

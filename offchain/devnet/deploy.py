@@ -7,6 +7,7 @@ arguments, so they all run the same contracts the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -82,7 +83,8 @@ def list_instruments(dep: Deployment, owner: LocalAccount, specs: list[dict]) ->
     ids = []
     for i, s in enumerate(specs):
         kind = KIND_CODES[s["kind"]]
-        strike = int(round(float(s.get("strike", 0)) * WAD))
+        # exact decimal: float(7250) * 1e18 is not an integer number of wei
+        strike = int(Decimal(repr(float(s.get("strike", 0)))) * WAD)
         call = dep.registry.functions.list_instrument(
             s["underlying"].encode().ljust(32, b"\0"), kind, strike, int(s.get("expiry", 0)))
         send(dep.w3, owner, call, f"instruments[{i}]")

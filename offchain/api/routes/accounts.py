@@ -20,10 +20,10 @@ def _positions(snap, raw) -> list[dict]:
     out = []
     for iid, size in raw["positions"]:
         row = snap.row(iid)
-        d = snap.describe(row) if row >= 0 else {"instrument_id": iid, "underlying": "?", "kind": "?",
-                                                 "strike": None, "expiry": None}
+        d = snap.describe(row) if row >= 0 else {"instrument_id": iid, "name": f"#{iid}", "underlying": "?",
+                                                 "kind": "?", "strike": None, "expiry": None}
         mark = float(snap.marks[row]) if row >= 0 and math.isfinite(snap.marks[row]) else None
-        out.append({**{k: d[k] for k in ("instrument_id", "underlying", "kind", "strike", "expiry")},
+        out.append({**{k: d[k] for k in ("instrument_id", "name", "underlying", "kind", "strike", "expiry")},
                     "size": size, "mark": mark, "value": None if mark is None else size * mark})
     return out
 
