@@ -14,7 +14,7 @@ from offchain.devnet.run import DevnetOptions, start_devnet
 START = "2020-03-10"
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def net(tmp_path_factory):
     out = tmp_path_factory.mktemp("devnet")
     net = start_devnet(DevnetOptions(start=START, rpc_port=0, api_port=0, out=out, serve=False,
@@ -24,13 +24,13 @@ def net(tmp_path_factory):
     net.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def client(net):
     with TestClient(create_app(net.ctx), raise_server_exceptions=False) as c:
         yield c
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def settle(net):
     """Mine a block and run one keeper cycle: what a live devnet does every block."""
     def run(seconds: int = 60):

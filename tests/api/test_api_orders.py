@@ -17,26 +17,26 @@ NONCES = itertools.count(10_000)  # each order of this module is a new one
 
 
 @pytest.fixture(scope="module")
-def maker(net):
+def order_maker(net):
     return net.wallets[1]
 
 
 @pytest.fixture(scope="module")
-def taker(net):
+def order_taker(net):
     return net.wallets[2]
 
 
 @pytest.fixture()
-def make(net, maker):
-    """Factory: a signed order body by `maker` (or by `signer`), valid by default."""
+def make(net, order_maker):
+    """Factory: a signed order body by `order_maker` (or by `signer`), valid by default."""
     def build(signer=None, **changes):
         snap = net.ctx.market.get()
-        fields = dict(account=maker.address, instrument_id=BTC_PERP, is_buy=True, size_wad=WAD,
+        fields = dict(account=order_maker.address, instrument_id=BTC_PERP, is_buy=True, size_wad=WAD,
                       limit_price_wad=int(snap.marks[0] * 0.9 * WAD), order_nonce=next(NONCES),
                       deadline=snap.now + 3600)
         fields.update(changes)
         order = Order(**fields)
-        key = signer or maker
+        key = signer or order_maker
         if key.address != order.account:  # sign the digest with another key (forgery)
             sig = sign_order(Order(**{**fields, "account": key.address}), net.ctx.orders.domain, key)
         else:
@@ -66,8 +66,8 @@ def test_post_order__same_order_twice__409(client, make):
     assert r.status_code == 409 and loc(r) == ["body", "order"]
 
 
-def test_post_order__signed_by_another_key__422_names_signature(client, make, taker):
-    _, body = make(signer=taker)
+def test_post_order__signed_by_another_key__422_names_signature(client, make, order_taker):
+    _, body = make(signer=order_taker)
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and loc(r) == ["body", "signature"]
     assert "not by order.account" in r.json()["detail"][0]["msg"]
@@ -110,24 +110,24 @@ def test_post_order__zero_size__422_names_size(client, make):
     assert r.status_code == 422 and loc(r)[-1] == "size_wad"
 
 
-def test_post_order__cancelled_on_chain__refused_and_dropped(client, make, net, maker):
+def test_post_order__cancelled_on_chain__refused_and_dropped(client, make, net, order_maker):
     order, body = make()
     assert client.post("/api/orders", json=body).status_code == 201
-    send(net.anvil.w3, maker, net.dep.engine.functions.cancel_order(order.as_args()), "cancel")
+    send(net.anvil.w3, order_maker, net.dep.engine.functions.cancel_order(order.as_args()), "cancel")
     net.anvil.mine()
-    listed = [o["order"]["order_nonce"] for o in client.get("/api/orders", params={"account": maker.address}).json()["orders"]]
+    listed = [o["order"]["order_nonce"] for o in client.get("/api/orders", params={"account": order_maker.address}).json()["orders"]]
     assert str(order.order_nonce) not in listed
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and "cancelled" in r.json()["detail"][0]["msg"]
 
 
-def test_post_order__filled_on_chain__drops_off_the_book(client, make, net, maker, taker):
-    for who in (maker, taker):
+def test_post_order__filled_on_chain__drops_off_the_book(client, make, net, order_maker, order_taker):
+    for who in (order_maker, order_taker):
         fund(net.dep, net.anvil.accounts[0], who, 50_000)
     order, body = make()
     h = client.post("/api/orders", json=body).json()["hash"]
     sig = bytes.fromhex(body["signature"][2:])
-    send(net.anvil.w3, taker, net.dep.engine.functions.fill(order.as_args(), sig, order.size_wad), "fill")
+    send(net.anvil.w3, order_taker, net.dep.engine.functions.fill(order.as_args(), sig, order.size_wad), "fill")
     assert client.get(f"/api/orders/{h}").status_code == 404
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and "already filled" in r.json()["detail"][0]["msg"]
