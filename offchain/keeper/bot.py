@@ -292,7 +292,7 @@ class Keeper:
                 m, _f, _at = self.dep.oracle.functions.marks(ids[k:k + 32]).call()
                 out.extend(m)
             return np.asarray(out, dtype=object).astype(np.float64) / WAD
-        marks = instrument_marks(self.table, spot, vol, now)
+        marks = instrument_marks(self.table, spot, vol, now, underlyings=self.underlyings)
         # expired and settled: the final price's payoff (what settle() will credit)
         done = self.settlement > 0
         if done.any():

@@ -41,6 +41,7 @@ import numpy as np
 from offchain.chain.contracts import InstrumentTable
 from offchain.errors import UserError
 from offchain.risk.pricing import unit_value
+from offchain.risk.smile import surface_vols
 
 if TYPE_CHECKING:
     from offchain.keeper.config import PriceSourceConfig
@@ -252,11 +253,26 @@ def make_source(cfg: PriceSourceConfig) -> PriceSource | None:
     return SOURCES[cfg.kind](cfg, list(cfg.underlyings))
 
 
+def option_vols(table: InstrumentTable, underlyings: list[str], spot: np.ndarray,
+                vol: np.ndarray, now: int, rate: float = 0.0) -> np.ndarray:
+    """Per-instrument implied vol (NaN for futures and perps): each option on its
+    underlying's calibrated smile for its expiry (offchain.risk.smile, SSVI) around the
+    source's ATM vol `vol`, strikes in log-moneyness to the expiry forward."""
+    t = np.where(table.expiry > 0, np.maximum(table.expiry - now, 0) / YEAR, 0.0)
+    fwd = spot[table.underlying_index] * np.exp(rate * t)
+    return surface_vols(underlyings, table.underlying_index, table.kind, table.strike, t, fwd,
+                        vol)
+
+
 def instrument_marks(table: InstrumentTable, spot: np.ndarray, vol: np.ndarray, now: int,
-                     rate: float = 0.0) -> np.ndarray:
-    """Mark of one unit of every instrument at `now` (expired: intrinsic at spot)."""
+                     rate: float = 0.0, underlyings: list[str] | None = None) -> np.ndarray:
+    """Mark of one unit of every instrument at `now` (expired: intrinsic at spot); options on
+    the smile of their expiry when `underlyings` (the names of spot/vol's entries) is given."""
     s = spot[table.underlying_index]
     v = vol[table.underlying_index]
+    if underlyings is not None:
+        smile = option_vols(table, underlyings, spot, vol, now, rate)
+        v = np.where(np.isnan(smile), v, smile)
     t = np.where(table.expiry > 0, np.maximum(table.expiry - now, 0) / YEAR, 0.0)
     fwd = s * np.exp(rate * t)
     return unit_value(table.kind, fwd, s, table.strike, t, v, rate)
