@@ -1,6 +1,9 @@
 """Gas of MarginEngine's hot paths on a local Anvil chain, driven through ape; prints a table.
 
 Run: python benchmarks/bench_gas.py      (starts and stops its own Anvil via ape-foundry)
+     python benchmarks/bench_gas.py --update-baseline   (also rewrites bench_gas_baseline.json)
+Each row is compared with the committed baseline (benchmarks/bench_gas_baseline.json); a row
+that moved by more than 5% is printed again under "moved > 5%".
 Targets (issue 3): attestation with one signer <= 80k (+ <= 8k per extra signer), a fill
 <= 200k, liquidating a 16-position account <= 600k, settling one position <= 80k.
 
@@ -11,6 +14,7 @@ order or position); "steady" rows are what a keeper and active traders pay day t
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,8 @@ TEST_MNEMONIC = "test test test test test test test test test test test junk"
 TRADING = (32, 10, 3_600, 86_400, 7_200)
 LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
 N_BOOK = 16
+BASELINE = Path(__file__).with_name("bench_gas_baseline.json")
+MOVE_FRAC = 0.05
 
 
 @dataclass
@@ -40,10 +46,11 @@ class Row:
     gas: int
     target: int | None
 
-    def line(self) -> str:
+    def line(self, base: int | None = None) -> str:
         verdict = "" if self.target is None else ("ok" if self.gas <= self.target else "OVER")
         target = "" if self.target is None else f"{self.target:,}"
-        return f"{self.case:<58} {self.gas:>9,} {target:>9} {verdict:>5}"
+        moved = "" if not base else f"{(self.gas - base) / base:+.1%}"
+        return f"{self.case:<58} {self.gas:>9,} {target:>9} {verdict:>5} {moved:>8}"
 
 
 class Bench:
@@ -206,11 +213,15 @@ class Bench:
         self.record("settle: one position of a 16-position book (steady)", e.settle(self.liq2, 2, sender=maker),
                     80_000)
 
-    def report(self) -> None:
+    def report(self, baseline: dict[str, int]) -> None:
         code = self.chain.provider.get_code
-        print(f"{'case':<58} {'gas':>9} {'target':>9} {'':>5}")
+        print(f"{'case':<58} {'gas':>9} {'target':>9} {'':>5} {'vs base':>8}")
         for row in self.rows:
-            print(row.line())
+            print(row.line(baseline.get(row.case)))
+        moved = [r for r in self.rows if baseline.get(r.case) and abs(r.gas / baseline[r.case] - 1) > MOVE_FRAC]
+        print(f"\nmoved > {MOVE_FRAC:.0%} from {BASELINE.name}: {len(moved) or 'none'}")
+        for row in moved:
+            print(f"  {row.case}: {baseline[row.case]:,} -> {row.gas:,}")
         print()
         for name, c in (("MarginEngine", self.engine), ("MarginEngineExtension", self.ext)):
             size = len(code(c.address))
@@ -223,7 +234,11 @@ def main() -> int:
     with ape.networks.parse_network_choice("ethereum:local:foundry"):
         bench = Bench(ape)
         bench.run()
-        bench.report()
+        baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
+        bench.report(baseline)
+    if "--update-baseline" in sys.argv[1:]:
+        BASELINE.write_text(json.dumps({r.case: r.gas for r in bench.rows}, indent=1) + "\n")
+        print(f"wrote {BASELINE}")
     return 0 if all(r.target is None or r.gas <= r.target for r in bench.rows) else 1
 
 

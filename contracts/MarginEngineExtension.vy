@@ -101,8 +101,9 @@ def withdraw_fees(amount: uint256, to: address):
     debit: uint256 = amount * core.SCALE
     assert debit <= fees, "engine: amount exceeds fees"
     core._trading = (cfg & core.MASK_128) | ((fees - debit) << 128)
-    core._push(to, amount)
-    log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
+    if amount > 0:  # some tokens revert on a zero transfer
+        core._push(to, amount)
+        log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
 
 
 @external
@@ -383,7 +384,7 @@ def settle(account: address, instrument_id: uint256):
         # IM grows: new risk and withdrawals wait for an attestation of the rest. MM does
         # not: the leg's payoff is final, and an expired hedge stops hedging at expiry,
         # whether or not anyone settles it, so the order in which anyone settles a book's
-        # legs can never make it liquidatable.
+        # legs never makes it liquidatable through its margin.
         add_im: uint256 = 0
         add_mm: uint256 = 0
         add_im, add_mm = staticcall core.ORACLE.side_rates(instrument_id, size < 0)

@@ -535,6 +535,37 @@ class EngineMachine(RuleBasedStateMachine):
             assert mm1 <= mm0
             assert e1 * mm0 >= e0 * mm1, f"liquidation lowered the margin ratio: {e0}/{mm0} -> {e1}/{mm1}"
 
+    @rule(pair=pairs, mult=st.integers(10, 40))
+    def self_liquidation_through_second_account(self, pair, mult):
+        """One owner's second account liquidates the first while its equity is a small part
+        of MM (attested at `mult`/10 x the base discount's reach: 0 < equity <= d x MM), where
+        an uncapped discount used to exceed the equity: the pair never gains and the
+        insurance fund and socialised loss pay nothing."""
+        victim, other = (self.a(x) for x in pair)
+        if not self.view(victim).positions:
+            return
+        e0 = self.s.health(victim)[0]
+        if e0 <= 0:
+            return
+        self.touch(victim, other)
+        mm = e0 * mult * BPS // (10 * LIQUIDATION[0])
+        self.s.advance(1)
+        assert self.expect(self.s.post_attestation(victim, mm, mm), set(), f"attest {pair[0]} mm={mm}")
+        e0 = self.s.health(victim)[0]
+        e_other = self.s.health(other)[0]
+        fund, lost = self.engine.insurance_wad(), self.engine.socialised_loss_wad()
+        res = self.s.call(self.engine, "liquidate", victim, WAD, 2**255 - 1, self.engine.state_nonce(victim),
+                          sender=other)
+        if not self.expect(res, LIQUIDATE_REASONS, f"self-liquidate {pair[0]} by {pair[1]}"):
+            return
+        (ev,) = res.events("Liquidation")
+        assert ev.discount_wad <= max(e0, 0), f"discount {ev.discount_wad} above equity {e0}"
+        self.check_waterfall(res, {victim: e0}, "self-liquidation")
+        gain = self.s.health(other)[0] - e_other + self.s.health(victim)[0] - e0
+        assert gain <= 32, f"the pair gained {gain} by self-liquidation"
+        if e0 >= 0:
+            assert self.engine.insurance_wad() >= fund and self.engine.socialised_loss_wad() == lost
+
     # ------------------------------------------------------------------ settlement
 
     @precondition(lambda self: self.expired())
