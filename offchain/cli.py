@@ -25,7 +25,7 @@ Run `netmargin COMMAND --help` for a command's options."""
 COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("margin", "margin of a book in a JSON file: portfolio vs isolated vs cross, no chain needed"),
     "backtest": ("backtest", "how often the margin model covered next-day losses on BTC/ETH history"),
-    "demo": ("demo", "a local chain, five traders and the keeper through a historical crash"),
+    "demo": ("demo", "a local chain, six traders and the keeper through a historical crash and a calm week"),
     "keeper": ("keeper", "run the keeper bot (prices, attestations, liquidations, settlement)"),
     "devnet": ("devnet", "local chain, system, keeper, API and web app, until Ctrl-C"),
     "instruments": ("instruments", "list tradable instruments with their names and marks"),
