@@ -34,7 +34,7 @@ WAD_I: constant(int256) = 10**18
 # Bounds of every loop and array.
 MAX_LEGS: public(constant(uint256)) = 64
 MAX_UNITS: public(constant(uint256)) = 8
-MAX_TAIL_MOVES: public(constant(uint256)) = 32
+MAX_TAIL_MOVES: public(constant(uint256)) = 16
 MAX_COEFFICIENTS: public(constant(uint256)) = 32
 MODE_MATRIX: public(constant(uint8)) = 0
 MODE_SPAN16: public(constant(uint8)) = 1
@@ -138,14 +138,15 @@ struct Unit:
 
 #### STORAGE ####
 
+
 # Content hash of the risk-parameter file (sha256 of its canonical JSON).
 params_hash: public(immutable(bytes32))
 # keccak256(abi_encode(generator, coefficients)): what this verifier prices with.
 generator_hash: public(immutable(bytes32))
 # Number of scenarios per underlying.
 n_scenarios: public(immutable(uint256))
-# The set-wide generating parameters.
-_generator: Generator
+# The set-wide generating parameters (in code: read for the price of a copy).
+GENERATOR: immutable(Generator)
 # Per-underlying coefficient rows, and symbol -> row index + 1.
 _coefficients: DynArray[Coefficients, MAX_COEFFICIENTS]
 _row: HashMap[bytes32, uint256]
@@ -186,7 +187,7 @@ def __init__(params_hash_: bytes32, generator_: Generator,
                 assert m > -WAD_I and m != 0, "ScenarioVerifier: tail moves must be non-zero and > -1"
         self._coefficients.append(c)
         self._row[c.symbol] = len(self._coefficients)
-    self._generator = generator_
+    GENERATOR = generator_
     params_hash = params_hash_
     generator_hash = keccak256(abi_encode(generator_, coefficients_))
     n_scenarios = count
@@ -200,7 +201,7 @@ def generator() -> (Generator, DynArray[Coefficients, MAX_COEFFICIENTS]):
     """
     @notice The generating parameters and coefficient rows this verifier prices with.
     """
-    return self._generator, self._coefficients
+    return GENERATOR, self._coefficients
 
 
 @external
@@ -210,7 +211,7 @@ def scenario(symbol: bytes32, index: uint256) -> Scenario:
     @notice Scenario `index` of underlying `symbol`: price move, vol direction (1 up, 0
             flat, -1 down) and the weight its loss counts with (WAD).
     """
-    return self._scenario(self._generator, self._coefficients_of(symbol), index)
+    return self._scenario(GENERATOR, self._coefficients_of(symbol), index)
 
 
 @external
@@ -249,10 +250,22 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
     @return Check Unit losses and floors, the scenario and weighted losses, each add-on and
             the maintenance margin they make (WAD).
     """
+    return self._check(legs, units, scenarios, joint_scenario)
+
+
+#### INTERNAL ####
+
+@internal
+@view
+def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
+           scenarios: DynArray[uint256, MAX_UNITS], joint_scenario: uint256) -> Check:
+    """
+    @dev `check`'s body (see there).
+    """
     n_units: uint256 = len(units)
     assert n_units != 0, "ScenarioVerifier: no units"
     assert len(scenarios) == n_units, "ScenarioVerifier: one scenario per unit expected"
-    gen: Generator = self._generator
+    gen: Generator = GENERATOR
     decorrelated: bool = gen.decorrelation_wad < WAD
     acc: DynArray[Unit, MAX_UNITS] = []
     for u: uint256 in range(n_units, bound=MAX_UNITS):
@@ -298,8 +311,6 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
             acc[u].floor = floors[u]
     return self._aggregate(gen, acc, out.short_option_wad)
 
-
-#### INTERNAL ####
 
 @internal
 @view
@@ -419,27 +430,32 @@ def _netted_floors(legs: DynArray[Leg, MAX_LEGS], acc: DynArray[Unit, MAX_UNITS]
     floors: DynArray[uint256, MAX_UNITS] = []
     for unit: Unit in acc:
         floors.append(0)
-    n: uint256 = len(legs)
-    for i: uint256 in range(n, bound=MAX_LEGS):
-        li: Leg = legs[i]
-        if li.kind != KIND_CALL and li.kind != KIND_PUT:
+    # groups: unit, tenor, strike, forward, net contracts
+    g_unit: DynArray[uint256, MAX_LEGS] = []
+    g_tenor: DynArray[uint256, MAX_LEGS] = []
+    g_strike: DynArray[uint256, MAX_LEGS] = []
+    g_fwd: DynArray[uint256, MAX_LEGS] = []
+    g_net: DynArray[int256, MAX_LEGS] = []
+    for leg: Leg in legs:
+        if leg.kind != KIND_CALL and leg.kind != KIND_PUT:
             continue
-        first: bool = True
-        for j: uint256 in range(i, bound=MAX_LEGS):
-            lj: Leg = legs[j]
-            if j < i and (lj.kind == KIND_CALL or lj.kind == KIND_PUT) and lj.unit == li.unit and lj.tenor_wad == li.tenor_wad and lj.strike_wad == li.strike_wad:
-                first = False
+        held: int256 = leg.size_wad * convert(leg.contract_size_wad, int256) // WAD_I
+        found: bool = False
+        for g: uint256 in range(len(g_net), bound=MAX_LEGS):
+            if g_strike[g] == leg.strike_wad and g_tenor[g] == leg.tenor_wad and g_unit[g] == leg.unit:
+                g_net[g] += held
+                found = True
                 break
-        if not first:
-            continue
-        net: int256 = 0
-        for j: uint256 in range(i, n, bound=MAX_LEGS):
-            lj: Leg = legs[j]
-            if (lj.kind == KIND_CALL or lj.kind == KIND_PUT) and lj.unit == li.unit and lj.tenor_wad == li.tenor_wad and lj.strike_wad == li.strike_wad:
-                net += lj.size_wad * convert(lj.contract_size_wad, int256) // WAD_I
-        if net < 0:
-            rate: uint256 = acc[li.unit].coefficients.short_option_min_rate_wad
-            floors[li.unit] += convert(-net, uint256) * rate // WAD * li.fwd_wad // WAD
+        if not found:
+            g_unit.append(leg.unit)
+            g_tenor.append(leg.tenor_wad)
+            g_strike.append(leg.strike_wad)
+            g_fwd.append(leg.fwd_wad)
+            g_net.append(held)
+    for g: uint256 in range(len(g_net), bound=MAX_LEGS):
+        if g_net[g] < 0:
+            rate: uint256 = acc[g_unit[g]].coefficients.short_option_min_rate_wad
+            floors[g_unit[g]] += convert(-g_net[g], uint256) * rate // WAD * g_fwd[g] // WAD
     return floors
 
 
