@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from offchain.api.books import AccountReader
 from offchain.api.market import MarketCache
 from offchain.api.orderbook import OrderBook
 from offchain.chain.contracts import Deployment
@@ -30,8 +31,14 @@ class ApiContext:
     # the built web app (offchain/api/static); None or missing: the API alone
     static_dir: Path | None = None
     proofs: ProofFn | None = None
+    _reader: AccountReader | None = None
     _store: StateStore | None = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reader(self) -> AccountReader:
+        if self._reader is None:
+            self._reader = AccountReader(self.dep)
+        return self._reader
 
     def store(self) -> StateStore | None:
         if self.store_path is None:

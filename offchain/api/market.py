@@ -42,6 +42,8 @@ class Snapshot:
     live: np.ndarray          # bool per instrument: priced by the risk engine
     engine: RiskEngine | None  # over table[live]; None when nothing is live
     live_index: np.ndarray    # instrument row -> row in engine (or -1)
+    max_positions: int        # the engine's trading parameters
+    taker_fee_bps: int
 
     def row(self, instrument_id: int) -> int:
         """Row of an on-chain instrument id, or -1."""
@@ -109,7 +111,8 @@ class MarketCache:
         ids = [int(i) for i in table.ids]
         u = len(self.underlyings)
         first = batch_call(w3, [oracle.index_price(x.encode().ljust(32, b"\0")) for x in self.underlyings]
-                           + [oracle.market_updated_at(i) for i in ids])
+                           + [oracle.market_updated_at(i) for i in ids] + [self.dep.engine.functions.trading_params()])
+        trading = first.pop()
         spot = np.asarray([p for p, _at in first[:u]], dtype=object).astype(np.float64) / WAD
         marks_at = np.asarray(first[u:], dtype=np.int64)
         # ids never priced revert on marks()/rates(): read only the priced ones
@@ -133,7 +136,7 @@ class MarketCache:
             engine = risk_engine(self.params, table, self.underlyings, spot, vol, now, live)
             index[live] = np.arange(int(live.sum()))
         return Snapshot(head, now, table, list(self.underlyings), spot, vol, marks_arr, marks_at,
-                        rates, live, engine, index)
+                        rates, live, engine, index, int(trading[0]), int(trading[1]))
 
     def require_engine(self) -> tuple[Snapshot, RiskEngine]:
         snap = self.get()

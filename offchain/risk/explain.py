@@ -19,17 +19,17 @@ _GREEK_SCALE = {"delta": 1.0, "gamma": 1.0, "vega": 0.01, "theta": 1.0 / DAYS_PE
 def isolated_and_cross(engine: RiskEngine, q: np.ndarray) -> tuple[float, float]:
     """Initial margin if every position stood alone (isolated), and if only futures and perps of
     one underlying offset each other while options stand alone (cross: pooled collateral,
-    netted linear delta)."""
+    netted linear delta). Every sub-book is one row of a single exact breakdown."""
     nz = np.flatnonzero(q)
-    isolated = sum(engine.single(_only(q, [i]))["initial_margin"] for i in nz)
+    if len(nz) == 0:
+        return 0.0, 0.0
     linear = ~engine.instruments.is_option
-    cross = 0.0
-    for u in range(len(engine.underlyings)):
-        legs = nz[linear[nz] & (engine.inputs.u_idx[nz] == u)]
-        if len(legs):
-            cross += engine.single(_only(q, legs))["initial_margin"]
-    cross += sum(engine.single(_only(q, [i]))["initial_margin"]
-                 for i in nz if not linear[i])
+    groups = [nz[linear[nz] & (engine.inputs.u_idx[nz] == u)] for u in range(len(engine.underlyings))]
+    groups = [g for g in groups if len(g)]
+    rows = [_only(q, [i]) for i in nz] + [_only(q, g) for g in groups]
+    im = engine.breakdown(np.vstack(rows), exact=True).im
+    isolated = float(im[:len(nz)].sum())
+    cross = float(im[len(nz):].sum() + im[:len(nz)][~linear[nz]].sum())
     return isolated, cross
 
 

@@ -30,7 +30,7 @@ def _positions(snap, raw) -> list[dict]:
 
 def account_summary(ctx, address: str) -> dict:
     snap = ctx.market.get()
-    raw = books.read_account(ctx.dep, address)
+    raw = ctx.reader().read(address)
     q = books.book_vector(snap, raw["positions"])
     model_im = model_mm = None
     if snap.engine is not None:
@@ -67,7 +67,7 @@ def report(request: Request, address: AddressPath) -> dict:
     ctx = request.app.state.ctx
     address = checksum(address)
     snap, engine = ctx.market.require_engine()
-    raw = books.read_account(ctx.dep, address)
+    raw = ctx.reader().read(address, wallet=False)
     q = books.book_vector(snap, raw["positions"])
     x = explain(engine, q[snap.live])
     live_rows = np.flatnonzero(snap.live)
@@ -89,7 +89,7 @@ def what_if(request: Request, address: AddressPath, body: WhatIfRequest) -> dict
     ctx = request.app.state.ctx
     address = checksum(address)
     snap, engine = ctx.market.require_engine()
-    raw = books.read_account(ctx.dep, address)
+    raw = ctx.reader().read(address, wallet=False)
     q = books.book_vector(snap, raw["positions"])
     trade = np.zeros(len(snap.table))
     for k, t in enumerate(body.trades):
@@ -110,7 +110,7 @@ def what_if(request: Request, address: AddressPath, body: WhatIfRequest) -> dict
     held = np.flatnonzero(trade)
     add_im = float(np.abs(trade[held]) @ rate[held])
     engine_im_after = raw["im"] + add_im
-    max_positions, fee_bps, *_ = ctx.dep.engine.functions.trading_params().call()
+    max_positions, fee_bps = snap.max_positions, snap.taker_fee_bps
     fee = float(np.abs(trade[held]) @ np.abs(snap.marks[held])) * fee_bps / 10_000
     equity_after = raw["equity"] - fee
     n_pos = len(raw["positions"])
