@@ -1,0 +1,52 @@
+"""`netmargin devnet` as a user runs it: up, deployment.json written, the API and the web app
+answering, the chain clock moving; Ctrl-C stops everything with exit 0 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from offchain.paths import REPO_ROOT
+
+
+def test_devnet__started_then_ctrl_c__serves_writes_deployment_and_stops_cleanly(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offchain.cli", "devnet", "--rpc-port", "0", "--api-port", "0", "--out",
+         str(tmp_path), "--wallets", "2", "--speed", "3600", "--block-interval", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        out = "".join(lines)
+        assert "netmargin devnet is up" in out, out + proc.stderr.read() if proc.poll() is not None else out
+        d = json.loads((tmp_path / "deployment.json").read_text())
+        assert d["chain_id"] == 31337 and len(d["instruments"]) == 28 and len(d["test_wallets"]) == 2
+        assert d["contracts"]["engine"]["abi"] and d["order_eip712"]["primaryType"] == "Order"
+        api = d["api_url"]
+        first = json.load(urllib.request.urlopen(f"{api}/api/health", timeout=10))  # noqa: S310
+        assert first["prices_posted"]
+        time.sleep(3)
+        later = json.load(urllib.request.urlopen(f"{api}/api/health", timeout=10))  # noqa: S310
+        assert later["timestamp"] >= first["timestamp"] + 3600  # the accelerated clock runs
+        page = urllib.request.urlopen(f"{api}/", timeout=10).read().decode()  # noqa: S310
+        assert "<title>netmargin</title>" in page or "make install" in page
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped." in rest and "Traceback" not in err, err
