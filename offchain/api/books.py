@@ -108,6 +108,14 @@ def model_margins(engine: RiskEngine, q_live: np.ndarray) -> tuple[float, float]
     return m["initial_margin"], m["maintenance_margin"]
 
 
+def _row_vols(snap: Snapshot, rows: np.ndarray, u: int) -> np.ndarray:
+    """Each instrument's vol as the risk engine prices it (on the smile), held as the price
+    moves (sticky strike); the underlying's ATM vol without an engine."""
+    if snap.engine is None:
+        return np.full(len(rows), snap.vol[u])
+    return np.asarray(snap.engine.inputs.vol)[snap.live_index[rows]]
+
+
 def liquidation_prices(snap: Snapshot, q: np.ndarray, equity: float, mm: float) -> list[dict]:
     """Per underlying held: the nearest index price below and above spot at which equity falls
     under `mm`, moving that underlying alone and holding margin at its current value."""
@@ -118,10 +126,11 @@ def liquidation_prices(snap: Snapshot, q: np.ndarray, equity: float, mm: float) 
         rows = np.flatnonzero(held & (t.underlying_index == u))
         if len(rows) == 0 or not snap.spot[u] > 0:
             continue
+        vols = _row_vols(snap, rows, u)
         s = snap.spot[u] * _GRID[:, None]  # (grid, held)
         tenor = np.where(t.expiry[rows] > 0, np.maximum(t.expiry[rows] - snap.now, 0) / SECONDS_PER_YEAR, 0.0)
-        v = unit_value(t.kind[rows], s, s, t.strike[rows], tenor, snap.vol[u], 0.0) @ q[rows]
-        v0 = unit_value(t.kind[rows], snap.spot[u], snap.spot[u], t.strike[rows], tenor, snap.vol[u], 0.0) @ q[rows]
+        v = unit_value(t.kind[rows], s, s, t.strike[rows], tenor, vols, 0.0) @ q[rows]
+        v0 = unit_value(t.kind[rows], snap.spot[u], snap.spot[u], t.strike[rows], tenor, vols, 0.0) @ q[rows]
         gap = equity + v - v0 - mm  # < 0: liquidatable
         short = gap < 0
         below = np.flatnonzero(short & (_GRID < 1.0))
@@ -178,10 +187,11 @@ def pnl_curves(snap: Snapshot, q: np.ndarray, points: int = 61) -> dict[str, lis
         rows = np.flatnonzero(held & (t.underlying_index == u))
         if len(rows) == 0 or not snap.spot[u] > 0:
             continue
+        vols = _row_vols(snap, rows, u)
         prices = snap.spot[u] * np.linspace(0.5, 1.5, points)
         s = prices[:, None]
         tenor = np.where(t.expiry[rows] > 0, np.maximum(t.expiry[rows] - snap.now, 0) / SECONDS_PER_YEAR, 0.0)
-        v = unit_value(t.kind[rows], s, s, t.strike[rows], tenor, snap.vol[u], 0.0) @ q[rows]
-        v0 = unit_value(t.kind[rows], snap.spot[u], snap.spot[u], t.strike[rows], tenor, snap.vol[u], 0.0) @ q[rows]
+        v = unit_value(t.kind[rows], s, s, t.strike[rows], tenor, vols, 0.0) @ q[rows]
+        v0 = unit_value(t.kind[rows], snap.spot[u], snap.spot[u], t.strike[rows], tenor, vols, 0.0) @ q[rows]
         out[name] = [[float(p), float(x)] for p, x in zip(prices, v - v0, strict=True)]
     return out
