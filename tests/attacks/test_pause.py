@@ -1,6 +1,7 @@
-"""Pause blocks new risk only: opening or growing positions and withdrawing against positions
-stop; deposits, flat withdrawals, risk-reducing trades, attestations, liquidation and
-settlement keep working, so a pause can never trap funds or shield a bad account.
+"""Pause blocks new risk and value leaving accounts only: opening or growing positions, fills
+worse than the mark and withdrawing against positions stop; deposits, flat withdrawals,
+risk-reducing trades at the mark, attestations, liquidation and settlement keep working, so a
+pause can never trap funds or shield a bad account.
 """
 
 import ape

@@ -262,7 +262,9 @@ class EngineMachine(RuleBasedStateMachine):
             if (size > 0) != (other_size > 0):
                 # both sides shrink their only position: neither waits for the pause
                 q = max(1, min(abs(size), abs(other_size)) // 10)
-                res = self.s.fill(who, other, iid, size < 0, q, self.marks()[iid], q)
+                # at the engine's mark: no value moves, so neither side waits for the pause
+                mark = self.s.oracle.marks([iid])[0][0]
+                res = self.s.fill(who, other, iid, size < 0, q, mark, q)
                 assert res.ok or res.reason != "pausable: contract is paused", "a reduction was paused"
                 self.expect(res, FILL_REASONS, f"paused-reduce {pair[0]}")
         if len(self.s.positions(who)) > 0:

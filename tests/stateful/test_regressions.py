@@ -7,7 +7,7 @@ asserts the behaviour the machine now expects.
 
 from __future__ import annotations
 
-from .harness import CALL, PERP, SCALE, WAD
+from .harness import CALL, FUTURE, PERP, PUT, SCALE, WAD, market_rows
 
 USD = 10**6  # token units of the 6-decimal settlement token
 
@@ -151,3 +151,39 @@ def test_liquidate__fraction_below_cap_when_equity_under_discount__whole_book_ta
     # nothing for a solvent account
     assert ev.discount_wad == e0 and s.engine.cash_wad(alice) == 0
     assert s.engine.insurance_wad() == ev.insurance_wad and s.engine.socialised_loss_wad() == 0
+
+
+def test_settle__short_call_of_expired_conversion_first__mm_unchanged_and_not_liquidatable(fresh):
+    """Leg-wise settlement in the worst order (the machine's settle_book_legwise rule, which
+    the quick profile rarely reaches at expiry): alice's conversion (long future, long put,
+    short call) expires deep in the money; settling the short call alone used to add the
+    call's long MM rate (half its 40,000 premium) to her MM and made her liquidatable."""
+    s = fresh
+    alice, bob, liz = s.addr["alice"], s.addr["bob"], s.addr["liz"]
+    assert s.deposit(alice, 30_000 * USD).ok
+    assert s.deposit(bob, 1_000_000 * USD).ok
+    assert s.deposit(liz, 1_000_000 * USD).ok
+    marks = dict(zip((FUTURE, CALL, PUT), s.oracle.marks([FUTURE, CALL, PUT])[0], strict=True))
+    assert s.fill(bob, alice, FUTURE, False, WAD, marks[FUTURE]).ok  # alice buys the future
+    assert s.fill(bob, alice, PUT, False, WAD, marks[PUT]).ok  # and the put
+    assert s.fill(bob, alice, CALL, True, WAD, marks[CALL]).ok  # and sells the call
+    s.advance(1)
+    assert s.post_attestation(alice, 2_000 * WAD, 1_000 * WAD).ok  # the hedged book's margin
+    equity = s.health(alice)[0]
+    assert s.call(s.engine, "withdraw", (equity - 5_000 * WAD) // SCALE, sender=alice).ok
+    s.advance(s.expiry - s.now() + 60)
+    assert s.post_market(market_rows(100_000 * WAD, 0, 0)).ok  # marks at the payoffs
+    for iid, price in ((FUTURE, 100_000 * WAD), (CALL, 100_000 * WAD), (PUT, 100_000 * WAD)):
+        assert s.post_settlement(iid, price).ok
+    _, im0, mm0, liquidatable = s.health(alice)
+    assert not liquidatable
+
+    assert s.call(s.engine, "settle", alice, CALL, sender=liz).ok
+
+    _, im1, mm1, liquidatable = s.health(alice)
+    assert mm1 == mm0 and im1 >= im0 + 20_000 * WAD and not liquidatable
+    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+    assert not res.ok and res.reason == "engine: account is healthy", res
+    for iid in (PUT, FUTURE):
+        assert s.call(s.engine, "settle", alice, iid, sender=liz).ok
+    assert not s.positions(alice) and s.engine.cash_wad(alice) > 0
