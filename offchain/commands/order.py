@@ -40,6 +40,7 @@ def run(args) -> int:
         except OSError as exc:
             raise UserError(f"--out: cannot write {args.out}: {exc.strerror}") from exc
         ins = c.instrument(args.instrument)
-        print(f"order to {args.side} {args.size:g} {ins.name} at {args.price:,.2f} written to {args.out}",
-              flush=True)
+        print(f"order to {args.side} {args.size:g} {ins.name} at {args.price:,.2f} written to {args.out}; "
+              f"a taker fills it with `netmargin fill --order {args.out} --account ALIAS`, you cancel it "
+              f"with `netmargin cancel --order {args.out} --account {args.account}`", flush=True)
     return 0
