@@ -259,3 +259,22 @@ def test_keeper_cli__signal_to_process_group__stops_cleanly_without_tracebacks(w
         assert proc.wait(timeout=60) == 0
     text = log.read_text()
     assert "keeper stopped" in text and "Traceback" not in text and "KeyboardInterrupt" not in text
+
+
+def test_keeper_once__price_feed_down__exits_1_with_the_alarm_reason(world, tmp_path, monkeypatch, capsys):
+    w = world
+    monkeypatch.setenv("OPS_PW", "pw")
+    signer = write_keyfile(w["signer"], tmp_path / "signer.json", "pw")
+    gas = write_keyfile(w["dev"].accounts[5], tmp_path / "gas.json", "pw")
+    config = tmp_path / "keeper.json"
+    config.write_text(json.dumps({
+        "rpc_url": w["dev"].url, "engine_address": w["dep"].engine.address,
+        "data_dir": str(tmp_path), "log_format": "text",
+        "signers": [{"source": f"keyfile:{signer}", "passphrase_env": "OPS_PW"}],
+        "gas_key": {"source": f"keyfile:{gas}", "passphrase_env": "OPS_PW"},
+        "prices": {"kind": "http", "url": "http://127.0.0.1:1/spot/{underlying}",
+                   "json_path": "data.amount", "timeout_s": 0.5}}))
+    assert main(["keeper", "--config", str(config), "--once"]) == 1
+    err = capsys.readouterr().err
+    alarm = next(line for line in err.splitlines() if "health alarm" in line)
+    assert "price feed http://127.0.0.1:1/spot/BTC" in alarm and "Traceback" not in err
