@@ -448,10 +448,13 @@ class Client:
         o = signed.order
         digest = self.dep.engine.functions.order_hash(o.as_args()).call()
         filled = self.dep.engine.functions.order_filled(digest).call()
-        cancelled = filled == 2**256 - 1  # the engine's CANCELLED marker
-        done = min(filled, o.size_wad)
-        return OrderStatus(size=o.size_wad / WAD, filled=done / WAD,
-                           remaining=0.0 if cancelled else (o.size_wad - done) / WAD,
+        cancelled = filled == 2**256 - 1  # the engine's CANCELLED marker replaces the count
+        if cancelled:  # what was filled before the cancel: from the order's fill events
+            fills = self.dep.engine.events.OrderFilled().get_logs(
+                from_block=0, argument_filters={"order_hash": digest})
+            filled = sum(e.args.size_wad for e in fills)
+        return OrderStatus(size=o.size_wad / WAD, filled=filled / WAD,
+                           remaining=0.0 if cancelled else (o.size_wad - filled) / WAD,
                            cancelled=cancelled, expired=o.deadline < self.now(), deadline=o.deadline)
 
     def check_fill(self, signed: SignedOrder, size: float | None = None,

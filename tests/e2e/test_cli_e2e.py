@@ -228,3 +228,32 @@ def test_cli__stdout_closed_early__no_broken_pipe_traceback():
     proc.stdout.close()  # the reader (`| head`) is gone before anything is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_client__the_documented_session__orders_by_name_fill_cancel_history(chain, tmp_path):
+    """docs/client.md's session, through the Python client an integrator uses."""
+    from offchain.chain.client import Client, SignedOrder
+    from offchain.errors import UserError
+
+    url, engine = chain["dev"].url, chain["dep"].engine.address
+    maker = Client.connect(url, engine, account=chain["maker"])
+    taker = Client.connect(url, engine, account=chain["trader"])
+    perp = maker.instrument("btc-perp")
+    assert perp.id == 1 and perp.name == "BTC-PERP" and perp.mark > 0
+    order = maker.make_order("BTC-PERP", "buy", size=0.2, price=round(perp.mark, 2), valid_s=600)
+    order.save(tmp_path / "o.json")
+    signed = SignedOrder.load(tmp_path / "o.json")
+    size_wad, warning = taker.check_fill(signed, 0.1)
+    assert size_wad == 10**17 and warning == ""
+    before = taker.account().positions[0].size
+    taker.fill(signed, size=0.1)
+    assert taker.account().positions[0].size == pytest.approx(before - 0.1)
+    maker.cancel(signed)
+    status = maker.order_status(signed)
+    assert status.cancelled and status.filled == pytest.approx(0.1) and not status.fillable
+    with pytest.raises(UserError, match="the maker cancelled this order"):
+        taker.check_fill(signed)
+    kinds = [e["kind"] for e in maker.history()]
+    assert kinds[-2:] == ["fill", "cancel"]
+    report = taker.report(vols={"BTC": 0.7})
+    assert report["instrument_names"] == ["BTC-PERP"] and report["portfolio_margin"] > 0
