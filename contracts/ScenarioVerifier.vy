@@ -31,8 +31,8 @@ from modules import pricer
 
 WAD: constant(uint256) = 10**18
 WAD_I: constant(int256) = 10**18
-# Bounds of every loop and array.
-MAX_LEGS: public(constant(uint256)) = 64
+# Bounds of every loop and array (legs: the engine's MAX_POSITIONS).
+MAX_LEGS: public(constant(uint256)) = 32
 MAX_UNITS: public(constant(uint256)) = 8
 MAX_TAIL_MOVES: public(constant(uint256)) = 16
 MAX_COEFFICIENTS: public(constant(uint256)) = 32
