@@ -71,6 +71,8 @@ class ExactMargins:
                 np.zeros(0, dtype=np.intp)
         else:
             self.short = _ints(engine.short_option_vec, S_BITS + W_BITS)
+        # per instrument: scenario P&L (2^-40), basis (2^-80), delta notional (2^-40)
+        self.table = np.concatenate([self.pnl, self.basis[:, None], self.dnot[:, None]], axis=1)
         self._rates: tuple[list[int], ...] | None = None
         assert n == len(self.basis)
 
@@ -80,7 +82,7 @@ class ExactMargins:
         2^-_K WAD."""
         items = [(i, q) for i, q in book.items() if q]
         unit = [0] * self.u
-        joint_s = [0] * self.s
+        joint_s = None
         floor = [0] * self.u
         addons = 0
         liquidity = 0
@@ -88,30 +90,25 @@ class ExactMargins:
             legs = [(i, q) for i, q in items if self.u_idx[i] == u]
             if not legs:
                 continue
-            pnl = [0] * self.s
-            basis = dnot = 0
-            for i, q in legs:
-                row = self.pnl[i]
-                for k in range(self.s):
-                    pnl[k] += q * row[k]
-                basis += q * self.basis[i]
-                dnot += q * self.dnot[i]
-            w = self.weight[u]
-            loss = [-w[k] * pnl[k] for k in range(self.s)]
+            rows = [i for i, _ in legs]
+            q = np.array([v for _, v in legs], dtype=object)
+            vec = q @ self.table[rows]              # exact: object dot of Python ints
+            loss = -self.weight[u] * vec[:self.s]
             unit[u] = max(0, max(loss))
-            for k in range(self.s):
-                joint_s[k] += loss[k]
-            addons += abs(basis)
-            liquidity += self.liq_rate[u] * max(abs(dnot) - self.liq_thr[u], 0)
+            joint_s = loss if joint_s is None else joint_s + loss
+            addons += abs(vec[self.s])
+            liquidity += self.liq_rate[u] * max(abs(vec[self.s + 1]) - self.liq_thr[u], 0)
             if self.netted:
                 net: dict[int, int] = {}
-                for i, q in legs:
+                for i, v in legs:
                     g = self.group_of.get(i)
                     if g is not None:
-                        net[g] = net.get(g, 0) + q * self.group_cs[i]
+                        net[g] = net.get(g, 0) + v * self.group_cs[i]
                 floor[u] = sum(max(-v, 0) * self.group_rate[g] for g, v in net.items())
             else:
-                addons += sum(max(-q, 0) * self.short[i] for i, q in legs)
+                addons += sum(max(-v, 0) * self.short[i] for i, v in legs)
+        if joint_s is None:
+            joint_s = [0]
         one = 2**D_BITS
         per_u = [max(unit[u], floor[u]) for u in range(self.u)]
         total = one * sum(per_u)
