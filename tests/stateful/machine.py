@@ -238,11 +238,16 @@ class EngineMachine(RuleBasedStateMachine):
         assert res.ok, res.reason
         self.token_in += units * USD
         assert self.engine.insurance_wad() == fund + units * USD * SCALE
-        amount = self.engine.fees_wad() // SCALE * fee_bps // BPS
-        if amount:
-            res = self.s.call(self.engine, "withdraw_fees", amount, self.s.keeper, sender=self.s.admin)
-            assert res.ok, res.reason
-            self.token_out += amount
+        # fees are junior to depositors: they repay any socialised loss before the owner
+        # can withdraw what is left
+        fees, loss = self.engine.fees_wad(), self.engine.socialised_loss_wad()
+        free = fees - min(fees, loss)
+        amount = free // SCALE * fee_bps // BPS
+        res = self.s.call(self.engine, "withdraw_fees", amount, self.s.keeper, sender=self.s.admin)
+        assert self.expect(res, set(), f"withdraw_fees {amount}")
+        assert self.engine.socialised_loss_wad() == loss - min(fees, loss)
+        assert self.engine.fees_wad() == free - amount * SCALE
+        self.token_out += amount
         too_much = self.engine.fees_wad() // SCALE + 1
         res = self.s.call(self.engine, "withdraw_fees", too_much, self.s.keeper, sender=self.s.admin)
         assert not res.ok and res.reason == "engine: amount exceeds fees", res
