@@ -103,12 +103,15 @@ def test_first_paint__served_app_no_cache__under_one_second(served, app_page):
     app_page.screenshot(path=str(SHOTS / "01-loaded.png"), full_page=True)
 
 
-def test_connect__injected_wallet__address_and_faucet_balance_shown(served, app_page):
+def test_connect__injected_wallet__address_balance_and_faucet(served, app_page):
     app_page.click("#connect")
     app_page.wait_for_function("document.getElementById('address').textContent.startsWith('0x')")
     assert app_page.locator("#address").inner_text() == served.wallets[0].address
     app_page.wait_for_selector("#wallet-balance")
     assert number(app_page, "#wallet-balance") == 1_000_000
+    app_page.click("#faucet")  # the devnet's test token mints to anyone
+    wait_status(app_page, "faucet: minted 100,000")
+    app_page.wait_for_function("document.getElementById('wallet-balance').textContent === '1,100,000.00'")
 
 
 def test_deposit__approve_then_deposit__cash_credited(served, app_page):

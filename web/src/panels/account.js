@@ -27,6 +27,11 @@ export function renderAccount(a) {
 }
 
 export function wireCollateral(ctx) {
+  document.getElementById("faucet").onclick = () => ctx.run("faucet", async () => {
+    const units = parseUnits("100000", ctx.deployment.token.decimals);
+    await ctx.wallet.write("token", "mint", [ctx.wallet.address, units]);
+    return "faucet: minted 100,000 nUSD to your wallet";
+  });
   document.getElementById("deposit").onclick = () => ctx.run("deposit", async () => {
     const amount = document.getElementById("deposit-amount").value;
     const units = parseUnits(amount || "0", ctx.deployment.token.decimals);
