@@ -15,9 +15,9 @@ def add_arguments(parser) -> None:
                              "live: a fat-tailed random walk calibrated on it, from today")
     parser.add_argument("--start", default="2020-03-05",
                         help="replay: first day, YYYY-MM-DD (default 2020-03-05, before the March 2020 crash)")
-    parser.add_argument("--speed", type=float, default=600.0,
-                        help="chain seconds per wall-clock second (default 600: a day in 2.4 min; "
-                             "live: 1 keeps today's date)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="chain seconds per wall-clock second (replay default 600: a day in 2.4 min; "
+                             "live default 1: the chain keeps today's date)")
     parser.add_argument("--block-interval", type=float, default=1.0,
                         help="wall seconds between blocks mined by the clock (default 1)")
     parser.add_argument("--host", default="127.0.0.1", help="interface for Anvil and the API")
@@ -37,7 +37,8 @@ def run(args) -> int:
     setup_logging("text" if args.log == "quiet" else args.log, "WARNING" if args.log == "quiet" else "INFO")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    options = DevnetOptions(prices=args.prices, start=args.start, speed=args.speed,
+    speed = args.speed if args.speed is not None else (600.0 if args.prices == "replay" else 1.0)
+    options = DevnetOptions(prices=args.prices, start=args.start, speed=speed,
                             block_interval_s=args.block_interval, host=args.host, rpc_port=args.rpc_port,
                             api_port=args.api_port, out=Path(args.out), wallets=args.wallets)
     options.check()

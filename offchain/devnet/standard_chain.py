@@ -24,8 +24,9 @@ def next_friday_0800(t: int, min_days: int) -> int:
 
 
 def strike_step(spot: float) -> float:
-    """A round strike grid: a quarter of the spot's power of ten (8,000 -> 250; 200 -> 25)."""
-    return 10 ** math.floor(math.log10(spot)) / 4
+    """A round strike grid finer than the 10% between strikes: the power of ten under 2.5% of
+    spot (8,000 -> 100; 95,000 -> 1,000; 200 -> 1), so the three strikes never coincide."""
+    return 10 ** math.floor(math.log10(spot * 0.025))
 
 
 def standard_specs(spots: dict[str, float], t0: int) -> list[dict]:

@@ -53,3 +53,4 @@ def test_vol__calibrated_vol_floored_at_the_configured_implied_vol():
 def test_init__underlying_without_vol__error_names_it():
     with pytest.raises(UserError, match="prices.vols.SOL"):
         RandomWalkSource(DATA_DIR, ["BTC", "SOL"], VOLS, start=T0)
+
