@@ -40,10 +40,12 @@ class ApiContext:
             self._reader = AccountReader(self.dep)
         return self._reader
 
-    def store(self) -> StateStore | None:
+    def account_events(self, address: str, names: list[str], arg_keys: list[str], limit: int):
+        """The keeper store's events naming `address` (None: no store configured). One
+        connection, used under a lock by the server's worker threads."""
         if self.store_path is None:
             return None
         with self._store_lock:
             if self._store is None:
                 self._store = StateStore(self.store_path)
-            return self._store
+            return self._store.account_events(address, names, arg_keys, limit)

@@ -50,12 +50,10 @@ def history(request: Request, address: AddressPath,
             limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict:
     ctx = request.app.state.ctx
     address = checksum(address)
-    store = ctx.store()
-    if store is None:
-        raise ApiError(503, ["server"], "history: this server has no keeper store configured", "unavailable")
     keys = sorted({k for _, ks in EVENTS.values() for k in ks})
-    with ctx._store_lock:
-        rows = store.account_events(address, list(EVENTS), keys, limit)
+    rows = ctx.account_events(address, list(EVENTS), keys, limit)
+    if rows is None:
+        raise ApiError(503, ["server"], "history: this server has no keeper store configured", "unavailable")
     blocks = sorted({e.block for e in rows})
     stamps = _timestamps(ctx.dep.w3, blocks)
     events = []
