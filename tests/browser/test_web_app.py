@@ -165,7 +165,7 @@ def test_place_order__signed_typed_data__listed_then_filled_by_dealer(served, ap
     send(served.anvil.w3, served.dealer, served.dep.engine.functions.fill(order, bytes.fromhex(o["signature"][2:]), WAD), "fill")
     mine_until(served, app_page, lambda: app_page.locator("#orders tr:has(button:disabled)").count() == 0,
                "the filled order to drop off the book")
-    mine_until(served, app_page, lambda: "maker sell 1" in app_page.locator("#history").inner_text(),
+    mine_until(served, app_page, lambda: "maker sell 1 of BTC-PERP" in app_page.locator("#history").inner_text(),
                "the maker fill in history")
 
 

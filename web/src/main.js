@@ -47,7 +47,7 @@ async function refresh() {
       renderAccount(account);
       renderReport(report);
       renderPnl(report);
-      renderHistory(history);
+      renderHistory(history, Object.fromEntries(ctx.instruments.instruments.map((i) => [i.instrument_id, i.name])));
     }
   } catch (err) {
     document.getElementById("chain").textContent = `API: ${err.message}`;
