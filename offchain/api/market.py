@@ -7,6 +7,7 @@ in one batched round trip, so a request only pays for the account it asks about.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from offchain.risk import Params, RiskEngine
 from offchain.risk.pricing import KIND_NAMES
 
 VolFn = Callable[[int], np.ndarray]
+log = logging.getLogger("netmargin.api")
 
 
 class MarketNotReady(UserError):
@@ -73,8 +75,33 @@ class MarketCache:
         self._snap: Snapshot | None = None
         self._checked = 0.0
         self._table: InstrumentTable | None = None
+        self._background = False
+
+    def follow(self, stop: threading.Event) -> threading.Thread:
+        """Rebuild the snapshot in a background thread as blocks arrive (every refresh_s), so
+        no request waits for a rebuild: get() then answers the latest built snapshot, at most
+        refresh_s behind the chain's head."""
+        self.get()
+        self._background = True
+
+        def loop() -> None:
+            while not stop.wait(self.refresh_s):
+                try:
+                    self._refresh()
+                except Exception as exc:  # noqa: BLE001 - the node may blip; keep the last snapshot
+                    log.warning("market snapshot: %s", str(exc)[:200])
+
+        thread = threading.Thread(target=loop, name="api-market", daemon=True)
+        thread.start()
+        return thread
 
     def get(self) -> Snapshot:
+        snap = self._snap
+        if self._background and snap is not None:
+            return snap
+        return self._refresh()
+
+    def _refresh(self) -> Snapshot:
         with self._lock:
             if self._snap is None or time.monotonic() - self._checked > self.refresh_s:
                 head = self.dep.w3.eth.block_number

@@ -185,6 +185,7 @@ class RunningDevnet:
         app = create_app(self.ctx)
         config = uvicorn.Config(app, host=o.host, port=o.api_port, log_level="warning", access_log=False,
                                 lifespan="off")
+        self.threads.append(self.ctx.market.follow(self.stop_event))
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # the command owns Ctrl-C
         self._thread(self.server.run, name="api")
