@@ -46,6 +46,7 @@ class Snapshot:
     live_index: np.ndarray    # instrument row -> row in engine (or -1)
     max_positions: int        # the engine's trading parameters
     taker_fee_bps: int
+    max_price_age_s: int
 
     def row(self, instrument_id: int) -> int:
         """Row of an on-chain instrument id, or -1."""
@@ -163,7 +164,7 @@ class MarketCache:
             engine = risk_engine(self.params, table, self.underlyings, spot, vol, now, live)
             index[live] = np.arange(int(live.sum()))
         return Snapshot(head, now, table, list(self.underlyings), spot, vol, marks_arr, marks_at,
-                        rates, live, engine, index, int(trading[0]), int(trading[1]))
+                        rates, live, engine, index, int(trading[0]), int(trading[1]), int(trading[2]))
 
     def require_engine(self) -> tuple[Snapshot, RiskEngine]:
         snap = self.get()

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from offchain.chain.contracts import WAD
-from offchain.chain.orders import Order, sign_order
+from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.devnet.deploy import fund, send
 from offchain.devnet.run import order_body
 
@@ -87,6 +87,15 @@ def test_post_order__high_s_malleated_signature__422(client, make):
     s = n - int.from_bytes(sig[32:64], "big")
     flipped = sig[:32] + s.to_bytes(32, "big") + bytes([55 - sig[64]])
     body["signature"] = "0x" + flipped.hex()
+    r = client.post("/api/orders", json=body)
+    assert r.status_code == 422 and loc(r) == ["body", "signature"]
+
+
+def test_post_order__signed_for_another_deployment__422_signature(client, make, net, order_maker):
+    # a signature over another engine's domain (or chain) must not list here: no cross-deployment replay
+    order, body = make()
+    other = EngineDomain(net.ctx.orders.domain.chain_id, "0x" + "12" * 20)
+    body["signature"] = "0x" + sign_order(order, other, order_maker).hex()
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and loc(r) == ["body", "signature"]
 

@@ -158,6 +158,14 @@ def test_crash__march_12_low__keeper_liquidates_and_history_shows_it(client, net
     assert 0 < liq["fraction"] <= 1 and liq["discount"] >= 0
 
 
+def test_what_if__marks_older_than_the_engine_accepts__refused_as_stale(client, net, user):
+    now = int(net.anvil.w3.eth.get_block("latest")["timestamp"])
+    net.anvil.mine(now + 7 * 3600)  # no keeper cycle: marks age past max_price_age_s (6 h)
+    w = client.post(f"/api/accounts/{user.address}/what-if",
+                    json={"trades": [{"instrument_id": BTC_PERP, "size": 0.1}]}).json()
+    assert not w["accepted"] and w["reason"].startswith("stale marks")
+
+
 def test_proof__no_root_posted__404_says_so(client, user):
     r = client.get(f"/api/proofs/{user.address}")
     assert r.status_code == 404 and "no root posted yet" in r.json()["detail"][0]["msg"]

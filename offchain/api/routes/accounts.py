@@ -117,8 +117,14 @@ def what_if(request: Request, address: AddressPath, body: WhatIfRequest) -> dict
     reducing = len(held) == 1 and n_pos == 1 and q[held[0]] != 0 and \
         abs(q[held[0]] + trade[held[0]]) < abs(q[held[0]]) and \
         np.sign(q[held[0]] + trade[held[0]]) in (0, np.sign(q[held[0]]))
+    # new risk needs fresh marks for the whole book after the trade (the engine's check)
+    book_rows = np.flatnonzero((q != 0) | (trade != 0))
+    oldest = int(snap.marks_at[book_rows].min()) if len(book_rows) else snap.now
     if reducing:
         accepted, reason = True, "risk-reducing: always accepted"
+    elif snap.now > oldest + snap.max_price_age_s:
+        accepted, reason = False, (f"stale marks: the oldest mark of the book is {snap.now - oldest} s old "
+                                   f"(the engine accepts {snap.max_price_age_s} s); wait for the keeper")
     elif n_pos + int(np.count_nonzero(trade[held] != 0) - np.count_nonzero(q[held])) > \
             max_positions:
         accepted, reason = False, "too many positions"
