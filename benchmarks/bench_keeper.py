@@ -219,9 +219,13 @@ def bench_latency(n: int) -> None:
         poster_keeper.startup()
         poster_keeper.cycle()
         populate(dev, dep, dealer, poster_keeper, n)
-        # a leveraged victim: 10 BTC perp on 75k (IM ~68k), liquidatable after a 10% drop
+        # a leveraged victim: 10 BTC perps on 5% above their IM (from the posted rates), so
+        # a 10% drop takes equity below MM whatever the parameter set
         victim = a[5]
-        fund(dep, admin, victim, 75_000)
+        now0 = dev.w3.eth.get_block("latest")["timestamp"]
+        im_rate = poster_keeper.compute(poster_keeper.posted_marks, source.spot(now0),
+                                        source.vol(now0), now0, poster_keeper._live(now0))["rates"][0][0]
+        fund(dep, admin, victim, int(10 * im_rate * 1.05) + 1)
         o = Order(victim.address, 1, True, 10 * WAD, int(round(poster_keeper.posted_marks[0] * WAD)), 99,
                   T0 + DAY)
         from offchain.devnet.deploy import send
@@ -247,7 +251,11 @@ def bench_latency(n: int) -> None:
         poster_keeper.posted_at = 0  # post now
         marks = poster_keeper._marks(source.spot(now), source.vol(now), now)
         live = poster_keeper._live(now)
-        rates = poster_keeper.compute(marks, source.spot(now), source.vol(now), now, live)["rates"]
+        rates = poster_keeper.compute(marks, source.spot(now), source.vol(now), now, live)["rates_wad"]
+        # the oracle refuses data stamped after the latest block: wait for the block of `now`
+        wait_until = time.monotonic() + 5
+        while dev.w3.eth.get_block("latest")["timestamp"] < now and time.monotonic() < wait_until:
+            time.sleep(0.05)
         poster_keeper.publish_prices(marks, rates, source.spot(now), now, live)
         price_block = dev.w3.eth.get_block("latest")["number"]
         ev = None

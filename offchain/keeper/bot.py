@@ -360,7 +360,10 @@ class Keeper:
 
     # ---- actions ----
     def publish_prices(self, marks, rates, spot, now, live) -> bool:
-        """Post marks + rates (when due), index prices and due settlement prices."""
+        """Post marks + rates (when due), index prices and due settlement prices. `rates`:
+        compute()'s `rates_wad` (4 lists of exact WAD integers per instrument)."""
+        if any(not isinstance(v, int) for col in rates for v in col):
+            raise TypeError("publish_prices: rates must be compute()['rates_wad'] (WAD integers)")
         posted = self._post_market_data(marks, rates, now, live)
         self._post_index(spot, now)
         self._post_settlements(now)
