@@ -72,6 +72,13 @@ event Flagged:
     account: indexed(address)
     since: uint256
 
+event LeafApplied:
+    account: indexed(address)
+    state_nonce: uint256
+    initial_margin_wad: uint256
+    maintenance_margin_wad: uint256
+    root_timestamp: uint256
+
 event Unflagged:
     account: indexed(address)
 
@@ -103,8 +110,8 @@ event SocialisedLossRepaid:
     total_wad: uint256  # socialised loss left
 
 
-# withdraw, liquidate, settle, flag, fee withdrawal and parameter setters run in this
-# contract's storage via delegatecall
+# withdraw, liquidate, settle, flag, fee withdrawal, parameter setters and leaf application
+# run in this contract's storage via delegatecall
 EXTENSION: public(immutable(address))
 
 
@@ -166,6 +173,17 @@ def withdraw(amount: uint256):
 
 
 @external
+def withdraw_with_leaf(amount: uint256, leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
+    """
+    @notice Applies an account leaf of the current epoch root (`apply_leaf`), then withdraws.
+    @param amount Token units to send to msg.sender.
+    @param leaf The leaf (usually the caller's own).
+    @param proof Its Merkle proof.
+    """
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+
+
+@external
 def fund_insurance(amount: uint256):
     """
     @notice Adds settlement tokens to the insurance fund (anyone).
@@ -193,6 +211,23 @@ def withdraw_fees(amount: uint256, to: address):
 
 
 @external
+def fill_with_leaf(
+    order: IMarginEngine.Order,
+    signature: Bytes[65],
+    fill_size_wad: uint256,
+    leaf: IRiskOracle.AccountLeaf,
+    proof: DynArray[bytes32, 32],
+):
+    """
+    @notice Applies an account leaf of the current epoch root (`apply_leaf`; usually the
+            taker's own), then fills as `fill`.
+    """
+    # the extension's fill_with_leaf (same calldata) applies the leaf only
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    self._fill(order, signature, fill_size_wad)
+
+
+@external
 def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint256):
     """
     @notice Fills `fill_size_wad` of a maker's signed order at its limit price; msg.sender is
@@ -205,6 +240,11 @@ def fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint25
     @param signature The maker's EIP-712 signature (65 bytes r, s, v; or 64-byte EIP-2098).
     @param fill_size_wad Size to fill, <= the order's remaining size.
     """
+    self._fill(order, signature, fill_size_wad)
+
+
+@internal
+def _fill(order: IMarginEngine.Order, signature: Bytes[65], fill_size_wad: uint256):
     maker: address = order.account
     assert maker != msg.sender, "engine: self-trade"
     assert fill_size_wad > 0, "engine: zero fill size"
@@ -268,7 +308,25 @@ def cancel_order(order: IMarginEngine.Order):
     log IMarginEngine.OrderCancelled(order_hash=digest, maker=msg.sender)
 
 
-#### ATTESTATIONS ####
+#### ATTESTATIONS AND ACCOUNT LEAVES ####
+
+
+@external
+def apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
+    """
+    @notice Applies an account's leaf of the engine's current epoch root (anyone may: the
+            user before new risk, a liquidator, a keeper). The effective margins become the
+            leaf's IM and MM plus the pending bounds of the trades since its nonce; the
+            root's timestamp becomes the margin basis.
+    @dev Runs in the extension. Reverts unless the oracle verifies the proof against this
+         engine's current root, the leaf's nonce is neither in the future nor older than the
+         book's last proportional shrink, the root is newer than the basis, and (at the
+         current nonce) the positions hash equals the book's.
+    @param leaf The account leaf.
+    @param proof Its Merkle proof (sibling hashes, leaf to root).
+    """
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+
 
 
 @external
@@ -295,6 +353,8 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
     account: address = att.account
     assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
     assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
+    # nor older than an applied leaf's root
+    assert att.timestamp >= core._margins[account] >> 224, "engine: attestation not newer"
     margins: uint256 = core._pack_margins(att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp)
     core._attested[account] = margins
     core._margins[account] = margins
@@ -443,6 +503,17 @@ def state_nonce(account: address) -> uint256:
 
 @view
 @external
+def pending_total(account: address) -> uint256:
+    """
+    @return Packed cumulative pending margin: IM counter (bits 0-95) | MM counter (96-191)
+            | oldest nonce a leaf may be computed for (192-255). A leaf carries the counters
+            at its nonce (docs/contracts.md, "Account leaves").
+    """
+    return core._pending_total[account]
+
+
+@view
+@external
 def position(account: address, instrument_id: uint256) -> int256:
     """@return The account's size in the instrument (core.WAD, signed)."""
     size: int256 = 0
@@ -475,6 +546,9 @@ def account(account: address) -> IMarginEngine.AccountView:
         )
     att: uint256 = core._attested[account]
     margins: uint256 = core._margins[account]
+    if att >> 224 != margins >> 224:
+        # the basis is an applied leaf (or pending trades only): no attested figure is in it
+        att = att & (core.MASK_32 << 224)
     return IMarginEngine.AccountView(
         cash_wad=core._cash(header),
         state_nonce=header & core.MASK_64,
@@ -621,7 +695,7 @@ def _trade_side(
     if not reducing:
         assert active, "engine: instrument not active"
     if pays_away or not reducing:
-        self._require_new_risk_allowed(marks_at, margins, cfg)
+        self._require_new_risk_allowed(marks_at, cfg)
 
     # Apply this position's funding before its size changes.
     cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
@@ -651,8 +725,12 @@ def _trade_side(
             margins = core._scale_margins(margins, num, den)
         core._attested[account] = att
         core._margins[account] = margins
+        core._raise_leaf_floor(account, header & core.MASK_64)
         equity_after: int256 = core._equity(account, cash, ids, marks, findex)
         im_after: int256 = convert(margins & core.MASK_112, int256)
+        if pays_away:
+            # value leaves: the IM that new risk must keep (the escape hatch past the basis age)
+            im_after = convert(core._new_risk_im(account, ids, margins, cfg), int256)
         mm_after: uint256 = (margins >> 112) & core.MASK_112
         if equity_after < im_after:
             if pays_away:
@@ -680,13 +758,13 @@ def _trade_side(
     if delta > 0:
         add_im = rates.im_long_wad
         add_mm = rates.mm_long_wad
-    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
+    margins = core._add_margins(account, margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
     core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
     # ids matches marks; a closed position now reads as size 0
     equity: int256 = core._equity(account, cash, ids, marks, findex)
-    im: uint256 = margins & core.MASK_112
+    im: uint256 = core._new_risk_im(account, ids, margins, cfg)
     if is_maker:
         assert equity >= convert(im, int256), "engine: maker below initial margin"
     else:
@@ -694,18 +772,15 @@ def _trade_side(
 
 
 @internal
-def _require_new_risk_allowed(marks_at: uint256, margins: uint256, cfg: uint256):
+def _require_new_risk_allowed(marks_at: uint256, cfg: uint256):
     """
-    @dev What new risk and any value leaving an account need: no pause, marks no older than
-         max_price_age (`marks_at` is the oldest update in the book, which includes the
+    @dev What new risk and any value leaving an account need: no pause and marks no older
+         than max_price_age (`marks_at` is the oldest update in the book, which includes the
          traded instrument, so it also bounds the age of its rates, posted in the same
-         signed batch) and a margin basis no older than max_attestation_age.
+         signed batch). The margin basis age decides which IM applies (`_new_risk_im`).
     """
     pausable._require_not_paused()
     assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
-    basis: uint256 = margins >> 224
-    if basis != 0:
-        assert block.timestamp <= basis + ((cfg >> 56) & core.MASK_32), "engine: stale attestation"
 
 
 @internal

@@ -45,10 +45,52 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
 def withdraw(amount: uint256):
     """
     @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
-            With positions: not paused, fresh marks and margin basis, and equity >= IM after.
+            With positions: not paused, fresh marks, and equity >= IM after (the effective
+            IM within max_attestation_age of its basis, else the isolated bound).
     @param amount Token units to send to msg.sender.
     """
     assert self != _SELF, "engine: delegatecall only"
+    self._withdraw(amount)
+
+
+@external
+def withdraw_with_leaf(amount: uint256, leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
+    """
+    @notice Applies an account leaf (usually the caller's own, from the current epoch root),
+            then withdraws as `withdraw`.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    self._apply_leaf(leaf, proof)
+    self._withdraw(amount)
+
+
+@external
+def apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
+    """
+    @notice Applies `leaf.account`'s leaf of the engine's current epoch root (anyone may).
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    self._apply_leaf(leaf, proof)
+
+
+@external
+def fill_with_leaf(
+    order: IMarginEngine.Order,
+    signature: Bytes[65],
+    fill_size_wad: uint256,
+    leaf: IRiskOracle.AccountLeaf,
+    proof: DynArray[bytes32, 32],
+):
+    """
+    @notice The leaf half of MarginEngine.fill_with_leaf (same calldata): applies the leaf;
+            the engine then fills.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    self._apply_leaf(leaf, proof)
+
+
+@internal
+def _withdraw(amount: uint256):
     assert amount > 0, "engine: zero amount"
     debit: uint256 = amount * core.SCALE
     header: uint256 = core._header[msg.sender]
@@ -65,10 +107,8 @@ def withdraw(amount: uint256):
         marks_at: uint256 = 0
         marks, findex, marks_at = core._marks(ids)
         assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
-        margins: uint256 = core._margins[msg.sender]
-        core._require_fresh_basis(margins, cfg)
         equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
-        im: uint256 = margins & core.MASK_112
+        im: uint256 = core._new_risk_im(msg.sender, ids, core._margins[msg.sender], cfg)
         assert equity >= convert(im, int256), "engine: below initial margin"
     core._header[msg.sender] = core._with_cash(header, cash)
     core._push(msg.sender, amount)
@@ -126,6 +166,79 @@ def set_liquidation_params(params: IMarginEngine.LiquidationParams):
     assert self != _SELF, "engine: delegatecall only"
     ownable._check_owner()
     core._set_liquidation(params)
+
+
+#### ACCOUNT LEAVES ####
+
+
+@internal
+def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
+    """
+    @dev Sets the account's effective margins (`_margins`; `_attested` keeps the last
+         attestation only) to the leaf's IM and MM plus the pending
+         bounds of every trade since the leaf's nonce (the growth of the cumulative
+         counters), with the root's timestamp as the margin basis.
+         Binding: the oracle checks the proof against this engine's current root (the leaf
+         hash covers engine and epoch) and IM >= MM; here the nonce must not be in the future
+         nor before the last proportional shrink of the book, a root never replaces a newer
+         basis, and at the current nonce the leaf's positions hash must equal the book's.
+    """
+    root_ts: uint256 = staticcall core.ORACLE.verify_account_leaf(leaf, proof)
+    account: address = leaf.account
+    header: uint256 = core._header[account]
+    nonce: uint256 = header & core.MASK_64
+    assert root_ts > core._margins[account] >> 224, "engine: leaf not newer than margin basis"
+    add_im: uint256 = 0
+    add_mm: uint256 = 0
+    if leaf.state_nonce == nonce:
+        # the book it was computed for is the book now (no trade since: nothing pending)
+        assert leaf.positions_hash == self._positions_hash(account, core._count(header)), "engine: leaf for another book"
+    else:
+        assert leaf.state_nonce < nonce, "engine: leaf for a future state nonce"
+        total: uint256 = core._pending_total[account]
+        assert leaf.state_nonce >= total >> 192, "engine: leaf older than the book's last reduction"
+        assert leaf.pending_base_im_wad <= core.MASK_96 and leaf.pending_base_mm_wad <= core.MASK_96, "engine: pending base out of range"
+        # growth of the counters since the leaf's nonce, modulo 2**96 like the counters themselves
+        add_im = unsafe_sub(total & core.MASK_96, leaf.pending_base_im_wad) & core.MASK_96
+        add_mm = unsafe_sub((total >> 96) & core.MASK_96, leaf.pending_base_mm_wad) & core.MASK_96
+    # leaf margins are checked < 2**112 by _pack_margins; + a 96-bit growth cannot overflow 256 bits
+    core._margins[account] = core._pack_margins(
+        leaf.initial_margin_wad + add_im, leaf.maintenance_margin_wad + add_mm, root_ts
+    )
+    log IMarginEngine.LeafApplied(
+        account=account,
+        state_nonce=leaf.state_nonce,
+        initial_margin_wad=leaf.initial_margin_wad + add_im,
+        maintenance_margin_wad=leaf.maintenance_margin_wad + add_mm,
+        root_timestamp=root_ts,
+    )
+
+
+@internal
+@view
+def _positions_hash(account: address, n: uint256) -> bytes32:
+    """
+    @dev keccak256(abi_encode(ids ascending, sizes)) of the book: what a leaf's
+         positions_hash commits to (offchain/chain/leaves.py `positions_hash`).
+    """
+    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    # insertion sort: books are short (<= 32) and mostly already in order
+    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+        x: uint256 = ids[i]
+        j: uint256 = i
+        for _: uint256 in range(i, bound=core.MAX_POSITIONS):
+            if j == 0 or ids[j - 1] <= x:
+                break
+            ids[j] = ids[j - 1]
+            j -= 1
+        ids[j] = x
+    sizes: DynArray[int256, core.MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        size: int256 = 0
+        last: int256 = 0
+        size, last = core._get_position(account, iid)
+        sizes.append(size)
+    return keccak256(abi_encode(ids, sizes))
 
 
 #### LIQUIDATION ####
@@ -266,6 +379,7 @@ def liquidate(
     core._attested[account] = att
     core._margins[account] = margins
     header = core._with_count(header + 1, new_n)
+    core._raise_leaf_floor(account, header & core.MASK_64)
     core._store_ids(account, kept, n)
     if new_n == 0 and cash < 0:
         cash = core._absorb_deficit(account, cash)
@@ -275,11 +389,10 @@ def liquidate(
     lmargins: uint256 = 0
     if ln > 0:
         lmargins = core._margins[msg.sender]
-        core._require_fresh_basis(lmargins, cfg)
     else:
         # an empty book owes no margin, whatever an attestation of it said
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
-    lmargins = core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
+    lmargins = core._add_margins(msg.sender, lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
     if len(lids) == 0:
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
         lmargins = 0
@@ -298,7 +411,7 @@ def liquidate(
         lmarks, lfindex, lmarks_at = core._marks(lids)
         assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
         lequity: int256 = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
-        lim: uint256 = lmargins & core.MASK_112
+        lim: uint256 = core._new_risk_im(msg.sender, lids, lmargins, cfg)
         assert lequity >= convert(lim, int256), "engine: liquidator below initial margin"
 
     # Clear the discount clock once the account is healthy again.
@@ -375,6 +488,7 @@ def settle(account: address, instrument_id: uint256):
     if new_n == 0:
         core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
         core._margins[account] = 0
+        core._raise_leaf_floor(account, (header & core.MASK_64) + 1)
         header = core._with_since(header, 0)
         if cash < 0:
             cash = core._absorb_deficit(account, cash)
@@ -389,7 +503,7 @@ def settle(account: address, instrument_id: uint256):
         add_mm: uint256 = 0
         add_im, add_mm = staticcall core.ORACLE.side_rates(instrument_id, size < 0)
         core._margins[account] = core._add_margins(
-            core._margins[account], core._ceil_mul(convert(abs(size), uint256), add_im), 0, block.timestamp
+            account, core._margins[account], core._ceil_mul(convert(abs(size), uint256), add_im), 0, block.timestamp
         )
     core._header[account] = core._with_cash(core._with_count(header + 1, new_n), cash)
     log IMarginEngine.Settlement(

@@ -6,9 +6,12 @@
 @license MIT
 @notice Verifies M-of-N EIP-712 signatures of the netmargin risk signers and stores what
         they sign: per-instrument marks, funding indices and per-unit margin rates, index
-        prices per underlying (bounded move per update) and final expiry settlement prices.
-        Account attestations are only checked here (`check_attestation`); MarginEngine
-        stores them and enforces the state-nonce binding and per-account timestamps.
+        prices per underlying (bounded move per update), final expiry settlement prices, and
+        one epoch root per engine: an accounts root (Merkle tree of account margin leaves)
+        and a market root (per-instrument model inputs), whose leaves it verifies for the
+        engine (`verify_account_leaf`). Account attestations are only checked here
+        (`check_attestation`); MarginEngine stores them and enforces the state-nonce binding
+        and per-account timestamps.
 @dev EIP-712 domain: name "netmargin RiskOracle", version "1", chain.id, this address
      (snekmate `eip712_domain_separator`, rebuilt if the chain id changes). Type strings
      are the *_TYPEHASH constants below and must equal offchain/chain/eip712.py.
@@ -25,6 +28,7 @@ from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
 from snekmate.utils import ecdsa
 from snekmate.utils import eip712_domain_separator
+from snekmate.utils import merkle_proof_verification as merkle
 from interfaces import IRiskOracle
 from interfaces import IInstrumentRegistry
 
@@ -52,6 +56,8 @@ MAX_IDS: public(constant(uint256)) = 32
 # Instruments per market-data batch and underlyings per index update.
 MAX_BATCH: public(constant(uint256)) = 256
 MAX_UNDERLYINGS: public(constant(uint256)) = 32
+# Longest Merkle proof accepted (2**32 leaves).
+MAX_PROOF: public(constant(uint256)) = 32
 BPS: constant(uint256) = 10_000
 # IInstrumentRegistry kind code of perpetuals (no expiry, no settlement).
 KIND_PERPETUAL: constant(uint8) = 1
@@ -67,6 +73,9 @@ INDEX_PRICES_TYPEHASH: public(constant(bytes32)) = keccak256(
 )
 SETTLEMENT_PRICE_TYPEHASH: public(constant(bytes32)) = keccak256(
     "SettlementPrice(uint256 instrument_id,uint256 price_wad,uint256 timestamp,uint256 deadline)"
+)
+EPOCH_ROOT_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "EpochRoot(address engine,uint256 epoch,uint256 timestamp,uint256 deadline,bytes32 params_hash,bytes32 market_root,bytes32 accounts_root,uint256 account_count)"
 )
 
 # Packed market word: [mark + 2**95 : 96 bits][funding + 2**95 : 96 bits][updated_at : 64 bits].
@@ -109,6 +118,35 @@ struct IndexPrice:
     price_wad: uint256
     updated_at: uint256
 
+struct EpochRoot:
+    engine: address
+    epoch: uint256
+    timestamp: uint256
+    deadline: uint256
+    params_hash: bytes32
+    market_root: bytes32
+    accounts_root: bytes32
+    account_count: uint256
+
+struct MarketLeaf:
+    # One instrument's model inputs and per-unit figures in an epoch's market root; hashed
+    # like an account leaf (engine and epoch inserted). See docs/oracle.md.
+    instrument_id: uint256
+    kind: uint256
+    underlying: bytes32
+    strike_wad: uint256
+    expiry: uint256
+    contract_size_wad: uint256
+    spot_wad: uint256
+    forward_wad: uint256
+    vol_wad: uint256
+    rate_wad: int256
+    mark_wad: int256
+    im_long_wad: uint256
+    im_short_wad: uint256
+    mm_long_wad: uint256
+    mm_short_wad: uint256
+
 
 #### IMMUTABLES ####
 
@@ -138,6 +176,14 @@ _short_rates: HashMap[uint256, uint256]
 _index: HashMap[bytes32, IndexPrice]
 # instrument id -> final expiry settlement price (0 while unset).
 settlement_price: public(HashMap[uint256, uint256])
+# Bumped by every params-hash change: a root signed under an older set stops verifying.
+_params_version: uint256
+# engine -> current epoch's accounts root and market root.
+_accounts_root: HashMap[address, bytes32]
+_market_root: HashMap[address, bytes32]
+# engine -> epoch (bits 0-63) | signed timestamp (64-127) | account count (128-191) |
+# params version it was posted under (192-255).
+_root_meta: HashMap[address, uint256]
 
 
 #### EVENTS ####
@@ -174,6 +220,15 @@ event SettlementPriceSet:
     instrument_id: indexed(uint256)
     price_wad: uint256
     signed_at: uint256
+
+event RootPosted:
+    engine: indexed(address)
+    epoch: indexed(uint256)
+    poster: indexed(address)
+    signed_at: uint256
+    accounts_root: bytes32
+    market_root: bytes32
+    account_count: uint256
 
 
 #### CONSTRUCTOR ####
@@ -370,7 +425,146 @@ def post_settlement_price(data: SettlementPrice, signatures: DynArray[Bytes[65],
     log SettlementPriceSet(instrument_id=data.instrument_id, price_wad=data.price_wad, signed_at=data.timestamp)
 
 
+@external
+def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+    """
+    @notice Store an engine's signed epoch root: one transaction re-margins every account
+            in it, whatever their number. Epoch and timestamp must strictly increase per
+            engine, so a root can never be replayed or replaced by an older one.
+    @param root The signed root (engine, epoch, timestamp, deadline, params hash, market
+           root, accounts root, account count).
+    @param signatures Threshold signatures over `epoch_root_digest(root)`.
+    """
+    assert root.engine != empty(address), "oracle: zero engine"
+    assert root.accounts_root != empty(bytes32), "oracle: empty accounts root"
+    self._check_envelope(root.params_hash, root.timestamp, root.deadline)
+    meta: uint256 = self._root_meta[root.engine]
+    assert root.epoch > meta & MASK_64, "oracle: epoch not newer than stored"
+    assert root.timestamp > (meta >> 64) & MASK_64, "oracle: root not newer than stored"
+    assert root.epoch <= MASK_64 and root.account_count <= MASK_64, "oracle: epoch or count out of range"
+    digest: bytes32 = self._epoch_root_digest(root)
+    self._check_signatures(digest, signatures)
+    self._accounts_root[root.engine] = root.accounts_root
+    self._market_root[root.engine] = root.market_root
+    # timestamp <= block.timestamp < 2**64 (_check_envelope); params version < 2**64 (bumped by owner calls)
+    self._root_meta[root.engine] = (
+        root.epoch | (root.timestamp << 64) | (root.account_count << 128) | (self._params_version << 192)
+    )
+    log RootPosted(
+        engine=root.engine,
+        epoch=root.epoch,
+        poster=msg.sender,
+        signed_at=root.timestamp,
+        accounts_root=root.accounts_root,
+        market_root=root.market_root,
+        account_count=root.account_count,
+    )
+
+
 #### VIEWS ####
+
+@view
+@external
+@reentrant
+def verify_account_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, MAX_PROOF]) -> uint256:
+    """
+    @notice Reverts "oracle: <reason>" unless `leaf` is in the accounts root the calling
+            engine holds now (signed under the current params set).
+    @dev The leaf hash covers msg.sender and its current epoch, so a leaf of another engine
+         or of another epoch never verifies. Hashed twice: no inner node passes as a leaf.
+    @return The root's signed timestamp.
+    """
+    # IM >= MM keeps "equity >= IM after a withdrawal" from leaving an account liquidatable
+    assert leaf.initial_margin_wad >= leaf.maintenance_margin_wad, "oracle: initial margin below maintenance margin"
+    meta: uint256 = self._root_meta[msg.sender]
+    self._check_root_meta(meta)
+    node: bytes32 = keccak256(keccak256(abi_encode(msg.sender, meta & MASK_64, leaf)))
+    assert merkle._verify(proof, self._accounts_root[msg.sender], node), "oracle: invalid proof"
+    return (meta >> 64) & MASK_64
+
+
+@view
+@external
+@reentrant
+def verify_market_leaf(engine: address, leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF]) -> uint256:
+    """
+    @notice Reverts "oracle: <reason>" unless `leaf` is in `engine`'s current market root.
+    @return The root's signed timestamp.
+    """
+    meta: uint256 = self._root_meta[engine]
+    self._check_root_meta(meta)
+    node: bytes32 = keccak256(keccak256(abi_encode(engine, meta & MASK_64, leaf)))
+    assert merkle._verify(proof, self._market_root[engine], node), "oracle: invalid proof"
+    return (meta >> 64) & MASK_64
+
+
+@view
+@external
+@reentrant
+def isolated_margins(instrument_ids: DynArray[uint256, MAX_IDS], sizes_wad: DynArray[int256, MAX_IDS]) -> (uint256, uint256):
+    """
+    @notice The isolated bound of a book: sum over positions of |size| x the standalone
+            per-unit rate of its side, rounded up. By subadditivity and homogeneity of the
+            margin it is never below the portfolio figure, so it margins a book safely with
+            no account leaf at all (the escape hatch).
+    @return (IM, MM) WAD. Reverts for an id never priced.
+    """
+    im: uint256 = 0
+    mm: uint256 = 0
+    for i: uint256 in range(len(instrument_ids), bound=MAX_IDS):
+        instrument_id: uint256 = instrument_ids[i]
+        size: int256 = sizes_wad[i]
+        assert self._market[instrument_id] & MASK_64 != 0, "oracle: no market data for instrument"
+        word: uint256 = self._short_rates[instrument_id]
+        if size > 0:
+            word = self._long_rates[instrument_id]
+        q: uint256 = convert(abs(size), uint256)
+        im += (q * (word >> 128) + 10**18 - 1) // 10**18
+        mm += (q * (word & MASK_128) + 10**18 - 1) // 10**18
+    return im, mm
+
+
+@view
+@external
+@reentrant
+def root_timestamp(engine: address) -> uint256:
+    """
+    @return The signed timestamp of the engine's current root; 0 if none, or if it was
+            signed under a params set that is no longer current.
+    """
+    meta: uint256 = self._root_meta[engine]
+    if meta == 0 or meta >> 192 != self._params_version:
+        return 0
+    return (meta >> 64) & MASK_64
+
+
+@view
+@external
+@reentrant
+def epoch_root(engine: address) -> (uint256, uint256, uint256, bytes32, bytes32):
+    """
+    @return (epoch, signed timestamp, account count, accounts root, market root) of the
+            engine's current root; zeros if none.
+    """
+    meta: uint256 = self._root_meta[engine]
+    return meta & MASK_64, (meta >> 64) & MASK_64, (meta >> 128) & MASK_64, self._accounts_root[engine], self._market_root[engine]
+
+
+@view
+@external
+@reentrant
+def account_leaf_hash(engine: address, epoch: uint256, leaf: IRiskOracle.AccountLeaf) -> bytes32:
+    """@return The tree node of an account leaf: keccak256(keccak256(abi_encode(engine, epoch, leaf)))."""
+    return keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+
+
+@view
+@external
+@reentrant
+def market_leaf_hash(engine: address, epoch: uint256, leaf: MarketLeaf) -> bytes32:
+    """@return The tree node of a market leaf, hashed like an account leaf."""
+    return keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+
 
 @view
 @external
@@ -513,6 +707,13 @@ def market_data_digest(data: MarketData) -> bytes32:
 @view
 @external
 @reentrant
+def epoch_root_digest(root: EpochRoot) -> bytes32:
+    return self._epoch_root_digest(root)
+
+
+@view
+@external
+@reentrant
 def index_prices_digest(data: IndexPrices) -> bytes32:
     return self._index_prices_digest(data)
 
@@ -575,6 +776,13 @@ def _check_time(timestamp: uint256, deadline: uint256):
 
 @view
 @internal
+def _check_root_meta(meta: uint256):
+    assert meta != 0, "oracle: no root for engine"
+    assert meta >> 192 == self._params_version, "oracle: root signed under old params"
+
+
+@view
+@internal
 def _check_envelope(params_hash_: bytes32, timestamp: uint256, deadline: uint256):
     assert params_hash_ == self.params_hash, "oracle: params hash mismatch"
     self._check_time(timestamp, deadline)
@@ -598,6 +806,26 @@ def _attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
                 att.params_hash,
                 att.timestamp,
                 att.deadline,
+            )
+        )
+    )
+
+
+@view
+@internal
+def _epoch_root_digest(root: EpochRoot) -> bytes32:
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(
+                EPOCH_ROOT_TYPEHASH,
+                root.engine,
+                root.epoch,
+                root.timestamp,
+                root.deadline,
+                root.params_hash,
+                root.market_root,
+                root.accounts_root,
+                root.account_count,
             )
         )
     )
@@ -718,6 +946,8 @@ def _set_threshold(threshold_: uint256):
 def _set_params_hash(params_hash_: bytes32):
     assert params_hash_ != empty(bytes32), "oracle: empty params hash"
     self.params_hash = params_hash_
+    # a counter, far below 2**64
+    self._params_version += 1
     log ParamsHashSet(params_hash=params_hash_)
 
 

@@ -42,6 +42,7 @@ MASK_8: constant(uint256) = 2**8 - 1
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_32: constant(uint256) = 2**32 - 1
 MASK_64: constant(uint256) = 2**64 - 1
+MASK_96: constant(uint256) = 2**96 - 1
 MASK_112: constant(uint256) = 2**112 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 # Signed values are packed with an offset (value + 2**127) so they fit in 128 unsigned bits.
@@ -105,6 +106,12 @@ _trading: uint256
 # packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
 # insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)
 _liquidation: uint256
+# packed cumulative pending margin: IM (bits 0-95) | MM (96-191) counters that grow by the
+# standalone rate of every trade, modulo 2**96 | the oldest state nonce an account leaf may
+# be computed for (192-255), raised when a book shrinks without a trade's pending bound
+# (risk-reducing fill, liquidation). A leaf for nonce k carries the counters at k, so it
+# applies at any later nonce with the growth since added (a trade never voids it).
+_pending_total: HashMap[address, uint256]
 
 
 @deploy
@@ -216,26 +223,62 @@ def _funding_owed(account: address, iid: uint256, size: int256, last: int256, no
 
 @internal
 @view
-def _require_fresh_basis(margins: uint256, cfg: uint256):
+def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margins: uint256, cfg: uint256) -> uint256:
+    """
+    @dev The IM that new risk (a withdrawal, a trade that is not risk-reducing) must keep:
+         the effective IM while its basis (an applied leaf's root, or the first pending
+         trade) is within max_attestation_age; otherwise the escape hatch, the book's
+         isolated bound at the oracle's current per-unit rates (never below the portfolio
+         figure by subadditivity), so a book never needs a keeper to withdraw what it frees.
+    """
     basis: uint256 = margins >> 224
-    if basis != 0:
-        assert block.timestamp <= basis + ((cfg >> 56) & MASK_32), "engine: stale attestation"
+    if basis != 0 and block.timestamp <= basis + ((cfg >> 56) & MASK_32):
+        return margins & MASK_112
+    sizes: DynArray[int256, MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        raw: uint256 = self._position[account][iid]
+        # sizes are stored within int128 (_set_position); 0 = closed earlier in this transaction
+        sizes.append(unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128) if raw != 0 else 0)
+    im: uint256 = 0
+    mm: uint256 = 0
+    im, mm = staticcall ORACLE.isolated_margins(ids, sizes)
+    return im
 
 
 @internal
-@view
-def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
+def _add_margins(account: address, margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
     """
-    @dev Adds a pending adjustment computed at time `since` to the effective margins. The
-         basis is the older of the two: margins inherited from another account (a
-         liquidation slice) keep that account's basis, so a day-old IM never looks fresh.
+    @dev Adds a pending adjustment computed at time `since` to the effective margins and to
+         the account's cumulative pending counters. The basis is the older of the two:
+         margins inherited from another account (a liquidation slice) keep that account's
+         basis, so a day-old IM never looks fresh.
     """
     im: uint256 = (margins & MASK_112) + add_im
     mm: uint256 = ((margins >> 112) & MASK_112) + add_mm
     basis: uint256 = margins >> 224
     if basis == 0 or since < basis:
         basis = since
+    total: uint256 = self._pending_total[account]
+    # counters modulo 2**96 (only their growth between two nonces is ever used, and that is
+    # bounded by the 112-bit margins); add_im, add_mm < 2**112 here (checked by _pack_margins
+    # below, which reverts the whole transaction otherwise), so no 256-bit overflow
+    self._pending_total[account] = (
+        (unsafe_add(total & MASK_96, add_im) & MASK_96)
+        | ((unsafe_add((total >> 96) & MASK_96, add_mm) & MASK_96) << 96)
+        | ((total >> 192) << 192)
+    )
     return self._pack_margins(im, mm, basis)
+
+
+@internal
+def _raise_leaf_floor(account: address, nonce: uint256):
+    """
+    @dev Leaves computed before `nonce` stop applying: the book shrank without a pending
+         bound (its margins were scaled down), so an older leaf plus the counters' growth
+         would overstate them (and could re-liquidate a book a liquidation just restored).
+    """
+    total: uint256 = self._pending_total[account]
+    self._pending_total[account] = (total & (2**192 - 1)) | (nonce << 192)
 
 
 @internal

@@ -53,8 +53,10 @@ REVERT_ADVICE = {
     "engine: insufficient cash": "the account does not hold that much cash",
     "engine: stale marks": "the oracle's prices are too old; wait for the keeper to post fresh ones",
     "engine: stale rates": "the oracle's margin rates are too old; wait for the keeper",
-    "engine: stale attestation": "the account's margin attestation is too old; wait for the keeper "
-                                 "to re-attest it (it does so for every account with positions)",
+    "engine: leaf not newer than margin basis": "the account already uses this root's margin (or a newer one)",
+    "engine: leaf for another book": "the leaf was computed for another book; fetch the current proof",
+    "engine: leaf older than the book's last reduction": "the book shrank after this root; wait for the next one",
+    "oracle: invalid proof": "the proof is not for the oracle's current root; fetch the current proof",
     "engine: order expired": "the order's deadline has passed; ask the maker for a new one",
     "engine: fill exceeds remaining size": "less of the order is left; fill a smaller size",
     "engine: invalid signature": "the order was not signed by its account; check the order file",

@@ -253,7 +253,37 @@ class SettlementPrice(_Message):
         self._validate()
 
 
-Message = Attestation | MarketData | IndexPrices | SettlementPrice
+@dataclass(frozen=True)
+class EpochRoot(_Message):
+    """One epoch's margin roots for one engine: the accounts root (a Merkle tree of account
+    leaves, `offchain.chain.leaves`) and the market root (per-instrument model inputs)."""
+
+    engine: str
+    epoch: int
+    timestamp: int
+    deadline: int
+    params_hash: bytes
+    market_root: bytes
+    accounts_root: bytes
+    account_count: int
+
+    PRIMARY_TYPE = "EpochRoot"
+    FIELDS = (
+        ("engine", "address"),
+        ("epoch", "uint256"),
+        ("timestamp", "uint256"),
+        ("deadline", "uint256"),
+        ("params_hash", "bytes32"),
+        ("market_root", "bytes32"),
+        ("accounts_root", "bytes32"),
+        ("account_count", "uint256"),
+    )
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+
+Message = Attestation | MarketData | IndexPrices | SettlementPrice | EpochRoot
 
 # RiskOracle storage ranges (packed words) and the registry's perpetual kind code.
 INT96_MIN, INT96_MAX = -(2**95), 2**95 - 1

@@ -16,7 +16,9 @@ from conftest import PARAMS_HASH, WAD, mark_steps
 from eth_account import Account
 
 from offchain.chain.eip712 import Attestation, MarketData, sign_multi
+from offchain.chain.leaves import AccountLeaf, positions_hash
 from offchain.chain.orders import EngineDomain, Order, sign_order
+from offchain.chain.roots import EpochTrees
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = next((ROOT / ".venv/lib").glob("python3*/site-packages"))
@@ -226,3 +228,47 @@ def attest(engine, keeper, domain, signers, mine, chain):
         return engine.post_attestation(att.as_args(), sigs, sender=sender or keeper)
 
     return _attest
+
+
+M96 = 2**96 - 1
+
+
+@pytest.fixture(scope="session")
+def leaf_for(engine):
+    """leaf_for(account, im_wad, mm_wad, **overrides) -> AccountLeaf for the account's
+    current book: its state nonce, positions hash and pending counters."""
+
+    def _leaf(account, im_wad, mm_wad, **over) -> AccountLeaf:
+        view = engine.account(account)
+        total = engine.pending_total(account)
+        fields = dict(
+            account=getattr(account, "address", account), state_nonce=view.state_nonce,
+            positions_hash=positions_hash([p.instrument_id for p in view.positions],
+                                          [p.size_wad for p in view.positions]),
+            pending_base_im_wad=total & M96, pending_base_mm_wad=(total >> 96) & M96, position_value_wad=0,
+            initial_margin_wad=im_wad, maintenance_margin_wad=mm_wad, worst_loss_wad=mm_wad, worst_scenarios=0,
+            basis_addon_wad=0, short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0,
+        )
+        fields.update(over)
+        return AccountLeaf(**fields)
+
+    return _leaf
+
+
+@pytest.fixture(scope="session")
+def post_root(engine, oracle, keeper, domain, signers, mine, chain):
+    """post_root(leaves, engine=engine, by=2 of 3 signers) -> EpochTrees: builds both trees,
+    signs the root one second later and posts it (next epoch each call)."""
+    epochs = {"n": 0}
+
+    def _post(leaves, eng=None, market=(), by=None, timestamp=None, sender=None) -> EpochTrees:
+        mine(1)
+        epochs["n"] += 1
+        ts = chain.blocks.head.timestamp if timestamp is None else timestamp
+        trees = EpochTrees.build((eng or engine).address, epochs["n"], list(leaves), list(market))
+        msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+        oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2] if by is None else by),
+                         sender=sender or keeper)
+        return trees
+
+    return _post

@@ -213,11 +213,15 @@ def test_withdraw__stale_marks__reverts(engine, long_perp, mine):
         engine.withdraw(1 * USDC, sender=long_perp)
 
 
-def test_withdraw__stale_margin_basis__reverts(engine, long_perp, mine, set_market):
+def test_withdraw__stale_margin_basis__escape_hatch_frees_above_isolated_bound(engine, long_perp, mine, set_market,
+                                                                                   oracle):
     mine(TRADING[3] + 1)
     set_market()  # fresh marks, but the pending basis (first trade) is older than max_attestation_age
-    with ape.reverts("engine: stale attestation"):
-        engine.withdraw(1 * USDC, sender=long_perp)
+    isolated_im, _ = oracle.isolated_margins([PERP], [WAD])
+    free = engine.health(long_perp).equity_wad - isolated_im
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free // 10**12 + 1, sender=long_perp)
+    engine.withdraw(free // 10**12, sender=long_perp)
 
 
 # ------------------------------------------------------------------ insurance and fees

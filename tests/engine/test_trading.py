@@ -177,12 +177,16 @@ def test_fill__stale_marks__reverts(engine, books, make_order, maker, taker, min
         engine.fill(order.as_args(), sig, WAD, sender=taker)
 
 
-def test_fill__stale_margin_basis__reverts(engine, books, trade, maker, taker, mine, set_market):
+def test_fill__stale_margin_basis__margined_by_isolated_bound(engine, books, trade, maker, taker, mine, set_market):
     trade(maker, taker, PERP, WAD, PRICE)
     mine(TRADING[3] + 1)
     set_market()
-    with ape.reverts("engine: stale attestation"):
-        trade(maker, taker, FUTURE, WAD, PRICE)
+    # no leaf within max_attestation_age: the book's isolated bound margins the trade (a
+    # hedge is charged both legs' standalone rates) and it still fits 100k of equity
+    trade(maker, taker, FUTURE, -WAD, PRICE)
+    assert engine.position(maker, FUTURE) == -WAD
+    with ape.reverts("engine: maker below initial margin"):
+        trade(maker, taker, FUTURE, -20 * WAD, PRICE)
 
 
 def test_fill__paused_new_risk__reverts(engine, books, admin, make_order, maker, taker):

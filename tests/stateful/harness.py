@@ -29,7 +29,9 @@ from offchain.chain.eip712 import (
     sign_multi,
     symbol_to_bytes32,
 )
+from offchain.chain.leaves import AccountLeaf, positions_hash
 from offchain.chain.orders import EngineDomain, Order, sign_order
+from offchain.chain.roots import EpochTrees
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
@@ -225,6 +227,29 @@ class System:
         att, sigs = self.attestation(account, im_wad, mm_wad, timestamp=self.now() if timestamp is None else timestamp,
                                      nonce=nonce)
         return self.call(self.engine, "post_attestation", att.as_args(), sigs, sender=self.keeper)
+
+    def leaf(self, account: str, im_wad: int, mm_wad: int) -> AccountLeaf:
+        """A leaf for the account's current book (nonce, positions hash, pending counters)."""
+        view = self.engine.account(account)
+        total = self.engine.pending_total(account)
+        return AccountLeaf(
+            account=account, state_nonce=view.state_nonce,
+            positions_hash=positions_hash([p.instrument_id for p in view.positions], [p.size_wad for p in view.positions]),
+            pending_base_im_wad=total & (2**96 - 1), pending_base_mm_wad=(total >> 96) & (2**96 - 1),
+            position_value_wad=0, initial_margin_wad=im_wad, maintenance_margin_wad=mm_wad, worst_loss_wad=mm_wad,
+            worst_scenarios=0, basis_addon_wad=0, short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
+
+    def post_root(self, leaves: list[AccountLeaf]) -> tuple[CallResult, EpochTrees]:
+        """Sign (2 of 3) and post the next epoch's root over `leaves`, now."""
+        self.epoch = getattr(self, "epoch", 0) + 1
+        trees = EpochTrees.build(self.engine.address, self.epoch, leaves)
+        msg = trees.root_message(timestamp=self.now(), deadline=self.now() + 300, params_hash=PARAMS_HASH)
+        sigs = sign_multi(msg, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
+        return self.call(self.oracle, "post_root", msg.as_args(), sigs, sender=self.keeper), trees
+
+    def apply_leaf(self, trees: EpochTrees, account: str, sender: str) -> CallResult:
+        leaf, proof = trees.account_proof(account)
+        return self.call(self.engine, "apply_leaf", leaf.as_args(), proof, sender=sender)
 
     def post_settlement(self, instrument_id: int, price_wad: int) -> CallResult:
         ts = self.now()

@@ -1,0 +1,224 @@
+"""Account leaves on the engine: applied with a Merkle proof of the current epoch root (by
+anyone, or inline in a withdrawal or fill), bound to the book (state nonce, positions hash,
+pending counters), never voided by a later trade, never replacing a newer basis; the escape
+hatch (isolated bound) when no leaf is usable; liquidation on the newest root's leaf."""
+
+import ape
+import pytest
+from conftest import WAD
+
+from offchain.chain.leaves import AccountLeaf, positions_hash
+
+from .conftest import FUTURE, PERP, TRADING
+
+USDC = 10**6
+PRICE = 60_000 * WAD
+
+
+@pytest.fixture
+def long_perp(engine, fund, set_market, trade, trader, maker):
+    """trader long 1 perp at 60k with 10k deposited (pending IM 6k, MM 3k); maker short, 100k."""
+    fund(trader, 10_000 * USDC)
+    fund(maker, 100_000 * USDC)
+    set_market()
+    trade(maker, trader, PERP, -WAD, PRICE)
+    return trader
+
+
+def _filler(i: int) -> AccountLeaf:
+    return AccountLeaf(account=f"0x{(0xF0000 + i):040x}", state_nonce=1, positions_hash=b"\x01" * 32,
+                       pending_base_im_wad=0, pending_base_mm_wad=0, position_value_wad=0, initial_margin_wad=1,
+                       maintenance_margin_wad=1, worst_loss_wad=1, worst_scenarios=0, basis_addon_wad=0,
+                       short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
+
+
+def test_apply_leaf__current_book__sets_margins_basis_and_logs(engine, long_perp, leaf_for, post_root, keeper, oracle):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    trees = post_root([leaf, _filler(1), _filler(2)])
+    tx = engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    h = engine.health(long_perp)
+    assert (h.im_wad, h.mm_wad) == (2_000 * WAD, 1_000 * WAD)
+    view = engine.account(long_perp)
+    assert view.margin_basis_timestamp == oracle.root_timestamp(engine)
+    [log] = tx.decode_logs(engine.LeafApplied)
+    assert (log.account, log.state_nonce, log.initial_margin_wad) == (long_perp.address, 1, 2_000 * WAD)
+    # the freed margin can leave: equity 9,940 - IM 2,000
+    engine.withdraw(7_940 * USDC, sender=long_perp)
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(1, sender=long_perp)
+
+
+def _args(trees, account):
+    leaf, proof = trees.account_proof(account.address)
+    return leaf.as_args(), proof
+
+
+def test_withdraw_with_leaf__depth_17_proof__applies_inline_within_gas_target(engine, long_perp, leaf_for, post_root,
+                                                                             trade, maker, fund, taker):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
+    leaf_, proof = trees.account_proof(long_perp.address)
+    assert len(proof) == 17
+    plain = engine.withdraw(1 * USDC, sender=long_perp).gas_used
+    inline = engine.withdraw_with_leaf(7_000 * USDC, leaf_.as_args(), proof, sender=long_perp).gas_used
+    print(f"\nwithdraw {plain} gas; withdraw_with_leaf (depth 17) {inline} gas: +{inline - plain}")
+    assert inline - plain <= 40_000
+    assert engine.health(long_perp).im_wad == 2_000 * WAD
+
+
+def test_fill_with_leaf__depth_17_proof__applies_taker_leaf_within_gas_target(engine, long_perp, leaf_for, post_root,
+                                                                             make_order, maker, mine):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
+    leaf_, proof = trees.account_proof(long_perp.address)
+    order, sig = make_order(maker, PERP, False, 10 * WAD, PRICE, order_nonce=77)
+    plain = engine.fill(order.as_args(), sig, WAD // 10, sender=long_perp).gas_used
+    # the leaf (nonce 1) is older than the book now (nonce 2): it applies with that fill's pending bound
+    inline = engine.fill_with_leaf(order.as_args(), sig, WAD // 10, leaf_.as_args(), proof, sender=long_perp).gas_used
+    print(f"\nfill {plain} gas; fill_with_leaf (depth 17) {inline} gas: +{inline - plain}")
+    assert inline - plain <= 40_000
+    # leaf 2,000 + two fills of 0.1 at the 6,000 long rate
+    assert engine.health(long_perp).im_wad == 2_000 * WAD + 2 * 600 * WAD
+
+
+def test_apply_leaf__older_nonce_after_trades__adds_their_pending_bounds(engine, long_perp, leaf_for, post_root,
+                                                                        trade, maker, keeper):
+    """A fill never voids a leaf in flight (a 1-wei fill by anyone included): the leaf applies
+    with the standalone rates of every trade since its nonce added."""
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    trade(maker, long_perp, PERP, -1, PRICE)  # a 1-wei fill
+    trade(maker, long_perp, PERP, -WAD // 2, PRICE)
+    trees = post_root([leaf, _filler(1)])
+    engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    h = engine.health(long_perp)
+    assert h.im_wad == 2_000 * WAD + 3_000 * WAD + 6_000  # + 0.5 and 1 wei at 6,000 per unit
+    assert h.mm_wad == 1_000 * WAD + 1_500 * WAD + 3_000
+
+
+def test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin(engine, long_perp, leaf_for, post_root,
+                                                                           trade, maker, attacker, keeper, mine):
+    """The account's margin rose (new root: IM 9,000); it front-runs with a 1-wei trade to keep
+    its lower applied margin. Anyone still applies the new leaf, which binds to the older nonce
+    plus the trade's bound."""
+    low = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    engine.apply_leaf(*_args(post_root([low, _filler(1)]), long_perp), sender=keeper)
+    high = leaf_for(long_perp, 9_000 * WAD, 4_500 * WAD)
+    trees = post_root([high, _filler(1)])
+    trade(maker, long_perp, PERP, -1, PRICE)
+    engine.apply_leaf(*_args(trees, long_perp), sender=attacker)
+    assert engine.health(long_perp).im_wad == 9_000 * WAD + 6_000
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(1_000 * USDC, sender=long_perp)
+
+
+def test_apply_leaf__another_book_at_same_nonce__reverts(engine, long_perp, leaf_for, post_root, keeper):
+    """A leaf computed for a different book at the same nonce (a reorged branch) never applies."""
+    other = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD, positions_hash=positions_hash([PERP], [2 * WAD]))
+    trees = post_root([other, _filler(1)])
+    with ape.reverts("engine: leaf for another book"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+
+
+def test_apply_leaf__future_nonce__reverts(engine, long_perp, leaf_for, post_root, keeper):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD, state_nonce=2)
+    with ape.reverts("engine: leaf for a future state nonce"):
+        engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
+
+
+def test_apply_leaf__older_than_last_reduction__reverts(engine, long_perp, leaf_for, post_root, trade, maker, keeper):
+    """A proportional shrink scales margins down without a pending bound: an older leaf plus
+    the counters' growth would overstate them, so it no longer applies."""
+    leaf = leaf_for(long_perp, 6_000 * WAD, 3_000 * WAD)
+    trade(maker, long_perp, PERP, WAD // 2, PRICE)  # the trader sells half: risk-reducing
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
+
+
+def test_apply_leaf__root_older_than_basis__reverts(engine, long_perp, leaf_for, post_root, attest, keeper, chain):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    ts = chain.blocks.head.timestamp
+    attest(long_perp, 5_000 * WAD, 2_500 * WAD)
+    trees = post_root([leaf, _filler(1)], timestamp=ts)
+    with ape.reverts("engine: leaf not newer than margin basis"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+
+
+def test_apply_leaf__twice__reverts(engine, long_perp, leaf_for, post_root, keeper):
+    trees = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)])
+    engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    with ape.reverts("engine: leaf not newer than margin basis"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+
+
+def test_apply_leaf__leaf_of_another_engine__reverts(engine, extension, long_perp, leaf_for, post_root, keeper):
+    other = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)], eng=extension)
+    with ape.reverts("oracle: no root for engine"):
+        engine.apply_leaf(*_args(other, long_perp), sender=keeper)
+    post_root([_filler(1), _filler(2)])
+    with ape.reverts("oracle: invalid proof"):
+        engine.apply_leaf(*_args(other, long_perp), sender=keeper)
+
+
+def test_apply_leaf__leaf_of_previous_epoch__reverts(engine, long_perp, leaf_for, post_root, keeper):
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    old = post_root([leaf, _filler(1)])
+    post_root([leaf, _filler(1)])
+    with ape.reverts("oracle: invalid proof"):
+        engine.apply_leaf(*_args(old, long_perp), sender=keeper)
+
+
+def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, long_perp, leaf_for, post_root, keeper,
+                                                                        mine, set_market, oracle):
+    engine.apply_leaf(*_args(post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)]), long_perp),
+                      sender=keeper)
+    mine(TRADING[3] + 1)
+    set_market()
+    isolated_im, _ = oracle.isolated_margins([PERP], [WAD])
+    free = engine.health(long_perp).equity_wad - isolated_im
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free // 10**12 + 1, sender=long_perp)
+    engine.withdraw(free // 10**12, sender=long_perp)
+
+
+def test_withdraw__no_keeper_ever__escape_hatch_frees_hedged_book(engine, fund, set_market, trade, trader, maker, mine,
+                                                                  oracle):
+    """No root, no attestation, ever: after max_attestation_age the hedged book is margined by
+    its isolated bound (both legs' standalone rates) and withdraws what that frees."""
+    fund(trader, 30_000 * USDC)
+    fund(maker, 100_000 * USDC)
+    set_market()
+    trade(maker, trader, PERP, -WAD, PRICE)
+    trade(maker, trader, FUTURE, WAD, 60_500 * WAD)
+    mine(TRADING[3] + 1)
+    set_market()
+    im, _ = oracle.isolated_margins([PERP, FUTURE], [WAD, -WAD])
+    free = engine.health(trader).equity_wad - im
+    assert free > 0
+    engine.withdraw(free // 10**12, sender=trader)
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(1, sender=trader)
+
+
+def test_liquidate__newest_leaf_applied_by_the_account__healthy(engine, fund, set_market, trade, trader, maker,
+                                                                liquidator, leaf_for, post_root):
+    """Liquidation acts on the applied margins; the newest root's leaf is applied by whoever
+    needs it: here the account itself, before a liquidator uses its older, higher MM."""
+    fund(trader, 7_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 50_000 * USDC)
+    set_market()
+    trade(trader, maker, PERP, WAD, PRICE)
+    set_market(marks={PERP: 55_000 * WAD})
+    assert engine.health(trader).liquidatable  # pending MM 3,000 > equity ~1,940
+    trees = post_root([leaf_for(trader, 2_000 * WAD, 1_000 * WAD), _filler(1)])
+    engine.apply_leaf(*_args(trees, trader), sender=trader)
+    with ape.reverts("engine: account is healthy"):
+        engine.liquidate(trader, WAD, 10**30, 1, sender=liquidator)
+
+
+def test_apply_leaf__empty_book__applies(engine, fund, trader, leaf_for, post_root, keeper):
+    fund(trader, 1_000 * USDC)
+    trees = post_root([leaf_for(trader, 0, 0), _filler(1)])
+    engine.apply_leaf(*_args(trees, trader), sender=keeper)
+    assert engine.account(trader).margin_basis_timestamp > 0
+    engine.withdraw(1_000 * USDC, sender=trader)
