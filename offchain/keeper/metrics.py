@@ -69,10 +69,12 @@ class KeeperMetrics:
 
 
 class MetricsServer:
-    """`/metrics` and `/health` on one port, served from a daemon thread."""
+    """`/metrics`, `/health` and `/proof/<account>` (the account's leaf and Merkle proof in
+    the latest epoch root, when the keeper is given a `proofs` function) on one port, served
+    from a daemon thread."""
 
     def __init__(self, metrics: KeeperMetrics, port: int, host: str = "127.0.0.1",
-                 max_lag_blocks: int = 5, max_cycle_age_s: float = 60.0):
+                 max_lag_blocks: int = 5, max_cycle_age_s: float = 60.0, proofs=None):
         metrics_ref = metrics
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,8 +84,11 @@ class MetricsServer:
                 elif self.path.startswith("/health"):
                     ok, status = metrics_ref.health(max_lag_blocks, max_cycle_age_s)
                     body, code, ctype = json.dumps(status).encode(), 200 if ok else 503, "application/json"
+                elif self.path.startswith("/proof/") and proofs is not None:
+                    body, code = _proof_response(proofs, self.path.removeprefix("/proof/").split("?")[0])
+                    ctype = "application/json"
                 else:
-                    body, code, ctype = b"not found: try /metrics or /health\n", 404, "text/plain"
+                    body, code, ctype = b"not found: try /metrics, /health or /proof/<account>\n", 404, "text/plain"
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -110,3 +115,14 @@ class MetricsServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _proof_response(proofs, account: str) -> tuple[bytes, int]:
+    """200 with the proof, 404 when the account has no leaf, 400 for a malformed address."""
+    try:
+        doc = proofs(account)
+    except UserError as exc:
+        return json.dumps({"error": str(exc)}).encode(), 400
+    if doc is None:
+        return json.dumps({"error": f"account: {account} has no leaf in the latest epoch root"}).encode(), 404
+    return json.dumps(doc).encode(), 200

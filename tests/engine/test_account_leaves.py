@@ -15,14 +15,26 @@ USDC = 10**6
 PRICE = 60_000 * WAD
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _deploy_first(engine, extension, oracle, leaf_for, post_root, set_market, fund, trade, make_order):
+    """Session deployments and fixtures before the first test's snapshot (ape isolation)."""
+
+
 @pytest.fixture
-def long_perp(engine, fund, set_market, trade, trader, maker):
-    """trader long 1 perp at 60k with 10k deposited (pending IM 6k, MM 3k); maker short, 100k."""
-    fund(trader, 10_000 * USDC)
+def fresh(accounts):
+    """An account no other test module trades with (module-scoped books of other modules
+    can outlive their module under ape's isolation)."""
+    return accounts[8]
+
+
+@pytest.fixture
+def long_perp(engine, fund, set_market, trade, fresh, maker):
+    """`fresh` long 1 perp at 60k with 10k deposited (pending IM 6k, MM 3k); maker short, 100k."""
+    fund(fresh, 10_000 * USDC)
     fund(maker, 100_000 * USDC)
     set_market()
-    trade(maker, trader, PERP, -WAD, PRICE)
-    return trader
+    trade(maker, fresh, PERP, -WAD, PRICE)
+    return fresh
 
 
 def _filler(i: int) -> AccountLeaf:
@@ -180,23 +192,23 @@ def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, l
     engine.withdraw(free // 10**12, sender=long_perp)
 
 
-def test_withdraw__no_keeper_ever__escape_hatch_frees_hedged_book(engine, fund, set_market, trade, trader, maker, mine,
+def test_withdraw__no_keeper_ever__escape_hatch_frees_hedged_book(engine, fund, set_market, trade, fresh, maker, mine,
                                                                   oracle):
     """No root, no attestation, ever: after max_attestation_age the hedged book is margined by
     its isolated bound (both legs' standalone rates) and withdraws what that frees."""
-    fund(trader, 30_000 * USDC)
+    fund(fresh, 30_000 * USDC)
     fund(maker, 100_000 * USDC)
     set_market()
-    trade(maker, trader, PERP, -WAD, PRICE)
-    trade(maker, trader, FUTURE, WAD, 60_500 * WAD)
+    trade(maker, fresh, PERP, -WAD, PRICE)
+    trade(maker, fresh, FUTURE, WAD, 60_500 * WAD)
     mine(TRADING[3] + 1)
     set_market()
     im, _ = oracle.isolated_margins([PERP, FUTURE], [WAD, -WAD])
-    free = engine.health(trader).equity_wad - im
+    free = engine.health(fresh).equity_wad - im
     assert free > 0
-    engine.withdraw(free // 10**12, sender=trader)
+    engine.withdraw(free // 10**12, sender=fresh)
     with ape.reverts("engine: below initial margin"):
-        engine.withdraw(1, sender=trader)
+        engine.withdraw(1, sender=fresh)
 
 
 def test_liquidate__newest_leaf_applied_by_the_account__healthy(engine, fund, set_market, trade, trader, maker,
@@ -222,3 +234,16 @@ def test_apply_leaf__empty_book__applies(engine, fund, trader, leaf_for, post_ro
     engine.apply_leaf(*_args(trees, trader), sender=keeper)
     assert engine.account(trader).margin_basis_timestamp > 0
     engine.withdraw(1_000 * USDC, sender=trader)
+
+
+def test_apply_leaf__proof_served_from_keeper_epoch_file__applies(engine, long_perp, leaf_for, post_root, keeper,
+                                                                  tmp_path):
+    """What the keeper writes per epoch (and serves at /proof/<account>) is what the engine takes."""
+    from offchain.keeper.roots import EpochStore, leaf_args, proof_for
+
+    trees = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1), _filler(2)])
+    store = EpochStore(tmp_path)
+    store.write(trees, trees.root_message(timestamp=1, deadline=2, params_hash=b"\x01" * 32), [])
+    leaf, proof = leaf_args(proof_for(EpochStore(tmp_path), engine.address, long_perp.address))
+    engine.apply_leaf(leaf, proof, sender=keeper)
+    assert engine.health(long_perp).im_wad == 2_000 * WAD
