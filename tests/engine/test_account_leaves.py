@@ -20,6 +20,14 @@ def _deploy_first(engine, extension, oracle, leaf_for, post_root, set_market, fu
     """Session deployments and fixtures before the first test's snapshot (ape isolation)."""
 
 
+@pytest.fixture(autouse=True)
+def _isolated(chain):
+    """Each test in its own snapshot, whatever ape's per-test isolation inherited from modules
+    with module-scoped books run before this one."""
+    with chain.isolate():
+        yield
+
+
 @pytest.fixture
 def fresh(accounts):
     """An account no other test module trades with (module-scoped books of other modules
@@ -28,13 +36,19 @@ def fresh(accounts):
 
 
 @pytest.fixture
-def long_perp(engine, fund, set_market, trade, fresh, maker):
-    """`fresh` long 1 perp at 60k with 10k deposited (pending IM 6k, MM 3k); maker short, 100k."""
-    fund(fresh, 10_000 * USDC)
-    fund(maker, 100_000 * USDC)
-    set_market()
-    trade(maker, fresh, PERP, -WAD, PRICE)
-    return fresh
+def open_long(engine, fund, set_market, trade, fresh, maker):
+    """open_long() -> `fresh` long 1 perp at 60k with 10k deposited (pending IM 6k, MM 3k);
+    maker short, 100k. A factory, called in the test body: ape re-runs state-changing
+    function fixtures when it rebases isolation after modules with module-scoped books."""
+
+    def _open():
+        fund(fresh, 10_000 * USDC)
+        fund(maker, 100_000 * USDC)
+        set_market()
+        trade(maker, fresh, PERP, -WAD, PRICE)
+        return fresh
+
+    return _open
 
 
 def _filler(i: int) -> AccountLeaf:
@@ -44,7 +58,8 @@ def _filler(i: int) -> AccountLeaf:
                        short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
 
 
-def test_apply_leaf__current_book__sets_margins_basis_and_logs(engine, long_perp, leaf_for, post_root, keeper, oracle):
+def test_apply_leaf__current_book__sets_margins_basis_and_logs(engine, open_long, leaf_for, post_root, keeper, oracle):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     trees = post_root([leaf, _filler(1), _filler(2)])
     tx = engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
@@ -65,8 +80,9 @@ def _args(trees, account):
     return leaf.as_args(), proof
 
 
-def test_withdraw_with_leaf__depth_17_proof__applies_inline_within_gas_target(engine, long_perp, leaf_for, post_root,
+def test_withdraw_with_leaf__depth_17_proof__applies_inline_within_gas_target(engine, open_long, leaf_for, post_root,
                                                                              trade, maker, fund, taker):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
     leaf_, proof = trees.account_proof(long_perp.address)
@@ -78,8 +94,9 @@ def test_withdraw_with_leaf__depth_17_proof__applies_inline_within_gas_target(en
     assert engine.health(long_perp).im_wad == 2_000 * WAD
 
 
-def test_fill_with_leaf__depth_17_proof__applies_taker_leaf_within_gas_target(engine, long_perp, leaf_for, post_root,
+def test_fill_with_leaf__depth_17_proof__applies_taker_leaf_within_gas_target(engine, open_long, leaf_for, post_root,
                                                                              make_order, maker, mine):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
     leaf_, proof = trees.account_proof(long_perp.address)
@@ -93,10 +110,11 @@ def test_fill_with_leaf__depth_17_proof__applies_taker_leaf_within_gas_target(en
     assert engine.health(long_perp).im_wad == 2_000 * WAD + 2 * 600 * WAD
 
 
-def test_apply_leaf__older_nonce_after_trades__adds_their_pending_bounds(engine, long_perp, leaf_for, post_root,
+def test_apply_leaf__older_nonce_after_trades__adds_their_pending_bounds(engine, open_long, leaf_for, post_root,
                                                                         trade, maker, keeper):
     """A fill never voids a leaf in flight (a 1-wei fill by anyone included): the leaf applies
     with the standalone rates of every trade since its nonce added."""
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     trade(maker, long_perp, PERP, -1, PRICE)  # a 1-wei fill
     trade(maker, long_perp, PERP, -WAD // 2, PRICE)
@@ -107,11 +125,12 @@ def test_apply_leaf__older_nonce_after_trades__adds_their_pending_bounds(engine,
     assert h.mm_wad == 1_000 * WAD + 1_500 * WAD + 3_000
 
 
-def test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin(engine, long_perp, leaf_for, post_root,
+def test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin(engine, open_long, leaf_for, post_root,
                                                                            trade, maker, attacker, keeper, mine):
     """The account's margin rose (new root: IM 9,000); it front-runs with a 1-wei trade to keep
     its lower applied margin. Anyone still applies the new leaf, which binds to the older nonce
     plus the trade's bound."""
+    long_perp = open_long()
     low = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     engine.apply_leaf(*_args(post_root([low, _filler(1)]), long_perp), sender=keeper)
     high = leaf_for(long_perp, 9_000 * WAD, 4_500 * WAD)
@@ -123,30 +142,34 @@ def test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin(eng
         engine.withdraw(1_000 * USDC, sender=long_perp)
 
 
-def test_apply_leaf__another_book_at_same_nonce__reverts(engine, long_perp, leaf_for, post_root, keeper):
+def test_apply_leaf__another_book_at_same_nonce__reverts(engine, open_long, leaf_for, post_root, keeper):
     """A leaf computed for a different book at the same nonce (a reorged branch) never applies."""
+    long_perp = open_long()
     other = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD, positions_hash=positions_hash([PERP], [2 * WAD]))
     trees = post_root([other, _filler(1)])
     with ape.reverts("engine: leaf for another book"):
         engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
 
 
-def test_apply_leaf__future_nonce__reverts(engine, long_perp, leaf_for, post_root, keeper):
+def test_apply_leaf__future_nonce__reverts(engine, open_long, leaf_for, post_root, keeper):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD, state_nonce=2)
     with ape.reverts("engine: leaf for a future state nonce"):
         engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
 
 
-def test_apply_leaf__older_than_last_reduction__reverts(engine, long_perp, leaf_for, post_root, trade, maker, keeper):
+def test_apply_leaf__older_than_last_reduction__reverts(engine, open_long, leaf_for, post_root, trade, maker, keeper):
     """A proportional shrink scales margins down without a pending bound: an older leaf plus
     the counters' growth would overstate them, so it no longer applies."""
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 6_000 * WAD, 3_000 * WAD)
     trade(maker, long_perp, PERP, WAD // 2, PRICE)  # the trader sells half: risk-reducing
     with ape.reverts("engine: leaf older than the book's last reduction"):
         engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
 
 
-def test_apply_leaf__root_older_than_basis__reverts(engine, long_perp, leaf_for, post_root, attest, keeper, chain):
+def test_apply_leaf__root_older_than_basis__reverts(engine, open_long, leaf_for, post_root, attest, keeper, chain):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     ts = chain.blocks.head.timestamp
     attest(long_perp, 5_000 * WAD, 2_500 * WAD)
@@ -155,14 +178,16 @@ def test_apply_leaf__root_older_than_basis__reverts(engine, long_perp, leaf_for,
         engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
 
 
-def test_apply_leaf__twice__reverts(engine, long_perp, leaf_for, post_root, keeper):
+def test_apply_leaf__twice__reverts(engine, open_long, leaf_for, post_root, keeper):
+    long_perp = open_long()
     trees = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)])
     engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
     with ape.reverts("engine: leaf not newer than margin basis"):
         engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
 
 
-def test_apply_leaf__leaf_of_another_engine__reverts(engine, extension, long_perp, leaf_for, post_root, keeper):
+def test_apply_leaf__leaf_of_another_engine__reverts(engine, extension, open_long, leaf_for, post_root, keeper):
+    long_perp = open_long()
     other = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)], eng=extension)
     with ape.reverts("oracle: no root for engine"):
         engine.apply_leaf(*_args(other, long_perp), sender=keeper)
@@ -171,7 +196,8 @@ def test_apply_leaf__leaf_of_another_engine__reverts(engine, extension, long_per
         engine.apply_leaf(*_args(other, long_perp), sender=keeper)
 
 
-def test_apply_leaf__leaf_of_previous_epoch__reverts(engine, long_perp, leaf_for, post_root, keeper):
+def test_apply_leaf__leaf_of_previous_epoch__reverts(engine, open_long, leaf_for, post_root, keeper):
+    long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
     old = post_root([leaf, _filler(1)])
     post_root([leaf, _filler(1)])
@@ -179,8 +205,9 @@ def test_apply_leaf__leaf_of_previous_epoch__reverts(engine, long_perp, leaf_for
         engine.apply_leaf(*_args(old, long_perp), sender=keeper)
 
 
-def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, long_perp, leaf_for, post_root, keeper,
+def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, open_long, leaf_for, post_root, keeper,
                                                                         mine, set_market, oracle):
+    long_perp = open_long()
     engine.apply_leaf(*_args(post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)]), long_perp),
                       sender=keeper)
     mine(TRADING[3] + 1)
@@ -236,9 +263,10 @@ def test_apply_leaf__empty_book__applies(engine, fund, trader, leaf_for, post_ro
     engine.withdraw(1_000 * USDC, sender=trader)
 
 
-def test_apply_leaf__proof_served_from_keeper_epoch_file__applies(engine, long_perp, leaf_for, post_root, keeper,
+def test_apply_leaf__proof_served_from_keeper_epoch_file__applies(engine, open_long, leaf_for, post_root, keeper,
                                                                   tmp_path):
     """What the keeper writes per epoch (and serves at /proof/<account>) is what the engine takes."""
+    long_perp = open_long()
     from offchain.keeper.roots import EpochStore, leaf_args, proof_for
 
     trees = post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1), _filler(2)])
