@@ -36,6 +36,10 @@ MAX_LEGS: public(constant(uint256)) = 32
 MAX_UNITS: public(constant(uint256)) = 8
 MAX_TAIL_MOVES: public(constant(uint256)) = 16
 MAX_COEFFICIENTS: public(constant(uint256)) = 32
+# Merkle proof depth of a market leaf (RiskOracle MAX_PROOF).
+MAX_PROOF: public(constant(uint256)) = 32
+SECONDS_PER_YEAR: constant(uint256) = 365 * 86_400
+KIND_PERPETUAL: constant(uint8) = 1
 MODE_MATRIX: public(constant(uint8)) = 0
 MODE_SPAN16: public(constant(uint8)) = 1
 DAYS_PER_YEAR: constant(uint256) = 365
@@ -136,8 +140,35 @@ struct Unit:
     floor: uint256
 
 
+# One instrument's model inputs in an epoch's market root (RiskOracle `MarketLeaf`, same
+# ABI layout).
+struct MarketLeaf:
+    instrument_id: uint256
+    kind: uint256
+    underlying: bytes32
+    strike_wad: uint256
+    expiry: uint256
+    contract_size_wad: uint256
+    spot_wad: uint256
+    forward_wad: uint256
+    vol_wad: uint256
+    rate_wad: int256
+    mark_wad: int256
+    im_long_wad: uint256
+    im_short_wad: uint256
+    mm_long_wad: uint256
+    mm_short_wad: uint256
+
+
+interface Oracle:
+    def verify_market_leaf(engine: address, leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF]) -> uint256: view
+    def params_hash() -> bytes32: view
+
+
 #### STORAGE ####
 
+# RiskOracle holding each engine's epoch roots (their market roots feed `check_market`).
+oracle: public(immutable(address))
 
 # Content hash of the risk-parameter file (sha256 of its canonical JSON).
 params_hash: public(immutable(bytes32))
@@ -155,9 +186,11 @@ _row: HashMap[bytes32, uint256]
 #### CONSTRUCTOR ####
 
 @deploy
-def __init__(params_hash_: bytes32, generator_: Generator,
+def __init__(oracle_: address, params_hash_: bytes32, generator_: Generator,
              coefficients_: DynArray[Coefficients, MAX_COEFFICIENTS]):
     """
+    @param oracle_ The RiskOracle whose market roots `check_market` reads (may be empty:
+           then only `check` is usable).
     @param params_hash_ The parameter file's content hash.
     @param generator_ The set-wide scenario generator and aggregation parameters (WAD).
     @param coefficients_ One resolved row per underlying symbol (and DEFAULT_SYMBOL for
@@ -188,6 +221,7 @@ def __init__(params_hash_: bytes32, generator_: Generator,
         self._coefficients.append(c)
         self._row[c.symbol] = len(self._coefficients)
     GENERATOR = generator_
+    oracle = oracle_
     params_hash = params_hash_
     generator_hash = keccak256(abi_encode(generator_, coefficients_))
     n_scenarios = count
@@ -253,7 +287,68 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
     return self._check(legs, units, scenarios, joint_scenario)
 
 
+@external
+@view
+def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
+                 leaves: DynArray[MarketLeaf, MAX_LEGS],
+                 proofs: DynArray[DynArray[bytes32, MAX_PROOF], MAX_LEGS],
+                 units: DynArray[bytes32, MAX_UNITS], scenarios: DynArray[uint256, MAX_UNITS],
+                 joint_scenario: uint256) -> Check:
+    """
+    @notice `check` with every leg's market inputs taken from `engine`'s current epoch
+            market root: each leaf is verified by the oracle (proof, root under the current
+            parameter set, which must be this verifier's), its tenor is its expiry minus the
+            root's signed timestamp.
+    @dev The caller supplies the sizes and must tie them to the book it judges (the
+         engine's positions, or an account leaf's positions hash): a book with a position
+         left out is a different book.
+    @param engine The MarginEngine whose root holds the market leaves.
+    @param sizes The signed size of each position (WAD), aligned with `leaves`.
+    @param leaves One market leaf per position.
+    @param proofs One Merkle proof per leaf.
+    @param units The book's underlyings, distinct; each leaf's underlying must be listed.
+    @param scenarios The scenario index named for each unit.
+    @param joint_scenario The scenario of the decorrelated joint term.
+    @return Check As `check`.
+    """
+    assert oracle != empty(address), "ScenarioVerifier: no oracle"
+    assert staticcall Oracle(oracle).params_hash() == params_hash, "ScenarioVerifier: oracle runs another params set"
+    assert len(sizes) == len(leaves) and len(proofs) == len(leaves), "ScenarioVerifier: one size and one proof per leaf expected"
+    legs: DynArray[Leg, MAX_LEGS] = []
+    for i: uint256 in range(len(leaves), bound=MAX_LEGS):
+        leaf: MarketLeaf = leaves[i]
+        signed_at: uint256 = staticcall Oracle(oracle).verify_market_leaf(engine, leaf, proofs[i])
+        legs.append(self._leg(leaf, sizes[i], units, signed_at))
+    return self._check(legs, units, scenarios, joint_scenario)
+
+
 #### INTERNAL ####
+
+@internal
+@pure
+def _leg(leaf: MarketLeaf, size: int256, units: DynArray[bytes32, MAX_UNITS],
+         signed_at: uint256) -> Leg:
+    """
+    @dev A leg from a market leaf: unit by underlying, tenor in years from the root time,
+         a perpetual's forward at its spot (as the engine resolves it).
+    """
+    assert leaf.kind <= 3, "ScenarioVerifier: unknown kind"
+    out: Leg = Leg(
+        size_wad=size, kind=convert(leaf.kind, uint8), unit=MAX_UNITS, fwd_wad=leaf.forward_wad,
+        spot_wad=leaf.spot_wad, strike_wad=leaf.strike_wad, tenor_wad=0, vol_wad=leaf.vol_wad,
+        rate_wad=leaf.rate_wad, contract_size_wad=leaf.contract_size_wad)
+    for u: uint256 in range(len(units), bound=MAX_UNITS):
+        if units[u] == leaf.underlying:
+            out.unit = u
+            break
+    assert out.unit < MAX_UNITS, "ScenarioVerifier: leaf underlying not among units"
+    if out.kind == KIND_PERPETUAL:
+        out.fwd_wad = leaf.spot_wad
+    else:
+        assert leaf.expiry > signed_at, "ScenarioVerifier: instrument expired at the root"
+        out.tenor_wad = (leaf.expiry - signed_at) * WAD // SECONDS_PER_YEAR
+    return out
+
 
 @internal
 @view

@@ -23,9 +23,13 @@ SPOTS = {"BTC": 65_000.0, "ETH": 3_500.0, "SOL": 150.0}   # SOL uses the `defaul
 TENORS = (7 / 365, 30 / 365, 90 / 365)
 
 
-def deploy_verifier(params):
+ZERO = "0x" + "00" * 20
+
+
+def deploy_verifier(params, oracle: str = ZERO):
+    """A verifier for `params`; `oracle` only matters to `check_market`."""
     generator, rows = verifier_config(params)
-    return boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"),
+    return boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle,
                     params_hash_bytes(params), generator, rows)
 
 
