@@ -641,7 +641,8 @@ def _trade_side(
          IM rate of its mark, and a side that trades worse than the mark (value leaves its
          account) needs what a withdrawal needs: no pause, fresh marks and margin basis, and
          equity >= IM afterwards. Only a side trading at or better than the mark may reduce
-         without fresh data, and then only if its shortfall does not deepen.
+         without fresh data, and then only if its shortfall does not deepen (a book in
+         deficit: on marks within max_liquidation_price_age).
     """
     header: uint256 = core._header[account]
     n: uint256 = core._count(header)
@@ -692,6 +693,11 @@ def _trade_side(
     equity_before: int256 = 0
     if reducing:
         equity_before = core._equity(account, cash_before, ids, marks, findex)
+        # a book in deficit passes its loss to the insurance fund as it reduces: only at
+        # marks a liquidation would accept (else, on marks of any age, its owner could
+        # crystallise an old deficit after the price has recovered)
+        if equity_before < 0:
+            assert block.timestamp <= marks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
     if not reducing:
         assert active, "engine: instrument not active"
     if pays_away or not reducing:
