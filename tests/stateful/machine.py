@@ -539,7 +539,9 @@ class EngineMachine(RuleBasedStateMachine):
                 self._post_market()
         view = self.s.account(va)
         before_l = self.s.health(la)
-        e0, _, mm0, liq0 = healths[va]
+        # read after the auction's wait: funding accrued meanwhile moves the equity that
+        # caps the discount
+        e0, _, mm0, liq0 = self.s.health(va)
         fraction = frac_bps * WAD // BPS
         res = self.s.call(self.engine, "liquidate", va, fraction, 2**255 - 1, view.state_nonce, sender=la)
         if not self.expect(res, LIQUIDATE_REASONS, f"liquidate {va[:8]} by {liquidator} f={fraction}"):
