@@ -26,9 +26,14 @@ SHOTS = REPO_ROOT / "out" / "browser"
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run",
         "--disable-gpu", "--disable-sync"]
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).is_file() or not STATIC.is_file(),
-    reason="needs Debian's chromium and the built web app: run `make install`")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def browser_installed():
+    """`make install` installs both; a missing one fails loudly instead of skipping the suite."""
+    missing = [str(p) for p in (Path(CHROMIUM), STATIC) if not p.is_file()]
+    if missing:
+        pytest.fail(f"browser tests need {', '.join(missing)}: run `make install`")
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 from offchain.risk.backtest import REFERENCE_BOOKS, backtest_book, realised_vol
 
-SHARED_DATA = DATA_DIR
-
 
 def _path(n=120, crash_day=80, crash=-0.30, seed=1):
     rng = np.random.default_rng(seed)
@@ -75,8 +73,7 @@ def test_backtest_cli__empty_data_dir__exits_2_naming_option(tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="data/ not present")
 def test_backtest_cli__shared_data__covers_most_days_and_flags_march_2020(capsys):
-    assert main(["backtest", "--data", str(SHARED_DATA), "--chart", ""]) == 0
+    assert main(["backtest", "--data", str(DATA_DIR), "--chart", ""]) == 0
     out = capsys.readouterr().out
     assert "naked long perp" in out and "2020-03-12" in out and "BTC/ETH" in out

@@ -35,7 +35,6 @@ def test_calibrated_smile__call_prices__convex_and_decreasing_in_strike(name):
         assert np.all(np.diff(c, 2) > -1e-9)     # no butterfly arbitrage on the grid
 
 
-@pytest.mark.skipif(not DATA_DIR.is_dir(), reason="data/ not present")
 def test_calibrate_ssvi__shipped_history__gives_the_bundled_parameters():
     series = load_series(DATA_DIR)
     for name, (rho, eta) in CALIBRATED.items():
