@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "positions": ("positions", "an account's positions, equity, margins and what it may withdraw"),
     "history": ("history", "an account's fills, liquidations, settlements, deposits and withdrawals"),
     "report": ("report", "an account's margin report: scenarios, binding loss, chart"),
+    "rebuild": ("rebuild", "rebuild an epoch root from the chain and the params file, compare with the posted one"),
+    "verify": ("verify", "rebuild the epoch and check one account's leaf (and the keeper's) field by field"),
 }
 
 

@@ -129,11 +129,14 @@ def _checksummed(v):
     return v
 
 
-def batch_call(w3: Web3, calls: list) -> list:
+def batch_call(w3: Web3, calls: list, block: int | str = "latest") -> list:
     """Run contract-function calls (`contract.functions.f(args)`) as raw JSON-RPC eth_call
     batches, encoded and decoded with eth_abi directly (web3's per-call encoding and
     decoding cost ~5 ms a call, most of a keeper cycle's read time). Results come back in
-    order, as web3 would return them: one output as itself, several as a list."""
+    order, as web3 would return them: one output as itself, several as a list. `block`: a
+    block number reads the state after that block (the node must hold it: an archive node,
+    or a full node within its pruning window)."""
+    tag = block if isinstance(block, str) else hex(int(block))
     out: list = []
     for i in range(0, len(calls), READ_BATCH):
         chunk = calls[i:i + READ_BATCH]
@@ -141,7 +144,7 @@ def batch_call(w3: Web3, calls: list) -> list:
         for c in chunk:
             data = function_abi_to_4byte_selector(c.abi) + abi_encode(
                 [abi_type(x) for x in c.abi["inputs"]], list(c.args))
-            requests.append(("eth_call", [{"to": c.address, "data": "0x" + data.hex()}, "latest"]))
+            requests.append(("eth_call", [{"to": c.address, "data": "0x" + data.hex()}, tag]))
         replies = w3.provider.make_batch_request(requests)
         if not isinstance(replies, list):
             raise UserError(f"rpc batch refused: {replies.get('error', replies)}")
@@ -154,11 +157,11 @@ def batch_call(w3: Web3, calls: list) -> list:
     return out
 
 
-def read_account_list(dep: Deployment, start: int = 0) -> list[str]:
+def read_account_list(dep: Deployment, start: int = 0, block: int | str = "latest") -> list[str]:
     """Every account that ever held a position, from index `start` (the engine's own list)."""
-    count = dep.engine.functions.account_count().call()
+    count = dep.engine.functions.account_count().call(block_identifier=block)
     calls = [dep.engine.functions.account_at(i) for i in range(start, count)]
-    return list(batch_call(dep.w3, calls))
+    return list(batch_call(dep.w3, calls, block))
 
 
 # AccountView field order that book.apply_views reads positionally (checked against the ABI)
@@ -178,11 +181,7 @@ def check_account_view(engine: Contract) -> None:
 def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "latest") -> list[tuple]:
     """AccountView tuples: (cash, state_nonce, [(id, size, funding)], att_im, att_mm, att_ts,
     pend_im, pend_mm, basis_ts, liquidatable_since)."""
-    calls = [dep.engine.functions.account(a) for a in addresses]
-    if block != "latest":
-        # batch.add does not take a block identifier; fall back to plain calls for history
-        return [dep.engine.functions.account(a).call(block_identifier=block) for a in addresses]
-    return batch_call(dep.w3, calls)
+    return batch_call(dep.w3, [dep.engine.functions.account(a) for a in addresses], block)
 
 
 def call_named(contract, fn: str, *args) -> dict:

@@ -81,3 +81,51 @@ def who(args) -> str:
 
 def day(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def add_epoch_arguments(parser) -> None:
+    """The chain options of the commands that rebuild an epoch root (rebuild, verify, watch):
+    --rpc/--engine or a devnet-style --deployment file, --params, --epoch-file."""
+    add_chain_arguments(parser, wallet=False)
+    group = parser.add_argument_group("epoch data")
+    group.add_argument("--deployment", metavar="FILE",
+                       help="deployment.json (as `netmargin devnet` writes it): its rpc_url and engine "
+                            "address replace --rpc and --engine")
+    group.add_argument("--params", metavar="NAME_OR_FILE",
+                       help="risk parameter file of the root's params_hash (default: the bundled set "
+                            "whose hash the oracle held when the root was posted)")
+    group.add_argument("--epoch-file", metavar="FILE",
+                       help="a keeper's epoch-<n>.json: compared leaf by leaf, and the source of the "
+                            "state block and market leaves when the chain has no EpochDataPublished log")
+
+
+def deployment(args):
+    """The Deployment of --deployment, else of --rpc/--engine (read-only)."""
+    import json
+    from pathlib import Path
+
+    from web3 import HTTPProvider, Web3
+
+    from offchain.chain.contracts import connect
+    from offchain.errors import UserError
+    rpc, engine = args.rpc, args.engine
+    if getattr(args, "deployment", None):
+        try:
+            doc = json.loads(Path(args.deployment).read_text())
+            rpc, engine = doc["rpc_url"], doc["contracts"]["engine"]["address"]
+        except OSError as exc:
+            raise UserError(f"--deployment: cannot read {args.deployment!r}: {exc.strerror}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"--deployment: {args.deployment!r} is not a deployment.json with rpc_url and "
+                            f"contracts.engine.address ({exc})") from exc
+    if not engine:
+        raise UserError("engine: missing; pass --engine (or NETMARGIN_ENGINE) or --deployment")
+    w3 = Web3(HTTPProvider(rpc, request_kwargs={"timeout": 60}))
+    if not w3.is_connected():
+        raise UserError(f"rpc: no node answers at {rpc}; start one or pass the right URL (--rpc, "
+                        "NETMARGIN_RPC or --deployment)")
+    return connect(w3, engine)
+
+
+def hexs(b: bytes) -> str:
+    return "0x" + bytes(b).hex()

@@ -1,0 +1,294 @@
+"""Rebuild a posted epoch root from public data alone and compare it with the chain.
+
+    root = find_root(dep, epoch)                 # the RootPosted log (latest epoch if None)
+    published = read_publication(dep, root)      # market leaves + state block the root names
+    result = rebuild_epoch(dep, params, root, published)
+    result.matches                               # both roots and the account count agree
+    result.trees.account_proof(account)          # our leaf and proof for any account
+
+Every account leaf is recomputed by offchain.chain.epoch_leaves, the function the keeper
+signs with, from the chain's own state at the root's state block (`account(a)` and
+`pending_total(a)` of every account in the engine's list) and the published market leaves;
+the params file must be the one whose hash the oracle held when the root was posted. Nothing
+here trusts the keeper: its files and HTTP answers are only compared against (`leaf_diff`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+from eth_abi import decode as abi_decode
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+
+from offchain.chain.contracts import (
+    Deployment,
+    abi_type,
+    batch_call,
+    read_account_list,
+    read_accounts,
+)
+from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
+from offchain.chain.leaves import AccountLeaf, MarketLeaf
+from offchain.chain.roots import EpochTrees
+from offchain.errors import UserError
+from offchain.risk import Params
+
+
+@dataclass(frozen=True)
+class PostedRoot:
+    """One `RootPosted` log, with the params hash the oracle held at its block."""
+
+    engine: str
+    epoch: int
+    signed_at: int
+    accounts_root: bytes
+    market_root: bytes
+    account_count: int
+    params_hash: bytes
+    block: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the root's publisher put on chain besides the root: the block whose state the
+    account leaves describe, and every market leaf."""
+
+    state_block: int
+    market_leaves: list[MarketLeaf]
+    source: str = ""
+
+
+def _event_abi(contract, name: str) -> dict:
+    for item in contract.abi:
+        if item.get("type") == "event" and item["name"] == name:
+            return item
+    raise UserError(f"{contract.address}: its ABI has no event {name}; this checkout's contracts are "
+                    "older than the deployment's")
+
+
+def _logs(dep: Deployment, contract, name: str, topics: list[str], from_block: int = 0) -> list[tuple[dict, dict]]:
+    """(log, decoded non-indexed arguments) of `name` logs matching `topics` after topic0."""
+    abi = _event_abi(contract, name)
+    data = [i for i in abi["inputs"] if not i["indexed"]]
+    logs = dep.w3.eth.get_logs({"address": contract.address, "fromBlock": from_block, "toBlock": "latest",
+                                "topics": ["0x" + event_abi_to_log_topic(abi).hex(), *topics]})
+    return [(log, dict(zip([i["name"] for i in data], abi_decode([abi_type(i) for i in data], bytes(log["data"])),
+                           strict=True))) for log in logs]
+
+
+def _topic_uint(n: int) -> str:
+    return "0x" + int(n).to_bytes(32, "big").hex()
+
+
+def _topic_address(a: str) -> str:
+    return "0x" + bytes(12).hex() + a.lower().removeprefix("0x")
+
+
+def find_root(dep: Deployment, epoch: int | None = None, from_block: int = 0) -> PostedRoot:
+    """The engine's `RootPosted` log for `epoch` (the latest root when None)."""
+    topics = [_topic_address(dep.engine.address)]
+    if epoch is not None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise UserError(f"--epoch: expected a non-negative integer, got {epoch!r}")
+        topics.append(_topic_uint(epoch))
+    logs = _logs(dep, dep.oracle, "RootPosted", topics, from_block)
+    if not logs:
+        if epoch is None:
+            raise UserError(f"no root posted: the oracle {dep.oracle.address} holds no RootPosted log "
+                            f"for engine {dep.engine.address}")
+        latest = dep.oracle.functions.epoch_root(dep.engine.address).call()
+        raise UserError(f"--epoch: no root posted for epoch {epoch} of engine {dep.engine.address} "
+                        f"(latest epoch posted: {latest[0] if latest[1] else 'none'})")
+    log, values = logs[-1]
+    block = int(log["blockNumber"])
+    return PostedRoot(
+        engine=dep.engine.address, epoch=int.from_bytes(bytes(log["topics"][2]), "big"),
+        signed_at=int(values["signed_at"]), accounts_root=bytes(values["accounts_root"]),
+        market_root=bytes(values["market_root"]), account_count=int(values["account_count"]),
+        params_hash=bytes(dep.oracle.functions.params_hash().call(block_identifier=block)),
+        block=block, tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"))
+
+
+def read_publications(dep: Deployment, root: PostedRoot) -> list[Publication]:
+    """Every `EpochDataPublished` log of the root's engine and epoch that names the root's
+    two roots, oldest first (the oracle checked its market leaves against the market root
+    and the signers' threshold over its state block)."""
+    if not any(i.get("type") == "event" and i["name"] == "EpochDataPublished" for i in dep.oracle.abi):
+        return []   # an oracle that predates published epoch data: only an epoch file can help
+    topics = [_topic_address(root.engine), _topic_uint(root.epoch)]
+    out = []
+    for log, v in _logs(dep, dep.oracle, "EpochDataPublished", topics, root.block):
+        if bytes(v["accounts_root"]) == root.accounts_root and bytes(v["market_root"]) == root.market_root:
+            out.append(Publication(int(v["state_block"]), [MarketLeaf(*m) for m in v["market_leaves"]],
+                                   source=f"EpochDataPublished in block {int(log['blockNumber'])}"))
+    return out
+
+
+def publication_from_file(doc: dict, root: PostedRoot, where: str) -> Publication:
+    """The state block and market leaves of a keeper's epoch file, for a root whose data
+    was never published on chain. The market leaves are checked against the chain's market
+    root here; the state block is checked by the rebuild itself (another block's books
+    give another accounts root)."""
+    try:
+        state_block = int(doc["state_block"])
+        leaves = [MarketLeaf.from_dict(d) for d in doc["market_leaves"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: not a keeper epoch file with state_block and market_leaves ({exc})") from exc
+    got = EpochTrees.build(root.engine, root.epoch, [], leaves).market.root
+    if got != root.market_root:
+        raise UserError(f"{where}: its market leaves give market root 0x{got.hex()}, the chain's root of "
+                        f"epoch {root.epoch} is 0x{root.market_root.hex()}")
+    return Publication(state_block, leaves, source=where)
+
+
+def check_params(params: Params, root: PostedRoot) -> None:
+    """The params file must be the one the root was signed under (the oracle refuses a root
+    posted with another hash, so the oracle's hash at the root's block is the root's)."""
+    if params.hash != "0x" + root.params_hash.hex():
+        raise UserError(f"params: {params.label} has hash {params.hash}, the root of epoch {root.epoch} "
+                        f"was posted under params_hash 0x{root.params_hash.hex()}; pass that parameter "
+                        "file with --params")
+
+
+@dataclass(frozen=True)
+class EpochBooks:
+    """Every account of the engine's list and its book at one block."""
+
+    block: int
+    addresses: list[str]
+    state_nonces: list[int]
+    books_wad: list[dict[int, int]]   # instrument id -> size WAD
+    pending_totals: list[int]
+
+
+def read_books(dep: Deployment, block: int) -> EpochBooks:
+    """`account(a)` and `pending_total(a)` of every account at `block` (batched eth_calls)."""
+    addresses = [to_checksum_address(a) for a in read_account_list(dep, block=block)]
+    views = read_accounts(dep, addresses, block) if addresses else []
+    totals = batch_call(dep.w3, [dep.engine.functions.pending_total(a) for a in addresses], block)
+    return EpochBooks(block, addresses, [int(v[1]) for v in views],
+                      [{int(i): int(q) for i, q, _f in v[2] if int(q)} for v in views], [int(t) for t in totals])
+
+
+@dataclass
+class Rebuild:
+    root: PostedRoot
+    publication: Publication
+    books: EpochBooks
+    trees: EpochTrees
+    # (instrument id, field, published, recomputed) where a market leaf's mark or per-unit
+    # rates are not what its own inputs give
+    market_errors: list[tuple[int, str, int, int]]
+
+    @property
+    def accounts_root_ok(self) -> bool:
+        return self.trees.accounts.root == self.root.accounts_root
+
+    @property
+    def market_root_ok(self) -> bool:
+        return self.trees.market.root == self.root.market_root
+
+    @property
+    def count_ok(self) -> bool:
+        return len(self.trees.account_leaves) == self.root.account_count
+
+    @property
+    def matches(self) -> bool:
+        return self.accounts_root_ok and self.market_root_ok and self.count_ok and not self.market_errors
+
+    def leaf(self, account: str) -> AccountLeaf:
+        if not self.trees.has_account(account):
+            raise UserError(f"account: {account} has no leaf in epoch {self.root.epoch} (not in the engine's "
+                            f"account list at the state block {self.publication.state_block})")
+        return self.trees.account_proof(account)[0]
+
+
+def rebuild_epoch(dep: Deployment, params: Params, root: PostedRoot, publication: Publication) -> Rebuild:
+    """Recompute every account leaf and both trees for `root` (raises UserError on a params
+    file other than the root's)."""
+    check_params(params, root)
+    if publication.state_block > root.block:
+        raise UserError(f"state_block: {publication.state_block} is after the root's block {root.block}; "
+                        "a root can only describe state that existed when it was posted")
+    market = MarketInputs.from_leaves(params, publication.market_leaves, root.signed_at)
+    books = read_books(dep, publication.state_block)
+    leaves = epoch_account_leaves(market, books.addresses, books.state_nonces, books.books_wad,
+                                  books.pending_totals)
+    trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves)
+    return Rebuild(root, publication, books, trees, market_errors(market, publication.market_leaves))
+
+
+def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, int, int]]:
+    """Fields of the market leaves that their own inputs contradict (mark, per-unit rates)."""
+    expected = market.leaf_outputs()
+    out = []
+    for leaf in sorted(leaves, key=lambda m: m.instrument_id):
+        for name, value in expected.get(leaf.instrument_id, {}).items():
+            if getattr(leaf, name) != value:
+                out.append((leaf.instrument_id, name, getattr(leaf, name), value))
+    return out
+
+
+def leaf_diff(ours: AccountLeaf, theirs: AccountLeaf) -> list[tuple[str, object, object]]:
+    """(field, our value, their value) of every field where two leaves differ."""
+    out = []
+    for f in fields(ours):
+        a, b = getattr(ours, f.name), getattr(theirs, f.name)
+        if (a.lower() != b.lower()) if isinstance(a, str) else a != b:
+            out.append((f.name, a, b))
+    return out
+
+
+def first_false_leaf(ours: Rebuild, theirs: Sequence[AccountLeaf]) -> tuple[str, list] | None:
+    """The first account (in address order) whose published leaf differs from the rebuilt
+    one, with its differences; a published leaf for an account we have none for counts."""
+    for leaf in sorted(theirs, key=lambda x: x.account.lower()):
+        if not ours.trees.has_account(leaf.account):
+            return leaf.account, [("account", None, leaf.account)]
+        diff = leaf_diff(ours.leaf(leaf.account), leaf)
+        if diff:
+            return leaf.account, diff
+    return None
+
+
+def params_for_root(root: PostedRoot, name_or_path: str | None = None) -> Params:
+    """The params file of the root: `name_or_path` (refused unless its hash is the root's),
+    else the bundled set whose hash is the root's."""
+    from offchain.risk.params import PARAMS_DIR, load_params
+    if name_or_path:
+        params = load_params(name_or_path)
+        check_params(params, root)
+        return params
+    bundled = sorted(p.stem for p in PARAMS_DIR.glob("*.json"))
+    for name in bundled:
+        params = load_params(name)
+        if params.hash == "0x" + root.params_hash.hex():
+            return params
+    raise UserError(f"params: the root of epoch {root.epoch} was posted under params_hash "
+                    f"0x{root.params_hash.hex()}, which is none of the bundled sets {bundled}; "
+                    "pass that parameter file with --params")
+
+
+def rebuild_from_chain(dep: Deployment, epoch: int | None = None, params: str | None = None,
+                       epoch_file: dict | None = None, epoch_file_name: str = "epoch file") -> Rebuild:
+    """Find the root, its params file and its publication, and rebuild it. Of several
+    publications of one epoch the first whose state block rebuilds the accounts root is
+    used (else the first); a keeper epoch file stands in only when the chain has none."""
+    root = find_root(dep, epoch)
+    p = params_for_root(root, params)
+    publications = read_publications(dep, root)
+    if not publications:
+        if epoch_file is None:
+            raise UserError(f"epoch {root.epoch}: no EpochDataPublished log names this root, so its state "
+                            "block and market leaves are not on chain; pass the keeper's epoch file "
+                            "with --epoch-file")
+        publications = [publication_from_file(epoch_file, root, epoch_file_name)]
+    first = None
+    for publication in publications:
+        result = rebuild_epoch(dep, p, root, publication)
+        if result.accounts_root_ok:
+            return result
+        first = first or result
+    return first
