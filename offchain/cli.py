@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "an account's margin report: scenarios, binding loss, chart"),
     "rebuild": ("rebuild", "rebuild an epoch root from the chain and the params file, compare with the posted one"),
     "verify": ("verify", "rebuild the epoch and check one account's leaf (and the keeper's) field by field"),
+    "watch": ("watch", "rebuild every newly posted epoch root; metrics, /health, alarm on a false leaf"),
 }
 
 

@@ -15,8 +15,9 @@ here trusts the keeper: its files and HTTP answers are only compared against (`l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
@@ -68,11 +69,12 @@ def _event_abi(contract, name: str) -> dict:
                     "older than the deployment's")
 
 
-def _logs(dep: Deployment, contract, name: str, topics: list[str], from_block: int = 0) -> list[tuple[dict, dict]]:
+def _logs(dep: Deployment, contract, name: str, topics: list[str], from_block: int = 0,
+          to_block: int | str = "latest") -> list[tuple[dict, dict]]:
     """(log, decoded non-indexed arguments) of `name` logs matching `topics` after topic0."""
     abi = _event_abi(contract, name)
     data = [i for i in abi["inputs"] if not i["indexed"]]
-    logs = dep.w3.eth.get_logs({"address": contract.address, "fromBlock": from_block, "toBlock": "latest",
+    logs = dep.w3.eth.get_logs({"address": contract.address, "fromBlock": from_block, "toBlock": to_block,
                                 "topics": ["0x" + event_abi_to_log_topic(abi).hex(), *topics]})
     return [(log, dict(zip([i["name"] for i in data], abi_decode([abi_type(i) for i in data], bytes(log["data"])),
                            strict=True))) for log in logs]
@@ -84,6 +86,22 @@ def _topic_uint(n: int) -> str:
 
 def _topic_address(a: str) -> str:
     return "0x" + bytes(12).hex() + a.lower().removeprefix("0x")
+
+
+def _posted_root(dep: Deployment, log: dict, values: dict) -> PostedRoot:
+    block = int(log["blockNumber"])
+    return PostedRoot(
+        engine=dep.engine.address, epoch=int.from_bytes(bytes(log["topics"][2]), "big"),
+        signed_at=int(values["signed_at"]), accounts_root=bytes(values["accounts_root"]),
+        market_root=bytes(values["market_root"]), account_count=int(values["account_count"]),
+        params_hash=bytes(dep.oracle.functions.params_hash().call(block_identifier=block)),
+        block=block, tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"))
+
+
+def posted_roots(dep: Deployment, from_block: int = 0, to_block: int | str = "latest") -> list[PostedRoot]:
+    """Every root posted for the engine in blocks from_block..to_block, oldest first."""
+    return [_posted_root(dep, log, v) for log, v in
+            _logs(dep, dep.oracle, "RootPosted", [_topic_address(dep.engine.address)], from_block, to_block)]
 
 
 def find_root(dep: Deployment, epoch: int | None = None, from_block: int = 0) -> PostedRoot:
@@ -101,14 +119,7 @@ def find_root(dep: Deployment, epoch: int | None = None, from_block: int = 0) ->
         latest = dep.oracle.functions.epoch_root(dep.engine.address).call()
         raise UserError(f"--epoch: no root posted for epoch {epoch} of engine {dep.engine.address} "
                         f"(latest epoch posted: {latest[0] if latest[1] else 'none'})")
-    log, values = logs[-1]
-    block = int(log["blockNumber"])
-    return PostedRoot(
-        engine=dep.engine.address, epoch=int.from_bytes(bytes(log["topics"][2]), "big"),
-        signed_at=int(values["signed_at"]), accounts_root=bytes(values["accounts_root"]),
-        market_root=bytes(values["market_root"]), account_count=int(values["account_count"]),
-        params_hash=bytes(dep.oracle.functions.params_hash().call(block_identifier=block)),
-        block=block, tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"))
+    return _posted_root(dep, *logs[-1])
 
 
 def read_publications(dep: Deployment, root: PostedRoot) -> list[Publication]:
@@ -181,6 +192,7 @@ class Rebuild:
     # (instrument id, field, published, recomputed) where a market leaf's mark or per-unit
     # rates are not what its own inputs give
     market_errors: list[tuple[int, str, int, int]]
+    seconds: dict[str, float] = field(default_factory=dict)   # read, leaves, tree
 
     @property
     def accounts_root_ok(self) -> bool:
@@ -212,12 +224,18 @@ def rebuild_epoch(dep: Deployment, params: Params, root: PostedRoot, publication
     if publication.state_block > root.block:
         raise UserError(f"state_block: {publication.state_block} is after the root's block {root.block}; "
                         "a root can only describe state that existed when it was posted")
-    market = MarketInputs.from_leaves(params, publication.market_leaves, root.signed_at)
+    t0 = time.perf_counter()
     books = read_books(dep, publication.state_block)
+    t1 = time.perf_counter()
+    market = MarketInputs.from_leaves(params, publication.market_leaves, root.signed_at)
     leaves = epoch_account_leaves(market, books.addresses, books.state_nonces, books.books_wad,
                                   books.pending_totals)
+    t2 = time.perf_counter()
     trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves)
-    return Rebuild(root, publication, books, trees, market_errors(market, publication.market_leaves))
+    errors = market_errors(market, publication.market_leaves)
+    t3 = time.perf_counter()
+    return Rebuild(root, publication, books, trees, errors,
+                   {"read": t1 - t0, "leaves": t2 - t1, "tree": t3 - t2})
 
 
 def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, int, int]]:
@@ -272,11 +290,12 @@ def params_for_root(root: PostedRoot, name_or_path: str | None = None) -> Params
 
 
 def rebuild_from_chain(dep: Deployment, epoch: int | None = None, params: str | None = None,
-                       epoch_file: dict | None = None, epoch_file_name: str = "epoch file") -> Rebuild:
+                       epoch_file: dict | None = None, epoch_file_name: str = "epoch file",
+                       root: PostedRoot | None = None) -> Rebuild:
     """Find the root, its params file and its publication, and rebuild it. Of several
     publications of one epoch the first whose state block rebuilds the accounts root is
     used (else the first); a keeper epoch file stands in only when the chain has none."""
-    root = find_root(dep, epoch)
+    root = root or find_root(dep, epoch)
     p = params_for_root(root, params)
     publications = read_publications(dep, root)
     if not publications:

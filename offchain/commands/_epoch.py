@@ -32,7 +32,9 @@ def summary_lines(r: Rebuild, seconds: float) -> list[str]:
         f"epoch {root.epoch} of engine {root.engine}: root posted in block {root.block} (tx {root.tx_hash}), "
         f"signed at {root.signed_at} ({day(root.signed_at)} UTC)",
         f"params 0x{root.params_hash.hex()}; state block {pub.state_block}; {len(pub.market_leaves)} market "
-        f"leaves ({pub.source}); rebuilt {len(r.trees.account_leaves)} accounts in {seconds:.2f} s",
+        f"leaves ({pub.source})",
+        f"rebuilt {len(r.trees.account_leaves):,} accounts in {seconds:.2f} s ("
+        + ", ".join(f"{k} {v:.2f} s" for k, v in r.seconds.items()) + ")",
         f"  accounts root  chain {hexs(root.accounts_root)}  rebuilt {hexs(r.trees.accounts.root)}  "
         f"{_ok(r.accounts_root_ok)}",
         f"  market root    chain {hexs(root.market_root)}  rebuilt {hexs(r.trees.market.root)}  "
@@ -88,4 +90,5 @@ def result_json(r: Rebuild, seconds: float) -> dict:
         "market_errors": [{"instrument_id": i, "field": n, "published": str(p), "recomputed": str(e)}
                           for i, n, p, e in r.market_errors],
         "matches": r.matches, "seconds": round(seconds, 3),
+        "phase_seconds": {k: round(v, 3) for k, v in r.seconds.items()},
     }

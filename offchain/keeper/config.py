@@ -192,11 +192,11 @@ def _read_file(path: Path) -> dict:
     raise UserError(f"config file: must end in .toml or .json, got {path.name!r}")
 
 
-def _apply_env(raw: dict, env: typing.Mapping[str, str]) -> None:
+def _apply_env(raw: dict, env: typing.Mapping[str, str], prefix: str = ENV_PREFIX) -> None:
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(prefix):
             continue
-        parts = key[len(ENV_PREFIX):].lower().split("__")
+        parts = key[len(prefix):].lower().split("__")
         node = raw
         for part in parts[:-1]:
             node = node.setdefault(part, {})

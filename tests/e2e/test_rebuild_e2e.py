@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +29,7 @@ from offchain.chain.rebuild import read_books
 from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad
 from offchain.cli import main
-from offchain.devnet.anvil import start_anvil
+from offchain.devnet.anvil import free_port, start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig
@@ -40,6 +44,8 @@ from offchain.risk import load_params
 from offchain.risk.instruments import SECONDS_PER_YEAR
 from offchain.risk.pricing import CALL, PUT
 from offchain.risk.smile import surface_vols
+from offchain.watcher.config import WatchConfig
+from offchain.watcher.watch import Watcher, WatchMetrics
 
 T0 = parse_date("2021-05-12", "t0")
 PERP, CALL_ID, ETH_FUT = 1, 2, 3
@@ -185,6 +191,18 @@ def test_verify__keeper_http_proof__compared_and_in_root(world):
     assert out["leaf"] == out["published"]["leaf"]
 
 
+def test_watch__honest_root__logged_as_match_health_200(world):
+    cfg = WatchConfig(rpc_url=world["dev"].url, engine_address=world["dep"].engine.address, start_epoch=1,
+                      epoch_dir=str(world["store"].directory))
+    metrics = WatchMetrics()
+    watcher = Watcher(cfg, world["dep"], metrics)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.ok and finding.root.epoch == 1 and finding.accounts == 3
+    assert metrics.health(5, 60)[0] is True
+    assert watcher.poll() == []       # nothing new: nothing rebuilt twice
+
+
 def test_verify__root_signed_over_one_altered_im__mismatch_names_account_and_field(world):
     victim = world["traders"][1].address
 
@@ -207,6 +225,42 @@ def test_verify__root_signed_over_one_altered_im__mismatch_names_account_and_fie
     bad = trees.account_proof(victim)[0].initial_margin_wad
     assert false["fields"][0] == {"field": "initial_margin_wad", "rebuilt": str(bad + 1000 * WAD),
                                   "published": str(bad)}
+
+
+def test_watch__process__false_root_latches_503_naming_account_field_and_figures(world):
+    port = free_port()
+    cfg = world["tmp"] / "watch.json"
+    cfg.write_text(json.dumps({"rpc_url": world["dev"].url, "engine_address": world["dep"].engine.address,
+                               "start_epoch": 1, "epoch_dir": str(world["store"].directory),
+                               "metrics_port": port, "poll_interval_s": 0.2}))
+    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg)],
+                            env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = world["traders"][1].address
+    try:
+        deadline = time.monotonic() + 60
+        status, code = {}, 0
+        while time.monotonic() < deadline and status.get("epoch_checked") != 2:
+            time.sleep(0.3)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    status, code = json.loads(r.read()), r.status
+            except urllib.error.HTTPError as exc:
+                status, code = json.loads(exc.read()), exc.code
+            except urllib.error.URLError:
+                continue
+        assert code == 503 and status["epoch_checked"] == 2, status
+        assert f"first false leaf: account {victim}: initial_margin_wad rebuilt" in status["reason"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert "watch_false_root 1.0" in metrics and 'watch_roots_checked_total{outcome="match"} 1.0' in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    [false] = [x for x in lines if x["msg"] == "root checked: FALSE"]
+    assert false["account"] == victim and list(false["fields"]) == ["initial_margin_wad"]
+    assert false["challenge"] == "not wired"
 
 
 def test_verify__bad_requests__exit_2_naming_the_problem(world, capsys):

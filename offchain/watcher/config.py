@@ -1,0 +1,61 @@
+"""Watcher configuration: a dataclass read from TOML or JSON, then overridden by environment
+variables `NETMARGIN_WATCH_<FIELD>` (the keeper's loader, another prefix). It holds no key:
+the watcher only reads (and, once challenges exist on chain, would need a gas key)."""
+
+from __future__ import annotations
+
+import os
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from offchain.errors import UserError
+from offchain.keeper.config import _apply_env, _build, _read_file
+
+ENV_PREFIX = "NETMARGIN_WATCH_"
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    rpc_url: str = "http://127.0.0.1:8545"
+    engine_address: str = ""
+    # risk parameter file (bundled name or path); "" = the bundled set whose hash each root carries
+    params: str = ""
+    # a keeper's metrics port or the HTTP API (base URL): on a mismatch, its /proof/<account>
+    # answers name the first false leaf; "" = roots only
+    keeper_url: str = ""
+    # a keeper's roots/ folder (epoch files): same use as keeper_url, and the state block and
+    # market leaves of an epoch the chain has no EpochDataPublished log for
+    epoch_dir: str = ""
+    # first epoch to check (0 = from the latest root posted when the watcher starts)
+    start_epoch: int = 0
+    poll_interval_s: float = 2.0
+    # /health answers 503 when no check finished for this long (a stuck or lost node)
+    max_check_age_s: float = 600.0
+    metrics_port: int = 9103
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+
+def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | None = None) -> WatchConfig:
+    raw: dict = _read_file(Path(path)) if path is not None else {}
+    _apply_env(raw, os.environ if env is None else env, ENV_PREFIX)
+    cfg = _build(WatchConfig, raw, "config")
+    checks = [
+        ("rpc_url", cfg.rpc_url.startswith(("http://", "https://")), "an http(s) URL"),
+        ("engine_address", cfg.engine_address.startswith("0x") and len(cfg.engine_address) == 42,
+         "a 0x-prefixed 20-byte address"),
+        ("keeper_url", not cfg.keeper_url or cfg.keeper_url.startswith(("http://", "https://")),
+         "an http(s) URL or empty"),
+        ("start_epoch", cfg.start_epoch >= 0, ">= 0"),
+        ("poll_interval_s", cfg.poll_interval_s > 0, "> 0"),
+        ("max_check_age_s", cfg.max_check_age_s > 0, "> 0"),
+        ("metrics_port", 0 <= cfg.metrics_port < 65536, "a TCP port or 0"),
+        ("log_format", cfg.log_format in ("json", "text"), "'json' or 'text'"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            raise UserError(f"config.{name}: must be {expected}, got {getattr(cfg, name)!r}")
+    if cfg.epoch_dir and not Path(cfg.epoch_dir).is_dir():
+        raise UserError(f"config.epoch_dir: {cfg.epoch_dir!r} is not a directory")
+    return cfg
