@@ -25,6 +25,7 @@
 
 from snekmate.utils import math
 from modules import pricer
+from modules import multiproof
 
 
 #### CONSTANTS ####
@@ -36,8 +37,6 @@ MAX_LEGS: public(constant(uint256)) = 32
 MAX_UNITS: public(constant(uint256)) = 8
 MAX_TAIL_MOVES: public(constant(uint256)) = 16
 MAX_COEFFICIENTS: public(constant(uint256)) = 32
-# Merkle proof depth of a market leaf (RiskOracle MAX_PROOF).
-MAX_PROOF: public(constant(uint256)) = 32
 SECONDS_PER_YEAR: constant(uint256) = 365 * 86_400
 KIND_PERPETUAL: constant(uint8) = 1
 MODE_MATRIX: public(constant(uint8)) = 0
@@ -161,7 +160,8 @@ struct MarketLeaf:
 
 
 interface Oracle:
-    def verify_market_leaf(engine: address, leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF]) -> uint256: view
+    def epoch_root(engine: address) -> (uint256, uint256, uint256, bytes32, bytes32): view
+    def root_timestamp(engine: address) -> uint256: view
     def params_hash() -> bytes32: view
 
 
@@ -290,22 +290,21 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
 @external
 @view
 def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
-                 leaves: DynArray[MarketLeaf, MAX_LEGS],
-                 proofs: DynArray[DynArray[bytes32, MAX_PROOF], MAX_LEGS],
+                 leaves: DynArray[MarketLeaf, MAX_LEGS], mp: multiproof.MultiProof,
                  units: DynArray[bytes32, MAX_UNITS], scenarios: DynArray[uint256, MAX_UNITS],
                  joint_scenario: uint256) -> Check:
     """
     @notice `check` with every leg's market inputs taken from `engine`'s current epoch
-            market root: each leaf is verified by the oracle (proof, root under the current
-            parameter set, which must be this verifier's), its tenor is its expiry minus the
-            root's signed timestamp.
+            market root: the leaves are verified by the oracle with one multiproof (root
+            under the current parameter set, which must be this verifier's), each leg's
+            tenor is its expiry minus the root's signed timestamp.
     @dev The caller supplies the sizes and must tie them to the book it judges (the
          engine's positions, or an account leaf's positions hash): a book with a position
          left out is a different book.
     @param engine The MarginEngine whose root holds the market leaves.
     @param sizes The signed size of each position (WAD), aligned with `leaves`.
-    @param leaves One market leaf per position.
-    @param proofs One Merkle proof per leaf.
+    @param leaves One market leaf per position, in any order (`mp.order` maps them).
+    @param mp The multiproof of all leaves (offchain/chain/merkle.py `MerkleTree.multiproof`).
     @param units The book's underlyings, distinct; each leaf's underlying must be listed.
     @param scenarios The scenario index named for each unit.
     @param joint_scenario The scenario of the decorrelated joint term.
@@ -313,16 +312,43 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
     """
     assert oracle != empty(address), "ScenarioVerifier: no oracle"
     assert staticcall Oracle(oracle).params_hash() == params_hash, "ScenarioVerifier: oracle runs another params set"
-    assert len(sizes) == len(leaves) and len(proofs) == len(leaves), "ScenarioVerifier: one size and one proof per leaf expected"
-    legs: DynArray[Leg, MAX_LEGS] = []
-    for i: uint256 in range(len(leaves), bound=MAX_LEGS):
-        leaf: MarketLeaf = leaves[i]
-        signed_at: uint256 = staticcall Oracle(oracle).verify_market_leaf(engine, leaf, proofs[i])
-        legs.append(self._leg(leaf, sizes[i], units, signed_at))
-    return self._check(legs, units, scenarios, joint_scenario)
+    # 0 when the engine has no root or its root was signed under an older params set
+    signed_at: uint256 = staticcall Oracle(oracle).root_timestamp(engine)
+    assert signed_at != 0, "ScenarioVerifier: no current root for engine"
+    epoch: uint256 = 0
+    count: uint256 = 0
+    accounts_root: bytes32 = empty(bytes32)
+    market_root: bytes32 = empty(bytes32)
+    epoch, signed_at, count, accounts_root, market_root = staticcall Oracle(oracle).epoch_root(engine)
+    assert multiproof._root(self._market_hashes(engine, epoch, leaves), mp) == market_root, "ScenarioVerifier: invalid market multiproof"
+    return self._check(self._legs(signed_at, sizes, leaves, units), units, scenarios, joint_scenario)
 
 
 #### INTERNAL ####
+
+@internal
+@pure
+def _market_hashes(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_LEGS]) -> DynArray[bytes32, MAX_LEGS]:
+    """
+    @dev Tree nodes of market leaves: keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+         (RiskOracle `market_leaf_hash`).
+    """
+    out: DynArray[bytes32, MAX_LEGS] = []
+    for leaf: MarketLeaf in leaves:
+        out.append(keccak256(keccak256(abi_encode(engine, epoch, leaf))))
+    return out
+
+
+@internal
+@pure
+def _legs(signed_at: uint256, sizes: DynArray[int256, MAX_LEGS], leaves: DynArray[MarketLeaf, MAX_LEGS],
+          units: DynArray[bytes32, MAX_UNITS]) -> DynArray[Leg, MAX_LEGS]:
+    assert len(sizes) == len(leaves), "ScenarioVerifier: one size per leaf expected"
+    legs: DynArray[Leg, MAX_LEGS] = []
+    for i: uint256 in range(len(leaves), bound=MAX_LEGS):
+        legs.append(self._leg(leaves[i], sizes[i], units, signed_at))
+    return legs
+
 
 @internal
 @pure

@@ -5,6 +5,7 @@ EpochRoot message, and proofs.
     msg = tree.root_message(timestamp=t, deadline=t + 60, params_hash=h)   # eip712.EpochRoot
     oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers))
     leaf, proof = tree.account_proof(account)
+    mp = tree.market_multiproof(instrument_ids)   # leaves in that order, one MultiProof
     engine.apply_leaf(leaf.as_args(), proof)
 
 Every keeper that computes the same leaves builds the same roots: the trees sort their leaf
@@ -20,7 +21,7 @@ from eth_utils import to_checksum_address
 
 from offchain.chain.eip712 import EpochRoot
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, account_leaf_hashes
-from offchain.chain.merkle import MerkleError, MerkleTree
+from offchain.chain.merkle import MerkleError, MerkleTree, MultiProof
 
 
 @dataclass
@@ -68,3 +69,16 @@ class EpochTrees:
             if m.instrument_id == instrument_id:
                 return m, self.market.proof(m.leaf_hash(self.engine, self.epoch))
         raise MerkleError(f"instrument_id: {instrument_id} has no market leaf in epoch {self.epoch}")
+
+    def market_multiproof(self, instrument_ids: Sequence[int]) -> MultiProof:
+        """One multiproof of the market leaves of `instrument_ids`, in that order (the order
+        the caller passes the leaves in: `market_leaves_of`)."""
+        return self.market.multiproof([m.leaf_hash(self.engine, self.epoch)
+                                       for m in self.market_leaves_of(instrument_ids)])
+
+    def market_leaves_of(self, instrument_ids: Sequence[int]) -> list[MarketLeaf]:
+        by_id = {m.instrument_id: m for m in self.market_leaves}
+        missing = [i for i in instrument_ids if i not in by_id]
+        if missing:
+            raise MerkleError(f"instrument_ids: {missing} have no market leaf in epoch {self.epoch}")
+        return [by_id[i] for i in instrument_ids]

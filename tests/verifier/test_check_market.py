@@ -1,7 +1,8 @@
 """ScenarioVerifier.check_market: every leg's market inputs proven against an engine's epoch
 market root on a real RiskOracle (a threshold-signed root), then priced as `check` prices:
 equal to `check` on the same inputs and to the engine's margin; a leaf that is not in the
-root, a root under another parameter set, or an expired instrument is refused."""
+root, a root under another parameter set, or an expired instrument is refused. All legs are
+proven by one multiproof (offchain/chain/merkle.py `MerkleTree.multiproof`)."""
 
 from dataclasses import replace
 
@@ -88,11 +89,11 @@ def test_check_market__proven_leaves__equals_check_and_engine(system):
         signed_at = boa.env.evm.patch.timestamp
         leaves = _market_leaves(book, signed_at)
         trees = _post_root(params, oracle, domain, leaves, epoch)
-        proofs = [trees.market_proof(leaf.instrument_id)[1] for leaf in leaves]
+        mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
         engine = _engine_of(params, book, leaves, signed_at)
         _, units, scenarios, joint = check_arguments(engine, book.sizes)
         sizes = [leg[0] for leg in book.legs]
-        out = verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], proofs,
+        out = verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], mp,
                                     units, scenarios, joint)
         b = engine.breakdown(book.sizes[None, :], exact=True)
         assert abs(out.maintenance_wad / WAD - b.mm[0]) <= 1e-9 * book.gross_notional()
@@ -112,12 +113,19 @@ def test_check_market__leaf_not_in_root__reverts(system):
     signed_at = boa.env.evm.patch.timestamp
     leaves = _market_leaves(book, signed_at)
     trees = _post_root(params, oracle, domain, leaves, 10)
-    proofs = [trees.market_proof(leaf.instrument_id)[1] for leaf in leaves]
+    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
     forged = [leaf.as_args() for leaf in leaves]
     forged[0] = replace(leaves[0], vol_wad=leaves[0].vol_wad // 2).as_args()   # a calmer market
     sizes = [leg[0] for leg in book.legs]
-    with boa.reverts("oracle: invalid proof"):
-        verifier.check_market(ENGINE, sizes, forged, proofs, book.unit_symbols(), [0], 0)
+    with boa.reverts("ScenarioVerifier: invalid market multiproof"):
+        verifier.check_market(ENGINE, sizes, forged, mp, book.unit_symbols(), [0], 0)
+    # the true leaves with a leaf dropped, or with the ops dropped: refused
+    with boa.reverts("multiproof: order is not a permutation of the leaves"):
+        verifier.check_market(ENGINE, sizes[1:], [leaf.as_args() for leaf in leaves[1:]], mp,
+                              book.unit_symbols(), [0], 0)
+    with boa.reverts("multiproof: nodes or proof elements left over"):
+        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0], [], mp[2]),
+                              book.unit_symbols(), [0], 0)
 
 
 def test_check_market__expired_instrument__reverts(system):
@@ -127,10 +135,10 @@ def test_check_market__expired_instrument__reverts(system):
     signed_at = boa.env.evm.patch.timestamp
     leaves = [replace(leaf, expiry=signed_at) for leaf in _market_leaves(book, signed_at)]
     trees = _post_root(params, oracle, domain, leaves, 11)
-    proofs = [trees.market_proof(leaf.instrument_id)[1] for leaf in leaves]
+    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
     with boa.reverts("ScenarioVerifier: instrument expired at the root"):
         verifier.check_market(ENGINE, [leg[0] for leg in book.legs],
-                              [leaf.as_args() for leaf in leaves], proofs, book.unit_symbols(), [0], 0)
+                              [leaf.as_args() for leaf in leaves], mp, book.unit_symbols(), [0], 0)
 
 
 def test_check_market__oracle_on_another_params_set__reverts(system):
@@ -140,10 +148,16 @@ def test_check_market__oracle_on_another_params_set__reverts(system):
     verifier = boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle.address,
                         params_hash_bytes(other), generator, rows)
     with boa.reverts("ScenarioVerifier: oracle runs another params set"):
-        verifier.check_market(ENGINE, [], [], [], [symbol_to_bytes32("BTC")], [0], 0)
+        verifier.check_market(ENGINE, [], [], ([], [], 0), [symbol_to_bytes32("BTC")], [0], 0)
 
 
 def test_check_market__sizes_and_leaves_mismatch__reverts(system):
-    _, _, verifier, _ = system
-    with boa.reverts("ScenarioVerifier: one size and one proof per leaf expected"):
-        verifier.check_market(ENGINE, [WAD], [], [], [symbol_to_bytes32("BTC")], [0], 0)
+    params, oracle, verifier, domain = system
+    boa.env.time_travel(seconds=600)
+    book = random_book(np.random.default_rng(6), 2, units=("BTC",))
+    leaves = _market_leaves(book, boa.env.evm.patch.timestamp)
+    trees = _post_root(params, oracle, domain, leaves, 12)
+    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
+    with boa.reverts("ScenarioVerifier: one size per leaf expected"):
+        verifier.check_market(ENGINE, [WAD], [leaf.as_args() for leaf in leaves], mp,
+                              [symbol_to_bytes32("BTC")], [0], 0)

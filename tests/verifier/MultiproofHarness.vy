@@ -1,0 +1,13 @@
+# pragma version 0.4.3
+"""
+@title MultiproofHarness
+@notice Test-only: exposes the multiproof module's `_root` as a view.
+"""
+
+from modules import multiproof
+
+
+@external
+@pure
+def root(leaves: DynArray[bytes32, 32], mp: multiproof.MultiProof) -> bytes32:
+    return multiproof._root(leaves, mp)
