@@ -34,6 +34,7 @@ from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.roots import EpochTrees
 from offchain.errors import UserError
 from offchain.risk import Params
+from offchain.risk.pricing import PERPETUAL
 
 
 @dataclass(frozen=True)
@@ -189,9 +190,10 @@ class Rebuild:
     publication: Publication
     books: EpochBooks
     trees: EpochTrees
-    # (instrument id, field, published, recomputed) where a market leaf's mark or per-unit
+    # (instrument id, field, published, expected): a market leaf that disagrees with the
+    # registry (missing, extra, kind, underlying, strike, expiry) or whose mark or per-unit
     # rates are not what its own inputs give
-    market_errors: list[tuple[int, str, int, int]]
+    market_errors: list[tuple[int, str, object, object]]
     seconds: dict[str, float] = field(default_factory=dict)   # read, leaves, tree
 
     @property
@@ -232,13 +234,14 @@ def rebuild_epoch(dep: Deployment, params: Params, root: PostedRoot, publication
                                   books.pending_totals)
     t2 = time.perf_counter()
     trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves)
-    errors = market_errors(market, publication.market_leaves)
+    errors = registry_errors(dep, publication.state_block, root.signed_at, publication.market_leaves)
+    errors += market_errors(market, publication.market_leaves)
     t3 = time.perf_counter()
     return Rebuild(root, publication, books, trees, errors,
                    {"read": t1 - t0, "leaves": t2 - t1, "tree": t3 - t2})
 
 
-def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, int, int]]:
+def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, object, object]]:
     """Fields of the market leaves that their own inputs contradict (mark, per-unit rates)."""
     expected = market.leaf_outputs()
     out = []
@@ -246,6 +249,33 @@ def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tu
         for name, value in expected.get(leaf.instrument_id, {}).items():
             if getattr(leaf, name) != value:
                 out.append((leaf.instrument_id, name, getattr(leaf, name), value))
+    return out
+
+
+def registry_errors(dep: Deployment, block: int, timestamp: int,
+                    leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, object, object]]:
+    """The market leaves against the registry at the state block: every instrument live at
+    the root's time (perpetual, or expiring after it) has exactly one leaf, and a leaf's
+    kind, underlying, strike and expiry are the registry's. A missing leaf would leave its
+    positions without margin; a leaf's strike or expiry is a fact, not a model input."""
+    count = dep.registry.functions.instrument_count().call(block_identifier=block)
+    rows = batch_call(dep.w3, [dep.registry.functions.instrument(i) for i in range(1, count + 1)], block)
+    by_id = {m.instrument_id: m for m in leaves}
+    out: list[tuple[int, str, object, object]] = []
+    for iid, (underlying, kind, strike, expiry, _active) in enumerate(rows, start=1):
+        live = kind == PERPETUAL or expiry > timestamp
+        leaf = by_id.pop(iid, None)
+        if leaf is None:
+            if live:
+                out.append((iid, "leaf", "missing", "a leaf (live at the root's time)"))
+            continue
+        if not live:
+            out.append((iid, "leaf", "present", f"none (expired at {expiry}, root time {timestamp})"))
+        for name, value in (("kind", kind), ("underlying", bytes(underlying)), ("strike_wad", strike),
+                            ("expiry", expiry)):
+            if getattr(leaf, name) != value:
+                out.append((iid, name, getattr(leaf, name), value))
+    out += [(iid, "leaf", "present", "none (not a registry instrument)") for iid in sorted(by_id)]
     return out
 
 

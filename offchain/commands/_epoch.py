@@ -43,7 +43,7 @@ def summary_lines(r: Rebuild, seconds: float) -> list[str]:
         f"{_ok(r.count_ok)}",
     ]
     for iid, name, published, expected in r.market_errors:
-        lines.append(f"  market leaf of instrument {iid}: {name} is {published}, its inputs give {expected}")
+        lines.append(f"  market leaf of instrument {iid}: {name} is {figure(name, published)}, expected {figure(name, expected)}")
     return lines
 
 
@@ -71,6 +71,10 @@ def leaf_table(ours: AccountLeaf, theirs: AccountLeaf | None, their_name: str) -
     return lines
 
 
+def _plain(v) -> str:
+    return hexs(v) if isinstance(v, bytes) else str(v)
+
+
 def leaf_json(leaf: AccountLeaf | None) -> dict | None:
     return None if leaf is None else leaf.as_dict()
 
@@ -87,7 +91,7 @@ def result_json(r: Rebuild, seconds: float) -> dict:
         "market_root": {"chain": hexs(root.market_root), "rebuilt": hexs(r.trees.market.root),
                         "match": r.market_root_ok},
         "account_count": {"chain": root.account_count, "rebuilt": len(r.trees.account_leaves), "match": r.count_ok},
-        "market_errors": [{"instrument_id": i, "field": n, "published": str(p), "recomputed": str(e)}
+        "market_errors": [{"instrument_id": i, "field": n, "published": _plain(p), "expected": _plain(e)}
                           for i, n, p, e in r.market_errors],
         "matches": r.matches, "seconds": round(seconds, 3),
         "phase_seconds": {k: round(v, 3) for k, v in r.seconds.items()},

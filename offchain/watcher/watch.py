@@ -162,7 +162,7 @@ class Watcher:
         if result.market_errors:
             iid, name, published, expected = result.market_errors[0]
             return Finding(root, False, f"epoch {root.epoch}: market leaf of instrument {iid}: {name} is "
-                                        f"{published}, its inputs give {expected}",
+                                        f"{published!r}, expected {expected!r}",
                            fields=[(name, expected, published)])
         if result.matches:
             return Finding(root, True)

@@ -114,15 +114,22 @@ def world(tmp_path_factory):
     dev.stop()
 
 
-def post_epoch(w, epoch: int, tamper=None):
+def post_epoch(w, epoch: int, tamper=None, tamper_market=None, drop_instrument=None):
     """Price the state at the current head, build every leaf with the same function a
     rebuild uses, optionally alter them (`tamper(leaves) -> leaves`), sign and post the root,
     and write the keeper's epoch file (with its state block): what the keeper does."""
     dev, dep = w["dev"], w["dep"]
+    # a block one second on: each root's timestamp must be later than the last one's
+    dev.w3.provider.make_request("evm_mine", [dev.w3.eth.get_block("latest")["timestamp"] + 1])
     state_block = dev.w3.eth.block_number
     now = dev.w3.eth.get_block(state_block)["timestamp"]
     w["keeper"].cycle()
     mleaves = market_leaves(w["keeper"], w["params"], now)
+    if tamper_market:   # a lie about an input, outputs recomputed from it (a consistent lie)
+        lied = [tamper_market(m) for m in mleaves]
+        outputs = MarketInputs.from_leaves(w["params"], lied, now).leaf_outputs()
+        mleaves = [replace(m, **outputs.get(m.instrument_id, {})) for m in lied]
+    mleaves = [m for m in mleaves if m.instrument_id != drop_instrument]
     books = read_books(dep, state_block)
     leaves = epoch_account_leaves(MarketInputs.from_leaves(w["params"], mleaves, now), books.addresses,
                                   books.state_nonces, books.books_wad, books.pending_totals)
@@ -207,10 +214,9 @@ def test_verify__root_signed_over_one_altered_im__mismatch_names_account_and_fie
     victim = world["traders"][1].address
 
     def lower_im(leaves):
-        return [replace(x, initial_margin_wad=x.initial_margin_wad - 1000 * WAD) if x.account == victim else x
+        return [replace(x, initial_margin_wad=x.initial_margin_wad - 100 * WAD) if x.account == victim else x
                 for x in leaves]
 
-    world["dev"].w3.provider.make_request("evm_mine", [])   # a later root timestamp
     trees, path = post_epoch(world, 2, tamper=lower_im)
     p = netmargin(world, "verify", victim, "--epoch", "2", "--epoch-file", str(path))
     assert p.returncode == 1, p.stderr + p.stdout
@@ -223,7 +229,7 @@ def test_verify__root_signed_over_one_altered_im__mismatch_names_account_and_fie
     false = json.loads(p.stdout)["first_false_leaf"]
     assert false["account"] == victim and [f["field"] for f in false["fields"]] == ["initial_margin_wad"]
     bad = trees.account_proof(victim)[0].initial_margin_wad
-    assert false["fields"][0] == {"field": "initial_margin_wad", "rebuilt": str(bad + 1000 * WAD),
+    assert false["fields"][0] == {"field": "initial_margin_wad", "rebuilt": str(bad + 100 * WAD),
                                   "published": str(bad)}
 
 
@@ -261,6 +267,32 @@ def test_watch__process__false_root_latches_503_naming_account_field_and_figures
     [false] = [x for x in lines if x["msg"] == "root checked: FALSE"]
     assert false["account"] == victim and list(false["fields"]) == ["initial_margin_wad"]
     assert false["challenge"] == "not wired"
+
+
+def test_rebuild__market_leaf_strike_not_the_registrys__named_even_though_roots_match(world):
+    """A leaf's strike is a registry fact: a root whose call leaf claims another strike (and
+    whose account leaves were honestly computed from that leaf) rebuilds to the same roots,
+    and is still false."""
+    path = post_epoch(world, 3, tamper_market=lambda m: replace(m, strike_wad=m.strike_wad * 2)
+                      if m.instrument_id == CALL_ID else m)[1]
+    p = netmargin(world, "rebuild", "--epoch", "3", "--epoch-file", str(path), "--json")
+    assert p.returncode == 1, p.stderr + p.stdout
+    out = json.loads(p.stdout)
+    assert out["accounts_root"]["match"] and out["market_root"]["match"]
+    assert out["market_errors"][0] == {"instrument_id": CALL_ID, "field": "strike_wad",
+                                       "published": str(120_000 * WAD), "expected": str(60_000 * WAD)}
+
+
+def test_rebuild__live_instrument_without_market_leaf__named(world):
+    """Dropping an instrument's leaf would drop its positions from every margin: refused
+    although the roots rebuild."""
+    _trees, path = post_epoch(world, 4, drop_instrument=ETH_FUT)
+    p = netmargin(world, "rebuild", "--epoch", "4", "--epoch-file", str(path), "--json")
+    assert p.returncode == 1, p.stderr + p.stdout
+    out = json.loads(p.stdout)
+    assert out["accounts_root"]["match"]
+    assert out["market_errors"] == [{"instrument_id": ETH_FUT, "field": "leaf", "published": "missing",
+                                     "expected": "a leaf (live at the root's time)"}]
 
 
 def test_verify__bad_requests__exit_2_naming_the_problem(world, capsys):
