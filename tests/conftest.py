@@ -15,7 +15,6 @@ from eth_account import Account
 from eth_utils import keccak
 
 from offchain.chain.eip712 import (
-    Attestation,
     Domain,
     IndexPrices,
     MarketData,
@@ -30,8 +29,6 @@ BTC = symbol_to_bytes32("BTC")
 ETH = symbol_to_bytes32("ETH")
 PARAMS_HASH = keccak(text="netmargin test risk parameters v1")
 MAX_INDEX_MOVE_BPS = 2_000  # 20% per update
-# Attestation.engine for oracle-only tests (no engine deployed)
-ENGINE_PLACEHOLDER = "0x" + "ee" * 20
 SIGNER_THRESHOLD = 2
 FUTURE_EXPIRY_DAYS = 30
 STRIKE_WAD = 60_000 * WAD
@@ -286,29 +283,6 @@ def post_settlement(oracle, keeper, chain, sign):
         return tx, data
 
     return post
-
-
-@pytest.fixture
-def make_attestation(chain):
-    """Build an (unsigned) Attestation for `account` with sane defaults."""
-
-    def make(account, **overrides) -> Attestation:
-        ts = chain.blocks.head.timestamp
-        fields = {
-            "engine": ENGINE_PLACEHOLDER,  # the oracle only hashes it; engines check it
-            "account": getattr(account, "address", account),
-            "state_nonce": 0,
-            "position_value_wad": 0,
-            "initial_margin_wad": 0,
-            "maintenance_margin_wad": 0,
-            "params_hash": PARAMS_HASH,
-            "timestamp": ts,
-            "deadline": ts + 300,
-        }
-        fields.update(overrides)
-        return Attestation(**fields)
-
-    return make
 
 
 @pytest.fixture

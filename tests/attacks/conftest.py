@@ -14,7 +14,6 @@ from conftest import PARAMS_HASH, WAD, mark_steps
 from engine.conftest import (  # noqa: F401 - re-exported fixtures
     LIQUIDATION,
     TRADING,
-    attest,
     engine,
     engine_domain,
     extension,
@@ -27,8 +26,10 @@ from engine.conftest import (  # noqa: F401 - re-exported fixtures
     set_market,
     trade,
 )
+from support.margins import SignedRoot, book_leaf, next_epoch, sign_root
 
-from offchain.chain.eip712 import Attestation, MarketData, sign_multi
+from offchain.chain.eip712 import MarketData, sign_multi
+from offchain.chain.leaves import AccountLeaf
 from offchain.chain.orders import Order, sign_order
 
 PERP, FUTURE, CALL, PUT = 1, 2, 3, 4
@@ -137,29 +138,24 @@ class Desk:
         order, sig = self.order(maker, instrument_id, maker_size_wad, price_wad)
         return self.engine.fill(order.as_args(), sig, abs(maker_size_wad), sender=taker)
 
-    def attestation(self, account, im_wad, mm_wad, **overrides) -> Attestation:
-        ts = self.now()
-        fields = {
-            "engine": self.engine.address,
-            "account": account.address,
-            "state_nonce": self.engine.state_nonce(account),
-            "position_value_wad": 0,
-            "initial_margin_wad": im_wad,
-            "maintenance_margin_wad": mm_wad,
-            "params_hash": PARAMS_HASH,
-            "timestamp": ts,
-            "deadline": ts + 300,
-        }
-        fields.update(overrides)
-        return Attestation(**fields)
+    def leaf(self, account, im_wad, mm_wad, **overrides) -> AccountLeaf:
+        """A leaf for the account's current book (nonce, positions hash, pending counters)."""
+        return book_leaf(self.engine, account, im_wad, mm_wad, **overrides)
 
-    def attest(self, account, im_wad, mm_wad):
-        """Sign (2 of 3) and post an attestation for the account's current state nonce."""
+    def root(self, leaves, by=None, timestamp=None, deadline=None, domain=None) -> SignedRoot:
+        """The engine's next epoch root over `leaves`, signed (2 of 3 by default), not posted."""
+        ts = self.now() if timestamp is None else timestamp
+        return sign_root(self.engine, next_epoch(self.oracle, self.engine), leaves, timestamp=ts, deadline=deadline,
+                         domain=domain or self.domain, signers=self.signers[:2] if by is None else by,
+                         params_hash=PARAMS_HASH)
+
+    def give_margin(self, account, im_wad, mm_wad):
+        """Margin the account as the keeper does: a signed root holding a leaf for its current
+        book, posted one second later, and the leaf applied. Returns the apply receipt."""
         self.mine(1)
-        att = self.attestation(account, im_wad, mm_wad)
-        return self.engine.post_attestation(
-            att.as_args(), sign_multi(att, self.domain, self.signers[:2]), sender=self.poster
-        )
+        root = self.root([self.leaf(account, im_wad, mm_wad)])
+        self.oracle.post_root(*root.post_args(), sender=self.poster)
+        return self.engine.apply_leaf(*root.apply_args(account), sender=self.poster)
 
     def equity(self, account) -> int:
         return self.engine.health(account).equity_wad

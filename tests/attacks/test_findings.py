@@ -9,7 +9,8 @@ import ape
 import pytest
 from conftest import WAD
 
-from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
+from offchain.chain.eip712 import symbol_to_bytes32
+from offchain.chain.leaves import positions_hash
 
 from .conftest import BTC_MARK, LIQUIDATION, PERP, deploy_engine, succeeds
 
@@ -83,18 +84,19 @@ def test_withdraw__after_20x_mark_pump_on_thin_underlying__gain_bounded(
     assert not succeeds(e.withdraw, 8_000 * USD, sender=attacker)
 
 
-def test_post_attestation__attestation_from_engine_sharing_the_oracle__reverts(
+def test_apply_leaf__leaf_of_engine_sharing_the_oracle__reverts(
     market, project, admin, token, oracle, registry, attacker, maker
 ):
     """FINDING 3 (high when two engines share one RiskOracle, e.g. one engine per settlement
-    token; fixed: the signed Attestation names its engine). An Attestation bound (account, state_nonce) but not the engine, and its EIP-712
-    domain is the ORACLE's. State nonces are small counters, so an attacker lines up the
-    same nonce on both engines and replays the low margin signed for a tiny book on engine B
-    onto a big book on engine A, wiping A's pending margin:
+    token). A margin signed for (account, state_nonce) but not the engine, under the
+    ORACLE's EIP-712 domain, applies on any engine sharing the oracle. State nonces are small
+    counters, so an attacker lines up the same nonce and book on both engines and replays the
+    low margin of a tiny book on engine B onto a big book on engine A:
       1. on A: deposit 100,000, buy 10 BTC (pending IM 60,000);  nonce 1
-      2. on B: a 0.001 BTC book (nonce 1), keeper attests IM 6 / MM 3
-      3. post B's attestation to A: IM drops from 60,000 to 6; withdraw 90,000.
-    Safe outcome: engine A rejects an attestation that was signed for engine B's state."""
+      2. on B: a 0.001 BTC book (nonce 1); B's root gives it IM 6 / MM 3
+      3. apply B's leaf (with a positions hash forged for A's book) on A.
+    Safe outcome: a leaf verifies only against the root of the engine that calls the
+    oracle (the leaf hash covers that engine and its epoch), so engine A refuses it."""
     e = market.engine
     other = deploy_engine(project, admin, token, oracle, registry)
     market.fund(attacker, 100_000 * USD)
@@ -112,14 +114,18 @@ def test_post_attestation__attestation_from_engine_sharing_the_oracle__reverts(
                      market.signers, market.keys, market.poster)
     b.trade(maker, attacker, PERP, -WAD // 1_000, BTC_MARK)
     assert other.state_nonce(attacker) == 1
+    b.give_margin(attacker, 6 * WAD, 3 * WAD)  # legitimate on B
     b.mine(1)
-    att = b.attestation(attacker, 6 * WAD, 3 * WAD)
-    sigs = sign_multi(att, market.domain, market.signers[:2])
-    other.post_attestation(att.as_args(), sigs, sender=market.poster)  # legitimate on B
+    # the signers would even sign A's book hash into B's tree: still B's, never A's
+    forged = b.root([b.leaf(attacker, 6 * WAD, 3 * WAD, positions_hash=positions_hash([PERP], [10 * WAD]))])
+    oracle.post_root(*forged.post_args(), sender=market.poster)
 
-    with ape.reverts("engine: attestation for another engine"):
-        e.post_attestation(att.as_args(), sigs, sender=market.poster)
-    assert e.account(attacker).pending_im_wad >= 60_000 * WAD
+    with ape.reverts("oracle: no root for engine"):
+        e.apply_leaf(*forged.apply_args(attacker), sender=market.poster)
+    market.give_margin(maker, 1 * WAD, 1 * WAD)  # A has a root of its own now
+    with ape.reverts("oracle: invalid proof"):
+        e.apply_leaf(*forged.apply_args(attacker), sender=market.poster)
+    assert e.health(attacker).im_wad >= 60_000 * WAD
 
 
 def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, maker, trader, liquidator):

@@ -1,6 +1,6 @@
 """Pause blocks new risk and value leaving accounts only: opening or growing positions, fills
 worse than the mark and withdrawing against positions stop; deposits, flat withdrawals,
-risk-reducing trades at the mark, attestations, liquidation and settlement keep working, so a
+risk-reducing trades at the mark, epoch roots and leaves, liquidation and settlement keep working, so a
 pause can never trap funds or shield a bad account.
 """
 
@@ -68,9 +68,11 @@ def test_fill__risk_reducing_both_sides_while_paused__works(paused, trader, acco
     assert paused.engine.position(accomplice, PERP) == -WAD // 2
 
 
-def test_post_attestation__while_paused__works(paused, taker):
-    paused.attest(taker, 6_000 * WAD, 3_000 * WAD)
-    assert paused.engine.account(taker).attested_im_wad == 6_000 * WAD
+def test_post_root_and_apply_leaf__while_paused__work(paused, taker):
+    paused.give_margin(taker, 5_000 * WAD, 2_500 * WAD)
+    h = paused.engine.health(taker)
+    assert (h.im_wad, h.mm_wad) == (5_000 * WAD, 2_500 * WAD)
+    assert paused.engine.account(taker).margin_basis_timestamp == paused.oracle.root_timestamp(paused.engine)
 
 
 def test_liquidate__while_paused__works(paused, trader, liquidator):

@@ -1,15 +1,18 @@
-"""Signature attacks through the engine: every bad attestation goes through
-MarginEngine.post_attestation (oracle check + engine nonce/timestamp binding) and every bad
-order through MarginEngine.fill, and each revert leaves the accounts exactly as they were.
-(tests/oracle covers RiskOracle.check_attestation on its own.)
+"""Signature attacks through the engine: every bad epoch root goes through RiskOracle.post_root
+and its leaf through MarginEngine.apply_leaf (proof, nonce, positions hash, basis binding),
+every bad order through MarginEngine.fill, and each revert leaves the accounts exactly as
+they were. (tests/oracle covers the signature check and the root rules on their own.)
 """
+
+from dataclasses import replace
 
 import ape
 import pytest
 from conftest import PARAMS_HASH, WAD
 from eth_account import Account
 
-from offchain.chain.eip712 import SECP256K1_N, Domain, sign_multi
+from offchain.chain.eip712 import SECP256K1_N, Domain, EpochRoot
+from offchain.chain.leaves import positions_hash
 from offchain.chain.orders import EngineDomain, sign_order
 
 from .conftest import BTC_MARK, PERP
@@ -29,17 +32,27 @@ def book(desk, trader, maker, taker, attacker, outsider_signer, oracle, registry
 
 @pytest.fixture
 def signed(book, trader):
-    """A valid attestation for the trader's current state and its 2-of-3 signatures."""
+    """A valid root (next epoch) holding a leaf for the trader's current book, signed 2 of 3."""
     book.mine(1)
-    att = book.attestation(trader, IM, MM)
-    return att, sign_multi(att, book.domain, book.signers[:2])
+    return book.root([book.leaf(trader, IM, MM)])
 
 
-def _post_reverts(book, att, sigs, reason, *accounts):
+def _post_reverts(book, root, sigs, reason, *accounts):
+    before = book.snapshot(*accounts), book.oracle.epoch_root(book.engine)
+    with ape.reverts(reason):
+        book.oracle.post_root(root.as_args(), sigs, sender=book.poster)
+    assert (book.snapshot(*accounts), book.oracle.epoch_root(book.engine)) == before
+
+
+def _apply_reverts(book, leaf_args, proof, reason, *accounts):
     before = book.snapshot(*accounts)
     with ape.reverts(reason):
-        book.engine.post_attestation(att.as_args(), sigs, sender=book.poster)
+        book.engine.apply_leaf(leaf_args, proof, sender=book.poster)
     assert book.snapshot(*accounts) == before
+
+
+def _post(book, root):
+    book.oracle.post_root(*root.post_args(), sender=book.poster)
 
 
 def _malleate(sig: bytes) -> bytes:
@@ -48,98 +61,130 @@ def _malleate(sig: bytes) -> bytes:
     return sig[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - sig[64]])
 
 
-# ------------------------------------------------------------------ attestations
+# ------------------------------------------------------------------ roots and leaves
 
 
-def test_post_attestation__valid__stored_and_pending_cleared(book, signed, trader):
-    att, sigs = signed
-    assert book.engine.account(trader).pending_im_wad > 0
-    book.engine.post_attestation(att.as_args(), sigs, sender=book.poster)
-    view = book.engine.account(trader)
-    assert (view.attested_im_wad, view.attested_mm_wad, view.pending_im_wad) == (IM, MM, 0)
+def test_apply_leaf__valid__margins_replaced_and_pending_cleared(book, signed, trader):
+    assert book.engine.health(trader).im_wad == 6_000 * WAD  # the trade's standalone bound
+    _post(book, signed)
+    book.engine.apply_leaf(*signed.apply_args(trader), sender=book.poster)
+    h = book.engine.health(trader)
+    assert (h.im_wad, h.mm_wad) == (IM, MM)
 
 
-def test_post_attestation__replayed__reverts_not_newer(book, signed, trader):
-    att, sigs = signed
-    book.engine.post_attestation(att.as_args(), sigs, sender=book.poster)
-    _post_reverts(book, att, sigs, "engine: attestation not newer", trader)
+def test_apply_leaf__replayed__reverts_not_newer(book, signed, trader):
+    _post(book, signed)
+    book.engine.apply_leaf(*signed.apply_args(trader), sender=book.poster)
+    _apply_reverts(book, *signed.apply_args(trader), "engine: leaf not newer than margin basis", trader)
 
 
-def test_post_attestation__replayed_after_position_change__reverts_wrong_state_nonce(
-    book, signed, trader, maker
-):
-    att, sigs = signed
-    book.trade(maker, trader, PERP, -WAD, BTC_MARK)  # bumps the trader's state nonce
-    _post_reverts(book, att, sigs, "engine: wrong state nonce", trader)
+def test_post_root__replayed__reverts_epoch_not_newer(book, signed, trader):
+    _post(book, signed)
+    _post_reverts(book, signed.message, signed.signatures, "oracle: epoch not newer than stored", trader)
 
 
-def test_post_attestation__older_than_posted__reverts_not_newer(book, signed, trader):
-    old_att, old_sigs = signed  # signed first, with a lower margin (what an attacker keeps)
+def test_apply_leaf__after_position_change__applies_with_the_trades_bound(book, signed, trader, maker):
+    """A leaf in flight is not voided by a trade of its book (a 1-wei fill included): it
+    applies with the pending bound of every trade since its nonce."""
+    _post(book, signed)
+    book.trade(maker, trader, PERP, -1, BTC_MARK)  # bumps the trader's state nonce
+    book.engine.apply_leaf(*signed.apply_args(trader), sender=book.poster)
+    assert book.engine.health(trader).im_wad == IM + 6_000  # 1 wei at 6,000 per unit, rounded up
+
+
+def test_apply_leaf__older_epoch_than_posted__reverts_invalid_proof(book, signed, trader):
+    """An attacker keeps the lower leaf of an older epoch: once a newer root is posted, the
+    older proof no longer verifies."""
+    _post(book, signed)  # low margin, epoch k
     book.mine(5)
-    newer = book.attestation(trader, 2 * IM, 2 * MM)
-    book.engine.post_attestation(newer.as_args(), sign_multi(newer, book.domain, book.signers[:2]),
-                                 sender=book.poster)
-    _post_reverts(book, old_att, old_sigs, "engine: attestation not newer", trader)
-    assert book.engine.account(trader).attested_im_wad == 2 * IM
+    newer = book.root([book.leaf(trader, 2 * IM, 2 * MM)])
+    _post(book, newer)
+    book.engine.apply_leaf(*newer.apply_args(trader), sender=book.poster)
+    _apply_reverts(book, *signed.apply_args(trader), "oracle: invalid proof", trader)
+    assert book.engine.health(trader).im_wad == 2 * IM
 
 
-def test_post_attestation__expired__reverts_deadline_passed(book, trader):
-    att = book.attestation(trader, IM, MM, timestamp=book.now() - 60, deadline=book.now() - 1)
-    _post_reverts(book, att, sign_multi(att, book.domain, book.signers[:2]), "oracle: deadline passed", trader)
+def test_post_root__stale_epoch__reverts(book, signed, trader):
+    """A root signed for epoch k cannot be posted after epoch k (or later) was."""
+    newer = book.root([book.leaf(trader, 2 * IM, 2 * MM)])  # same epoch number as `signed`
+    book.mine(1)
+    _post(book, newer)
+    _post_reverts(book, signed.message, signed.signatures, "oracle: epoch not newer than stored", trader)
 
 
-def test_post_attestation__future_dated__reverts(book, trader):
-    att = book.attestation(trader, IM, MM, timestamp=book.now() + 3_600, deadline=book.now() + 7_200)
-    _post_reverts(book, att, sign_multi(att, book.domain, book.signers[:2]),
-                  "oracle: timestamp in the future", trader)
+def test_post_root__expired__reverts_deadline_passed(book, trader):
+    root = book.root([book.leaf(trader, IM, MM)], timestamp=book.now() - 60, deadline=book.now() - 1)
+    _post_reverts(book, root.message, root.signatures, "oracle: deadline passed", trader)
+
+
+def test_post_root__future_dated__reverts(book, trader):
+    root = book.root([book.leaf(trader, IM, MM)], timestamp=book.now() + 3_600, deadline=book.now() + 7_200)
+    _post_reverts(book, root.message, root.signatures, "oracle: timestamp in the future", trader)
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("initial_margin_wad", 0), ("maintenance_margin_wad", 0), ("state_nonce", 0), ("timestamp", 1),
-     ("params_hash", b"\x42" * 32), ("position_value_wad", 10**24)],
+    [("accounts_root", b"\x42" * 32), ("epoch", 10**6), ("timestamp", 1), ("params_hash", b"\x42" * 32),
+     ("account_count", 10**6)],
 )
-def test_post_attestation__tampered_field__reverts(book, signed, trader, field, value):
-    att, sigs = signed
-    tampered = type(att)(**{**att.message(), field: value})
-    reason = {"params_hash": "oracle: params hash mismatch",
-              "initial_margin_wad": "oracle: initial margin below maintenance margin"}.get(field, "oracle: not a signer")
-    _post_reverts(book, tampered, sigs, reason, trader)
+def test_post_root__tampered_field__reverts(book, signed, trader, field, value):
+    tampered = EpochRoot(**{**signed.message.message(), field: value})
+    reason = {"params_hash": "oracle: params hash mismatch"}.get(field, "oracle: not a signer")
+    _post_reverts(book, tampered, signed.signatures, reason, trader)
 
 
-def test_post_attestation__other_accounts_attestation__reverts(book, signed, trader, attacker):
-    """The attacker re-targets the trader's low-margin attestation at itself."""
-    att, sigs = signed
-    stolen = type(att)(**{**att.message(), "account": attacker.address, "state_nonce": 0})
-    _post_reverts(book, stolen, sigs, "oracle: not a signer", trader, attacker)
+@pytest.mark.parametrize(
+    "field, value",
+    [("initial_margin_wad", 0), ("maintenance_margin_wad", 0), ("state_nonce", 0), ("pending_base_im_wad", 1),
+     ("position_value_wad", 10**24)],
+)
+def test_apply_leaf__tampered_leaf__reverts(book, signed, trader, field, value):
+    _post(book, signed)
+    leaf, proof = signed.proof(trader)
+    tampered = replace(leaf, **{field: value})
+    reason = {"initial_margin_wad": "oracle: initial margin below maintenance margin"}.get(field,
+                                                                                           "oracle: invalid proof")
+    _apply_reverts(book, tampered.as_args(), proof, reason, trader)
 
 
-def test_post_attestation__foreign_chain__reverts(book, trader):
-    att = book.attestation(trader, IM, MM)
+def test_apply_leaf__other_accounts_leaf__reverts(book, trader, attacker):
+    """The attacker re-targets the trader's low-margin leaf at itself: the proof breaks, and a
+    leaf of its own book signed for the trader's book never applies."""
+    book.mine(1)
+    root = book.root([book.leaf(trader, IM, MM), book.leaf(attacker, 0, 0,
+                                                           positions_hash=positions_hash([PERP], [WAD]))])
+    _post(book, root)
+    leaf, proof = root.proof(trader)
+    stolen = replace(leaf, account=attacker.address, state_nonce=0)
+    _apply_reverts(book, stolen.as_args(), proof, "oracle: invalid proof", trader, attacker)
+    _apply_reverts(book, *root.apply_args(attacker), "engine: leaf for another book", trader, attacker)
+
+
+def test_post_root__foreign_chain__reverts(book, trader):
     foreign = Domain(chain_id=book.domain.chain_id + 1, verifying_contract=book.domain.verifying_contract)
-    _post_reverts(book, att, sign_multi(att, foreign, book.signers[:2]), "oracle: not a signer", trader)
+    root = book.root([book.leaf(trader, IM, MM)], domain=foreign)
+    _post_reverts(book, root.message, root.signatures, "oracle: not a signer", trader)
 
 
-def test_post_attestation__signed_for_another_oracle__reverts(book, project, admin, registry, trader):
+def test_post_root__signed_for_another_oracle__reverts(book, project, admin, registry, trader):
     """A second RiskOracle with the same signers (e.g. a testnet deployment): its signatures
     do not count on this one."""
     other = project.RiskOracle.deploy(registry, [s.address for s in book.signers], 2, PARAMS_HASH, 2_000,
                                       sender=admin)
-    att = book.attestation(trader, IM, MM)
     foreign = Domain(chain_id=book.domain.chain_id, verifying_contract=other.address)
-    sigs = sign_multi(att, foreign, book.signers[:2])
-    other.check_attestation(att.as_args(), sigs)  # valid where it was meant to be
-    _post_reverts(book, att, sigs, "oracle: not a signer", trader)
+    root = book.root([book.leaf(trader, IM, MM)], domain=foreign)
+    other.post_root(*root.post_args(), sender=book.poster)  # valid where it was meant to be
+    _post_reverts(book, root.message, root.signatures, "oracle: not a signer", trader)
 
 
-def test_post_attestation__high_s_twin__reverts(book, signed, trader):
-    att, sigs = signed
-    _post_reverts(book, att, [_malleate(sigs[0]), sigs[1]], "oracle: high-s signature", trader)
+def test_post_root__high_s_twin__reverts(book, signed, trader):
+    sigs = signed.signatures
+    _post_reverts(book, signed.message, [_malleate(sigs[0]), sigs[1]], "oracle: high-s signature", trader)
 
 
-def test_post_attestation__zero_signature__reverts(book, signed, trader):
-    att, sigs = signed
-    _post_reverts(book, att, [b"\0" * 65, sigs[1]], "oracle: signature v must be 27 or 28", trader)
+def test_post_root__zero_signature__reverts(book, signed, trader):
+    _post_reverts(book, signed.message, [b"\0" * 65, signed.signatures[1]], "oracle: signature v must be 27 or 28",
+                  trader)
 
 
 @pytest.mark.parametrize(
@@ -150,31 +195,30 @@ def test_post_attestation__zero_signature__reverts(book, signed, trader):
         (b"\x01" * 20, "oracle: signature must be 65 bytes"),
     ],
 )
-def test_post_attestation__garbage_signature__reverts(book, signed, trader, garbage, reason):
-    att, sigs = signed
-    _post_reverts(book, att, [garbage, sigs[1]], reason, trader)
+def test_post_root__garbage_signature__reverts(book, signed, trader, garbage, reason):
+    _post_reverts(book, signed.message, [garbage, signed.signatures[1]], reason, trader)
 
 
-def test_post_attestation__revoked_signer__reverts(book, signed, trader, admin, oracle):
-    att, sigs = signed  # signed while both signers were valid, posted after the revocation
+def test_post_root__revoked_signer__reverts(book, signed, trader, admin, oracle):
+    # signed while both signers were valid, posted after the revocation
     oracle.remove_signer(book.signers[0].address, sender=admin)
-    _post_reverts(book, att, sigs, "oracle: not a signer", trader)
+    _post_reverts(book, signed.message, signed.signatures, "oracle: not a signer", trader)
 
 
-def test_post_attestation__one_signer_below_threshold__reverts(book, trader):
-    att = book.attestation(trader, IM, MM)
-    _post_reverts(book, att, sign_multi(att, book.domain, book.signers[:1]), "oracle: below threshold", trader)
+def test_post_root__one_signer_below_threshold__reverts(book, trader):
+    root = book.root([book.leaf(trader, IM, MM)], by=book.signers[:1])
+    _post_reverts(book, root.message, root.signatures, "oracle: below threshold", trader)
 
 
-def test_post_attestation__one_signer_twice__reverts_duplicate(book, signed, trader):
-    att, sigs = signed
-    _post_reverts(book, att, [sigs[0], sigs[0]], "oracle: duplicate signer", trader)
+def test_post_root__one_signer_twice__reverts_duplicate(book, signed, trader):
+    sig = signed.signatures[0]
+    _post_reverts(book, signed.message, [sig, sig], "oracle: duplicate signer", trader)
 
 
-def test_post_attestation__one_signer_plus_outsider__reverts(book, trader, outsider_signer):
-    att = book.attestation(trader, IM, MM)
-    sigs = sign_multi(att, book.domain, [book.signers[0], outsider_signer])
-    _post_reverts(book, att, sigs, "oracle: not a signer", trader)
+def test_post_root__one_signer_plus_outsider__reverts(book, trader, outsider_signer):
+    root = book.root([book.leaf(trader, IM, MM)], by=sorted([book.signers[0], outsider_signer],
+                                                            key=lambda a: int(a.address, 16)))
+    _post_reverts(book, root.message, root.signatures, "oracle: not a signer", trader)
 
 
 def test_remove_signer__set_would_fall_below_threshold__reverts(oracle, admin, signers):

@@ -1,5 +1,5 @@
 """MarginEngine fixtures: the deployed engine (+ its delegatecalled extension) on the shared
-token, registry and oracle, factories that trade, attest and move marks, and an autouse
+token, registry and oracle, factories that trade, post epoch roots and apply leaves (give_margin) and move marks, and an autouse
 check that the engine's funds add up exactly after every test.
 
 Deployments are session-scoped; ape snapshots the chain around every test.
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import PARAMS_HASH, WAD, mark_steps
 from eth_account import Account
+from support.margins import book_leaf, next_epoch, sign_root
 
-from offchain.chain.eip712 import Attestation, MarketData, sign_multi
-from offchain.chain.leaves import AccountLeaf, positions_hash
+from offchain.chain.eip712 import MarketData, sign_multi
+from offchain.chain.leaves import AccountLeaf
 from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.chain.roots import EpochTrees
 
@@ -207,50 +208,12 @@ def trade(engine, make_order):
 
 
 @pytest.fixture(scope="session")
-def attest(engine, keeper, domain, signers, mine, chain):
-    """Sign (2 of 3) and post an attestation for the account's current state nonce."""
-
-    def _attest(account, im_wad, mm_wad, value_wad=0, by=None, sender=None):
-        mine(1)  # attestation timestamps must strictly increase per account
-        ts = chain.blocks.head.timestamp
-        att = Attestation(
-            engine=engine.address,
-            account=account.address,
-            state_nonce=engine.state_nonce(account),
-            position_value_wad=value_wad,
-            initial_margin_wad=im_wad,
-            maintenance_margin_wad=mm_wad,
-            params_hash=PARAMS_HASH,
-            timestamp=ts,
-            deadline=ts + 300,
-        )
-        sigs = sign_multi(att, domain, signers[:2] if by is None else by)
-        return engine.post_attestation(att.as_args(), sigs, sender=sender or keeper)
-
-    return _attest
-
-
-M96 = 2**96 - 1
-
-
-@pytest.fixture(scope="session")
 def leaf_for(engine):
     """leaf_for(account, im_wad, mm_wad, **overrides) -> AccountLeaf for the account's
     current book: its state nonce, positions hash and pending counters."""
 
     def _leaf(account, im_wad, mm_wad, **over) -> AccountLeaf:
-        view = engine.account(account)
-        total = engine.pending_total(account)
-        fields = dict(
-            account=getattr(account, "address", account), state_nonce=view.state_nonce,
-            positions_hash=positions_hash([p.instrument_id for p in view.positions],
-                                          [p.size_wad for p in view.positions]),
-            pending_base_im_wad=total & M96, pending_base_mm_wad=(total >> 96) & M96, position_value_wad=0,
-            initial_margin_wad=im_wad, maintenance_margin_wad=mm_wad, worst_loss_wad=mm_wad, worst_scenarios=0,
-            basis_addon_wad=0, short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0,
-        )
-        fields.update(over)
-        return AccountLeaf(**fields)
+        return book_leaf(engine, account, im_wad, mm_wad, **over)
 
     return _leaf
 
@@ -258,17 +221,29 @@ def leaf_for(engine):
 @pytest.fixture(scope="session")
 def post_root(engine, oracle, keeper, domain, signers, mine, chain):
     """post_root(leaves, engine=engine, by=2 of 3 signers) -> EpochTrees: builds both trees,
-    signs the root one second later and posts it (next epoch each call)."""
-    epochs = {"n": 0}
+    signs the root one second later and posts it (the engine's next epoch each call)."""
 
     def _post(leaves, eng=None, market=(), by=None, timestamp=None, sender=None) -> EpochTrees:
         mine(1)
-        epochs["n"] += 1
+        eng = eng or engine
         ts = chain.blocks.head.timestamp if timestamp is None else timestamp
-        trees = EpochTrees.build((eng or engine).address, epochs["n"], list(leaves), list(market))
-        msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
-        oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2] if by is None else by),
-                         sender=sender or keeper)
-        return trees
+        root = sign_root(eng, next_epoch(oracle, eng), leaves, timestamp=ts, domain=domain,
+                         signers=signers[:2] if by is None else by, params_hash=PARAMS_HASH, market=market)
+        oracle.post_root(*root.post_args(), sender=sender or keeper)
+        return root.trees
 
     return _post
+
+
+@pytest.fixture(scope="session")
+def give_margin(engine, leaf_for, post_root, keeper):
+    """give_margin(account, im_wad, mm_wad, sender=keeper) -> the apply_leaf receipt: the
+    signers post a root holding a leaf for the account's current book (IM, MM) and it is
+    applied, as the keeper margins a book in production."""
+
+    def _give(account, im_wad, mm_wad, by=None, sender=None, **leaf_overrides):
+        trees = post_root([leaf_for(account, im_wad, mm_wad, **leaf_overrides)], by=by)
+        leaf, proof = trees.account_proof(account.address)
+        return engine.apply_leaf(leaf.as_args(), proof, sender=sender or keeper)
+
+    return _give

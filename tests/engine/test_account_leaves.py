@@ -168,12 +168,12 @@ def test_apply_leaf__older_than_last_reduction__reverts(engine, open_long, leaf_
         engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
 
 
-def test_apply_leaf__root_older_than_basis__reverts(engine, open_long, leaf_for, post_root, attest, keeper, chain):
+def test_apply_leaf__root_older_than_basis__reverts(engine, open_long, leaf_for, post_root, keeper):
+    """A root signed before the book's margin basis (here: its first trade) never replaces it."""
     long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
-    ts = chain.blocks.head.timestamp
-    attest(long_perp, 5_000 * WAD, 2_500 * WAD)
-    trees = post_root([leaf, _filler(1)], timestamp=ts)
+    basis = engine.account(long_perp).margin_basis_timestamp
+    trees = post_root([leaf, _filler(1)], timestamp=basis - 1)
     with ape.reverts("engine: leaf not newer than margin basis"):
         engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
 

@@ -5,8 +5,6 @@ import ape
 import pytest
 from conftest import WAD
 
-from offchain.chain.eip712 import sign_multi
-
 from .conftest import LIQUIDATION, PERP, ROOT, TRADING, storage_layout
 
 
@@ -93,24 +91,26 @@ def test_eip712_domain__engine__name_version_chain_address(engine, chain):
     assert (name, version, chain_id, contract) == ("netmargin MarginEngine", "1", chain.chain_id, engine.address)
 
 
-def test_post_attestation__removed_signer__rejected_at_once(engine, oracle, admin, fund, set_market, trade, trader,
-                                                           maker, keeper, domain, signers, chain, mine):
-    from conftest import PARAMS_HASH
-
-    from offchain.chain.eip712 import Attestation
-
+def test_apply_leaf__root_of_removed_signer__rejected_at_once(engine, oracle, admin, fund, set_market, trade, trader,
+                                                              maker, keeper, signers, leaf_for, post_root):
+    """A signer removed by governance signs no further root: the keeper's next root needs the
+    remaining signers, and the book is margined by it."""
     fund(trader, 20_000 * 10**6)
     fund(maker, 100_000 * 10**6)
     set_market()
     trade(maker, trader, PERP, -WAD, 60_000 * WAD)
     oracle.remove_signer(signers[0].address, sender=admin)
-    mine(1)
-    ts = chain.blocks.head.timestamp
-    att = Attestation(engine=engine.address, account=trader.address, state_nonce=1, position_value_wad=0, initial_margin_wad=WAD,
-                      maintenance_margin_wad=WAD, params_hash=PARAMS_HASH, timestamp=ts, deadline=ts + 60)
-    with ape.reverts():
-        engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[:2]), sender=keeper)
-    engine.post_attestation(att.as_args(), sign_multi(att, domain, signers[1:]), sender=keeper)
+    leaf = leaf_for(trader, WAD, WAD)
+    with ape.reverts("oracle: not a signer"):
+        post_root([leaf], by=signers[:2])
+    trees = post_root([leaf], by=signers[1:])
+    engine.apply_leaf(*_leaf_args(trees, trader), sender=keeper)
+    assert engine.health(trader).im_wad == WAD
+
+
+def _leaf_args(trees, account):
+    leaf, proof = trees.account_proof(account.address)
+    return leaf.as_args(), proof
 
 
 def test_extension__storage_layout__is_a_prefix_of_the_engine():

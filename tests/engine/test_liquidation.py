@@ -142,7 +142,7 @@ def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, v
     assert engine.insurance_wad() == 0
 
 
-def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set_market, trade, attest,
+def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set_market, trade, give_margin,
                                                                accounts, maker, liquidator):
     hedger = accounts[8]
     fund(hedger, 40_000 * USDC)
@@ -151,7 +151,7 @@ def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set
     set_market()
     trade(hedger, maker, PERP, 2 * WAD, 60_000 * WAD)
     trade(hedger, maker, CALL, -2 * WAD, 2_500 * WAD)  # per-leg bound: 12k + 18k
-    attest(hedger, 12_000 * WAD, 9_000 * WAD)  # the covered book needs far less
+    give_margin(hedger, 12_000 * WAD, 9_000 * WAD)  # the covered book needs far less
     engine.withdraw(27_000 * USDC, sender=hedger)  # equity 13k
     set_market(marks={PERP: 56_000 * WAD, CALL: 1_000 * WAD})  # -8k on the perps, +3k on the calls
     h = engine.health(hedger)
@@ -163,7 +163,7 @@ def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set
     assert engine.position(hedger, CALL) == -2 * WAD + 2 * WAD // 5
     assert engine.position(liquidator, PERP) == 2 * WAD // 5
     assert engine.position(liquidator, CALL) == -2 * WAD // 5
-    # the liquidator's pending margin grows by f * the hedged book's (attested) IM, not per leg
+    # the liquidator's pending margin grows by f * the hedged book's (leaf) IM, not per leg
     assert engine.account(liquidator).pending_im_wad == 12_000 * WAD // 5
 
 

@@ -207,25 +207,29 @@ def test_fill__paused_both_reduce__allowed_without_fresh_marks(engine, books, tr
     assert engine.account(maker).pending_im_wad == 6_000 * WAD
 
 
-def test_fill__reduce_attested_book__scales_attested_margins_rounding_up(engine, books, trade, attest, maker, taker):
+def test_fill__reduce_book_with_applied_leaf__scales_margins_rounding_up(engine, books, trade, give_margin, maker,
+                                                                         taker):
     trade(maker, taker, PERP, 3 * WAD, PRICE)
-    attest(maker, 10_000 * WAD + 1, 5_000 * WAD)
+    give_margin(maker, 10_000 * WAD + 1, 5_000 * WAD)
     trade(maker, taker, PERP, -WAD, PRICE)
-    view = engine.account(maker)
-    assert view.attested_im_wad == -(-(10_000 * WAD + 1) * 2 // 3)  # ceil
-    assert view.attested_mm_wad == -(-(5_000 * WAD) * 2 // 3)
-    assert view.pending_im_wad == 0
+    h = engine.health(maker)
+    assert h.im_wad == -(-(10_000 * WAD + 1) * 2 // 3)  # ceil
+    assert h.mm_wad == -(-(5_000 * WAD) * 2 // 3)
 
 
-def test_fill__close_whole_book__resets_margins(engine, books, trade, attest, maker, taker):
+def test_fill__close_whole_book__resets_margins_and_voids_older_leaves(engine, books, trade, leaf_for, post_root,
+                                                                      keeper, maker, taker):
     trade(maker, taker, PERP, WAD, PRICE)
-    attest(maker, 6_000 * WAD, 3_000 * WAD)
+    trees = post_root([leaf_for(maker, 6_000 * WAD, 3_000 * WAD)])
+    leaf, proof = trees.account_proof(maker.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
     trade(maker, taker, PERP, -WAD, PRICE)
     view = engine.account(maker)
-    assert view.positions == []
-    assert (view.attested_im_wad, view.pending_im_wad, view.margin_basis_timestamp) == (0, 0, 0)
-    assert view.attestation_timestamp > 0  # kept: later attestations must still be newer
+    assert view.positions == [] and view.margin_basis_timestamp == 0
     assert engine.health(maker).im_wad == 0
+    # the basis is reset, but the leaf of the closed book never applies again
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
 
 
 def test_fill__flip_long_to_short__charges_rate_of_whole_trade(engine, books, trade, maker, taker):

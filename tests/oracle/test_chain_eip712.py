@@ -6,9 +6,9 @@ from eth_account import Account
 
 from offchain.chain.eip712 import (
     SECP256K1_N,
-    Attestation,
     Domain,
     Eip712Error,
+    EpochRoot,
     IndexPrices,
     MarketData,
     SettlementPrice,
@@ -24,20 +24,19 @@ from offchain.chain.eip712 import (
 ADDRESS = "0x" + "11" * 20
 
 
-def _attestation(**overrides):
+def _root(**overrides):
     fields = dict(
         engine="0x" + "ee" * 20,
-        account=ADDRESS,
-        state_nonce=7,
-        position_value_wad=-123 * WAD,
-        initial_margin_wad=10 * WAD,
-        maintenance_margin_wad=5 * WAD,
-        params_hash=PARAMS_HASH,
+        epoch=7,
         timestamp=1_700_000_000,
         deadline=1_700_000_060,
+        params_hash=PARAMS_HASH,
+        market_root=b"\x0a" * 32,
+        accounts_root=b"\x0b" * 32,
+        account_count=123,
     )
     fields.update(overrides)
-    return Attestation(**fields)
+    return EpochRoot(**fields)
 
 
 def _market(n=3, **overrides):
@@ -58,7 +57,7 @@ def _market(n=3, **overrides):
 
 
 def test_typehashes__python_type_strings__equal_contract_constants(oracle):
-    assert oracle.ATTESTATION_TYPEHASH() == Attestation.typehash()
+    assert oracle.EPOCH_ROOT_TYPEHASH() == EpochRoot.typehash()
     assert oracle.MARKET_DATA_TYPEHASH() == MarketData.typehash()
     assert oracle.INDEX_PRICES_TYPEHASH() == IndexPrices.typehash()
     assert oracle.SETTLEMENT_PRICE_TYPEHASH() == SettlementPrice.typehash()
@@ -72,8 +71,8 @@ def test_domain_separator__python__equals_contract(oracle, domain):
 
 
 def test_digest__every_message_kind__equals_contract_view(oracle, domain):
-    att = _attestation()
-    assert oracle.attestation_digest(att.as_args()) == digest(att, domain)
+    root = _root()
+    assert oracle.epoch_root_digest(root.as_args()) == digest(root, domain)
     market = _market(n=17)
     assert oracle.market_data_digest(market.as_args()) == digest(market, domain)
     index = IndexPrices(underlyings=[BTC, ETH], prices_wad=[60_000 * WAD, 3_000 * WAD], timestamp=5, deadline=6)
@@ -94,16 +93,16 @@ def test_digest__max_batch_extreme_values__equals_contract_view(oracle, domain):
 
 
 def test_digest__any_field_changed__differs(domain):
-    base = digest(_attestation(), domain)
-    assert digest(_attestation(state_nonce=8), domain) != base
-    assert digest(_attestation(), Domain(domain.chain_id + 1, domain.verifying_contract)) != base
-    assert digest(_attestation(), Domain(domain.chain_id, ADDRESS)) != base
+    base = digest(_root(), domain)
+    assert digest(_root(epoch=8), domain) != base
+    assert digest(_root(), Domain(domain.chain_id + 1, domain.verifying_contract)) != base
+    assert digest(_root(), Domain(domain.chain_id, ADDRESS)) != base
 
 
 def test_sign_multi__unsorted_accounts__signatures_ascending_by_signer_and_low_s(domain, signers):
-    att = _attestation()
-    sigs = sign_multi(att, domain, list(reversed(signers)))
-    recovered = [recover(att, domain, s) for s in sigs]
+    root = _root()
+    sigs = sign_multi(root, domain, list(reversed(signers)))
+    recovered = [recover(root, domain, s) for s in sigs]
     assert recovered == [s.address for s in signers]
     assert all(int.from_bytes(s[32:64], "big") <= SECP256K1_N // 2 for s in sigs)
     assert all(s[64] in (27, 28) for s in sigs)
@@ -111,18 +110,18 @@ def test_sign_multi__unsorted_accounts__signatures_ascending_by_signer_and_low_s
 
 def test_sign_multi__duplicate_account__raises(domain, signers):
     with pytest.raises(Eip712Error, match="distinct signers"):
-        sign_multi(_attestation(), domain, [signers[0], signers[0]])
+        sign_multi(_root(), domain, [signers[0], signers[0]])
 
 
 def test_sign_multi__too_many_accounts__raises(domain):
     accounts = [Account.from_key(i.to_bytes(32, "big")) for i in range(1, 18)]
     with pytest.raises(Eip712Error, match="at most 16"):
-        sign_multi(_attestation(), domain, accounts)
+        sign_multi(_root(), domain, accounts)
 
 
 def test_normalize_signature__high_s__flipped_to_low_s_with_other_v(domain, signers):
-    att = _attestation()
-    sig = sign(att, domain, signers[0])
+    root = _root()
+    sig = sign(root, domain, signers[0])
     r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
     flipped = normalize_signature(r, SECP256K1_N - s, 55 - v)
     assert flipped == sig
@@ -136,29 +135,28 @@ def test_normalize_signature__bad_v__raises():
 
 def test_recover__short_signature__raises(domain):
     with pytest.raises(Eip712Error, match="65 bytes"):
-        recover(_attestation(), domain, b"\x01" * 64)
+        recover(_root(), domain, b"\x01" * 64)
 
 
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        ({"state_nonce": 1.0}, r"Attestation.state_nonce: expected an integer"),
-        ({"state_nonce": True}, r"Attestation.state_nonce: expected an integer"),
-        ({"initial_margin_wad": -1}, r"Attestation.initial_margin_wad: expected 0..2\*\*256-1, got -1"),
-        ({"position_value_wad": 2**255}, r"Attestation.position_value_wad: expected an int256"),
-        ({"params_hash": b"\x01" * 31}, r"Attestation.params_hash: expected 32 bytes"),
-        ({"account": "0x1234"}, r"Attestation.account: expected a 20-byte address"),
+        ({"epoch": 1.0}, r"EpochRoot.epoch: expected an integer"),
+        ({"epoch": True}, r"EpochRoot.epoch: expected an integer"),
+        ({"account_count": -1}, r"EpochRoot.account_count: expected 0..2\*\*256-1, got -1"),
+        ({"params_hash": b"\x01" * 31}, r"EpochRoot.params_hash: expected 32 bytes"),
+        ({"engine": "0x1234"}, r"EpochRoot.engine: expected a 20-byte address"),
     ],
 )
-def test_attestation__bad_field__raises_naming_field(overrides, match):
+def test_epoch_root__bad_field__raises_naming_field(overrides, match):
     with pytest.raises(Eip712Error, match=match):
-        _attestation(**overrides)
+        _root(**overrides)
 
 
-def test_attestation__hex_params_hash_and_lowercase_address__normalised():
-    att = _attestation(params_hash="0x" + PARAMS_HASH.hex(), account=ADDRESS.lower())
-    assert att.params_hash == PARAMS_HASH
-    assert att.account == ADDRESS  # all-digit address: checksum form is itself
+def test_epoch_root__hex_params_hash_and_lowercase_address__normalised():
+    root = _root(params_hash="0x" + PARAMS_HASH.hex(), engine=ADDRESS.lower())
+    assert root.params_hash == PARAMS_HASH
+    assert root.engine == ADDRESS  # all-digit address: checksum form is itself
 
 
 @pytest.mark.parametrize(
@@ -170,6 +168,7 @@ def test_attestation__hex_params_hash_and_lowercase_address__normalised():
         ({"mm_short_wad": [1, 2, 3, 4]}, r"MarketData.mm_short_wad: expected 3 values"),
         ({"im_long_wad": [1, 2, 0.5]}, r"MarketData.im_long_wad\[2\]: expected an integer"),
         ({"ids": 5}, r"MarketData.ids: expected a list"),
+        ({"marks_wad": [2**255, 1, 2]}, r"MarketData.marks_wad\[0\]: expected an int256"),
     ],
 )
 def test_market_data__bad_arrays__raises_naming_field(overrides, match):

@@ -3,7 +3,7 @@
 `deploy()` compiles and deploys MockERC20, InstrumentRegistry, RiskOracle,
 MarginEngineExtension and MarginEngine from contracts/ once per session; every hypothesis
 example then runs inside `boa.env.anchor()` and is rolled back (storage and block time).
-Orders, market data, attestations and settlement prices are signed with real eth-account
+Orders, market data, epoch roots and settlement prices are signed with real eth-account
 keys through offchain/chain, against the domains the contracts report (boa's chain id is 1).
 """
 
@@ -20,16 +20,16 @@ from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.margins import book_leaf, next_epoch, sign_root
 
 from offchain.chain.eip712 import (
-    Attestation,
     Domain,
     MarketData,
     SettlementPrice,
     sign_multi,
     symbol_to_bytes32,
 )
-from offchain.chain.leaves import AccountLeaf, positions_hash
+from offchain.chain.leaves import AccountLeaf
 from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.chain.roots import EpochTrees
 
@@ -208,48 +208,25 @@ class System:
         sigs = sign_multi(data, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
         return self.call(self.oracle, "post_market_data", data.as_args(), sigs, sender=self.keeper)
 
-    def attestation(self, account: str, im_wad: int, mm_wad: int, *, timestamp: int, nonce: int | None = None):
-        att = Attestation(
-            engine=self.engine.address,
-            account=account,
-            state_nonce=self.engine.state_nonce(account) if nonce is None else nonce,
-            position_value_wad=0,
-            initial_margin_wad=im_wad,
-            maintenance_margin_wad=mm_wad,
-            params_hash=PARAMS_HASH,
-            timestamp=timestamp,
-            deadline=self.now() + 300,
-        )
-        return att, sign_multi(att, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
-
-    def post_attestation(self, account: str, im_wad: int, mm_wad: int, *, timestamp: int | None = None,
-                         nonce: int | None = None) -> CallResult:
-        att, sigs = self.attestation(account, im_wad, mm_wad, timestamp=self.now() if timestamp is None else timestamp,
-                                     nonce=nonce)
-        return self.call(self.engine, "post_attestation", att.as_args(), sigs, sender=self.keeper)
-
-    def leaf(self, account: str, im_wad: int, mm_wad: int) -> AccountLeaf:
+    def leaf(self, account: str, im_wad: int, mm_wad: int, **overrides) -> AccountLeaf:
         """A leaf for the account's current book (nonce, positions hash, pending counters)."""
-        view = self.engine.account(account)
-        total = self.engine.pending_total(account)
-        return AccountLeaf(
-            account=account, state_nonce=view.state_nonce,
-            positions_hash=positions_hash([p.instrument_id for p in view.positions], [p.size_wad for p in view.positions]),
-            pending_base_im_wad=total & (2**96 - 1), pending_base_mm_wad=(total >> 96) & (2**96 - 1),
-            position_value_wad=0, initial_margin_wad=im_wad, maintenance_margin_wad=mm_wad, worst_loss_wad=mm_wad,
-            worst_scenarios=0, basis_addon_wad=0, short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
+        return book_leaf(self.engine, account, im_wad, mm_wad, **overrides)
 
     def post_root(self, leaves: list[AccountLeaf]) -> tuple[CallResult, EpochTrees]:
-        """Sign (2 of 3) and post the next epoch's root over `leaves`, now."""
-        self.epoch = getattr(self, "epoch", 0) + 1
-        trees = EpochTrees.build(self.engine.address, self.epoch, leaves)
-        msg = trees.root_message(timestamp=self.now(), deadline=self.now() + 300, params_hash=PARAMS_HASH)
-        sigs = sign_multi(msg, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
-        return self.call(self.oracle, "post_root", msg.as_args(), sigs, sender=self.keeper), trees
+        """Sign (2 of 3) and post the engine's next epoch root over `leaves`, now."""
+        root = sign_root(self.engine, next_epoch(self.oracle, self.engine), leaves, timestamp=self.now(),
+                         domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH)
+        return self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper), root.trees
 
     def apply_leaf(self, trees: EpochTrees, account: str, sender: str) -> CallResult:
         leaf, proof = trees.account_proof(account)
         return self.call(self.engine, "apply_leaf", leaf.as_args(), proof, sender=sender)
+
+    def give_margin(self, account: str, im_wad: int, mm_wad: int, **leaf_overrides) -> CallResult:
+        """Margin one account as the keeper does: a root holding a leaf for its current book,
+        posted now, and the leaf applied (by the keeper). The first failure is returned."""
+        res, trees = self.post_root([self.leaf(account, im_wad, mm_wad, **leaf_overrides)])
+        return self.apply_leaf(trees, account, sender=self.keeper) if res.ok else res
 
     def post_settlement(self, instrument_id: int, price_wad: int) -> CallResult:
         ts = self.now()
@@ -295,6 +272,13 @@ class System:
 
     def account(self, who: str):
         return self.engine.account(who)
+
+    def margins(self, who: str) -> tuple[int, int, int]:
+        """(IM, MM, basis timestamp) the engine stores for the account: the last leaf plus
+        the pending bounds since (health() applies the escape hatch on top)."""
+        v = self.engine.account(who)
+        return (int(v.attested_im_wad + v.pending_im_wad), int(v.attested_mm_wad + v.pending_mm_wad),
+                int(v.margin_basis_timestamp))
 
     def positions(self, who: str) -> dict[int, int]:
         return {int(p.instrument_id): int(p.size_wad) for p in self.engine.account(who).positions}

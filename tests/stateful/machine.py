@@ -1,6 +1,6 @@
 """Hypothesis state machine over the real MarginEngine, RiskOracle and InstrumentRegistry.
 
-Random sequences of deposits, withdrawals, signed fills, reductions, attestations, price and
+Random sequences of deposits, withdrawals, signed fills, reductions, epoch roots, price and
 funding moves, time, flags, liquidations, expiry settlements, insurance top-ups, fee
 withdrawals and pause windows. Each action checks its own post-conditions (margin after new
 risk, liquidation bounds, bad debt); after every step `state_is_consistent` checks the
@@ -92,7 +92,6 @@ class EngineMachine(RuleBasedStateMachine):
         self.settled_size = dict.fromkeys(INSTRUMENTS, 0)
         self.external_pnl = 0
         self.socialised = 0
-        self.att_ts = dict.fromkeys(self.all_addrs, 0)
         # deficits the insurance fund or socialisation paid for accounts that were solvent
         # (checked by the invariant `waterfall_never_pays_for_the_solvent`)
         self.paid_for_solvent: list[str] = []
@@ -165,7 +164,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @staticmethod
     def check_stays_healthy(before: tuple, after: tuple, what: str) -> None:
-        """Only prices, attestations or time may turn a healthy account unhealthy."""
+        """Only prices, applied leaves or time may turn a healthy account unhealthy."""
         if not before[3]:
             assert not after[3], f"{what} turned a healthy account unhealthy: {before} -> {after}"
 
@@ -438,8 +437,9 @@ class EngineMachine(RuleBasedStateMachine):
         self._post_market()
 
     @rule(who=traders, from_equity=st.booleans(), mm_pct=st.integers(10, 150), im_extra_pct=st.integers(0, 100))
-    def attest(self, who, from_equity, mm_pct, im_extra_pct):
-        """A signed attestation: MM from standalone rates, or from equity (may flip health)."""
+    def margin_one(self, who, from_equity, mm_pct, im_extra_pct):
+        """A root holding one account's leaf, applied at once: MM from standalone rates, or
+        from equity (may flip health); IM anywhere at or above MM."""
         addr = self.a(who)
         self.touch(addr)
         if from_equity:
@@ -450,19 +450,21 @@ class EngineMachine(RuleBasedStateMachine):
             mm = sum(abs(q) * (rows[i][4] if q > 0 else rows[i][5]) // WAD for i, q in self.book(addr).items())
             mm = mm * mm_pct // 100
         im = mm * (100 + im_extra_pct) // 100
+        basis_before = self.s.margins(addr)[2]
         self.s.advance(1)
-        res = self.s.post_attestation(addr, im, mm)
-        assert self.expect(res, set(), f"attest {who} im={im} mm={mm}")
-        view = self.s.account(addr)
-        assert (view.attested_im_wad, view.attested_mm_wad) == (im, mm)
-        assert (view.pending_im_wad, view.pending_mm_wad) == (0, 0)
-        assert view.attestation_timestamp == self.s.now() > self.att_ts[addr]
-        # the same message again is not newer; one for another state nonce never binds
-        replay = self.s.post_attestation(addr, im, mm, timestamp=view.attestation_timestamp)
-        assert not replay.ok and replay.reason == "engine: attestation not newer", replay
+        res = self.s.give_margin(addr, im, mm)
+        assert self.expect(res, set(), f"margin {who} im={im} mm={mm}")
+        applied = self.s.margins(addr)
+        assert applied == (im, mm, self.s.now()) and self.s.now() > basis_before
+        # a leaf for another state nonce never binds (a future one, here); one for the
+        # same nonce and another book neither
         self.s.advance(1)
-        wrong = self.s.post_attestation(addr, im, mm, nonce=view.state_nonce + 1)
-        assert not wrong.ok and wrong.reason == "engine: wrong state nonce", wrong
+        wrong = self.s.give_margin(addr, im // 2, mm // 2, state_nonce=self.s.engine.state_nonce(addr) + 1)
+        assert not wrong.ok and wrong.reason == "engine: leaf for a future state nonce", wrong
+        self.s.advance(1)
+        other = self.s.give_margin(addr, im // 2, mm // 2, positions_hash=b"\x01" * 32)
+        assert not other.ok and other.reason == "engine: leaf for another book", other
+        assert self.s.margins(addr) == applied, "a refused leaf changed the margins"
 
     @rule(pair=pairs, from_equity=st.booleans(), mm_pct=st.integers(10, 150), trade_first=st.booleans())
     def root(self, pair, from_equity, mm_pct, trade_first):
@@ -497,8 +499,7 @@ class EngineMachine(RuleBasedStateMachine):
             return
         assert self.expect(res, set(), f"apply leaf {who}")
         grown_im = ((after & (2**96 - 1)) - (before & (2**96 - 1))) % 2**96
-        view = self.s.account(addr)
-        assert view.attested_im_wad + view.pending_im_wad == leaves[addr].initial_margin_wad + grown_im, \
+        assert self.s.margins(addr)[0] == leaves[addr].initial_margin_wad + grown_im, \
             "effective IM is the leaf's plus the pending since its nonce"
         again = self.s.apply_leaf(trees, addr, sender=self.a("saver"))
         assert not again.ok and again.reason == "engine: leaf not newer than margin basis", again
@@ -588,7 +589,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(pair=pairs, mult=st.integers(10, 40))
     def self_liquidation_through_second_account(self, pair, mult):
         """One owner's second account liquidates the first while its equity is a small part
-        of MM (attested at `mult`/10 x the base discount's reach: 0 < equity <= d x MM), where
+        of MM (a leaf at `mult`/10 x the base discount's reach: 0 < equity <= d x MM), where
         an uncapped discount used to exceed the equity: the pair never gains and the
         insurance fund and socialised loss pay nothing."""
         victim, other = (self.a(x) for x in pair)
@@ -600,7 +601,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.touch(victim, other)
         mm = e0 * mult * BPS // (10 * LIQUIDATION[0])
         self.s.advance(1)
-        assert self.expect(self.s.post_attestation(victim, mm, mm), set(), f"attest {pair[0]} mm={mm}")
+        assert self.expect(self.s.give_margin(victim, mm, mm), set(), f"margin {pair[0]} mm={mm}")
         e0 = self.s.health(victim)[0]
         e_other = self.s.health(other)[0]
         fund, lost = self.engine.insurance_wad(), self.engine.socialised_loss_wad()
@@ -707,11 +708,8 @@ class EngineMachine(RuleBasedStateMachine):
             assert net == 0, f"instrument {iid} nets to {net}"
 
         for addr, v in views.items():
-            im = v.attested_im_wad + v.pending_im_wad
-            mm = v.attested_mm_wad + v.pending_mm_wad
+            im, mm, _basis = self.s.margins(addr)
             assert im >= mm, f"IM {im} < MM {mm} for {addr}"
-            assert v.attestation_timestamp >= self.att_ts[addr], "attestation timestamp went back"
-            self.att_ts[addr] = v.attestation_timestamp
             if not v.positions:
                 # an empty book owes nothing: cash is never negative and it is never flagged
                 assert v.cash_wad >= 0, f"empty book of {addr} holds negative cash {v.cash_wad}"

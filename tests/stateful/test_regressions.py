@@ -48,14 +48,14 @@ def test_fill__reduction_against_new_risk_while_paused__reverts_for_the_new_risk
     assert s.engine.position(bob, PERP) == WAD - WAD // 10
 
 
-def test_post_attestation__empty_book_with_margins__health_zero_and_cash_withdrawable(fresh):
-    """Shrunk from the machine: an attestation may carry margins for an account with no
-    positions; they are stored, but an empty book owes nothing and its cash stays free."""
+def test_apply_leaf__empty_book_with_margins__health_zero_and_cash_withdrawable(fresh):
+    """Shrunk from the machine: a leaf may carry margins for an account with no positions;
+    they are stored, but an empty book owes nothing and its cash stays free."""
     s = fresh
     bob = s.addr["bob"]
     assert s.deposit(bob, 5_000 * USD).ok
     s.advance(1)
-    assert s.post_attestation(bob, 6_000 * WAD, 4_000 * WAD).ok
+    assert s.give_margin(bob, 6_000 * WAD, 4_000 * WAD).ok
 
     equity, im, mm, liquidatable = s.health(bob)
     assert (equity, im, mm, liquidatable) == (5_000 * WAD, 0, 0, False)
@@ -109,9 +109,9 @@ def test_liquidate__option_book_after_crash__discount_bounded_and_liquidator_abo
     )
 
 
-def test_post_attestation__im_below_mm__rejected_so_withdrawal_cannot_leave_account_liquidatable(fresh):
-    """IM >= MM (fixed: RiskOracle.check_attestation). The engine stored a signed attestation
-    with IM < MM, after which a withdrawal that passed the IM check left the account below MM."""
+def test_apply_leaf__im_below_mm__rejected_so_withdrawal_cannot_leave_account_liquidatable(fresh):
+    """IM >= MM (fixed: RiskOracle.verify_account_leaf). A signed margin with IM < MM, once
+    stored, let a withdrawal that passed the IM check leave the account below MM."""
     s = fresh
     alice, bob = s.addr["alice"], s.addr["bob"]
     assert s.deposit(alice, 20_000 * USD).ok
@@ -119,7 +119,7 @@ def test_post_attestation__im_below_mm__rejected_so_withdrawal_cannot_leave_acco
     assert s.fill(alice, bob, PERP, True, WAD, 60_000 * WAD).ok
     s.advance(1)
 
-    res = s.post_attestation(alice, 1_000 * WAD, 5_000 * WAD)  # IM 1,000 < MM 5,000
+    res = s.give_margin(alice, 1_000 * WAD, 5_000 * WAD)  # IM 1,000 < MM 5,000
 
     assert not res.ok and res.reason == "oracle: initial margin below maintenance margin", res
     equity, im, mm, liquidatable = s.health(alice)
@@ -168,7 +168,7 @@ def test_settle__short_call_of_expired_conversion_first__mm_unchanged_and_not_li
     assert s.fill(bob, alice, PUT, False, WAD, marks[PUT]).ok  # and the put
     assert s.fill(bob, alice, CALL, True, WAD, marks[CALL]).ok  # and sells the call
     s.advance(1)
-    assert s.post_attestation(alice, 2_000 * WAD, 1_000 * WAD).ok  # the hedged book's margin
+    assert s.give_margin(alice, 2_000 * WAD, 1_000 * WAD).ok  # the hedged book's margin
     equity = s.health(alice)[0]
     assert s.call(s.engine, "withdraw", (equity - 5_000 * WAD) // SCALE, sender=alice).ok
     s.advance(s.expiry - s.now() + 60)
