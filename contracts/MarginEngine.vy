@@ -357,7 +357,7 @@ def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65
     assert att.timestamp >= core._margins[account] >> 224, "engine: attestation not newer"
     margins: uint256 = core._pack_margins(att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp)
     core._attested[account] = margins
-    core._margins[account] = margins
+    core._set_margins(account, margins, 0)
     log IMarginEngine.AttestationPosted(
         account=account,
         state_nonce=att.state_nonce,
@@ -509,7 +509,7 @@ def pending_total(account: address) -> uint256:
             | oldest nonce a leaf may be computed for (192-255). A leaf carries the counters
             at its nonce (docs/contracts.md, "Account leaves").
     """
-    return core._pending_total[account]
+    return core._pending_total(core._margins[account], core._pending_offset[account])
 
 
 @view
@@ -673,6 +673,7 @@ def _trade_side(
         # an empty book owes no margin, whatever an attestation of it said: it never needs
         # one to trade (its basis starts with this trade)
         core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
+        core._set_margins(account, 0, 0)
     else:
         margins = core._margins[account]
 
@@ -730,8 +731,7 @@ def _trade_side(
             att = core._scale_margins(att, num, den)
             margins = core._scale_margins(margins, num, den)
         core._attested[account] = att
-        core._margins[account] = margins
-        core._raise_leaf_floor(account, header & core.MASK_64)
+        core._set_margins(account, margins, header & core.MASK_64)
         equity_after: int256 = core._equity(account, cash, ids, marks, findex)
         im_after: int256 = convert(margins & core.MASK_112, int256)
         if pays_away:
@@ -764,7 +764,7 @@ def _trade_side(
     if delta > 0:
         add_im = rates.im_long_wad
         add_mm = rates.mm_long_wad
-    margins = core._add_margins(account, margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
+    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
     core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)

@@ -187,7 +187,8 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     account: address = leaf.account
     header: uint256 = core._header[account]
     nonce: uint256 = header & core.MASK_64
-    assert root_ts > core._margins[account] >> 224, "engine: leaf not newer than margin basis"
+    margins: uint256 = core._margins[account]
+    assert root_ts > margins >> 224, "engine: leaf not newer than margin basis"
     add_im: uint256 = 0
     add_mm: uint256 = 0
     if leaf.state_nonce == nonce:
@@ -195,15 +196,16 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
         assert leaf.positions_hash == self._positions_hash(account, core._count(header)), "engine: leaf for another book"
     else:
         assert leaf.state_nonce < nonce, "engine: leaf for a future state nonce"
-        total: uint256 = core._pending_total[account]
+        total: uint256 = core._pending_total(margins, core._pending_offset[account])
         assert leaf.state_nonce >= total >> 192, "engine: leaf older than the book's last reduction"
         assert leaf.pending_base_im_wad <= core.MASK_96 and leaf.pending_base_mm_wad <= core.MASK_96, "engine: pending base out of range"
         # growth of the counters since the leaf's nonce, modulo 2**96 like the counters themselves
         add_im = unsafe_sub(total & core.MASK_96, leaf.pending_base_im_wad) & core.MASK_96
         add_mm = unsafe_sub((total >> 96) & core.MASK_96, leaf.pending_base_mm_wad) & core.MASK_96
     # leaf margins are checked < 2**112 by _pack_margins; + a 96-bit growth cannot overflow 256 bits
-    core._margins[account] = core._pack_margins(
-        leaf.initial_margin_wad + add_im, leaf.maintenance_margin_wad + add_mm, root_ts
+    # the counters stay: the offset takes up the difference
+    core._set_margins(
+        account, core._pack_margins(leaf.initial_margin_wad + add_im, leaf.maintenance_margin_wad + add_mm, root_ts), 0
     )
     log IMarginEngine.LeafApplied(
         account=account,
@@ -377,26 +379,25 @@ def liquidate(
         att = core._scale_margins(att, keep, core.WAD)
         margins = core._scale_margins(margins, keep, core.WAD)
     core._attested[account] = att
-    core._margins[account] = margins
     header = core._with_count(header + 1, new_n)
-    core._raise_leaf_floor(account, header & core.MASK_64)
+    core._set_margins(account, margins, header & core.MASK_64)
     core._store_ids(account, kept, n)
     if new_n == 0 and cash < 0:
         cash = core._absorb_deficit(account, cash)
 
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
     # The slice's margins keep the account's basis: a day-old IM never looks fresh.
-    lmargins: uint256 = 0
-    if ln > 0:
-        lmargins = core._margins[msg.sender]
-    else:
-        # an empty book owes no margin, whatever an attestation of it said
+    if ln == 0:
+        # an empty book owes no margin, whatever an attestation or leaf of it said
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
-    lmargins = core._add_margins(msg.sender, lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
+        core._set_margins(msg.sender, 0, 0)
+    lmargins: uint256 = core._add_margins(core._margins[msg.sender], core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
+    core._margins[msg.sender] = lmargins
     if len(lids) == 0:
+        # flattened by the slice: the counters keep its bound, the empty book owes nothing
         core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
         lmargins = 0
-    core._margins[msg.sender] = lmargins
+        core._set_margins(msg.sender, 0, 0)
     core._header[msg.sender] = core._with_cash(
         core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
     )
@@ -487,8 +488,7 @@ def settle(account: address, instrument_id: uint256):
     core._store_ids(account, ids, n)
     if new_n == 0:
         core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
-        core._margins[account] = 0
-        core._raise_leaf_floor(account, (header & core.MASK_64) + 1)
+        core._set_margins(account, 0, (header & core.MASK_64) + 1)
         header = core._with_since(header, 0)
         if cash < 0:
             cash = core._absorb_deficit(account, cash)
@@ -503,7 +503,7 @@ def settle(account: address, instrument_id: uint256):
         add_mm: uint256 = 0
         add_im, add_mm = staticcall core.ORACLE.side_rates(instrument_id, size < 0)
         core._margins[account] = core._add_margins(
-            account, core._margins[account], core._ceil_mul(convert(abs(size), uint256), add_im), 0, block.timestamp
+            core._margins[account], core._ceil_mul(convert(abs(size), uint256), add_im), 0, block.timestamp
         )
     core._header[account] = core._with_cash(core._with_count(header + 1, new_n), cash)
     log IMarginEngine.Settlement(

@@ -50,6 +50,8 @@ OFFSET_128: constant(int256) = 2**127
 MASK_15: constant(uint256) = 2**15 - 1
 MASK_40: constant(uint256) = 2**40 - 1
 LISTED_BIT: constant(uint256) = 2**112
+OFFSET_SET: constant(uint256) = 2**255
+MASK_63: constant(uint256) = 2**63 - 1
 INT128_MIN: constant(int256) = -(2**127)
 INT128_MAX: constant(int256) = 2**127 - 1
 
@@ -106,12 +108,19 @@ _trading: uint256
 # packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
 # insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)
 _liquidation: uint256
-# packed cumulative pending margin: IM (bits 0-95) | MM (96-191) counters that grow by the
-# standalone rate of every trade, modulo 2**96 | the oldest state nonce an account leaf may
-# be computed for (192-255), raised when a book shrinks without a trade's pending bound
-# (risk-reducing fill, liquidation). A leaf for nonce k carries the counters at k, so it
-# applies at any later nonce with the growth since added (a trade never voids it).
-_pending_total: HashMap[address, uint256]
+# Cumulative pending margin counters (`pending_total`): an IM and an MM counter that grow by
+# the standalone rate of every trade, modulo 2**96, and the oldest state nonce an account leaf
+# may be computed for, raised when a book shrinks without a trade's pending bound (risk-reducing
+# fill, liquidation, emptied book). A leaf for nonce k carries the counters at k, so it applies
+# at any later nonce with the growth since added (a trade never voids it).
+# Stored as their offset from the effective margins: a pending add grows margins and counters
+# by the same amount, so counter = margin + offset (mod 2**96) and a trade writes `_margins`
+# only. Any other change of `_margins` (leaf, attestation, scaling, emptied book) goes through
+# `_set_margins`, which moves the offset so that the counters stay where they were.
+# Packed: IM offset (bits 0-95) | MM offset (96-191) | leaf floor nonce (192-254) | OFFSET_SET
+# (bit 255), set when the account is first listed: the slot is then never zero again, so a
+# reset pays a 2.9k write rather than a first 20k one (the first trade pays that once).
+_pending_offset: HashMap[address, uint256]
 
 
 @deploy
@@ -190,7 +199,12 @@ def _equity(
         if raw == 0:  # closed earlier in this transaction
             continue
         size: int256 = unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128)
-        equity += self._floor_wad(unsafe_mul(size, marks[i]))
+        # _floor_wad inlined (an internal call per position costs more than the division)
+        v: int256 = unsafe_mul(size, marks[i])
+        q: int256 = unsafe_div(v, WAD_I)
+        if unsafe_mul(q, WAD_I) > v:
+            q = unsafe_sub(q, 1)
+        equity += q
         owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), findex[i])
         if owed != 0:  # only perpetuals carry funding
             equity += self._floor_wad(unsafe_mul(size, owed))
@@ -201,8 +215,8 @@ def _equity(
 @pure
 def _floor_wad(p: int256) -> int256:
     """@dev floor(p / WAD) for any int256 p (Vyper's // truncates towards zero)."""
-    q: int256 = unsafe_div(p, WAD_I)
-    if p < 0 and unsafe_mul(q, WAD_I) != p:
+    q: int256 = unsafe_div(p, WAD_I)  # truncated: above p / WAD only when p < 0 has a remainder
+    if unsafe_mul(q, WAD_I) > p:
         q = unsafe_sub(q, 1)
     return q
 
@@ -246,39 +260,63 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
 
 
 @internal
-def _add_margins(account: address, margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
+@pure
+def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
     """
-    @dev Adds a pending adjustment computed at time `since` to the effective margins and to
-         the account's cumulative pending counters. The basis is the older of the two:
-         margins inherited from another account (a liquidation slice) keep that account's
-         basis, so a day-old IM never looks fresh.
+    @dev Adds a pending adjustment computed at time `since` to the effective margins (and so,
+         through the stored offset, to the cumulative pending counters: the caller writes the
+         result to `_margins` as it is). The basis is the older of the two: margins
+         inherited from another account (a liquidation slice) keep that account's basis, so
+         a day-old IM never looks fresh.
     """
     im: uint256 = (margins & MASK_112) + add_im
     mm: uint256 = ((margins >> 112) & MASK_112) + add_mm
     basis: uint256 = margins >> 224
     if basis == 0 or since < basis:
         basis = since
-    total: uint256 = self._pending_total[account]
-    # counters modulo 2**96 (only their growth between two nonces is ever used, and that is
-    # bounded by the 112-bit margins); add_im, add_mm < 2**112 here (checked by _pack_margins
-    # below, which reverts the whole transaction otherwise), so no 256-bit overflow
-    self._pending_total[account] = (
-        (unsafe_add(total & MASK_96, add_im) & MASK_96)
-        | ((unsafe_add((total >> 96) & MASK_96, add_mm) & MASK_96) << 96)
-        | ((total >> 192) << 192)
-    )
     return self._pack_margins(im, mm, basis)
 
 
 @internal
-def _raise_leaf_floor(account: address, nonce: uint256):
+def _set_margins(account: address, new: uint256, floor_nonce: uint256):
     """
-    @dev Leaves computed before `nonce` stop applying: the book shrank without a pending
-         bound (its margins were scaled down), so an older leaf plus the counters' growth
-         would overstate them (and could re-liquidate a book a liquidation just restored).
+    @dev Stores effective margins that are not the stored ones plus a pending add (a leaf, an
+         attestation, a scaling, an emptied book): the offset moves by old - new, so the
+         cumulative pending counters do not. `floor_nonce` > 0 raises the leaf floor to that
+         nonce: the book shrank without a pending bound (its margins were scaled down), so an
+         older leaf plus the counters' growth would overstate them (and could re-liquidate a
+         book a liquidation just restored).
     """
-    total: uint256 = self._pending_total[account]
-    self._pending_total[account] = (total & (2**192 - 1)) | (nonce << 192)
+    old: uint256 = self._margins[account]
+    self._margins[account] = new
+    if floor_nonce == 0 and (old ^ new) & (2**224 - 1) == 0:
+        return  # same IM and MM: the offset stands
+    offset: uint256 = self._pending_offset[account]
+    total: uint256 = self._pending_total(old, offset)
+    if floor_nonce == 0:
+        floor_nonce = total >> 192
+    # offsets modulo 2**96, like the counters; floor_nonce < 2**63 (state nonces grow by one
+    # per transaction), so bit 255 stays OFFSET_SET's
+    self._pending_offset[account] = (
+        (unsafe_sub(total & MASK_96, new & MASK_96) & MASK_96)
+        | ((unsafe_sub((total >> 96) & MASK_96, (new >> 112) & MASK_96) & MASK_96) << 96)
+        | (floor_nonce << 192)
+        | OFFSET_SET
+    )
+
+
+@internal
+@pure
+def _pending_total(margins: uint256, offset: uint256) -> uint256:
+    """
+    @dev The packed cumulative pending counters: IM (bits 0-95) | MM (96-191) | leaf floor
+         nonce (192-255), from the effective margins and their stored offset.
+    """
+    return (
+        (unsafe_add(margins & MASK_96, offset & MASK_96) & MASK_96)
+        | ((unsafe_add((margins >> 112) & MASK_96, (offset >> 96) & MASK_96) & MASK_96) << 96)
+        | (((offset >> 192) & MASK_63) << 192)
+    )
 
 
 @internal
@@ -566,6 +604,8 @@ def _list(account: address, header: uint256) -> uint256:
     i: uint256 = self.account_count
     self.account_at[i] = account
     self.account_count = i + 1
+    # the first trade writes the pending-offset slot once (see _pending_offset)
+    self._pending_offset[account] |= OFFSET_SET
     return header | LISTED_BIT
 
 

@@ -275,3 +275,68 @@ def test_apply_leaf__proof_served_from_keeper_epoch_file__applies(engine, open_l
     leaf, proof = leaf_args(proof_for(EpochStore(tmp_path), engine.address, long_perp.address))
     engine.apply_leaf(leaf, proof, sender=keeper)
     assert engine.health(long_perp).im_wad == 2_000 * WAD
+
+
+M96 = 2**96 - 1
+
+
+def _counters(engine, account) -> tuple[int, int, int]:
+    """pending_total(account) unpacked: (IM counter, MM counter, leaf floor nonce)."""
+    total = engine.pending_total(account)
+    return total & M96, (total >> 96) & M96, total >> 192
+
+
+def test_pending_counters__margin_resets__never_move_them(engine, open_long, leaf_for, post_root, trade, maker,
+                                                          keeper):
+    """The counters are stored as an offset from the effective margins, so a fill writes the
+    margins word only. A leaf and a risk-reducing shrink rewrite the margins: the counters stay
+    exactly where they were (the shrink raises the floor only), and each later trade adds
+    exactly its own bound, so a leaf taken at any nonce since applies with the right growth."""
+    long_perp = open_long()
+    im0, mm0, floor0 = _counters(engine, long_perp)
+    assert (im0, mm0) == (6_000 * WAD, 3_000 * WAD)  # the opening trade's bound
+    engine.apply_leaf(*_args(post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)]), long_perp),
+                      sender=keeper)
+    assert engine.health(long_perp).im_wad == 2_000 * WAD
+    assert _counters(engine, long_perp) == (im0, mm0, floor0)
+
+    trade(maker, long_perp, PERP, -WAD // 2, PRICE)  # new risk: + 0.5 at 6,000 / 3,000 per unit
+    grown = (im0 + 3_000 * WAD, mm0 + 1_500 * WAD)
+    assert _counters(engine, long_perp) == (*grown, floor0)
+    assert engine.health(long_perp).im_wad == 5_000 * WAD
+
+    trade(maker, long_perp, PERP, WAD // 2, PRICE)  # sells half: risk-reducing, margins scale
+    nonce = engine.state_nonce(long_perp)
+    assert nonce > floor0
+    assert _counters(engine, long_perp) == (*grown, nonce)
+
+    leaf = leaf_for(long_perp, 1_000 * WAD, 500 * WAD)  # at the floor: still applies
+    trade(maker, long_perp, PERP, -1, PRICE)  # 1 wei of new risk after the leaf's nonce
+    engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
+    h = engine.health(long_perp)
+    assert (h.im_wad, h.mm_wad) == (1_000 * WAD + 6_000, 500 * WAD + 3_000)
+    assert _counters(engine, long_perp) == (grown[0] + 6_000, grown[1] + 3_000, nonce)
+
+
+def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_slice(
+        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper):
+    """Being liquidated scales the victim's margins (its counters stay, its floor rises to the
+    new nonce); the liquidator's counters grow by exactly the slice's inherited IM and MM."""
+    fund(trader, 7_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 50_000 * USDC)
+    set_market()
+    trade(trader, maker, PERP, WAD, PRICE)
+    engine.apply_leaf(*_args(post_root([leaf_for(trader, 6_500 * WAD, 3_500 * WAD), _filler(1)]), trader),
+                      sender=keeper)
+    set_market(marks={PERP: 55_000 * WAD})
+    h = engine.health(trader)
+    assert h.liquidatable
+    victim_before = _counters(engine, trader)
+    liq_before = _counters(engine, liquidator)
+    tx = engine.liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
+    f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
+    assert _counters(engine, trader) == (*victim_before[:2], engine.state_nonce(trader))
+    inherited = (-(-h.im_wad * f // WAD), -(-h.mm_wad * f // WAD))
+    assert _counters(engine, liquidator) == ((liq_before[0] + inherited[0]) % 2**96,
+                                             (liq_before[1] + inherited[1]) % 2**96, liq_before[2])
