@@ -77,6 +77,9 @@ SETTLEMENT_PRICE_TYPEHASH: public(constant(bytes32)) = keccak256(
 EPOCH_ROOT_TYPEHASH: public(constant(bytes32)) = keccak256(
     "EpochRoot(address engine,uint256 epoch,uint256 timestamp,uint256 deadline,bytes32 params_hash,bytes32 market_root,bytes32 accounts_root,uint256 account_count)"
 )
+EPOCH_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
+    "EpochData(address engine,uint256 epoch,uint256 state_block,bytes32 accounts_root,bytes32 market_root)"
+)
 
 # Packed market word: [mark + 2**95 : 96 bits][funding + 2**95 : 96 bits][updated_at : 64 bits].
 # Biased (offset) encoding keeps signed values as plain unsigned bit fields.
@@ -127,6 +130,15 @@ struct EpochRoot:
     market_root: bytes32
     accounts_root: bytes32
     account_count: uint256
+
+struct EpochData:
+    # What the signers commit to beside the root so anyone can rebuild every leaf of it:
+    # the block whose state the account leaves were built on (docs/oracle.md).
+    engine: address
+    epoch: uint256
+    state_block: uint256
+    accounts_root: bytes32
+    market_root: bytes32
 
 struct MarketLeaf:
     # One instrument's model inputs and per-unit figures in an epoch's market root; hashed
@@ -229,6 +241,16 @@ event RootPosted:
     accounts_root: bytes32
     market_root: bytes32
     account_count: uint256
+
+# Data availability of an epoch: its state block and every market leaf (the account leaves
+# are rebuilt from the engine's state at `state_block` and these). Logged, never stored.
+event EpochDataPublished:
+    engine: indexed(address)
+    epoch: indexed(uint256)
+    state_block: uint256
+    accounts_root: bytes32
+    market_root: bytes32
+    market_leaves: DynArray[MarketLeaf, MAX_BATCH]
 
 
 #### CONSTRUCTOR ####
@@ -458,6 +480,37 @@ def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
         accounts_root=root.accounts_root,
         market_root=root.market_root,
         account_count=root.account_count,
+    )
+
+
+@external
+def publish_epoch_data(
+    data: EpochData, market_leaves: DynArray[MarketLeaf, MAX_BATCH], signatures: DynArray[Bytes[65], MAX_SIGNATURES]
+):
+    """
+    @notice Publish the public inputs of an engine's current epoch: the state block its
+            account leaves were built on (signed) and every market leaf (checked against the
+            stored market root). With these, an RPC node and the params file, anyone rebuilds
+            every leaf and both roots. Gas grows with the instruments, not the accounts.
+    @param data The signed (engine, epoch, state block, accounts root, market root).
+    @param market_leaves Every market leaf of the epoch, in ascending order of leaf hash.
+    @param signatures Threshold signatures over `epoch_data_digest(data)`.
+    """
+    meta: uint256 = self._root_meta[data.engine]
+    assert meta != 0, "oracle: no root for engine"
+    assert data.epoch == meta & MASK_64, "oracle: epoch is not the engine's current epoch"
+    assert data.accounts_root == self._accounts_root[data.engine], "oracle: accounts root mismatch"
+    assert data.market_root == self._market_root[data.engine], "oracle: market root mismatch"
+    assert data.state_block < block.number, "oracle: state block not in the past"
+    assert self._market_tree_root(data.engine, data.epoch, market_leaves) == data.market_root, "oracle: market leaves do not give the market root"
+    self._check_signatures(self._epoch_data_digest(data), signatures)
+    log EpochDataPublished(
+        engine=data.engine,
+        epoch=data.epoch,
+        state_block=data.state_block,
+        accounts_root=data.accounts_root,
+        market_root=data.market_root,
+        market_leaves=market_leaves,
     )
 
 
@@ -714,6 +767,13 @@ def epoch_root_digest(root: EpochRoot) -> bytes32:
 @view
 @external
 @reentrant
+def epoch_data_digest(data: EpochData) -> bytes32:
+    return self._epoch_data_digest(data)
+
+
+@view
+@external
+@reentrant
 def index_prices_digest(data: IndexPrices) -> bytes32:
     return self._index_prices_digest(data)
 
@@ -788,6 +848,46 @@ def _check_envelope(params_hash_: bytes32, timestamp: uint256, deadline: uint256
     self._check_time(timestamp, deadline)
 
 
+@pure
+@internal
+def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_BATCH]) -> bytes32:
+    """
+    @dev The sorted-pair Merkle root of `leaves` (docs/oracle.md: leaf hashes ascending form
+         the bottom layer, neighbours pair up, an odd last node moves up; zero if empty).
+         Requiring the leaves in strictly ascending hash order makes the bottom layer the
+         sorted one without sorting on chain, and refuses a leaf given twice.
+    """
+    layer: DynArray[bytes32, MAX_BATCH] = []
+    last: uint256 = 0
+    for leaf: MarketLeaf in leaves:
+        node: bytes32 = keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+        assert len(layer) == 0 or convert(node, uint256) > last, "oracle: market leaves not in ascending hash order"
+        last = convert(node, uint256)
+        layer.append(node)
+    if len(layer) == 0:
+        return empty(bytes32)
+    # 256 leaves -> at most 8 levels above the bottom
+    for _: uint256 in range(9):
+        n: uint256 = len(layer)
+        if n == 1:
+            break
+        up: DynArray[bytes32, MAX_BATCH] = []
+        for k: uint256 in range(MAX_BATCH // 2):
+            i: uint256 = 2 * k
+            if i + 1 >= n:
+                if i < n:
+                    up.append(layer[i])
+                break
+            a: bytes32 = layer[i]
+            b: bytes32 = layer[i + 1]
+            if convert(a, uint256) <= convert(b, uint256):
+                up.append(keccak256(concat(a, b)))
+            else:
+                up.append(keccak256(concat(b, a)))
+        layer = up
+    return layer[0]
+
+
 #### INTERNAL: EIP-712 ####
 
 @view
@@ -826,6 +926,18 @@ def _epoch_root_digest(root: EpochRoot) -> bytes32:
                 root.market_root,
                 root.accounts_root,
                 root.account_count,
+            )
+        )
+    )
+
+
+@view
+@internal
+def _epoch_data_digest(data: EpochData) -> bytes32:
+    return eip712_domain_separator._hash_typed_data_v4(
+        keccak256(
+            abi_encode(
+                EPOCH_DATA_TYPEHASH, data.engine, data.epoch, data.state_block, data.accounts_root, data.market_root
             )
         )
     )

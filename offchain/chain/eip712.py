@@ -283,7 +283,32 @@ class EpochRoot(_Message):
         self._validate()
 
 
-Message = Attestation | MarketData | IndexPrices | SettlementPrice | EpochRoot
+@dataclass(frozen=True)
+class EpochData(_Message):
+    """What makes an epoch rebuildable from public data, signed beside its root: the block
+    whose state the account leaves were built on (`RiskOracle.publish_epoch_data`, which
+    also logs every market leaf)."""
+
+    engine: str
+    epoch: int
+    state_block: int
+    accounts_root: bytes
+    market_root: bytes
+
+    PRIMARY_TYPE = "EpochData"
+    FIELDS = (
+        ("engine", "address"),
+        ("epoch", "uint256"),
+        ("state_block", "uint256"),
+        ("accounts_root", "bytes32"),
+        ("market_root", "bytes32"),
+    )
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+
+Message = Attestation | MarketData | IndexPrices | SettlementPrice | EpochRoot | EpochData
 
 # RiskOracle storage ranges (packed words) and the registry's perpetual kind code.
 INT96_MIN, INT96_MAX = -(2**95), 2**95 - 1

@@ -4,6 +4,8 @@ EpochRoot message, and proofs.
     tree = EpochTrees.build(engine, epoch, account_leaves, market_leaves)
     msg = tree.root_message(timestamp=t, deadline=t + 60, params_hash=h)   # eip712.EpochRoot
     oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers))
+    oracle.publish_epoch_data(tree.data_message(state_block).as_args(),
+                              [m.as_args() for m in tree.market_leaves_by_hash()], signatures)
     leaf, proof = tree.account_proof(account)
     mp = tree.market_multiproof(instrument_ids)   # leaves in that order, one MultiProof
     engine.apply_leaf(leaf.as_args(), proof)
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
 
-from offchain.chain.eip712 import EpochRoot
+from offchain.chain.eip712 import EpochData, EpochRoot
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, account_leaf_hashes
 from offchain.chain.merkle import MerkleError, MerkleTree, MultiProof
 
@@ -54,6 +56,16 @@ class EpochTrees:
         return EpochRoot(engine=self.engine, epoch=self.epoch, timestamp=timestamp, deadline=deadline,
                          params_hash=params_hash, market_root=self.market.root,
                          accounts_root=self.accounts.root, account_count=len(self.account_leaves))
+
+    def data_message(self, state_block: int) -> EpochData:
+        """The signed EpochData of `RiskOracle.publish_epoch_data` for this epoch."""
+        return EpochData(engine=self.engine, epoch=self.epoch, state_block=state_block,
+                         accounts_root=self.accounts.root, market_root=self.market.root)
+
+    def market_leaves_by_hash(self) -> list[MarketLeaf]:
+        """The market leaves in ascending leaf-hash order, as publish_epoch_data takes them
+        (the bottom layer of the tree, so the contract rebuilds the root without sorting)."""
+        return sorted(self.market_leaves, key=lambda m: m.leaf_hash(self.engine, self.epoch))
 
     def has_account(self, account: str) -> bool:
         return to_checksum_address(account) in self._by_account
