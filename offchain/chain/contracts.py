@@ -86,6 +86,7 @@ class InstrumentTable:
     strike: np.ndarray  # float units, 0 for non-options
     expiry: np.ndarray  # unix seconds, 0 for perpetuals
     active: np.ndarray  # bool
+    strike_wad: tuple[int, ...] = ()  # the registry's exact strikes (market leaves), if read
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -105,12 +106,13 @@ def read_instruments(dep: Deployment, underlyings: list[str]) -> tuple[Instrumen
         name = underlying_name(u)
         if name not in names:
             names.append(name)
-        rows.append((i, names.index(name), kind, strike / WAD, expiry, active))
-    arr = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        rows.append((i, names.index(name), kind, strike / WAD, expiry, active, strike))
+    arr = list(zip(*rows, strict=True)) if rows else [[]] * 7
     table = InstrumentTable(
         ids=np.asarray(arr[0], dtype=np.int64), underlying_index=np.asarray(arr[1], dtype=np.int64),
         kind=np.asarray(arr[2], dtype=np.int64), strike=np.asarray(arr[3], dtype=np.float64),
-        expiry=np.asarray(arr[4], dtype=np.int64), active=np.asarray(arr[5], dtype=bool))
+        expiry=np.asarray(arr[4], dtype=np.int64), active=np.asarray(arr[5], dtype=bool),
+        strike_wad=tuple(int(v) for v in arr[6]))
     return table, names
 
 
@@ -182,6 +184,14 @@ def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "lat
     """AccountView tuples: (cash, state_nonce, [(id, size, funding)], att_im, att_mm, att_ts,
     pend_im, pend_mm, basis_ts, liquidatable_since)."""
     return batch_call(dep.w3, [dep.engine.functions.account(a) for a in addresses], block)
+
+
+def read_books(dep: Deployment, addresses: list[str], block: int | str = "latest") -> tuple[list[tuple], list[int]]:
+    """(AccountView tuples, `pending_total` words) of `addresses`, all read at `block` in the
+    same JSON-RPC batches: what an account leaf is built from."""
+    fns = dep.engine.functions
+    replies = batch_call(dep.w3, [c for a in addresses for c in (fns.account(a), fns.pending_total(a))], block)
+    return replies[0::2], replies[1::2]
 
 
 def call_named(contract, fn: str, *args) -> dict:

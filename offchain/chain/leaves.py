@@ -15,7 +15,7 @@ tests/oracle/test_roots.py. docs/oracle.md lists every field with its meaning.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 from eth_abi import encode as abi_encode
 from sha3 import keccak_256
@@ -68,8 +68,10 @@ class _Leaf:
             object.__setattr__(self, name, _check_atomic(f"{type(self).__name__}.{name}", typ, getattr(self, name)))
 
     def as_args(self) -> tuple:
-        """The struct as a tuple in field order (ape call argument)."""
-        return astuple(self)  # type: ignore[arg-type]
+        """The struct as a tuple in field order (ape call argument); fields are immutable
+        scalars, so no deep copy (dataclasses.astuple costs ~15 us a leaf)."""
+        d = self.__dict__
+        return tuple(d[n] for n, _ in self.FIELDS)
 
     def as_dict(self) -> dict:
         return {f.name: ("0x" + v.hex() if isinstance(v := getattr(self, f.name), bytes) else v)
@@ -84,7 +86,7 @@ class _Leaf:
         return [t for _, t in cls.FIELDS]
 
     def encode(self, engine: str, epoch: int) -> bytes:
-        return abi_encode(["address", "uint256", *self.abi_types()], [engine, epoch, *astuple(self)])  # type: ignore[arg-type]
+        return abi_encode(["address", "uint256", *self.abi_types()], [engine, epoch, *self.as_args()])
 
     def leaf_hash(self, engine: str, epoch: int) -> bytes:
         """keccak256(keccak256(abi.encode(engine, epoch, *fields))): hashed twice."""

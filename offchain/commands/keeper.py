@@ -82,7 +82,7 @@ def run(args) -> int:
     server = None
     try:
         if cfg.metrics_port:
-            server = MetricsServer(metrics, cfg.metrics_port).start()
+            server = MetricsServer(metrics, cfg.metrics_port, proofs=keeper.proof).start()
         keeper.startup()
         if args.once:
             keeper.cycle()

@@ -22,6 +22,9 @@ class KeeperBook:
         # the chain's own sizes, WAD integers: {row: {instrument index: size}}; what the
         # exact attested margins are computed from (the float positions are for screening)
         self.sizes_wad: dict[int, dict[int, int]] = {}
+        # the engine's pending_total word per row, read with the book at the same block (a
+        # leaf carries it; it changes only with the book, so it is re-read with it)
+        self.pending_total: dict[int, int] = {}
         self._cap = 0
         self._alloc(capacity)
 
@@ -36,11 +39,15 @@ class KeeperBook:
         grow("state_nonce", np.int64, 0)
         grow("att_im", np.float64, 0.0)
         grow("att_mm", np.float64, 0.0)
-        grow("att_ts", np.int64, 0)
-        grow("att_nonce", np.int64, -1)
+        grow("basis_ts", np.int64, 0)
         grow("pend_im", np.float64, 0.0)
         grow("pend_mm", np.float64, 0.0)
         grow("liq_since", np.int64, 0)
+        # the account's leaf in the keeper's latest epoch (nonce -1: none), for deciding when
+        # the next root is due and what the engine judges once the leaf is applied
+        grow("leaf_nonce", np.int64, -1)
+        grow("leaf_im", np.float64, 0.0)
+        grow("leaf_mm", np.float64, 0.0)
         pos = np.zeros((capacity, self.n_instruments))
         old = getattr(self, "_positions", None)
         if old is not None:
@@ -77,8 +84,9 @@ class KeeperBook:
             self.n_instruments = n
             self._alloc(self._cap)
 
-    def apply_views(self, addresses: list[str], views: list[tuple]) -> None:
-        """Store AccountView tuples (see chain.read_accounts) for `addresses`."""
+    def apply_views(self, addresses: list[str], views: list[tuple], pending_totals: list[int] | None = None) -> None:
+        """Store AccountView tuples (see chain.read_accounts) and the `pending_total` words
+        read at the same block for `addresses`."""
         if not addresses:
             return
         idx = np.asarray(self.add_accounts(addresses))
@@ -87,11 +95,14 @@ class KeeperBook:
         self.state_nonce[idx] = np.asarray(cols[1], dtype=np.int64)
         self.att_im[idx] = np.asarray(cols[3], dtype=object).astype(np.float64) / WAD
         self.att_mm[idx] = np.asarray(cols[4], dtype=object).astype(np.float64) / WAD
-        self.att_ts[idx] = np.asarray(cols[5], dtype=np.int64)
+        self.basis_ts[idx] = np.asarray(cols[8], dtype=np.int64)
         self.pend_im[idx] = np.asarray(cols[6], dtype=object).astype(np.float64) / WAD
         self.pend_mm[idx] = np.asarray(cols[7], dtype=object).astype(np.float64) / WAD
         self.liq_since[idx] = np.asarray(cols[9], dtype=np.int64)
         self._positions[idx] = 0.0
+        if pending_totals is not None:
+            for row, total in zip(idx, pending_totals, strict=True):
+                self.pending_total[int(row)] = int(total)
         rows, ids, sizes = [], [], []
         for row, view in zip(idx, views, strict=True):
             self.sizes_wad[int(row)] = {int(iid) - 1: int(size) for iid, size, _f in view[2]}
@@ -104,12 +115,9 @@ class KeeperBook:
             self._positions[np.asarray(rows), np.asarray(ids) - 1] = (
                 np.asarray(sizes, dtype=object).astype(np.float64) / WAD)
 
-    def mark_attested(self, idx: np.ndarray, nonce: np.ndarray, im: np.ndarray, mm: np.ndarray,
-                      ts: int) -> None:
-        """Record attestations this keeper just got mined (saves re-reading those accounts)."""
-        self.att_nonce[idx] = nonce
-        self.att_im[idx] = im
-        self.att_mm[idx] = mm
-        self.att_ts[idx] = ts
-        self.pend_im[idx] = 0.0
-        self.pend_mm[idx] = 0.0
+    def set_leaves(self, idx: np.ndarray, nonce: np.ndarray, im: np.ndarray, mm: np.ndarray) -> None:
+        """Record the leaves of an epoch this keeper just posted (IM/MM as floats)."""
+        self.leaf_nonce[: len(self)] = -1
+        self.leaf_nonce[idx] = nonce
+        self.leaf_im[idx] = im
+        self.leaf_mm[idx] = mm

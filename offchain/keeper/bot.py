@@ -1,8 +1,10 @@
 """The keeper loop: one `cycle()` per new block.
 
-read (events -> touched accounts -> re-read their books) -> prices (source -> marks, vols)
--> compute (vectorised risk engine over every account) -> decide (strategy.plan, pure)
--> act (post market data, liquidate, sign + post attestations, settle) -> metrics.
+read (events -> touched accounts -> re-read their books at the state block) -> prices
+(source -> marks, vols) -> compute (market leaves -> the epoch's risk engine -> vectorised
+risk over every account) -> decide (strategy.plan, pure) -> act (post market data; when due,
+one signed epoch root for every account plus its public data; apply the newest leaf and
+liquidate; settle) -> metrics.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from offchain.chain import eip712
 from offchain.chain.contracts import (
     WAD,
     Deployment,
@@ -22,10 +26,12 @@ from offchain.chain.contracts import (
     batch_call,
     check_account_view,
     read_account_list,
-    read_accounts,
+    read_books,
     read_instruments,
 )
+from offchain.chain.epoch_data import account_leaves_at, finish_market_leaves, market_input_leaves
 from offchain.chain.risk_inputs import live_instruments, risk_engine
+from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
 from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
@@ -35,8 +41,8 @@ from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.price_guard import PriceCheck, PriceGuard
 from offchain.keeper.prices import PriceSource, instrument_marks
+from offchain.keeper.roots import EpochStore, proof_for
 from offchain.keeper.signing import (
-    Attestation,
     Signers,
     index_prices_struct_hash,
     market_data_struct_hash,
@@ -45,20 +51,19 @@ from offchain.keeper.signing import (
     typed_digest,
 )
 from offchain.keeper.store import StateStore
-from offchain.keeper.strategy import (
-    AccountsView,
-    Plan,
-    Policy,
-    attested_margins,
-    clamp_moves,
-    plan,
-    prices_due,
-)
+from offchain.keeper.strategy import AccountsView, Plan, Policy, clamp_moves, plan, prices_due
 from offchain.risk import Params, RiskEngine
-from offchain.risk.exact import ExactMargins
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
 log = logging.getLogger("netmargin.keeper")
+
+# Gas limits of calls sent in the same batch as the root they depend on (their estimate
+# would revert before it is mined): publish_epoch_data grows with the market leaves
+# (calldata, hashing, log data), a leaf application with the proof depth, a liquidation
+# measured at ~0.3M (tests/e2e/test_keeper_roots.py); Anvil and mainnet refund the unused part.
+PUBLISH_GAS_BASE, PUBLISH_GAS_PER_LEAF = 300_000, 12_000
+APPLY_LEAF_GAS = 400_000
+LIQUIDATE_GAS = 1_200_000
 
 
 @dataclass
@@ -67,7 +72,10 @@ class CycleReport:
     timestamp: int
     accounts: int
     unhealthy: int
-    attested: int = 0
+    epoch: int = 0           # epoch of the root posted this cycle (0: none)
+    epoch_reason: str = ""   # why it was due
+    leaves: int = 0          # account leaves in it
+    state_block: int = 0     # the block its leaves were built on
     liquidated: list[dict] = field(default_factory=list)
     settled: int = 0
     posted_prices: bool = False
@@ -93,9 +101,15 @@ class Keeper:
         self.indexer = Indexer(dep, store, cfg.start_block, cfg.confirmations, cfg.reorg_depth)
         self.domain = oracle_domain(self.w3.eth.chain_id, dep.oracle.address)
         self.engine_calls = Encoder(dep.engine)
+        self.oracle_calls = Encoder(dep.oracle)
         self.policy = Policy(attest_move_frac=cfg.attest_move_frac, attest_move_abs=cfg.attest_move_abs,
                              attest_max_age_s=cfg.attest_max_age_s, liquidate=cfg.liquidate,
                              settle=cfg.settle)
+        # epoch roots: one signed root per epoch for every account, files under data_dir
+        self.epochs = EpochStore(Path(cfg.data_dir) / "roots")
+        self.epoch = 0          # the engine's current epoch on the oracle
+        self.root_ts = 0        # its signed time (0: none, or signed under older params)
+        self.listed: list[str] = []  # the engine's account list (every leaf's account)
         self.underlyings: list[str] = list(source.underlyings) if source else []
         self.table: InstrumentTable | None = None
         self.book = KeeperBook(0)
@@ -110,31 +124,31 @@ class Keeper:
         self.guard = PriceGuard(self.underlyings, cfg.price_max_jump_frac, cfg.price_confirm_cycles)
         self.last_equity = np.zeros(0)
         self.last_mm = np.zeros(0)
+        self.trees: EpochTrees | None = None
+        self.sending_marks: np.ndarray | None = None   # marks in this cycle's batch
 
     # ---- startup: resume from the store, re-read every book once ----
     def startup(self) -> None:
         check_account_view(self.dep.engine)
         self.check_signers()
         self._refresh_instruments()
-        accounts = read_account_list(self.dep)
-        self._refresh_accounts(accounts)
-        # attested state nonces come from AttestationPosted events (the view has no nonce)
-        for e in self.store.events():
-            if e.name == "AttestationPosted":
-                self._note_attestation(e.args)
+        block = self.w3.eth.block_number - self.cfg.confirmations
+        self.listed = read_account_list(self.dep, block=block)
+        self._refresh_accounts(self.listed, block)
+        self._resume_epoch()
         self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
         # a restart trusts what the oracle already holds, not the first print it sees
         self.guard.seed(self._onchain_index())
         self.signers.warm_up()
         log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
                                           "resume_block": self.indexer.cursor(),
-                                          "signers": self.signers.addresses,
+                                          "signers": self.signers.addresses, "epoch": self.epoch,
                                           "gas_key": self.executor.account.address,
                                           "dry_run": self.cfg.dry_run})
 
     def check_signers(self) -> None:
-        """Refuse to start with signing keys the oracle does not accept: every post and
-        attestation would revert, and a keeper that only logs skips looks healthy."""
+        """Refuse to start with signing keys the oracle does not accept: every post and root
+        would revert, and a keeper that only logs skips looks healthy."""
         oracle = self.dep.oracle.functions
         unknown = [a for a in self.signers.addresses if not oracle.is_signer(a).call()]
         if unknown:
@@ -158,24 +172,41 @@ class Keeper:
                    for i in self.table.ids[len(self.settlement):]]
         self.settlement = np.concatenate([self.settlement, np.asarray(settled, dtype=np.float64)])
 
-    def _refresh_accounts(self, addresses) -> None:
+    def _refresh_accounts(self, addresses, block: int | str = "latest") -> None:
+        """Re-read books and pending counters, all at `block` (the state block leaves are
+        built on)."""
         addresses = sorted(set(addresses))
         if addresses:
-            self.book.apply_views(addresses, read_accounts(self.dep, addresses))
+            views, totals = read_books(self.dep, addresses, block)
+            self.book.apply_views(addresses, views, totals)
 
-    def _note_attestation(self, args: dict, live: bool = False) -> None:
-        """An AttestationPosted event. At startup only its state nonce is taken (the book was
-        just read from chain); live, its values are applied too, which is exactly what the
-        engine stored (attested IM/MM/time, pending cleared), so the account needs no re-read."""
-        from web3 import Web3
-        i = self.book.add_accounts([Web3.to_checksum_address(args["account"])])[0]
-        self.book.att_nonce[i] = int(args["state_nonce"])
-        if live:
-            idx = np.asarray([i])
-            self.book.mark_attested(idx, self.book.att_nonce[idx],
-                                    np.asarray([int(args["initial_margin_wad"]) / WAD]),
-                                    np.asarray([int(args["maintenance_margin_wad"]) / WAD]),
-                                    int(args["timestamp"]))
+    def _refresh_listed(self, block: int) -> None:
+        """Accounts the engine listed since (their first position): each gets a leaf."""
+        count = self.dep.engine.functions.account_count().call(block_identifier=block)
+        if count > len(self.listed):
+            new = read_account_list(self.dep, start=len(self.listed), block=block)
+            self.listed.extend(new)
+            self._refresh_accounts([a for a in new if a not in self.book.index], block)
+
+    def _resume_epoch(self) -> None:
+        """The oracle's current epoch for this engine; with this keeper's file of it, the
+        leaves it holds (so a restart does not post a root for nothing)."""
+        oracle = self.dep.oracle.functions
+        epoch, _ts, _count, accounts_root, _market = oracle.epoch_root(self.dep.engine.address).call()
+        self.epoch = int(epoch)
+        self.root_ts = int(oracle.root_timestamp(self.dep.engine.address).call())
+        trees = self.epochs.load(self.dep.engine.address, self.epoch) if self.epoch else None
+        if trees is None or trees.accounts.root != bytes(accounts_root):
+            return
+        idx = np.asarray(self.book.add_accounts([leaf.account for leaf in trees.account_leaves]), dtype=np.int64)
+        self.book.set_leaves(idx, np.asarray([leaf.state_nonce for leaf in trees.account_leaves]),
+                             np.asarray([leaf.initial_margin_wad / WAD for leaf in trees.account_leaves]),
+                             np.asarray([leaf.maintenance_margin_wad / WAD for leaf in trees.account_leaves]))
+        self.trees = trees
+
+    def proof(self, account: str) -> dict | None:
+        """The account's leaf and proof in this keeper's latest epoch (GET /proof/<account>)."""
+        return proof_for(self.epochs, self.dep.engine.address, account)
 
     # ---- the cycle ----
     def cycle(self) -> CycleReport:
@@ -189,13 +220,13 @@ class Keeper:
         sync = self.executor.call_with_retry(lambda: self.indexer.sync(head), "sync")
         if sync.rewound_to is not None:
             self.metrics.reorgs.inc()
-        for e in sync.events:
-            if e.name == "AttestationPosted":
-                self._note_attestation(e.args, live=True)
+        # the state every leaf of this cycle is built on: the indexed, confirmed head
+        state_block = self.indexer.cursor()
         if any(e.name == "InstrumentListed" for e in sync.events) or self.table is None or \
                 self.dep.registry.functions.instrument_count().call() != len(self.table):
             self._refresh_instruments()
-        self._refresh_accounts(sync.touched)
+        self._refresh_accounts(sync.touched, state_block)
+        self._refresh_listed(state_block)
         for a in sync.touched:
             self.inflight.pop(a, None)
         timing["read"] = time.perf_counter() - t0
@@ -219,35 +250,51 @@ class Keeper:
             spot, vol, marks = self.guard.last, self.last_vol, self.posted_marks
         live = self._live(now)
         risk = self.compute(marks, spot, vol, now, live)
+        if check.ok and self.source is not None:
+            marks = risk["marks"]   # the epoch engine's marks: what the leaves carry
         self.last_spot, self.last_vol = spot, vol
         self.last_equity, self.last_mm = risk["equity"], risk["mm"]
         timing["compute"] = time.perf_counter() - t1
 
-        # post prices first: liquidations and attestations below are judged at these marks
+        # prices go first in the cycle's one batch: the root and liquidations after them are
+        # judged at these marks (the engine will hold them when the liquidations run)
+        price_batch: list[tuple] = []
+        self.sending_marks = None
         if self.cfg.post_prices and self.source is not None and check.ok:
-            report.posted_prices = self.publish_prices(marks, risk["rates_wad"], spot, now, live)
+            price_batch = self._price_calls(marks, risk["rates_wad"], spot, now)
         elif self.source is None:
             self.posted_marks = marks  # oracle mode: what we read is what the engine uses
+        chain_marks = self.sending_marks if self.sending_marks is not None else self.posted_marks
 
-        view = self._accounts_view(risk, now)
+        view = self._accounts_view(risk, chain_marks)
         settleable = (self.table.expiry > 0) & (self.table.expiry <= now) & (self.settlement > 0)
-        decision = plan(view, now, self.policy, self.book.positions, settleable_instruments=settleable)
+        decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
+                        settleable_instruments=settleable)
         report.unhealthy = decision.unhealthy
 
-        # act
+        # act: the root (when due) and the liquidations that apply its leaves go in one batch
         t2 = time.perf_counter()
-        report.liquidated = self._liquidate(decision, risk)
-        report.attested, sign_s = self._attest(decision, risk, now) if check.ok else (0, 0.0)
-        timing["sign"] = sign_s
+        epoch = None
+        if check.ok and decision.epoch and risk["epoch"] is not None and now > self.root_ts:
+            epoch = self._build_epoch(risk, now, state_block, decision.epoch)
+            view = self._accounts_view(risk, chain_marks, epoch)
+            decision = plan(view, now, self.policy, now, self.book.positions,
+                            settleable_instruments=settleable)
+        timing["sign"] = epoch["seconds"] if epoch else 0.0
+        t3 = time.perf_counter()
+        report.liquidated = self._send_batch(price_batch, epoch, decision, report, chain_marks)
+        timing["send"] = time.perf_counter() - t3
+        if self.cfg.post_prices and self.source is not None and check.ok:
+            self._post_settlements(now)
         report.settled = self._settle(decision)
-        timing["act"] = time.perf_counter() - t2 - sign_s
+        timing["act"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
         report.seconds = timing
 
         self._update_metrics(report, view, now, timing["total"])
         self.last_report = report
         log.info("cycle", extra={"block": head, "accounts": report.accounts,
-                                 "unhealthy": report.unhealthy, "attested": report.attested,
+                                 "unhealthy": report.unhealthy, "epoch": report.epoch,
                                  "liquidated": len(report.liquidated), "settled": report.settled,
                                  "prices": report.posted_prices,
                                  **{f"{k}_s": round(v, 4) for k, v in timing.items()}})
@@ -310,71 +357,209 @@ class Keeper:
     # ---- risk ----
     def compute(self, marks: np.ndarray, spot: np.ndarray, vol: np.ndarray, now: int,
                 live: np.ndarray) -> dict:
+        """The epoch's market leaves (the source's inputs rounded to WAD), the risk engine
+        built from those leaves alone, exactly as anyone rebuilds it from the published data
+        (offchain.chain.epoch_data), its exact rates and marks, and float32 margins of every
+        account (screening: when a root is due, who to liquidate)."""
         n_acc = len(self.book)
         pos = self.book.positions
-        value = pos @ marks if n_acc else np.zeros(0)
         im = np.zeros(n_acc)
         mm = np.zeros(n_acc)
         n_inst = len(self.table)
-        rates = np.zeros((4, n_inst))
         rates_wad = [[0] * n_inst for _ in range(4)]
-        exact = None
+        marks = np.asarray(marks, dtype=np.float64).copy()
+        market, epoch = [], None
         if live.any():
-            engine = self._risk_engine(spot, vol, now, live)
+            inputs = self._risk_engine(spot, vol, now, live).inputs
+            market, epoch = finish_market_leaves(
+                self.params, market_input_leaves(self.table, self.underlyings, live, inputs), now,
+                dtype=np.float32)
+            live_idx = np.flatnonzero(live)   # ascending ids: the leaves' order
+            for k, j in enumerate(live_idx):
+                m = market[k]
+                rates_wad[0][j], rates_wad[1][j] = m.im_long_wad, m.im_short_wad
+                rates_wad[2][j], rates_wad[3][j] = m.mm_long_wad, m.mm_short_wad
+            if self.source is not None:   # oracle mode values books at the chain's marks
+                marks[live_idx] = [m.mark_wad / WAD for m in market]
             if n_acc:
-                sub = sp.csr_matrix(pos[:, live])
-                im, mm, _ = engine.margins(sub)   # float32 screening of every account
-            # what is signed (rates here, attested margins in _attest) is exact integer maths
-            exact = ExactMargins(engine)
-            live_idx = np.flatnonzero(live)
-            for k, col in enumerate(exact.rates_wad()):
-                for j, v in zip(live_idx, col, strict=True):
-                    rates_wad[k][j] = v
-            rates = np.asarray(rates_wad, dtype=object).astype(np.float64) / WAD
+                im, mm, _ = epoch.engine.margins(sp.csr_matrix(pos[:, live]))
+        value = pos @ marks if n_acc else np.zeros(0)
+        rates = np.asarray(rates_wad, dtype=object).astype(np.float64) / WAD
         return {"value": value, "equity": self.book.view("cash") + value, "im": im, "mm": mm,
-                "marks": marks, "rates": rates, "rates_wad": rates_wad, "exact": exact,
-                "live": live}
-
-    def exact_margins(self, risk: dict, idx: np.ndarray) -> tuple[list[int], list[int]]:
-        """(IM, MM) in WAD of the accounts `idx`, exactly as attested (see attested_margins)."""
-        return attested_margins(risk["exact"], risk["live"], self.book.sizes_wad, idx)
+                "marks": marks, "rates": rates, "rates_wad": rates_wad, "market_leaves": market,
+                "epoch": epoch, "live": live}
 
     def _risk_engine(self, spot, vol, now, live) -> RiskEngine:
         return risk_engine(self.params, self.table, self.underlyings, spot, vol, now, live)
 
-    def _accounts_view(self, risk: dict, now: int) -> AccountsView:
+    def _accounts_view(self, risk: dict, chain_marks: np.ndarray, epoch: dict | None = None) -> AccountsView:
+        """Accounts as arrays. The chain's verdict is taken at the margin the engine will
+        use: the newest leaf (of the root about to be posted, `epoch`, else the latest one)
+        where it is newer than the account's margin basis and for its current book, since
+        the keeper applies it before liquidating; the margins on chain otherwise."""
         b = self.book
         has = np.abs(b.positions).sum(axis=1) > 0
-        chain_equity = b.view("cash") + (b.positions @ self.posted_marks if len(b) else 0.0)
+        chain_equity = b.view("cash") + (b.positions @ chain_marks if len(b) else 0.0)
         chain_mm = b.view("att_mm") + b.view("pend_mm")
+        if epoch is None:
+            nonce, leaf_im, leaf_mm, root_ts = (b.view("leaf_nonce"), b.view("leaf_im"), b.view("leaf_mm"),
+                                                self.root_ts)
+        else:
+            nonce, leaf_im, leaf_mm, root_ts = epoch["leaf_nonce"], epoch["leaf_im"], epoch["leaf_mm"], epoch["timestamp"]
+        newer = (nonce >= 0) & (nonce == b.view("state_nonce")) & (b.view("basis_ts") < root_ts)
+        mm_after = np.where(newer, leaf_mm, chain_mm)
         inflight = np.zeros(len(b), dtype=bool)
-        for a, nonce in self.inflight.items():
+        for a, n in self.inflight.items():
             i = b.index.get(a)
-            if i is not None and b.state_nonce[i] == nonce:
+            if i is not None and b.state_nonce[i] == n:
                 inflight[i] = True
         return AccountsView(
             state_nonce=b.view("state_nonce"), has_positions=has, equity=risk["equity"],
-            im=risk["im"], mm=risk["mm"], att_nonce=b.view("att_nonce"), att_im=b.view("att_im"),
-            att_mm=b.view("att_mm"), att_timestamp=b.view("att_ts"),
-            onchain_liquidatable=has & (chain_equity < chain_mm), inflight=inflight)
+            im=risk["im"], mm=risk["mm"], leaf_nonce=nonce, leaf_im=leaf_im, leaf_mm=leaf_mm,
+            onchain_liquidatable=has & (chain_equity < mm_after), inflight=inflight)
+
+    # ---- epoch roots ----
+    def _build_epoch(self, risk: dict, now: int, state_block: int, reason: str) -> dict:
+        """Every listed account's leaf at the state block (books and pending counters read at
+        it; exact margins of all accounts in one vectorised call), both trees, and the
+        signed root and epoch data."""
+        t0 = time.perf_counter()
+        b = self.book
+        rows = np.asarray(b.add_accounts(self.listed), dtype=np.int64)
+        books = [{i + 1: q for i, q in b.sizes_wad.get(int(r), {}).items()} for r in rows]
+        leaves = account_leaves_at(risk["epoch"], self.listed, b.state_nonce[rows], books,
+                                   [b.pending_total.get(int(r), 0) for r in rows])
+        trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"])
+        root = trees.root_message(timestamp=now, deadline=now + self.cfg.attest_validity_s,
+                                  params_hash=self.params_hash)
+        data = trees.data_message(state_block)
+        sig_root, sig_data = self.signers.sign([typed_digest(self.domain, eip712.struct_hash(root)),
+                                                typed_digest(self.domain, eip712.struct_hash(data))])
+        n = len(b)
+        nonce = np.full(n, -1, dtype=np.int64)
+        leaf_im = np.zeros(n)
+        leaf_mm = np.zeros(n)
+        nonce[rows] = [leaf.state_nonce for leaf in leaves]
+        leaf_im[rows] = np.asarray([leaf.initial_margin_wad for leaf in leaves], dtype=object).astype(np.float64) / WAD
+        leaf_mm[rows] = np.asarray([leaf.maintenance_margin_wad for leaf in leaves], dtype=object).astype(np.float64) / WAD
+        return {"trees": trees, "root": root, "data": data, "sig_root": sig_root, "sig_data": sig_data,
+                "rows": rows, "leaf_nonce": nonce, "leaf_im": leaf_im, "leaf_mm": leaf_mm, "timestamp": now,
+                "state_block": state_block, "reason": reason, "seconds": time.perf_counter() - t0}
+
+    def _send_batch(self, price_batch: list[tuple], epoch: dict | None, decision: Plan, report: CycleReport,
+                    chain_marks: np.ndarray) -> list[dict]:
+        """One batch, in order: due price posts, the root and its public data, then per victim
+        its newest leaf (where newer than its margin basis) and the liquidation; all mined in
+        the same block when they fit, so the engine judges each victim at the fresh marks
+        and margin."""
+        calls = [(label, call) for label, call, _ in price_batch]
+        oracle = self.oracle_calls
+        if epoch is not None:
+            t = epoch["trees"]
+            calls.append(("root", oracle("post_root", epoch["root"].as_args(), epoch["sig_root"])))
+            market = t.market_leaves_by_hash()
+            calls.append(("epoch_data", oracle("publish_epoch_data", epoch["data"].as_args(),
+                                               [m.as_args() for m in market], epoch["sig_data"])
+                          .with_gas(PUBLISH_GAS_BASE + PUBLISH_GAS_PER_LEAF * len(market))))
+        trees, root_ts = (epoch["trees"], epoch["timestamp"]) if epoch else (self.trees, self.root_ts)
+        for i in decision.liquidate:
+            a = self.book.addresses[i]
+            # the payment limit at the marks the engine holds (this cycle's post, which the
+            # oracle's move bound may have stopped short of the source's price in a gap)
+            value = max(float(self.book.positions[i] @ chain_marks), 0.0) * \
+                self.cfg.liquidation_max_payment_frac
+            max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
+            nonce = int(self.book.state_nonce[i])
+            liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce)
+            if calls:   # judged at the marks / root posted earlier in this batch
+                liquidate = liquidate.with_gas(LIQUIDATE_GAS)
+            if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
+                leaf, proof = trees.account_proof(a)
+                if leaf.state_nonce == nonce:
+                    calls.append((f"apply_leaf:{a}", self.engine_calls("apply_leaf", leaf.as_args(), proof)
+                                  .with_gas(APPLY_LEAF_GAS)))
+                    liquidate = liquidate.with_gas(LIQUIDATE_GAS)
+            calls.append((f"liquidate:{a}", liquidate))
+            self.inflight[a] = nonce
+        results = self.executor.send_batch(calls)
+        report.posted_prices = self._price_results(price_batch, results)
+        out = []
+        for res in results:
+            if res.label in ("post_market_data", "post_index_prices"):
+                continue
+            if res.label == "root":
+                self._count("root", res, epoch=epoch["trees"].epoch, accounts=len(epoch["trees"].account_leaves),
+                            state_block=epoch["state_block"], reason=epoch["reason"])
+                if res.ok and not res.dry_run:
+                    self._commit_epoch(epoch, report)
+                elif not res.ok:
+                    self._resume_epoch()   # another keeper's root, or params changed: re-read
+                continue
+            if res.label == "epoch_data" or res.label.startswith("apply_leaf:"):
+                self._count("epoch_data" if res.label == "epoch_data" else "apply_leaf", res)
+                continue
+            account = res.label.split(":", 1)[1]
+            entry = {"account": account, "ok": res.ok, "tx": res.tx_hash, "error": res.error,
+                     "block": res.block}
+            if res.ok:
+                self.metrics.last_liquidation.set(time.time())
+                for ev in self._decode_logs(res, "Liquidation"):
+                    entry.update({k: ev[k] for k in ("fraction_wad", "slice_value_wad",
+                                                     "discount_wad", "insurance_wad", "payment_wad")})
+            details = {}
+            if "fraction_wad" in entry:
+                details = {"fraction": f"{entry['fraction_wad'] / WAD:.2%}",
+                           "discount": round(entry["discount_wad"] / WAD, 2)}
+            # a skip ("healthy", "nonce changed", "no positions": someone else got there) is
+            # logged with its reason, never an error loop
+            self._count("liquidation", res, **details)
+            out.append(entry)
+        return out
+
+    def _commit_epoch(self, epoch: dict, report: CycleReport) -> None:
+        """The root is mined: its file (every leaf, served as proofs) and the leaves it gives."""
+        t = epoch["trees"]
+        self.epochs.write(t, epoch["root"], epoch["sig_root"], state_block=epoch["state_block"])
+        self.trees = t
+        self.epoch = t.epoch
+        self.root_ts = epoch["timestamp"]
+        rows = epoch["rows"]
+        self.book.set_leaves(rows, epoch["leaf_nonce"][rows], epoch["leaf_im"][rows], epoch["leaf_mm"][rows])
+        report.epoch, report.epoch_reason = t.epoch, epoch["reason"]
+        report.leaves, report.state_block = len(t.account_leaves), epoch["state_block"]
 
     # ---- actions ----
     def publish_prices(self, marks, rates, spot, now, live) -> bool:
         """Post marks + rates (when due), index prices and due settlement prices. `rates`:
         compute()'s `rates_wad` (4 lists of exact WAD integers per instrument)."""
-        if any(not isinstance(v, int) for col in rates for v in col):
-            raise TypeError("publish_prices: rates must be compute()['rates_wad'] (WAD integers)")
-        posted = self._post_market_data(marks, rates, now, live)
-        self._post_index(spot, now)
+        batch = self._price_calls(marks, rates, spot, now)
+        results = self.executor.send_batch([(label, call) for label, call, _ in batch])
+        posted = self._price_results(batch, results)
         self._post_settlements(now)
         return posted
 
-    def _post_market_data(self, marks, rates, now, live) -> bool:
+    def _price_calls(self, marks, rates, spot, now) -> list[tuple]:
+        """(label, call, on_result) of the due market-data and index posts, signed, unsent:
+        the cycle sends them in one batch with its root and liquidations."""
+        if any(not isinstance(v, int) for col in rates for v in col):
+            raise TypeError("publish_prices: rates must be compute()['rates_wad'] (WAD integers)")
+        return [c for c in (self._market_data_call(marks, rates, now), self._index_call(spot, now)) if c]
+
+    def _price_results(self, batch: list[tuple], results: list[TxResult]) -> bool:
+        """Run each price post's on_result; True when new marks were posted."""
+        by_label = {r.label: r for r in results}
+        posted = False
+        for label, _call, on_result in batch:
+            if label in by_label:
+                posted |= bool(on_result(by_label[label]))
+        return posted
+
+    def _market_data_call(self, marks, rates, now):
         if not prices_due(marks, self.posted_marks, self.posted_at, now,
                           self.cfg.price_move_frac, self.cfg.price_max_age_s):
-            return False
+            return None
         if now <= self.posted_at:
-            return False
+            return None
         ids = [int(i) for i in self.table.ids]
         # the oracle bounds each mark's move (RiskOracle._check_mark_move): step toward the
         # target, the rest next cycle; a margin of 0.1% keeps rounding inside the bound
@@ -388,15 +573,20 @@ class Keeper:
         sh = market_data_struct_hash(ids, mark_w, zeros, *r, self.params_hash, now, deadline)
         sigs = self.signers.sign([typed_digest(self.domain, sh)])[0]
         data = (ids, mark_w, zeros, *r, self.params_hash, now, deadline)
-        res = self.executor.send("post_market_data", self.dep.oracle.functions.post_market_data(data, sigs))
         with np.errstate(divide="ignore", invalid="ignore"):
             moved = np.where(fresh | (prev_marks == 0), 0.0, np.abs(marks / prev_marks - 1))
-        self._count("market_data", res, instruments=len(ids),
-                    max_mark_move=f"{float(moved.max()) if len(moved) else 0.0:.2%}")
-        if res.ok and not res.dry_run:
-            self.posted_marks = np.asarray(marks, dtype=np.float64).copy()
-            self.posted_at = now
-        return res.ok
+        sent = np.asarray(marks, dtype=np.float64).copy()
+        self.sending_marks = sent
+
+        def on_result(res: TxResult) -> bool:
+            self._count("market_data", res, instruments=len(ids),
+                        max_mark_move=f"{float(moved.max()) if len(moved) else 0.0:.2%}")
+            if res.ok and not res.dry_run:
+                self.posted_marks = sent
+                self.posted_at = now
+            return res.ok
+
+        return "post_market_data", self.oracle_calls("post_market_data", data, sigs), on_result
 
     def _onchain_marks(self, ids: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Marks, larger per-unit MM rate and never-posted flags as the oracle holds them now
@@ -418,11 +608,11 @@ class Keeper:
             mm[where] = [max(r[0][2], r[0][3]) / WAD for r in rates]
         return marks, mm, fresh
 
-    def _post_index(self, spot, now) -> None:
+    def _index_call(self, spot, now):
         """Post index prices when one moved by more than `price_move_frac` from what the
         oracle holds, or the oracle's are older than `price_max_age_s` (a heartbeat)."""
         if now <= self.index_posted_at:
-            return
+            return None
         names = [u.encode().ljust(32, b"\0") for u in self.underlyings]
         onchain = batch_call(self.w3, [self.dep.oracle.functions.index_price(nm) for nm in names])
         current = np.asarray([p / WAD for p, _at in onchain])
@@ -437,19 +627,22 @@ class Keeper:
             reason = f"heartbeat ({now - oldest} s since the last post)"
         else:
             log.debug("index prices unchanged: not posted", extra={"max_move": round(float(moves.max()), 6)})
-            return
+            return None
         # the oracle bounds each index move: step toward the target, the rest next cycle
         target = clamp_moves(spot, current, 0.999 * self.max_index_move_bps / 10_000)
         prices = to_wad_list(target, Rounding.NEAREST, field="index")
         deadline = now + self.cfg.attest_validity_s
         digest = typed_digest(self.domain, index_prices_struct_hash(names, prices, now, deadline))
         sigs = self.signers.sign([digest])[0]
-        res = self.executor.send("post_index_prices", self.dep.oracle.functions.post_index_prices(
-            (names, prices, now, deadline), sigs))
-        self._count("index", res, reason=reason,
-                    **{u: round(float(p), 2) for u, p in zip(self.underlyings, target, strict=True)})
-        if res.ok:
-            self.index_posted_at = now
+
+        def on_result(res: TxResult) -> bool:
+            self._count("index", res, reason=reason,
+                        **{u: round(float(p), 2) for u, p in zip(self.underlyings, target, strict=True)})
+            if res.ok:
+                self.index_posted_at = now
+            return False
+
+        return "post_index_prices", self.oracle_calls("post_index_prices", (names, prices, now, deadline), sigs), on_result
 
     def _post_settlements(self, now) -> None:
         t = self.table
@@ -474,66 +667,6 @@ class Keeper:
             self._count("settlement_price", res, price=round(price, 2), expiry=expiry)
             if res.ok or "already final" in res.error:
                 self.settlement[i] = self.dep.oracle.functions.settlement_price(int(t.ids[i])).call() / WAD
-
-    def _liquidate(self, decision: Plan, risk: dict) -> list[dict]:
-        calls = []
-        for i in decision.liquidate:
-            a = self.book.addresses[i]
-            # the payment limit at the marks the engine holds (this cycle's post, which the
-            # oracle's move bound may have stopped short of the source's price in a gap)
-            value = max(float(self.book.positions[i] @ self.posted_marks), 0.0) * \
-                self.cfg.liquidation_max_payment_frac
-            max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
-            nonce = int(self.book.state_nonce[i])
-            calls.append((f"liquidate:{a}", self.engine_calls("liquidate", a, WAD, max_pay, nonce)))
-            self.inflight[a] = nonce
-        out = []
-        for res in self.executor.send_batch(calls):
-            account = res.label.split(":", 1)[1]
-            entry = {"account": account, "ok": res.ok, "tx": res.tx_hash, "error": res.error,
-                     "block": res.block}
-            if res.ok:
-                self.metrics.last_liquidation.set(time.time())
-                for ev in self._decode_logs(res, "Liquidation"):
-                    entry.update({k: ev[k] for k in ("fraction_wad", "slice_value_wad",
-                                                     "discount_wad", "insurance_wad", "payment_wad")})
-            details = {}
-            if "fraction_wad" in entry:
-                details = {"fraction": f"{entry['fraction_wad'] / WAD:.2%}",
-                           "discount": round(entry["discount_wad"] / WAD, 2)}
-            # a skip ("healthy", "nonce changed", "no positions": someone else got there) is
-            # logged with its reason, never an error loop
-            self._count("liquidation", res, **details)
-            out.append(entry)
-        return out
-
-    def _attest(self, decision: Plan, risk: dict, now: int) -> tuple[int, float]:
-        b = self.book
-        idx = decision.attest[b.att_ts[decision.attest] < now]  # timestamps strictly increase
-        if len(idx) == 0:
-            return 0, 0.0
-        deadline = now + self.cfg.attest_validity_s
-        t0 = time.perf_counter()
-        im_wad, mm_wad = self.exact_margins(risk, idx)
-        atts = []
-        for k, i in enumerate(idx):
-            atts.append(Attestation(
-                engine=self.dep.engine.address, account=b.addresses[i], state_nonce=int(b.state_nonce[i]),
-                position_value_wad=to_wad(float(risk["value"][i]), Rounding.DOWN, field="position_value"),
-                initial_margin_wad=im_wad[k], maintenance_margin_wad=mm_wad[k],
-                params_hash=self.params_hash, timestamp=now, deadline=deadline))
-        sigs = self.signers.sign([typed_digest(self.domain, a.struct_hash()) for a in atts])
-        sign_s = time.perf_counter() - t0
-        calls = [(f"attest:{a.account}", self.engine_calls("post_attestation", a.as_tuple(), s))
-                 for a, s in zip(atts, sigs, strict=True)]
-        results = self.executor.send_batch(calls)
-        ok = np.asarray([r.ok and not r.dry_run for r in results])
-        for r in results:
-            self._count("attestation", r)
-        done = idx[ok]
-        b.mark_attested(done, b.state_nonce[done], np.asarray(im_wad, dtype=object)[ok].astype(float) / WAD,
-                        np.asarray(mm_wad, dtype=object)[ok].astype(float) / WAD, now)
-        return int(ok.sum()), sign_s
 
     def _settle(self, decision: Plan) -> int:
         calls = [(f"settle:{self.book.addresses[a]}:{int(self.table.ids[k])}",
@@ -577,8 +710,7 @@ class Keeper:
         m.processed_block.set(self.indexer.cursor())
         m.accounts.set(report.accounts)
         m.unhealthy.set(report.unhealthy)
-        if view is not None:
-            ages = now - view.att_timestamp[view.has_positions]
-            m.attestation_age_max.set(float(ages.max()) if len(ages) else 0.0)
+        m.epoch.set(self.epoch)
+        m.root_age.set(float(now - self.root_ts) if self.root_ts else 0.0)
         m.cycle_seconds.set(seconds)
         m.last_cycle.set(time.time())

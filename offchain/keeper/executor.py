@@ -68,9 +68,18 @@ class PreparedCall:
 
     to: str
     data: str
+    # a fixed gas limit for a call that depends on an earlier one of the same batch (a leaf
+    # applied after the root it proves is posted): estimating it before that one is mined
+    # would revert. A revert is then reported from the receipt instead.
+    gas: int = 0
 
     def estimate_gas(self, w3: Web3, sender: str) -> int:
+        if self.gas:
+            return self.gas
         return w3.eth.estimate_gas({"from": sender, "to": self.to, "data": self.data})
+
+    def with_gas(self, gas: int) -> PreparedCall:
+        return PreparedCall(self.to, self.data, gas)
 
 
 class Encoder:
@@ -218,7 +227,7 @@ class Executor:
             fields = {
                 "from": self.account.address,
                 "nonce": self.nonces.take(),
-                "gas": gas * 12 // 10 + 20_000,
+                "gas": gas if isinstance(call, PreparedCall) and call.gas else gas * 12 // 10 + 20_000,
                 "maxFeePerGas": fees[0],
                 "maxPriorityFeePerGas": fees[1],
                 "chainId": self._chain_id,

@@ -52,7 +52,7 @@ def _jsonable(v):
 @dataclass(frozen=True)
 class _EventDecoder:
     """One event's layout, decoded straight with eth_abi: ~20x faster than web3's
-    get_event_data, which matters when a cycle catches up on thousands of attestations."""
+    get_event_data, which matters when a cycle catches up on thousands of fills."""
 
     contract: str
     name: str
@@ -144,8 +144,7 @@ class Indexer:
         self.store.record([(target, block["hash"].to_0x_hex(), int(block["timestamp"]))], events)
         self.store.prune_blocks(target - self.reorg_depth)
         result.events = events
-        # an attestation's whole effect is in its event (the keeper applies it): no re-read
-        result.touched = touched | self._accounts_in(events, skip=("AttestationPosted",))
+        result.touched = touched | self._accounts_in(events)
         return result
 
     def _hash(self, number: int) -> str | None:
@@ -156,7 +155,7 @@ class Indexer:
 
     def _raw_logs(self, lo: int, hi: int) -> list[dict]:
         """eth_getLogs without web3's result formatters (they cost ~0.25 ms a log: half a
-        second when a cycle catches up on 2,000 attestations)."""
+        second when a cycle catches up on 2,000 fills)."""
         reply = self.w3.provider.make_request(
             "eth_getLogs", [{"fromBlock": hex(lo), "toBlock": hex(hi), "address": self._addresses}])
         if "error" in reply:
@@ -174,10 +173,10 @@ class Indexer:
                            name=decoder.name, args=_jsonable(decoder.decode(raw)))
 
     @staticmethod
-    def _accounts_in(events: list[StoredEvent], skip: tuple[str, ...] = ()) -> set[str]:
+    def _accounts_in(events: list[StoredEvent]) -> set[str]:
         out = set()
         for e in events:
-            if e.contract != "engine" or e.name in skip:
+            if e.contract != "engine":
                 continue
             for key in ACCOUNT_ARGS:
                 if key in e.args:

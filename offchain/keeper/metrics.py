@@ -37,9 +37,8 @@ class KeeperMetrics:
         self.processed_block = Gauge("keeper_processed_block", "Last block fully processed", registry=r)
         self.accounts = Gauge("keeper_accounts", "Accounts in the book", registry=r)
         self.unhealthy = Gauge("keeper_unhealthy_accounts", "Accounts with equity < MM", registry=r)
-        self.attestation_age_max = Gauge(
-            "keeper_attestation_age_max_seconds", "Oldest attestation among accounts with positions",
-            registry=r)
+        self.epoch = Gauge("keeper_epoch", "The engine's current epoch root on the oracle", registry=r)
+        self.root_age = Gauge("keeper_root_age_seconds", "Age of the current epoch root (0: none)", registry=r)
         self.last_liquidation = Gauge(
             "keeper_last_liquidation_timestamp_seconds", "When this keeper last liquidated", registry=r)
         self.cycle_seconds = Gauge("keeper_cycle_seconds", "Duration of the last cycle", registry=r)

@@ -77,8 +77,12 @@ class EpochStore:
     def _dir(self, engine: str) -> Path:
         return self.directory / to_checksum_address(engine)
 
-    def write(self, trees: EpochTrees, root: EpochRoot, signatures: Sequence[bytes]) -> Path:
+    def write(self, trees: EpochTrees, root: EpochRoot, signatures: Sequence[bytes],
+              state_block: int | None = None) -> Path:
+        """`state_block`: the block whose state the account leaves were built on (the one
+        the signers publish with the market leaves, docs/oracle.md)."""
         doc = {
+            "state_block": state_block,
             "root": {k: ("0x" + v.hex() if isinstance(v, bytes) else v) for k, v in root.message().items()},
             "signatures": ["0x" + bytes(s).hex() for s in signatures],
             "account_leaves": [leaf.as_dict() for leaf in trees.account_leaves],

@@ -1,6 +1,6 @@
 """EIP-712 digests and signatures for what the keeper signs, fast enough for a cycle.
 
-The type strings are RiskOracle's (`ATTESTATION_TYPEHASH` etc.); tests/e2e checks every digest
+The type strings are RiskOracle's (`MARKET_DATA_TYPEHASH` etc.); tests/e2e checks every digest
 here against the oracle's own `*_digest` views, so the two cannot drift apart silently.
 Signing uses eth-keys' coincurve backend (native secp256k1, ~140 us per signature; the
 pure-Python fallback takes ~3 ms); big batches are also spread over a process pool (one
@@ -24,13 +24,11 @@ SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 # One source of truth for the type strings: offchain.chain.eip712 (checked against the
 # contract's *_TYPEHASH constants in tests/oracle); this module only encodes them faster.
-ATTESTATION_TYPE = eip712.Attestation.type_string().encode()
 MARKET_DATA_TYPE = eip712.MarketData.type_string().encode()
 INDEX_PRICES_TYPE = eip712.IndexPrices.type_string().encode()
 SETTLEMENT_PRICE_TYPE = eip712.SettlementPrice.type_string().encode()
 DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 
-ATTESTATION_TYPEHASH = keccak(ATTESTATION_TYPE)
 MARKET_DATA_TYPEHASH = keccak(MARKET_DATA_TYPE)
 INDEX_PRICES_TYPEHASH = keccak(INDEX_PRICES_TYPE)
 SETTLEMENT_PRICE_TYPEHASH = keccak(SETTLEMENT_PRICE_TYPE)
@@ -65,29 +63,6 @@ def oracle_domain(chain_id: int, oracle: str) -> bytes:
 
 def typed_digest(domain: bytes, struct_hash: bytes) -> bytes:
     return keccak(b"\x19\x01" + domain + struct_hash)
-
-
-@dataclass(frozen=True)
-class Attestation:
-    engine: str
-    account: str
-    state_nonce: int
-    position_value_wad: int
-    initial_margin_wad: int
-    maintenance_margin_wad: int
-    params_hash: bytes
-    timestamp: int
-    deadline: int
-
-    def struct_hash(self) -> bytes:
-        return keccak(ATTESTATION_TYPEHASH + _addr(self.engine) + _addr(self.account) + _u(self.state_nonce)
-                      + _i(self.position_value_wad) + _u(self.initial_margin_wad)
-                      + _u(self.maintenance_margin_wad) + _b32(self.params_hash)
-                      + _u(self.timestamp) + _u(self.deadline))
-
-    def as_tuple(self) -> tuple:
-        return (self.engine, self.account, self.state_nonce, self.position_value_wad, self.initial_margin_wad,
-                self.maintenance_margin_wad, _b32(self.params_hash), self.timestamp, self.deadline)
 
 
 def market_data_struct_hash(ids, marks, funding, im_long, im_short, mm_long, mm_short,

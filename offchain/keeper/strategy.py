@@ -11,16 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offchain.risk.exact import margins_wad_csr
+
 
 @dataclass(frozen=True)
 class Policy:
+    # a new epoch root is due when an account's fresh MM or IM moved by more than this
+    # fraction of its leaf's (and more than attest_move_abs), a book changed, or the root
+    # is older than attest_max_age_s minus the refresh margin (a heartbeat)
     attest_move_frac: float = 0.05
     attest_move_abs: float = 1.0
     attest_max_age_s: int = 3600
-    # re-sign this long before the age limit so an attestation never lapses between cycles
+    # re-sign this long before the age limit so a root never lapses between cycles
     attest_refresh_margin_s: int = 60
-    # each attestation is a ~57k-gas transaction: cap per cycle (about a block's worth), most urgent first
-    max_attestations_per_cycle: int = 2000
     max_liquidations_per_cycle: int = 200
     liquidate: bool = True
     settle: bool = True
@@ -36,12 +39,12 @@ class AccountsView:
     equity: np.ndarray  # float, cash + sum(size * mark)
     im: np.ndarray
     mm: np.ndarray
-    # last attestation stored on chain (nonce -1 / timestamp 0 when never attested)
-    att_nonce: np.ndarray
-    att_im: np.ndarray
-    att_mm: np.ndarray
-    att_timestamp: np.ndarray
-    # the engine's own verdict (equity < attested MM + pending) for each account
+    # the account's leaf in the keeper's latest root (nonce -1 when it has none)
+    leaf_nonce: np.ndarray
+    leaf_im: np.ndarray
+    leaf_mm: np.ndarray
+    # the engine's verdict (equity below MM), once the newest leaf is applied where it is
+    # newer than the account's margin basis
     onchain_liquidatable: np.ndarray
     # liquidations sent and not yet resolved: not retried until the book moves
     inflight: np.ndarray
@@ -49,52 +52,49 @@ class AccountsView:
 
 @dataclass(frozen=True)
 class Plan:
-    attest: np.ndarray  # account indices to sign attestations for, most urgent first
     liquidate: np.ndarray  # account indices to liquidate, largest shortfall first
     settle: np.ndarray  # (k, 2) array of (account index, instrument index)
     post_settlement: np.ndarray  # instrument indices needing a settlement price
     unhealthy: int  # accounts with fresh equity < fresh MM
+    epoch: str = ""  # why a new root is due ("" = not due)
 
     @property
     def empty(self) -> bool:
-        return not (len(self.attest) or len(self.liquidate) or len(self.settle)
-                    or len(self.post_settlement))
+        return not (self.epoch or len(self.liquidate) or len(self.settle) or len(self.post_settlement))
 
 
-def attestation_urgency(view: AccountsView, now: int, policy: Policy) -> np.ndarray:
-    """A score per account: > 0 means an attestation is due; higher means more urgent."""
-    book_changed = view.state_nonce != view.att_nonce
-    never = view.att_nonce < 0
-    mm_move = np.abs(view.mm - view.att_mm)
-    im_move = np.abs(view.im - view.att_im)
-    threshold_mm = np.maximum(policy.attest_move_frac * view.att_mm, policy.attest_move_abs)
-    threshold_im = np.maximum(policy.attest_move_frac * view.att_im, policy.attest_move_abs)
-    moved = (mm_move > threshold_mm) | (im_move > threshold_im)
-    age = now - view.att_timestamp
-    ageing = view.has_positions & (age > policy.attest_max_age_s - policy.attest_refresh_margin_s)
-    unhealthy = view.equity < view.mm
-    # the chain thinks it is liquidatable but fresh risk says it is not: a fresh attestation
-    # rescues it; and the reverse makes a truly unhealthy account liquidatable
-    disagree = view.onchain_liquidatable != unhealthy
-
-    # a flat account that was never attested needs nothing; one that traded and closed does
-    due = (book_changed & (view.has_positions | ~never)) | (view.has_positions & moved) | ageing
-    due |= disagree & view.has_positions
-    rel_move = mm_move / np.maximum(view.att_mm, policy.attest_move_abs)
-    score = (1.0 + rel_move + 10.0 * (disagree | book_changed)
-             + 100.0 * (unhealthy & ~view.onchain_liquidatable))
-    return np.where(due, score, 0.0)
+def epoch_due(view: AccountsView, now: int, policy: Policy, root_timestamp: int) -> str:
+    """Why a new epoch root is due, or "" when the current one still holds. One root
+    re-margins every account, so any account's reason is the epoch's."""
+    has = view.has_positions
+    if root_timestamp == 0:
+        return "first root" if has.any() or (view.leaf_nonce >= 0).any() else ""
+    # a flat account that never had a leaf needs none; one that traded and closed does
+    changed = (view.state_nonce != view.leaf_nonce) & (has | (view.leaf_nonce >= 0))
+    if changed.any():
+        return f"{int(changed.sum())} book(s) changed"
+    moved = has & ((np.abs(view.mm - view.leaf_mm)
+                    > np.maximum(policy.attest_move_frac * view.leaf_mm, policy.attest_move_abs))
+                   | (np.abs(view.im - view.leaf_im)
+                      > np.maximum(policy.attest_move_frac * view.leaf_im, policy.attest_move_abs)))
+    if moved.any():
+        return f"margins moved ({int(moved.sum())} account(s))"
+    age = now - root_timestamp
+    if has.any() and age > policy.attest_max_age_s - policy.attest_refresh_margin_s:
+        return f"heartbeat ({age} s since the last root)"
+    return ""
 
 
-def plan(view: AccountsView, now: int, policy: Policy,
+def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
          positions: np.ndarray | None = None,
          settleable_instruments: np.ndarray | None = None,
          unsettled_expired: np.ndarray | None = None) -> Plan:
     """Decide this cycle's actions.
 
-    positions: (accounts x instruments) sizes, needed for settlement; settleable_instruments:
-    bool per instrument (expired and a settlement price is on chain); unsettled_expired: bool
-    per instrument (expired, no settlement price yet).
+    root_timestamp: signed time of the keeper's latest root (0: none valid); positions:
+    (accounts x instruments) sizes, needed for settlement; settleable_instruments: bool per
+    instrument (expired and a settlement price is on chain); unsettled_expired: bool per
+    instrument (expired, no settlement price yet).
     """
     unhealthy = view.equity < view.mm
 
@@ -106,20 +106,14 @@ def plan(view: AccountsView, now: int, policy: Policy,
         shortfall = view.mm[idx] - view.equity[idx]
         liquidate = idx[np.argsort(-shortfall, kind="stable")][: policy.max_liquidations_per_cycle]
 
-    score = attestation_urgency(view, now, policy)
-    # an account being liquidated now changes nonce: attest it next cycle, not against a stale book
-    score[liquidate] = 0.0
-    due = np.flatnonzero(score > 0)
-    attest = due[np.argsort(-score[due], kind="stable")][: policy.max_attestations_per_cycle]
-
     settle = np.empty((0, 2), dtype=np.int64)
     if policy.settle and positions is not None and settleable_instruments is not None:
         held = (positions != 0) & settleable_instruments[None, :]
         settle = np.argwhere(held).astype(np.int64)
     post_settlement = (np.flatnonzero(unsettled_expired) if unsettled_expired is not None
                        else np.empty(0, dtype=np.int64))
-    return Plan(attest=attest, liquidate=liquidate, settle=settle,
-                post_settlement=post_settlement, unhealthy=int(unhealthy.sum()))
+    return Plan(liquidate=liquidate, settle=settle, post_settlement=post_settlement,
+                unhealthy=int(unhealthy.sum()), epoch=epoch_due(view, now, policy, root_timestamp))
 
 
 def prices_due(new_marks: np.ndarray, posted_marks: np.ndarray, posted_at: int, now: int,
@@ -147,14 +141,20 @@ def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
 
 def attested_margins(exact, live: np.ndarray, sizes_wad: dict[int, dict[int, int]],
                      idx) -> tuple[list[int], list[int]]:
-    """(IM, MM) in WAD that the keeper signs for accounts `idx`: the exact integer margins
-    (offchain.risk.exact.ExactMargins over this epoch's engine, whose instruments are the
-    `live` ones) of the chain's own WAD sizes. Exact maths makes the per-trade bound
-    MM(after) <= MM(before) + ceil(|q| * rate / WAD) hold with no tolerance whatever the
-    batch; the float32 margins only screen which accounts are due."""
+    """(IM, MM) in WAD that the keeper signs in the leaves of accounts `idx`: the exact
+    integer margins (offchain.risk.exact, all books at once) over this epoch's engine, whose
+    instruments are the `live` ones, of the chain's own WAD sizes. Exact maths makes the
+    per-trade bound MM(after) <= MM(before) + ceil(|q| * rate / WAD) hold with no tolerance
+    whatever the batch; the float32 margins only screen when a root is due."""
     if exact is None:
         return [0] * len(idx), [0] * len(idx)
     pos_in_engine = np.cumsum(live) - 1
-    books = [{int(pos_in_engine[j]): q for j, q in sizes_wad.get(int(i), {}).items()
-              if j < len(live) and live[j]} for i in idx]
-    return exact.margins_wad(books)
+    indptr, cols, sizes = [0], [], []
+    for i in idx:
+        for j, q in sizes_wad.get(int(i), {}).items():
+            if j < len(live) and live[j]:
+                cols.append(int(pos_in_engine[j]))
+                sizes.append(q)
+        indptr.append(len(cols))
+    im, mm = margins_wad_csr(exact, indptr, cols, sizes)
+    return [int(v) for v in im], [int(v) for v in mm]

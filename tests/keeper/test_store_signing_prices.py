@@ -12,7 +12,8 @@ from offchain.keeper.config import KeySpec
 from offchain.keeper.keys import load_key, write_keyfile
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import ReplaySource, parse_date
-from offchain.keeper.signing import SECP256K1_N, Attestation, Signers, oracle_domain, typed_digest
+from offchain.chain.eip712 import EpochRoot, struct_hash
+from offchain.keeper.signing import SECP256K1_N, Signers, oracle_domain, typed_digest
 from offchain.keeper.store import StateStore, StoredEvent
 from offchain.paths import DATA_DIR
 
@@ -42,8 +43,9 @@ def test_store__reopened__resumes_at_last_block(tmp_path):
 def test_signers_sign__two_keys__ascending_low_s_recoverable():
     accts = [Account.create() for _ in range(2)]
     signers = Signers(accts, workers=1)
-    att = Attestation("0x" + "ee" * 20, accts[0].address, 3, -10**18, 5 * 10**17, 4 * 10**17, b"\1" * 32, 100, 200)
-    digest = typed_digest(oracle_domain(31337, "0x" + "22" * 20), att.struct_hash())
+    root = EpochRoot(engine="0x" + "ee" * 20, epoch=3, timestamp=100, deadline=200, params_hash=b"\1" * 32,
+                     market_root=b"\2" * 32, accounts_root=b"\3" * 32, account_count=7)
+    digest = typed_digest(oracle_domain(31337, "0x" + "22" * 20), struct_hash(root))
     sigs = signers.sign([digest])[0]
     recovered = []
     for sig in sigs:

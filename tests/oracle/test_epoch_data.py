@@ -97,3 +97,17 @@ def test_publish_epoch_data__outsider_signature__reverts(oracle, posted, sign, c
     by = sorted([signers[0], outsider_signer], key=lambda a: int(a.address, 16))
     with ape.reverts("oracle: not a signer"):
         _publish(oracle, sign, posted, chain.blocks.head.number - 1, sender=trader, by=by)
+
+
+@pytest.mark.parametrize("size", [1, 16, 64, 256])
+def test_publish_epoch_data__gas__within_the_keepers_fixed_limit(oracle, keeper, chain, sign, size):
+    """The keeper sends publish_epoch_data in the same batch as its root, with a fixed gas
+    limit (its estimate would revert before the root is mined): that limit must cover it."""
+    from offchain.keeper.bot import PUBLISH_GAS_BASE, PUBLISH_GAS_PER_LEAF
+    ts = chain.blocks.head.timestamp
+    trees = EpochTrees.build(keeper.address, 1, [_leaf(0)], [_market_leaf(i) for i in range(1, size + 1)])
+    msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+    oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
+    tx = _publish(oracle, sign, trees, chain.blocks.head.number - 1, sender=keeper)
+    print(f"publish_epoch_data, {size} market leaves, 2 signatures: {tx.gas_used:,} gas")
+    assert tx.gas_used <= PUBLISH_GAS_BASE + PUBLISH_GAS_PER_LEAF * size

@@ -1,0 +1,238 @@
+"""The keeper on epoch roots, end to end on a real Anvil with real contracts and real
+signatures (2 of 2): one root per epoch for every account with its public data, a withdrawal
+with the proof fetched from the keeper's /proof endpoint, a crash answered by a root and a
+liquidation at the fresh margin in the same block, an older leaf applied after a trade (with
+the pending growth since), every leaf rebuilt from public data alone, and a keeper whose key
+is not a signer refusing to start.
+
+Tests run in file order on one chain (one story); the keeper's cycles are called directly so
+each step knows which blocks it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+
+from offchain.chain.contracts import WAD, call_named, read_books
+from offchain.chain.epoch_data import account_leaves_at, epoch_engine, market_leaves_of
+from offchain.chain.roots import EpochTrees
+from offchain.devnet.anvil import start_anvil
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
+from offchain.errors import UserError
+from offchain.keeper.bot import Keeper
+from offchain.keeper.config import KeeperConfig
+from offchain.keeper.executor import Executor
+from offchain.keeper.metrics import KeeperMetrics, MetricsServer
+from offchain.keeper.prices import DAY
+from offchain.keeper.roots import leaf_args
+from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
+from offchain.keeper.store import StateStore
+from offchain.risk import load_params
+
+T0 = 1_700_000_000
+PERP = 1
+
+
+class FixedSource:
+    """Prices the test moves by hand."""
+
+    underlyings = ["BTC"]
+
+    def __init__(self):
+        self.prices = np.array([30_000.0])
+
+    def spot(self, t):
+        return self.prices.copy()
+
+    def vol(self, t):
+        return np.array([0.6])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("roots")
+    dev = start_anvil(accounts=9, timestamp=T0)
+    a = dev.accounts
+    admin, dealer, gas, trader, victim, stranger = a[0], a[1], a[2], a[3], a[4], a[7]
+    signer_keys = [a[5], a[6]]
+    params = load_params()
+    dep = deploy_system(dev.w3, admin, [k.address for k in signer_keys], 2, params,
+                        EngineSettings(max_price_age_s=DAY, max_liquidation_price_age_s=DAY))
+    list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"}])
+    for acct, amount in ((gas, 1_000_000), (dealer, 5_000_000), (trader, 100_000)):
+        fund(dep, admin, acct, amount)
+    source = FixedSource()
+    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
+                       price_max_age_s=DAY, attest_max_age_s=DAY)
+    signers = Signers(signer_keys, workers=1)
+    keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"), params, source)
+    keeper.startup()
+    keeper.cycle()   # first marks and rates, no account yet: no root
+    server = MetricsServer(KeeperMetrics(), 0, proofs=keeper.proof).start()
+    w = dict(dev=dev, dep=dep, admin=admin, dealer=dealer, gas=gas, trader=trader, victim=victim,
+             stranger=stranger, keeper=keeper, cfg=cfg, params=params, source=source, server=server, tmp=tmp,
+             signer_keys=signer_keys)
+    yield w
+    server.stop()
+    signers.close()
+    dev.stop()
+
+
+def fill(w, taker, maker, size_wad: int, maker_buys: bool, nonce: int):
+    """`maker` signs an order at the posted mark, `taker` fills it."""
+    mark = int(round(w["keeper"].posted_marks[PERP - 1] * WAD))
+    now = w["dev"].w3.eth.get_block("latest")["timestamp"]
+    order = Order(maker.address, PERP, maker_buys, size_wad, mark, nonce, now + DAY)
+    sig = sign_order(order, engine_domain(w["dev"].w3.eth.chain_id, w["dep"].engine.address), maker)
+    send(w["dev"].w3, taker, w["dep"].engine.functions.fill(order.as_tuple(), sig, size_wad), "fill")
+
+
+def cycle(w):
+    # a root must be newer than the books' first trade: a block one second later
+    w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 1)
+    return w["keeper"].cycle()
+
+
+def oracle_logs(w, name, from_block=0):
+    return getattr(w["dep"].oracle.events, name)().get_logs(from_block=from_block)
+
+
+def engine_logs(w, name, from_block=0):
+    return getattr(w["dep"].engine.events, name)().get_logs(from_block=from_block)
+
+
+def get_proof(w, account: str) -> tuple[int, dict]:
+    url = f"http://127.0.0.1:{w['server'].port}/proof/{account}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_keeper__new_books__one_root_for_every_account_with_its_public_data(world):
+    w = world
+    assert get_proof(w, w["trader"].address)[0] == 404   # no root yet
+    fill(w, w["trader"], w["dealer"], 2 * WAD, maker_buys=False, nonce=1)   # trader long 2 BTC perps
+    report = cycle(w)
+    assert report.epoch == 1 and report.leaves == 2 and report.epoch_reason == "first root"
+    (posted,) = oracle_logs(w, "RootPosted")
+    (data,) = oracle_logs(w, "EpochDataPublished")
+    assert posted["args"]["epoch"] == data["args"]["epoch"] == 1 and posted["args"]["account_count"] == 2
+    assert data["args"]["state_block"] == report.state_block < posted["blockNumber"] <= data["blockNumber"]
+    assert len(data["args"]["market_leaves"]) == 1
+    # the epoch file names the state block; nothing changed: no second root next block
+    doc = json.loads((w["tmp"] / "roots" / w["dep"].engine.address / "epoch-1.json").read_text())
+    assert doc["state_block"] == report.state_block and len(doc["account_leaves"]) == 2
+    assert cycle(w).epoch == 0
+
+
+def test_epoch__rebuilt_from_public_data_only__same_leaves_and_root(world):
+    """A third party: the oracle's logs, the engine's state at the logged block, the params."""
+    w = world
+    dep = w["dep"]
+    posted = oracle_logs(w, "RootPosted")[-1]["args"]
+    data = oracle_logs(w, "EpochDataPublished")[-1]["args"]
+    block = data["state_block"]
+    market = market_leaves_of(data["market_leaves"])
+    count = dep.engine.functions.account_count().call(block_identifier=block)
+    accounts = [dep.engine.functions.account_at(i).call(block_identifier=block) for i in range(count)]
+    views, totals = read_books(dep, accounts, block)
+    ep = epoch_engine(w["params"], market, posted["signed_at"])
+    leaves = account_leaves_at(ep, accounts, [v[1] for v in views],
+                               [{iid: size for iid, size, _f in v[2]} for v in views], totals)
+    trees = EpochTrees.build(dep.engine.address, posted["epoch"], leaves, market)
+    assert trees.accounts.root == bytes(posted["accounts_root"])
+    assert trees.market.root == bytes(posted["market_root"])
+    # the market leaves' outputs (mark, rates) are the rebuilt engine's too
+    assert [m.mark_wad for m in market] == ep.marks_wad()
+    assert [m.mm_long_wad for m in market] == ep.exact.rates_wad()[2]
+
+
+def test_withdraw__proof_from_keeper_endpoint__leaf_applied_inline(world):
+    w = world
+    trader = w["trader"]
+    code, doc = get_proof(w, trader.address)
+    assert code == 200 and doc["epoch"] == 1 and doc["leaf"]["account"] == trader.address
+    leaf, proof = leaf_args(doc)
+    block = w["dev"].w3.eth.block_number
+    cash = w["dep"].engine.functions.cash_wad(trader.address).call()
+    send(w["dev"].w3, trader, w["dep"].engine.functions.withdraw_with_leaf(1_000 * 10**6, leaf, proof), "withdraw")
+    assert w["dep"].engine.functions.cash_wad(trader.address).call() == cash - 1_000 * WAD
+    (applied,) = engine_logs(w, "LeafApplied", block + 1)
+    assert applied["args"]["account"] == trader.address
+    assert applied["args"]["maintenance_margin_wad"] == doc["leaf"]["maintenance_margin_wad"]
+    assert get_proof(w, "0x1234")[0] == 400
+
+
+def test_trade_after_root__older_leaf_still_applies_with_pending_growth(world):
+    w = world
+    dealer, trader = w["dealer"], w["trader"]
+    code, doc = get_proof(w, dealer.address)
+    assert code == 200
+    leaf, proof = leaf_args(doc)
+    before = w["dep"].engine.functions.pending_total(dealer.address).call()
+    assert doc["leaf"]["state_nonce"] == w["dep"].engine.functions.state_nonce(dealer.address).call()
+    # the dealer sells 1 more after the root (adds risk: a reduction would void older leaves)
+    fill(w, trader, dealer, WAD, maker_buys=False, nonce=3)
+    after = w["dep"].engine.functions.pending_total(dealer.address).call()
+    assert after != before
+    block = w["dev"].w3.eth.block_number
+    send(w["dev"].w3, trader, w["dep"].engine.functions.apply_leaf(leaf, proof), "apply_leaf")
+    (applied,) = engine_logs(w, "LeafApplied", block + 1)
+    m96 = 2**96 - 1
+    growth_im = ((after & m96) - (before & m96)) & m96
+    growth_mm = (((after >> 96) & m96) - ((before >> 96) & m96)) & m96
+    assert growth_mm > 0
+    assert applied["args"]["initial_margin_wad"] == doc["leaf"]["initial_margin_wad"] + growth_im
+    assert applied["args"]["maintenance_margin_wad"] == doc["leaf"]["maintenance_margin_wad"] + growth_mm
+    assert applied["args"]["state_nonce"] == doc["leaf"]["state_nonce"]
+
+
+def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_block(world):
+    w = world
+    victim, keeper = w["victim"], w["keeper"]
+    # a leveraged long: 10 perps on 5% above their IM at the posted rates
+    rates = keeper.compute(keeper.posted_marks, w["source"].prices, np.array([0.6]),
+                           w["dev"].w3.eth.get_block("latest")["timestamp"], keeper._live(T0))["rates"]
+    fund(w["dep"], w["admin"], victim, int(10 * rates[0][0] * 1.05) + 1)
+    fill(w, w["dealer"], victim, 10 * WAD, maker_buys=True, nonce=1)
+    assert cycle(w).epoch > 0   # the victim's book gets its leaf
+    w["source"].prices = w["source"].prices * 0.9
+    w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 60)
+    w["dev"].interval_mining(1)   # blocks as a live chain makes them: the batch lands in one
+    try:
+        report = keeper.cycle()
+    finally:
+        w["dev"].interval_mining(0)
+    assert report.epoch > 0 and "moved" in report.epoch_reason
+    assert [x["account"] for x in report.liquidated if x["ok"]] == [victim.address]
+    (liq,) = engine_logs(w, "Liquidation", report.block)
+    root = oracle_logs(w, "RootPosted", report.block)[-1]
+    applied = [e for e in engine_logs(w, "LeafApplied", report.block) if e["args"]["account"] == victim.address]
+    market = w["dep"].oracle.events.MarketDataPosted().get_logs(from_block=report.block)
+    # marks, root, the victim's fresh leaf and its liquidation: all in the block after the head seen
+    assert liq["blockNumber"] == root["blockNumber"] == applied[-1]["blockNumber"] == market[-1]["blockNumber"]
+    assert applied[-1]["args"]["root_timestamp"] == root["args"]["signed_at"]
+    assert call_named(w["dep"].engine, "account", victim.address)["positions"][0][1] < 10 * WAD
+
+
+def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
+    w = world
+    rogue = Keeper(w["cfg"], w["dep"], Signers([w["stranger"]], workers=1),
+                   Executor(w["dev"].w3, w["gas"], w["cfg"].gas), StateStore(":memory:"), w["params"], w["source"])
+    with pytest.raises(UserError, match=f"{w['stranger'].address} is not an oracle signer"):
+        rogue.startup()
+
+
+def test_keeper__restart_on_same_data_dir__resumes_epoch_no_new_root(world):
+    w = world
+    again = Keeper(w["cfg"], w["dep"], Signers(w["signer_keys"], workers=1),
+                   Executor(w["dev"].w3, w["gas"], w["cfg"].gas), StateStore(":memory:"), w["params"], w["source"])
+    again.startup()
+    assert again.epoch == w["keeper"].epoch and again.trees is not None
+    assert again.proof(w["trader"].address)["epoch"] == again.epoch
