@@ -139,7 +139,6 @@ class Keeper:
         self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
         # a restart trusts what the oracle already holds, not the first print it sees
         self.guard.seed(self._onchain_index())
-        self.signers.warm_up()
         log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
                                           "resume_block": self.indexer.cursor(),
                                           "signers": self.signers.addresses, "epoch": self.epoch,
@@ -205,8 +204,12 @@ class Keeper:
         self.trees = trees
 
     def proof(self, account: str) -> dict | None:
-        """The account's leaf and proof in this keeper's latest epoch (GET /proof/<account>)."""
-        return proof_for(self.epochs, self.dep.engine.address, account)
+        """The account's leaf and proof in the engine's current epoch, if this keeper holds
+        its file (GET /proof/<account>); None otherwise. UserError for a malformed address."""
+        if self.trees is None:
+            proof_for(self.epochs, self.dep.engine.address, account, epoch=0)   # validates the address
+            return None
+        return proof_for(self.epochs, self.dep.engine.address, account, epoch=self.trees.epoch)
 
     # ---- the cycle ----
     def cycle(self) -> CycleReport:
@@ -416,7 +419,8 @@ class Keeper:
         return AccountsView(
             state_nonce=b.view("state_nonce"), has_positions=has, equity=risk["equity"],
             im=risk["im"], mm=risk["mm"], leaf_nonce=nonce, leaf_im=leaf_im, leaf_mm=leaf_mm,
-            onchain_liquidatable=has & (chain_equity < mm_after), inflight=inflight)
+            onchain_liquidatable=has & (chain_equity < mm_after), inflight=inflight,
+            basis_timestamp=b.view("basis_ts"))
 
     # ---- epoch roots ----
     def _build_epoch(self, risk: dict, now: int, state_block: int, reason: str) -> dict:
@@ -440,6 +444,9 @@ class Keeper:
         leaf_im = np.zeros(n)
         leaf_mm = np.zeros(n)
         nonce[rows] = [leaf.state_nonce for leaf in leaves]
+        # a book whose margin basis is not older than this root cannot apply its leaf: marked
+        # (-2) so the next root, once the chain's clock has moved on, replaces it
+        nonce[rows[b.basis_ts[rows] >= now]] = -2
         leaf_im[rows] = np.asarray([leaf.initial_margin_wad for leaf in leaves], dtype=object).astype(np.float64) / WAD
         leaf_mm[rows] = np.asarray([leaf.maintenance_margin_wad for leaf in leaves], dtype=object).astype(np.float64) / WAD
         return {"trees": trees, "root": root, "data": data, "sig_root": sig_root, "sig_data": sig_data,

@@ -113,11 +113,6 @@ class Signers:
             return self._sign_pooled(digests)
         return [[sign_digest(k, d) for k in self._keys] for d in digests]
 
-    def warm_up(self) -> None:
-        """Start the worker processes now, not inside the first busy cycle (~1 s)."""
-        if self._workers > 1:
-            self._sign_pooled([bytes(32)] * self._workers)
-
     def _sign_pooled(self, digests: list[bytes]) -> list[list[bytes]]:
         if self._pool is None:
             # workers ignore Ctrl-C: the keeper finishes its cycle and closes the pool itself

@@ -48,6 +48,9 @@ class AccountsView:
     onchain_liquidatable: np.ndarray
     # liquidations sent and not yet resolved: not retried until the book moves
     inflight: np.ndarray
+    # the account's margin basis time on chain (its first pending trade, or the root of the
+    # leaf applied); None: unknown (every book change counts at once)
+    basis_timestamp: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,15 @@ def epoch_due(view: AccountsView, now: int, policy: Policy, root_timestamp: int)
     """Why a new epoch root is due, or "" when the current one still holds. One root
     re-margins every account, so any account's reason is the epoch's."""
     has = view.has_positions
+    # a leaf applies only under a root signed after the account's margin basis: a book first
+    # traded in a block of the current second waits for a later one (a root now would give
+    # it a leaf it cannot use)
+    ready = np.ones(len(has), dtype=bool) if view.basis_timestamp is None else view.basis_timestamp < now
     if root_timestamp == 0:
-        return "first root" if has.any() or (view.leaf_nonce >= 0).any() else ""
+        return "first root" if (has & ready).any() else ""
     # a flat account that never had a leaf needs none; one that traded and closed does
-    changed = (view.state_nonce != view.leaf_nonce) & (has | (view.leaf_nonce >= 0))
+    # (leaf nonce -1: no leaf; -2: a leaf not newer than its basis, to be replaced)
+    changed = (view.state_nonce != view.leaf_nonce) & (has | (view.leaf_nonce != -1)) & ready
     if changed.any():
         return f"{int(changed.sum())} book(s) changed"
     moved = has & ((np.abs(view.mm - view.leaf_mm)

@@ -1,4 +1,4 @@
-"""End to end on a real Anvil: deposit, trade, attestation, withdrawal refused then allowed,
+"""End to end on a real Anvil: deposit, trade, epoch root, withdrawal refused then allowed,
 price shock, liquidation by the *running* keeper, expiry settlement, funds reconciled; plus
 reorg rewind, restart resume and dry-run.
 
@@ -25,6 +25,7 @@ from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Executor
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
+from offchain.keeper.roots import leaf_args
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
@@ -107,14 +108,23 @@ def test_fill__trader_signs_short_puts_dealer_fills__both_books_updated(world):
     assert engine(w).position(w["dealer"].address, PUT).call() == 10 * WAD
 
 
-def test_keeper__new_book__attested_at_portfolio_margin(world):
+def test_keeper__new_book__in_the_next_root_at_portfolio_margin(world):
     w, trader = world, world["trader"]
     nonce = engine(w).state_nonce(trader.address).call()
-    posted = wait_for(lambda: events(w, "AttestationPosted", account=trader.address, state_nonce=nonce),
-                      what="attestation of the trader's new book")
+
+    def leaf():
+        w["dev"].mine()   # the running keeper acts once per block
+        doc = w["keeper"].proof(trader.address)
+        return doc if doc and doc["leaf"]["state_nonce"] == nonce else None
+
+    doc = wait_for(leaf, what="the trader's new book in an epoch root")
+    standalone = call_named(w["dep"].engine, "account", trader.address)["pending_mm_wad"]
+    args, proof = leaf_args(doc)
+    send(w["dev"].w3, w["dealer"], engine(w).apply_leaf(args, proof), "apply_leaf")
     view = call_named(w["dep"].engine, "account", trader.address)
-    assert view["attested_im_wad"] > 0 and view["pending_im_wad"] == 0  # pending cleared
-    assert posted[-1]["args"]["maintenance_margin_wad"] == view["attested_mm_wad"]
+    # portfolio margin of a short put is below its standalone bound; applied, it is the engine's
+    assert 0 < doc["leaf"]["maintenance_margin_wad"] <= standalone
+    assert view["attested_mm_wad"] + view["pending_mm_wad"] == doc["leaf"]["maintenance_margin_wad"]
 
 
 def test_withdraw__below_initial_margin__refused_then_excess_allowed(world):
@@ -205,10 +215,10 @@ def test_keeper_restart__same_store__resumes_at_last_block(world):
                    StateStore(w["store_path"]), w["params"], w["source"])
     again.startup()
     assert again.indexer.cursor() == processed
-    attested = engine(w).state_nonce(w["dealer"].address).call()
+    # the epoch and its leaves come back from the oracle and the keeper's epoch file
+    assert again.epoch == w["dep"].oracle.functions.epoch_root(w["dep"].engine.address).call()[0] > 0
     i = again.book.index[w["dealer"].address]
-    # attested nonces come back from the stored events, not from a re-scan of the chain
-    assert again.book.att_nonce[i] <= attested and again.book.att_nonce[i] >= 0
+    assert 0 <= again.book.leaf_nonce[i] <= engine(w).state_nonce(w["dealer"].address).call()
 
 
 def test_keeper_dry_run__unhealthy_book__nothing_sent(world):

@@ -115,7 +115,7 @@ def make_keeper(w, store_path=None, url=None, gas_key=None):
     from offchain.chain.contracts import connect
 
     cfg = KeeperConfig(rpc_url=url or w["dev"].url, engine_address=w["dep"].engine.address,
-                       price_max_age_s=3600, price_max_jump_frac=0.5, price_confirm_cycles=3,
+                       data_dir=str(w["tmp"]), price_max_age_s=3600, price_max_jump_frac=0.5, price_confirm_cycles=3,
                        gas=GasConfig(max_retries=2, backoff_base_s=0.05, backoff_max_s=0.1))
     w3 = Web3(HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": 5}))
     dep = connect(w3, cfg.engine_address)
@@ -170,13 +170,13 @@ def logs(w, contract, name, from_block):
 def signed_since(w, block):
     """Every message the keeper's signers got on chain since `block`."""
     return (logs(w, "oracle", "MarketDataPosted", block) + logs(w, "oracle", "IndexPriceUpdated", block)
-            + logs(w, "engine", "AttestationPosted", block))
+            + logs(w, "oracle", "RootPosted", block))
 
 
-def test_keeper__normal_cycle__attests_the_new_book_and_is_healthy(world):
+def test_keeper__normal_cycle__roots_the_new_book_and_is_healthy(world):
     w = world
     report = step(w)
-    assert report.held == "" and report.attested >= 1
+    assert report.held == "" and report.epoch >= 1 and report.leaves >= 2
     ok, status = w["keeper"].metrics.health(max_lag_blocks=5, max_cycle_age_s=60)
     assert ok, status
 
@@ -258,10 +258,10 @@ def test_keeper__crash_with_competitor_first__no_error_loop_no_missed_liquidatio
     assert w["keeper_gas"].address in liquidators  # what the rival left, the keeper took
 
 
-def test_keeper__killed_mid_cycle_then_restarted__each_book_attested_once(world):
-    """The keeper dies after posting prices, before sending the attestations it signed; a new
-    process on the same store resumes at the last processed block, signs the due attestation
-    again and posts it once: no account is attested twice at one state nonce."""
+def test_keeper__killed_mid_cycle_then_restarted__one_root_for_the_epoch(world):
+    """The keeper dies after signing a root, before sending it; a new process on the same
+    store resumes at the last processed block, builds the epoch again and posts it once:
+    one root, holding the new book at its state nonce."""
     w, late = world, world["late"]
     w3 = w["dev"].w3
     now = w3.eth.get_block("latest")["timestamp"]
@@ -274,23 +274,24 @@ def test_keeper__killed_mid_cycle_then_restarted__each_book_attested_once(world)
     old = w["keeper"]
     real_send_batch = old.executor.send_batch
 
-    def killed_before_attesting(calls):
-        if any(label.startswith("attest:") for label, _ in calls):
+    def killed_before_sending_the_root(calls):
+        if any(label == "root" for label, _ in calls):
             raise KeyboardInterrupt("keeper killed mid-cycle")
         return real_send_batch(calls)
 
-    old.executor.send_batch = killed_before_attesting
+    old.executor.send_batch = killed_before_sending_the_root
     w["dev"].mine(now + 60)
     with pytest.raises(KeyboardInterrupt):
         old.cycle()
-    assert logs(w, "engine", "AttestationPosted", block) == []
+    assert logs(w, "oracle", "RootPosted", block) == []
 
     again = make_keeper(w, store_path=w["tmp"] / "keeper.sqlite")
     again.cycle()
+    again.cycle()   # nothing changed since: no second root
 
-    keys = [(e["args"]["account"], e["args"]["state_nonce"]) for e in logs(w, "engine", "AttestationPosted", block)]
-    assert (late.address, nonce) in keys
-    assert len(keys) == len(set(keys)), f"an account's book was attested twice: {keys}"
+    (root,) = logs(w, "oracle", "RootPosted", block)
+    assert root["args"]["epoch"] == again.epoch
+    assert again.proof(late.address)["leaf"]["state_nonce"] == nonce
 
 
 def test_executor__stuck_transaction__replaced_at_same_nonce_with_higher_fee(world):
@@ -327,7 +328,7 @@ def test_keeper__anvil_restarted_from_its_state__resumes_and_signs_again(tmp_pat
     dep = deploy_system(dev.w3, a[0], [a[3].address], 1, params, EngineSettings())
     list_instruments(dep, a[0], [{"underlying": "BTC", "kind": "perpetual"}])
     signers = Signers([a[3]], workers=1)
-    w = dict(dev=dev, dep=dep, signers=signers, keeper_gas=a[1], params=params,
+    w = dict(dev=dev, dep=dep, signers=signers, keeper_gas=a[1], params=params, tmp=tmp_path,
              source=FaultySource(ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
     try:
         keeper = make_keeper(w)

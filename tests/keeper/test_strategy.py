@@ -8,12 +8,14 @@ from offchain.keeper.strategy import AccountsView, Policy, clamp_moves, plan, pr
 NOW = 1_000_000
 
 
+ROOT_TS = NOW - 10
+
+
 def make_view(n=4, **over):
     base = dict(
         state_nonce=np.ones(n, dtype=np.int64), has_positions=np.ones(n, dtype=bool),
         equity=np.full(n, 1_000.0), im=np.full(n, 500.0), mm=np.full(n, 400.0),
-        att_nonce=np.ones(n, dtype=np.int64), att_im=np.full(n, 500.0), att_mm=np.full(n, 400.0),
-        att_timestamp=np.full(n, NOW - 10, dtype=np.int64),
+        leaf_nonce=np.ones(n, dtype=np.int64), leaf_im=np.full(n, 500.0), leaf_mm=np.full(n, 400.0),
         onchain_liquidatable=np.zeros(n, dtype=bool), inflight=np.zeros(n, dtype=bool))
     base.update(over)
     return AccountsView(**base)
@@ -25,79 +27,85 @@ def policy():
 
 
 def test_plan__nothing_moved__no_actions(policy):
-    p = plan(make_view(), NOW, policy)
-    assert p.empty and p.unhealthy == 0
+    p = plan(make_view(), NOW, policy, ROOT_TS)
+    assert p.empty and p.unhealthy == 0 and p.epoch == ""
 
 
-def test_plan__margin_moved_materially__attests_only_that_account(policy):
+def test_plan__one_margin_moved_materially__root_due(policy):
     mm = np.array([400.0, 430.0, 410.0, 400.0])  # +7.5% and +2.5%
-    p = plan(make_view(mm=mm), NOW, policy)
-    assert p.attest.tolist() == [1]
+    assert plan(make_view(mm=mm), NOW, policy, ROOT_TS).epoch == "margins moved (1 account(s))"
+    assert plan(make_view(mm=np.array([400.0, 410.0, 405.0, 400.0])), NOW, policy, ROOT_TS).epoch == ""
 
 
-def test_plan__book_changed__attests_even_without_margin_move(policy):
-    p = plan(make_view(state_nonce=np.array([1, 2, 1, 1])), NOW, policy)
-    assert p.attest.tolist() == [1]
+def test_plan__book_changed__root_due_without_margin_move(policy):
+    p = plan(make_view(state_nonce=np.array([1, 2, 1, 1])), NOW, policy, ROOT_TS)
+    assert p.epoch == "1 book(s) changed"
 
 
-def test_plan__attestation_ageing__attests(policy):
-    ts = np.array([NOW - 10, NOW - 3590, NOW - 10, NOW - 10])
-    p = plan(make_view(att_timestamp=ts), NOW, policy)
-    assert p.attest.tolist() == [1]
+def test_plan__root_ageing__heartbeat_root(policy):
+    assert plan(make_view(), NOW, policy, NOW - 3590).epoch == "heartbeat (3590 s since the last root)"
+    assert plan(make_view(), NOW, policy, NOW - 3000).epoch == ""
 
 
-def test_plan__flat_account_never_attested__ignored(policy):
+def test_plan__no_root_yet__first_root_once_anyone_holds_positions(policy):
+    assert plan(make_view(), NOW, policy, 0).epoch == "first root"
+    flat = make_view(has_positions=np.zeros(4, dtype=bool), leaf_nonce=np.full(4, -1))
+    assert plan(flat, NOW, policy, 0).epoch == ""
+
+
+def test_plan__flat_account_never_in_a_root__ignored(policy):
     v = make_view(has_positions=np.array([False, True, True, True]),
-                  att_nonce=np.array([-1, 1, 1, 1]), state_nonce=np.array([0, 1, 1, 1]))
-    assert plan(v, NOW, policy).attest.tolist() == []
+                  leaf_nonce=np.array([-1, 1, 1, 1]), state_nonce=np.array([0, 1, 1, 1]))
+    assert plan(v, NOW, policy, ROOT_TS).epoch == ""
+
+
+def test_plan__account_closed_its_book__root_due(policy):
+    v = make_view(has_positions=np.array([False, True, True, True]), state_nonce=np.array([2, 1, 1, 1]))
+    assert plan(v, NOW, policy, ROOT_TS).epoch == "1 book(s) changed"
 
 
 def test_plan__unhealthy_and_liquidatable_on_chain__liquidates_largest_shortfall_first(policy):
     eq = np.array([1_000.0, 300.0, 100.0, 1_000.0])
     liq = np.array([False, True, True, False])
-    p = plan(make_view(equity=eq, onchain_liquidatable=liq), NOW, policy)
+    p = plan(make_view(equity=eq, onchain_liquidatable=liq), NOW, policy, ROOT_TS)
     assert p.liquidate.tolist() == [2, 1]
     assert p.unhealthy == 2
-    assert not set(p.attest) & {1, 2}  # nonce changes with the liquidation: attest next cycle
 
 
-def test_plan__unhealthy_but_chain_disagrees__attests_instead_of_liquidating(policy):
+def test_plan__unhealthy_but_chain_disagrees__not_liquidated(policy):
     eq = np.array([1_000.0, 300.0, 1_000.0, 1_000.0])
-    p = plan(make_view(equity=eq), NOW, policy)
-    assert p.liquidate.tolist() == []
-    assert p.attest[0] == 1  # most urgent first
+    p = plan(make_view(equity=eq), NOW, policy, ROOT_TS)
+    assert p.liquidate.tolist() == [] and p.unhealthy == 1
 
 
-def test_plan__chain_says_liquidatable_but_fresh_risk_healthy__rescues_with_attestation(policy):
+def test_plan__chain_says_liquidatable_but_fresh_risk_healthy__not_liquidated(policy):
     liq = np.array([False, False, True, False])
-    p = plan(make_view(onchain_liquidatable=liq), NOW, policy)
-    assert p.liquidate.tolist() == [] and p.attest.tolist() == [2]
+    assert plan(make_view(onchain_liquidatable=liq), NOW, policy, ROOT_TS).liquidate.tolist() == []
 
 
 def test_plan__liquidation_already_in_flight__not_retried(policy):
     eq = np.array([100.0, 1_000.0, 1_000.0, 1_000.0])
     v = make_view(equity=eq, onchain_liquidatable=np.array([True, False, False, False]),
                   inflight=np.array([True, False, False, False]))
-    assert plan(v, NOW, policy).liquidate.tolist() == []
+    assert plan(v, NOW, policy, ROOT_TS).liquidate.tolist() == []
 
 
 def test_plan__liquidation_disabled__no_liquidations(policy):
     v = make_view(equity=np.full(4, 1.0), onchain_liquidatable=np.ones(4, dtype=bool))
-    p = plan(v, NOW, Policy(liquidate=False))
+    p = plan(v, NOW, Policy(liquidate=False), ROOT_TS)
     assert p.liquidate.tolist() == [] and p.unhealthy == 4
+
+
+def test_plan__more_liquidatable_than_cap__largest_shortfalls_kept(policy):
+    n = 10
+    v = make_view(n, equity=np.linspace(390.0, 300.0, n), onchain_liquidatable=np.ones(n, dtype=bool))
+    assert plan(v, NOW, Policy(max_liquidations_per_cycle=3), ROOT_TS).liquidate.tolist() == [9, 8, 7]
 
 
 def test_plan__expired_settled_instrument__settles_every_holder(policy):
     positions = np.array([[1.0, 0.0], [0.0, -2.0], [3.0, 1.0], [0.0, 0.0]])
-    p = plan(make_view(), NOW, policy, positions, settleable_instruments=np.array([True, False]))
+    p = plan(make_view(), NOW, policy, ROOT_TS, positions, settleable_instruments=np.array([True, False]))
     assert p.settle.tolist() == [[0, 0], [2, 0]]
-
-
-def test_plan__more_due_than_cap__most_urgent_kept(policy):
-    n = 10
-    mm = 400.0 * (1 + np.linspace(0.1, 1.0, n))
-    p = plan(make_view(n, mm=mm), NOW, Policy(max_attestations_per_cycle=3))
-    assert p.attest.tolist() == [9, 8, 7]
 
 
 def test_plan__ten_thousand_accounts__vectorised_fast(policy):
@@ -106,7 +114,7 @@ def test_plan__ten_thousand_accounts__vectorised_fast(policy):
     rng = np.random.default_rng(1)
     v = make_view(n, mm=400 * rng.uniform(0.9, 1.1, n), equity=rng.uniform(300, 2000, n))
     t = time.perf_counter()
-    plan(v, NOW, policy)
+    plan(v, NOW, policy, ROOT_TS)
     assert time.perf_counter() - t < 0.05
 
 
@@ -135,3 +143,13 @@ def test_clamp_moves__never_posted__unbounded_even_at_zero():
     out = clamp_moves(np.array([5.0, 5.0]), np.array([0.0, 0.0]), 0.2, floor=0.0,
                       fresh=np.array([True, False]))
     assert out.tolist() == [5.0, 0.0]
+
+
+def test_plan__book_first_traded_this_second__root_waits_for_a_later_block(policy):
+    """A leaf applies only under a root signed after the book's margin basis."""
+    v = make_view(state_nonce=np.array([1, 2, 1, 1]), basis_timestamp=np.array([0, NOW, 0, 0]))
+    assert plan(v, NOW, policy, ROOT_TS).epoch == ""
+    assert plan(v, NOW + 1, policy, ROOT_TS).epoch == "1 book(s) changed"
+    stale = make_view(leaf_nonce=np.array([1, -2, 1, 1]), basis_timestamp=np.array([0, ROOT_TS, 0, 0]))
+    assert plan(stale, NOW, policy, ROOT_TS).epoch == "1 book(s) changed"
+    assert plan(make_view(basis_timestamp=np.full(4, NOW)), NOW, policy, 0).epoch == ""
