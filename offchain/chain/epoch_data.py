@@ -150,11 +150,13 @@ def _leaf(**fields) -> AccountLeaf:
 
 
 def account_leaves_at(ep: EpochEngine, addresses: Sequence[str], state_nonces: Sequence[int],
-                      books: Sequence[dict[int, int]], pending_totals: Sequence[int]) -> list[AccountLeaf]:
+                      books: Sequence[dict[int, int]], pending_totals: Sequence[int],
+                      positions_hashes: Sequence[bytes] | None = None) -> list[AccountLeaf]:
     """Every account's leaf at the state block: `books[k]` = {instrument id: size WAD} (the
-    whole book as the engine holds it), `pending_totals[k]` = `pending_total(account)`.
-    Margins and value cover the positions that have a market leaf; the positions hash covers
-    the whole book. One vectorised exact-margin call for all accounts."""
+    whole book as the engine holds it), `pending_totals[k]` = `pending_total(account)`,
+    `positions_hashes[k]` its positions hash if already known (books rarely change between
+    epochs). Margins and value cover the positions that have a market leaf; the positions hash
+    covers the whole book. One vectorised exact-margin call for all accounts."""
     n = len(addresses)
     column = ep.column
     indptr = [0]
@@ -176,8 +178,10 @@ def account_leaves_at(ep: EpochEngine, addresses: Sequence[str], state_nonces: S
         heads = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
         value[row[heads]] = np.add.reduceat(prod, heads)
     value = value // WAD
+    if positions_hashes is None:
+        positions_hashes = [positions_hash_fast(b) for b in books]
     return [_leaf(account=addresses[k], state_nonce=int(state_nonces[k]),
-                  positions_hash=positions_hash_fast(books[k]),
+                  positions_hash=positions_hashes[k],
                   pending_base_im_wad=int(pending_totals[k]) & M96,
                   pending_base_mm_wad=(int(pending_totals[k]) >> 96) & M96,
                   position_value_wad=int(value[k]), initial_margin_wad=int(im[k]),

@@ -42,7 +42,7 @@ class EpochTrees:
               market_leaves: Sequence[MarketLeaf] = ()) -> EpochTrees:
         engine = to_checksum_address(str(getattr(engine, "address", engine)))
         leaves = list(account_leaves)
-        hashes = account_leaf_hashes(engine, epoch, [leaf.as_args() for leaf in leaves])
+        hashes = account_leaf_hashes(engine, epoch, leaves)
         by_account = {}
         for i, leaf in enumerate(leaves):
             if leaf.account in by_account:

@@ -99,6 +99,7 @@ def run(args) -> int:
         log.info("keeper interrupted before its loop started")
         return 130
     finally:
+        keeper.flush()   # the last epoch file on disk before exiting
         signers.close()
         store.close()
         if server:

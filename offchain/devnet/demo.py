@@ -6,9 +6,11 @@ prints and writes as markdown with charts. Keys: the keeper's two oracle signing
 2-of-3 set) are written to encrypted keyfiles and loaded back through `keys.load_key`, the
 path a production keeper uses.
 
-Every trader deposits, trades with a dealer, is attested at portfolio margin and then keeps
-only COLLATERAL_MULTIPLE x its initial margin, never adding collateral: a move that eats
-that buffer and the gap between initial and maintenance margin makes it liquidatable.
+Every trader deposits, trades with a dealer, gets its leaf in the keeper's next epoch root
+(portfolio margin, one signed root for every account), withdraws with that leaf's proof down
+to COLLATERAL_MULTIPLE x its initial margin and never adds collateral: a move that eats that
+buffer and the gap between initial and maintenance margin makes it liquidatable (the keeper
+applies the newest leaf, then liquidates).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from offchain.keeper.config import KeeperConfig, KeySpec, PriceSourceConfig
 from offchain.keeper.executor import Executor
 from offchain.keeper.keys import load_key, write_keyfile
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
+from offchain.keeper.roots import leaf_args
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
@@ -72,6 +75,7 @@ class DemoResult:
     descriptions: dict[str, str] = field(default_factory=dict)  # name -> the book in words
     outcomes: dict[str, dict] = field(default_factory=dict)  # name -> final state, by name
     keeper_holds: list[str] = field(default_factory=list)  # "+1.2 BTC-PERP", ... at the end
+    roots: list[dict] = field(default_factory=list)  # every epoch root posted, oldest first
     calm: DemoResult | None = None
 
 
@@ -228,6 +232,7 @@ def run_window(label: str, first: str, last: str, data_dir: str, step_hours: flo
         result.keeper_holds = _holdings(dep, keeper_gas.address, names)
         result.funds = reconcile(dep)
         result.keeper_stats = _keeper_stats(keeper)
+        result.roots = _roots(dep)
         signers.close()
         result.seconds = time.perf_counter() - t_begin
         return result
@@ -235,7 +240,8 @@ def run_window(label: str, first: str, last: str, data_dir: str, step_hours: flo
 
 def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys, dealer, owner):
     """Each trader deposits enough for its legs' standalone margin, trades against the dealer,
-    gets attested at portfolio margin, then withdraws down to COLLATERAL_MULTIPLE x IM."""
+    gets its leaf (portfolio margin) in the keeper's next root, then withdraws with that
+    leaf's proof down to COLLATERAL_MULTIPLE x IM."""
     w3 = dev.w3
     domain = engine_domain(w3.eth.chain_id, dep.engine.address)
     now = int(w3.eth.get_block("latest")["timestamp"])
@@ -269,10 +275,11 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
                  f"{name}: fill {size:+g} of instrument {i + 1}")
         dev.mine(now + 60)
         now += 60
-        keeper.cycle()  # attests the new books at portfolio margin
+        keeper.cycle()  # a root with the new book's leaf at portfolio margin
+        leaf, proof = leaf_args(keeper.proof(trader.address))
         onchain = call_named(dep.engine, "health", trader.address)
-        # what the keeper attested (float32 path) may differ a little from the float64 report
-        target = COLLATERAL_MULTIPLE * max(explained["portfolio_margin"], onchain["im_wad"] / WAD)
+        # the leaf's exact margin may differ a little from the float64 report
+        target = COLLATERAL_MULTIPLE * max(explained["portfolio_margin"], leaf[6] / WAD)
         capital[name] = {"isolated": explained["isolated_margin"], "cross": explained["cross_margin"],
                          "portfolio": explained["portfolio_margin"], "collateral": target,
                          "book": {int(i) + 1: float(q[i]) for i in np.flatnonzero(q)}}
@@ -282,14 +289,15 @@ def _open_books(dev: Devnet, dep: Deployment, keeper: Keeper, books, trader_keys
         if name == "market_maker":
             too_much = int(equity * 10**6)  # everything: below IM, must be refused
             try:
-                send(w3, trader, dep.engine.functions.withdraw(too_much), "withdraw")
+                send(w3, trader, dep.engine.functions.withdraw_with_leaf(too_much, leaf, proof), "withdraw")
                 refused = "allowed (unexpected)"
             except UserError as exc:
                 refused = str(exc).split("would revert: ")[-1]
             capital["_withdrawal"] = {"trader": name, "attempt": f"{too_much / 1e6:,.0f}",
                                       "refused_with": refused}
         if excess > 1:
-            send(w3, trader, dep.engine.functions.withdraw(int(excess * 10**6)), f"{name}: withdraw")
+            send(w3, trader, dep.engine.functions.withdraw_with_leaf(int(excess * 10**6), leaf, proof),
+                 f"{name}: withdraw")
             if name == "market_maker":
                 capital["_withdrawal"]["allowed"] = f"{excess:,.0f}"
     return capital
@@ -378,6 +386,17 @@ def _liquidations(dep: Deployment, who: dict[str, str]) -> list[dict]:
                     "slice_value": a["slice_value_wad"] / WAD, "discount": a["discount_wad"] / WAD,
                     "insurance": a["insurance_wad"] / WAD, "payment": a["payment_wad"] / WAD})
     return out
+
+
+def _roots(dep: Deployment) -> list[dict]:
+    """Every epoch root on the oracle for this engine, with its published state block."""
+    data = {e["args"]["epoch"]: e["args"]["state_block"]
+            for e in dep.oracle.events.EpochDataPublished().get_logs(from_block=0)}
+    return [{"epoch": e["args"]["epoch"], "block": e["blockNumber"],
+             "time": datetime.fromtimestamp(e["args"]["signed_at"], UTC).strftime("%Y-%m-%d %H:%M"),
+             "accounts": e["args"]["account_count"], "state_block": data.get(e["args"]["epoch"])}
+            for e in dep.oracle.events.RootPosted().get_logs(from_block=0)
+            if e["args"]["engine"] == dep.engine.address]
 
 
 def _settlements(dep: Deployment, who: dict[str, str], names: dict[int, str]) -> list[dict]:

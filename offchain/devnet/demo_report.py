@@ -85,6 +85,24 @@ def keeper_line(r: DemoResult) -> str:
             + " (it paid the slices' mark value less the discount; expired legs were settled).")
 
 
+def root_lines(r: DemoResult) -> list[str]:
+    """The keeper's epoch roots: one signed message re-margins every account."""
+    if not r.roots:
+        return ["The keeper posted no margin root."]
+    published = sum(1 for x in r.roots if x["state_block"] is not None)
+    out = [f"The keeper posted {len(r.roots)} margin roots: each one signed message re-margins every "
+           f"account ({r.roots[-1]['accounts']} leaves in the last), whatever their number, and "
+           f"{published} of them carry their public data (state block and market inputs) so anyone "
+           "can rebuild every leaf. Accounts apply their own leaf when they withdraw; the keeper "
+           "applies a victim's newest leaf just before liquidating it.", "",
+           "| epoch | signed at | block | accounts | leaves built on block |",
+           "| ---: | --- | ---: | ---: | ---: |"]
+    shown = r.roots if len(r.roots) <= 12 else r.roots[:6] + r.roots[-6:]
+    for x in shown:
+        out.append(f"| {x['epoch']} | {x['time']} | {x['block']} | {x['accounts']} | {x['state_block']} |")
+    return out
+
+
 def withdrawal_line(r: DemoResult) -> str:
     w = r.withdrawal_check
     if not w:
@@ -181,7 +199,8 @@ def write_report(r: DemoResult, out_dir: Path) -> Path:
     if r.calm is not None:
         lines += ["## A calm week for contrast", "", *calm_lines(r), "",
                   *outcome_lines(r.calm), "", f"![calm]({charts['calm'].name})", ""]
-    lines += ["## Funds", "", *funds_lines(r), "",
+    lines += ["## Margin roots", "", *root_lines(r), "",
+              "## Funds", "", *funds_lines(r), "",
               "## Keeper actions", "",
               *[f"- {k}: {int(v)}" for k, v in sorted(r.keeper_stats.items())], ""]
     path = out_dir / f"demo-{tag}.md"

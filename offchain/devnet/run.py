@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -269,6 +270,7 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
     store_path = out / "keeper.sqlite"
     for stale in (store_path, Path(f"{store_path}-wal"), Path(f"{store_path}-shm")):
         stale.unlink(missing_ok=True)  # a new chain: the old store describes another one
+    shutil.rmtree(out / "roots", ignore_errors=True)  # and the old epoch files another engine
     cfg = KeeperConfig(rpc_url=anvil.url, engine_address=dep.engine.address, data_dir=str(out),
                        start_block=deploy_block, poll_interval_s=options.keeper_poll_s)
     signers = Signers(signer_keys, workers=1)
@@ -282,7 +284,8 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
     deployment = deployment_document(dep, anvil, chain_id, specs, ids, wallets, options, t0, deploy_block)
     ctx = ApiContext(dep=dep, params=params,
                      market=MarketCache(dep, params, list(UNDERLYINGS), source.vol),
-                     orders=OrderBook(dep, chain_id), store_path=store_path, deployment=deployment)
+                     orders=OrderBook(dep, chain_id), store_path=store_path, deployment=deployment,
+                     proofs=keeper.proof)
     net = RunningDevnet(options, anvil, dep, keeper, source, list(wallets), dealer, deployment, ctx,
                         signers=signers)
     if options.dealer:

@@ -29,7 +29,12 @@ from offchain.chain.contracts import (
     read_books,
     read_instruments,
 )
-from offchain.chain.epoch_data import account_leaves_at, finish_market_leaves, market_input_leaves
+from offchain.chain.epoch_data import (
+    account_leaves_at,
+    finish_market_leaves,
+    market_input_leaves,
+    positions_hash_fast,
+)
 from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
@@ -126,6 +131,8 @@ class Keeper:
         self.last_mm = np.zeros(0)
         self.trees: EpochTrees | None = None
         self.sending_marks: np.ndarray | None = None   # marks in this cycle's batch
+        self._positions_hashes: dict[tuple, bytes] = {}   # (row, book) -> positions hash
+        self._writer: threading.Thread | None = None      # the last epoch file being written
 
     # ---- startup: resume from the store, re-read every book once ----
     def startup(self) -> None:
@@ -202,6 +209,11 @@ class Keeper:
                              np.asarray([leaf.initial_margin_wad / WAD for leaf in trees.account_leaves]),
                              np.asarray([leaf.maintenance_margin_wad / WAD for leaf in trees.account_leaves]))
         self.trees = trees
+
+    def flush(self) -> None:
+        """Wait for the last epoch file to be on disk (a stopping keeper, a test)."""
+        if self._writer is not None:
+            self._writer.join()
 
     def proof(self, account: str) -> dict | None:
         """The account's leaf and proof in the engine's current epoch, if this keeper holds
@@ -431,8 +443,18 @@ class Keeper:
         b = self.book
         rows = np.asarray(b.add_accounts(self.listed), dtype=np.int64)
         books = [{i + 1: q for i, q in b.sizes_wad.get(int(r), {}).items()} for r in rows]
+        hashes = []
+        for r, book in zip(rows, books, strict=True):
+            key = (int(r), tuple(book.items()))   # the book itself: a reorged book at the same nonce differs
+            h = self._positions_hashes.get(key)
+            if h is None:
+                h = self._positions_hashes[key] = positions_hash_fast(book)
+            hashes.append(h)
+        if len(self._positions_hashes) > 4 * len(rows) + 1024:   # books replaced long ago
+            live = {(int(r), tuple(book.items())) for r, book in zip(rows, books, strict=True)}
+            self._positions_hashes = {k: v for k, v in self._positions_hashes.items() if k in live}
         leaves = account_leaves_at(risk["epoch"], self.listed, b.state_nonce[rows], books,
-                                   [b.pending_total.get(int(r), 0) for r in rows])
+                                   [b.pending_total.get(int(r), 0) for r in rows], hashes)
         trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"])
         root = trees.root_message(timestamp=now, deadline=now + self.cfg.attest_validity_s,
                                   params_hash=self.params_hash)
@@ -526,7 +548,15 @@ class Keeper:
     def _commit_epoch(self, epoch: dict, report: CycleReport) -> None:
         """The root is mined: its file (every leaf, served as proofs) and the leaves it gives."""
         t = epoch["trees"]
-        self.epochs.write(t, epoch["root"], epoch["sig_root"], state_block=epoch["state_block"])
+        # proofs are served from memory at once; the file (~2 MB per 10,000 accounts) is
+        # written off the cycle's path, one at a time
+        self.epochs.remember(t)
+        if self._writer is not None:
+            self._writer.join()
+        self._writer = threading.Thread(target=self.epochs.write, name="epoch-file", daemon=False,
+                                        args=(t, epoch["root"], epoch["sig_root"]),
+                                        kwargs={"state_block": epoch["state_block"]})
+        self._writer.start()
         self.trees = t
         self.epoch = t.epoch
         self.root_ts = epoch["timestamp"]

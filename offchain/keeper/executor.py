@@ -282,7 +282,7 @@ class Executor:
             if now - p.sent_at > self.cfg.bump_after_s:
                 p = self._bump(p)
             self._sleep(poll)
-            poll = min(poll * 2, 0.5)
+            poll = min(poll * 2, 0.05)   # a block lands any moment: a receipt seen late costs the cycle
 
     def _bump(self, p: _Pending) -> _Pending:
         tx = dict(p.tx)

@@ -97,6 +97,10 @@ class EpochStore:
         self._cache[(trees.engine, trees.epoch)] = trees
         return path
 
+    def remember(self, trees: EpochTrees) -> None:
+        """Serve an epoch from memory before its file is written."""
+        self._cache[(trees.engine, trees.epoch)] = trees
+
     def epochs(self, engine: str) -> list[int]:
         folder = self._dir(engine)
         if not folder.is_dir():

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from offchain.chain.contracts import WAD
+from offchain.chain.leaves import AccountLeaf
+from offchain.chain.merkle import verify
 from offchain.devnet.deploy import send
 from offchain.devnet.run import DEALER_SIZE
 from offchain.errors import UserError
@@ -74,10 +76,10 @@ def test_fill__user_takes_dealer_ask__position_and_margin_in_account(client, net
     order = (o["account"], o["instrument_id"], o["is_buy"], int(o["size_wad"]), int(o["limit_price_wad"]),
              int(o["order_nonce"]), o["deadline"])
     send(net.anvil.w3, user, engine(net).fill(order, bytes.fromhex(ask["signature"][2:]), 4 * WAD), "fill")
-    for _ in range(10):  # the keeper indexes the fill and attests the new book (a cycle or two)
+    for _ in range(10):  # the keeper indexes the fill and roots the new book (a cycle or two)
         settle()
         a = client.get(f"/api/accounts/{user.address}").json()
-        if a["attestation_timestamp"] and a["positions"]:
+        if a["positions"] and client.get(f"/api/proofs/{user.address}").status_code == 200:
             break
     assert [(p["instrument_id"], p["size"]) for p in a["positions"]] == [(BTC_PERP, 4.0)]
     assert a["initial_margin"] > 0 and a["maintenance_margin"] > 0
@@ -166,8 +168,18 @@ def test_what_if__marks_older_than_the_engine_accepts__refused_as_stale(client, 
     assert not w["accepted"] and w["reason"].startswith("stale marks")
 
 
-def test_proof__no_root_posted__404_says_so(client, user):
-    r = client.get(f"/api/proofs/{user.address}")
+def test_proof__book_in_the_keepers_root__leaf_and_proof_verify_on_chain(client, net, user):
+    doc = client.get(f"/api/proofs/{user.address}").json()
+    assert doc["leaf"]["account"] == user.address
+    epoch, _ts, _n, accounts_root, _m = net.dep.oracle.functions.epoch_root(net.dep.engine.address).call()
+    assert doc["epoch"] == epoch and doc["accounts_root"] == "0x" + bytes(accounts_root).hex()
+    leaf = AccountLeaf.from_dict(doc["leaf"])
+    proof = [bytes.fromhex(p[2:]) for p in doc["proof"]]
+    assert verify(proof, bytes(accounts_root), leaf.leaf_hash(net.dep.engine.address, epoch))
+
+
+def test_proof__address_without_a_book__404_says_so(client):
+    r = client.get(f"/api/proofs/0x{'42' * 20}")
     assert r.status_code == 404 and "no root posted yet" in r.json()["detail"][0]["msg"]
 
 

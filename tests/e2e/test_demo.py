@@ -31,6 +31,15 @@ def test_run_demo__short_crash__every_book_described_and_outcome_by_name(demo):
     assert r.funds["reconciled"]
 
 
+def test_run_demo__margin_roots__every_root_with_its_public_data_liquidations_on_fresh_leaves(demo):
+    r, _ = demo
+    assert len(r.roots) >= 2 and all(x["state_block"] is not None for x in r.roots)
+    assert [x["epoch"] for x in r.roots] == list(range(1, len(r.roots) + 1))
+    assert r.roots[-1]["accounts"] >= len(TRADERS) + 1     # the traders and the dealer
+    assert r.keeper_stats.get("root:ok", 0) == len(r.roots) and "attestation:ok" not in r.keeper_stats
+    assert r.keeper_stats.get("apply_leaf:ok", 0) > 0       # before liquidating
+
+
 def test_run_demo__basis_trade__cross_margin_nets_the_linear_legs(demo):
     c = demo[0].capital["basis_trade"]
     assert c["cross"] < 0.2 * c["isolated"] and c["portfolio"] <= c["cross"] * 1.01
@@ -56,4 +65,6 @@ def test_print_summary_and_write_report__names_not_addresses__charts_written(dem
     assert "Why accounts get liquidated" in text and "Each trader's outcome" in text
     path = write_report(r, tmp_path)
     assert (tmp_path / "demo-2020-03-11_2020-03-14-prices.png").stat().st_size > 10_000
-    assert "## Each trader's outcome" in path.read_text()
+    report = path.read_text()
+    assert "## Each trader's outcome" in report and "## Margin roots" in report
+    assert f"posted {len(r.roots)} margin roots" in report

@@ -126,6 +126,7 @@ def test_keeper__new_books__one_root_for_every_account_with_its_public_data(worl
     assert data["args"]["state_block"] == report.state_block < posted["blockNumber"] <= data["blockNumber"]
     assert len(data["args"]["market_leaves"]) == 1
     # the epoch file names the state block; nothing changed: no second root next block
+    w["keeper"].flush()
     doc = json.loads((w["tmp"] / "roots" / w["dep"].engine.address / "epoch-1.json").read_text())
     assert doc["state_block"] == report.state_block and len(doc["account_leaves"]) == 2
     assert cycle(w).epoch == 0
@@ -231,6 +232,7 @@ def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
 
 def test_keeper__restart_on_same_data_dir__resumes_epoch_no_new_root(world):
     w = world
+    w["keeper"].flush()
     again = Keeper(w["cfg"], w["dep"], Signers(w["signer_keys"], workers=1),
                    Executor(w["dev"].w3, w["gas"], w["cfg"].gas), StateStore(":memory:"), w["params"], w["source"])
     again.startup()

@@ -7,12 +7,12 @@ import pytest
 from eth_account import Account
 from eth_keys import keys as eth_keys
 
+from offchain.chain.eip712 import EpochRoot, struct_hash
 from offchain.errors import UserError
 from offchain.keeper.config import KeySpec
 from offchain.keeper.keys import load_key, write_keyfile
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import ReplaySource, parse_date
-from offchain.chain.eip712 import EpochRoot, struct_hash
 from offchain.keeper.signing import SECP256K1_N, Signers, oracle_domain, typed_digest
 from offchain.keeper.store import StateStore, StoredEvent
 from offchain.paths import DATA_DIR

@@ -5,11 +5,11 @@ market root, the roots and epoch are the stored ones, the block is past and the 
 import ape
 import pytest
 from conftest import PARAMS_HASH, WAD
+from test_roots import _leaf, _market_leaf
 
 from offchain.chain.eip712 import EpochData, digest
 from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
-from test_roots import _leaf, _market_leaf
 
 
 @pytest.fixture

@@ -65,11 +65,17 @@ def test_verify_account_leaf__python_tree__every_proof_accepted(oracle, post_roo
 
 def test_account_leaf_hash__python_encoders__equal_contract(oracle, keeper):
     rng = random.Random(7)
+    batch, wants = [], []
     for i in range(5):
         leaf = _leaf(i, position_value_wad=-rng.randrange(2**200), worst_scenarios=rng.randrange(2**256))
         want = bytes(oracle.account_leaf_hash(keeper, 9 + i, leaf.as_args()))
         assert leaf.leaf_hash(keeper.address, 9 + i) == want
-        assert account_leaf_hashes(keeper.address, 9 + i, [leaf.as_args()]) == [want]
+        assert account_leaf_hashes(keeper.address, 9 + i, [leaf]) == [want]
+        batch.append(leaf)
+        wants.append(bytes(oracle.account_leaf_hash(keeper, 9, leaf.as_args())))
+    batch.append(_leaf(5, position_value_wad=2**255 - 1, initial_margin_wad=2**256 - 1))
+    wants.append(batch[-1].leaf_hash(keeper.address, 9))
+    assert account_leaf_hashes(keeper.address, 9, batch) == wants   # column-built, many at once
     m = _market_leaf(3)
     assert m.leaf_hash(keeper.address, 4) == bytes(oracle.market_leaf_hash(keeper, 4, m.as_args()))
 
@@ -263,7 +269,7 @@ def test_post_root__gas__below_target_for_any_n(oracle, post_root, keeper, signe
 
 
 def test_merkle_tree__depth_17__proof_length(keeper):
-    hashes = account_leaf_hashes(keeper.address, 1, [_leaf(i).as_args() for i in range(2**16 + 1)])
+    hashes = account_leaf_hashes(keeper.address, 1, [_leaf(i) for i in range(2**16 + 1)])
     tree = MerkleTree(hashes)
     assert tree.depth == 17 and len(tree.proof(hashes[0])) in (16, 17)
     assert verify(tree.proof(hashes[-1]), tree.root, hashes[-1])
