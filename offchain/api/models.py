@@ -220,10 +220,14 @@ class OrderBook(BaseModel):
 
 # ---- misc ----
 class Proof(BaseModel):
-    account: str
-    root: str
-    leaf: dict
-    proof: list[str]
+    """An account's leaf in the engine's current epoch root and its Merkle proof: the
+    arguments of `apply_leaf` / `withdraw_with_leaf` / `fill_with_leaf`."""
+
+    engine: str
+    epoch: int
+    accounts_root: str = Field(description="the epoch's accounts root (0x hex)")
+    leaf: dict = Field(description="AccountLeaf fields by name (docs/oracle.md); bytes as 0x hex, WAD integers")
+    proof: list[str] = Field(description="sibling hashes, leaf to root (0x hex)")
 
 
 class ErrorItem(BaseModel):

@@ -139,7 +139,7 @@ class Keeper:
         check_account_view(self.dep.engine)
         self.check_signers()
         self._refresh_instruments()
-        block = self.w3.eth.block_number - self.cfg.confirmations
+        block = max(self.w3.eth.block_number - self.cfg.confirmations, 0)
         self.listed = read_account_list(self.dep, block=block)
         self._refresh_accounts(self.listed, block)
         self._resume_epoch()
@@ -236,7 +236,7 @@ class Keeper:
         if sync.rewound_to is not None:
             self.metrics.reorgs.inc()
         # the state every leaf of this cycle is built on: the indexed, confirmed head
-        state_block = self.indexer.cursor()
+        state_block = max(self.indexer.cursor(), 0)
         if any(e.name == "InstrumentListed" for e in sync.events) or self.table is None or \
                 self.dep.registry.functions.instrument_count().call() != len(self.table):
             self._refresh_instruments()

@@ -81,18 +81,21 @@ class KeeperConfig:
     data_dir: str = ".keeper"
     # first block to index when the store is empty (the engine's deployment block)
     start_block: int = 0
-    # blocks kept below head before events count as final (0 on a devnet)
+    # blocks kept below head before events count as final, and the depth of the state block
+    # every epoch's account leaves are built on (head - confirmations): 0 on a devnet; on
+    # mainnet the reorg depth the operator trusts (e.g. 2 for 24 s, or 64 for finality)
     confirmations: int = 0
     # blocks re-checked for a changed hash on every cycle (reorg window)
     reorg_depth: int = 64
     poll_interval_s: float = 1.0
-    # re-attest when MM or IM moved by more than this fraction of the last attested value...
+    # a new epoch root (every account re-margined) is due when any account's MM or IM moved
+    # by more than this fraction of its leaf's...
     attest_move_frac: float = 0.05
-    # ...or by more than this absolute amount (settlement units), or when the book changed
+    # ...and by more than this absolute amount (settlement units), or when a book changed
     attest_move_abs: float = 1.0
-    # ...or when the last attestation is older than this
+    # ...or when the root is older than this (a heartbeat before the engine's age limit)
     attest_max_age_s: int = 3600
-    # an attestation may be posted up to this long after signing
+    # a signed root, market data or price may be posted up to this long after signing
     attest_validity_s: int = 600
     # liquidate accounts with equity < MM; the engine caps the fraction itself
     liquidate: bool = True

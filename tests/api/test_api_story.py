@@ -78,9 +78,14 @@ def test_fill__user_takes_dealer_ask__position_and_margin_in_account(client, net
     send(net.anvil.w3, user, engine(net).fill(order, bytes.fromhex(ask["signature"][2:]), 4 * WAD), "fill")
     for _ in range(10):  # the keeper indexes the fill and roots the new book (a cycle or two)
         settle()
-        a = client.get(f"/api/accounts/{user.address}").json()
-        if a["positions"] and client.get(f"/api/proofs/{user.address}").status_code == 200:
+        if client.get(f"/api/proofs/{user.address}").status_code == 200:
             break
+    # the user applies its leaf (portfolio margin) with the proof the API serves
+    doc = client.get(f"/api/proofs/{user.address}").json()
+    leaf = AccountLeaf.from_dict(doc["leaf"])
+    send(net.anvil.w3, user, engine(net).apply_leaf(leaf.as_args(), [bytes.fromhex(p[2:]) for p in doc["proof"]]),
+         "apply_leaf")
+    a = client.get(f"/api/accounts/{user.address}").json()
     assert [(p["instrument_id"], p["size"]) for p in a["positions"]] == [(BTC_PERP, 4.0)]
     assert a["initial_margin"] > 0 and a["maintenance_margin"] > 0
     assert a["model_initial_margin"] == pytest.approx(a["initial_margin"], rel=0.05)
