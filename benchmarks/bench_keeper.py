@@ -224,7 +224,7 @@ def bench_latency(n: int, tmp: Path) -> None:
         source = FixedSource()
         # the poster is another oracle signer holding the same 1-of-1 key; the keeper reads the oracle
         post_cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, liquidate=False,
-                                settle=False, price_max_age_s=DAY, data_dir=str(tmp / "poster"))
+                                settle=False, post_roots=False, price_max_age_s=DAY, data_dir=str(tmp / "poster"))
         signers.append(Signers([a[4]], workers=1))
         poster_keeper = Keeper(post_cfg, dep, signers[-1], Executor(dev.w3, poster, post_cfg.gas),
                                StateStore(":memory:"), params, source)

@@ -5,6 +5,9 @@ root's `params_hash`, and every account's book and `pending_total` word at the s
     market = MarketInputs.from_leaves(params, market_leaves, timestamp)
     leaves = epoch_account_leaves(market, addresses, state_nonces, books_wad, pending_totals)
 
+The keeper makes its market leaves from its prices (`market_input_leaves`: inputs rounded to
+WAD), then fills their outputs from this same engine (`finish_market_leaves`).
+
 Whoever calls this with the same inputs gets the same leaves, integer for integer: the keeper
 that signs a root and anyone who rebuilds it (offchain/chain/rebuild.py). That is why the risk
 engine is built from the leaves' WAD figures and not from the keeper's own floats: the market
@@ -22,15 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sha3 import keccak_256
 
-from offchain.chain.eip712 import bytes32_to_symbol
+from offchain.chain.eip712 import bytes32_to_symbol, symbol_to_bytes32
 from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.wad import Rounding, to_wad
 from offchain.errors import UserError
 from offchain.keeper.roots import account_leaves
 from offchain.risk import Params, RiskEngine
 from offchain.risk.arrays import InstrumentInputs
-from offchain.risk.exact import ExactMargins
+from offchain.risk.exact import ExactMargins, margins_wad_csr
 from offchain.risk.instruments import SECONDS_PER_YEAR
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
@@ -91,11 +95,21 @@ class MarketInputs:
 
     def margins_wad(self, books_wad: Sequence[dict[int, int]]) -> tuple[list[int], list[int]]:
         """(IM, MM) in WAD of books {instrument id: size WAD}; positions in instruments that
-        are not live (expired) carry no risk, as in the keeper."""
+        are not live (expired) carry no risk, as in the keeper. Every book at once
+        (`margins_wad_csr`, equal to ExactMargins.margins_wad book by book)."""
         if self.exact is None:
             return [0] * len(books_wad), [0] * len(books_wad)
-        books = [{self.column[i]: q for i, q in b.items() if i in self.column} for b in books_wad]
-        return self.exact.margins_wad(books)
+        column = self.column
+        indptr, cols, sizes = [0], [], []
+        for b in books_wad:
+            for i, q in b.items():
+                c = column.get(i)
+                if c is not None and q:
+                    cols.append(c)
+                    sizes.append(q)
+            indptr.append(len(cols))
+        im, mm = margins_wad_csr(self.exact, indptr, cols, sizes)
+        return [int(v) for v in im], [int(v) for v in mm]
 
     def values_wad(self, books_wad: Sequence[dict[int, int]]) -> list[int]:
         """floor(sum(size_wad * mark_wad) / WAD) per book over its positions that have a
@@ -126,10 +140,77 @@ class MarketInputs:
 
 
 def epoch_account_leaves(market: MarketInputs, addresses: Sequence[str], state_nonces: Sequence[int],
-                         books_wad: Sequence[dict[int, int]], pending_totals: Sequence[int]) -> list[AccountLeaf]:
+                         books_wad: Sequence[dict[int, int]], pending_totals: Sequence[int],
+                         positions_hashes: Sequence[bytes] | None = None) -> list[AccountLeaf]:
     """One leaf per account; `books_wad[k]` maps instrument id -> size in WAD (the engine's
     `account(a).positions`), `pending_totals[k]` is `pending_total(a)`, both read at the
-    state block."""
+    state block; `positions_hashes[k]` its positions hash when already known (the keeper
+    caches them: books rarely change between epochs)."""
     im, mm = market.margins_wad(books_wad)
     return account_leaves(list(addresses), state_nonces, list(books_wad), im, mm,
-                          market.values_wad(books_wad), pending_totals)
+                          market.values_wad(books_wad), pending_totals, positions_hashes=positions_hashes)
+
+
+# ---- the keeper's side: market leaves from its prices ------------------------------------
+
+def market_input_leaves(table, underlyings: Sequence[str], live: np.ndarray, inputs: InstrumentInputs,
+                        contract_size_wad: int = WAD) -> list[MarketLeaf]:
+    """Market leaves (inputs only; mark and rates 0) of the `live` instruments of `table`
+    (offchain.chain.contracts.InstrumentTable; `underlyings` names its underlying indices),
+    `inputs` the keeper's resolved pricing inputs of those rows in table order
+    (RiskEngine.inputs); strikes are the registry's exact integers when the table has them."""
+    out = []
+    for k, j in enumerate(np.flatnonzero(live)):
+        kind = int(table.kind[j])
+        strike = 0
+        if kind in (CALL, PUT):
+            strike = table.strike_wad[j] if table.strike_wad else to_wad(float(table.strike[j]), Rounding.NEAREST)
+        out.append(MarketLeaf(
+            instrument_id=int(table.ids[j]), kind=kind,
+            underlying=symbol_to_bytes32(underlyings[int(table.underlying_index[j])]),
+            strike_wad=int(strike), expiry=0 if kind == PERPETUAL else int(table.expiry[j]),
+            contract_size_wad=contract_size_wad,
+            spot_wad=to_wad(float(inputs.spot[k]), Rounding.NEAREST, field="spot"),
+            forward_wad=to_wad(float(inputs.fwd[k]), Rounding.NEAREST, field="forward"),
+            vol_wad=to_wad(float(inputs.vol[k]), Rounding.NEAREST, field="vol"),
+            rate_wad=to_wad(float(inputs.rate[k]), Rounding.NEAREST, field="rate"),
+            mark_wad=0, im_long_wad=0, im_short_wad=0, mm_long_wad=0, mm_short_wad=0))
+    return out
+
+
+def finish_market_leaves(params: Params, input_leaves: Sequence[MarketLeaf],
+                         timestamp: int) -> tuple[list[MarketLeaf], MarketInputs]:
+    """The leaves (ascending id) with their outputs: the epoch engine's mark (nearest WAD)
+    and exact per-unit rates, and that engine: what the keeper signs is what a rebuild gets."""
+    market = MarketInputs.from_leaves(params, input_leaves, timestamp)
+    outputs = market.leaf_outputs()
+    leaves = [MarketLeaf(**{**m.as_dict(), "underlying": m.underlying, **outputs.get(m.instrument_id, {})})
+              for m in sorted(input_leaves, key=lambda m: m.instrument_id)]
+    market.marks_wad = {m.instrument_id: m.mark_wad for m in leaves}
+    return leaves, market
+
+
+def market_leaves_of(logged) -> list[MarketLeaf]:
+    """The market leaves of an `EpochDataPublished` log's `market_leaves` (dicts as web3
+    decodes them, or tuples in field order)."""
+    out = []
+    for leaf in logged:
+        d = dict(leaf) if hasattr(leaf, "keys") else dict(zip([n for n, _ in MarketLeaf.FIELDS], leaf, strict=True))
+        out.append(MarketLeaf.from_dict({k: bytes(v) if isinstance(v, bytes | bytearray) else v for k, v in d.items()}))
+    return out
+
+
+def _u(x: int) -> bytes:
+    return int(x).to_bytes(32, "big")
+
+
+def positions_hash_fast(book: dict[int, int]) -> bytes:
+    """leaves.positions_hash of {instrument id: size WAD} (non-zero sizes), encoded by hand
+    (eth_abi costs ~50 us a book; equal, tested)."""
+    items = sorted((i, s) for i, s in book.items() if s)
+    n = len(items)
+    body = [_u(64), _u(96 + 32 * n), _u(n)]
+    body += [_u(i) for i, _ in items]
+    body.append(_u(n))
+    body += [int(s).to_bytes(32, "big", signed=True) for _, s in items]
+    return keccak_256(b"".join(body)).digest()

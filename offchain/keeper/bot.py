@@ -29,8 +29,8 @@ from offchain.chain.contracts import (
     read_books,
     read_instruments,
 )
-from offchain.chain.epoch_data import (
-    account_leaves_at,
+from offchain.chain.epoch_leaves import (
+    epoch_account_leaves,
     finish_market_leaves,
     market_input_leaves,
     positions_hash_fast,
@@ -290,7 +290,8 @@ class Keeper:
         # act: the root (when due) and the liquidations that apply its leaves go in one batch
         t2 = time.perf_counter()
         epoch = None
-        if check.ok and decision.epoch and risk["epoch"] is not None and now > self.root_ts:
+        if self.cfg.post_roots and check.ok and decision.epoch and risk["epoch"] is not None \
+                and now > self.root_ts:
             epoch = self._build_epoch(risk, now, state_block, decision.epoch)
             view = self._accounts_view(risk, chain_marks, epoch)
             decision = plan(view, now, self.policy, now, self.book.positions,
@@ -374,7 +375,7 @@ class Keeper:
                 live: np.ndarray) -> dict:
         """The epoch's market leaves (the source's inputs rounded to WAD), the risk engine
         built from those leaves alone, exactly as anyone rebuilds it from the published data
-        (offchain.chain.epoch_data), its exact rates and marks, and float32 margins of every
+        (offchain.chain.epoch_leaves), its exact rates and marks, and float margins of every
         account (screening: when a root is due, who to liquidate)."""
         n_acc = len(self.book)
         pos = self.book.positions
@@ -387,8 +388,7 @@ class Keeper:
         if live.any():
             inputs = self._risk_engine(spot, vol, now, live).inputs
             market, epoch = finish_market_leaves(
-                self.params, market_input_leaves(self.table, self.underlyings, live, inputs), now,
-                dtype=np.float32)
+                self.params, market_input_leaves(self.table, self.underlyings, live, inputs), now)
             live_idx = np.flatnonzero(live)   # ascending ids: the leaves' order
             for k, j in enumerate(live_idx):
                 m = market[k]
@@ -453,8 +453,8 @@ class Keeper:
         if len(self._positions_hashes) > 4 * len(rows) + 1024:   # books replaced long ago
             live = {(int(r), tuple(book.items())) for r, book in zip(rows, books, strict=True)}
             self._positions_hashes = {k: v for k, v in self._positions_hashes.items() if k in live}
-        leaves = account_leaves_at(risk["epoch"], self.listed, b.state_nonce[rows], books,
-                                   [b.pending_total.get(int(r), 0) for r in rows], hashes)
+        leaves = epoch_account_leaves(risk["epoch"], self.listed, b.state_nonce[rows], books,
+                                      [b.pending_total.get(int(r), 0) for r in rows], hashes)
         trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"])
         root = trees.root_message(timestamp=now, deadline=now + self.cfg.attest_validity_s,
                                   params_hash=self.params_hash)

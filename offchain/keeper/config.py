@@ -104,6 +104,9 @@ class KeeperConfig:
     settle: bool = True
     # post marks, margin rates, index and settlement prices (this keeper is a price signer)
     post_prices: bool = True
+    # sign and post the epoch roots (every account's margin) and their public data; off for
+    # a keeper that only posts prices or liquidates while another one posts the roots
+    post_roots: bool = True
     # re-post marks when any moved by more than this fraction, or when older than this
     price_move_frac: float = 0.002
     price_max_age_s: int = 300

@@ -17,9 +17,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from offchain.chain.contracts import WAD, call_named, read_books
-from offchain.chain.epoch_data import account_leaves_at, epoch_engine, market_leaves_of
-from offchain.chain.roots import EpochTrees
+from offchain.chain.contracts import WAD, call_named
+from offchain.chain.epoch_leaves import market_leaves_of
+from offchain.chain.rebuild import find_root, read_publications, rebuild_epoch
 from offchain.devnet.anvil import start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.errors import UserError
@@ -133,25 +133,17 @@ def test_keeper__new_books__one_root_for_every_account_with_its_public_data(worl
 
 
 def test_epoch__rebuilt_from_public_data_only__same_leaves_and_root(world):
-    """A third party: the oracle's logs, the engine's state at the logged block, the params."""
+    """A third party (offchain/chain/rebuild.py): the oracle's logs, the engine's state at the
+    published block, the params file; and the market leaves as the event logged them."""
     w = world
-    dep = w["dep"]
-    posted = oracle_logs(w, "RootPosted")[-1]["args"]
-    data = oracle_logs(w, "EpochDataPublished")[-1]["args"]
-    block = data["state_block"]
-    market = market_leaves_of(data["market_leaves"])
-    count = dep.engine.functions.account_count().call(block_identifier=block)
-    accounts = [dep.engine.functions.account_at(i).call(block_identifier=block) for i in range(count)]
-    views, totals = read_books(dep, accounts, block)
-    ep = epoch_engine(w["params"], market, posted["signed_at"])
-    leaves = account_leaves_at(ep, accounts, [v[1] for v in views],
-                               [{iid: size for iid, size, _f in v[2]} for v in views], totals)
-    trees = EpochTrees.build(dep.engine.address, posted["epoch"], leaves, market)
-    assert trees.accounts.root == bytes(posted["accounts_root"])
-    assert trees.market.root == bytes(posted["market_root"])
-    # the market leaves' outputs (mark, rates) are the rebuilt engine's too
-    assert [m.mark_wad for m in market] == ep.marks_wad()
-    assert [m.mm_long_wad for m in market] == ep.exact.rates_wad()[2]
+    root = find_root(w["dep"], 1)
+    (publication,) = read_publications(w["dep"], root)
+    rebuilt = rebuild_epoch(w["dep"], w["params"], root, publication)
+    assert rebuilt.matches, (rebuilt.market_errors, rebuilt.accounts_root_ok)
+    for leaf in rebuilt.trees.account_leaves:
+        assert w["keeper"].trees.account_proof(leaf.account)[0] == leaf
+    logged = oracle_logs(w, "EpochDataPublished")[-1]["args"]["market_leaves"]
+    assert market_leaves_of(logged) == sorted(publication.market_leaves, key=lambda m: m.instrument_id)
 
 
 def test_withdraw__proof_from_keeper_endpoint__leaf_applied_inline(world):

@@ -87,7 +87,9 @@ def world(tmp_path_factory):
                                    "expiry": T0 + 20 * DAY},
                                   {"underlying": "ETH", "kind": "future", "expiry": T0 + 30 * DAY}])
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
-    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600)
+    # this keeper prices only: the test signs its own roots (honest and false ones)
+    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
+                       post_roots=False)
     signers = Signers([signer], workers=1)
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"),
                     params, source)
