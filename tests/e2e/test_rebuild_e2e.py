@@ -34,7 +34,7 @@ from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Executor
 from offchain.keeper.metrics import KeeperMetrics, MetricsServer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
-from offchain.keeper.roots import EpochStore
+from offchain.keeper.roots import EpochStore, proof_for
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
@@ -293,6 +293,25 @@ def test_watch__once_without_published_leaves__exit_1_naming_the_root(world, tmp
     assert [(f.root.epoch, f.ok) for f in found] == [(world["epoch1"], True), (epoch, False)]
     assert found[1].reason == (f"epoch {epoch}: accounts root differs from the rebuild; no published leaf at "
                                "hand names the account")
+
+
+def test_watch__keeper_url__first_false_leaf_from_the_signers_proofs(world):
+    """With only the signers' /proof endpoint (no files), the watcher asks account by account
+    and names the leaf that differs and is in the posted root."""
+    epoch, path = world["false_epoch"]
+    store = EpochStore(path.parent.parent)
+    server = MetricsServer(KeeperMetrics(), 0,
+                           proofs=lambda a: proof_for(store, world["dep"].engine.address, a)).start()
+    try:
+        cfg = WatchConfig(rpc_url=world["dev"].url, engine_address=world["dep"].engine.address, start_epoch=epoch,
+                          keeper_url=f"http://127.0.0.1:{server.port}")
+        watcher = Watcher(cfg, world["dep"])
+        watcher.start()
+        [finding] = watcher.poll()[:1]
+    finally:
+        server.stop()
+    assert not finding.ok and finding.account == world["traders"][1].address
+    assert [n for n, _a, _b in finding.fields] == ["initial_margin_wad"]
 
 
 def test_rebuild__market_leaf_strike_not_the_registrys__named_even_though_roots_match(world):
