@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "margin": ("margin", "margin of a book in a JSON file: portfolio vs isolated vs cross, no chain needed"),
     "backtest": ("backtest", "how often the margin model covered next-day losses on BTC/ETH history"),
     "demo": ("demo", "a local chain, six traders and the keeper through a historical crash and a calm week"),
-    "keeper": ("keeper", "run the keeper bot (prices, attestations, liquidations, settlement)"),
+    "keeper": ("keeper", "run the keeper bot (prices, epoch roots, liquidations, settlement)"),
     "devnet": ("devnet", "local chain, system, keeper, API and web app, until Ctrl-C"),
     "instruments": ("instruments", "list tradable instruments with their names and marks"),
     "deposit": ("deposit", "deposit collateral into your account"),

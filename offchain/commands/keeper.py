@@ -16,7 +16,7 @@ DESCRIPTION = """\
 Run the keeper: each new block it reads the engine's events, prices every instrument from
 its price source (historical replay, a live HTTP feed, or the marks other signers post),
 recomputes every account's margin, and posts marks, rates, index and settlement prices,
-attestations, liquidations and settlements. One log line per transaction; Prometheus
+epoch roots, liquidations and settlements. One log line per transaction; Prometheus
 metrics and /health on metrics_port; Ctrl-C or SIGTERM finishes the cycle and exits.
 State lives in data_dir (default .keeper/). Operating guide: docs/keeper.md."""
 

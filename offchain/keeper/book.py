@@ -20,7 +20,7 @@ class KeeperBook:
         self.addresses: list[str] = []
         self.index: dict[str, int] = {}
         # the chain's own sizes, WAD integers: {row: {instrument index: size}}; what the
-        # exact attested margins are computed from (the float positions are for screening)
+        # exact leaf margins are computed from (the float positions are for screening)
         self.sizes_wad: dict[int, dict[int, int]] = {}
         # the engine's pending_total word per row, read with the book at the same block (a
         # leaf carries it; it changes only with the book, so it is re-read with it)

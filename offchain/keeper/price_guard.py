@@ -1,7 +1,7 @@
 """Refuse to sign on prices the keeper cannot trust.
 
 A price source can go silent (an error, a missing, zero or non-finite price) or glitch (one
-print far from every other). Signing on either would post marks and attestations that make
+print far from every other). Signing on either would post marks and roots that make
 healthy accounts liquidatable, so the keeper holds instead: it signs nothing, raises its
 health alarm, and leaves liquidations to what the chain already says. A jump larger than
 `max_jump_frac` from the last accepted price is accepted only once it has persisted for

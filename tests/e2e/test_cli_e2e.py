@@ -184,7 +184,7 @@ def test_withdraw__everything_with_positions__refused_in_plain_words(chain, caps
 
 def test_withdraw__max__leaves_initial_margin(chain, capsys):
     chain["dev"].mine()
-    chain["keeper"].cycle()  # attests the new book (smaller than the standalone pending)
+    chain["keeper"].cycle()  # a root with the new book's leaf (smaller than the standalone pending)
     assert main(["withdraw", "--account", "trader", "--amount", "max"]) == 0
     h = call_named(chain["dep"].engine, "health", chain["trader"].address)
     assert h["equity_wad"] >= h["im_wad"] > 0
