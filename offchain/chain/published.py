@@ -19,6 +19,7 @@ from eth_utils import to_checksum_address
 
 from offchain.chain.leaves import AccountLeaf
 from offchain.chain.merkle import MerkleError, verify
+from offchain.chain.rebuild import Rebuild, leaf_diff
 from offchain.chain.roots import EpochTrees
 from offchain.errors import UserError
 
@@ -97,3 +98,19 @@ def leaf_from_keeper(url: str, account: str, timeout_s: float = 10.0) -> Publish
                              [bytes.fromhex(p.removeprefix("0x")) for p in doc["proof"]], target)
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"--keeper: {target} is not a proof answer (epoch, leaf, proof): {exc}") from exc
+
+
+def first_false_leaf_at_keeper(rebuilt: Rebuild, url: str) -> tuple[str, list] | None:
+    """The first account (address order) whose leaf served at `url`/proof/<account> is in the
+    chain's accounts root and differs from the rebuilt one, with the differing fields. The
+    keeper serves its latest epoch only: answers of another epoch are skipped. One request
+    per account, so meant for a root already known not to match."""
+    root = rebuilt.root
+    for leaf in sorted(rebuilt.trees.account_leaves, key=lambda x: x.account.lower()):
+        published = leaf_from_keeper(url, leaf.account)
+        if published is None or published.epoch != root.epoch:
+            continue
+        diff = leaf_diff(leaf, published.leaf)
+        if diff and published.in_root(root.engine, root.accounts_root):
+            return leaf.account, diff
+    return None

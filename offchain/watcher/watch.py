@@ -20,12 +20,11 @@ from eth_utils import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from offchain.chain.contracts import Deployment
-from offchain.chain.published import file_leaves, leaf_from_keeper
+from offchain.chain.published import file_leaves, first_false_leaf_at_keeper
 from offchain.chain.rebuild import (
     PostedRoot,
     Rebuild,
     first_false_leaf,
-    leaf_diff,
     posted_roots,
     rebuild_from_chain,
 )
@@ -183,20 +182,11 @@ class Watcher:
             return first_false_leaf(result, file_leaves(doc, f"epoch file of epoch {root.epoch}"))
         if not self.cfg.keeper_url:
             return None
-        # the keeper serves its latest epoch: ask account by account until a leaf that is in
-        # the chain's root differs from ours (only on a mismatch, so the cost is rare)
-        for leaf in sorted(result.trees.account_leaves, key=lambda x: x.account.lower()):
-            try:
-                published = leaf_from_keeper(self.cfg.keeper_url, leaf.account)
-            except UserError as exc:
-                log.warning("keeper proof unavailable", extra={"error": str(exc)[:200]})
-                return None
-            if published is None or published.epoch != root.epoch:
-                continue
-            diff = leaf_diff(leaf, published.leaf)
-            if diff and published.in_root(root.engine, root.accounts_root):
-                return leaf.account, diff
-        return None
+        try:
+            return first_false_leaf_at_keeper(result, self.cfg.keeper_url)
+        except UserError as exc:
+            log.warning("keeper proof unavailable", extra={"error": str(exc)[:200]})
+            return None
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():

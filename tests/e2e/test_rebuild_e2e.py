@@ -295,7 +295,7 @@ def test_watch__once_without_published_leaves__exit_1_naming_the_root(world, tmp
                                "hand names the account")
 
 
-def test_watch__keeper_url__first_false_leaf_from_the_signers_proofs(world):
+def test_watch_and_rebuild__keeper_url__first_false_leaf_from_the_signers_proofs(world):
     """With only the signers' /proof endpoint (no files), the watcher asks account by account
     and names the leaf that differs and is in the posted root."""
     epoch, path = world["false_epoch"]
@@ -308,10 +308,16 @@ def test_watch__keeper_url__first_false_leaf_from_the_signers_proofs(world):
         watcher = Watcher(cfg, world["dep"])
         watcher.start()
         [finding] = watcher.poll()[:1]
+        p = netmargin(world, "rebuild", "--epoch", str(epoch), "--keeper", f"http://127.0.0.1:{server.port}")
     finally:
         server.stop()
-    assert not finding.ok and finding.account == world["traders"][1].address
+    victim = world["traders"][1].address
+    assert not finding.ok and finding.account == victim
     assert [n for n, _a, _b in finding.fields] == ["initial_margin_wad"]
+    assert p.returncode == 1, p.stderr + p.stdout
+    assert f"first false leaf (http://127.0.0.1:{server.port}): account {victim}: initial_margin_wad" in p.stdout
+    [row] = [r for r in p.stdout.splitlines() if "DIFFERS" in r]
+    assert row.split()[0] == "initial_margin_wad"
 
 
 def test_rebuild__market_leaf_strike_not_the_registrys__named_even_though_roots_match(world):
