@@ -68,19 +68,12 @@ event Withdrawal:
     amount: uint256
     debit_wad: uint256
 
-event Flagged:
-    account: indexed(address)
-    since: uint256
-
 event LeafApplied:
     account: indexed(address)
     state_nonce: uint256
     initial_margin_wad: uint256
     maintenance_margin_wad: uint256
     root_timestamp: uint256
-
-event Unflagged:
-    account: indexed(address)
 
 event Liquidation:
     account: indexed(address)
@@ -377,25 +370,52 @@ def flag(account: address):
     @notice Records when an account became liquidatable (starts the discount clock, or
             confirms a running one), or clears the record once it is healthy again. Anyone
             may call. A clock not confirmed within max_liquidation_price_age restarts.
+    @dev "Liquidatable" is equity < the applied MM (`health`); a liquidation also needs the
+         model's witness. Here, not in the extension: a rule over the health view this
+         contract already has.
     @param account The account.
     """
-    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    header: uint256 = core._header[account]
+    h: IMarginEngine.Health = core._health(account)
+    if h.liquidatable:
+        window: uint256 = (core._trading >> 88) & core.MASK_32
+        assert block.timestamp <= h.marks_updated_at + window, "engine: stale marks"
+        # starts the clock, or confirms it is still running (keepers re-flag within the
+        # liquidation price age during a long episode)
+        since: uint256 = core._episode_since(header, window)
+        core._header[account] = core._with_seen(header, since)
+        log IMarginEngine.Flagged(account=account, since=since)
+    else:
+        assert core._since(header) != 0, "engine: account is healthy"
+        core._header[account] = core._with_since(header, 0)
+        log IMarginEngine.Unflagged(account=account)
 
 
 @external
 def liquidate(
-    account: address, fraction_wad: uint256, max_payment_wad: int256, expected_state_nonce: uint256
+    account: address,
+    fraction_wad: uint256,
+    max_payment_wad: int256,
+    expected_state_nonce: uint256,
+    witness: Bytes[core.MAX_WITNESS],
 ) -> uint256:
     """
     @notice Takes the same fraction of every position of an account whose equity is below MM,
             paying the slice's value minus a discount (in bps of the slice's MM) that grows
             with time since the account became liquidatable. The fraction is capped to what
-            restores equity >= MM * (1 + buffer), unless the rest would be dust.
+            restores equity >= MM * (1 + buffer), unless the rest would be dust. MM here is
+            the smaller of the applied MM and the model's: the oracle's ScenarioVerifier
+            re-prices the stored book in the witness's scenarios, and the equity must be
+            below that too (no signed margin alone liquidates a book the model calls healthy).
     @param account The account to liquidate.
     @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
+    @param witness abi_encode of ScenarioVerifier.check_market's arguments for the book:
+           this engine, its sizes and market leaves in storage order (`account(a)`), one
+           multiproof against the current epoch market root, the scenarios that show its
+           loss (offchain/chain/witness.py; the keeper names the binding ones).
     @return uint256 The fraction used (WAD).
     """
     out: Bytes[32] = raw_call(EXTENSION, msg.data, max_outsize=32, is_delegate_call=True)
@@ -597,27 +617,6 @@ def liquidation_preview(account: address, fraction_wad: uint256) -> IMarginEngin
     preview.payment_wad = slice_value - convert(discount, int256) + convert(to_insurance, int256)
     preview.discount_bps = disc_bps
     return preview
-
-
-@view
-@external
-def accounts_to_liquidate(start: uint256, limit: uint256) -> DynArray[address, core.MAX_PAGE]:
-    """
-    @notice Liquidatable accounts among account_at[start : start + limit] (limit <= 100).
-    @param start First index in the list of accounts that ever held a position.
-    @param limit How many list entries to scan.
-    @return The liquidatable accounts found.
-    """
-    assert limit <= core.MAX_PAGE, "engine: limit above 100"
-    found: DynArray[address, core.MAX_PAGE] = []
-    end: uint256 = min(start + limit, core.account_count)
-    if start >= end:
-        return found
-    for i: uint256 in range(start, end, bound=core.MAX_PAGE):
-        a: address = core.account_at[i]
-        if core._health(a).liquidatable:
-            found.append(a)
-    return found
 
 
 #### INTERNAL: TRADING ####

@@ -27,6 +27,13 @@ initializes: ownable
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
 
+# ScenarioVerifier.check_market(engine, sizes, leaves, multiproof, units, scenarios, joint):
+# a liquidation's witness is its argument tuple
+CHECK_MARKET_ID: constant(bytes4) = method_id(
+    "check_market(address,int256[],(uint256,uint256,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,int256,int256,uint256,uint256,uint256,uint256)[],(bytes32[],uint256[],uint256),bytes32[],uint256[],uint256)",
+    output_type=bytes4,
+)
+
 
 @deploy
 def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
@@ -247,33 +254,12 @@ def _positions_hash(account: address, n: uint256) -> bytes32:
 
 
 @external
-def flag(account: address):
-    """
-    @notice Records when an account became liquidatable (starts the discount clock, or
-            confirms a running one), or clears the record once it is healthy again. Anyone
-            may call. A clock not confirmed within max_liquidation_price_age restarts.
-    @param account The account.
-    """
-    assert self != _SELF, "engine: delegatecall only"
-    header: uint256 = core._header[account]
-    h: IMarginEngine.Health = core._health(account)
-    if h.liquidatable:
-        window: uint256 = (core._trading >> 88) & core.MASK_32
-        assert block.timestamp <= h.marks_updated_at + window, "engine: stale marks"
-        # starts the clock, or confirms it is still running (keepers re-flag within the
-        # liquidation price age during a long episode)
-        since: uint256 = core._episode_since(header, window)
-        core._header[account] = core._with_seen(header, since)
-        log IMarginEngine.Flagged(account=account, since=since)
-    else:
-        assert core._since(header) != 0, "engine: account is healthy"
-        core._header[account] = core._with_since(header, 0)
-        log IMarginEngine.Unflagged(account=account)
-
-
-@external
 def liquidate(
-    account: address, fraction_wad: uint256, max_payment_wad: int256, expected_state_nonce: uint256
+    account: address,
+    fraction_wad: uint256,
+    max_payment_wad: int256,
+    expected_state_nonce: uint256,
+    witness: Bytes[core.MAX_WITNESS],
 ) -> uint256:
     """
     @notice Takes the same fraction of every position of an account whose equity is below MM,
@@ -285,6 +271,10 @@ def liquidate(
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
+    @param witness The ScenarioVerifier.check_market arguments for the stored book (engine,
+           sizes and market leaves in storage order, multiproof, named scenarios): the
+           verifier's margin in them must exceed the equity too, and caps the MM the slice
+           and the discount are computed on.
     @return uint256 The fraction used (WAD).
     """
     assert self != _SELF, "engine: delegatecall only"
@@ -311,6 +301,39 @@ def liquidate(
     cash: int256 = core._cash(header)
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
+    # The model's say (see docs/contracts.md, "Liquidation"): `witness` is the argument tuple
+    # of the oracle's ScenarioVerifier.check_market (engine, sizes, leaves, multiproof,
+    # units, scenarios, joint scenario), sent on unchanged; the verifier proves every leaf
+    # against this engine's current epoch market root and re-prices the book in the named
+    # scenarios. Here it must name this engine and the stored book, read through the head
+    # offsets the verifier's decoder follows: position i (storage order) with its stored size
+    # and a leaf of its instrument (a MarketLeaf is 15 static words). Named scenarios never
+    # give more than the model's MM: a signed MM above it cannot liquidate a book the model
+    # calls healthy, nor enlarge the slice or the discount (both use the smaller margin).
+    mm_cap: uint256 = mm
+    # Before the oracle's owner registers the first verifier (irrevocable: RiskOracle.set_verifier)
+    # the applied MM alone decides, as it did before the witness rule.
+    verifier: address = staticcall core.ORACLE.verifier()
+    if verifier != empty(address):
+        sizes_at: uint256 = extract32(witness, 32, output_type=uint256)
+        leaves_at: uint256 = extract32(witness, 64, output_type=uint256)
+        ok: bool = extract32(witness, 0, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
+        for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+            size: int256 = 0
+            last: int256 = 0
+            size, last = core._get_position(account, ids[i])
+            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 480 * i, output_type=uint256) == ids[i]
+        assert ok, "engine: witness for another book"
+        # one verifier per parameter file: after a params change it refuses every witness
+        # until the owner registers the new file's (fails closed)
+        out: Bytes[core.MAX_CHECK] = raw_call(
+            verifier, concat(CHECK_MARKET_ID, witness), max_outsize=core.MAX_CHECK, is_static_call=True
+        )
+        assert block.timestamp <= staticcall core.ORACLE.root_timestamp(self) + ((cfg >> 88) & core.MASK_32), "engine: stale market root"
+        # Check comes back as one dynamic tuple: its offset word, then 8 words before maintenance_wad
+        model_mm: uint256 = extract32(out, 288, output_type=uint256)
+        assert equity < convert(model_mm, int256), "engine: witness scenarios show no shortfall"
+        mm_cap = min(mm, model_mm)
 
     since: uint256 = core._episode_since(header, (cfg >> 88) & core.MASK_32)
     if since != core._since(header):
@@ -318,7 +341,7 @@ def liquidate(
     header = core._with_seen(header, since)
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
-    f: uint256 = core._slice_fraction(lcfg, equity, mm, disc_bps, fraction_wad)
+    f: uint256 = core._slice_fraction(lcfg, equity, mm_cap, disc_bps, fraction_wad)
 
     # Move the slice: apply each position's funding first (sizes change), then split it.
     slice_value: int256 = 0
@@ -358,7 +381,7 @@ def liquidate(
             if new_lsize == 0:
                 lids = core._without(lids, iid)
 
-    discount: uint256 = core._discount(disc_bps, f, mm, equity)
+    discount: uint256 = core._discount(disc_bps, f, mm_cap, equity)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
     received: int256 = slice_value - convert(discount, int256)
     payment: int256 = received + convert(to_insurance, int256)

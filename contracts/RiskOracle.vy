@@ -31,6 +31,7 @@ from snekmate.utils import eip712_domain_separator
 from snekmate.utils import merkle_proof_verification as merkle
 from interfaces import IRiskOracle
 from interfaces import IInstrumentRegistry
+from interfaces import IScenarioVerifier
 
 implements: IRiskOracle
 
@@ -196,6 +197,11 @@ _market_root: HashMap[address, bytes32]
 # engine -> epoch (bits 0-63) | signed timestamp (64-127) | account count (128-191) |
 # params version it was posted under (192-255).
 _root_meta: HashMap[address, uint256]
+# ScenarioVerifier of the current params set: engines re-price a book with it before a
+# liquidation. Never unset once registered (engines apply the witness rule from then on); a
+# params change leaves the old file's verifier, which refuses every witness (its params hash
+# differs) until the owner registers the new file's: liquidations fail closed meanwhile.
+verifier: public(address)
 
 
 #### EVENTS ####
@@ -211,6 +217,9 @@ event ThresholdSet:
 
 event ParamsHashSet:
     params_hash: bytes32
+
+event VerifierSet:
+    verifier: indexed(address)
 
 event MaxIndexMoveSet:
     max_index_move_bps: uint256
@@ -331,6 +340,21 @@ def set_params_hash(params_hash_: bytes32):
     """
     ownable._check_owner()
     self._set_params_hash(params_hash_)
+
+
+@external
+def set_verifier(verifier_: address):
+    """
+    @notice Register the ScenarioVerifier of the current parameter set (it prices with the
+            file `params_hash` names: anyone checks its `generator_hash` against the file).
+            From the first registration on, engines liquidate only books it re-prices below
+            their margin; there is no way back to no verifier.
+    """
+    ownable._check_owner()
+    assert staticcall IScenarioVerifier(verifier_).params_hash() == self.params_hash, "oracle: verifier for another params set"
+    assert staticcall IScenarioVerifier(verifier_).oracle() == self, "oracle: verifier reads another oracle"
+    self.verifier = verifier_
+    log VerifierSet(verifier=verifier_)
 
 
 @external

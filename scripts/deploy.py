@@ -11,6 +11,8 @@ Options (environment variables in brackets are used when the option is not given
   --signers A,B,...     oracle signer addresses [NETMARGIN_SIGNERS]; default: the deployer
   --threshold M         signatures required [NETMARGIN_THRESHOLD]; default 1
   --params NAME|PATH    risk parameter set whose hash the oracle accepts; default the bundled default (default-v2)
+  --witness             also deploy that set's ScenarioVerifier and register it with the oracle:
+                        from then on every liquidation needs a witness (docs/contracts.md)
 Prints the addresses as JSON (the keeper's config reads `engine`).
 """
 
@@ -24,8 +26,9 @@ from ape import accounts, project
 from ape.cli import ConnectedProviderCommand, network_option
 from eth_utils import is_address, to_checksum_address
 
+from offchain.chain.verifier import verifier_config
 from offchain.errors import UserError
-from offchain.risk import load_params
+from offchain.risk import Params, load_params
 from offchain.risk.params import DEFAULT_PARAMS
 
 WAD = 10**18
@@ -59,20 +62,30 @@ def parse_threshold(raw: str | int, n_signers: int) -> int:
 
 
 def deploy_system(deployer, token_address: str | None, signers: list[str], threshold: int,
-                  params_hash: bytes) -> dict[str, str]:
+                  params: Params, witness: bool = False) -> dict[str, str]:
     """Deploy everything from `deployer`; returns {name: address}."""
     if token_address:
         token = project.MockERC20.at(token_address)  # any ERC20 works; the ABI subset is the same
     else:
         token = project.MockERC20.deploy("netmargin USD", "nUSD", 6, sender=deployer)
     registry = project.InstrumentRegistry.deploy(sender=deployer)
+    params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
     oracle = project.RiskOracle.deploy(registry, signers, threshold, params_hash, MAX_INDEX_MOVE_BPS,
                                        sender=deployer)
+    # the model liquidations are checked against (one verifier per parameter file); once
+    # registered, every liquidation needs a witness against the epoch market root, so only
+    # with a keeper that posts market roots
+    verifier = None
+    if witness:
+        generator, rows = verifier_config(params)
+        verifier = project.ScenarioVerifier.deploy(oracle, params_hash, generator, rows, sender=deployer)
+        oracle.set_verifier(verifier, sender=deployer)
     extension = project.MarginEngineExtension.deploy(token, oracle, registry, sender=deployer)
     engine = project.MarginEngine.deploy(token, oracle, registry, extension, TRADING, LIQUIDATION,
                                          sender=deployer)
     return {"token": token.address, "registry": registry.address, "oracle": oracle.address,
-            "extension": extension.address, "engine": engine.address}
+            "extension": extension.address, "engine": engine.address,
+            **({"verifier": verifier.address} if verifier else {})}
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -82,7 +95,9 @@ def deploy_system(deployer, token_address: str | None, signers: list[str], thres
 @click.option("--signers", default=lambda: os.environ.get("NETMARGIN_SIGNERS", ""))
 @click.option("--threshold", default=lambda: os.environ.get("NETMARGIN_THRESHOLD", "1"))
 @click.option("--params", "params_name", default=DEFAULT_PARAMS)
-def cli(deployer, token_address, signers, threshold, params_name):
+@click.option("--witness/--no-witness", default=False,
+              help="deploy the params file's ScenarioVerifier and register it: witness-verified liquidation")
+def cli(deployer, token_address, signers, threshold, params_name, witness):
     try:
         account = accounts.load(deployer) if deployer else accounts.test_accounts[0]
         if token_address and not is_address(token_address):
@@ -90,8 +105,7 @@ def cli(deployer, token_address, signers, threshold, params_name):
         signer_list = parse_signers(signers, account.address)
         params = load_params(params_name)
         addresses = deploy_system(account, token_address or None, signer_list,
-                                  parse_threshold(threshold, len(signer_list)),
-                                  bytes.fromhex(params.hash.removeprefix("0x")))
+                                  parse_threshold(threshold, len(signer_list)), params, witness)
     except UserError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({**addresses, "signers": signer_list, "params_hash": params.hash}, indent=2))

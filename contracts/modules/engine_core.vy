@@ -25,6 +25,10 @@ BPS: constant(uint256) = 10_000
 # the oracle's MAX_IDS, so one batched marks() call prices a whole book.
 MAX_POSITIONS: constant(uint256) = 32
 MAX_PAGE: constant(uint256) = 100
+# Largest liquidation witness: the ABI bound of ScenarioVerifier.check_market's arguments
+# (32 legs, a 512-hash multiproof), and of the Check it returns.
+MAX_WITNESS: constant(uint256) = 34_048
+MAX_CHECK: constant(uint256) = 896
 KIND_FUTURE: constant(uint8) = 0
 KIND_PERPETUAL: constant(uint8) = 1
 KIND_CALL: constant(uint8) = 2

@@ -109,10 +109,9 @@ def check_arguments(engine, sizes, scenarios=None, joint_scenario=None) -> tuple
             for i in held]
     units = [symbol_to_bytes32(engine.underlyings[u]) for u in units_idx]
     if scenarios is None or joint_scenario is None:
-        b = engine.breakdown(q[None, :], exact=True)
-        loss = -b.pnl[0] * engine.scenarios.weight
+        binding, joint = engine.binding_scenarios(q[None, :])
         if scenarios is None:
-            scenarios = [int(b.binding_idx[0, u]) for u in units_idx]
+            scenarios = [int(binding[0, u]) for u in units_idx]
         if joint_scenario is None:
-            joint_scenario = int(loss.sum(axis=0).argmax())
+            joint_scenario = int(joint[0])
     return legs, units, [int(s) for s in scenarios], int(joint_scenario)

@@ -14,6 +14,7 @@ from web3 import Web3
 
 from offchain.chain.build import compile_contracts, deploy
 from offchain.chain.contracts import WAD, Deployment, engine_abi
+from offchain.chain.verifier import verifier_config
 from offchain.errors import UserError
 from offchain.risk import Params
 from offchain.risk.pricing import KIND_CODES
@@ -62,13 +63,18 @@ def send(w3: Web3, sender: LocalAccount, call, what: str):
 def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: int,
                   params: Params, settings: EngineSettings = EngineSettings()) -> Deployment:
     builds = compile_contracts(["MockERC20", "InstrumentRegistry", "RiskOracle", "MarginEngine",
-                                "MarginEngineExtension"])
+                                "MarginEngineExtension", "ScenarioVerifier"])
     token = deploy(w3, builds["MockERC20"], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
     registry = deploy(w3, builds["InstrumentRegistry"], owner)
     params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
     oracle = deploy(w3, builds["RiskOracle"], owner, registry.address,
                     sorted(signers, key=lambda a: int(a, 16)), threshold, params_hash,
                     settings.max_index_move_bps)
+    # the model every liquidation is checked against (one verifier per parameter file): the
+    # keeper sends each liquidation with its witness against the epoch root it posts
+    generator, rows = verifier_config(params)
+    verifier = deploy(w3, builds["ScenarioVerifier"], owner, oracle.address, params_hash, generator, rows)
+    send(w3, owner, oracle.functions.set_verifier(verifier.address), "set_verifier")
     extension = deploy(w3, builds["MarginEngineExtension"], owner, token.address, oracle.address,
                        registry.address)
     engine = deploy(w3, builds["MarginEngine"], owner, token.address, oracle.address,

@@ -24,6 +24,7 @@ from offchain.chain.contracts import (
     Deployment,
     InstrumentTable,
     batch_call,
+    call_named,
     check_account_view,
     read_account_list,
     read_books,
@@ -38,6 +39,7 @@ from offchain.chain.epoch_leaves import (
 from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
+from offchain.chain.witness import WitnessError, liquidation_witness
 from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
@@ -69,6 +71,8 @@ log = logging.getLogger("netmargin.keeper")
 PUBLISH_GAS_BASE, PUBLISH_GAS_PER_LEAF = 300_000, 12_000
 APPLY_LEAF_GAS = 400_000
 LIQUIDATE_GAS = 1_200_000
+# with a witness the verifier re-prices the book: ~1.5M for 16 positions (benchmarks/bench_gas.py)
+WITNESS_LIQUIDATE_GAS = 3_000_000
 
 
 @dataclass
@@ -491,28 +495,37 @@ class Keeper:
                                                [m.as_args() for m in market], epoch["sig_data"])
                           .with_gas(PUBLISH_GAS_BASE + PUBLISH_GAS_PER_LEAF * len(market))))
         trees, root_ts = (epoch["trees"], epoch["timestamp"]) if epoch else (self.trees, self.root_ts)
+        # once the oracle has a verifier, every liquidation carries its witness against the root
+        witnessed = len(decision.liquidate) > 0 and int(self.dep.oracle.functions.verifier().call(), 16) != 0
+        skipped = []
         for i in decision.liquidate:
             a = self.book.addresses[i]
+            witness, why = self._witness(a, trees, root_ts) if witnessed else (b"", "")
+            if witness is None:
+                log.info("liquidation skipped", extra={"account": a, "reason": why})
+                skipped.append({"account": a, "ok": False, "tx": None, "error": f"no witness: {why}", "block": None})
+                continue
             # the payment limit at the marks the engine holds (this cycle's post, which the
             # oracle's move bound may have stopped short of the source's price in a gap)
             value = max(float(self.book.positions[i] @ chain_marks), 0.0) * \
                 self.cfg.liquidation_max_payment_frac
             max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
             nonce = int(self.book.state_nonce[i])
-            liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce)
+            liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce, witness)
+            gas = WITNESS_LIQUIDATE_GAS if witnessed else LIQUIDATE_GAS
             if calls:   # judged at the marks / root posted earlier in this batch
-                liquidate = liquidate.with_gas(LIQUIDATE_GAS)
+                liquidate = liquidate.with_gas(gas)
             if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
                 leaf, proof = trees.account_proof(a)
                 if leaf.state_nonce == nonce:
                     calls.append((f"apply_leaf:{a}", self.engine_calls("apply_leaf", leaf.as_args(), proof)
                                   .with_gas(APPLY_LEAF_GAS)))
-                    liquidate = liquidate.with_gas(LIQUIDATE_GAS)
+                    liquidate = liquidate.with_gas(gas)
             calls.append((f"liquidate:{a}", liquidate))
             self.inflight[a] = nonce
         results = self.executor.send_batch(calls)
         report.posted_prices = self._price_results(price_batch, results)
-        out = []
+        out = skipped
         for res in results:
             if res.label in ("post_market_data", "post_index_prices"):
                 continue
@@ -544,6 +557,20 @@ class Keeper:
             self._count("liquidation", res, **details)
             out.append(entry)
         return out
+
+    def _witness(self, account: str, trees, root_ts: int) -> tuple[bytes | None, str]:
+        """The account's liquidation witness against the epoch `trees` (signed at `root_ts`):
+        its stored book in storage order with the binding scenarios, or (None, why) when no
+        witness exists on chain (no root yet, a leg without a market leaf: expired, settle it
+        first)."""
+        if trees is None:
+            return None, "no epoch root yet"
+        view = call_named(self.dep.engine, "account", account)
+        book = [(int(p[0]), int(p[1])) for p in view["positions"]]
+        try:
+            return liquidation_witness(self.params, self.dep.engine.address, book, trees, root_ts).encode(), ""
+        except WitnessError as e:
+            return None, str(e)
 
     def _commit_epoch(self, epoch: dict, report: CycleReport) -> None:
         """The root is mined: its file (every leaf, served as proofs) and the leaves it gives."""

@@ -247,6 +247,18 @@ class RiskEngine:
         return Breakdown(mm / self.params.mm_factor, mm, binding, scenario,
                          unit_loss, basis, short_option, liquidity, guard, pnl)
 
+    def binding_scenarios(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (float64) binding scenarios per account, as column indices of the scenario
+        table (`build_scenarios`; ScenarioVerifier.scenario(symbol, s) is column s of the same
+        table): (n_acc, U) the column that binds each risk unit (engine.underlyings order),
+        and (n_acc,) the column of the decorrelated all-underlyings term, the argmax over s of
+        the units' summed weighted losses (every unit takes its own column s: the table has
+        the same columns for every underlying, tail moves included). Where the netted
+        short-option floor binds a unit, every column gives the same margin for it."""
+        b = self.breakdown(positions, exact=True)
+        loss = b.pnl * (-self.scenarios.weight)
+        return b.binding_idx, loss.sum(axis=1).argmax(axis=1)
+
     def margins(self, positions) -> MarginResult:
         b = self.breakdown(positions)
         return MarginResult(b.im, b.mm, b.binding_idx)

@@ -19,12 +19,17 @@ from engine.conftest import (  # noqa: F401 - re-exported fixtures
     extension,
     fund,
     funds_add_up,
+    liquidate,
     local_keys,
     make_order,
+    market_leaf,
     mine,
+    post_root,
     role_accounts,
     set_market,
     trade,
+    verifier,
+    witness_for,
 )
 from support.margins import SignedRoot, book_leaf, next_epoch, sign_root
 
@@ -56,6 +61,7 @@ class Desk:
     signers: list
     keys: dict
     poster: object
+    witness_for: object = None
     order_nonce: int = 10_000
 
     @property
@@ -157,6 +163,12 @@ class Desk:
         self.oracle.post_root(*root.post_args(), sender=self.poster)
         return self.engine.apply_leaf(*root.apply_args(account), sender=self.poster)
 
+    def liquidate(self, account, fraction, max_payment, nonce, sender, **witness):
+        """MarginEngine.liquidate with the account's witness (binding scenarios of its book
+        against a freshly posted market root; `witness` options as engine.conftest's)."""
+        w = self.witness_for(account, eng=self.engine, **witness)
+        return self.engine.liquidate(account, fraction, max_payment, nonce, w, sender=sender)
+
     def equity(self, account) -> int:
         return self.engine.health(account).equity_wad
 
@@ -195,18 +207,18 @@ def deploy_engine(project, admin, token, oracle, registry):
 
 
 @pytest.fixture(scope="session")
-def desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper):  # noqa: F811
-    return Desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper)
+def desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper, witness_for):  # noqa: F811
+    return Desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper, witness_for)
 
 
 @pytest.fixture(scope="session")
-def make_desk(oracle, chain, domain, signers, local_keys, keeper):  # noqa: F811
+def make_desk(oracle, chain, domain, signers, local_keys, keeper, witness_for):  # noqa: F811
     """make_desk(engine, token) -> a Desk over another engine deployment."""
     from offchain.chain.orders import EngineDomain
 
     def make(engine_, token_):
         dom = EngineDomain(chain_id=chain.chain_id, verifying_contract=engine_.address)
-        return Desk(engine_, token_, oracle, chain, domain, dom, signers, local_keys, keeper)
+        return Desk(engine_, token_, oracle, chain, domain, dom, signers, local_keys, keeper, witness_for)
 
     return make
 

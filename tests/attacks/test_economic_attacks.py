@@ -30,7 +30,7 @@ def _go_long(market, who, maker, deposit_usd, size_wad):
 
 def _liquidate(market, account, by, fraction=WAD):
     e = market.engine
-    return e.liquidate(account, fraction, BIG, e.state_nonce(account), sender=by)
+    return market.liquidate(account, fraction, BIG, e.state_nonce(account), sender=by)
 
 
 # ------------------------------------------------------------------ self-liquidation
@@ -258,7 +258,7 @@ def test_liquidate__50pct_crash_single_liquidator__every_loss_accounted(
         _go_long(market, who, maker, deposit, WAD)
     market.fund(liquidator, 300_000 * USD)
     market.post_marks(marks={PERP: 30_000 * WAD})
-    assert set(e.accounts_to_liquidate(0, 100)) == {a.address for a in longs}
+    assert all(e.health(a).liquidatable for a in longs)
     liquidator_before = market.equity(liquidator)
 
     absorbed = to_insurance = 0
@@ -276,7 +276,7 @@ def test_liquidate__50pct_crash_single_liquidator__every_loss_accounted(
         to_insurance += liq.insurance_wad
         assert e.account(who).positions == [] and e.cash_wad(who) == 0
 
-    assert e.accounts_to_liquidate(0, 100) == []
+    assert not any(e.health(a).liquidatable for a in longs)
     # 5,000 of insurance covers part of ~44,000 of deficits
     assert e.insurance_wad() == 0 and to_insurance == 0
     assert e.socialised_loss_wad() == absorbed - 5_000 * WAD > 0

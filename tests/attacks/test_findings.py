@@ -178,7 +178,7 @@ def test_liquidate__underwater_liquidator_flattened_by_slice__deficit_not_hidden
     market.post_marks(marks={PERP: 60_000 * WAD})
     assert market.equity(trader) < 0 and market.equity(liquidator) < 0
 
-    succeeds(e.liquidate, trader, WAD, 2**200, e.state_nonce(trader), sender=liquidator)
+    succeeds(market.liquidate, trader, WAD, 2**200, e.state_nonce(trader), sender=liquidator)
 
     for who in (trader, liquidator):
         assert e.account(who).positions or e.cash_wad(who) >= 0

@@ -75,11 +75,11 @@ def test_post_root_and_apply_leaf__while_paused__work(paused, taker):
     assert paused.engine.account(taker).margin_basis_timestamp == paused.oracle.root_timestamp(paused.engine)
 
 
-def test_liquidate__while_paused__works(paused, trader, liquidator):
+def test_liquidate__while_paused__works(paused, trader, liquidator, liquidate):
     e = paused.engine
     paused.post_marks(marks={PERP: 56_000 * WAD})
     assert e.health(trader).liquidatable
-    e.liquidate(trader, WAD, 2**200, e.state_nonce(trader), sender=liquidator)
+    liquidate(trader, WAD, 2**200, e.state_nonce(trader), sender=liquidator)
     assert not e.health(trader).liquidatable
 
 

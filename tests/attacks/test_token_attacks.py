@@ -50,7 +50,7 @@ def test_liquidate__user_blocklisted_by_token__liquidation_works_withdrawal_refu
     d, e = blocklisted, blocklisted.engine
     d.token.set_blocked(trader, True, sender=admin)
     assert e.health(trader).liquidatable
-    e.liquidate(trader, WAD, BIG, e.state_nonce(trader), sender=liquidator)  # no token transfer
+    d.liquidate(trader, WAD, BIG, e.state_nonce(trader), sender=liquidator)  # no token transfer
     assert not e.health(trader).liquidatable
     d.trade(maker, trader, PERP, e.position(trader, PERP), 56_000 * WAD)  # closes the rest
     assert e.cash_wad(trader) > 0
@@ -76,7 +76,7 @@ def test_withdraw__engine_itself_blocklisted__token_moves_refused_internal_book_
     with ape.reverts("token: receiver blocked"):
         e.deposit(1, sender=maker)
     assert d.snapshot(maker) == before
-    e.liquidate(trader, WAD, BIG, e.state_nonce(trader), sender=liquidator)
+    d.liquidate(trader, WAD, BIG, e.state_nonce(trader), sender=liquidator)
     d.trade(maker, liquidator, PERP, WAD, 56_000 * WAD)  # the liquidator sells on
     assert_funds_add_up(e, d.token, holders)
 
@@ -174,7 +174,7 @@ def _payloads(e, trader, liquidator):
     return {
         "withdraw": e.withdraw.encode_input(1),
         "deposit": e.deposit.encode_input(1),
-        "liquidate": e.liquidate.encode_input(trader, WAD, BIG, e.state_nonce(trader)),
+        "liquidate": e.liquidate.encode_input(trader, WAD, BIG, e.state_nonce(trader), b""),
         "flag": e.flag.encode_input(trader),
         "health (read-only)": e.health.encode_input(trader),
     }
@@ -199,9 +199,9 @@ def test_token_callback__reenters_engine__whole_call_reverts_on_lock(
     assert d.token.target() == e.address  # still armed: the transfer never completed
 
 
-@pytest.mark.parametrize("call", ["withdraw", "liquidate", "settle", "flag"])
+@pytest.mark.parametrize("call", ["withdraw", "liquidate", "settle"])
 def test_extension__called_directly__reverts_delegatecall_only(engine, extension, trader, liquidator, call):
-    args = {"withdraw": (1,), "liquidate": (trader, WAD, BIG, 0), "settle": (trader, PERP), "flag": (trader,)}[call]
+    args = {"withdraw": (1,), "liquidate": (trader, WAD, BIG, 0, b""), "settle": (trader, PERP)}[call]
     with ape.reverts("engine: delegatecall only"):
         getattr(extension, call)(*args, sender=liquidator)
 
@@ -264,7 +264,7 @@ def test_fill__zero_size__reverts(unit_desk, maker, taker):
 @pytest.mark.parametrize("fraction", [0, WAD + 1])
 def test_liquidate__fraction_out_of_range__reverts(unit_desk, trader, taker, fraction):
     with ape.reverts("engine: fraction out of range"):
-        unit_desk.engine.liquidate(trader, fraction, BIG, 0, sender=taker)
+        unit_desk.engine.liquidate(trader, fraction, BIG, 0, b"", sender=taker)
 
 
 def test_deposit_withdraw__one_unit__exact(unit_desk, trader):

@@ -146,7 +146,7 @@ def test_attacker__liquidates_healthy_account__reverts_state_unchanged(world):
     fund(w["dep"], w["admin"], w["attacker"], 100_000)
     before = engine(w).account(w["trader"].address).call()
     with pytest.raises(UserError, match="engine: account is healthy"):
-        send(w["dev"].w3, w["attacker"], engine(w).liquidate(w["trader"].address, WAD, 10**30, nonce),
+        send(w["dev"].w3, w["attacker"], engine(w).liquidate(w["trader"].address, WAD, 10**30, nonce, b""),
              "liquidate")
     assert engine(w).account(w["trader"].address).call() == before
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 import pytest
 
 from offchain.chain.contracts import WAD, call_named
+from offchain.chain.witness import liquidation_witness
 from offchain.devnet.anvil import start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.keeper.bot import Keeper
@@ -244,7 +245,11 @@ def test_keeper__crash_with_competitor_first__no_error_loop_no_missed_liquidatio
         w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 1)
     assert call_named(w["dep"].engine, "health", trader.address)["liquidatable"]
     nonce = w["dep"].engine.functions.state_nonce(trader.address).call()
-    send(w["dev"].w3, w["rival"], w["dep"].engine.functions.liquidate(trader.address, WAD // 10, 10**30, nonce),
+    # the rival builds its own witness: the book on chain, the keeper's published epoch
+    book = [(p[0], p[1]) for p in call_named(w["dep"].engine, "account", trader.address)["positions"]]
+    witness = liquidation_witness(keeper.params, w["dep"].engine.address, book, keeper.trees, keeper.root_ts)
+    send(w["dev"].w3, w["rival"],
+         w["dep"].engine.functions.liquidate(trader.address, WAD // 10, 10**30, nonce, witness.encode()),
          "rival liquidation")
     keeper.policy = policy
 

@@ -17,9 +17,12 @@ from eth_account import Account
 from support.margins import book_leaf, next_epoch, sign_root
 
 from offchain.chain.eip712 import MarketData, sign_multi
-from offchain.chain.leaves import AccountLeaf
+from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.chain.roots import EpochTrees
+from offchain.chain.verifier import verifier_config
+from offchain.chain.witness import liquidation_witness
+from offchain.risk import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = next((ROOT / ".venv/lib").glob("python3*/site-packages"))
@@ -74,8 +77,25 @@ def extension(project, admin, token, oracle, registry):
     return project.MarginEngineExtension.deploy(token, oracle, registry, sender=admin)
 
 
+# The model the oracle's ScenarioVerifier prices liquidations with (the test oracle's params
+# hash is a label, PARAMS_HASH; the verifier carries it with default-v2's generator).
+WITNESS_PARAMS = load_params("default-v2")
+# Market inputs of the witness's leaves: spot (perpetual and option forward), option vol.
+SPOT_WAD = 60_000 * WAD
+VOL_WAD = 6 * WAD // 10
+
+
 @pytest.fixture(scope="session")
-def engine(project, admin, token, oracle, registry, extension):
+def verifier(project, admin, oracle):
+    """ScenarioVerifier registered with the oracle: every liquidation is re-priced by it."""
+    generator, rows = verifier_config(WITNESS_PARAMS)
+    v = project.ScenarioVerifier.deploy(oracle, PARAMS_HASH, generator, rows, sender=admin)
+    oracle.set_verifier(v, sender=admin)
+    return v
+
+
+@pytest.fixture(scope="session")
+def engine(project, admin, token, oracle, registry, extension, verifier):
     return project.MarginEngine.deploy(
         token, oracle, registry, extension, TRADING, LIQUIDATION, sender=admin
     )
@@ -247,3 +267,71 @@ def give_margin(engine, leaf_for, post_root, keeper):
         return engine.apply_leaf(leaf.as_args(), proof, sender=sender or keeper)
 
     return _give
+
+
+_PLACEHOLDER_LEAF = AccountLeaf(
+    account="0x" + "0d" * 20, state_nonce=0, positions_hash=b"\0" * 32, pending_base_im_wad=0,
+    pending_base_mm_wad=0, position_value_wad=0, initial_margin_wad=0, maintenance_margin_wad=0,
+    worst_loss_wad=0, worst_scenarios=0, basis_addon_wad=0, short_option_addon_wad=0,
+    liquidity_addon_wad=0, rounding_guard_wad=0)
+
+
+@pytest.fixture(scope="session")
+def market_leaf(registry, oracle):
+    """market_leaf(instrument_id, **overrides) -> MarketLeaf from the registry's terms: a
+    perpetual or future at its current oracle mark, an option on a SPOT_WAD forward at
+    VOL_WAD (the model inputs a liquidation is judged on)."""
+
+    def _leaf(iid: int, **over) -> MarketLeaf:
+        inst = registry.instrument(iid)
+        fields = dict(instrument_id=iid, kind=inst.kind, underlying=bytes(inst.underlying),
+                      strike_wad=inst.strike_wad, expiry=inst.expiry, contract_size_wad=WAD,
+                      spot_wad=SPOT_WAD, forward_wad=SPOT_WAD, vol_wad=0, rate_wad=0, mark_wad=0,
+                      im_long_wad=0, im_short_wad=0, mm_long_wad=0, mm_short_wad=0)
+        if inst.kind in (2, 3):
+            fields["vol_wad"] = VOL_WAD
+        else:
+            mark = oracle.marks([iid])[0][0]
+            fields["spot_wad"] = fields["forward_wad"] = mark
+        fields.update(over)
+        return MarketLeaf(**fields)
+
+    return _leaf
+
+
+@pytest.fixture(scope="session")
+def witness_for(engine, post_root, market_leaf, chain):
+    """witness_for(account, eng=engine, leaves={id: overrides}, scenarios=None, joint=None,
+    raw=False) -> the abi-encoded witness of the account's stored book (the Witness itself
+    with raw=True): posts a root whose market tree holds a leaf per position (one second
+    later) and names the binding scenarios unless told. An empty book gets empty bytes (the
+    engine refuses it first)."""
+
+    def _witness(account, eng=None, leaves=None, scenarios=None, joint=None, account_leaves=(), extra_ids=(),
+                 raw=False):
+        eng = eng or engine
+        book = [(p.instrument_id, p.size_wad) for p in eng.account(account).positions]
+        if not book:
+            return b""
+        over = leaves or {}
+        market = [market_leaf(i, **over.get(i, {})) for i in sorted({i for i, _ in book} | set(extra_ids))]
+        # an accounts root is never empty: a leaf no engine account can apply stands in
+        trees = post_root(list(account_leaves) or [_PLACEHOLDER_LEAF], eng=eng, market=market)
+        signed_at = chain.blocks.head.timestamp
+        w = liquidation_witness(WITNESS_PARAMS, eng.address, book, trees, signed_at, scenarios, joint)
+        return w if raw else w.encode()
+
+    return _witness
+
+
+@pytest.fixture(scope="session")
+def liquidate(engine, witness_for):
+    """liquidate(account, fraction, max_payment, nonce, sender=..., eng=engine, **witness
+    options): MarginEngine.liquidate with the account's witness (binding scenarios)."""
+
+    def _liquidate(account, fraction, max_payment, nonce, sender, eng=None, witness=None, **kw):
+        eng = eng or engine
+        w = witness_for(account, eng=eng, **kw) if witness is None else witness
+        return eng.liquidate(account, fraction, max_payment, nonce, w, sender=sender)
+
+    return _liquidate

@@ -239,7 +239,7 @@ def test_withdraw__no_keeper_ever__escape_hatch_frees_hedged_book(engine, fund, 
 
 
 def test_liquidate__newest_leaf_applied_by_the_account__healthy(engine, fund, set_market, trade, trader, maker,
-                                                                liquidator, leaf_for, post_root):
+                                                                liquidator, leaf_for, post_root, liquidate):
     """Liquidation acts on the applied margins; the newest root's leaf is applied by whoever
     needs it: here the account itself, before a liquidator uses its older, higher MM."""
     fund(trader, 7_000 * USDC)
@@ -252,7 +252,7 @@ def test_liquidate__newest_leaf_applied_by_the_account__healthy(engine, fund, se
     trees = post_root([leaf_for(trader, 2_000 * WAD, 1_000 * WAD), _filler(1)])
     engine.apply_leaf(*_args(trees, trader), sender=trader)
     with ape.reverts("engine: account is healthy"):
-        engine.liquidate(trader, WAD, 10**30, 1, sender=liquidator)
+        liquidate(trader, WAD, 10**30, 1, sender=liquidator)
 
 
 def test_apply_leaf__empty_book__applies(engine, fund, trader, leaf_for, post_root, keeper):
@@ -319,7 +319,7 @@ def test_pending_counters__margin_resets__never_move_them(engine, open_long, lea
 
 
 def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_slice(
-        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper):
+        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper, liquidate):
     """Being liquidated scales the victim's margins (its counters stay, its floor rises to the
     new nonce); the liquidator's counters grow by exactly the slice's inherited IM and MM."""
     fund(trader, 7_000 * USDC)
@@ -334,7 +334,7 @@ def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_sl
     assert h.liquidatable
     victim_before = _counters(engine, trader)
     liq_before = _counters(engine, liquidator)
-    tx = engine.liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
+    tx = liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
     f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
     assert _counters(engine, trader) == (*victim_before[:2], engine.state_nonce(trader))
     inherited = (-(-h.im_wad * f // WAD), -(-h.mm_wad * f // WAD))

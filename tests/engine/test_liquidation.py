@@ -1,4 +1,4 @@
-"""flag, liquidate, liquidation_preview, accounts_to_liquidate: the capped slice, the Dutch
+"""flag, liquidate, liquidation_preview: the capped slice, the Dutch
 auction on the discount, the insurance share, the loss waterfall, every revert path."""
 
 import ape
@@ -41,7 +41,7 @@ def expected_cap(equity, mm, disc_bps, buffer_bps=LIQUIDATION[4]):
     return ceil_div((target - equity) * WAD, denom)
 
 
-def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, victim, liquidator, set_market):
+def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 55_500)  # equity 2.5k < MM 3k
     h = engine.health(victim)
     assert h.liquidatable and h.equity_wad == 2_500 * WAD
@@ -50,7 +50,7 @@ def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, vic
     assert preview.fraction_wad == f and preview.discount_bps == 1_000
     cash_v, cash_l, ins = engine.cash_wad(victim), engine.cash_wad(liquidator), engine.insurance_wad()
 
-    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
 
     [log] = tx.decode_logs(engine.Liquidation)
     slice_value = f * 55_500 * WAD // WAD
@@ -76,16 +76,16 @@ def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, vic
     assert engine.state_nonce(victim) == 2 and engine.state_nonce(liquidator) == 1
 
 
-def test_liquidate__smaller_fraction__uses_it(engine, victim, liquidator, set_market):
+def test_liquidate__smaller_fraction__uses_it(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 55_500)
-    tx = engine.liquidate(victim, WAD // 10, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD // 10, 10**30, 1, sender=liquidator)
     assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD // 10
     assert engine.position(victim, PERP) == WAD - WAD // 10
     assert engine.account(victim).liquidatable_since > 0  # still below MM: the clock keeps running
 
 
 def test_liquidate__discount_grows_while_flag_confirmed__capped_at_max(engine, victim, liquidator, set_market,
-                                                                      mine, keeper):
+                                                                      mine, keeper, liquidate):
     crash(set_market, 55_500)
     engine.flag(victim, sender=keeper)
     for _ in range(2):  # keepers re-confirm the flag within max_liquidation_price_age
@@ -99,36 +99,36 @@ def test_liquidate__discount_grows_while_flag_confirmed__capped_at_max(engine, v
         engine.flag(victim, sender=keeper)
     preview = engine.liquidation_preview(victim, WAD)
     assert preview.discount_bps == LIQUIDATION[2]  # max 50% of MM
-    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
     assert f == preview.fraction_wad == expected_cap(2_500 * WAD, 3_000 * WAD, LIQUIDATION[2])
 
 
 def test_liquidate__flag_not_confirmed__new_episode_starts_at_base(engine, victim, liquidator, set_market, mine,
-                                                                   keeper):
+                                                                   keeper, liquidate):
     crash(set_market, 55_500)
     engine.flag(victim, sender=keeper)
     set_market(marks={PERP: 60_000 * WAD})  # recovers; nobody unflags
     mine(9 * HOUR)
     crash(set_market, 55_500)  # a new dip hours later
     assert engine.liquidation_preview(victim, WAD).discount_bps == LIQUIDATION[0]
-    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     assert tx.decode_logs(engine.Flagged)[0].since == tx.timestamp
 
 
-def test_liquidate__remaining_book_would_be_dust__takes_everything(engine, victim, liquidator, set_market, admin):
+def test_liquidate__remaining_book_would_be_dust__takes_everything(engine, victim, liquidator, set_market, admin, liquidate):
     engine.set_liquidation_params(LIQUIDATION[:5] + (2_500 * WAD,), sender=admin)
     crash(set_market, 55_500)
-    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD
     view = engine.account(victim)
     assert view.positions == [] and view.pending_im_wad == 0 and view.margin_basis_timestamp == 0
     assert engine.cash_wad(victim) > 0  # solvent: the rest of its equity stays its own
 
 
-def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, victim, liquidator, set_market):
+def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 50_000)  # equity 7k - 10k = -3k
-    tx = engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     log = tx.decode_logs(engine.Liquidation)[0]
     assert log.fraction_wad == WAD
     # victim: -53k + 50k = -3k (a bankrupt book has no equity to pay a discount with): 1k
@@ -143,7 +143,7 @@ def test_liquidate__insolvent__insurance_then_recorded_socialised_loss(engine, v
 
 
 def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set_market, trade, give_margin,
-                                                               accounts, maker, liquidator):
+                                                               accounts, maker, liquidator, liquidate):
     hedger = accounts[8]
     fund(hedger, 40_000 * USDC)
     fund(maker, 500_000 * USDC)
@@ -157,7 +157,7 @@ def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set
     h = engine.health(hedger)
     assert h.liquidatable and h.equity_wad == 8_000 * WAD
     assert engine.liquidation_preview(hedger, WAD).fraction_wad == expected_cap(8_000 * WAD, 9_000 * WAD, 1_000)
-    tx = engine.liquidate(hedger, WAD // 5, 10**30, engine.state_nonce(hedger), sender=liquidator)
+    tx = liquidate(hedger, WAD // 5, 10**30, engine.state_nonce(hedger), sender=liquidator)
     assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD // 5  # below the cap (~0.211)
     assert engine.position(hedger, PERP) == 2 * WAD - 2 * WAD // 5
     assert engine.position(hedger, CALL) == -2 * WAD + 2 * WAD // 5
@@ -167,95 +167,95 @@ def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set
     assert engine.account(liquidator).pending_im_wad == 12_000 * WAD // 5
 
 
-def test_liquidate__self__reverts(engine, victim, set_market):
+def test_liquidate__self__reverts(engine, victim, set_market, liquidate):
     crash(set_market, 55_500)
     with ape.reverts("engine: self-liquidation"):
-        engine.liquidate(victim, WAD, 10**30, 1, sender=victim)
+        liquidate(victim, WAD, 10**30, 1, sender=victim)
 
 
 @pytest.mark.parametrize("fraction", [0, WAD + 1])
-def test_liquidate__fraction_out_of_range__reverts(engine, victim, liquidator, set_market, fraction):
+def test_liquidate__fraction_out_of_range__reverts(engine, victim, liquidator, set_market, fraction, liquidate):
     crash(set_market, 55_500)
     with ape.reverts("engine: fraction out of range"):
-        engine.liquidate(victim, fraction, 10**30, 1, sender=liquidator)
+        liquidate(victim, fraction, 10**30, 1, sender=liquidator)
 
 
-def test_liquidate__state_nonce_moved__reverts(engine, victim, liquidator, set_market):
+def test_liquidate__state_nonce_moved__reverts(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 55_500)
     with ape.reverts("engine: state nonce changed"):
-        engine.liquidate(victim, WAD, 10**30, 0, sender=liquidator)
+        liquidate(victim, WAD, 10**30, 0, sender=liquidator)
 
 
-def test_liquidate__no_positions__reverts(engine, victim, liquidator, attacker):
+def test_liquidate__no_positions__reverts(engine, victim, liquidator, attacker, liquidate):
     with ape.reverts("engine: no positions"):
-        engine.liquidate(attacker, WAD, 10**30, 0, sender=liquidator)
+        liquidate(attacker, WAD, 10**30, 0, sender=liquidator)
 
 
-def test_liquidate__marks_older_than_liquidation_age__reverts(engine, victim, liquidator, set_market, mine):
+def test_liquidate__marks_older_than_liquidation_age__reverts(engine, victim, liquidator, set_market, mine, liquidate):
     crash(set_market, 55_500)
     mine(TRADING[4] + 1)
     with ape.reverts("engine: stale marks"):
-        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+        liquidate(victim, WAD, 10**30, 1, sender=liquidator)
 
 
-def test_liquidate__healthy__reverts(engine, victim, liquidator):
+def test_liquidate__healthy__reverts(engine, victim, liquidator, liquidate):
     with ape.reverts("engine: account is healthy"):
-        engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+        liquidate(victim, WAD, 10**30, 1, sender=liquidator)
 
 
-def test_liquidate__payment_above_limit__reverts_and_leaves_state(engine, victim, liquidator, set_market):
+def test_liquidate__payment_above_limit__reverts_and_leaves_state(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 55_500)
     payment = engine.liquidation_preview(victim, WAD).payment_wad
     with ape.reverts("engine: payment above limit"):
-        engine.liquidate(victim, WAD, payment - 1, 1, sender=liquidator)
+        liquidate(victim, WAD, payment - 1, 1, sender=liquidator)
     assert engine.position(victim, PERP) == WAD
     assert engine.account(victim).liquidatable_since == 0  # the reverted attempt recorded nothing
 
 
-def test_liquidate__liquidator_without_margin__reverts(engine, victim, set_market, fund, accounts):
+def test_liquidate__liquidator_without_margin__reverts(engine, victim, set_market, fund, accounts, liquidate):
     poor = accounts[9]
     fund(poor, 100 * USDC)  # the slice needs ~1.6k of IM
     crash(set_market, 55_500)
     with ape.reverts("engine: liquidator below initial margin"):
-        engine.liquidate(victim, WAD, 10**30, 1, sender=poor)
+        liquidate(victim, WAD, 10**30, 1, sender=poor)
 
 
 def test_liquidate__liquidator_at_position_cap__still_takes_slice_but_cannot_open_more(
-        engine, victim, liquidator, set_market, trade, maker, admin):
+        engine, victim, liquidator, set_market, trade, maker, admin, liquidate):
     # max_positions bounds what trades open; liquidation is bounded by the hard bound only,
     # so lowering the parameter never makes a book impossible to liquidate
     trade(liquidator, maker, FUTURE, WAD, 60_500 * WAD)
     engine.set_trading_params((1,) + TRADING[1:], sender=admin)
     crash(set_market, 55_500)
-    engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     assert len(engine.account(liquidator).positions) == 2
     with ape.reverts("engine: too many positions"):
         trade(maker, liquidator, CALL, WAD, 2_500 * WAD)
 
 
 def test_liquidate__liquidator_with_stale_margin_basis__checked_against_isolated_bound(
-        engine, victim, liquidator, set_market, trade, maker, mine, admin, oracle):
+        engine, victim, liquidator, set_market, trade, maker, mine, admin, oracle, liquidate):
     trade(liquidator, maker, FUTURE, WAD, 60_500 * WAD)
     engine.set_trading_params(TRADING[:3] + (HOUR, TRADING[4]), sender=admin)
     mine(HOUR + 1)
     crash(set_market, 55_500)
-    engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     view = engine.account(liquidator)
     ids = [p.instrument_id for p in view.positions]
     im, _ = oracle.isolated_margins(ids, [p.size_wad for p in view.positions])
     assert engine.health(liquidator).equity_wad >= im
 
 
-def test_liquidate__while_paused__still_works(engine, victim, liquidator, set_market, admin):
+def test_liquidate__while_paused__still_works(engine, victim, liquidator, set_market, admin, liquidate):
     engine.pause(sender=admin)
     crash(set_market, 55_500)
-    engine.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+    liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     assert engine.position(liquidator, PERP) > 0
 
 
 def test_extension__called_directly__reverts(extension, victim, liquidator):
     with ape.reverts("engine: delegatecall only"):
-        extension.liquidate(victim, WAD, 10**30, 1, sender=liquidator)
+        extension.liquidate(victim, WAD, 10**30, 1, b"", sender=liquidator)
 
 
 # ------------------------------------------------------------------ flag
@@ -297,27 +297,12 @@ def test_flag__stale_marks__reverts(engine, victim, set_market, keeper, mine):
 # ------------------------------------------------------------------ keeper views
 
 
-def test_accounts_to_liquidate__after_crash__lists_only_underwater(engine, victim, set_market, maker):
-    assert list(engine.accounts_to_liquidate(0, 100)) == []
-    crash(set_market, 55_500)
-    assert list(engine.accounts_to_liquidate(0, 100)) == [victim.address]
-    # pagination: the maker (index 1) is healthy; a window past the end is empty
-    assert engine.account_count() == 2
-    assert list(engine.accounts_to_liquidate(1, 1)) == []
-    assert list(engine.accounts_to_liquidate(5, 10)) == []
-
-
-def test_accounts_to_liquidate__limit_above_page__reverts(engine):
-    with ape.reverts("engine: limit above 100"):
-        engine.accounts_to_liquidate(0, 101)
-
-
 def test_liquidation_preview__healthy__zero(engine, victim):
     assert engine.liquidation_preview(victim, WAD).fraction_wad == 0
 
 
 def test_liquidate__liquidator_flattened_with_negative_cash__reverts(engine, fund, set_market, trade, trader,
-                                                                     maker, accounts):
+                                                                     maker, accounts, liquidate):
     mirror = accounts[9]
     fund(trader, 7_000 * USDC)
     fund(mirror, 7_000 * USDC)
@@ -328,4 +313,4 @@ def test_liquidate__liquidator_flattened_with_negative_cash__reverts(engine, fun
     trade(maker, mirror, PERP, WAD, 50_000 * WAD)  # mirror short 1
     set_market(marks={PERP: 60_000 * WAD})  # both underwater
     with ape.reverts("engine: liquidator below initial margin"):
-        engine.liquidate(trader, WAD, 10**30, engine.state_nonce(trader), sender=mirror)
+        liquidate(trader, WAD, 10**30, engine.state_nonce(trader), sender=mirror)

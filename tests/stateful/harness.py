@@ -1,7 +1,8 @@
 """The real netmargin contracts on titanoboa's in-process EVM, for the state machines.
 
-`deploy()` compiles and deploys MockERC20, InstrumentRegistry, RiskOracle,
-MarginEngineExtension and MarginEngine from contracts/ once per session; every hypothesis
+`deploy()` compiles and deploys MockERC20, InstrumentRegistry, RiskOracle, ScenarioVerifier
+(registered with the oracle), MarginEngineExtension and MarginEngine from contracts/ once per
+session; every hypothesis
 example then runs inside `boa.env.anchor()` and is rolled back (storage and block time).
 Orders, market data, epoch roots and settlement prices are signed with real eth-account
 keys through offchain/chain, against the domains the contracts report (boa's chain id is 1).
@@ -29,9 +30,12 @@ from offchain.chain.eip712 import (
     sign_multi,
     symbol_to_bytes32,
 )
-from offchain.chain.leaves import AccountLeaf
+from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.chain.roots import EpochTrees
+from offchain.chain.verifier import verifier_config
+from offchain.chain.witness import Witness, liquidation_witness
+from offchain.risk import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = ROOT / "contracts"
@@ -52,6 +56,15 @@ STRIKE_WAD = 60_000 * WAD
 # Short expiry so that a run of a few dozen steps regularly reaches settlement.
 EXPIRY_AFTER = 2 * DAY
 SIGNER_THRESHOLD = 2
+# The model liquidations are checked against (the verifier carries PARAMS_HASH as its label)
+# and the option vol of the market leaves.
+WITNESS_PARAMS = load_params("default-v2")
+VOL_WAD = 6 * WAD // 10
+_PLACEHOLDER_LEAF = AccountLeaf(
+    account="0x" + "0d" * 20, state_nonce=0, positions_hash=b"\0" * 32, pending_base_im_wad=0,
+    pending_base_mm_wad=0, position_value_wad=0, initial_margin_wad=0, maintenance_margin_wad=0,
+    worst_loss_wad=0, worst_scenarios=0, basis_addon_wad=0, short_option_addon_wad=0,
+    liquidity_addon_wad=0, rounding_guard_wad=0)
 
 # (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
 TRADING = (8, 10, HOUR, DAY, 2 * HOUR)
@@ -120,6 +133,10 @@ class System:
             PARAMS_HASH,
             2_000,
         )
+        generator, rows = verifier_config(WITNESS_PARAMS)
+        self.verifier = boa.load(str(CONTRACTS / "ScenarioVerifier.vy"), self.oracle.address, PARAMS_HASH,
+                                 generator, rows)
+        self.oracle.set_verifier(self.verifier.address)
         self.extension = boa.load(
             str(CONTRACTS / "MarginEngineExtension.vy"),
             self.token.address,
@@ -217,6 +234,37 @@ class System:
         root = sign_root(self.engine, next_epoch(self.oracle, self.engine), leaves, timestamp=self.now(),
                          domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH)
         return self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper), root.trees
+
+    def market_leaves(self, spot_wad: int) -> list[MarketLeaf]:
+        """The epoch's market leaves at `spot_wad` (the instruments live at the root: the
+        perpetual, and the others before expiry): futures at their mark's forward, options
+        on a spot forward at VOL_WAD."""
+        rows = market_rows(spot_wad, 0, self.expiry - self.now())
+        out = [MarketLeaf(PERP, KIND_PERPETUAL, BTC, 0, 0, WAD, spot_wad, spot_wad, 0, 0, 0, 0, 0, 0, 0)]
+        if self.now() < self.expiry:
+            out += [MarketLeaf(FUTURE, KIND_FUTURE, BTC, 0, self.expiry, WAD, spot_wad, rows[FUTURE][0], 0, 0,
+                               0, 0, 0, 0, 0)]
+            out += [MarketLeaf(i, kind, BTC, STRIKE_WAD, self.expiry, WAD, spot_wad, spot_wad, VOL_WAD, 0, 0,
+                               0, 0, 0, 0) for i, kind in ((CALL, KIND_CALL), (PUT, KIND_PUT))]
+        return out
+
+    def witness(self, account: str, spot_wad: int, scenarios=None, joint=None) -> Witness:
+        """Post (one second later) a root whose market tree is `market_leaves(spot_wad)` and
+        return the account's witness (binding scenarios unless named); raises WitnessError
+        when the book has none (a leg expired at the root)."""
+        self.advance(1)  # roots' timestamps strictly increase
+        root = sign_root(self.engine, next_epoch(self.oracle, self.engine), [_PLACEHOLDER_LEAF], timestamp=self.now(),
+                         domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH,
+                         market=self.market_leaves(spot_wad))
+        res = self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper)
+        assert res.ok, res.reason
+        trees = root.trees
+        book = [(int(p.instrument_id), int(p.size_wad)) for p in self.engine.account(account).positions]
+        return liquidation_witness(WITNESS_PARAMS, self.engine.address, book, trees, self.now(), scenarios, joint)
+
+    def witness_margin(self, w: Witness) -> int:
+        """The verifier's margin of the witness (what the engine compares the equity with)."""
+        return int(self.verifier.check_market(*w.args()).maintenance_wad)
 
     def apply_leaf(self, trees: EpochTrees, account: str, sender: str) -> CallResult:
         leaf, proof = trees.account_proof(account)

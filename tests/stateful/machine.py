@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections import Counter
 
 import boa
+import numpy as np
 from hypothesis import event, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from offchain.chain.witness import WitnessError, leaves_engine
 
 from .harness import (
     BPS,
@@ -33,7 +36,9 @@ from .harness import (
     PERP,
     SCALE,
     TRADER_NAMES,
+    TRADING,
     WAD,
+    WITNESS_PARAMS,
     CallResult,
     market_rows,
     system,
@@ -58,6 +63,7 @@ WITHDRAW_REASONS = {
 }
 LIQUIDATE_REASONS = {
     "engine: account is healthy",
+    "engine: witness scenarios show no shortfall",
     "engine: no positions",
     "engine: stale marks",
     "engine: liquidator below initial margin",
@@ -95,6 +101,9 @@ class EngineMachine(RuleBasedStateMachine):
         # deficits the insurance fund or socialisation paid for accounts that were solvent
         # (checked by the invariant `waterfall_never_pays_for_the_solvent`)
         self.paid_for_solvent: list[str] = []
+        # liquidations of books the model (float64, at the root's inputs) calls healthy
+        # (checked by the invariant `model_healthy_never_liquidated`)
+        self.liquidated_healthy: list[str] = []
         # per-step snapshot of every account's stored state, and who the step may touch
         self.views: dict | None = None
         self.involved: set[str] = set()
@@ -121,6 +130,18 @@ class EngineMachine(RuleBasedStateMachine):
         """The mark the engine prices with now (options decay between posts, so the model's
         mark at this second can differ from the last posted one)."""
         return int(self.s.oracle.marks([iid])[0][0])
+
+    def new_risk_im(self, addr: str, effective_im: int) -> int:
+        """The IM new risk must keep now (MarginEngine `_new_risk_im`): the effective IM while
+        the margin basis is within max_attestation_age, else the escape hatch, the book's
+        isolated bound at the oracle's rates (a stale basis with a large signed IM, which no
+        liquidation removed because the model called the book healthy, is such a book)."""
+        v = self.s.account(addr)
+        basis = int(v.margin_basis_timestamp)
+        if basis != 0 and self.s.now() <= basis + TRADING[3]:
+            return effective_im
+        ids = [int(p.instrument_id) for p in v.positions]
+        return int(self.s.oracle.isolated_margins(ids, [int(p.size_wad) for p in v.positions])[0])
 
     def expired(self) -> bool:
         return self.s.now() >= self.s.expiry
@@ -206,7 +227,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.token_out += amount
         after = self.s.health(addr)
         if view.positions:
-            assert after[0] >= after[1], f"withdrawal left equity {after[0]} below IM {after[1]}"
+            im = self.new_risk_im(addr, after[1])
+            assert after[0] >= im, f"withdrawal left equity {after[0]} below IM {im}"
         else:
             assert self.engine.cash_wad(addr) >= 0, "withdrawal left negative cash"
         self.check_stays_healthy(before, after, "withdraw")
@@ -316,7 +338,8 @@ class EngineMachine(RuleBasedStateMachine):
             absorbed += deficit
             if (delta[x] > 0 and price > mark) or (delta[x] < 0 and price < mark):
                 # value left this account: only down to IM, at fresh marks, never paused
-                assert e1 >= im1, f"a fill worse than the mark left equity {e1} below IM {im1}"
+                im_new = self.new_risk_im(x, im1)
+                assert e1 >= im_new, f"a fill worse than the mark left equity {e1} below IM {im_new}"
             if reducing:
                 # a reduction needs no fresh oracle data but never deepens the shortfall
                 assert e1 >= im1 or e1 - mm1 >= e0 - mm0, "risk-reducing fill deepened a shortfall"
@@ -329,7 +352,8 @@ class EngineMachine(RuleBasedStateMachine):
                     assert deficit == 0, "bad debt written off while positions remain"
             else:
                 assert deficit == 0, "bad debt on a risk-increasing fill"
-                assert e1 >= im1, f"risk-increasing fill left equity {e1} below IM {im1}"
+                im_new = self.new_risk_im(x, im1)
+                assert e1 >= im_new, f"risk-increasing fill left equity {e1} below IM {im_new}"
             if deficit == 0:
                 self.check_stays_healthy(before[x], after[x], "fill")
         # equity moves between the two sides: only the fee leaves (and rounding of marks)
@@ -396,13 +420,17 @@ class EngineMachine(RuleBasedStateMachine):
         before = {x: self.s.health(x) for x in (wa, oa)}
         res = self.s.fill(oa, wa, iid, not who_buys, q, price, q)
         self.expect(res, FILL_REASONS, f"off-market {who} {q}@{price} (mark {mark}) stale={stale} paused={paused}")
-        if abs(price - mark) > band:
+        if iid in EXPIRING and self.expired():
+            # checked before the price: an expired leg is settled, not traded
+            assert not res.ok and res.reason == "engine: instrument expired", res
+        elif abs(price - mark) > band:
             assert not res.ok and res.reason == "engine: price too far from mark", res
         elif res.ok:
             self.check_waterfall(res, {x: before[x][0] for x in (wa, oa)}, "off-market")
             assert not (pays_away and (stale or paused)), "value left an account on stale marks or while paused"
             if pays_away:
                 e1, im1, _, _ = self.s.health(wa)
+                im1 = self.new_risk_im(wa, im1)
                 assert e1 >= im1, f"an off-market reduction left equity {e1} below IM {im1}"
         if paused:
             assert self.s.call(self.engine, "unpause", sender=self.s.admin).ok
@@ -521,10 +549,44 @@ class EngineMachine(RuleBasedStateMachine):
             else:
                 assert self.s.account(addr).liquidatable_since == 0
 
+    def _witness(self, victim: str, named: int | None):
+        """The victim's witness against a root posted now (binding scenarios, or scenario
+        `named` for the unit and the joint term), the verifier's margin of it and the model's
+        MM (float64 engine on the root's inputs, WAD); None when no witness exists (a leg
+        expired at the root: settle first)."""
+        try:
+            w = self.s.witness(victim, self.spot, *(([named], named) if named is not None else ()))
+        except WitnessError as err:
+            note(f"no witness for {victim[:8]}: {err}")
+            event("liquidate: no witness (expired leg)")
+            return None
+        risk, _ = leaves_engine(WITNESS_PARAMS, w.leaves, self.s.now())
+        model = risk.breakdown(np.array([w.sizes_wad], dtype=float) / WAD, exact=True).mm[0]
+        # the pricer's error bound (docs/verification.md): 1e-9 of the gross notional, 1 wei a leg
+        tol = int(1e-9 * sum(abs(q) * leaf.forward_wad for q, leaf in zip(w.sizes_wad, w.leaves, strict=True)) / WAD)
+        return w, self.s.witness_margin(w), int(model * WAD), tol + len(w.leaves)
+
+    def _check_witness_rule(self, res: CallResult, e0: int, liq0: bool, witnessed, named, what: str) -> None:
+        """The model's rule: a liquidation goes through only below the witness's margin (and
+        that never exceeds the model's MM); with the binding scenarios named, a refusal means
+        the model calls the book healthy."""
+        _, chain_mm, model_mm, tol = witnessed
+        assert chain_mm <= model_mm + tol, f"witness margin {chain_mm} above the model's {model_mm}"
+        if res.ok:
+            assert e0 < chain_mm, f"{what}: liquidated at equity {e0} >= witness margin {chain_mm}"
+            if e0 >= model_mm + tol:
+                self.liquidated_healthy.append(f"{what}: equity {e0} >= model MM {model_mm}")
+        elif res.reason == "engine: witness scenarios show no shortfall":
+            assert liq0 and e0 >= chain_mm, f"{what}: refused at equity {e0} < witness margin {chain_mm}"
+            if named is None:
+                assert e0 >= model_mm - tol, f"{what}: binding witness refused below the model's MM"
+
     @rule(liquidator=traders, pick=st.integers(0, 3), frac_bps=st.sampled_from([10_000, 5_000, 2_000, 500, 1]),
-          flag_first=st.booleans(), wait_hours=st.sampled_from([0, 0, 1, 4]))
-    def liquidate(self, liquidator, pick, frac_bps, flag_first, wait_hours):
-        """Flag (maybe), let the Dutch auction run (maybe), then liquidate a slice."""
+          flag_first=st.booleans(), wait_hours=st.sampled_from([0, 0, 1, 4]),
+          named=st.sampled_from([None, None, None, 0, 9, 20, 30]))
+    def liquidate(self, liquidator, pick, frac_bps, flag_first, wait_hours, named):
+        """Flag (maybe), let the Dutch auction run (maybe), then liquidate a slice with a
+        witness: the binding scenarios, or a named one (which may not show the loss)."""
         la = self.a(liquidator)
         others = [self.a(n) for n in TRADER_NAMES if n != liquidator]
         healths = {x: self.s.health(x) for x in others}
@@ -544,12 +606,22 @@ class EngineMachine(RuleBasedStateMachine):
         # caps the discount
         e0, _, mm0, liq0 = self.s.health(va)
         fraction = frac_bps * WAD // BPS
-        res = self.s.call(self.engine, "liquidate", va, fraction, 2**255 - 1, view.state_nonce, sender=la)
-        if not self.expect(res, LIQUIDATE_REASONS, f"liquidate {va[:8]} by {liquidator} f={fraction}"):
+        witnessed = self._witness(va, named) if view.positions else None
+        if view.positions and witnessed is None:
+            return
+        what = f"liquidate {va[:8]} by {liquidator} f={fraction} named={named}"
+        res = self.s.call(self.engine, "liquidate", va, fraction, 2**255 - 1, view.state_nonce,
+                          witnessed[0].encode() if witnessed else b"", sender=la)
+        if witnessed:
+            self._check_witness_rule(res, e0, liq0, witnessed, named, what)
+        if not self.expect(res, LIQUIDATE_REASONS, what):
             if liq0 and res.reason == "engine: account is healthy":
                 raise AssertionError("a liquidatable account refused liquidation as healthy")
             return
         assert liq0, "liquidated an account that was not below MM"
+        # the slice and the discount are computed on the smaller of the applied MM and the
+        # witness's margin
+        mm0 = min(mm0, witnessed[1])
         (ev,) = res.events("Liquidation")
         f = ev.fraction_wad
         # the discount follows the Dutch auction from the start of the episode (a Flagged
@@ -605,8 +677,13 @@ class EngineMachine(RuleBasedStateMachine):
         e0 = self.s.health(victim)[0]
         e_other = self.s.health(other)[0]
         fund, lost = self.engine.insurance_wad(), self.engine.socialised_loss_wad()
+        witnessed = self._witness(victim, None)
+        if witnessed is None:
+            return
         res = self.s.call(self.engine, "liquidate", victim, WAD, 2**255 - 1, self.engine.state_nonce(victim),
-                          sender=other)
+                          witnessed[0].encode(), sender=other)
+        self._check_witness_rule(res, e0, self.s.health(victim)[3], witnessed, None,
+                                 f"self-liquidate {pair[0]} by {pair[1]}")
         if not self.expect(res, LIQUIDATE_REASONS, f"self-liquidate {pair[0]} by {pair[1]}"):
             return
         (ev,) = res.events("Liquidation")
@@ -673,6 +750,12 @@ class EngineMachine(RuleBasedStateMachine):
             assert equity >= 0 and self.engine.cash_wad(addr) == equity
 
     # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def model_healthy_never_liquidated(self):
+        """No liquidation went through while the equity was at or above the model's MM of the
+        book at the current marks, whatever MM was signed for it or scenario was named."""
+        assert not self.liquidated_healthy, self.liquidated_healthy
 
     @invariant()
     def waterfall_never_pays_for_the_solvent(self):

@@ -93,7 +93,9 @@ def test_liquidate__option_book_after_crash__discount_bounded_and_liquidator_abo
     assert liquidatable
     l0 = s.health(liz)[0]
 
-    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+    witness = s.witness(alice, 74_000 * WAD)  # the model's market after the rally
+    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), witness.encode(),
+                 sender=liz)
 
     assert res.ok, res.reason
     (ev,) = res.events("Liquidation")
@@ -142,7 +144,9 @@ def test_liquidate__fraction_below_cap_when_equity_under_discount__whole_book_ta
     e0, _, mm0, liquidatable = s.health(alice)
     assert liquidatable and 0 < e0 < mm0 // 10
 
-    res = s.call(s.engine, "liquidate", alice, WAD // 2, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+    witness = s.witness(alice, 50_200 * WAD)
+    res = s.call(s.engine, "liquidate", alice, WAD // 2, 2**255 - 1, s.engine.state_nonce(alice), witness.encode(),
+                 sender=liz)
 
     assert res.ok, res.reason
     (ev,) = res.events("Liquidation")
@@ -182,7 +186,8 @@ def test_settle__short_call_of_expired_conversion_first__mm_unchanged_and_not_li
 
     _, im1, mm1, liquidatable = s.health(alice)
     assert mm1 == mm0 and im1 >= im0 + 20_000 * WAD and not liquidatable
-    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), sender=liz)
+    # the MM rule refuses before any witness is read (none exists: every leg expired)
+    res = s.call(s.engine, "liquidate", alice, WAD, 2**255 - 1, s.engine.state_nonce(alice), b"", sender=liz)
     assert not res.ok and res.reason == "engine: account is healthy", res
     for iid in (PUT, FUTURE):
         assert s.call(s.engine, "settle", alice, iid, sender=liz).ok
