@@ -5,13 +5,13 @@
 @title MarginEngine
 @custom:contract-name MarginEngine
 @notice Portfolio-margin engine: holds one settlement ERC20 as collateral, books signed
-        positions per account, fills EIP-712 maker orders, posts M-of-N margin attestations
-        checked by RiskOracle, liquidates accounts below maintenance margin, settles expired
+        positions per account, fills EIP-712 maker orders, applies account leaves of the
+        M-of-N signed epoch roots that RiskOracle holds, liquidates accounts below maintenance margin, settles expired
         instruments and applies perpetual funding lazily.
 @dev Units: sizes and prices WAD; cash int256 WAD of settlement currency; token amounts are
      converted by SCALE = 10**(18 - decimals). Equity is computed here from the oracle's
      signed marks: equity = cash + sum(size * mark) - unapplied funding. IM and MM come from
-     the last attestation plus pending adjustments (per-unit standalone rates of every trade
+     the last applied account leaf plus pending adjustments (per-unit standalone rates of every trade
      since, an upper bound by subadditivity). See docs/contracts.md.
      Funds invariant (exact, checked by the tests after every test):
          token.balanceOf(engine) * SCALE + external_pnl_wad + socialised_loss_wad
@@ -301,7 +301,7 @@ def cancel_order(order: IMarginEngine.Order):
     log IMarginEngine.OrderCancelled(order_hash=digest, maker=msg.sender)
 
 
-#### ATTESTATIONS AND ACCOUNT LEAVES ####
+#### ACCOUNT LEAVES ####
 
 
 @external
@@ -319,46 +319,6 @@ def apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     @param proof Its Merkle proof (sibling hashes, leaf to root).
     """
     raw_call(EXTENSION, msg.data, is_delegate_call=True)
-
-
-
-@external
-def post_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65], 16]):
-    """
-    @notice Posts a signed margin attestation for `att.account` (anyone may post). Stores its
-            IM, MM and timestamp and clears the pending adjustments.
-    @dev The oracle checks signatures, IM >= MM, params hash, timestamp <= now and the
-         deadline; the engine binds it to itself, the account's state nonce and strictly
-         increasing timestamps.
-    @param att The attestation.
-    @param signatures Signatures of the oracle's signers, in ascending signer order.
-    """
-    # the oracle's domain is its own: without this, an attestation signed for the same
-    # account and state nonce on another engine sharing the oracle would be accepted here
-    assert att.engine == self, "engine: attestation for another engine"
-    # check_attestation returns nothing, and Vyper rejects a bare staticcall expression:
-    # a static raw_call with the same ABI bubbles the oracle's revert reason up.
-    raw_call(
-        core.ORACLE.address,
-        abi_encode(att, signatures, method_id=core.CHECK_ATTESTATION_ID),
-        is_static_call=True,
-    )
-    account: address = att.account
-    assert att.state_nonce == core._header[account] & core.MASK_64, "engine: wrong state nonce"
-    assert att.timestamp > core._attested[account] >> 224, "engine: attestation not newer"
-    # nor older than an applied leaf's root
-    assert att.timestamp >= core._margins[account] >> 224, "engine: attestation not newer"
-    margins: uint256 = core._pack_margins(att.initial_margin_wad, att.maintenance_margin_wad, att.timestamp)
-    core._attested[account] = margins
-    core._set_margins(account, margins, 0)
-    log IMarginEngine.AttestationPosted(
-        account=account,
-        state_nonce=att.state_nonce,
-        position_value_wad=att.position_value_wad,
-        initial_margin_wad=att.initial_margin_wad,
-        maintenance_margin_wad=att.maintenance_margin_wad,
-        timestamp=att.timestamp,
-    )
 
 
 #### LIQUIDATION AND SETTLEMENT (delegatecalled to EXTENSION) ####
@@ -564,20 +524,13 @@ def account(account: address) -> IMarginEngine.AccountView:
         positions.append(
             IMarginEngine.PositionView(instrument_id=iid, size_wad=size, last_funding_index_wad=last)
         )
-    att: uint256 = core._attested[account]
     margins: uint256 = core._margins[account]
-    if att >> 224 != margins >> 224:
-        # the basis is an applied leaf (or pending trades only): no attested figure is in it
-        att = att & (core.MASK_32 << 224)
     return IMarginEngine.AccountView(
         cash_wad=core._cash(header),
         state_nonce=header & core.MASK_64,
         positions=positions,
-        attested_im_wad=att & core.MASK_112,
-        attested_mm_wad=(att >> 112) & core.MASK_112,
-        attestation_timestamp=att >> 224,
-        pending_im_wad=(margins & core.MASK_112) - (att & core.MASK_112),
-        pending_mm_wad=((margins >> 112) & core.MASK_112) - ((att >> 112) & core.MASK_112),
+        initial_margin_wad=margins & core.MASK_112,
+        maintenance_margin_wad=(margins >> 112) & core.MASK_112,
         margin_basis_timestamp=margins >> 224,
         liquidatable_since=core._since(header),
     )
@@ -669,9 +622,8 @@ def _trade_side(
                 break
             i = unsafe_add(i, 1)
     if n == 0:
-        # an empty book owes no margin, whatever an attestation of it said: it never needs
-        # one to trade (its basis starts with this trade)
-        core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
+        # an empty book owes no margin, whatever a leaf of it said: it never needs one to
+        # trade (its basis starts with this trade)
         core._set_margins(account, 0, 0)
     else:
         margins = core._margins[account]
@@ -717,19 +669,15 @@ def _trade_side(
 
     if reducing:
         mm_before: uint256 = (margins >> 112) & core.MASK_112
-        att: uint256 = core._attested[account]
         if new_n == 0:
             # an empty book needs no margin: reset margins and the basis exactly
-            att = att & (core.MASK_32 << 224)
             margins = 0
             header = core._with_since(header, 0)
         else:
             # homogeneity: margins scale by |new| / |old|, rounded up
             num: uint256 = convert(abs(new_size), uint256)
             den: uint256 = convert(abs(size), uint256)
-            att = core._scale_margins(att, num, den)
             margins = core._scale_margins(margins, num, den)
-        core._attested[account] = att
         core._set_margins(account, margins, header & core.MASK_64)
         equity_after: int256 = core._equity(account, cash, ids, marks, findex)
         im_after: int256 = convert(margins & core.MASK_112, int256)

@@ -181,8 +181,7 @@ def set_liquidation_params(params: IMarginEngine.LiquidationParams):
 @internal
 def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     """
-    @dev Sets the account's effective margins (`_margins`; `_attested` keeps the last
-         attestation only) to the leaf's IM and MM plus the pending
+    @dev Sets the account's effective margins (`_margins`) to the leaf's IM and MM plus the pending
          bounds of every trade since the leaf's nonce (the growth of the cumulative
          counters), with the root's timestamp as the margin basis.
          Binding: the oracle checks the proof against this engine's current root (the leaf
@@ -393,15 +392,11 @@ def liquidate(
     # Liquidated account: margins scale exactly by (1 - f) (homogeneity), rounded up.
     new_n: uint256 = len(kept)
     keep: uint256 = core.WAD - f
-    att: uint256 = core._attested[account]
     if new_n == 0:
-        att = att & (core.MASK_32 << 224)
         margins = 0
         header = core._with_since(header, 0)
     else:
-        att = core._scale_margins(att, keep, core.WAD)
         margins = core._scale_margins(margins, keep, core.WAD)
-    core._attested[account] = att
     header = core._with_count(header + 1, new_n)
     core._set_margins(account, margins, header & core.MASK_64)
     core._store_ids(account, kept, n)
@@ -411,14 +406,12 @@ def liquidate(
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
     # The slice's margins keep the account's basis: a day-old IM never looks fresh.
     if ln == 0:
-        # an empty book owes no margin, whatever an attestation or leaf of it said
-        core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
+        # an empty book owes no margin, whatever a leaf of it said
         core._set_margins(msg.sender, 0, 0)
     lmargins: uint256 = core._add_margins(core._margins[msg.sender], core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
     core._margins[msg.sender] = lmargins
     if len(lids) == 0:
         # flattened by the slice: the counters keep its bound, the empty book owes nothing
-        core._attested[msg.sender] = core._attested[msg.sender] & (core.MASK_32 << 224)
         lmargins = 0
         core._set_margins(msg.sender, 0, 0)
     core._header[msg.sender] = core._with_cash(
@@ -510,7 +503,6 @@ def settle(account: address, instrument_id: uint256):
     new_n: uint256 = len(ids)
     core._store_ids(account, ids, n)
     if new_n == 0:
-        core._attested[account] = core._attested[account] & (core.MASK_32 << 224)
         core._set_margins(account, 0, (header & core.MASK_64) + 1)
         header = core._with_since(header, 0)
         if cash < 0:
@@ -518,7 +510,7 @@ def settle(account: address, instrument_id: uint256):
     else:
         # Removing a long leg is a short trade of the same size, and vice versa, so the
         # standalone rate of that trade bounds the rest's margin (subadditivity), but only
-        # IM grows: new risk and withdrawals wait for an attestation of the rest. MM does
+        # IM grows: new risk and withdrawals wait for a leaf of the rest. MM does
         # not: the leg's payoff is final, and an expired hedge stops hedging at expiry,
         # whether or not anyone settles it, so the order in which anyone settles a book's
         # legs never makes it liquidatable through its margin.

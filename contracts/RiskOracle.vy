@@ -9,9 +9,8 @@
         prices per underlying (bounded move per update), final expiry settlement prices, and
         one epoch root per engine: an accounts root (Merkle tree of account margin leaves)
         and a market root (per-instrument model inputs), whose leaves it verifies for the
-        engine (`verify_account_leaf`). Account attestations are only checked here
-        (`check_attestation`); MarginEngine stores them and enforces the state-nonce binding
-        and per-account timestamps.
+        engine (`verify_account_leaf`). MarginEngine applies a verified leaf and binds it to
+        the book (state nonce, positions hash, pending counters, never an older basis).
 @dev EIP-712 domain: name "netmargin RiskOracle", version "1", chain.id, this address
      (snekmate `eip712_domain_separator`, rebuilt if the chain id changes). Type strings
      are the *_TYPEHASH constants below and must equal offchain/chain/eip712.py.
@@ -63,9 +62,6 @@ BPS: constant(uint256) = 10_000
 # IInstrumentRegistry kind code of perpetuals (no expiry, no settlement).
 KIND_PERPETUAL: constant(uint8) = 1
 
-ATTESTATION_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "Attestation(address engine,address account,uint256 state_nonce,int256 position_value_wad,uint256 initial_margin_wad,uint256 maintenance_margin_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
-)
 MARKET_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
     "MarketData(uint256[] ids,int256[] marks_wad,int256[] funding_indices_wad,uint256[] im_long_wad,uint256[] im_short_wad,uint256[] mm_long_wad,uint256[] mm_short_wad,bytes32 params_hash,uint256 timestamp,uint256 deadline)"
 )
@@ -174,7 +170,7 @@ threshold: public(uint256)
 # Current signer set, as a flag (cheap lookup) and a list (for keepers).
 is_signer: public(HashMap[address, bool])
 _signers: DynArray[address, MAX_SIGNERS]
-# Risk parameter set that attestations and market data must carry.
+# Risk parameter set that epoch roots and market data must carry.
 params_hash: public(bytes32)
 # Largest index move per update, in bps of the previous price; also bounds marks
 # (see _check_mark_move).
@@ -335,8 +331,9 @@ def set_threshold(threshold_: uint256):
 @external
 def set_params_hash(params_hash_: bytes32):
     """
-    @notice Switch the risk parameter set; attestations and market data signed for the
-            previous set stop being accepted at once.
+    @notice Switch the risk parameter set; epoch roots and market data signed for the
+            previous set stop being accepted at once, and the leaves of a root stored under
+            it stop verifying.
     """
     ownable._check_owner()
     self._set_params_hash(params_hash_)
@@ -646,21 +643,6 @@ def market_leaf_hash(engine: address, epoch: uint256, leaf: MarketLeaf) -> bytes
 @view
 @external
 @reentrant
-def check_attestation(att: IRiskOracle.Attestation, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
-    """
-    @notice Reverts "oracle: <reason>" unless `att` has IM >= MM, carries the current params
-            hash, is not future-dated, is within its deadline and has threshold signatures.
-            The engine checks `att.engine`, the state nonce and per-account timestamps.
-    """
-    # IM >= MM keeps "equity >= IM after a withdrawal" from leaving an account liquidatable
-    assert att.initial_margin_wad >= att.maintenance_margin_wad, "oracle: initial margin below maintenance margin"
-    self._check_envelope(att.params_hash, att.timestamp, att.deadline)
-    self._check_signatures(self._attestation_digest(att), signatures)
-
-
-@view
-@external
-@reentrant
 def marks(instrument_ids: DynArray[uint256, MAX_IDS]) -> (DynArray[int256, MAX_IDS], DynArray[int256, MAX_IDS], uint256):
     """
     @return (mark_wad per id, cumulative funding index per id, oldest updated_at among
@@ -762,16 +744,6 @@ def domain_separator() -> bytes32:
     @return The EIP-712 domain separator for this chain and address.
     """
     return eip712_domain_separator._domain_separator_v4()
-
-
-@view
-@external
-@reentrant
-def attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
-    """
-    @return The EIP-712 digest signers sign for `att`.
-    """
-    return self._attestation_digest(att)
 
 
 @view
@@ -913,27 +885,6 @@ def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLe
 
 
 #### INTERNAL: EIP-712 ####
-
-@view
-@internal
-def _attestation_digest(att: IRiskOracle.Attestation) -> bytes32:
-    return eip712_domain_separator._hash_typed_data_v4(
-        keccak256(
-            abi_encode(
-                ATTESTATION_TYPEHASH,
-                att.engine,
-                att.account,
-                att.state_nonce,
-                att.position_value_wad,
-                att.initial_margin_wad,
-                att.maintenance_margin_wad,
-                att.params_hash,
-                att.timestamp,
-                att.deadline,
-            )
-        )
-    )
-
 
 @view
 @internal

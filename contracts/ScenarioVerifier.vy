@@ -11,12 +11,12 @@
         and the add-ons in closed form (basis shock, short-option minimum, delta-liquidity
         shock, or the netted short-option floor under each unit's loss). Any choice of
         scenarios gives a lower bound of the book's worst loss; the binding ones give it
-        exactly, and the maintenance margin the risk engine attests.
+        exactly, and the maintenance margin an account leaf carries.
 @dev The scenario table is not stored: its generating parameters are, fixed at deployment
      (one verifier per parameter set), and `generator_hash` = keccak256(abi_encode(generator,
      coefficients)) lets anyone check them against the JSON parameter file
      (offchain/chain/verifier.py computes the same hash from the file). `params_hash` is the
-     file's content hash the signers put in attestations and roots.
+     file's content hash the signers put in every epoch root.
      Market inputs (forward, spot, strike, tenor, vol, rate) come with each leg; a caller
      that acts on the result must check them against the epoch's market root.
 @custom:security Stateless views. Leg arithmetic is checked (reverts on overflow); the

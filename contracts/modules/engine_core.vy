@@ -36,10 +36,6 @@ KIND_PUT: constant(uint8) = 3
 ORDER_TYPEHASH: constant(bytes32) = keccak256(
     "Order(address account,uint256 instrument_id,bool is_buy,uint256 size_wad,uint256 limit_price_wad,uint256 order_nonce,uint256 deadline)"
 )
-CHECK_ATTESTATION_ID: constant(bytes4) = method_id(
-    "check_attestation((address,address,uint256,int256,uint256,uint256,bytes32,uint256,uint256),bytes[])",
-    output_type=bytes4,
-)
 # order_filled value that marks a cancelled order
 CANCELLED: constant(uint256) = max_value(uint256)
 MASK_8: constant(uint256) = 2**8 - 1
@@ -64,7 +60,7 @@ INT128_MAX: constant(int256) = 2**127 - 1
 
 # settlement token (collateral)
 TOKEN: public(immutable(IERC20))
-# signed marks, rates, attestations, settlement prices, funding indices
+# signed marks, rates, epoch roots (account leaves), settlement prices, funding indices
 ORACLE: public(immutable(IRiskOracle))
 # instrument definitions
 REGISTRY: public(immutable(IInstrumentRegistry))
@@ -79,12 +75,9 @@ SCALE: public(immutable(uint256))
 # listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
 # last seen liquidatable (113-127) | cash WAD as int128 two's complement (128-255)
 _header: HashMap[address, uint256]
-# packed attested margins: IM (bits 0-111) | MM (112-223) | attestation timestamp (224-255).
-# Read by post_attestation, scaling and views only: checks read `_margins`.
-_attested: HashMap[address, uint256]
-# packed effective margins (attested + pending adjustments): IM (0-111) | MM (112-223) |
-# margin basis timestamp (224-255); basis = attestation timestamp, or the first pending trade
-# while never attested. One slot, so a margin check reads one word.
+# packed effective margins (last applied leaf + pending adjustments): IM (0-111) |
+# MM (112-223) | margin basis timestamp (224-255); basis = the applied leaf's root timestamp,
+# or the first pending trade while no leaf applies. One slot, so a margin check reads one word.
 _margins: HashMap[address, uint256]
 # packed position: size + 2**127 (bits 0-127) | last funding index + 2**127 (128-255); 0 = none
 _position: HashMap[address, HashMap[uint256, uint256]]
@@ -119,7 +112,7 @@ _liquidation: uint256
 # at any later nonce with the growth since added (a trade never voids it).
 # Stored as their offset from the effective margins: a pending add grows margins and counters
 # by the same amount, so counter = margin + offset (mod 2**96) and a trade writes `_margins`
-# only. Any other change of `_margins` (leaf, attestation, scaling, emptied book) goes through
+# only. Any other change of `_margins` (leaf, scaling, emptied book) goes through
 # `_set_margins`, which moves the offset so that the counters stay where they were.
 # Packed: IM offset (bits 0-95) | MM offset (96-191) | leaf floor nonce (192-254) | OFFSET_SET
 # (bit 255), set when the account is first listed: the slot is then never zero again, so a
@@ -284,8 +277,8 @@ def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256, since: uint
 @internal
 def _set_margins(account: address, new: uint256, floor_nonce: uint256):
     """
-    @dev Stores effective margins that are not the stored ones plus a pending add (a leaf, an
-         attestation, a scaling, an emptied book): the offset moves by old - new, so the
+    @dev Stores effective margins that are not the stored ones plus a pending add (a leaf, a
+         scaling, an emptied book): the offset moves by old - new, so the
          cumulative pending counters do not. `floor_nonce` > 0 raises the leaf floor to that
          nonce: the book shrank without a pending bound (its margins were scaled down), so an
          older leaf plus the counters' growth would overstate them (and could re-liquidate a

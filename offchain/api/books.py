@@ -75,9 +75,9 @@ class AccountReader:
             calls += [("balanceOf", [address]), ("allowance", [address, self.dep.engine.address])]
         replies = self.call(calls)
         view, health = replies[0], replies[1]
-        cash, nonce, positions, att_im, att_mm, att_ts, *_rest = view
+        cash, nonce, positions, _im, _mm, basis_ts, *_rest = view
         equity, value, im, mm, liquidatable, _marks_at = health
-        out = {"cash": cash / WAD, "state_nonce": int(nonce), "attestation_timestamp": int(att_ts),
+        out = {"cash": cash / WAD, "state_nonce": int(nonce), "margin_basis_timestamp": int(basis_ts),
                "positions": [(int(i), size / WAD) for i, size, _funding in positions],
                "equity": equity / WAD, "position_value": value / WAD, "im": im / WAD, "mm": mm / WAD,
                "liquidatable": bool(liquidatable)}

@@ -92,14 +92,14 @@ class Account(BaseModel):
     cash: float
     position_value: float
     equity: float
-    initial_margin: float = Field(description="what the engine enforces: attested + pending")
+    initial_margin: float = Field(description="what the engine enforces: the applied leaf's + pending trades'")
     maintenance_margin: float
     model_initial_margin: float | None = Field(description="the risk engine's IM for the book now")
     model_maintenance_margin: float | None
     available_to_withdraw: float
     liquidatable: bool
     near_liquidation: bool = Field(description="equity within 20% above maintenance margin")
-    attestation_timestamp: int
+    margin_basis_timestamp: int = Field(description="root time of the applied leaf, or of the first trade since; 0 when flat")
     state_nonce: int
     positions: list[Position]
     liquidation_prices: list[LiquidationPrice]

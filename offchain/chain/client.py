@@ -133,8 +133,8 @@ class AccountState:
     equity: float
     initial_margin: float
     maintenance_margin: float
-    attested_mm: float
-    pending_mm: float
+    # signed time of the applied leaf's root, or of the first trade since (0: no positions)
+    margin_basis_timestamp: int
     available_to_withdraw: float
     liquidatable: bool
     state_nonce: int
@@ -144,8 +144,8 @@ class AccountState:
 
     def as_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
-            "address", "cash", "equity", "initial_margin", "maintenance_margin", "attested_mm",
-            "pending_mm", "available_to_withdraw", "liquidatable", "state_nonce", "withdraw_blocked")}
+            "address", "cash", "equity", "initial_margin", "maintenance_margin",
+            "margin_basis_timestamp", "available_to_withdraw", "liquidatable", "state_nonce", "withdraw_blocked")}
         return {**out, "positions": [p.as_dict() for p in self.positions]}
 
 
@@ -326,8 +326,7 @@ class Client:
                 blocked = "the oracle's prices are stale; withdrawals wait for the keeper's next post"
         return AccountState(
             address=address, cash=cash, equity=equity, initial_margin=im,
-            maintenance_margin=h["mm_wad"] / WAD, attested_mm=view["attested_mm_wad"] / WAD,
-            pending_mm=view["pending_mm_wad"] / WAD, available_to_withdraw=free,
+            maintenance_margin=h["mm_wad"] / WAD, margin_basis_timestamp=int(view["margin_basis_timestamp"]), available_to_withdraw=free,
             liquidatable=h["liquidatable"], state_nonce=view["state_nonce"], positions=positions,
             withdraw_blocked=blocked)
 

@@ -167,8 +167,7 @@ def read_account_list(dep: Deployment, start: int = 0, block: int | str = "lates
 
 
 # AccountView field order that book.apply_views reads positionally (checked against the ABI)
-ACCOUNT_VIEW_FIELDS = ["cash_wad", "state_nonce", "positions", "attested_im_wad", "attested_mm_wad",
-                       "attestation_timestamp", "pending_im_wad", "pending_mm_wad",
+ACCOUNT_VIEW_FIELDS = ["cash_wad", "state_nonce", "positions", "initial_margin_wad", "maintenance_margin_wad",
                        "margin_basis_timestamp", "liquidatable_since"]
 
 
@@ -181,8 +180,8 @@ def check_account_view(engine: Contract) -> None:
 
 
 def read_accounts(dep: Deployment, addresses: list[str], block: int | str = "latest") -> list[tuple]:
-    """AccountView tuples: (cash, state_nonce, [(id, size, funding)], att_im, att_mm, att_ts,
-    pend_im, pend_mm, basis_ts, liquidatable_since)."""
+    """AccountView tuples: (cash, state_nonce, [(id, size, funding)], im, mm, basis_ts,
+    liquidatable_since); im and mm are the last applied leaf's plus the pending bounds since."""
     return batch_call(dep.w3, [dep.engine.functions.account(a) for a in addresses], block)
 
 

@@ -1,13 +1,13 @@
 """EIP-712 messages of RiskOracle: types, builders, digests and (multi-)signing.
 
 The type strings here and the *_TYPEHASH constants in contracts/RiskOracle.vy must stay
-identical (tests/oracle/test_eip712.py compares the digests with the contract's views).
+identical (tests/oracle/test_chain_eip712.py compares the digests with the contract's views).
 All values are integers (wei / WAD); floats are refused.
 
     domain = Domain(chain_id=1337, verifying_contract=oracle.address)
-    att = Attestation(engine=engine.address, account=..., state_nonce=3, ..., timestamp=t, deadline=t + 60)
-    sigs = sign_multi(att, domain, [signer_a, signer_b])   # ascending signer, low-s
-    engine.post_attestation(att.as_args(), sigs, sender=keeper)
+    root = EpochRoot(engine=engine.address, epoch=7, timestamp=t, deadline=t + 60, ...)
+    sigs = sign_multi(root, domain, [signer_a, signer_b])   # ascending signer, low-s
+    oracle.post_root(root.as_args(), sigs, sender=keeper)
 """
 
 from __future__ import annotations
@@ -132,37 +132,6 @@ class _Message:
                     _check_atomic(f"{self.PRIMARY_TYPE}.{name}[{i}]", base, item)
             else:
                 object.__setattr__(self, name, _check_atomic(f"{self.PRIMARY_TYPE}.{name}", base, value))
-
-
-@dataclass(frozen=True)
-class Attestation(_Message):
-    """An account's margin attestation (IRiskOracle.Attestation), bound to one engine."""
-
-    engine: str
-    account: str
-    state_nonce: int
-    position_value_wad: int
-    initial_margin_wad: int
-    maintenance_margin_wad: int
-    params_hash: bytes
-    timestamp: int
-    deadline: int
-
-    PRIMARY_TYPE = "Attestation"
-    FIELDS = (
-        ("engine", "address"),
-        ("account", "address"),
-        ("state_nonce", "uint256"),
-        ("position_value_wad", "int256"),
-        ("initial_margin_wad", "uint256"),
-        ("maintenance_margin_wad", "uint256"),
-        ("params_hash", "bytes32"),
-        ("timestamp", "uint256"),
-        ("deadline", "uint256"),
-    )
-
-    def __post_init__(self) -> None:
-        self._validate()
 
 
 @dataclass(frozen=True)
@@ -308,7 +277,7 @@ class EpochData(_Message):
         self._validate()
 
 
-Message = Attestation | MarketData | IndexPrices | SettlementPrice | EpochRoot | EpochData
+Message = MarketData | IndexPrices | SettlementPrice | EpochRoot | EpochData
 
 # RiskOracle storage ranges (packed words) and the registry's perpetual kind code.
 INT96_MIN, INT96_MAX = -(2**95), 2**95 - 1

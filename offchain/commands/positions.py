@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 DESCRIPTION = """\
 An account's positions at the oracle's marks, its cash, equity, initial and maintenance
@@ -35,8 +36,10 @@ def run(args) -> int:
     print(f"cash                  {s.cash:14,.2f}")
     print(f"equity                {s.equity:14,.2f}")
     print(f"initial margin        {s.initial_margin:14,.2f}")
-    print(f"maintenance margin    {s.maintenance_margin:14,.2f}   (attested {s.attested_mm:,.2f} "
-          f"+ pending trades {s.pending_mm:,.2f})")
+    print(f"maintenance margin    {s.maintenance_margin:14,.2f}")
+    if s.margin_basis_timestamp:
+        basis = datetime.fromtimestamp(s.margin_basis_timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        print(f"margins as of         {basis}   (the applied leaf's root, plus every trade since)")
     note = f"   ({s.withdraw_blocked})" if s.withdraw_blocked else ""
     print(f"available to withdraw {s.available_to_withdraw:14,.2f}{note}")
     if s.positions:

@@ -219,7 +219,7 @@ def test_liquidate__remainder_would_be_dust__whole_book_taken(market, maker, tra
     assert e.health(trader).liquidatable
     _liquidate(market, trader, liquidator)
     view = e.account(trader)
-    assert view.positions == [] and view.attested_mm_wad == 0 and view.pending_mm_wad == 0
+    assert view.positions == [] and view.maintenance_margin_wad == 0
     assert e.position(liquidator, PERP) == 4 * WAD // 100
 
 

@@ -284,7 +284,7 @@ def test_fill__one_wei_size__fee_and_margin_round_against_the_trader(unit_desk, 
     assert e.position(taker, PERP) == 1 and e.position(maker, PERP) == -1
     assert e.cash_wad(taker) == taker_cash - 60_000 - 60  # notional 60,000 wei, fee ceil(60) wei
     assert e.cash_wad(maker) == maker_cash + 60_000
-    assert e.account(taker).pending_im_wad == 6_000  # ceil(1 * 6,000e18 / 1e18)
+    assert e.account(taker).initial_margin_wad == 6_000  # ceil(1 * 6,000e18 / 1e18)
 
 
 def test_fill__one_wei_at_one_wei_price__nothing_moves_but_margin_still_charged(unit_desk, maker, taker):
@@ -293,4 +293,4 @@ def test_fill__one_wei_at_one_wei_price__nothing_moves_but_margin_still_charged(
     # a call (mark 2,500, short IM rate 9,000) may trade at 1 wei: notional floor(1e-36) = 0
     unit_desk.trade(maker, taker, CALL, -1, 1)
     assert (e.cash_wad(maker), e.cash_wad(taker)) == (maker_cash, taker_cash)
-    assert e.account(taker).pending_im_wad >= 1 and e.account(maker).pending_im_wad >= 1
+    assert e.account(taker).initial_margin_wad >= 1 and e.account(maker).initial_margin_wad >= 1

@@ -66,9 +66,9 @@ def test_liquidate__below_mm__takes_capped_slice_and_restores_buffer(engine, vic
     assert engine.insurance_wad() == ins + to_ins
     # margins scale by (1 - f), rounded up; the liquidator's pending grows by f * IM/MM
     view = engine.account(victim)
-    assert view.pending_im_wad == ceil_div(6_000 * WAD * (WAD - f), WAD)
-    assert view.pending_mm_wad == ceil_div(3_000 * WAD * (WAD - f), WAD)
-    assert engine.account(liquidator).pending_im_wad == ceil_div(6_000 * WAD * f, WAD)
+    assert view.initial_margin_wad == ceil_div(6_000 * WAD * (WAD - f), WAD)
+    assert view.maintenance_margin_wad == ceil_div(3_000 * WAD * (WAD - f), WAD)
+    assert engine.account(liquidator).initial_margin_wad == ceil_div(6_000 * WAD * f, WAD)
     after = engine.health(victim)
     assert after.equity_wad >= after.mm_wad * (BPS + LIQUIDATION[4]) // BPS
     assert not after.liquidatable
@@ -122,7 +122,7 @@ def test_liquidate__remaining_book_would_be_dust__takes_everything(engine, victi
     tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
     assert tx.decode_logs(engine.Liquidation)[0].fraction_wad == WAD
     view = engine.account(victim)
-    assert view.positions == [] and view.pending_im_wad == 0 and view.margin_basis_timestamp == 0
+    assert view.positions == [] and view.initial_margin_wad == 0 and view.margin_basis_timestamp == 0
     assert engine.cash_wad(victim) > 0  # solvent: the rest of its equity stays its own
 
 
@@ -164,7 +164,7 @@ def test_liquidate__multi_leg_book__same_fraction_of_every_leg(engine, fund, set
     assert engine.position(liquidator, PERP) == 2 * WAD // 5
     assert engine.position(liquidator, CALL) == -2 * WAD // 5
     # the liquidator's pending margin grows by f * the hedged book's (leaf) IM, not per leg
-    assert engine.account(liquidator).pending_im_wad == 12_000 * WAD // 5
+    assert engine.account(liquidator).initial_margin_wad == 12_000 * WAD // 5
 
 
 def test_liquidate__self__reverts(engine, victim, set_market, liquidate):

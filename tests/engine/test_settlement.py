@@ -28,13 +28,13 @@ def test_settle__future__pays_size_times_price_and_keeps_margin_bound(engine, ex
     trader = expiring_books
     expire_instruments()
     post_settlement(FUTURE, 62_000 * WAD)
-    cash, nonce, pending = engine.cash_wad(trader), engine.state_nonce(trader), engine.account(trader).pending_im_wad
+    cash, nonce, pending = engine.cash_wad(trader), engine.state_nonce(trader), engine.account(trader).initial_margin_wad
     tx = engine.settle(trader, FUTURE, sender=keeper)
     assert engine.cash_wad(trader) == cash + 62_000 * WAD
     assert engine.position(trader, FUTURE) == 0
     assert engine.state_nonce(trader) == nonce + 1
     # removing a long leg is a short trade: its standalone short rate joins the pending bound
-    assert engine.account(trader).pending_im_wad == pending + 6_000 * WAD
+    assert engine.account(trader).initial_margin_wad == pending + 6_000 * WAD
     [log] = tx.decode_logs(engine.Settlement)
     assert (log.account, log.instrument_id, log.size_wad) == (trader.address, FUTURE, WAD)
     assert (log.settlement_price_wad, log.payoff_wad) == (62_000 * WAD, 62_000 * WAD)
@@ -68,7 +68,7 @@ def test_settle__last_position__resets_margins(engine, expiring_books, keeper, e
     for iid in (FUTURE, CALL, PUT):
         engine.settle(trader, iid, sender=keeper)
     view = engine.account(trader)
-    assert view.positions == [] and (view.pending_im_wad, view.attested_im_wad) == (0, 0)
+    assert view.positions == [] and (view.initial_margin_wad, view.maintenance_margin_wad) == (0, 0)
     engine.withdraw(engine.cash_wad(trader) // 10**12, sender=trader)  # everything may leave
     assert engine.cash_wad(trader) == 0
 

@@ -32,7 +32,7 @@ def test_fill__maker_buys__moves_positions_cash_fee_and_logs(engine, books, make
     assert engine.fees_wad() == 120 * WAD
     assert engine.state_nonce(maker) == engine.state_nonce(taker) == 1
     view = engine.account(maker)
-    assert (view.pending_im_wad, view.pending_mm_wad) == (12_000 * WAD, 6_000 * WAD)
+    assert (view.initial_margin_wad, view.maintenance_margin_wad) == (12_000 * WAD, 6_000 * WAD)
     assert view.margin_basis_timestamp == tx.timestamp
     [log] = tx.decode_logs(engine.OrderFilled)
     assert log.order_hash == order_digest(order, _domain(engine))
@@ -204,7 +204,7 @@ def test_fill__paused_both_reduce__allowed_without_fresh_marks(engine, books, tr
     assert engine.position(maker, PERP) == WAD
     assert engine.position(taker, PERP) == -WAD
     # margins scale by |new|/|old| = 1/2 (homogeneity)
-    assert engine.account(maker).pending_im_wad == 6_000 * WAD
+    assert engine.account(maker).initial_margin_wad == 6_000 * WAD
 
 
 def test_fill__reduce_book_with_applied_leaf__scales_margins_rounding_up(engine, books, trade, give_margin, maker,
@@ -237,7 +237,7 @@ def test_fill__flip_long_to_short__charges_rate_of_whole_trade(engine, books, tr
     trade(maker, taker, PERP, -2 * WAD, PRICE)
     assert engine.position(maker, PERP) == -WAD
     # not a reduction: pending grows by 2 units at the short rate (subadditivity bound)
-    assert engine.account(maker).pending_im_wad == 3 * 6_000 * WAD
+    assert engine.account(maker).initial_margin_wad == 3 * 6_000 * WAD
 
 
 def test_fill__bad_price_reduction_of_unhealthy_book__reverts(engine, fund, set_market, trade, make_order,
@@ -302,8 +302,8 @@ def test_fill__options_and_future__premium_and_margins(engine, books, trade, mak
     trade(maker, taker, CALL, -WAD, 2_500 * WAD)  # maker writes a call
     trade(maker, taker, PUT, WAD, 2_400 * WAD)
     assert engine.cash_wad(maker) == (100_000 + 2_500 - 2_400) * WAD
-    assert engine.account(maker).pending_im_wad == (9_000 + 2_400) * WAD
-    assert engine.account(taker).pending_im_wad == (2_500 + 9_000) * WAD
+    assert engine.account(maker).initial_margin_wad == (9_000 + 2_400) * WAD
+    assert engine.account(taker).initial_margin_wad == (2_500 + 9_000) * WAD
 
 
 # ------------------------------------------------------------------ cancel_order

@@ -325,8 +325,7 @@ class System:
         """(IM, MM, basis timestamp) the engine stores for the account: the last leaf plus
         the pending bounds since (health() applies the escape hatch on top)."""
         v = self.engine.account(who)
-        return (int(v.attested_im_wad + v.pending_im_wad), int(v.attested_mm_wad + v.pending_mm_wad),
-                int(v.margin_basis_timestamp))
+        return int(v.initial_margin_wad), int(v.maintenance_margin_wad), int(v.margin_basis_timestamp)
 
     def positions(self, who: str) -> dict[int, int]:
         return {int(p.instrument_id): int(p.size_wad) for p in self.engine.account(who).positions}

@@ -47,7 +47,7 @@ def account_summary(ctx, address: str) -> dict:
         "model_initial_margin": model_im, "model_maintenance_margin": model_mm,
         "available_to_withdraw": available, "liquidatable": raw["liquidatable"],
         "near_liquidation": has_positions and raw["equity"] < (1 + books.NEAR_LIQUIDATION) * mm,
-        "attestation_timestamp": raw["attestation_timestamp"], "state_nonce": raw["state_nonce"],
+        "margin_basis_timestamp": raw["margin_basis_timestamp"], "state_nonce": raw["state_nonce"],
         "positions": _positions(snap, raw),
         "liquidation_prices": books.liquidation_prices(snap, q, raw["equity"], mm) if has_positions else [],
     }
