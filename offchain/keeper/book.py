@@ -37,11 +37,10 @@ class KeeperBook:
             setattr(self, name, new)
         grow("cash", np.float64, 0.0)
         grow("state_nonce", np.int64, 0)
-        grow("att_im", np.float64, 0.0)
-        grow("att_mm", np.float64, 0.0)
+        # effective margins on chain (last applied leaf + pending trades) and their basis time
+        grow("im", np.float64, 0.0)
+        grow("mm", np.float64, 0.0)
         grow("basis_ts", np.int64, 0)
-        grow("pend_im", np.float64, 0.0)
-        grow("pend_mm", np.float64, 0.0)
         grow("liq_since", np.int64, 0)
         # the account's leaf in the keeper's latest epoch (nonce -1: none), for deciding when
         # the next root is due and what the engine judges once the leaf is applied
@@ -93,12 +92,10 @@ class KeeperBook:
         cols = list(zip(*views, strict=True))
         self.cash[idx] = np.asarray(cols[0], dtype=object).astype(np.float64) / WAD
         self.state_nonce[idx] = np.asarray(cols[1], dtype=np.int64)
-        self.att_im[idx] = np.asarray(cols[3], dtype=object).astype(np.float64) / WAD
-        self.att_mm[idx] = np.asarray(cols[4], dtype=object).astype(np.float64) / WAD
-        self.basis_ts[idx] = np.asarray(cols[8], dtype=np.int64)
-        self.pend_im[idx] = np.asarray(cols[6], dtype=object).astype(np.float64) / WAD
-        self.pend_mm[idx] = np.asarray(cols[7], dtype=object).astype(np.float64) / WAD
-        self.liq_since[idx] = np.asarray(cols[9], dtype=np.int64)
+        self.im[idx] = np.asarray(cols[3], dtype=object).astype(np.float64) / WAD
+        self.mm[idx] = np.asarray(cols[4], dtype=object).astype(np.float64) / WAD
+        self.basis_ts[idx] = np.asarray(cols[5], dtype=np.int64)
+        self.liq_since[idx] = np.asarray(cols[6], dtype=np.int64)
         self._positions[idx] = 0.0
         if pending_totals is not None:
             for row, total in zip(idx, pending_totals, strict=True):

@@ -419,7 +419,7 @@ class Keeper:
         b = self.book
         has = np.abs(b.positions).sum(axis=1) > 0
         chain_equity = b.view("cash") + (b.positions @ chain_marks if len(b) else 0.0)
-        chain_mm = b.view("att_mm") + b.view("pend_mm")
+        chain_mm = b.view("mm")
         if epoch is None:
             nonce, leaf_im, leaf_mm, root_ts = (b.view("leaf_nonce"), b.view("leaf_im"), b.view("leaf_mm"),
                                                 self.root_ts)

@@ -118,13 +118,13 @@ def test_keeper__new_book__in_the_next_root_at_portfolio_margin(world):
         return doc if doc and doc["leaf"]["state_nonce"] == nonce else None
 
     doc = wait_for(leaf, what="the trader's new book in an epoch root")
-    standalone = call_named(w["dep"].engine, "account", trader.address)["pending_mm_wad"]
+    standalone = call_named(w["dep"].engine, "account", trader.address)["maintenance_margin_wad"]
     args, proof = leaf_args(doc)
     send(w["dev"].w3, w["dealer"], engine(w).apply_leaf(args, proof), "apply_leaf")
     view = call_named(w["dep"].engine, "account", trader.address)
     # portfolio margin of a short put is below its standalone bound; applied, it is the engine's
     assert 0 < doc["leaf"]["maintenance_margin_wad"] <= standalone
-    assert view["attested_mm_wad"] + view["pending_mm_wad"] == doc["leaf"]["maintenance_margin_wad"]
+    assert view["maintenance_margin_wad"] == doc["leaf"]["maintenance_margin_wad"]
 
 
 def test_withdraw__below_initial_margin__refused_then_excess_allowed(world):

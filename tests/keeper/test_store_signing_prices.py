@@ -124,11 +124,12 @@ def test_keeper_book_apply_views__positions_and_cash__as_floats():
     b = KeeperBook(2, capacity=1)
     wad = 10**18
     b.apply_views(["0xA", "0xB"], [
-        (-5 * wad, 3, [(2, -2 * wad, 0)], 7 * wad, 6 * wad, 100, 0, 0, 100, 0),
-        (10**40, 1, [(1, wad // 2, 0)], 0, 0, 0, wad, wad, 50, 0)])
+        (-5 * wad, 3, [(2, -2 * wad, 0)], 7 * wad, 6 * wad, 100, 0),
+        (10**40, 1, [(1, wad // 2, 0)], wad, wad, 50, 0)])
     assert b.positions.tolist() == [[0.0, -2.0], [0.5, 0.0]]
     assert b.view("cash")[0] == -5.0 and b.view("cash")[1] == pytest.approx(1e22)
-    assert b.view("state_nonce").tolist() == [3, 1] and np.allclose(b.view("pend_mm"), [0, 1])
+    assert b.view("state_nonce").tolist() == [3, 1] and np.allclose(b.view("mm"), [6, 1])
+    assert b.view("basis_ts").tolist() == [100, 50]
     assert json.dumps(b.addresses)
 
 
