@@ -216,6 +216,7 @@ class Bench:
 
         self.liquidation_cases()
         self.settlement_cases()
+        self.fraud_cases()
 
     def root_cases(self) -> None:
         """post_root with 1, 2 and 3 signers (its gas does not depend on the number of
@@ -287,6 +288,11 @@ class Bench:
         self.record("settle: one position, last in the book (steady)", e.settle(second, 2, sender=maker), 80_000)
         self.record("settle: one position of a 16-position book (steady)", e.settle(self.liq2, 2, sender=maker),
                     80_000)
+
+    def fraud_cases(self) -> None:
+        from fraud_bench import fraud_rows
+
+        self.rows += [Row(case, gas, target) for case, gas, target in fraud_rows(self, PARAMS_HASH)]
 
     def report(self, baseline: dict[str, int]) -> None:
         code = self.chain.provider.get_code

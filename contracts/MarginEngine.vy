@@ -411,6 +411,14 @@ def unpause():
 
 
 @external
+def note_void():
+    """
+    @notice The oracle notes a voided root of this engine (only the oracle).
+    """
+    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+
+
+@external
 def set_trading_params(params: IMarginEngine.TradingParams):
     """
     @notice Owner sets trading parameters.

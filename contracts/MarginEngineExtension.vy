@@ -154,6 +154,17 @@ def withdraw_fees(amount: uint256, to: address):
 
 
 @external
+def note_void():
+    """
+    @notice The oracle tells the engine it voided one of its roots (a proven fraud proof):
+            from then on new risk asks the oracle whether the margin basis is void.
+    """
+    assert self != _SELF, "engine: delegatecall only"
+    assert msg.sender == core.ORACLE.address, "engine: only the oracle notes a void"
+    core._trading |= core.VOID_SEEN
+
+
+@external
 def set_trading_params(params: IMarginEngine.TradingParams):
     """
     @notice Owner sets trading parameters.

@@ -137,6 +137,18 @@ struct EpochData:
     accounts_root: bytes32
     market_root: bytes32
 
+
+struct EpochRecord:
+    # What a posted epoch root committed to (`epoch_record_hash`): a fraud proof against a
+    # past epoch passes it back, with the signers whose bonds answer for it.
+    epoch: uint256
+    accounts_root: bytes32
+    market_root: bytes32
+    params_hash: bytes32
+    signed_at: uint256
+    posted_at: uint256
+    signers: DynArray[address, MAX_SIGNATURES]
+
 struct MarketLeaf:
     # One instrument's model inputs and per-unit figures in an epoch's market root; hashed
     # like an account leaf (engine and epoch inserted). See docs/oracle.md.
@@ -155,6 +167,15 @@ struct MarketLeaf:
     im_short_wad: uint256
     mm_long_wad: uint256
     mm_short_wad: uint256
+
+
+# Stands in for the live roots of an engine whose current epoch was voided by a fraud proof,
+# and for the record of a voided epoch.
+VOID_ROOT: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000000000000001
+
+
+interface ISignerBond:
+    def is_bonded(signer: address) -> bool: view
 
 
 #### IMMUTABLES ####
@@ -199,6 +220,17 @@ _root_meta: HashMap[address, uint256]
 # differs) until the owner registers the new file's: liquidations fail closed meanwhile.
 verifier: public(address)
 
+# engine -> signed timestamp of a root -> keccak256(abi_encode(EpochRecord)), or VOID_ROOT
+# (bytes32 1) once a fraud proof voided it (what the engine checks its margin basis against): kept for every epoch so a proof can reach a root after newer ones
+# were posted. Keyed by the signed timestamp (strictly increasing per engine, so it names one
+# epoch) because that is what the engine keeps as an applied leaf's margin basis.
+epoch_record_hash: public(HashMap[address, HashMap[uint256, bytes32]])
+# SignerBond whose `is_bonded` decides which signatures count (empty: every signer counts).
+# (not public: EIP-170 room; FraudContractsSet logs both)
+signer_bond: address
+# The only caller of `void_epoch` (the FraudProofs contract).
+fraud_proofs: address
+
 
 #### EVENTS ####
 
@@ -237,6 +269,14 @@ event SettlementPriceSet:
     instrument_id: indexed(uint256)
     price_wad: uint256
     signed_at: uint256
+
+event FraudContractsSet:
+    signer_bond: indexed(address)
+    fraud_proofs: indexed(address)
+
+event EpochVoided:
+    engine: indexed(address)
+    signed_at: indexed(uint256)
 
 event RootPosted:
     engine: indexed(address)
@@ -352,6 +392,19 @@ def set_verifier(verifier_: address):
     assert staticcall IScenarioVerifier(verifier_).oracle() == self, "oracle: verifier reads another oracle"
     self.verifier = verifier_
     log VerifierSet(verifier=verifier_)
+
+
+@external
+def set_fraud_contracts(signer_bond_: address, fraud_proofs_: address):
+    """
+    @notice Name the SignerBond (from then on only signers it calls bonded count toward the
+            threshold; empty: every signer counts, as before bonds) and the FraudProofs
+            contract (the only caller of `void_epoch`).
+    """
+    ownable._check_owner()
+    self.signer_bond = signer_bond_
+    self.fraud_proofs = fraud_proofs_
+    log FraudContractsSet(signer_bond=signer_bond_, fraud_proofs=fraud_proofs_)
 
 
 @external
@@ -486,7 +539,10 @@ def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
     assert root.timestamp > (meta >> 64) & MASK_64, "oracle: root not newer than stored"
     assert root.epoch <= MASK_64 and root.account_count <= MASK_64, "oracle: epoch or count out of range"
     digest: bytes32 = self._epoch_root_digest(root)
-    self._check_signatures(digest, signatures)
+    signers_: DynArray[address, MAX_SIGNATURES] = self._check_signatures(digest, signatures)
+    self.epoch_record_hash[root.engine][root.timestamp] = keccak256(abi_encode(EpochRecord(
+        epoch=root.epoch, accounts_root=root.accounts_root, market_root=root.market_root, params_hash=root.params_hash,
+        signed_at=root.timestamp, posted_at=block.timestamp, signers=signers_)))
     self._accounts_root[root.engine] = root.accounts_root
     self._market_root[root.engine] = root.market_root
     # timestamp <= block.timestamp < 2**64 (_check_envelope); params version < 2**64 (bumped by owner calls)
@@ -535,6 +591,28 @@ def publish_epoch_data(
     )
 
 
+@external
+def void_epoch(engine: address, signed_at: uint256):
+    """
+    @notice Void the engine's root signed at `signed_at`, which a fraud proof has proven
+            false (only the FraudProofs contract, which checked the epoch's record against
+            `epoch_record_hash`). Leaves of a voided current epoch stop verifying at once; the
+            engine is told (`note_void`) and from then on refuses new risk on margins applied
+            from a voided root.
+    """
+    assert msg.sender == self.fraud_proofs and msg.sender != empty(address), "oracle: only the fraud proofs contract voids"
+    h: bytes32 = self.epoch_record_hash[engine][signed_at]
+    assert h != VOID_ROOT, "oracle: epoch already void"
+    assert h != empty(bytes32), "oracle: no such epoch"
+    self.epoch_record_hash[engine][signed_at] = VOID_ROOT
+    if (self._root_meta[engine] >> 64) & MASK_64 == signed_at:
+        self._accounts_root[engine] = VOID_ROOT
+        self._market_root[engine] = VOID_ROOT
+    # an address that is no engine ignores the call or fails it; neither stops the void
+    noted: bool = raw_call(engine, method_id("note_void()"), revert_on_failure=False)
+    log EpochVoided(engine=engine, signed_at=signed_at)
+
+
 #### VIEWS ####
 
 @view
@@ -552,23 +630,10 @@ def verify_account_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 
     assert leaf.initial_margin_wad >= leaf.maintenance_margin_wad, "oracle: initial margin below maintenance margin"
     meta: uint256 = self._root_meta[msg.sender]
     self._check_root_meta(meta)
+    accounts_root: bytes32 = self._accounts_root[msg.sender]
+    assert accounts_root != VOID_ROOT, "oracle: epoch voided by a fraud proof"
     node: bytes32 = keccak256(keccak256(abi_encode(msg.sender, meta & MASK_64, leaf)))
-    assert merkle._verify(proof, self._accounts_root[msg.sender], node), "oracle: invalid proof"
-    return (meta >> 64) & MASK_64
-
-
-@view
-@external
-@reentrant
-def verify_market_leaf(engine: address, leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF]) -> uint256:
-    """
-    @notice Reverts "oracle: <reason>" unless `leaf` is in `engine`'s current market root.
-    @return The root's signed timestamp.
-    """
-    meta: uint256 = self._root_meta[engine]
-    self._check_root_meta(meta)
-    node: bytes32 = keccak256(keccak256(abi_encode(engine, meta & MASK_64, leaf)))
-    assert merkle._verify(proof, self._market_root[engine], node), "oracle: invalid proof"
+    assert merkle._verify(proof, accounts_root, node), "oracle: invalid proof"
     return (meta >> 64) & MASK_64
 
 
@@ -603,11 +668,11 @@ def isolated_margins(instrument_ids: DynArray[uint256, MAX_IDS], sizes_wad: DynA
 @reentrant
 def root_timestamp(engine: address) -> uint256:
     """
-    @return The signed timestamp of the engine's current root; 0 if none, or if it was
-            signed under a params set that is no longer current.
+    @return The signed timestamp of the engine's current root; 0 if none, if it was
+            signed under a params set that is no longer current, or if it was voided.
     """
     meta: uint256 = self._root_meta[engine]
-    if meta == 0 or meta >> 192 != self._params_version:
+    if meta == 0 or meta >> 192 != self._params_version or self._accounts_root[engine] == VOID_ROOT:
         return 0
     return (meta >> 64) & MASK_64
 
@@ -770,13 +835,6 @@ def epoch_data_digest(data: EpochData) -> bytes32:
 @view
 @external
 @reentrant
-def index_prices_digest(data: IndexPrices) -> bytes32:
-    return self._index_prices_digest(data)
-
-
-@view
-@external
-@reentrant
 def settlement_price_digest(data: SettlementPrice) -> bytes32:
     return self._settlement_price_digest(data)
 
@@ -785,12 +843,17 @@ def settlement_price_digest(data: SettlementPrice) -> bytes32:
 
 @view
 @internal
-def _check_signatures(digest: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
+def _check_signatures(digest: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNATURES]) -> DynArray[address, MAX_SIGNATURES]:
     """
-    @dev At least `threshold` signatures, recovered signers strictly ascending (so no
-         signer counts twice) and every one a current signer.
+    @dev At least `threshold` signatures of bonded signers (SignerBond `is_bonded`, when a
+         bond contract is set: a signer below its bond is ignored), recovered signers
+         strictly ascending (so no signer counts twice) and every one a current signer.
+    @return The signers that counted (those whose bonds answer for the message).
     """
-    assert len(signatures) >= self.threshold, "oracle: below threshold"
+    threshold_: uint256 = self.threshold
+    assert len(signatures) >= threshold_, "oracle: below threshold"
+    bond: address = self.signer_bond
+    counted: DynArray[address, MAX_SIGNATURES] = []
     last: uint256 = 0
     for sig: Bytes[65] in signatures:
         signer: address = self._recover(digest, sig)
@@ -800,6 +863,10 @@ def _check_signatures(digest: bytes32, signatures: DynArray[Bytes[65], MAX_SIGNA
             raise "oracle: signers not in ascending order"
         assert self.is_signer[signer], "oracle: not a signer"
         last = as_uint
+        if bond == empty(address) or staticcall ISignerBond(bond).is_bonded(signer):
+            counted.append(signer)
+    assert len(counted) >= threshold_, "oracle: below threshold of bonded signers"
+    return counted
 
 
 @pure
@@ -822,6 +889,7 @@ def _recover(digest: bytes32, sig: Bytes[65]) -> address:
 
 
 #### INTERNAL: CHECKS ####
+
 
 @view
 @internal

@@ -41,6 +41,10 @@ CANCELLED: constant(uint256) = max_value(uint256)
 MASK_8: constant(uint256) = 2**8 - 1
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_32: constant(uint256) = 2**32 - 1
+# _trading bit set once the oracle has voided one of this engine's roots (fraud proof)
+VOID_SEEN: constant(uint256) = 1 << 120
+# RiskOracle's epoch_record_hash of a voided root
+VOID_RECORD: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000000000000001
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_112: constant(uint256) = 2**112 - 1
@@ -99,8 +103,9 @@ external_pnl_wad: public(int256)
 # and later settlements skip the registry call (~12k gas).
 _terms: HashMap[uint256, uint256]
 # packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
-# max_attestation_age (56-87) | max_liquidation_price_age (88-119) | and the taker fees
-# collected, WAD (128-255): every fill reads the parameters and adds a fee, one slot for both.
+# max_attestation_age (56-87) | max_liquidation_price_age (88-119) | VOID_SEEN (bit 120: the
+# oracle voided a root of this engine, `note_void`) | and the taker fees collected, WAD
+# (128-255): every fill reads the parameters and adds a fee, one slot for both.
 _trading: uint256
 # packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
 # insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)
@@ -241,10 +246,17 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
          trade) is within max_attestation_age; otherwise the escape hatch, the book's
          isolated bound at the oracle's current per-unit rates (never below the portfolio
          figure by subadditivity), so a book never needs a keeper to withdraw what it frees.
+         The same bound applies when the basis is the timestamp of a root a fraud proof
+         voided (RiskOracle `epoch_record_hash` = VOID_RECORD): margins applied from a false root
+         never back new risk.
     """
     basis: uint256 = margins >> 224
     if basis != 0 and block.timestamp <= basis + ((cfg >> 56) & MASK_32):
-        return margins & MASK_112
+        # a basis from a root a fraud proof voided is no basis: its margins were never true.
+        # The oracle is asked only once it has voided a root of this engine (VOID_SEEN), so
+        # an engine that never saw a fraud pays nothing for the check.
+        if cfg & VOID_SEEN == 0 or staticcall ORACLE.epoch_record_hash(self, basis) != VOID_RECORD:
+            return margins & MASK_112
     sizes: DynArray[int256, MAX_POSITIONS] = []
     for iid: uint256 in ids:
         raw: uint256 = self._position[account][iid]
@@ -436,8 +448,8 @@ def _set_trading(p: IMarginEngine.TradingParams):
     assert p.max_price_age > 0 and p.max_price_age <= MASK_32, "engine: max_price_age out of range"
     assert p.max_attestation_age > 0 and p.max_attestation_age <= MASK_32, "engine: max_attestation_age out of range"
     assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= MASK_32, "engine: max_liquidation_price_age out of range"
-    # keeps the fees collected (bits 128-255)
-    self._trading = ((self._trading >> 128) << 128) | (
+    # keeps VOID_SEEN and the fees collected (bits 120-255)
+    self._trading = ((self._trading >> 120) << 120) | (
         p.max_positions
         | (p.taker_fee_bps << 8)
         | (p.max_price_age << 24)

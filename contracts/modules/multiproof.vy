@@ -24,10 +24,12 @@ MAX_LEAVES: constant(uint256) = 32
 MAX_PROOF: constant(uint256) = 512
 MAX_FLAG_WORDS: constant(uint256) = 8
 OPS_PER_WORD: constant(uint256) = 128
+RING_MASK: constant(uint256) = MAX_LEAVES - 1
 
 OP_END: constant(uint256) = 0
 OP_HASH_QUEUE: constant(uint256) = 1
 OP_HASH_PROOF: constant(uint256) = 2
+OP_CARRY: constant(uint256) = 3
 
 
 struct MultiProof:
@@ -37,14 +39,6 @@ struct MultiProof:
     flags: DynArray[uint256, MAX_FLAG_WORDS]
     # byte k: index in the caller's leaf list of the k-th leaf in tree order
     order: uint256
-
-
-@internal
-@pure
-def _hash_pair(a: bytes32, b: bytes32) -> bytes32:
-    if convert(a, uint256) < convert(b, uint256):
-        return keccak256(concat(a, b))
-    return keccak256(concat(b, a))
 
 
 @internal
@@ -68,26 +62,39 @@ def _root(leaves: DynArray[bytes32, MAX_LEAVES], mp: MultiProof) -> bytes32:
     tail: uint256 = k
     p: uint256 = 0
     n_words: uint256 = len(mp.flags)
+    n_proof: uint256 = len(mp.proof)
+    bits: uint256 = 0
+    # unsafe arithmetic below: head <= tail <= k + ops < 2**11, p <= n_proof <= MAX_PROOF
     for n: uint256 in range(MAX_FLAG_WORDS * OPS_PER_WORD):
-        word: uint256 = n // OPS_PER_WORD
-        if word >= n_words:
-            break
-        op: uint256 = (mp.flags[word] >> (2 * (n % OPS_PER_WORD))) & 3
+        if n & (OPS_PER_WORD - 1) == 0:
+            w: uint256 = n >> 7
+            if w >= n_words:
+                break
+            bits = mp.flags[w]
+        op: uint256 = bits & 3
         if op == OP_END:
             break
+        bits >>= 2
         assert tail > head, "multiproof: op without a queued node"
-        node: bytes32 = queue[head % MAX_LEAVES]
-        head += 1
-        if op == OP_HASH_QUEUE:
-            assert tail > head, "multiproof: op without a second queued node"
-            node = self._hash_pair(node, queue[head % MAX_LEAVES])
-            head += 1
-        elif op == OP_HASH_PROOF:
-            assert p < len(mp.proof), "multiproof: proof too short"
-            node = self._hash_pair(node, mp.proof[p])
-            p += 1
+        node: bytes32 = queue[head & RING_MASK]
+        head = unsafe_add(head, 1)
+        if op != OP_CARRY:
+            other: bytes32 = empty(bytes32)
+            if op == OP_HASH_QUEUE:
+                assert tail > head, "multiproof: op without a second queued node"
+                other = queue[head & RING_MASK]
+                head = unsafe_add(head, 1)
+            else:
+                assert p < n_proof, "multiproof: proof too short"
+                other = mp.proof[p]
+                p = unsafe_add(p, 1)
+            # sorted pair, inlined (this loop is most of a multiproof's cost)
+            if convert(node, uint256) < convert(other, uint256):
+                node = keccak256(concat(node, other))
+            else:
+                node = keccak256(concat(other, node))
         # at most k nodes are live (every op pops at least one), so the slot is free
-        queue[tail % MAX_LEAVES] = node
-        tail += 1
+        queue[tail & RING_MASK] = node
+        tail = unsafe_add(tail, 1)
     assert tail == head + 1 and p == len(mp.proof), "multiproof: nodes or proof elements left over"
-    return queue[head % MAX_LEAVES]
+    return queue[head & RING_MASK]

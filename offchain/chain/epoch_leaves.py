@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sha3 import keccak_256
 
 from offchain.chain.eip712 import bytes32_to_symbol, symbol_to_bytes32
-from offchain.chain.leaves import AccountLeaf, MarketLeaf
+from offchain.chain.leaves import JOINT_SLOT, SCENARIO_BITS, AccountLeaf, MarketLeaf
 from offchain.chain.wad import Rounding, to_wad
 from offchain.errors import UserError
 from offchain.keeper.roots import account_leaves
@@ -126,6 +127,53 @@ class MarketInputs:
             totals[held] = np.add.reduceat(sizes * marks, starts)
         return [int(t) // WAD for t in totals]
 
+    def leaf_details(self, books_wad: Sequence[dict[int, int]]) -> dict[str, list[int]]:
+        """The leaf's breakdown of MM, as FraudProofs re-prices it: the scenario part
+        (`worst_loss_wad`), the binding scenario of each of the book's risk units and the joint
+        one (`worst_scenarios`, leaves.pack_scenarios layout: units by bytes32 symbol), and the
+        add-ons, from the float64 engine (WAD, rounded up; rounding guard 0). MM and IM stay
+        ExactMargins' integers; the two agree to ~1e-12 of the per-contract values. ~0.1 s per
+        10,000 accounts."""
+        n = len(books_wad)
+        zeros = [0] * n
+        names = ("worst_loss_wad", "worst_scenarios", "basis_addon_wad", "short_option_addon_wad",
+                 "liquidity_addon_wad", "rounding_guard_wad")
+        if self.engine is None or n == 0:
+            return {k: list(zeros) for k in names}
+        rows = [k for k, b in enumerate(books_wad) for i in b if i in self.column]
+        cols = [self.column[i] for b in books_wad for i in b if i in self.column]
+        vals = [q / WAD for b in books_wad for i, q in b.items() if i in self.column]
+        p = sp.csr_matrix((vals, (rows, cols)), shape=(n, len(self.column)))
+        eng = self.engine
+        b = eng.breakdown(p, exact=True)
+        n_u = len(eng.underlyings)
+        unit_of = sp.csr_matrix((np.ones(len(self.column)), (np.arange(len(self.column)), eng.inputs.u_idx)),
+                                shape=(len(self.column), n_u))
+        held = np.asarray((abs(p) @ unit_of).todense()) > 0                 # (n, U)
+        order = sorted(range(n_u), key=lambda u: symbol_to_bytes32(eng.underlyings[u]))
+        slot = np.cumsum(held[:, order], axis=1) - 1                        # (n, U) in symbol order
+        lo = np.zeros(n, dtype=np.uint64)                                   # slots 0-3
+        hi = np.zeros(n, dtype=np.uint64)                                   # slots 4-7
+        for j, u in enumerate(order):
+            k = slot[:, j].astype(np.uint64)
+            v = np.where(held[:, u], b.binding_idx[:, u], 0).astype(np.uint64)
+            lo |= np.where(held[:, u] & (k < 4), v << (np.uint64(SCENARIO_BITS) * (k % np.uint64(4))), np.uint64(0))
+            hi |= np.where(held[:, u] & (k >= 4), v << (np.uint64(SCENARIO_BITS) * (k % np.uint64(4))), np.uint64(0))
+        joint = np.zeros(n, dtype=np.int64)
+        if eng.params.decorrelation < 1.0:
+            joint = (-b.pnl * eng.scenarios.weight[None, :, :]).sum(axis=1).argmax(axis=1)
+        packed = (lo.astype(object) + (hi.astype(object) << 64)
+                  + (joint.astype(object) << (SCENARIO_BITS * JOINT_SLOT)))
+
+        def up(a):
+            # WAD, rounded up at float resolution (1e-16 relative: far inside the tolerance
+            # FraudProofs allows); vectorised, the keeper builds 10,000 leaves per epoch
+            return [int(x) for x in np.ceil(np.maximum(np.asarray(a, dtype=np.float64), 0.0) * 1e18)]
+
+        return {"worst_loss_wad": up(b.worst_loss), "worst_scenarios": [int(x) for x in packed],
+                "basis_addon_wad": up(b.basis), "short_option_addon_wad": up(b.short_option),
+                "liquidity_addon_wad": up(b.liquidity), "rounding_guard_wad": list(zeros)}
+
     def leaf_outputs(self) -> dict[int, dict[str, int]]:
         """What each live instrument's leaf must say its mark and per-unit rates are, given
         its inputs: {instrument id: {mark_wad, im_long_wad, im_short_wad, mm_long_wad,
@@ -148,7 +196,8 @@ def epoch_account_leaves(market: MarketInputs, addresses: Sequence[str], state_n
     caches them: books rarely change between epochs)."""
     im, mm = market.margins_wad(books_wad)
     return account_leaves(list(addresses), state_nonces, list(books_wad), im, mm,
-                          market.values_wad(books_wad), pending_totals, positions_hashes=positions_hashes)
+                          market.values_wad(books_wad), pending_totals, market.leaf_details(books_wad),
+                          positions_hashes=positions_hashes)
 
 
 # ---- the keeper's side: market leaves from its prices ------------------------------------

@@ -8,8 +8,9 @@ Each leaf hash covers the engine and the epoch it was built for, although neithe
 with the leaf: RiskOracle inserts the calling engine and that engine's current epoch when it
 verifies a proof, so a leaf can never be used on another engine or in another epoch. The field
 order is the struct order of `IRiskOracle.AccountLeaf` / `IRiskOracle.MarketLeaf`; the
-hashes are checked against the contract's `account_leaf_hash` / `market_leaf_hash` views in
-tests/oracle/test_roots.py. docs/oracle.md lists every field with its meaning.
+hashes are checked against the contracts' own hashing: account leaves by RiskOracle's
+`verify_account_leaf` (tests/oracle/test_roots.py), market leaves by the multiproof checks of
+ScenarioVerifier and FraudProofs (tests/verifier, tests/fraud). docs/oracle.md lists every field with its meaning.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ from sha3 import keccak_256
 
 from offchain.chain.eip712 import Eip712Error, _check_atomic
 
-# Scenario indices per risk unit packed into `worst_scenarios`: 16 bits each, unit u in bits
-# 16u..16u+15, units in the order of the risk engine's underlyings.
+# Scenario indices packed into `worst_scenarios`, 16 bits each: slot k (bits 16k..16k+15)
+# names the binding scenario of the k-th risk unit OF THE BOOK, its units (underlyings of its
+# live positions) ordered by their bytes32 symbol ascending, which is the order FraudProofs
+# derives from the book's market leaves; slot 15 names the joint scenario (the argmax of the
+# summed unit losses, used when decorrelation < 1). The chain can re-price exactly these.
 SCENARIO_BITS = 16
-MAX_UNITS = 256 // SCENARIO_BITS
+JOINT_SLOT = 15
+MAX_UNITS = JOINT_SLOT
 
 
 def _keccak(data: bytes) -> bytes:
@@ -45,20 +50,24 @@ def positions_hash(ids: Sequence[int], sizes_wad: Sequence[int]) -> bytes:
 EMPTY_POSITIONS_HASH = positions_hash([], [])
 
 
-def pack_scenarios(indices: Sequence[int]) -> int:
-    """Binding scenario index of each risk unit -> one uint256 (16 bits per unit)."""
+def pack_scenarios(indices: Sequence[int], joint: int = 0) -> int:
+    """Binding scenario of each of the book's risk units (ordered by bytes32 symbol) and the
+    joint scenario -> one uint256 (16 bits per slot, joint in slot 15)."""
     if len(indices) > MAX_UNITS:
         raise Eip712Error(f"worst_scenarios: at most {MAX_UNITS} risk units, got {len(indices)}")
     out = 0
-    for u, k in enumerate(indices):
+    for u, k in enumerate([*indices, joint]):
         if not 0 <= int(k) < 2**SCENARIO_BITS:
             raise Eip712Error(f"worst_scenarios[{u}]: expected 0..65535, got {k}")
+    for u, k in enumerate(indices):
         out |= int(k) << (SCENARIO_BITS * u)
-    return out
+    return out | (int(joint) << (SCENARIO_BITS * JOINT_SLOT))
 
 
-def unpack_scenarios(packed: int, units: int) -> list[int]:
-    return [(packed >> (SCENARIO_BITS * u)) & (2**SCENARIO_BITS - 1) for u in range(units)]
+def unpack_scenarios(packed: int, units: int) -> tuple[list[int], int]:
+    """(per-unit scenarios of the first `units` slots, joint scenario)."""
+    mask = 2**SCENARIO_BITS - 1
+    return [(packed >> (SCENARIO_BITS * u)) & mask for u in range(units)], (packed >> (SCENARIO_BITS * JOINT_SLOT)) & mask
 
 
 class _Leaf:

@@ -9,7 +9,7 @@ from conftest import PARAMS_HASH, WAD
 
 from offchain.chain.eip712 import EpochRoot, digest
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, account_leaf_hashes, positions_hash
-from offchain.chain.merkle import MerkleTree, hash_pair, verify
+from offchain.chain.merkle import MerkleTree, hash_pair, process_multiproof, process_proof, verify
 from offchain.chain.roots import EpochTrees
 
 
@@ -63,21 +63,18 @@ def test_verify_account_leaf__python_tree__every_proof_accepted(oracle, post_roo
         assert oracle.verify_account_leaf(leaf_.as_args(), proof, sender=keeper) == msg.timestamp
 
 
-def test_account_leaf_hash__python_encoders__equal_contract(oracle, keeper):
+def test_account_leaf_hash__python_encoders__equal_contract(oracle, post_root, keeper):
+    """Extreme field values hashed by Python are what the oracle hashes: every leaf of a root
+    built from them verifies (the contract hashes (engine, epoch, leaf) itself)."""
     rng = random.Random(7)
-    batch, wants = [], []
-    for i in range(5):
-        leaf = _leaf(i, position_value_wad=-rng.randrange(2**200), worst_scenarios=rng.randrange(2**256))
-        want = bytes(oracle.account_leaf_hash(keeper, 9 + i, leaf.as_args()))
-        assert leaf.leaf_hash(keeper.address, 9 + i) == want
-        assert account_leaf_hashes(keeper.address, 9 + i, [leaf]) == [want]
-        batch.append(leaf)
-        wants.append(bytes(oracle.account_leaf_hash(keeper, 9, leaf.as_args())))
+    batch = [_leaf(i, position_value_wad=-rng.randrange(2**200), worst_scenarios=rng.randrange(2**256))
+             for i in range(5)]
     batch.append(_leaf(5, position_value_wad=2**255 - 1, initial_margin_wad=2**256 - 1))
-    wants.append(batch[-1].leaf_hash(keeper.address, 9))
-    assert account_leaf_hashes(keeper.address, 9, batch) == wants   # column-built, many at once
-    m = _market_leaf(3)
-    assert m.leaf_hash(keeper.address, 4) == bytes(oracle.market_leaf_hash(keeper, 4, m.as_args()))
+    assert account_leaf_hashes(keeper.address, 9, batch) == [leaf.leaf_hash(keeper.address, 9) for leaf in batch]
+    tx, msg, trees = post_root(keeper.address, batch, epoch=9)
+    for leaf in batch:
+        leaf_, proof = trees.account_proof(leaf.account)
+        assert oracle.verify_account_leaf(leaf_.as_args(), proof, sender=keeper) == msg.timestamp
 
 
 def test_positions_hash__python__equals_abi_of_sorted_book():
@@ -93,12 +90,18 @@ def test_epoch_root_digest__python__equals_contract(oracle, domain, keeper):
     assert bytes(oracle.EPOCH_ROOT_TYPEHASH()) == EpochRoot.typehash()
 
 
-def test_verify_market_leaf__python_tree__accepted(oracle, post_root, keeper, trader):
+def test_market_root__python_proofs__give_the_stored_root(oracle, post_root, keeper):
+    """Market leaves are proven by ScenarioVerifier / FraudProofs (one multiproof,
+    tests/verifier/test_multiproof.py) against the root the oracle stores."""
     market = [_market_leaf(i) for i in range(1, 6)]
     tx, msg, trees = post_root(keeper.address, [_leaf(0)], market=market)
+    stored = bytes(oracle.epoch_root(keeper)[4])
     for m in market:
         leaf, proof = trees.market_proof(m.instrument_id)
-        assert oracle.verify_market_leaf(keeper, leaf.as_args(), proof, sender=trader) == msg.timestamp
+        assert process_proof(proof, leaf.leaf_hash(keeper.address, msg.epoch)) == stored
+    ids = [m.instrument_id for m in market]
+    hashes = [m.leaf_hash(keeper.address, msg.epoch) for m in trees.market_leaves_of(ids)]
+    assert process_multiproof(trees.market_multiproof(ids), hashes) == stored
 
 
 # ------------------------------------------------------------------ forged leaves and proofs

@@ -1,0 +1,411 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title FraudProofs
+@custom:contract-name FraudProofs
+@license MIT
+@notice Anyone may challenge an account leaf of a posted epoch root within the challenge
+        window: the leaf with its proof, the book it commits to (ids and sizes, checked
+        against its positions hash), each position's market leaf (one multiproof against the
+        epoch's market root) and the scenarios to re-price in (one per risk unit and a joint
+        one; none: the leaf's own). The book is re-priced on chain by the ScenarioVerifier of
+        the root's parameter set. A challenge is proven when (codes in `FraudProven`):
+          1 MARGIN_BELOW_SCENARIO  the re-priced maintenance margin exceeds the leaf's MM, or
+                                   its IM (times mm_factor), by more than the tolerance;
+          2 LOSS_ABOVE_LEAF        the re-priced weighted loss (with the short-option floor)
+                                   exceeds the leaf's worst loss (with its floor add-on);
+          3 BINDING_MISMATCH       re-priced in the leaf's own named scenarios, the loss (or
+                                   the netted short-option add-on) differs from the leaf's;
+          4 ADDON_MISMATCH         the basis, liquidity or per-contract short-option add-on
+                                   differs from its closed form;
+          5 SCENARIO_OUT_OF_RANGE  the leaf names a scenario the table does not have.
+        A proven challenge voids the epoch (RiskOracle `void_epoch`) and pays the challenger
+        every bond of the signers that counted for the root (SignerBond `slash`); anything
+        else reverts, so a wrong challenge costs only its gas.
+@dev Tolerance: 1e-9 of the book's gross notional + 1e-9 per leg (units, WAD) + the leaf's
+     rounding guard for the component checks: the pricer agrees with the float engine to
+     ~1e-16 of the notional (docs/verification.md), so an honest leaf never comes near it.
+     The record of the epoch (roots, parameter set, times, signers) is taken from the
+     challenger and checked first against the hash the oracle stored when the root was
+     posted: a forged record reverts before any pricing.
+     Leaf scenario convention (offchain/chain/leaves.py `pack_scenarios`): slot k (bits
+     16k..16k+15) names the scenario of the k-th risk unit of the book, units ordered by
+     their bytes32 symbol ascending; slot 15 names the joint scenario.
+"""
+
+from snekmate.utils import merkle_proof_verification as merkle
+from modules import multiproof
+from interfaces import IRiskOracle
+
+#### CONSTANTS ####
+
+WAD: constant(uint256) = 10**18
+WAD_I: constant(int256) = 10**18
+MAX_LEGS: constant(uint256) = 32
+MAX_UNITS: constant(uint256) = 8
+MAX_SIGNERS: constant(uint256) = 16
+MAX_PROOF: constant(uint256) = 32
+SECONDS_PER_YEAR: constant(uint256) = 365 * 86_400
+KIND_PERPETUAL: constant(uint256) = 1
+JOINT_SLOT: constant(uint256) = 15
+# RiskOracle's epoch_record_hash of a voided root
+VOID_RECORD: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000000000000001
+# tolerance: 1e-9 of the gross notional, plus 1e-9 (units) per leg
+TOL_DIV: constant(uint256) = 10**9
+TOL_PER_LEG: constant(uint256) = 10**9
+
+MARGIN_BELOW_SCENARIO: constant(uint256) = 1
+LOSS_ABOVE_LEAF: constant(uint256) = 2
+BINDING_MISMATCH: constant(uint256) = 3
+ADDON_MISMATCH: constant(uint256) = 4
+SCENARIO_OUT_OF_RANGE: constant(uint256) = 5
+
+#### STRUCTS (same ABI as RiskOracle / ScenarioVerifier) ####
+
+struct EpochRecord:
+    epoch: uint256
+    accounts_root: bytes32
+    market_root: bytes32
+    params_hash: bytes32
+    signed_at: uint256
+    posted_at: uint256
+    signers: DynArray[address, MAX_SIGNERS]
+
+struct MarketLeaf:
+    instrument_id: uint256
+    kind: uint256
+    underlying: bytes32
+    strike_wad: uint256
+    expiry: uint256
+    contract_size_wad: uint256
+    spot_wad: uint256
+    forward_wad: uint256
+    vol_wad: uint256
+    rate_wad: int256
+    mark_wad: int256
+    im_long_wad: uint256
+    im_short_wad: uint256
+    mm_long_wad: uint256
+    mm_short_wad: uint256
+
+struct Leg:
+    size_wad: int256
+    kind: uint8
+    unit: uint256
+    fwd_wad: uint256
+    spot_wad: uint256
+    strike_wad: uint256
+    tenor_wad: uint256
+    vol_wad: uint256
+    rate_wad: int256
+    contract_size_wad: uint256
+
+struct Check:
+    unit_losses_wad: DynArray[int256, MAX_UNITS]
+    unit_floors_wad: DynArray[uint256, MAX_UNITS]
+    joint_loss_wad: int256
+    scenario_loss_wad: uint256
+    weighted_loss_wad: uint256
+    basis_wad: uint256
+    short_option_wad: uint256
+    liquidity_wad: uint256
+    maintenance_wad: uint256
+
+# What a verifier prices with, read once when it is registered.
+struct VerifierInfo:
+    verifier: address
+    n_scenarios: uint256
+    mm_factor_wad: uint256
+    short_option_netted: bool
+
+# ScenarioVerifier.Generator (for `generator()`)
+struct Generator:
+    mode: uint8
+    price_steps: uint256
+    tail_vol_dir: int256
+    reference_days_wad: uint256
+    min_days_wad: uint256
+    power_short_wad: uint256
+    power_long_wad: uint256
+    vol_down_min_factor_wad: uint256
+    extreme_multiple_wad: uint256
+    extreme_weight_wad: uint256
+    min_vol_wad: uint256
+    decorrelation_wad: uint256
+    mm_factor_wad: uint256
+    short_option_netted: bool
+    basis_on_options: bool
+
+struct Coefficients:
+    symbol: bytes32
+    range_wad: uint256
+    vol_up_wad: uint256
+    vol_down_wad: uint256
+    vol_up_floor_wad: uint256
+    tail_weight_wad: uint256
+    tail_moves_wad: DynArray[int256, 16]
+    basis_rate_per_sqrt_year_wad: uint256
+    basis_min_days_wad: uint256
+    short_option_min_rate_wad: uint256
+    liquidity_notional_threshold_wad: uint256
+    liquidity_rate_wad: uint256
+
+interface IScenarioVerifier:
+    def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS], scenarios: DynArray[uint256, MAX_UNITS], joint_scenario: uint256) -> Check: view
+    def params_hash() -> bytes32: view
+    def n_scenarios() -> uint256: view
+    def generator() -> (Generator, DynArray[Coefficients, 32]): view
+
+interface IOracle:
+    def void_epoch(engine: address, signed_at: uint256): nonpayable
+    def epoch_record_hash(engine: address, signed_at: uint256) -> bytes32: view
+
+interface IBond:
+    def slash(signers: DynArray[address, MAX_SIGNERS], challenger: address) -> uint256: nonpayable
+    def challenge_window() -> uint256: view
+
+#### IMMUTABLES / STORAGE ####
+
+ORACLE: public(immutable(address))
+BOND: public(immutable(address))
+CHALLENGE_WINDOW: public(immutable(uint256))
+# who may register a verifier for a parameter set (once per set)
+deployer: immutable(address)
+# params hash -> the verifier that re-prices roots signed under it
+verifiers: public(HashMap[bytes32, VerifierInfo])
+
+#### EVENTS ####
+
+event VerifierRegistered:
+    params_hash: indexed(bytes32)
+    verifier: indexed(address)
+
+# The proof itself (leaf, book, market leaves) is the transaction's calldata; the event names
+# the leaf and carries what decided: the code, the scenarios, the re-priced figures.
+event FraudProven:
+    engine: indexed(address)
+    epoch: indexed(uint256)
+    challenger: indexed(address)
+    code: uint256
+    account: address
+    leaf_hash: bytes32
+    scenarios_packed: uint256
+    maintenance_wad: uint256
+    weighted_loss_wad: uint256
+    scenario_loss_wad: uint256
+    tolerance_wad: uint256
+    paid: uint256
+
+
+@deploy
+def __init__(oracle_: address, bond_: address):
+    """
+    @param oracle_ The RiskOracle whose epochs are challenged (its `fraud_proofs` must be set
+           to this contract).
+    @param bond_ The SignerBond it slashes (its `slasher` must be set to this contract).
+    """
+    assert oracle_ != empty(address) and bond_ != empty(address), "fraud: zero oracle or bond"
+    ORACLE = oracle_
+    BOND = bond_
+    CHALLENGE_WINDOW = staticcall IBond(bond_).challenge_window()
+    deployer = msg.sender
+
+
+@external
+def register_verifier(verifier: address):
+    """
+    @notice Name the verifier of its parameter set (its own `params_hash`), once per set: a
+            verifier's `generator_hash` lets anyone check it prices with the file that hash
+            names (offchain/chain/verifier.py).
+    """
+    assert msg.sender == deployer, "fraud: only the deployer registers verifiers"
+    h: bytes32 = staticcall IScenarioVerifier(verifier).params_hash()
+    assert self.verifiers[h].verifier == empty(address), "fraud: parameter set already has a verifier"
+    gen: Generator = empty(Generator)
+    coefficients: DynArray[Coefficients, 32] = []
+    gen, coefficients = staticcall IScenarioVerifier(verifier).generator()
+    self.verifiers[h] = VerifierInfo(
+        verifier=verifier, n_scenarios=staticcall IScenarioVerifier(verifier).n_scenarios(),
+        mm_factor_wad=gen.mm_factor_wad, short_option_netted=gen.short_option_netted)
+    log VerifierRegistered(params_hash=h, verifier=verifier)
+
+
+@external
+def challenge(
+    engine: address,
+    record: EpochRecord,
+    leaf: IRiskOracle.AccountLeaf,
+    leaf_proof: DynArray[bytes32, MAX_PROOF],
+    ids: DynArray[uint256, MAX_LEGS],
+    sizes_wad: DynArray[int256, MAX_LEGS],
+    market_leaves: DynArray[MarketLeaf, MAX_LEGS],
+    mp: multiproof.MultiProof,
+    scenarios: DynArray[uint256, MAX_UNITS],
+    joint_scenario: uint256,
+) -> uint256:
+    """
+    @notice Challenge `leaf` of `engine`'s epoch `record.epoch`. Reverts "fraud: <reason>" unless
+            fraud is proven; then voids the epoch and pays the signers' bonds to msg.sender.
+    @param record The epoch's record (RootPosted and the root's signers; checked by the oracle).
+    @param leaf The account leaf, `leaf_proof` its proof in `record.accounts_root`.
+    @param ids The book's instrument ids, strictly ascending; `sizes_wad` its non-zero sizes.
+    @param market_leaves One market leaf per id, same order; `mp` their multiproof.
+    @param scenarios One scenario per risk unit (units: the book's underlyings by bytes32
+           ascending) and `joint_scenario`; empty: the leaf's own named scenarios.
+    @return The amount paid to the challenger.
+    """
+    # the record is the posted epoch's (the oracle hashed it at post_root), not yet voided
+    posted: bytes32 = staticcall IOracle(ORACLE).epoch_record_hash(engine, record.signed_at)
+    assert posted != VOID_RECORD, "fraud: epoch already void"
+    assert posted != empty(bytes32) and posted == keccak256(abi_encode(record)), "fraud: record does not match the posted epoch"
+    assert block.timestamp <= record.posted_at + CHALLENGE_WINDOW, "fraud: challenge window over"
+    info: VerifierInfo = self.verifiers[record.params_hash]
+    assert info.verifier != empty(address), "fraud: no verifier for the root's parameter set"
+
+    # the leaf is in the epoch's accounts root
+    epoch: uint256 = record.epoch
+    node: bytes32 = keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+    assert merkle._verify(leaf_proof, record.accounts_root, node), "fraud: account leaf not in the accounts root"
+    # the book is the one the leaf commits to
+    n: uint256 = len(ids)
+    assert n != 0 and len(sizes_wad) == n and len(market_leaves) == n, "fraud: one size and one market leaf per id expected"
+    assert keccak256(abi_encode(ids, sizes_wad)) == leaf.positions_hash, "fraud: book does not match the leaf's positions hash"
+    # every position's market inputs are in the epoch's market root; the units are the
+    # underlyings of the live positions
+    hashes: DynArray[bytes32, MAX_LEGS] = []
+    units: DynArray[bytes32, MAX_UNITS] = []
+    signed_at: uint256 = record.signed_at
+    last: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_LEGS):
+        iid: uint256 = ids[i]
+        assert i == 0 or iid > last, "fraud: ids must be strictly ascending"
+        last = iid
+        assert market_leaves[i].instrument_id == iid, "fraud: market leaf for another instrument"
+        assert sizes_wad[i] != 0, "fraud: zero size in the book"
+        hashes.append(keccak256(keccak256(abi_encode(engine, epoch, market_leaves[i]))))
+        if market_leaves[i].kind == KIND_PERPETUAL or market_leaves[i].expiry > signed_at:
+            units = self._add_unit(units, market_leaves[i].underlying)
+    assert multiproof._root(hashes, mp) == record.market_root, "fraud: market leaves not in the market root"
+    assert len(units) != 0, "fraud: no live position to re-price"
+
+    # legs as ScenarioVerifier.check_market builds them (tenor from the root time, a
+    # perpetual's forward at its spot); positions expired at the root carry no risk, as in
+    # the engine, and are left out. `gross`: sum |size x contract size| x forward, the
+    # tolerance's scale.
+    legs: DynArray[Leg, MAX_LEGS] = []
+    gross: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_LEGS):
+        m: MarketLeaf = market_leaves[i]
+        assert m.kind <= 3, "fraud: unknown instrument kind"
+        fwd: uint256 = m.forward_wad
+        tenor: uint256 = 0
+        if m.kind == KIND_PERPETUAL:
+            fwd = m.spot_wad
+        elif m.expiry <= signed_at:
+            continue
+        else:
+            tenor = (m.expiry - signed_at) * WAD // SECONDS_PER_YEAR
+        unit: uint256 = 0
+        for k: uint256 in range(len(units), bound=MAX_UNITS):
+            if units[k] == m.underlying:
+                unit = k
+                break
+        legs.append(Leg(size_wad=sizes_wad[i], kind=convert(m.kind, uint8), unit=unit, fwd_wad=fwd,
+                        spot_wad=m.spot_wad, strike_wad=m.strike_wad, tenor_wad=tenor, vol_wad=m.vol_wad,
+                        rate_wad=m.rate_wad, contract_size_wad=m.contract_size_wad))
+        gross += convert(abs(sizes_wad[i]), uint256) * m.contract_size_wad // WAD * fwd // WAD
+    tol: uint256 = gross // TOL_DIV + TOL_PER_LEG * len(legs)
+
+    # the leaf's own scenarios (slot k: k-th unit by symbol; slot 15: joint)
+    own: DynArray[uint256, MAX_UNITS] = []
+    code: uint256 = 0
+    for k: uint256 in range(len(units), bound=MAX_UNITS):
+        s: uint256 = (leaf.worst_scenarios >> (16 * k)) & 65535
+        own.append(s)
+        if s >= info.n_scenarios:
+            code = SCENARIO_OUT_OF_RANGE
+    own_joint: uint256 = leaf.worst_scenarios >> (16 * JOINT_SLOT)
+    if own_joint >= info.n_scenarios:
+        code = SCENARIO_OUT_OF_RANGE
+    named: DynArray[uint256, MAX_UNITS] = scenarios
+    joint: uint256 = joint_scenario
+    if len(scenarios) == 0:
+        named = own
+        joint = own_joint
+    is_own: bool = joint == own_joint and len(named) == len(own)
+    for k: uint256 in range(len(named), bound=MAX_UNITS):
+        if is_own and named[k] != own[k]:
+            is_own = False
+    out: Check = empty(Check)
+    if code == 0:
+        out = staticcall IScenarioVerifier(info.verifier).check(legs, units, named, joint)
+        code = self._verdict(out, leaf, info, tol, is_own)
+    assert code != 0, "fraud: no fraud proven"
+
+    extcall IOracle(ORACLE).void_epoch(engine, record.signed_at)
+    paid: uint256 = extcall IBond(BOND).slash(record.signers, msg.sender)
+    packed: uint256 = joint << (16 * JOINT_SLOT)
+    for k: uint256 in range(len(named), bound=MAX_UNITS):
+        packed |= named[k] << (16 * k)
+    log FraudProven(engine=engine, epoch=epoch, challenger=msg.sender, code=code, account=leaf.account,
+                    leaf_hash=node, scenarios_packed=packed, maintenance_wad=out.maintenance_wad,
+                    weighted_loss_wad=out.weighted_loss_wad, scenario_loss_wad=out.scenario_loss_wad,
+                    tolerance_wad=tol, paid=paid)
+    return paid
+
+
+#### INTERNAL ####
+
+@internal
+@pure
+def _verdict(out: Check, leaf: IRiskOracle.AccountLeaf, info: VerifierInfo, tol: uint256, own: bool) -> uint256:
+    """
+    @dev The first proven code, 0 if none (see the contract's notice).
+    """
+    # IM = MM / mm_factor: the leaf's IM times mm_factor is the MM its IM stands for
+    im_as_mm: uint256 = leaf.initial_margin_wad * info.mm_factor_wad // WAD
+    if out.maintenance_wad > min(leaf.maintenance_margin_wad, im_as_mm) + tol:
+        return MARGIN_BELOW_SCENARIO
+    floor_addon: uint256 = 0
+    if info.short_option_netted:
+        floor_addon = leaf.short_option_addon_wad
+    if out.weighted_loss_wad > leaf.worst_loss_wad + floor_addon + tol:
+        return LOSS_ABOVE_LEAF
+    wide: uint256 = tol + leaf.rounding_guard_wad
+    if own:
+        if self._differs(out.scenario_loss_wad, leaf.worst_loss_wad, wide):
+            return BINDING_MISMATCH
+        if info.short_option_netted and self._differs(out.short_option_wad, leaf.short_option_addon_wad, wide):
+            return BINDING_MISMATCH
+    if self._differs(out.basis_wad, leaf.basis_addon_wad, wide) or self._differs(out.liquidity_wad, leaf.liquidity_addon_wad, wide):
+        return ADDON_MISMATCH
+    if not info.short_option_netted and self._differs(out.short_option_wad, leaf.short_option_addon_wad, wide):
+        return ADDON_MISMATCH
+    return 0
+
+
+@internal
+@pure
+def _differs(a: uint256, b: uint256, tol: uint256) -> bool:
+    return max(a, b) - min(a, b) > tol
+
+
+@internal
+@pure
+def _add_unit(units_: DynArray[bytes32, MAX_UNITS], u: bytes32) -> DynArray[bytes32, MAX_UNITS]:
+    """
+    @dev `units_` with `u` inserted (distinct, ascending by bytes32: the leaf's slot order).
+    """
+    if u in units_:
+        return units_
+    assert len(units_) < MAX_UNITS, "fraud: too many underlyings"
+    units: DynArray[bytes32, MAX_UNITS] = units_
+    units.append(u)
+    j: uint256 = len(units) - 1
+    for _: uint256 in range(MAX_UNITS):
+        if j == 0 or convert(units[j - 1], uint256) <= convert(u, uint256):
+            break
+        units[j] = units[j - 1]
+        j -= 1
+    units[j] = u
+    return units

@@ -1,0 +1,182 @@
+# pragma version 0.4.3
+# pragma nonreentrancy on
+"""
+@title SignerBond
+@custom:contract-name SignerBond
+@license MIT
+@notice The risk signers' stake, in the settlement token. A signer with at least
+        `required_bond` staked counts toward the RiskOracle's threshold (`is_bonded`);
+        below it, its signatures are ignored. Withdrawal is a request (the amount stops
+        counting at once) and, after `withdrawal_delay` (longer than the challenge window),
+        the payout; until then the requested amount stays slashable, so every root a signer
+        counted for can still be challenged against its stake. Slashing takes a signer's
+        whole stake and pending withdrawal and pays it to the challenger; only the
+        FraudProofs contract (`slasher`, set once) can call it, after a proven challenge.
+@dev Funds add up: token balance = sum over signers of (stake + pending), since every
+     transfer in credits exactly what arrived and every transfer out debits what it pays.
+"""
+
+from ethereum.ercs import IERC20
+
+#### IMMUTABLES ####
+
+token: public(immutable(IERC20))
+# Stake a signer needs for its signatures to count (token units).
+required_bond: public(immutable(uint256))
+# Seconds a fraud proof may be submitted after a root is posted (FraudProofs reads it).
+challenge_window: public(immutable(uint256))
+# Seconds between a withdrawal request and its payout (> challenge_window).
+withdrawal_delay: public(immutable(uint256))
+# Who may set the slasher, once.
+deployer: immutable(address)
+
+#### STORAGE ####
+
+# The only caller of `slash` (the FraudProofs contract); empty until set.
+slasher: public(address)
+# signer -> counted stake
+stake: public(HashMap[address, uint256])
+# signer -> requested, not yet paid (still slashable) and when it may be paid
+pending: public(HashMap[address, uint256])
+unlock_at: public(HashMap[address, uint256])
+# sum of stake + pending over all signers (equals the token balance)
+total_bonded: public(uint256)
+
+#### EVENTS ####
+
+event SlasherSet:
+    slasher: indexed(address)
+
+event Bonded:
+    signer: indexed(address)
+    funder: indexed(address)
+    amount: uint256
+    stake: uint256
+
+event WithdrawalRequested:
+    signer: indexed(address)
+    amount: uint256
+    pending: uint256
+    unlock_at: uint256
+
+event Withdrawn:
+    signer: indexed(address)
+    amount: uint256
+
+event Slashed:
+    signer: indexed(address)
+    challenger: indexed(address)
+    amount: uint256
+
+
+@deploy
+def __init__(token_: IERC20, required_bond_: uint256, challenge_window_: uint256, withdrawal_delay_: uint256):
+    """
+    @param token_ The settlement token.
+    @param required_bond_ Stake a signer needs to count (> 0).
+    @param challenge_window_ Seconds after a root's posting during which it can be challenged (> 0).
+    @param withdrawal_delay_ Seconds from a withdrawal request to its payout (> challenge_window_).
+    """
+    assert token_.address != empty(address), "bond: zero token"
+    assert required_bond_ != 0, "bond: required bond must be > 0"
+    assert challenge_window_ != 0, "bond: challenge window must be > 0"
+    assert withdrawal_delay_ > challenge_window_, "bond: withdrawal delay must exceed the challenge window"
+    token = token_
+    required_bond = required_bond_
+    challenge_window = challenge_window_
+    withdrawal_delay = withdrawal_delay_
+    deployer = msg.sender
+
+
+@external
+def set_slasher(slasher_: address):
+    """
+    @notice Name the FraudProofs contract, once (by the deployer): from then on slashing is
+            that contract's code and nobody's decision.
+    """
+    assert msg.sender == deployer, "bond: only the deployer sets the slasher"
+    assert self.slasher == empty(address), "bond: slasher already set"
+    assert slasher_ != empty(address), "bond: zero slasher"
+    self.slasher = slasher_
+    log SlasherSet(slasher=slasher_)
+
+
+@external
+def bond(signer: address, amount: uint256):
+    """
+    @notice Stake `amount` of the token (from msg.sender, credited with what arrives) for
+            `signer`: an operator may fund its signing key; only the signer withdraws it.
+    """
+    assert signer != empty(address), "bond: zero signer"
+    assert amount != 0, "bond: amount must be > 0"
+    before: uint256 = staticcall token.balanceOf(self)
+    assert extcall token.transferFrom(msg.sender, self, amount, default_return_value=True), "bond: transfer failed"
+    received: uint256 = staticcall token.balanceOf(self) - before
+    self.stake[signer] += received
+    self.total_bonded += received
+    log Bonded(signer=signer, funder=msg.sender, amount=received, stake=self.stake[signer])
+
+
+@external
+def request_withdrawal(amount: uint256):
+    """
+    @notice Move `amount` of msg.sender's stake to pending: it stops counting at once and
+            can be withdrawn `withdrawal_delay` seconds from now (a new request restarts
+            the clock for everything pending). Pending funds stay slashable.
+    """
+    assert amount != 0, "bond: amount must be > 0"
+    staked: uint256 = self.stake[msg.sender]
+    assert amount <= staked, "bond: amount above stake"
+    self.stake[msg.sender] = staked - amount
+    self.pending[msg.sender] += amount
+    unlock: uint256 = block.timestamp + withdrawal_delay
+    self.unlock_at[msg.sender] = unlock
+    log WithdrawalRequested(signer=msg.sender, amount=amount, pending=self.pending[msg.sender], unlock_at=unlock)
+
+
+@external
+def withdraw():
+    """
+    @notice Pay msg.sender its pending amount once the delay has passed.
+    """
+    amount: uint256 = self.pending[msg.sender]
+    assert amount != 0, "bond: nothing pending"
+    assert block.timestamp >= self.unlock_at[msg.sender], "bond: withdrawal delay not over"
+    self.pending[msg.sender] = 0
+    self.total_bonded -= amount
+    assert extcall token.transfer(msg.sender, amount, default_return_value=True), "bond: transfer failed"
+    log Withdrawn(signer=msg.sender, amount=amount)
+
+
+@external
+def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
+    """
+    @notice Take every listed signer's stake and pending withdrawal and pay the sum to
+            `challenger`. Only the slasher (FraudProofs, after a proven challenge).
+    @return The amount paid.
+    """
+    assert msg.sender == self.slasher and msg.sender != empty(address), "bond: only the fraud proofs contract slashes"
+    assert challenger != empty(address), "bond: zero challenger"
+    paid: uint256 = 0
+    for s: address in signers:
+        amount: uint256 = self.stake[s] + self.pending[s]
+        if amount == 0:
+            continue
+        self.stake[s] = 0
+        self.pending[s] = 0
+        paid += amount
+        log Slashed(signer=s, challenger=challenger, amount=amount)
+    if paid != 0:
+        self.total_bonded -= paid
+        assert extcall token.transfer(challenger, paid, default_return_value=True), "bond: transfer failed"
+    return paid
+
+
+@view
+@external
+@reentrant
+def is_bonded(signer: address) -> bool:
+    """
+    @return Whether `signer`'s counted stake is at least `required_bond`.
+    """
+    return self.stake[signer] >= required_bond

@@ -1,0 +1,62 @@
+"""Fraud-proof arguments: what `FraudProofs.challenge` takes for one account leaf of a posted
+epoch, built from the epoch's trees (offchain.chain.roots.EpochTrees) and its record.
+
+    record = EpochRecord(epoch, accounts_root, market_root, params_hash, signed_at, posted_at, signers)
+    args = challenge_arguments(trees, record, account, book_wad)            # the leaf's scenarios
+    args = challenge_arguments(trees, record, account, book_wad, [s], s)    # scenario s everywhere
+    fraud_proofs.challenge(*args, sender=challenger)
+
+`EpochRecord` is what RiskOracle hashed when the root was posted (`epoch_record_hash(engine,
+signed_at)`): the epoch, the two roots and the params hash (RootPosted), the signed time, the
+block time of the posting, and the signers that counted (recovered from the post_root
+signatures, ascending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_utils import keccak, to_checksum_address
+
+from offchain.chain.roots import EpochTrees
+
+RECORD_ABI = "(uint256,bytes32,bytes32,bytes32,uint256,uint256,address[])"
+# FraudProven codes (contracts/FraudProofs.vy)
+CODES = {1: "margin below a re-priced scenario", 2: "loss above the leaf's worst loss",
+         3: "named scenario does not give the leaf's loss", 4: "add-on differs from its closed form",
+         5: "leaf names a scenario the table does not have"}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    accounts_root: bytes
+    market_root: bytes
+    params_hash: bytes
+    signed_at: int
+    posted_at: int
+    signers: tuple[str, ...]
+
+    def as_args(self) -> tuple:
+        return (self.epoch, self.accounts_root, self.market_root, self.params_hash, self.signed_at, self.posted_at,
+                [to_checksum_address(s) for s in self.signers])
+
+    def hash(self) -> bytes:
+        """keccak256(abi_encode(record)): RiskOracle's `epoch_record_hash(engine, signed_at)`."""
+        return keccak(encode([RECORD_ABI], [self.as_args()]))
+
+
+def challenge_arguments(trees: EpochTrees, record: EpochRecord, account: str, book_wad: dict[int, int],
+                        scenarios: Sequence[int] = (), joint_scenario: int = 0) -> tuple:
+    """`FraudProofs.challenge` arguments for `account`'s leaf; `book_wad` {instrument id: size
+    WAD} is the book the leaf commits to (zeros dropped, ids ascending). Empty `scenarios`:
+    the leaf's own named scenarios."""
+    leaf, proof = trees.account_proof(account)
+    ids = sorted(i for i, q in book_wad.items() if q != 0)
+    sizes = [int(book_wad[i]) for i in ids]
+    market = trees.market_leaves_of(ids)
+    mp = trees.market_multiproof(ids)
+    return (trees.engine, record.as_args(), leaf.as_args(), proof, ids, sizes,
+            [m.as_args() for m in market], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario))
