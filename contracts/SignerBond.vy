@@ -10,13 +10,22 @@
         counting at once) and, after `withdrawal_delay` (longer than the challenge window),
         the payout; until then the requested amount stays slashable, so every root a signer
         counted for can still be challenged against its stake. Slashing takes a signer's
-        whole stake and pending withdrawal and pays it to the challenger; only the
-        FraudProofs contract (`slasher`, set once) can call it, after a proven challenge.
-@dev Funds add up: token balance = sum over signers of (stake + pending), since every
-     transfer in credits exactly what arrived and every transfer out debits what it pays.
+        whole stake and pending withdrawal, pays CHALLENGER_SHARE_BPS of it to the
+        challenger and keeps the rest forfeited for good: the signers of a false root know
+        first and can challenge it themselves, so a whole-bond reward would hand the bond
+        back to them. Only the FraudProofs contract (`slasher`, set once) can slash, after a
+        proven challenge.
+@dev Funds add up: token balance = sum over signers of (stake + pending) + forfeited, since
+     every transfer in credits exactly what arrived and every transfer out debits what it pays.
 """
 
 from ethereum.ercs import IERC20
+
+#### CONSTANTS ####
+
+# Share of a slash paid to the challenger (basis points); the rest is forfeited, so a signer
+# challenging its own false root still loses 80% of its bond.
+CHALLENGER_SHARE_BPS: public(constant(uint256)) = 2_000
 
 #### IMMUTABLES ####
 
@@ -39,8 +48,10 @@ stake: public(HashMap[address, uint256])
 # signer -> requested, not yet paid (still slashable) and when it may be paid
 pending: public(HashMap[address, uint256])
 unlock_at: public(HashMap[address, uint256])
-# sum of stake + pending over all signers (equals the token balance)
+# sum of stake + pending over all signers
 total_bonded: public(uint256)
+# slashed and not paid out: held for good (total_bonded + forfeited = the token balance)
+forfeited: public(uint256)
 
 #### EVENTS ####
 
@@ -67,6 +78,12 @@ event Slashed:
     signer: indexed(address)
     challenger: indexed(address)
     amount: uint256
+
+event Forfeited:
+    challenger: indexed(address)
+    taken: uint256
+    paid: uint256
+    forfeited: uint256
 
 
 @deploy
@@ -151,23 +168,28 @@ def withdraw():
 @external
 def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
     """
-    @notice Take every listed signer's stake and pending withdrawal and pay the sum to
-            `challenger`. Only the slasher (FraudProofs, after a proven challenge).
-    @return The amount paid.
+    @notice Take every listed signer's stake and pending withdrawal, pay CHALLENGER_SHARE_BPS
+            of the sum to `challenger` and forfeit the rest. Only the slasher (FraudProofs,
+            after a proven challenge).
+    @return The amount paid to the challenger.
     """
     assert msg.sender == self.slasher and msg.sender != empty(address), "bond: only the fraud proofs contract slashes"
     assert challenger != empty(address), "bond: zero challenger"
-    paid: uint256 = 0
+    taken: uint256 = 0
     for s: address in signers:
         amount: uint256 = self.stake[s] + self.pending[s]
         if amount == 0:
             continue
         self.stake[s] = 0
         self.pending[s] = 0
-        paid += amount
+        taken += amount
         log Slashed(signer=s, challenger=challenger, amount=amount)
+    paid: uint256 = taken * CHALLENGER_SHARE_BPS // 10_000
+    if taken != 0:
+        self.total_bonded -= taken
+        self.forfeited += taken - paid
+        log Forfeited(challenger=challenger, taken=taken, paid=paid, forfeited=self.forfeited)
     if paid != 0:
-        self.total_bonded -= paid
         assert extcall token.transfer(challenger, paid, default_return_value=True), "bond: transfer failed"
     return paid
 

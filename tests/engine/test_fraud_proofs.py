@@ -118,8 +118,8 @@ def books(engine, fund, set_market, trade, accounts, maker):
 
 
 def _funds_add_up(token, bond, paid_out):
-    assert token.balanceOf(bond) == bond.total_bonded()
-    assert bond.total_bonded() + paid_out == 2 * BOND
+    assert token.balanceOf(bond) == bond.total_bonded() + bond.forfeited()
+    assert bond.total_bonded() + bond.forfeited() + paid_out == 2 * BOND
 
 
 def test_rogue_root__challenged_voided_paid__applied_margin_stops_backing_new_risk(
@@ -141,10 +141,10 @@ def test_rogue_root__challenged_voided_paid__applied_margin_stops_backing_new_ri
     tx = fraud.challenge(*challenge_arguments(trees, record, victim.address, book[victim.address]),
                          sender=liquidator)
     [log] = tx.decode_logs(fraud.FraudProven)
-    assert (log.code, log.account, log.paid) == (1, victim.address, 2 * BOND)
-    assert token.balanceOf(liquidator) - before == 2 * BOND
+    assert (log.code, log.account, log.paid) == (1, victim.address, 2 * BOND // 5)   # 20% of both bonds
+    assert token.balanceOf(liquidator) - before == 2 * BOND // 5
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
-    _funds_add_up(token, bond, 2 * BOND)
+    _funds_add_up(token, bond, 2 * BOND // 5)
     # no leaf of the voided epoch applies any more, and the applied one backs no new risk
     with ape.reverts("oracle: epoch voided by a fraud proof"):
         engine.apply_leaf(*(lambda lp: (lp[0].as_args(), lp[1]))(trees.account_proof(maker.address)), sender=keeper)
@@ -226,4 +226,4 @@ def test_repeated_challenge__second_reverts(
     assert tx.decode_logs(fraud.FraudProven)[0].code == 4
     with ape.reverts("fraud: epoch already void"):
         fraud.challenge(*args, sender=attacker)
-    _funds_add_up(token, bond, 2 * BOND)
+    _funds_add_up(token, bond, 2 * BOND // 5)

@@ -167,10 +167,11 @@ def test_rogue_leaf__proven_with_its_code__voided_and_bonds_paid(system, code, l
         paid = _challenge(system, trees, record, A, scenarios, joint if scenarios else 0)
         [log] = [e for e in fraud.get_logs() if type(e).__name__ == "FraudProven"]
         assert log.code == code
-        assert paid == 2 * BOND and token.balanceOf(challenger) - before == 2 * BOND
+        assert paid == 2 * BOND // 5 and token.balanceOf(challenger) - before == 2 * BOND // 5
         assert oracle.epoch_record_hash(ENGINE, record.signed_at) == VOID
         # the two signers of the root stop counting; the third alone is below threshold
         assert not bond.is_bonded(SIGNERS[0].address) and not bond.is_bonded(SIGNERS[1].address)
-        assert token.balanceOf(bond.address) == bond.total_bonded() == BOND
+        assert bond.total_bonded() == BOND and bond.forfeited() == 2 * BOND - 2 * BOND // 5
+        assert token.balanceOf(bond.address) == bond.total_bonded() + bond.forfeited()
         with boa.reverts("fraud: epoch already void"):
             _challenge(system, trees, record, A, scenarios, joint if scenarios else 0)

@@ -55,7 +55,8 @@ def _post_index(oracle, domain, by, price=100):
 
 def _adds_up(token, bond):
     staked = sum(bond.stake(s.address) + bond.pending(s.address) for s in SIGNERS)
-    assert token.balanceOf(bond.address) == bond.total_bonded() == staked
+    assert bond.total_bonded() == staked
+    assert token.balanceOf(bond.address) == staked + bond.forfeited()
 
 
 def test_signer_below_bond__stops_counting(system):
@@ -113,11 +114,30 @@ def test_slash__only_the_slasher__pays_stake_and_pending(system):
         bond.slash([s], OPERATOR)
     challenger = "0x" + "cc" * 20
     with boa.env.prank(slasher):
-        assert bond.slash([s], challenger) == BOND
-    assert token.balanceOf(challenger) == BOND
+        assert bond.slash([s], challenger) == BOND // 5     # the challenger's 20%
+    assert token.balanceOf(challenger) == BOND // 5
     assert bond.stake(s) == bond.pending(s) == 0
+    assert bond.forfeited() == BOND - BOND // 5
     _adds_up(token, bond)
     assert token.balanceOf(bond.address) + token.balanceOf(challenger) == 3 * BOND
+
+
+def test_slash__signer_challenges_its_own_root__keeps_only_the_challenger_share(system):
+    """The signers of a false root know first: challenging it themselves must not hand their
+    bond back. The challenger's share is 20%; the signer loses the other 80% for good."""
+    token, oracle, bond, domain = system
+    slasher = "0x" + "5a" * 20
+    bond.set_slasher(slasher)
+    s = SIGNERS[0].address
+    before = token.balanceOf(s)
+    with boa.env.prank(slasher):
+        paid = bond.slash([s], s)                 # the slashed signer is the challenger
+    assert paid == BOND * bond.CHALLENGER_SHARE_BPS() // 10_000 == BOND // 5
+    assert token.balanceOf(s) - before == BOND // 5
+    assert bond.stake(s) == bond.pending(s) == 0 and not bond.is_bonded(s)
+    with boa.env.prank(s), boa.reverts("bond: nothing pending"):
+        bond.withdraw()                           # the forfeited 80% is nobody's to withdraw
+    _adds_up(token, bond)
 
 
 def test_deploy__delay_not_above_window__refused():
