@@ -324,7 +324,7 @@ class RiskEngine:
 
     def what_if(self, book, trade) -> dict:
         """Margin before and after adding `trade` (both dense size vectors), and the bound the
-        contracts apply until the next attestation, in one call."""
+        contracts apply until the next account leaf, in one call."""
         q, t = self.book_vector(book), self.book_vector(trade)
         before, after = self.single(q), self.single(q + t)
         rates = self.cached_margin_rates()

@@ -1,7 +1,7 @@
 """Exact margins for what goes on chain: attested IM/MM and the per-contract rates, in WAD
 integers, from sizes in WAD integers.
 
-The contracts rely on MM(book + q) <= MM(book) + |q| * rate(side) between attestations. Floats
+The contracts rely on MM(book + q) <= MM(book) + |q| * rate(side) between account leaves. Floats
 cannot promise that exactly (a float32 or float64 sum of the same terms in another batch or
 another order rounds differently), so everything the keeper signs is computed here once more in
 integer arithmetic: the epoch's per-contract vectors are quantised once to integers (risk arrays

@@ -39,5 +39,5 @@ def worst_loss(pnl: np.ndarray, weight: np.ndarray, decorrelation: float = 1.0,
 def liquidity_shock(delta_notional: np.ndarray, threshold, rate) -> np.ndarray:
     """rate * (|net delta notional| - threshold)+ per underlying (n_acc, U); threshold and rate
     are scalars or per underlying (U,). Not subadditive nor homogeneous (the threshold), but
-    rate-Lipschitz in the delta notional, which is what bounds it between attestations."""
+    rate-Lipschitz in the delta notional, which is what bounds it between account leaves."""
     return rate * np.maximum(np.abs(delta_notional) - threshold, 0.0)

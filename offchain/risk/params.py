@@ -1,7 +1,7 @@
 """Versioned risk-parameter files and their content hash (`params_hash`, stored on-chain as bytes32).
 
 A parameter set is plain JSON; its hash is sha256 over the canonical encoding (sorted keys, no
-whitespace), so any change of any coefficient changes the hash the attestations carry."""
+whitespace), so any change of any coefficient changes the hash every epoch root carries."""
 
 from __future__ import annotations
 
