@@ -448,7 +448,7 @@ def trading_params() -> IMarginEngine.TradingParams:
         max_positions=cfg & core.MASK_8,
         taker_fee_bps=(cfg >> 8) & core.MASK_16,
         max_price_age=(cfg >> 24) & core.MASK_32,
-        max_attestation_age=(cfg >> 56) & core.MASK_32,
+        max_margin_basis_age=(cfg >> 56) & core.MASK_32,
         max_liquidation_price_age=(cfg >> 88) & core.MASK_32,
     )
 

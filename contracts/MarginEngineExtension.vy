@@ -53,7 +53,7 @@ def withdraw(amount: uint256):
     """
     @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
             With positions: not paused, fresh marks, and equity >= IM after (the effective
-            IM within max_attestation_age of its basis, else the isolated bound).
+            IM within max_margin_basis_age of its basis, else the isolated bound).
     @param amount Token units to send to msg.sender.
     """
     assert self != _SELF, "engine: delegatecall only"

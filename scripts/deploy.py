@@ -33,7 +33,7 @@ from offchain.risk.params import DEFAULT_PARAMS
 
 WAD = 10**18
 MAX_INDEX_MOVE_BPS = 2_500
-# (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
+# (max_positions, taker_fee_bps, max_price_age, max_margin_basis_age, max_liquidation_price_age)
 TRADING = (32, 2, 6 * 3_600, 2 * 86_400, 12 * 3_600)
 # (discount_base_bps, slope_bps_per_hour, discount_max_bps, insurance_share_bps, buffer_bps, dust_mm_wad)
 LIQUIDATION = (200, 100, 2_000, 5_000, 1_000, 50 * WAD)

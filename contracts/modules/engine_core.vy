@@ -103,7 +103,7 @@ external_pnl_wad: public(int256)
 # and later settlements skip the registry call (~12k gas).
 _terms: HashMap[uint256, uint256]
 # packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
-# max_attestation_age (56-87) | max_liquidation_price_age (88-119) | VOID_SEEN (bit 120: the
+# max_margin_basis_age (56-87) | max_liquidation_price_age (88-119) | VOID_SEEN (bit 120: the
 # oracle voided a root of this engine, `note_void`) | and the taker fees collected, WAD
 # (128-255): every fill reads the parameters and adds a fee, one slot for both.
 _trading: uint256
@@ -243,7 +243,7 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
     """
     @dev The IM that new risk (a withdrawal, a trade that is not risk-reducing) must keep:
          the effective IM while its basis (an applied leaf's root, or the first pending
-         trade) is within max_attestation_age; otherwise the escape hatch, the book's
+         trade) is within max_margin_basis_age; otherwise the escape hatch, the book's
          isolated bound at the oracle's current per-unit rates (never below the portfolio
          figure by subadditivity), so a book never needs a keeper to withdraw what it frees.
          The same bound applies when the basis is the timestamp of a root a fraud proof
@@ -446,14 +446,14 @@ def _set_trading(p: IMarginEngine.TradingParams):
     assert p.max_positions > 0 and p.max_positions <= MAX_POSITIONS, "engine: max_positions out of range"
     assert p.taker_fee_bps <= 100, "engine: taker_fee_bps above 100"
     assert p.max_price_age > 0 and p.max_price_age <= MASK_32, "engine: max_price_age out of range"
-    assert p.max_attestation_age > 0 and p.max_attestation_age <= MASK_32, "engine: max_attestation_age out of range"
+    assert p.max_margin_basis_age > 0 and p.max_margin_basis_age <= MASK_32, "engine: max_margin_basis_age out of range"
     assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= MASK_32, "engine: max_liquidation_price_age out of range"
     # keeps VOID_SEEN and the fees collected (bits 120-255)
     self._trading = ((self._trading >> 120) << 120) | (
         p.max_positions
         | (p.taker_fee_bps << 8)
         | (p.max_price_age << 24)
-        | (p.max_attestation_age << 56)
+        | (p.max_margin_basis_age << 56)
         | (p.max_liquidation_price_age << 88)
     )
     log IMarginEngine.TradingParamsSet(params=p)

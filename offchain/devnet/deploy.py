@@ -27,7 +27,7 @@ class EngineSettings:
     max_positions: int = 32
     taker_fee_bps: int = 2
     max_price_age_s: int = 6 * 3600
-    max_attestation_age_s: int = 2 * 86_400
+    max_margin_basis_age_s: int = 2 * 86_400
     max_liquidation_price_age_s: int = 6 * 3600
     discount_base_bps: int = 200
     discount_slope_bps_per_hour: int = 100
@@ -39,7 +39,7 @@ class EngineSettings:
 
     def trading(self) -> tuple:
         return (self.max_positions, self.taker_fee_bps, self.max_price_age_s,
-                self.max_attestation_age_s, self.max_liquidation_price_age_s)
+                self.max_margin_basis_age_s, self.max_liquidation_price_age_s)
 
     def liquidation(self) -> tuple:
         return (self.discount_base_bps, self.discount_slope_bps_per_hour, self.discount_max_bps,

@@ -43,7 +43,7 @@ def storage_layout(path) -> dict[str, int]:
 TEST_MNEMONIC = "test test test test test test test test test test test junk"
 Account.enable_unaudited_hdwallet_features()
 
-# (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
+# (max_positions, taker_fee_bps, max_price_age, max_margin_basis_age, max_liquidation_price_age)
 TRADING = (8, 10, 3_600, 86_400, 7_200)
 # (discount_base_bps, slope_bps_per_hour, discount_max_bps, insurance_share_bps, buffer_bps, dust_mm_wad)
 LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)

@@ -205,7 +205,7 @@ def test_apply_leaf__leaf_of_previous_epoch__reverts(engine, open_long, leaf_for
         engine.apply_leaf(*_args(old, long_perp), sender=keeper)
 
 
-def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, open_long, leaf_for, post_root, keeper,
+def test_withdraw__root_older_than_margin_basis_age__escape_hatch_bound(engine, open_long, leaf_for, post_root, keeper,
                                                                         mine, set_market, oracle):
     long_perp = open_long()
     engine.apply_leaf(*_args(post_root([leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD), _filler(1)]), long_perp),
@@ -221,7 +221,7 @@ def test_withdraw__root_older_than_attestation_age__escape_hatch_bound(engine, o
 
 def test_withdraw__no_keeper_ever__escape_hatch_frees_hedged_book(engine, fund, set_market, trade, fresh, maker, mine,
                                                                   oracle):
-    """No root, no attestation, ever: after max_attestation_age the hedged book is margined by
+    """No root, no leaf, ever: after max_margin_basis_age the hedged book is margined by
     its isolated bound (both legs' standalone rates) and withdraws what that frees."""
     fund(fresh, 30_000 * USDC)
     fund(maker, 100_000 * USDC)

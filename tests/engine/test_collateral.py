@@ -216,7 +216,7 @@ def test_withdraw__stale_marks__reverts(engine, long_perp, mine):
 def test_withdraw__stale_margin_basis__escape_hatch_frees_above_isolated_bound(engine, long_perp, mine, set_market,
                                                                                    oracle):
     mine(TRADING[3] + 1)
-    set_market()  # fresh marks, but the pending basis (first trade) is older than max_attestation_age
+    set_market()  # fresh marks, but the pending basis (first trade) is older than max_margin_basis_age
     isolated_im, _ = oracle.isolated_margins([PERP], [WAD])
     free = engine.health(long_perp).equity_wad - isolated_im
     with ape.reverts("engine: below initial margin"):

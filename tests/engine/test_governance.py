@@ -50,7 +50,7 @@ def test_set_trading_params__valid__stored_and_logged(engine, admin):
     (0, 33, "max_positions out of range"),
     (1, 101, "taker_fee_bps above 100"),
     (2, 0, "max_price_age out of range"),
-    (3, 0, "max_attestation_age out of range"),
+    (3, 0, "max_margin_basis_age out of range"),
     (4, 3_599, "max_liquidation_price_age out of range"),
 ])
 def test_set_trading_params__invalid__reverts_naming_field(engine, admin, index, value, reason):

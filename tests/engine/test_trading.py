@@ -181,7 +181,7 @@ def test_fill__stale_margin_basis__margined_by_isolated_bound(engine, books, tra
     trade(maker, taker, PERP, WAD, PRICE)
     mine(TRADING[3] + 1)
     set_market()
-    # no leaf within max_attestation_age: the book's isolated bound margins the trade (a
+    # no leaf within max_margin_basis_age: the book's isolated bound margins the trade (a
     # hedge is charged both legs' standalone rates) and it still fits 100k of equity
     trade(maker, taker, FUTURE, -WAD, PRICE)
     assert engine.position(maker, FUTURE) == -WAD

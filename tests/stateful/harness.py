@@ -66,7 +66,7 @@ _PLACEHOLDER_LEAF = AccountLeaf(
     worst_loss_wad=0, worst_scenarios=0, basis_addon_wad=0, short_option_addon_wad=0,
     liquidity_addon_wad=0, rounding_guard_wad=0)
 
-# (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
+# (max_positions, taker_fee_bps, max_price_age, max_margin_basis_age, max_liquidation_price_age)
 TRADING = (8, 10, HOUR, DAY, 2 * HOUR)
 # (discount_base_bps, slope_bps_per_hour, discount_max_bps, insurance_share_bps, buffer_bps,
 #  dust_mm_wad)

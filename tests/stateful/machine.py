@@ -133,7 +133,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     def new_risk_im(self, addr: str, effective_im: int) -> int:
         """The IM new risk must keep now (MarginEngine `_new_risk_im`): the effective IM while
-        the margin basis is within max_attestation_age, else the escape hatch, the book's
+        the margin basis is within max_margin_basis_age, else the escape hatch, the book's
         isolated bound at the oracle's rates (a stale basis with a large signed IM, which no
         liquidation removed because the model called the book healthy, is such a book)."""
         v = self.s.account(addr)
