@@ -20,7 +20,8 @@ from offchain.chain.build import compile_contracts
 from offchain.errors import UserError
 
 WAD = 10**18
-CONTRACTS = ("MarginEngine", "MarginEngineExtension", "RiskOracle", "InstrumentRegistry", "MockERC20")
+CONTRACTS = ("MarginEngine", "MarginEngineExtension", "RiskOracle", "InstrumentRegistry", "MockERC20",
+             "SignerBond", "FraudProofs", "ScenarioVerifier")
 # JSON-RPC batch size for account reads (anvil and geth accept a few hundred per batch)
 READ_BATCH = 250
 
@@ -32,11 +33,20 @@ class Deployment:
     oracle: Contract
     registry: Contract
     token: Contract
+    # the signers' stake and the fraud proofs that slash it (None: a deployment without them,
+    # where every oracle signer counts unbonded), and the verifier the proofs re-price with
+    signer_bond: Contract | None = None
+    fraud_proofs: Contract | None = None
+    verifier: Contract | None = None
 
     @property
     def addresses(self) -> dict[str, str]:
-        return {"engine": self.engine.address, "oracle": self.oracle.address,
-                "registry": self.registry.address, "token": self.token.address}
+        out = {"engine": self.engine.address, "oracle": self.oracle.address,
+               "registry": self.registry.address, "token": self.token.address}
+        for name in ("signer_bond", "fraud_proofs", "verifier"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name).address
+        return out
 
 
 def abis() -> dict[str, list]:

@@ -75,6 +75,7 @@ netmargin devnet is up (chain id {d['chain_id']}, prices: {d['price_source']['ki
 
   engine       {c['engine']['address']}
   token (nUSD) {c['token']['address']}   oracle {c['oracle']['address']}
+  signer bond  {c['signer_bond']['address']}   fraud proofs {c['fraud_proofs']['address']}
 
   test wallets (Anvil's public test keys, {net.options.faucet:,.0f} nUSD each; import one into your wallet):""")
     for x in w:

@@ -183,7 +183,9 @@ def run_window(label: str, first: str, last: str, data_dir: str, step_hours: flo
         owner, dealer, keeper_gas = a[0], a[1], a[2]
         oracle_keys = [a[3], a[4], a[5]]
         trader_keys = dict(zip(TRADERS, a[6:6 + len(TRADERS)], strict=True))
-        dep = deploy_system(dev.w3, owner, [k.address for k in oracle_keys], 2, params, EngineSettings())
+        # the three signers bond their stake themselves (SignerBond); only bonded ones count
+        dep = deploy_system(dev.w3, owner, [k.address for k in oracle_keys], 2, params, EngineSettings(),
+                            signer_keys=oracle_keys)
         spot0 = source.spot(t0)
         specs, books = _books(float(spot0[0]), float(spot0[1]), short_exp, long_exp)
         list_instruments(dep, owner, specs)

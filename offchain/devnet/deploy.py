@@ -1,4 +1,5 @@
-"""Deploy a complete netmargin system (token, registry, oracle, engine) and list instruments.
+"""Deploy a complete netmargin system (token, registry, oracle, engine, and the signers' bonds
+with the fraud proofs that slash them) and list instruments.
 
 Used by `netmargin demo`, tests/e2e and the benchmarks: one place that knows constructor
 arguments, so they all run the same contracts the same way.
@@ -46,6 +47,29 @@ class EngineSettings:
                 self.insurance_share_bps, self.buffer_bps, int(self.dust_mm * WAD))
 
 
+@dataclass(frozen=True)
+class BondSettings:
+    """SignerBond's constructor arguments (token units and seconds of chain time). Every oracle
+    signer stakes `required_bond` before the oracle is wired to the bond: from then on only
+    bonded signers count toward the threshold."""
+
+    required_bond: float = 100_000.0    # settlement tokens per signer
+    challenge_window_s: int = 86_400     # a posted root can be challenged for a day
+    withdrawal_delay_s: int = 3 * 86_400  # > the window: a leaving signer stays slashable
+
+    def check(self) -> None:
+        if not self.required_bond > 0:
+            raise UserError(f"bond.required_bond: must be > 0 tokens, got {self.required_bond}")
+        if self.challenge_window_s <= 0:
+            raise UserError(f"bond.challenge_window_s: must be > 0 seconds, got {self.challenge_window_s}")
+        if self.withdrawal_delay_s <= self.challenge_window_s:
+            raise UserError(f"bond.withdrawal_delay_s: must exceed the challenge window "
+                            f"({self.challenge_window_s} s), got {self.withdrawal_delay_s}")
+
+    def units(self) -> int:
+        return int(Decimal(repr(float(self.required_bond))) * 10**TOKEN_DECIMALS)
+
+
 def send(w3: Web3, sender: LocalAccount, call, what: str):
     """Sign and send one call from a dev account; raises UserError with the revert reason."""
     try:
@@ -61,9 +85,18 @@ def send(w3: Web3, sender: LocalAccount, call, what: str):
 
 
 def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: int,
-                  params: Params, settings: EngineSettings = EngineSettings()) -> Deployment:
+                  params: Params, settings: EngineSettings = EngineSettings(),
+                  bonds: BondSettings | None = BondSettings(),
+                  signer_keys: list[LocalAccount] = ()) -> Deployment:
+    """Everything, owned by `owner`. With `bonds` (the default) the SignerBond and FraudProofs
+    are deployed and wired, and every signer is bonded: a signer whose key is in `signer_keys`
+    gets the stake from the token's faucet and bonds it itself, another is funded by the owner
+    (SignerBond credits a stake to whoever it names). `bonds=None`: no bonds, every signer
+    counts (the oracle as before fraud proofs)."""
+    if bonds is not None:
+        bonds.check()
     builds = compile_contracts(["MockERC20", "InstrumentRegistry", "RiskOracle", "MarginEngine",
-                                "MarginEngineExtension", "ScenarioVerifier"])
+                                "MarginEngineExtension", "ScenarioVerifier", "SignerBond", "FraudProofs"])
     token = deploy(w3, builds["MockERC20"], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
     registry = deploy(w3, builds["InstrumentRegistry"], owner)
     params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
@@ -81,7 +114,35 @@ def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: 
                     registry.address, extension.address, settings.trading(), settings.liquidation())
     engine = w3.eth.contract(address=engine.address, abi=engine_abi(
         builds["MarginEngine"]["abi"], builds["MarginEngineExtension"]["abi"]))
-    return Deployment(w3=w3, engine=engine, oracle=oracle, registry=registry, token=token)
+    dep = Deployment(w3=w3, engine=engine, oracle=oracle, registry=registry, token=token, verifier=verifier)
+    if bonds is not None:
+        deploy_bonds(dep, builds, owner, signers, signer_keys, bonds)
+    return dep
+
+
+def deploy_bonds(dep: Deployment, builds: dict, owner: LocalAccount, signers: list[str],
+                 signer_keys: list[LocalAccount], bonds: BondSettings) -> None:
+    """SignerBond and FraudProofs (the verifier registered for the oracle's parameter set, the
+    proofs the bond's only slasher), every signer bonded, then the oracle wired to both: in
+    that order, so no root is ever refused for want of bonded signers."""
+    w3 = dep.w3
+    bond = deploy(w3, builds["SignerBond"], owner, dep.token.address, bonds.units(),
+                  bonds.challenge_window_s, bonds.withdrawal_delay_s)
+    fraud = deploy(w3, builds["FraudProofs"], owner, dep.oracle.address, bond.address)
+    send(w3, owner, fraud.functions.register_verifier(dep.verifier.address), "register_verifier")
+    send(w3, owner, bond.functions.set_slasher(fraud.address), "set_slasher")
+    amount = bonds.units()
+    keys = {k.address: k for k in signer_keys}
+    for i, signer in enumerate(signers):
+        funder = keys.get(Web3.to_checksum_address(signer), owner)
+        send(w3, owner, dep.token.functions.mint(funder.address, amount), f"signers[{i}]: mint the bond")
+        send(w3, funder, dep.token.functions.approve(bond.address, amount), f"signers[{i}]: approve the bond")
+        send(w3, funder, bond.functions.bond(signer, amount), f"signers[{i}]: bond")
+        if not bond.functions.is_bonded(signer).call():
+            raise UserError(f"signers[{i}]: {signer} is not bonded after staking {bonds.required_bond:g} tokens "
+                            "(a token that takes a fee on transfer?)")
+    send(w3, owner, dep.oracle.functions.set_fraud_contracts(bond.address, fraud.address), "set_fraud_contracts")
+    dep.signer_bond, dep.fraud_proofs = bond, fraud
 
 
 def list_instruments(dep: Deployment, owner: LocalAccount, specs: list[dict]) -> list[int]:

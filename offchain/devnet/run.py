@@ -11,7 +11,8 @@ fat-tailed random walk calibrated on it starting today), has a dealer quote ever
 instrument on the order book, serves the API and the web app, and writes deployment.json.
 
 Accounts (Anvil's well-known test mnemonic, devnet only): 0 owner, 1 dealer, 2 keeper gas and
-liquidator, 3-4 oracle signers (2 of 2), 5.. test wallets.
+liquidator, 3-4 oracle signers (2 of 2, each bonded in SignerBond from the token's faucet), 5..
+test wallets.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
     params = load_params()
     progress("deploying contracts and the standard instrument chain ...")
     deploy_block = anvil.w3.eth.block_number + 1
-    dep = deploy_system(anvil.w3, owner, [k.address for k in signer_keys], 2, params, EngineSettings())
+    dep = deploy_system(anvil.w3, owner, [k.address for k in signer_keys], 2, params, EngineSettings(),
+                        signer_keys=signer_keys)
     spot = source.spot(t0)
     specs = standard_specs(dict(zip(UNDERLYINGS, map(float, spot), strict=True)), t0)
     ids = list_instruments(dep, owner, specs)
@@ -299,10 +301,16 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
 def deployment_document(dep: Deployment, anvil: Devnet, chain_id: int, specs: list[dict], ids: list[int],
                         wallets: list[LocalAccount], options: DevnetOptions, t0: int, block: int) -> dict:
     a = abis()
+    # the signers' bond, the fraud proofs that slash it and the verifier they (and
+    # liquidations) re-price with: where a watcher or a challenger finds them
     contracts = {name: {"address": getattr(dep, key).address, "abi": a[abi_name]}
                  for name, key, abi_name in (("engine", "engine", "MarginEngine"), ("oracle", "oracle", "RiskOracle"),
                                              ("registry", "registry", "InstrumentRegistry"),
-                                             ("token", "token", "MockERC20"))}
+                                             ("token", "token", "MockERC20"),
+                                             ("signer_bond", "signer_bond", "SignerBond"),
+                                             ("fraud_proofs", "fraud_proofs", "FraudProofs"),
+                                             ("verifier", "verifier", "ScenarioVerifier"))
+                 if getattr(dep, key) is not None}
     domain = EngineDomain(chain_id, dep.engine.address)
     return {
         "chain_id": chain_id,
@@ -322,5 +330,6 @@ def deployment_document(dep: Deployment, anvil: Devnet, chain_id: int, specs: li
         # Anvil's well-known test keys: public, for this local devnet only
         "test_wallets": [{"address": w.address, "private_key": "0x" + bytes(w.key).hex()} for w in wallets],
         "roles": {"owner": anvil.accounts[OWNER].address, "dealer": anvil.accounts[DEALER].address,
-                  "keeper": anvil.accounts[KEEPER].address},
+                  "keeper": anvil.accounts[KEEPER].address,
+                  "signers": [anvil.accounts[i].address for i in (SIGNER_A, SIGNER_B)]},
     }

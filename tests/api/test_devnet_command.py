@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 
+from web3 import Web3
+
 from offchain.paths import REPO_ROOT
 
 
@@ -35,6 +37,7 @@ def test_devnet__started_then_ctrl_c__serves_writes_deployment_and_stops_cleanly
         d = json.loads((tmp_path / "deployment.json").read_text())
         assert d["chain_id"] == 31337 and len(d["instruments"]) == 28 and len(d["test_wallets"]) == 2
         assert d["contracts"]["engine"]["abi"] and d["order_eip712"]["primaryType"] == "Order"
+        assert_bonds_wired(d)
         api = d["api_url"]
         first = json.load(urllib.request.urlopen(f"{api}/api/health", timeout=10))  # noqa: S310
         assert first["prices_posted"]
@@ -50,3 +53,22 @@ def test_devnet__started_then_ctrl_c__serves_writes_deployment_and_stops_cleanly
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped." in rest and "Traceback" not in err, err
+
+
+def assert_bonds_wired(d: dict) -> None:
+    """deployment.json names the signer bond, the fraud proofs and the verifier (with ABIs), and
+    on chain they are wired to each other and to the oracle, every signer bonded."""
+    w3 = Web3(Web3.HTTPProvider(d["rpc_url"]))
+    c = {name: w3.eth.contract(address=x["address"], abi=x["abi"]) for name, x in d["contracts"].items()}
+    bond, fraud, oracle = c["signer_bond"], c["fraud_proofs"], c["oracle"]
+    assert bond.functions.slasher().call() == fraud.address
+    assert fraud.functions.BOND().call() == bond.address and fraud.functions.ORACLE().call() == oracle.address
+    assert fraud.functions.verifiers(oracle.functions.params_hash().call()).call()[0] == c["verifier"].address
+    (wired,) = oracle.events.FraudContractsSet().get_logs(from_block=d["deploy_block"])
+    assert (wired["args"]["signer_bond"], wired["args"]["fraud_proofs"]) == (bond.address, fraud.address)
+    assert len(d["roles"]["signers"]) == 2
+    for s in d["roles"]["signers"]:
+        assert oracle.functions.is_signer(s).call() and bond.functions.is_bonded(s).call()
+        # each signer staked its own tokens (from the faucet), not the owner's
+        (bonded,) = bond.events.Bonded().get_logs(from_block=d["deploy_block"], argument_filters={"signer": s})
+        assert bonded["args"]["funder"] == s and bonded["args"]["amount"] == bond.functions.required_bond().call()

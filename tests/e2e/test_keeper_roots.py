@@ -19,9 +19,17 @@ import pytest
 
 from offchain.chain.contracts import WAD, call_named
 from offchain.chain.epoch_leaves import market_leaves_of
+from offchain.chain.fraud import EpochRecord
 from offchain.chain.rebuild import find_root, read_publications, rebuild_epoch
 from offchain.devnet.anvil import start_anvil
-from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
+from offchain.devnet.deploy import (
+    BondSettings,
+    EngineSettings,
+    deploy_system,
+    fund,
+    list_instruments,
+    send,
+)
 from offchain.errors import UserError
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig
@@ -130,6 +138,31 @@ def test_keeper__new_books__one_root_for_every_account_with_its_public_data(worl
     doc = json.loads((w["tmp"] / "roots" / w["dep"].engine.address / "epoch-1.json").read_text())
     assert doc["state_block"] == report.state_block and len(doc["account_leaves"]) == 2
     assert cycle(w).epoch == 0
+
+
+def test_deploy__bonds_and_fraud_proofs_wired__the_root_counts_the_bonded_signers(world):
+    """deploy_system deploys SignerBond and FraudProofs, wires them both ways and to the oracle,
+    bonds every signer: the first root's epoch record names both signers as the ones whose
+    bonds answer for it."""
+    w = world
+    dep, bond, fraud = w["dep"], w["dep"].signer_bond, w["dep"].fraud_proofs
+    assert bond.functions.slasher().call() == fraud.address
+    assert fraud.functions.ORACLE().call() == dep.oracle.address and fraud.functions.BOND().call() == bond.address
+    params_hash = bytes.fromhex(w["params"].hash.removeprefix("0x"))
+    assert fraud.functions.verifiers(params_hash).call()[0] == dep.verifier.address
+    (wired,) = oracle_logs(w, "FraudContractsSet")
+    assert (wired["args"]["signer_bond"], wired["args"]["fraud_proofs"]) == (bond.address, fraud.address)
+    required = BondSettings().units()
+    assert bond.functions.required_bond().call() == required
+    for k in w["signer_keys"]:
+        assert bond.functions.is_bonded(k.address).call() and bond.functions.stake(k.address).call() == required
+    assert dep.token.functions.balanceOf(bond.address).call() == bond.functions.total_bonded().call() == 2 * required
+    (posted,) = oracle_logs(w, "RootPosted")
+    a = posted["args"]
+    record = EpochRecord(a["epoch"], a["accounts_root"], a["market_root"], params_hash, a["signed_at"],
+                         w["dev"].w3.eth.get_block(posted["blockNumber"])["timestamp"],
+                         tuple(sorted((k.address for k in w["signer_keys"]), key=lambda x: int(x, 16))))
+    assert dep.oracle.functions.epoch_record_hash(dep.engine.address, a["signed_at"]).call() == record.hash()
 
 
 def test_epoch__rebuilt_from_public_data_only__same_leaves_and_root(world):
