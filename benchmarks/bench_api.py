@@ -102,7 +102,7 @@ def main() -> None:
         store_path = Path(tmp.name) / "keeper.sqlite"
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=DAY,
                            attest_max_age_s=7 * DAY)
-        signers = Signers([a[4]], workers=1)
+        signers = Signers([a[4]])
         keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(store_path), params, source)
         keeper.startup()
         keeper.cycle()  # marks and rates for all instruments
@@ -160,7 +160,6 @@ def main() -> None:
         p99 = float(np.percentile(report, 99))
         verdict = "met" if p99 <= TARGET_P99_MS else "MISSED"
         print(f"   target: report p99 <= {TARGET_P99_MS:.0f} ms at steady head -> {p99:.1f} ms, {verdict}")
-        signers.close()
         stop.set()
     finally:
         if server is not None:

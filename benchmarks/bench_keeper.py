@@ -176,7 +176,7 @@ def bench_cycle(n: int, tmp: Path) -> None:
         source = FixedSource()
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
                            price_max_age_s=DAY, attest_max_age_s=7 * DAY)
-        signers = Signers([a[4]], workers=1)
+        signers = Signers([a[4]])
         keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"),
                         params, source)
         keeper.startup()
@@ -209,7 +209,6 @@ def bench_cycle(n: int, tmp: Path) -> None:
             print(f"   {name:24s}: whole cycle {r.seconds['total']:.3f} s for {r.accounts:,} accounts "
                   f"(root epoch {r.epoch}, {r.leaves:,} leaves, {len(r.liquidated)} liquidated); "
                   f"{blocks}  {fmt(r.seconds)}")
-        signers.close()
     finally:
         dev.stop()
 
@@ -217,7 +216,6 @@ def bench_cycle(n: int, tmp: Path) -> None:
 def bench_latency(n: int, tmp: Path) -> None:
     print(f"== price update -> liquidation mined, {n:,} accounts, 1 s blocks")
     dev, dep, params, a, admin, dealer, gas, poster = system(n, "latency")
-    signers: list[Signers] = []
     stop = threading.Event()
     th = None
     try:
@@ -225,8 +223,7 @@ def bench_latency(n: int, tmp: Path) -> None:
         # the poster is another oracle signer holding the same 1-of-1 key; the keeper reads the oracle
         post_cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, liquidate=False,
                                 settle=False, post_roots=False, price_max_age_s=DAY, data_dir=str(tmp / "poster"))
-        signers.append(Signers([a[4]], workers=1))
-        poster_keeper = Keeper(post_cfg, dep, signers[-1], Executor(dev.w3, poster, post_cfg.gas),
+        poster_keeper = Keeper(post_cfg, dep, Signers([a[4]]), Executor(dev.w3, poster, post_cfg.gas),
                                StateStore(":memory:"), params, source)
         poster_keeper.startup()
         poster_keeper.cycle()
@@ -246,8 +243,7 @@ def bench_latency(n: int, tmp: Path) -> None:
             o.size_wad), "victim fill")
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, post_prices=False,
                            poll_interval_s=0.02, attest_max_age_s=7 * DAY, data_dir=str(tmp / "keeper"))
-        signers.append(Signers([a[4]], workers=1))
-        keeper = Keeper(cfg, dep, signers[-1], Executor(dev.w3, gas, cfg.gas),
+        keeper = Keeper(cfg, dep, Signers([a[4]]), Executor(dev.w3, gas, cfg.gas),
                         StateStore(":memory:"), params, None)
         keeper.startup()
         dev.mine(dev.w3.eth.get_block("latest")["timestamp"] + 60)
@@ -287,14 +283,11 @@ def bench_latency(n: int, tmp: Path) -> None:
         print(f"   price update mined in block {price_block}, root in block {root_block}, liquidation in "
               f"block {ev['blockNumber']}: {ev['blockNumber'] - price_block} block(s), {wall:.2f} s wall clock")
     finally:
-        # the keeper thread finishes its cycle (receipts need the node) before the node stops,
-        # and the signers' worker pools are closed: a process pool left open, or a cycle
-        # retrying receipts from a stopped node, kept the benchmark from exiting
+        # the keeper thread finishes its cycle (receipts need the node) before the node stops:
+        # a cycle retrying receipts from a stopped node kept the benchmark from exiting
         stop.set()
         if th is not None:
             th.join(timeout=120)
-        for sg in signers:
-            sg.close()
         dev.stop()
 
 

@@ -73,7 +73,6 @@ def main() -> None:
         out = json.loads(p.stdout) if p.returncode in (0, 1) else {"error": p.stderr.strip()}
         print(f"   `netmargin rebuild` process: {wall:.2f} s wall, exit {p.returncode}, "
               f"matches {out.get('matches')}, phases {out.get('phase_seconds')}")
-        signers.close()
     finally:
         dev.stop()
 

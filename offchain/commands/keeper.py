@@ -49,8 +49,7 @@ def run(args) -> int:
     from offchain.keeper.store import StateStore
     from offchain.risk import load_params
 
-    # Ctrl-C before the loop (while loading keys or reading the chain) exits quietly too;
-    # signing workers ignore SIGINT, so only this process reacts to it
+    # Ctrl-C before the loop (while loading keys or reading the chain) exits quietly too
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     cfg = load_config(args.config)
@@ -100,7 +99,6 @@ def run(args) -> int:
         return 130
     finally:
         keeper.flush()   # the last epoch file on disk before exiting
-        signers.close()
         store.close()
         if server:
             server.stop()

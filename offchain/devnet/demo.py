@@ -235,7 +235,6 @@ def run_window(label: str, first: str, last: str, data_dir: str, step_hours: flo
         result.funds = reconcile(dep)
         result.keeper_stats = _keeper_stats(keeper)
         result.roots = _roots(dep)
-        signers.close()
         result.seconds = time.perf_counter() - t_begin
         return result
 

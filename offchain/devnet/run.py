@@ -207,8 +207,6 @@ class RunningDevnet:
             self.server.should_exit = True
         for t in self.threads:
             t.join(timeout=10)
-        if self.signers is not None:
-            self.signers.close()
         self.keeper.store.close()
         self.anvil.stop()
 
@@ -275,7 +273,7 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
     shutil.rmtree(out / "roots", ignore_errors=True)  # and the old epoch files another engine
     cfg = KeeperConfig(rpc_url=anvil.url, engine_address=dep.engine.address, data_dir=str(out),
                        start_block=deploy_block, poll_interval_s=options.keeper_poll_s)
-    signers = Signers(signer_keys, workers=1)
+    signers = Signers(signer_keys)
     keeper = Keeper(cfg, dep, signers, Executor(anvil.w3, keeper_gas, cfg.gas), StateStore(store_path),
                     params, source)
     progress("keeper: first prices ...")

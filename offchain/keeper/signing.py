@@ -3,15 +3,12 @@
 The type strings are RiskOracle's (`MARKET_DATA_TYPEHASH` etc.); tests/e2e checks every digest
 here against the oracle's own `*_digest` views, so the two cannot drift apart silently.
 Signing uses eth-keys' coincurve backend (native secp256k1, ~140 us per signature; the
-pure-Python fallback takes ~3 ms); big batches are also spread over a process pool (one
-worker per core).
+pure-Python fallback takes ~3 ms). A cycle signs a handful of digests (an epoch root and its
+data, marks, index and settlement prices), so signing is serial in the keeper's process.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
@@ -97,47 +94,16 @@ class Signers:
     """The keeper's signing keys (one or more of the oracle's M-of-N), ordered by address.
 
     `sign(digests)` returns, per digest, the signatures in ascending signer order as the
-    oracle requires. Batches above `pool_min` go to a process pool.
+    oracle requires.
     """
 
-    def __init__(self, accounts: list[LocalAccount], workers: int | None = None, pool_min: int = 64):
+    def __init__(self, accounts: list[LocalAccount]):
         ordered = sorted(accounts, key=lambda a: int(a.address, 16))
         self.addresses = [a.address for a in ordered]
         self._keys = [eth_keys.PrivateKey(a.key) for a in ordered]
-        self._workers = workers if workers is not None else (os.cpu_count() or 1)
-        self._pool_min = pool_min
-        self._pool: ProcessPoolExecutor | None = None
 
     def sign(self, digests: list[bytes]) -> list[list[bytes]]:
-        if len(digests) >= self._pool_min and self._workers > 1:
-            return self._sign_pooled(digests)
         return [[sign_digest(k, d) for k in self._keys] for d in digests]
-
-    def _sign_pooled(self, digests: list[bytes]) -> list[list[bytes]]:
-        if self._pool is None:
-            # workers ignore Ctrl-C: the keeper finishes its cycle and closes the pool itself
-            self._pool = ProcessPoolExecutor(self._workers, initializer=_ignore_sigint)
-        key_bytes = [k.to_bytes() for k in self._keys]
-        step = -(-len(digests) // self._workers)
-        chunks = [digests[i:i + step] for i in range(0, len(digests), step)]
-        out: list[list[bytes]] = []
-        for part in self._pool.map(_sign_chunk, [key_bytes] * len(chunks), chunks):
-            out.extend(part)
-        return out
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
-
-
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _sign_chunk(key_bytes: list[bytes], digests: list[bytes]) -> list[list[bytes]]:
-    keys = [eth_keys.PrivateKey(k) for k in key_bytes]
-    return [[sign_digest(k, d) for k in keys] for d in digests]
 
 
 # ---- maker orders (MarginEngine's own EIP-712 domain) ----

@@ -42,7 +42,7 @@ def chain(tmp_path_factory):
                                    "expiry": T0 + 20 * DAY}])
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600)
-    signers = Signers([a[4]], workers=1)
+    signers = Signers([a[4]])
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"),
                     params, source)
     keeper.startup()
@@ -58,7 +58,6 @@ def chain(tmp_path_factory):
     mp.setenv("NETMARGIN_ENGINE", dep.engine.address)
     yield dict(dev=dev, dep=dep, keeper=keeper, trader=trader, maker=maker, tmp=tmp, mp=mp)
     mp.undo()
-    signers.close()
     dev.stop()
 
 

@@ -62,7 +62,7 @@ def world(tmp_path_factory):
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
                        poll_interval_s=0.05, price_max_age_s=3600)
-    signers = Signers(signer_keys, workers=1)
+    signers = Signers(signer_keys)
     store_path = tmp / "keeper.sqlite"
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(store_path),
                     params, source)
@@ -77,7 +77,6 @@ def world(tmp_path_factory):
     yield w
     stop.set()
     thread.join(timeout=10)
-    signers.close()
     dev.stop()
 
 

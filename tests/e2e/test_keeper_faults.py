@@ -139,7 +139,7 @@ def world(tmp_path_factory):
     for who, amount in ((keeper_gas, 5_000_000), (dealer, 5_000_000), (rival, 5_000_000), (trader, 3_500),
                         (late, 50_000)):
         fund(dep, admin, who, amount)
-    signers = Signers([a[5]], workers=1)
+    signers = Signers([a[5]])
     w = dict(dev=dev, dep=dep, admin=admin, dealer=dealer, keeper_gas=keeper_gas, trader=trader,
              rival=rival, late=late, spare_gas=a[6], signers=signers, params=params, tmp=tmp,
              source=FaultySource(ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
@@ -153,7 +153,6 @@ def world(tmp_path_factory):
     sig = sign_order(order, engine_domain(dev.w3.eth.chain_id, dep.engine.address), trader)
     send(dev.w3, dealer, dep.engine.functions.fill(order.as_tuple(), sig, WAD), "fill")
     yield w
-    signers.close()
     dev.stop()
 
 
@@ -332,7 +331,7 @@ def test_keeper__anvil_restarted_from_its_state__resumes_and_signs_again(tmp_pat
     params = load_params()
     dep = deploy_system(dev.w3, a[0], [a[3].address], 1, params, EngineSettings())
     list_instruments(dep, a[0], [{"underlying": "BTC", "kind": "perpetual"}])
-    signers = Signers([a[3]], workers=1)
+    signers = Signers([a[3]])
     w = dict(dev=dev, dep=dep, signers=signers, keeper_gas=a[1], params=params, tmp=tmp_path,
              source=FaultySource(ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})))
     try:
@@ -352,5 +351,4 @@ def test_keeper__anvil_restarted_from_its_state__resumes_and_signs_again(tmp_pat
         assert report.block > reached and keeper.indexer.cursor() >= reached
         assert report.held == "" and report.posted_prices
     finally:
-        signers.close()
         w["dev"].stop()

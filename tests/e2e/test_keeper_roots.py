@@ -76,7 +76,7 @@ def world(tmp_path_factory):
     source = FixedSource()
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
                        price_max_age_s=DAY, attest_max_age_s=DAY)
-    signers = Signers(signer_keys, workers=1)
+    signers = Signers(signer_keys)
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"), params, source)
     keeper.startup()
     keeper.cycle()   # first marks and rates, no account yet: no root
@@ -86,7 +86,6 @@ def world(tmp_path_factory):
              signer_keys=signer_keys)
     yield w
     server.stop()
-    signers.close()
     dev.stop()
 
 
@@ -249,7 +248,7 @@ def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_bloc
 
 def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
     w = world
-    rogue = Keeper(w["cfg"], w["dep"], Signers([w["stranger"]], workers=1),
+    rogue = Keeper(w["cfg"], w["dep"], Signers([w["stranger"]]),
                    Executor(w["dev"].w3, w["gas"], w["cfg"].gas), StateStore(":memory:"), w["params"], w["source"])
     with pytest.raises(UserError, match=f"{w['stranger'].address} is not an oracle signer"):
         rogue.startup()
@@ -258,7 +257,7 @@ def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
 def test_keeper__restart_on_same_data_dir__resumes_epoch_no_new_root(world):
     w = world
     w["keeper"].flush()
-    again = Keeper(w["cfg"], w["dep"], Signers(w["signer_keys"], workers=1),
+    again = Keeper(w["cfg"], w["dep"], Signers(w["signer_keys"]),
                    Executor(w["dev"].w3, w["gas"], w["cfg"].gas), StateStore(":memory:"), w["params"], w["source"])
     again.startup()
     assert again.epoch == w["keeper"].epoch and again.trees is not None

@@ -69,7 +69,7 @@ def world(tmp_path_factory):
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
                        data_dir=str(tmp / "keeper"))
-    signers = Signers([signer], workers=1)
+    signers = Signers([signer])
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"),
                     params, source)
     keeper.startup()
@@ -90,7 +90,6 @@ def world(tmp_path_factory):
     w = dict(dev=dev, dep=dep, keeper=keeper, params=params, signer=signer, gas=keeper_gas, traders=traders,
              roots=Path(cfg.data_dir) / "roots", tmp=tmp, env=env)
     yield w
-    signers.close()
     dev.stop()
 
 

@@ -78,12 +78,11 @@ def world(tmp_path_factory):
                             poll_s=0.0)
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
                        price_move_frac=0.002, price_max_age_s=3600)
-    signers = Signers([signer], workers=1)
+    signers = Signers([signer])
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(tmp / "k.sqlite"),
                     params, source)
     yield dict(dev=dev, dep=dep, admin=admin, gas=gas, signer=signer, stranger=stranger,
                feed=feed, keeper=keeper, cfg=cfg, params=params, tmp=tmp)
-    signers.close()
     feed.stop()
     dev.stop()
 
@@ -115,7 +114,7 @@ def index_posts(w) -> list:
 
 def test_keeper_startup__signer_key_not_an_oracle_signer__refuses_with_reason(world):
     w = world
-    signers = Signers([w["stranger"]], workers=1)
+    signers = Signers([w["stranger"]])
     rogue = Keeper(w["cfg"], w["dep"], signers, Executor(w["dev"].w3, w["gas"], w["cfg"].gas),
                    StateStore(w["tmp"] / "rogue.sqlite"), w["params"], None)
     with pytest.raises(UserError, match=f"{w['stranger'].address} is not an oracle signer"):
@@ -227,7 +226,7 @@ def test_setup_logging__text_format__extras_on_one_line(capsys):
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_keeper_cli__signal_to_process_group__stops_cleanly_without_tracebacks(world, tmp_path, sig):
-    """Ctrl-C in a terminal signals the whole process group (signing workers included)."""
+    """Ctrl-C in a terminal signals the whole process group, not only the keeper process."""
     import os
     import signal
     import subprocess
