@@ -101,7 +101,7 @@ def main() -> None:
         source = FixedSource()
         store_path = Path(tmp.name) / "keeper.sqlite"
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=DAY,
-                           attest_max_age_s=7 * DAY)
+                           root_max_age_s=7 * DAY)
         signers = Signers([a[4]])
         keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(store_path), params, source)
         keeper.startup()

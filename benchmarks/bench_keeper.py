@@ -175,7 +175,7 @@ def bench_cycle(n: int, tmp: Path) -> None:
     try:
         source = FixedSource()
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
-                           price_max_age_s=DAY, attest_max_age_s=7 * DAY)
+                           price_max_age_s=DAY, root_max_age_s=7 * DAY)
         signers = Signers([a[4]])
         keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"),
                         params, source)
@@ -242,7 +242,7 @@ def bench_latency(n: int, tmp: Path) -> None:
             o.as_tuple(), sign_order(o, engine_domain(dev.w3.eth.chain_id, dep.engine.address), victim),
             o.size_wad), "victim fill")
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, post_prices=False,
-                           poll_interval_s=0.02, attest_max_age_s=7 * DAY, data_dir=str(tmp / "keeper"))
+                           poll_interval_s=0.02, root_max_age_s=7 * DAY, data_dir=str(tmp / "keeper"))
         keeper = Keeper(cfg, dep, Signers([a[4]]), Executor(dev.w3, gas, cfg.gas),
                         StateStore(":memory:"), params, None)
         keeper.startup()

@@ -40,7 +40,7 @@ def main() -> None:
     dev, dep, params, a, admin, dealer, gas, poster = system(n, "rebuild")
     try:
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=DAY,
-                           attest_max_age_s=7 * DAY)
+                           root_max_age_s=7 * DAY)
         signers = Signers([a[4]])
         keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"), params,
                         FixedSource())

@@ -198,7 +198,7 @@ def run_window(label: str, first: str, last: str, data_dir: str, step_hours: flo
             specs_keys.append(KeySpec(f"keyfile:{path}", "NETMARGIN_DEMO_KEY_PASSPHRASE"))
         cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=tmp,
                            signers=specs_keys, price_max_age_s=int(step_hours * 3600),
-                           attest_max_age_s=DAY)
+                           root_max_age_s=DAY)
         signers = Signers([load_key(s, f"signers[{i}]") for i, s in enumerate(cfg.signers)])
         fund(dep, owner, keeper_gas, 20_000_000)
         fund(dep, owner, dealer, 50_000_000)

@@ -111,8 +111,8 @@ class Keeper:
         self.domain = oracle_domain(self.w3.eth.chain_id, dep.oracle.address)
         self.engine_calls = Encoder(dep.engine)
         self.oracle_calls = Encoder(dep.oracle)
-        self.policy = Policy(attest_move_frac=cfg.attest_move_frac, attest_move_abs=cfg.attest_move_abs,
-                             attest_max_age_s=cfg.attest_max_age_s, liquidate=cfg.liquidate,
+        self.policy = Policy(leaf_move_frac=cfg.leaf_move_frac, leaf_move_abs=cfg.leaf_move_abs,
+                             root_max_age_s=cfg.root_max_age_s, liquidate=cfg.liquidate,
                              settle=cfg.settle)
         # epoch roots: one signed root per epoch for every account, files under data_dir
         self.epochs = EpochStore(Path(cfg.data_dir) / "roots")
@@ -460,7 +460,7 @@ class Keeper:
         leaves = epoch_account_leaves(risk["epoch"], self.listed, b.state_nonce[rows], books,
                                       [b.pending_total.get(int(r), 0) for r in rows], hashes)
         trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"])
-        root = trees.root_message(timestamp=now, deadline=now + self.cfg.attest_validity_s,
+        root = trees.root_message(timestamp=now, deadline=now + self.cfg.signature_validity_s,
                                   params_hash=self.params_hash)
         data = trees.data_message(state_block)
         sig_root, sig_data = self.signers.sign([typed_digest(self.domain, eip712.struct_hash(root)),
@@ -633,7 +633,7 @@ class Keeper:
         mark_w = to_wad_list(marks, Rounding.NEAREST, field="marks")
         zeros = [0] * len(ids)
         r = [list(rates[k]) for k in range(4)]   # exact WAD integers (ExactMargins)
-        deadline = now + self.cfg.attest_validity_s
+        deadline = now + self.cfg.signature_validity_s
         sh = market_data_struct_hash(ids, mark_w, zeros, *r, self.params_hash, now, deadline)
         sigs = self.signers.sign([typed_digest(self.domain, sh)])[0]
         data = (ids, mark_w, zeros, *r, self.params_hash, now, deadline)
@@ -695,7 +695,7 @@ class Keeper:
         # the oracle bounds each index move: step toward the target, the rest next cycle
         target = clamp_moves(spot, current, 0.999 * self.max_index_move_bps / 10_000)
         prices = to_wad_list(target, Rounding.NEAREST, field="index")
-        deadline = now + self.cfg.attest_validity_s
+        deadline = now + self.cfg.signature_validity_s
         digest = typed_digest(self.domain, index_prices_struct_hash(names, prices, now, deadline))
         sigs = self.signers.sign([digest])[0]
 
@@ -721,7 +721,7 @@ class Keeper:
                             extra={"instrument": int(t.ids[i]), "expiry": expiry, "reason": str(exc)[:200]})
                 continue
             price_w = to_wad(price, Rounding.NEAREST, field="settlement_price")
-            deadline = now + self.cfg.attest_validity_s
+            deadline = now + self.cfg.signature_validity_s
             digest = typed_digest(self.domain, settlement_price_struct_hash(
                 int(t.ids[i]), price_w, expiry, deadline))
             sigs = self.signers.sign([digest])[0]

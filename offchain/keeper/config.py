@@ -22,6 +22,19 @@ from offchain.paths import DATA_DIR
 
 ENV_PREFIX = "NETMARGIN_KEEPER_"
 
+# Settings renamed when per-account margin attestations gave way to epoch roots (old name ->
+# new name, what it sets). An old name is refused with its new one: silently ignoring it
+# would run the keeper on a default the operator did not choose.
+RENAMED = {
+    "attest_move_frac": ("leaf_move_frac", "the fraction of its leaf's IM/MM an account's "
+                         "margin may move before a new epoch root is due"),
+    "attest_move_abs": ("leaf_move_abs", "the absolute IM/MM move from an account's leaf "
+                        "(settlement units) below which no new epoch root is due"),
+    "attest_max_age_s": ("root_max_age_s", "the epoch root's age that makes a heartbeat root due"),
+    "attest_validity_s": ("signature_validity_s", "how long a signed root, market data or "
+                          "price may be posted after signing"),
+}
+
 
 @dataclass(frozen=True)
 class KeySpec:
@@ -90,13 +103,15 @@ class KeeperConfig:
     poll_interval_s: float = 1.0
     # a new epoch root (every account re-margined) is due when any account's MM or IM moved
     # by more than this fraction of its leaf's...
-    attest_move_frac: float = 0.05
+    leaf_move_frac: float = 0.05
     # ...and by more than this absolute amount (settlement units), or when a book changed
-    attest_move_abs: float = 1.0
-    # ...or when the root is older than this (a heartbeat before the engine's age limit)
-    attest_max_age_s: int = 3600
-    # a signed root, market data or price may be posted up to this long after signing
-    attest_validity_s: int = 600
+    leaf_move_abs: float = 1.0
+    # ...or when the root is older than this (a heartbeat before the engine's
+    # max_margin_basis_age, past which new risk is margined by the isolated bound)
+    root_max_age_s: int = 3600
+    # a signed root, its epoch data, market data or a price may be posted up to this long
+    # after signing (the deadline of every message the keeper signs)
+    signature_validity_s: int = 600
     # liquidate accounts with equity < MM; the engine caps the fraction itself
     liquidate: bool = True
     # the liquidator pays at most this fraction of the slice's mark value (price limit)
@@ -134,6 +149,7 @@ def load_config(path: str | Path | None, env: typing.Mapping[str, str] | None = 
         raw = _read_file(Path(path))
     env = os.environ if env is None else env
     _apply_env(raw, env)
+    _refuse_renamed(raw)
     config = _build(KeeperConfig, raw, "config")
     validate(config)
     return config
@@ -146,10 +162,10 @@ def validate(config: KeeperConfig) -> None:
         ("rpc_url", config.rpc_url.startswith(("http://", "https://", "ws://", "wss://")),
          "an http(s) or ws(s) URL"),
         ("poll_interval_s", config.poll_interval_s > 0, "> 0"),
-        ("attest_move_frac", 0 < config.attest_move_frac < 1, "between 0 and 1"),
-        ("attest_move_abs", config.attest_move_abs >= 0, ">= 0"),
-        ("attest_max_age_s", config.attest_max_age_s > 0, "> 0"),
-        ("attest_validity_s", config.attest_validity_s > 0, "> 0"),
+        ("leaf_move_frac", 0 < config.leaf_move_frac < 1, "between 0 and 1"),
+        ("leaf_move_abs", config.leaf_move_abs >= 0, ">= 0"),
+        ("root_max_age_s", config.root_max_age_s > 0, "> 0"),
+        ("signature_validity_s", config.signature_validity_s > 0, "> 0"),
         ("liquidation_max_payment_frac", 0 < config.liquidation_max_payment_frac <= 1,
          "in (0, 1]"),
         ("confirmations", config.confirmations >= 0, ">= 0"),
@@ -182,6 +198,13 @@ def validate(config: KeeperConfig) -> None:
                 f"config.{name}.source: must be 'ape:<alias>' or 'keyfile:<path>' "
                 f"(plain keys are not accepted), got {_redact(spec.source)!r}"
             )
+
+
+def _refuse_renamed(raw: dict) -> None:
+    for old in sorted(set(raw) & set(RENAMED)):
+        new, meaning = RENAMED[old]
+        raise UserError(f"config.{old}: renamed to {new} ({meaning}); rename the key in the config "
+                        f"file, or set {ENV_PREFIX}{new.upper()} instead of {ENV_PREFIX}{old.upper()}")
 
 
 def _read_file(path: Path) -> dict:

@@ -17,13 +17,13 @@ from offchain.risk.exact import margins_wad_csr
 @dataclass(frozen=True)
 class Policy:
     # a new epoch root is due when an account's fresh MM or IM moved by more than this
-    # fraction of its leaf's (and more than attest_move_abs), a book changed, or the root
-    # is older than attest_max_age_s minus the refresh margin (a heartbeat)
-    attest_move_frac: float = 0.05
-    attest_move_abs: float = 1.0
-    attest_max_age_s: int = 3600
+    # fraction of its leaf's (and more than leaf_move_abs), a book changed, or the root
+    # is older than root_max_age_s minus the refresh margin (a heartbeat)
+    leaf_move_frac: float = 0.05
+    leaf_move_abs: float = 1.0
+    root_max_age_s: int = 3600
     # re-sign this long before the age limit so a root never lapses between cycles
-    attest_refresh_margin_s: int = 60
+    root_refresh_margin_s: int = 60
     max_liquidations_per_cycle: int = 200
     liquidate: bool = True
     settle: bool = True
@@ -82,13 +82,13 @@ def epoch_due(view: AccountsView, now: int, policy: Policy, root_timestamp: int)
     if changed.any():
         return f"{int(changed.sum())} book(s) changed"
     moved = has & ((np.abs(view.mm - view.leaf_mm)
-                    > np.maximum(policy.attest_move_frac * view.leaf_mm, policy.attest_move_abs))
+                    > np.maximum(policy.leaf_move_frac * view.leaf_mm, policy.leaf_move_abs))
                    | (np.abs(view.im - view.leaf_im)
-                      > np.maximum(policy.attest_move_frac * view.leaf_im, policy.attest_move_abs)))
+                      > np.maximum(policy.leaf_move_frac * view.leaf_im, policy.leaf_move_abs)))
     if moved.any():
         return f"margins moved ({int(moved.sum())} account(s))"
     age = now - root_timestamp
-    if has.any() and age > policy.attest_max_age_s - policy.attest_refresh_margin_s:
+    if has.any() and age > policy.root_max_age_s - policy.root_refresh_margin_s:
         return f"heartbeat ({age} s since the last root)"
     return ""
 

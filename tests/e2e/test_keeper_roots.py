@@ -75,7 +75,7 @@ def world(tmp_path_factory):
         fund(dep, admin, acct, amount)
     source = FixedSource()
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp),
-                       price_max_age_s=DAY, attest_max_age_s=DAY)
+                       price_max_age_s=DAY, root_max_age_s=DAY)
     signers = Signers(signer_keys)
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"), params, source)
     keeper.startup()

@@ -11,11 +11,11 @@ from offchain.keeper.config import load_config
 
 def test_load_config__toml_and_env_override__env_wins(tmp_path):
     path = tmp_path / "k.toml"
-    path.write_text('rpc_url = "http://node:8545"\nattest_move_frac = 0.1\n'
+    path.write_text('rpc_url = "http://node:8545"\nleaf_move_frac = 0.1\n'
                     '[[signers]]\nsource = "ape:signer1"\npassphrase_env = "P1"\n[gas]\nbump_pct = 20\n')
     cfg = load_config(path, env={"NETMARGIN_KEEPER_GAS__BUMP_PCT": "30",
                                  "NETMARGIN_KEEPER_DRY_RUN": "true"})
-    assert cfg.rpc_url == "http://node:8545" and cfg.attest_move_frac == 0.1
+    assert cfg.rpc_url == "http://node:8545" and cfg.leaf_move_frac == 0.1
     assert cfg.gas.bump_pct == 30 and cfg.dry_run is True
     assert cfg.signers[0].source == "ape:signer1"
 
@@ -28,7 +28,7 @@ def test_load_config__json__read(tmp_path):
 
 
 @pytest.mark.parametrize("text, field", [
-    ("attest_move_frac = 2.0", "config.attest_move_frac"),
+    ("leaf_move_frac = 2.0", "config.leaf_move_frac"),
     ("rpc_url = \"node:8545\"", "config.rpc_url"),
     ("bogus = 1", "config.bogus"),
     ("[gas]\nbump_pct = 5", "config.gas.bump_pct"),
@@ -58,3 +58,33 @@ def test_load_config__shipped_example__parses_with_separate_signing_and_gas_keys
     cfg = load_config(Path(__file__).parents[2] / "examples" / "keeper.toml", env={})
     assert cfg.signers[0].source.startswith("ape:") and cfg.gas_key.source.startswith("ape:")
     assert cfg.signers[0].source != cfg.gas_key.source and cfg.metrics_port == 9102
+
+
+@pytest.mark.parametrize("old, new", [
+    ("attest_move_frac", "leaf_move_frac"),
+    ("attest_move_abs", "leaf_move_abs"),
+    ("attest_max_age_s", "root_max_age_s"),
+    ("attest_validity_s", "signature_validity_s"),
+])
+def test_load_config__renamed_key_in_file__error_names_old_and_new_key(tmp_path, old, new):
+    path = tmp_path / "k.toml"
+    path.write_text(f"{old} = 1\n")
+    with pytest.raises(UserError) as exc:
+        load_config(path, env={})
+    msg = str(exc.value)
+    assert msg.startswith(f"config.{old}: renamed to {new} (")
+    assert "rename the key in the config file" in msg and f"NETMARGIN_KEEPER_{new.upper()}" in msg
+
+
+def test_load_config__renamed_key_in_environment__refused_not_ignored(tmp_path):
+    with pytest.raises(UserError, match=r"config\.attest_max_age_s: renamed to root_max_age_s .*"
+                                        r"NETMARGIN_KEEPER_ROOT_MAX_AGE_S instead of "
+                                        r"NETMARGIN_KEEPER_ATTEST_MAX_AGE_S"):
+        load_config(None, env={"NETMARGIN_KEEPER_ATTEST_MAX_AGE_S": "7200"})
+
+
+def test_load_config__new_key_names__read():
+    cfg = load_config(None, env={"NETMARGIN_KEEPER_LEAF_MOVE_FRAC": "0.1", "NETMARGIN_KEEPER_LEAF_MOVE_ABS": "2",
+                                 "NETMARGIN_KEEPER_ROOT_MAX_AGE_S": "7200",
+                                 "NETMARGIN_KEEPER_SIGNATURE_VALIDITY_S": "300"})
+    assert (cfg.leaf_move_frac, cfg.leaf_move_abs, cfg.root_max_age_s, cfg.signature_validity_s) == (0.1, 2.0, 7200, 300)

@@ -23,7 +23,7 @@ def make_view(n=4, **over):
 
 @pytest.fixture
 def policy():
-    return Policy(attest_move_frac=0.05, attest_move_abs=1.0, attest_max_age_s=3600)
+    return Policy(leaf_move_frac=0.05, leaf_move_abs=1.0, root_max_age_s=3600)
 
 
 def test_plan__nothing_moved__no_actions(policy):
