@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offchain.risk.exact import margins_wad_csr
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -145,24 +143,3 @@ def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
     if fresh is None:
         fresh = current <= 0
     return np.where(fresh, target, np.clip(target, current - band, current + band))
-
-
-def attested_margins(exact, live: np.ndarray, sizes_wad: dict[int, dict[int, int]],
-                     idx) -> tuple[list[int], list[int]]:
-    """(IM, MM) in WAD that the keeper signs in the leaves of accounts `idx`: the exact
-    integer margins (offchain.risk.exact, all books at once) over this epoch's engine, whose
-    instruments are the `live` ones, of the chain's own WAD sizes. Exact maths makes the
-    per-trade bound MM(after) <= MM(before) + ceil(|q| * rate / WAD) hold with no tolerance
-    whatever the batch; the float32 margins only screen when a root is due."""
-    if exact is None:
-        return [0] * len(idx), [0] * len(idx)
-    pos_in_engine = np.cumsum(live) - 1
-    indptr, cols, sizes = [0], [], []
-    for i in idx:
-        for j, q in sizes_wad.get(int(i), {}).items():
-            if j < len(live) and live[j]:
-                cols.append(int(pos_in_engine[j]))
-                sizes.append(q)
-        indptr.append(len(cols))
-    im, mm = margins_wad_csr(exact, indptr, cols, sizes)
-    return [int(v) for v in im], [int(v) for v in mm]

@@ -5,7 +5,7 @@ single contracts, zero sizes and ties between scenarios (perpetual-only books)."
 
 import numpy as np
 import pytest
-from test_attested_rate_bound import N, _engine
+from test_leaf_rate_bound import N, _engine
 
 from offchain.risk import load_params, params_from_dict
 from offchain.risk.exact import ExactMargins, margins_wad_csr

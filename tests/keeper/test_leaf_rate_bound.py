@@ -1,16 +1,17 @@
-"""The per-trade bound the contracts rely on, through the keeper's own attestation path: the
-keeper's engine (float32 screening, as the bot builds it), its book of the chain's WAD sizes
-(KeeperBook.apply_views), the rates it posts and the margins it signs
-(ExactMargins.rates_wad, strategy.attested_margins). For every book A and trade q:
-MM(A + q) <= MM(A) + ceil(|q| * rate(side) / WAD), exactly, in any batch."""
+"""The per-trade bound the contracts rely on, through the keeper's own leaf path: its book of
+the chain's WAD sizes (KeeperBook.apply_views), the rates it posts (ExactMargins.rates_wad)
+and the margins it signs in the account leaves (MarketInputs.margins_wad, what
+epoch_account_leaves puts in every leaf, over books keyed by instrument id as the bot builds
+them). For every book A and trade q: MM(A + q) <= MM(A) + ceil(|q| * rate(side) / WAD),
+exactly, in any batch."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from offchain.chain.epoch_leaves import MarketInputs
 from offchain.keeper.book import KeeperBook
-from offchain.keeper.strategy import attested_margins
 from offchain.risk import (
     Instruments,
     Market,
@@ -61,6 +62,12 @@ def exact_liquid():
     return ExactMargins(_engine(params_from_dict(dict(raw, underlyings=under))))
 
 
+def _leaf_margins(exact, kb: KeeperBook, rows) -> tuple[list[int], list[int]]:
+    """(IM, MM) in WAD of the leaves of book rows `rows`, every instrument live."""
+    market = MarketInputs(0, exact.engine, exact, {i + 1: i for i in range(N)}, {})
+    return market.margins_wad([{i + 1: q for i, q in kb.sizes_wad.get(r, {}).items()} for r in rows])
+
+
 def _book_of(rows: list[dict[int, int]]) -> KeeperBook:
     book = KeeperBook(N)
     views = [(0, 1, [(i + 1, q, 0) for i, q in r.items() if q], 0, 0, 0, 0, 0, 0, 0) for r in rows]
@@ -78,34 +85,33 @@ def _check(exact, book, trade, other):
     i, q = trade
     after = dict(book)
     after[i] = after.get(i, 0) + q
-    live = np.ones(N, dtype=bool)
     # A and A + q in different batches, each next to an unrelated (possibly huge) account
     kb = _book_of([book, other, after])
-    im0, mm0 = attested_margins(exact, live, kb.sizes_wad, [0])
-    im1, mm1 = attested_margins(exact, live, kb.sizes_wad, [1, 2])
+    im0, mm0 = _leaf_margins(exact, kb, [0])
+    im1, mm1 = _leaf_margins(exact, kb, [1, 2])
     im_l, im_s, mm_l, mm_s = exact.rates_wad()
     rate_mm, rate_im = (mm_l[i], im_l[i]) if q > 0 else (mm_s[i], im_s[i])
     assert mm1[1] <= mm0[0] + -(-abs(q) * rate_mm // WAD)
     assert im1[1] <= im0[0] + -(-abs(q) * rate_im // WAD)
     # the batch does not matter
-    assert attested_margins(exact, live, kb.sizes_wad, [2]) == ([im1[1]], [mm1[1]])
+    assert _leaf_margins(exact, kb, [2]) == ([im1[1]], [mm1[1]])
 
 
 @settings(max_examples=150, deadline=None)
 @given(book=books, trade=trades, other=books)
-def test_attested_margins__any_book_and_trade__within_posted_rate_exactly(exact, book, trade,
+def test_leaf_margins__any_book_and_trade__within_posted_rate_exactly(exact, book, trade,
                                                                            other):
     _check(exact, book, trade, other)
 
 
 @settings(max_examples=80, deadline=None)
 @given(book=books, trade=trades, other=books)
-def test_attested_margins__liquidity_addon_active__within_posted_rate_exactly(
+def test_leaf_margins__liquidity_addon_active__within_posted_rate_exactly(
         exact_liquid, book, trade, other):
     _check(exact_liquid, book, trade, other)
 
 
-def test_attested_margins__match_float_engine__to_1e9_relative(exact):
+def test_leaf_margins__match_float_engine__to_1e9_relative(exact):
     # quantising the per-contract vectors to 2^-40 moves a margin by ~1e-12 of itself
     rng = np.random.default_rng(7)
     rows = []
@@ -113,16 +119,15 @@ def test_attested_margins__match_float_engine__to_1e9_relative(exact):
         idx = rng.choice(N, 8, replace=False)
         rows.append({int(i): int(rng.normal(0, 20) * WAD) for i in idx})
     kb = _book_of(rows)
-    im, mm = attested_margins(exact, np.ones(N, dtype=bool), kb.sizes_wad, list(range(50)))
+    im, mm = _leaf_margins(exact, kb, list(range(50)))
     ref = exact.engine.breakdown(kb.positions, exact=True)
     assert np.allclose(np.asarray(mm, dtype=float) / WAD, ref.mm, rtol=1e-9, atol=1e-9)
     assert np.allclose(np.asarray(im, dtype=float) / WAD, ref.im, rtol=1e-9, atol=1e-9)
 
 
-def test_rates_wad__one_contract__equal_its_attested_margin_plus_liquidity_term(exact):
+def test_rates_wad__one_contract__equal_its_leaf_margin_plus_liquidity_term(exact):
     im_l, im_s, mm_l, mm_s = exact.rates_wad()
-    live = np.ones(N, dtype=bool)
     kb = _book_of([{i: WAD} for i in range(N)] + [{i: -WAD} for i in range(N)])
-    im, mm = attested_margins(exact, live, kb.sizes_wad, list(range(2 * N)))
+    im, mm = _leaf_margins(exact, kb, list(range(2 * N)))
     assert all(r >= m for r, m in zip(mm_l + mm_s, mm, strict=True))
     assert all(r >= m for r, m in zip(im_l + im_s, im, strict=True))
