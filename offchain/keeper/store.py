@@ -2,7 +2,8 @@
 
 A reorg rewinds by deleting everything above the fork block; a restart resumes from the
 last processed block. Events are stored as decoded JSON so the book can be rebuilt without
-re-reading the chain.
+re-reading the chain. The schema's version is sqlite's `user_version`; opening a store of an
+older version migrates it in place (MIGRATIONS), one of a newer version is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from offchain.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -28,20 +31,36 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (block, log_index)
 );
 -- the events naming an account, for per-account history (the API): expression indexes on
--- the argument names that hold an engine account; attestations (most rows, not history) left out
+-- the argument names that hold an engine account, partial so that the events without that
+-- argument (prices, roots: most rows) are left out; `json_extract(...) = ?` implies the
+-- index's condition, so SQLite uses them for account_events as written
 CREATE INDEX IF NOT EXISTS events_account ON events (json_extract(args, '$.account'))
-    WHERE name != 'AttestationPosted';
+    WHERE json_extract(args, '$.account') IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_maker ON events (json_extract(args, '$.maker'))
-    WHERE name != 'AttestationPosted';
+    WHERE json_extract(args, '$.maker') IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_taker ON events (json_extract(args, '$.taker'))
-    WHERE name != 'AttestationPosted';
+    WHERE json_extract(args, '$.taker') IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_liquidator ON events (json_extract(args, '$.liquidator'))
-    WHERE name != 'AttestationPosted';
+    WHERE json_extract(args, '$.liquidator') IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+
+# version -> the statements that bring a store of version - 1 to it (SCHEMA then creates
+# whatever is missing). Version 1: the account indexes of version 0 were partial on
+# `name != 'AttestationPosted'`, an event the engine no longer has; CREATE INDEX IF NOT
+# EXISTS would keep them, so they are dropped and SCHEMA recreates them.
+MIGRATIONS = {
+    1: """
+DROP INDEX IF EXISTS events_account;
+DROP INDEX IF EXISTS events_maker;
+DROP INDEX IF EXISTS events_taker;
+DROP INDEX IF EXISTS events_liquidator;
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,20 @@ class StateStore:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION in one transaction (a crash leaves the old version)."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise UserError(f"keeper store {self.path}: schema version {version} is newer than this "
+                            f"keeper's {SCHEMA_VERSION}; run the newer keeper, or delete the file to "
+                            "re-index from start_block")
+        if version == SCHEMA_VERSION:
+            return
+        steps = "".join(MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+        self._db.executescript(f"BEGIN;{steps}{SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;")
 
     def close(self) -> None:
         self._db.close()
@@ -131,9 +163,7 @@ class StateStore:
     def account_events(self, address: str, names: list[str], arg_keys: list[str],
                        limit: int) -> list[StoredEvent]:
         """Engine events naming `address` in any of `arg_keys`, newest first (for the API's history)."""
-        # "name != 'AttestationPosted'" lets SQLite use the partial account indexes
-        match = " OR ".join(f"(json_extract(args, '$.{k}') = ? AND name != 'AttestationPosted')"
-                            for k in arg_keys)
+        match = " OR ".join(f"json_extract(args, '$.{k}') = ?" for k in arg_keys)
         rows = self._db.execute(
             "SELECT block, log_index, tx_hash, contract, name, args FROM events "  # noqa: S608
             f"WHERE contract = 'engine' AND name IN ({','.join('?' * len(names))}) AND ({match}) "
