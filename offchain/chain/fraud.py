@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
+from offchain.chain.leaves import AccountLeaf
 from offchain.chain.roots import EpochTrees
 
 RECORD_ABI = "(uint256,bytes32,bytes32,bytes32,uint256,uint256,address[])"
@@ -54,9 +55,18 @@ def challenge_arguments(trees: EpochTrees, record: EpochRecord, account: str, bo
     WAD} is the book the leaf commits to (zeros dropped, ids ascending). Empty `scenarios`:
     the leaf's own named scenarios."""
     leaf, proof = trees.account_proof(account)
+    return leaf_challenge_arguments(trees, record, leaf, proof, book_wad, scenarios, joint_scenario)
+
+
+def leaf_challenge_arguments(market: EpochTrees, record: EpochRecord, leaf: AccountLeaf, proof: Sequence[bytes],
+                             book_wad: dict[int, int], scenarios: Sequence[int] = (),
+                             joint_scenario: int = 0) -> tuple:
+    """The same for a leaf held apart from its tree (a keeper's `/proof/<account>` answer):
+    `proof` is its proof in `record.accounts_root`, `market` any trees holding the epoch's
+    market leaves (the market root is the record's)."""
     ids = sorted(i for i, q in book_wad.items() if q != 0)
     sizes = [int(book_wad[i]) for i in ids]
-    market = trees.market_leaves_of(ids)
-    mp = trees.market_multiproof(ids)
-    return (trees.engine, record.as_args(), leaf.as_args(), proof, ids, sizes,
-            [m.as_args() for m in market], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario))
+    leaves = market.market_leaves_of(ids)
+    mp = market.market_multiproof(ids)
+    return (market.engine, record.as_args(), leaf.as_args(), list(proof), ids, sizes,
+            [m.as_args() for m in leaves], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario))

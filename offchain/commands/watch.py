@@ -12,8 +12,10 @@ Watch an engine's epoch roots: each root posted is rebuilt from the chain alone 
 (account, field, rebuilt and published figures) when a keeper's epoch files (epoch_dir) or
 its /proof/<account> (keeper_url) are configured. Prometheus metrics and /health on
 metrics_port, like the keeper: /health answers 503 once a false root is found (latched) or
-when polling stalls. Needs no key; challenges are not submitted. Start from
-examples/watch.toml; every field can be overridden by NETMARGIN_WATCH_<FIELD>."""
+when polling stalls. With challenger_key set, the first false leaf the chain accepts a fraud
+proof for is challenged (FraudProofs.challenge: the epoch is voided and the signers' bonds pay
+the challenger); without it the watcher only reports. Start from examples/watch.toml; every
+field can be overridden by NETMARGIN_WATCH_<FIELD>."""
 
 
 def add_arguments(parser) -> None:
@@ -43,7 +45,13 @@ def run(args) -> int:
     if not w3.is_connected():
         raise UserError(f"config.rpc_url: no node answers at {cfg.rpc_url}; start one or fix the URL")
     metrics = WatchMetrics()
-    watcher = Watcher(cfg, connect(w3, cfg.engine_address), metrics)
+    dep = connect(w3, cfg.engine_address)
+    challenger = None
+    if cfg.challenger_key.source:
+        from offchain.keeper.keys import load_key
+        from offchain.watcher.challenge import Challenger
+        challenger = Challenger(cfg, dep, load_key(cfg.challenger_key, "config.challenger_key"), metrics)
+    watcher = Watcher(cfg, dep, metrics, challenger)
     server = None
     try:
         if cfg.metrics_port:

@@ -1,16 +1,27 @@
 """Watcher configuration: a dataclass read from TOML or JSON, then overridden by environment
-variables `NETMARGIN_WATCH_<FIELD>` (the keeper's loader, another prefix). It holds no key:
-the watcher only reads (and, once challenges exist on chain, would need a gas key)."""
+variables `NETMARGIN_WATCH_<FIELD>` (the keeper's loader, another prefix; `__` for nested
+fields, e.g. `NETMARGIN_WATCH_CHALLENGER_KEY__SOURCE`). With `challenger_key` set the watcher
+sends a fraud proof against the first false leaf it can prove on chain; without one it only
+reports. The key is named like the keeper's (`ape:<alias>` or `keyfile:<path>`, passphrase
+from an environment variable), never given as a value."""
 
 from __future__ import annotations
 
 import os
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from offchain.errors import UserError
-from offchain.keeper.config import _apply_env, _build, _read_file
+from offchain.keeper.config import (
+    GasConfig,
+    KeySpec,
+    _apply_env,
+    _build,
+    _get_dotted,
+    _read_file,
+    _redact,
+)
 
 ENV_PREFIX = "NETMARGIN_WATCH_"
 
@@ -35,6 +46,17 @@ class WatchConfig:
     metrics_port: int = 9103
     log_format: str = "json"
     log_level: str = "INFO"
+    # the key that sends challenges and receives the bond payout; unset: report only
+    challenger_key: KeySpec = field(default_factory=KeySpec)
+    # "" = the FraudProofs contract the oracle last named (its FraudContractsSet log)
+    fraud_proofs_address: str = ""
+    # a challenge whose gas estimate exceeds this is not sent (reported instead)
+    challenge_gas_limit: int = 3_000_000
+    # fees, retries and bumps of the challenge transaction (the keeper's [gas] table)
+    gas: GasConfig = field(default_factory=GasConfig)
+    # challenges.json (every (epoch, account) challenged and its outcome) lives here, so a
+    # restarted watcher never challenges the same leaf twice
+    data_dir: str = ".watch"
 
 
 def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | None = None) -> WatchConfig:
@@ -52,10 +74,24 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
         ("max_check_age_s", cfg.max_check_age_s > 0, "> 0"),
         ("metrics_port", 0 <= cfg.metrics_port < 65536, "a TCP port or 0"),
         ("log_format", cfg.log_format in ("json", "text"), "'json' or 'text'"),
+        ("fraud_proofs_address", not cfg.fraud_proofs_address or (cfg.fraud_proofs_address.startswith("0x")
+                                                                 and len(cfg.fraud_proofs_address) == 42),
+         "a 0x-prefixed 20-byte address or empty"),
+        ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs ~750,000)"),
+        ("gas.bump_pct", cfg.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
+        ("gas.max_retries", cfg.gas.max_retries >= 1, ">= 1"),
+        ("gas.max_fee_gwei", cfg.gas.max_fee_gwei > 0, "> 0"),
     ]
     for name, ok, expected in checks:
         if not ok:
-            raise UserError(f"config.{name}: must be {expected}, got {getattr(cfg, name)!r}")
+            raise UserError(f"config.{name}: must be {expected}, got {_get_dotted(cfg, name)!r}")
+    source = cfg.challenger_key.source
+    if source and not source.startswith(("ape:", "keyfile:")):
+        raise UserError(f"config.challenger_key.source: must be 'ape:<alias>' or 'keyfile:<path>' (plain keys "
+                        f"are not accepted), got {_redact(source)!r}")
+    if source and not cfg.challenger_key.passphrase_env:
+        raise UserError("config.challenger_key.passphrase_env: must name the environment variable holding the "
+                        "keyfile passphrase (the watcher runs unattended, it never prompts)")
     if cfg.epoch_dir and not Path(cfg.epoch_dir).is_dir():
         raise UserError(f"config.epoch_dir: {cfg.epoch_dir!r} is not a directory")
     return cfg

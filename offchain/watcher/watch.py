@@ -4,15 +4,19 @@ leaf when a keeper's published leaves are at hand (its epoch files or its `/proo
 
 A false root latches the alarm: `/health` answers 503 with the epoch, account, field and
 figures until the watcher is restarted, because a root the signers got wrong stays a fact
-whatever roots follow it. Submitting an on-chain challenge is not wired: the watcher reports.
+whatever roots follow it. With a challenger key (offchain.watcher.challenge) the watcher
+then sends a fraud proof against the first false leaf the chain accepts; without one it
+reports only.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +24,16 @@ from eth_utils import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from offchain.chain.contracts import Deployment
-from offchain.chain.published import file_leaves, first_false_leaf_at_keeper
+from offchain.chain.merkle import MerkleError
+from offchain.chain.published import PublishedLeaf, file_epoch, file_leaves, leaf_from_keeper
 from offchain.chain.rebuild import (
     PostedRoot,
     Rebuild,
-    first_false_leaf,
+    leaf_diff,
     posted_roots,
     rebuild_from_chain,
 )
+from offchain.chain.roots import EpochTrees
 from offchain.errors import UserError
 from offchain.watcher.config import WatchConfig
 
@@ -48,14 +54,24 @@ class WatchMetrics:
         self.accounts = Gauge("watch_accounts", "Account leaves in the last rebuilt epoch", registry=r)
         self.last_poll = Gauge("watch_last_poll_timestamp_seconds", "End of the last successful poll", registry=r)
         self.errors = Counter("watch_errors", "Errors by kind", ["kind"], registry=r)
+        self.challenges = Counter("watch_challenges", "Fraud proofs by outcome: submitted, succeeded, failed, "
+                                  "not_provable", ["outcome"], registry=r)
+        self.payout = Counter("watch_challenge_payout", "Bond payout received for proven challenges "
+                              "(token base units)", registry=r)
+        self.challenge_gas = Gauge("watch_challenge_gas", "Gas used by the last proven challenge", registry=r)
         self.alarm_reason = ""
+        # "report only" or the challenger's address; the last challenge's outcome (for /health)
+        self.challenge_mode = "report only: no challenger_key"
+        self.challenge_status: dict = {}
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
         last = self.last_poll._value.get()
         age = time.time() - last if last else float("inf")
         status = {"head_block": int(self.head_block._value.get()),
                   "epoch_checked": int(self.epoch_checked._value.get()),
-                  "last_poll_age_s": round(age, 3)}
+                  "last_poll_age_s": round(age, 3), "challenge_mode": self.challenge_mode}
+        if self.challenge_status:
+            status["challenge"] = self.challenge_status
         if self.alarm_reason:
             status["reason"] = self.alarm_reason
             return False, status
@@ -76,13 +92,19 @@ class Finding:
     fields: list[tuple[str, object, object]] = field(default_factory=list)
     seconds: float = 0.0
     accounts: int = 0
+    challenge: object = None      # the challenger's Outcome, when one ran
+    published: PublishedLeaf | None = None   # the first false leaf, as the signers published it
 
 
 class Watcher:
-    def __init__(self, cfg: WatchConfig, dep: Deployment, metrics: WatchMetrics | None = None):
+    def __init__(self, cfg: WatchConfig, dep: Deployment, metrics: WatchMetrics | None = None, challenger=None):
         self.cfg = cfg
         self.dep = dep
         self.metrics = metrics or WatchMetrics()
+        # offchain.watcher.challenge.Challenger, or None: report only
+        self.challenger = challenger
+        if challenger is not None:
+            self.metrics.challenge_mode = f"challenging from {challenger.account.address}"
         self.next_block = 0           # RootPosted logs are read from here on
         self.next_epoch = cfg.start_epoch
         self.findings: list[Finding] = []
@@ -95,7 +117,8 @@ class Watcher:
         log.info("watch started", extra={"engine": self.dep.engine.address, "oracle": self.dep.oracle.address,
                                          "from_epoch": self.next_epoch,
                                          "published_leaves": self.cfg.epoch_dir or self.cfg.keeper_url or "none",
-                                         "challenge": "not wired: false leaves are reported, not challenged"})
+                                         "challenge": self.challenger.describe() if self.challenger else
+                                         "off: no challenger_key, false leaves are reported, not challenged"})
 
     def poll(self) -> list[Finding]:
         """Rebuild every root posted since the last poll whose epoch is >= next_epoch."""
@@ -122,7 +145,8 @@ class Watcher:
         result = rebuild_from_chain(self.dep, params=self.cfg.params or None, epoch_file=doc,
                                     epoch_file_name=f"epoch file of epoch {root.epoch}", root=root)
         seconds = time.perf_counter() - t0
-        finding = self._verdict(result, doc)
+        false_leaves = self._false_leaves(result, doc) if not result.matches else iter(())
+        finding = self._verdict(result, false_leaves)
         finding.seconds, finding.accounts = seconds, len(result.trees.account_leaves)
         m = self.metrics
         m.epoch_checked.set(root.epoch)
@@ -137,11 +161,14 @@ class Watcher:
         else:
             extra.update(reason=finding.reason, account=finding.account,
                          fields={n: {"rebuilt": str(a), "published": str(b)} for n, a, b in finding.fields},
-                         challenge="not wired")
+                         challenge="sending" if self.challenger else "off")
             log.error("root checked: FALSE", extra=extra)
             m.false_root.set(1)
             if not m.alarm_reason:
                 m.alarm_reason = finding.reason
+            if self.challenger is not None:
+                first = [finding.published] if finding.published is not None else []
+                finding.challenge = self.challenger.handle(result, itertools.chain(first, false_leaves))
         return finding
 
     def _epoch_file(self, root: PostedRoot) -> dict | None:
@@ -156,7 +183,7 @@ class Watcher:
             log.warning("epoch file unreadable", extra={"path": str(path), "error": str(exc)[:200]})
             return None
 
-    def _verdict(self, result: Rebuild, doc: dict | None) -> Finding:
+    def _verdict(self, result: Rebuild, false_leaves: Iterator[PublishedLeaf]) -> Finding:
         root = result.root
         if result.market_errors:
             iid, name, published, expected = result.market_errors[0]
@@ -167,26 +194,55 @@ class Watcher:
             return Finding(root, True)
         what = ", ".join(n for n, ok in (("accounts root", result.accounts_root_ok), ("market root", result.market_root_ok),
                                          ("account count", result.count_ok)) if not ok)
-        false = self._first_false_leaf(result, doc)
-        if false is None:
+        published = next(false_leaves, None)
+        if published is None:
             return Finding(root, False, f"epoch {root.epoch}: {what} differs from the rebuild; no published "
                                         "leaf at hand names the account")
-        account, diff = false
+        account = to_checksum_address(published.leaf.account)
+        diff = self._diff(result, published)
         figures = "; ".join(f"{n} rebuilt {a} published {b}" for n, a, b in diff)
-        return Finding(root, False, f"epoch {root.epoch}: {what} differs; first false leaf: account {account}: "
-                                    f"{figures}", account, diff)
+        finding = Finding(root, False, f"epoch {root.epoch}: {what} differs; first false leaf: account {account}: "
+                                       f"{figures}", account, diff)
+        finding.published = published
+        return finding
 
-    def _first_false_leaf(self, result: Rebuild, doc: dict | None):
+    @staticmethod
+    def _diff(result: Rebuild, published: PublishedLeaf) -> list:
+        if not result.trees.has_account(published.leaf.account):
+            return [("account", None, published.leaf.account)]
+        return leaf_diff(result.leaf(published.leaf.account), published.leaf)
+
+    def _false_leaves(self, result: Rebuild, doc: dict | None) -> Iterator[PublishedLeaf]:
+        """The signers' published leaves that are in the posted root and differ from the
+        rebuilt ones, in address order: every leaf of their epoch file, else their
+        `/proof/<account>` answers (one request per account, asked lazily)."""
         root = result.root
+        where = f"epoch file of epoch {root.epoch}"
         if doc is not None and doc.get("root", {}).get("accounts_root") == "0x" + root.accounts_root.hex():
-            return first_false_leaf(result, file_leaves(doc, f"epoch file of epoch {root.epoch}"))
+            try:
+                trees = EpochTrees.build(root.engine, file_epoch(doc, where), file_leaves(doc, where))
+            except (UserError, MerkleError) as exc:
+                log.warning("epoch file unusable", extra={"epoch": root.epoch, "error": str(exc)[:200]})
+                return
+            if trees.epoch != root.epoch or trees.accounts.root != root.accounts_root:
+                return      # not the posted tree: its leaves prove nothing about this root
+            for leaf in sorted(trees.account_leaves, key=lambda x: x.account.lower()):
+                published = PublishedLeaf(root.epoch, *trees.account_proof(leaf.account), where)
+                if self._diff(result, published):
+                    yield published
+            return
         if not self.cfg.keeper_url:
-            return None
-        try:
-            return first_false_leaf_at_keeper(result, self.cfg.keeper_url)
-        except UserError as exc:
-            log.warning("keeper proof unavailable", extra={"error": str(exc)[:200]})
-            return None
+            return
+        for leaf in sorted(result.trees.account_leaves, key=lambda x: x.account.lower()):
+            try:
+                published = leaf_from_keeper(self.cfg.keeper_url, leaf.account)
+            except UserError as exc:
+                log.warning("keeper proof unavailable", extra={"error": str(exc)[:200]})
+                return
+            if published is None or published.epoch != root.epoch:
+                continue
+            if leaf_diff(leaf, published.leaf) and published.in_root(root.engine, root.accounts_root):
+                yield published
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -273,7 +273,7 @@ def test_watch__process__false_root_latches_503_naming_account_field_and_figures
     lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
     [false] = [x for x in lines if x["msg"] == "root checked: FALSE"]
     assert false["account"] == victim and list(false["fields"]) == ["initial_margin_wad"]
-    assert false["challenge"] == "not wired"
+    assert false["challenge"] == "off"
 
 
 def watch_config(w, tmp_path, start: int) -> Path:

@@ -19,6 +19,7 @@ from eth_utils import keccak
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
 from offchain.chain.fraud import EpochRecord, challenge_arguments
+from offchain.chain.fraud_model import candidates, predict
 from offchain.chain.leaves import MarketLeaf, pack_scenarios, unpack_scenarios
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import params_hash_bytes, verifier_config
@@ -132,11 +133,17 @@ def test_honest_root__every_challenge_reverts(system):
         trees, record, _ = _post(system, 1)
         n = system["verifier"].n_scenarios()
         for account, units in ((A, 2), (B, 2), (C, 1)):
+            leaf = trees.account_proof(account)[0]
             with boa.reverts("fraud: no fraud proven"):
                 _challenge(system, trees, record, account)
+            # the watcher's model agrees: no challenge of an honest leaf would prove anything
+            assert [v.code for v in candidates(system["params"], leaf, leaf, BOOKS[account], trees.market_leaves,
+                                               record.signed_at)] == [0]
             for s in range(n):
                 with boa.reverts("fraud: no fraud proven"):
                     _challenge(system, trees, record, account, [s] * units, s)
+                assert predict(system["params"], leaf, BOOKS[account], trees.market_leaves, record.signed_at,
+                               [s] * units, s).code == 0
 
 
 @pytest.mark.parametrize("code,lie,scenarios", [
@@ -164,9 +171,17 @@ def test_rogue_leaf__proven_with_its_code__voided_and_bonds_paid(system, code, l
         else:
             joint = 0
         before = token.balanceOf(challenger)
+        leaf = trees.account_proof(A)[0]
+        # the watcher's model predicts the contract's code, for this challenge and for the
+        # first candidate it would try itself (knowing only the lie and the honest leaf)
+        assert predict(system["params"], leaf, BOOKS[A], trees.market_leaves, record.signed_at, scenarios,
+                       joint if scenarios else 0).code == code
+        first = candidates(system["params"], leaf, honest[A], BOOKS[A], trees.market_leaves, record.signed_at)[0]
+        assert first.code == code
         paid = _challenge(system, trees, record, A, scenarios, joint if scenarios else 0)
         [log] = [e for e in fraud.get_logs() if type(e).__name__ == "FraudProven"]
         assert log.code == code
+        assert abs(log.maintenance_wad - first.maintenance) <= log.tolerance_wad or first.scenarios != tuple(scenarios)
         assert paid == 2 * BOND // 5 and token.balanceOf(challenger) - before == 2 * BOND // 5
         assert oracle.epoch_record_hash(ENGINE, record.signed_at) == VOID
         # the two signers of the root stop counting; the third alone is below threshold

@@ -1,0 +1,291 @@
+"""The watcher challenges a false root on chain: a real Anvil chain with the engine, oracle,
+ScenarioVerifier, SignerBond and FraudProofs (the signer bonded in the real token), the real
+keeper posting an honest root, then roots a bonded signer posts with one account's leaf
+altered, built like the keeper's (same leaf code, same state block, its epoch file written).
+
+- the honest root: checked, nothing sent (the challenger's nonce does not move);
+- a leaf with a false state_nonce (which no fraud proof can show): reported "not provable
+  on chain", no transaction;
+- a leaf with MM and IM understated: the watcher process (`netmargin watch --config`, key
+  from an encrypted keyfile) challenges it, the epoch is voided, the signer slashed and the
+  challenger paid in the token; a restarted watcher never challenges it again.
+
+Tests run in file order on one chain (one story)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from offchain.chain.build import compile_contracts, deploy
+from offchain.chain.contracts import WAD, read_books
+from offchain.chain.eip712 import Domain, sign_multi
+from offchain.chain.epoch_leaves import epoch_account_leaves, finish_market_leaves
+from offchain.chain.roots import EpochTrees
+from offchain.devnet.anvil import free_port, start_anvil
+from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
+from offchain.keeper.bot import Keeper
+from offchain.keeper.config import KeeperConfig, KeySpec
+from offchain.keeper.executor import Executor
+from offchain.keeper.keys import write_keyfile
+from offchain.keeper.prices import DAY, ReplaySource, parse_date
+from offchain.keeper.roots import EpochStore
+from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
+from offchain.keeper.store import StateStore
+from offchain.paths import DATA_DIR
+from offchain.risk import load_params
+from offchain.watcher.challenge import Challenger
+from offchain.watcher.config import WatchConfig
+from offchain.watcher.watch import Watcher, WatchMetrics
+
+T0 = parse_date("2021-05-12", "t0")
+PERP, CALL_ID = 1, 2
+USD = 10**6                       # the devnet token's 6 decimals
+BOND = 100_000 * USD
+WINDOW, DELAY = 3_600, 7_200
+VOID = (1).to_bytes(32, "big")
+PASSWORD_ENV = "NETMARGIN_TEST_CHALLENGER_PASSPHRASE"
+
+
+def next_second(dev) -> None:
+    dev.w3.provider.make_request("evm_mine", [dev.w3.eth.get_block("latest")["timestamp"] + 1])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("challenge")
+    dev = start_anvil(accounts=8, timestamp=T0)
+    a = dev.accounts
+    admin, keeper_gas, signer, challenger = a[0], a[1], a[4], a[6]
+    traders = [a[2], a[3], a[5]]
+    params = load_params()
+    dep = deploy_system(dev.w3, admin, [signer.address], 1, params, EngineSettings())
+    # the fraud-proof contracts, wired as in production: the oracle counts only bonded
+    # signers, FraudProofs re-prices with the oracle's verifier and slashes the bond
+    builds = compile_contracts(["SignerBond", "FraudProofs"])
+    bond = deploy(dev.w3, builds["SignerBond"], admin, dep.token.address, BOND, WINDOW, DELAY)
+    fraud = deploy(dev.w3, builds["FraudProofs"], admin, dep.oracle.address, bond.address)
+    send(dev.w3, admin, fraud.functions.register_verifier(dep.oracle.functions.verifier().call()), "register")
+    send(dev.w3, admin, bond.functions.set_slasher(fraud.address), "set_slasher")
+    send(dev.w3, admin, dep.oracle.functions.set_fraud_contracts(bond.address, fraud.address), "set_fraud")
+    send(dev.w3, admin, dep.token.functions.mint(admin.address, BOND), "mint")
+    send(dev.w3, admin, dep.token.functions.approve(bond.address, BOND), "approve")
+    send(dev.w3, admin, bond.functions.bond(signer.address, BOND), "bond")
+    list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"},
+                                  {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry": T0 + 20 * DAY}])
+    source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
+    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
+                       data_dir=str(tmp / "keeper"))
+    signers = Signers([signer], workers=1)
+    keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"), params, source)
+    keeper.startup()
+    keeper.cycle()
+    for t in traders:
+        fund(dep, admin, t, 200_000)
+    domain = engine_domain(dev.w3.eth.chain_id, dep.engine.address)
+    now = dev.w3.eth.get_block("latest")["timestamp"]
+    for nonce, (maker, taker, iid, size) in enumerate(((traders[0], traders[1], PERP, 2 * WAD),
+                                                        (traders[0], traders[1], CALL_ID, -3 * WAD),
+                                                        (traders[2], traders[0], PERP, WAD // 2)), start=1):
+        mark = int(round(keeper.posted_marks[iid - 1] * WAD))
+        order = Order(maker.address, iid, size > 0, abs(size), mark, nonce, now + DAY)
+        send(dev.w3, taker, dep.engine.functions.fill(order.as_tuple(), sign_order(order, domain, maker), abs(size)),
+             "fill")
+    keyfile = write_keyfile(challenger, tmp / "challenger.json", "correct horse")
+    env = {**os.environ, PASSWORD_ENV: "correct horse"}
+    w = dict(dev=dev, dep=dep, keeper=keeper, params=params, signer=signer, gas=keeper_gas, traders=traders,
+             bond=bond, fraud=fraud, challenger=challenger, keyfile=keyfile, env=env, tmp=tmp,
+             victim=traders[1].address)
+    yield w
+    signers.close()
+    dev.stop()
+
+
+def keeper_epoch(w) -> int:
+    for _ in range(5):
+        next_second(w["dev"])
+        report = w["keeper"].cycle()
+        if report.epoch:
+            return report.epoch
+    raise AssertionError("the keeper posted no root")
+
+
+def rogue_epoch(w, epoch: int, lie) -> tuple[Path, dict]:
+    """A root the bonded signer signs over the keeper's leaves with the victim's leaf
+    rewritten by `lie`, posted with its public data; its epoch file written where the signer's
+    keeper would (what its /proof serves). -> (epoch file, post_root receipt)."""
+    dev, dep, params = w["dev"], w["dep"], w["params"]
+    next_second(dev)
+    state_block = dev.w3.eth.block_number
+    next_second(dev)
+    now = dev.w3.eth.get_block("latest")["timestamp"]
+    mleaves, market_inputs = finish_market_leaves(params, w["keeper"].trees.market_leaves, now)
+    addresses = w["keeper"].listed
+    views, totals = read_books(dep, addresses, state_block)
+    leaves = epoch_account_leaves(market_inputs, addresses, [v[1] for v in views],
+                                  [{i: q for i, q, _f in v[2] if q} for v in views], totals)
+    leaves = [lie(x) if x.account == w["victim"] else x for x in leaves]
+    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves)
+    root = trees.root_message(timestamp=now, deadline=now + 3600, params_hash=bytes.fromhex(params.hash[2:]))
+    data = trees.data_message(state_block)
+    domain = Domain(dev.w3.eth.chain_id, dep.oracle.address)
+    receipt = send(dev.w3, w["gas"], dep.oracle.functions.post_root(
+        root.as_args(), sign_multi(root, domain, [w["signer"]])), "post_root")
+    send(dev.w3, w["gas"], dep.oracle.functions.publish_epoch_data(
+        data.as_args(), [m.as_args() for m in trees.market_leaves_by_hash()], sign_multi(data, domain, [w["signer"]])),
+         "publish_epoch_data")
+    return EpochStore(w["tmp"] / "signer").write(trees, root, [], state_block), receipt
+
+
+def watch_cfg(w, start: int, **extra) -> WatchConfig:
+    return WatchConfig(rpc_url=w["dev"].url, engine_address=w["dep"].engine.address, start_epoch=start,
+                       epoch_dir=str(w["tmp"] / "signer"), data_dir=str(w["tmp"] / "watch"),
+                       challenger_key=KeySpec(f"keyfile:{w['keyfile']}", PASSWORD_ENV), **extra)
+
+
+def in_process_watcher(w, start: int) -> tuple[Watcher, WatchMetrics]:
+    cfg = watch_cfg(w, start)
+    metrics = WatchMetrics()
+    return Watcher(cfg, w["dep"], metrics, Challenger(cfg, w["dep"], w["challenger"], metrics)), metrics
+
+
+def nonce_of(w) -> int:
+    return w["dev"].w3.eth.get_transaction_count(w["challenger"].address)
+
+
+def test_honest_keeper_root__checked__nothing_sent(world):
+    epoch = keeper_epoch(world)
+    world["honest"] = epoch
+    watcher, metrics = in_process_watcher(world, epoch)
+    before = nonce_of(world)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.ok and finding.challenge is None and finding.accounts == 3
+    assert nonce_of(world) == before
+    assert metrics.health(5, 60) == (True, {**metrics.health(5, 60)[1]})
+    assert metrics.health(5, 60)[1]["challenge_mode"] == f"challenging from {world['challenger'].address}"
+    assert not (Path(world["tmp"]) / "watch" / "challenges.json").exists()
+
+
+def test_false_state_nonce__not_provable_on_chain__no_transaction(world):
+    epoch = world["honest"] + 1
+    rogue_epoch(world, epoch, lambda x: replace(x, state_nonce=x.state_nonce + 5))
+    watcher, metrics = in_process_watcher(world, epoch)
+    before = nonce_of(world)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert not finding.ok and finding.account == world["victim"]
+    assert [n for n, _a, _b in finding.fields] == ["state_nonce"]
+    assert finding.challenge.status == "not_provable"
+    assert "fraud: no fraud proven" in finding.challenge.detail
+    assert nonce_of(world) == before
+    assert metrics.challenges.labels(outcome="not_provable")._value.get() == 1
+    assert metrics.challenges.labels(outcome="submitted")._value.get() == 0
+    ok, status = metrics.health(5, 60)
+    assert not ok and status["challenge"]["status"] == "not_provable"
+    assert world["dep"].oracle.functions.epoch_record_hash(world["dep"].engine.address,
+                                                           finding.root.signed_at).call() != VOID
+
+
+def health(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except urllib.error.URLError:
+        return 0, {}
+
+
+def test_understated_margin__watcher_process_challenges__epoch_voided__challenger_paid(world):
+    dep, token = world["dep"], world["dep"].token
+    epoch = world["honest"] + 2
+    port = free_port()
+    cfg_path = world["tmp"] / "watch.json"
+    cfg_path.write_text(json.dumps({
+        "rpc_url": world["dev"].url, "engine_address": dep.engine.address, "start_epoch": epoch,
+        "epoch_dir": str(world["tmp"] / "signer"), "data_dir": str(world["tmp"] / "watch"),
+        "metrics_port": port, "poll_interval_s": 0.2,
+        "challenger_key": {"source": f"keyfile:{world['keyfile']}", "passphrase_env": PASSWORD_ENV}}))
+    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg_path)],
+                            env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    balance = token.functions.balanceOf(world["challenger"].address).call()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and health(port)[0] != 200:   # up, and the honest past ignored
+            time.sleep(0.2)
+        path, receipt = rogue_epoch(world, epoch, lambda x: replace(
+            x, initial_margin_wad=x.initial_margin_wad // 20, maintenance_margin_wad=x.maintenance_margin_wad // 20))
+        posted = time.monotonic()
+        signed_at = json.loads(path.read_text())["root"]["timestamp"]
+        while time.monotonic() < deadline and \
+                dep.oracle.functions.epoch_record_hash(dep.engine.address, signed_at).call() != VOID:
+            time.sleep(0.05)
+        latency = time.monotonic() - posted
+        code, status = health(port)
+        while time.monotonic() < deadline and status.get("challenge", {}).get("status") != "proven":
+            time.sleep(0.1)
+            code, status = health(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    [start] = [x for x in lines if x["msg"] == "watch started"]
+    assert start["challenge"]["challenger"] == world["challenger"].address
+    assert start["challenge"]["fraud_proofs"] == world["fraud"].address      # read from the oracle's log
+    assert code == 503 and status["challenge"]["status"] == "proven", (status, err[-3000:])
+    [proven] = [x for x in lines if x["msg"] == "challenge proven: epoch voided, bonds paid"]
+    paid = BOND * 2_000 // 10_000                                 # the challenger's 20% of the bond
+    assert (proven["epoch"], proven["account"], proven["code"], proven["paid"]) == (epoch, world["victim"], 1, paid)
+    assert token.functions.balanceOf(world["challenger"].address).call() - balance == paid
+    assert dep.oracle.functions.epoch_record_hash(dep.engine.address, signed_at).call() == VOID
+    assert not world["bond"].functions.is_bonded(world["signer"].address).call()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(metrics) for s in family.samples}
+    assert samples[("watch_challenges_total", (("outcome", "succeeded"),))] == 1
+    assert samples[("watch_challenges_total", (("outcome", "submitted"),))] == 1
+    assert samples[("watch_challenge_payout_total", ())] == paid
+    assert samples[("watch_challenge_gas", ())] == proven["gas"]
+    ledger = json.loads((world["tmp"] / "watch" / "challenges.json").read_text())
+    [entry] = ledger.values()
+    assert entry["status"] == "proven" and entry["tx"] == proven["tx"]
+    print(f"\nchallenge gas {proven['gas']}, root posted -> challenge mined {latency:.2f} s wall "
+          f"({proven['blocks_after_post']} blocks), watcher rebuild+challenge {proven['seconds']} s")
+    world["rogue"] = (epoch, receipt)
+
+
+def test_restarted_watcher__never_challenges_the_same_leaf_twice(world):
+    epoch, _receipt = world["rogue"]
+    watcher, metrics = in_process_watcher(world, epoch)
+    before = nonce_of(world)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "already_challenged" and finding.challenge.account == world["victim"]
+    assert nonce_of(world) == before
+    assert metrics.challenges.labels(outcome="submitted")._value.get() == 0
+
+
+def test_no_key__reports_only_and_says_so(world, tmp_path):
+    epoch, _receipt = world["rogue"]
+    cfg = WatchConfig(rpc_url=world["dev"].url, engine_address=world["dep"].engine.address, start_epoch=epoch,
+                      epoch_dir=str(world["tmp"] / "signer"))
+    metrics = WatchMetrics()
+    watcher = Watcher(cfg, world["dep"], metrics)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert not finding.ok and finding.challenge is None
+    assert metrics.health(5, 60)[1]["challenge_mode"] == "report only: no challenger_key"
