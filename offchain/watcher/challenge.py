@@ -85,7 +85,8 @@ class Challenger:
         self.dep = dep
         self.account = account
         self.metrics = metrics
-        self.fc = contracts or fraud_contracts(dep, cfg.fraud_proofs_address)
+        known = dep.fraud_proofs.address if dep.fraud_proofs is not None else ""
+        self.fc = contracts or fraud_contracts(dep, cfg.fraud_proofs_address or known)
         self.encode = Encoder(self.fc.fraud)
         self.executor = Executor(dep.w3, account, cfg.gas)
         self.ledger = Ledger(Path(cfg.data_dir) / "challenges.json")

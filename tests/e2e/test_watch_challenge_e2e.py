@@ -28,13 +28,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from offchain.chain.build import compile_contracts, deploy
 from offchain.chain.contracts import WAD, read_books
 from offchain.chain.eip712 import Domain, sign_multi
 from offchain.chain.epoch_leaves import epoch_account_leaves, finish_market_leaves
 from offchain.chain.roots import EpochTrees
 from offchain.devnet.anvil import free_port, start_anvil
-from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
+from offchain.devnet.deploy import BondSettings, EngineSettings, deploy_system, fund, list_instruments, send
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig, KeySpec
 from offchain.keeper.executor import Executor
@@ -70,18 +69,11 @@ def world(tmp_path_factory):
     admin, keeper_gas, signer, challenger = a[0], a[1], a[4], a[6]
     traders = [a[2], a[3], a[5]]
     params = load_params()
-    dep = deploy_system(dev.w3, admin, [signer.address], 1, params, EngineSettings())
-    # the fraud-proof contracts, wired as in production: the oracle counts only bonded
-    # signers, FraudProofs re-prices with the oracle's verifier and slashes the bond
-    builds = compile_contracts(["SignerBond", "FraudProofs"])
-    bond = deploy(dev.w3, builds["SignerBond"], admin, dep.token.address, BOND, WINDOW, DELAY)
-    fraud = deploy(dev.w3, builds["FraudProofs"], admin, dep.oracle.address, bond.address)
-    send(dev.w3, admin, fraud.functions.register_verifier(dep.oracle.functions.verifier().call()), "register")
-    send(dev.w3, admin, bond.functions.set_slasher(fraud.address), "set_slasher")
-    send(dev.w3, admin, dep.oracle.functions.set_fraud_contracts(bond.address, fraud.address), "set_fraud")
-    send(dev.w3, admin, dep.token.functions.mint(admin.address, BOND), "mint")
-    send(dev.w3, admin, dep.token.functions.approve(bond.address, BOND), "approve")
-    send(dev.w3, admin, bond.functions.bond(signer.address, BOND), "bond")
+    # the fraud-proof contracts wired as the devnet does: the signer bonded in the token, the
+    # oracle counting only bonded signers, FraudProofs re-pricing with the oracle's verifier
+    dep = deploy_system(dev.w3, admin, [signer.address], 1, params, EngineSettings(),
+                        BondSettings(BOND / USD, WINDOW, DELAY), signer_keys=[signer])
+    bond, fraud = dep.signer_bond, dep.fraud_proofs
     list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"},
                                   {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry": T0 + 20 * DAY}])
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
