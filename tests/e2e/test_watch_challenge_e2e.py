@@ -33,7 +33,14 @@ from offchain.chain.eip712 import Domain, sign_multi
 from offchain.chain.epoch_leaves import epoch_account_leaves, finish_market_leaves
 from offchain.chain.roots import EpochTrees
 from offchain.devnet.anvil import free_port, start_anvil
-from offchain.devnet.deploy import BondSettings, EngineSettings, deploy_system, fund, list_instruments, send
+from offchain.devnet.deploy import (
+    BondSettings,
+    EngineSettings,
+    deploy_system,
+    fund,
+    list_instruments,
+    send,
+)
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig, KeySpec
 from offchain.keeper.executor import Executor
