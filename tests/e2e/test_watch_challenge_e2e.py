@@ -86,7 +86,7 @@ def world(tmp_path_factory):
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
     cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
                        data_dir=str(tmp / "keeper"))
-    signers = Signers([signer], workers=1)
+    signers = Signers([signer])
     keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"), params, source)
     keeper.startup()
     keeper.cycle()
@@ -107,7 +107,6 @@ def world(tmp_path_factory):
              bond=bond, fraud=fraud, challenger=challenger, keyfile=keyfile, env=env, tmp=tmp,
              victim=traders[1].address)
     yield w
-    signers.close()
     dev.stop()
 
 
