@@ -28,10 +28,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from offchain.chain.contracts import WAD, read_books
-from offchain.chain.eip712 import Domain, sign_multi
-from offchain.chain.epoch_leaves import epoch_account_leaves, finish_market_leaves
-from offchain.chain.roots import EpochTrees
+from offchain.chain.contracts import WAD
 from offchain.devnet.anvil import free_port, start_anvil
 from offchain.devnet.deploy import (
     BondSettings,
@@ -41,12 +38,14 @@ from offchain.devnet.deploy import (
     list_instruments,
     send,
 )
+from offchain.devnet.rogue import next_second, post_rogue_root
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig, KeySpec
 from offchain.keeper.executor import Executor
 from offchain.keeper.keys import write_keyfile
+from offchain.keeper.metrics import KeeperMetrics, MetricsServer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
-from offchain.keeper.roots import EpochStore
+from offchain.keeper.roots import EpochStore, proof_for
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
@@ -62,10 +61,6 @@ BOND = 100_000 * USD
 WINDOW, DELAY = 3_600, 7_200
 VOID = (1).to_bytes(32, "big")
 PASSWORD_ENV = "NETMARGIN_TEST_CHALLENGER_PASSPHRASE"
-
-
-def next_second(dev) -> None:
-    dev.w3.provider.make_request("evm_mine", [dev.w3.eth.get_block("latest")["timestamp"] + 1])
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +107,7 @@ def world(tmp_path_factory):
 
 def keeper_epoch(w) -> int:
     for _ in range(5):
-        next_second(w["dev"])
+        next_second(w["dep"])
         report = w["keeper"].cycle()
         if report.epoch:
             return report.epoch
@@ -121,29 +116,11 @@ def keeper_epoch(w) -> int:
 
 def rogue_epoch(w, epoch: int, lie) -> tuple[Path, dict]:
     """A root the bonded signer signs over the keeper's leaves with the victim's leaf
-    rewritten by `lie`, posted with its public data; its epoch file written where the signer's
-    keeper would (what its /proof serves). -> (epoch file, post_root receipt)."""
-    dev, dep, params = w["dev"], w["dep"], w["params"]
-    next_second(dev)
-    state_block = dev.w3.eth.block_number
-    next_second(dev)
-    now = dev.w3.eth.get_block("latest")["timestamp"]
-    mleaves, market_inputs = finish_market_leaves(params, w["keeper"].trees.market_leaves, now)
-    addresses = w["keeper"].listed
-    views, totals = read_books(dep, addresses, state_block)
-    leaves = epoch_account_leaves(market_inputs, addresses, [v[1] for v in views],
-                                  [{i: q for i, q, _f in v[2] if q} for v in views], totals)
-    leaves = [lie(x) if x.account == w["victim"] else x for x in leaves]
-    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves)
-    root = trees.root_message(timestamp=now, deadline=now + 3600, params_hash=bytes.fromhex(params.hash[2:]))
-    data = trees.data_message(state_block)
-    domain = Domain(dev.w3.eth.chain_id, dep.oracle.address)
-    receipt = send(dev.w3, w["gas"], dep.oracle.functions.post_root(
-        root.as_args(), sign_multi(root, domain, [w["signer"]])), "post_root")
-    send(dev.w3, w["gas"], dep.oracle.functions.publish_epoch_data(
-        data.as_args(), [m.as_args() for m in trees.market_leaves_by_hash()], sign_multi(data, domain, [w["signer"]])),
-         "publish_epoch_data")
-    return EpochStore(w["tmp"] / "signer").write(trees, root, [], state_block), receipt
+    rewritten by `lie` (offchain/devnet/rogue.py) -> (epoch file, post_root receipt)."""
+    path, receipt, _trees = post_rogue_root(w["dep"], w["gas"], [w["signer"]], w["params"],
+                                            w["keeper"].trees.market_leaves, w["keeper"].listed, epoch,
+                                            w["victim"], lie, w["tmp"] / "signer")
+    return path, receipt
 
 
 def watch_cfg(w, start: int, **extra) -> WatchConfig:
@@ -287,3 +264,32 @@ def test_no_key__reports_only_and_says_so(world, tmp_path):
     [finding] = watcher.poll()
     assert not finding.ok and finding.challenge is None
     assert metrics.health(5, 60)[1]["challenge_mode"] == "report only: no challenger_key"
+
+
+def test_rebonded_signer__understated_worst_loss_from_its_proof_endpoint__challenged_with_code_2(world):
+    """The signer bonds again and posts a root whose victim leaf keeps its MM and IM but
+    understates its worst loss; the watcher knows only the signer's `/proof/<account>`
+    endpoint (no files). The leaf's own scenarios are the binding ones, so the model picks
+    them and the contract proves LOSS_ABOVE_LEAF."""
+    dep, token, admin = world["dep"], world["dep"].token, world["dev"].accounts[0]
+    send(world["dev"].w3, admin, token.functions.mint(admin.address, BOND), "mint")
+    send(world["dev"].w3, admin, token.functions.approve(world["bond"].address, BOND), "approve")
+    send(world["dev"].w3, admin, world["bond"].functions.bond(world["signer"].address, BOND), "bond")
+    epoch = world["rogue"][0] + 1
+    path, _receipt = rogue_epoch(world, epoch, lambda x: replace(x, worst_loss_wad=x.worst_loss_wad // 3))
+    store = EpochStore(path.parent.parent)
+    server = MetricsServer(KeeperMetrics(), 0, proofs=lambda a: proof_for(store, dep.engine.address, a)).start()
+    balance = token.functions.balanceOf(world["challenger"].address).call()
+    try:
+        cfg = replace(watch_cfg(world, epoch), epoch_dir="", keeper_url=f"http://127.0.0.1:{server.port}")
+        metrics = WatchMetrics()
+        watcher = Watcher(cfg, dep, metrics, Challenger(cfg, dep, world["challenger"], metrics))
+        watcher.start()
+        [finding] = watcher.poll()
+    finally:
+        server.stop()
+    assert [n for n, _a, _b in finding.fields] == ["worst_loss_wad"]
+    outcome = finding.challenge
+    assert outcome.status == "proven" and outcome.account == world["victim"], outcome
+    assert outcome.entry["code"] == 2 and outcome.entry["predicted_code"] == 2
+    assert token.functions.balanceOf(world["challenger"].address).call() - balance == BOND * 2_000 // 10_000
