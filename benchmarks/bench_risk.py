@@ -114,7 +114,7 @@ def main() -> None:
     exact = worst_loss(pnl, engine.scenarios.weight)[0]   # per-unit sum, as the loop does
     assert np.allclose(loop, exact, rtol=1e-9), "loop and engine disagree"
 
-    # the keeper's attestation path: exact integer margins of 1,000 accounts and the rates
+    # the keeper's leaf path: exact integer margins of 1,000 accounts and the rates
     n_ex = min(1000, args.accounts)
     t = time.perf_counter()
     ex = ExactMargins(engine)
@@ -154,7 +154,7 @@ def main() -> None:
           f"-> engine is {t_loop / best:,.0f}x faster")
     print(f"one account what-if (before+after, exact):         {t_wi * 1e6:8.1f} us   "
           f"target <= 1000 us")
-    print(f"attested (exact integer) margins: {t_exact * 1e6:.0f} us per account; epoch's exact "
+    print(f"leaf (exact integer) margins: {t_exact * 1e6:.0f} us per account; epoch's exact "
           f"rates for {len(instruments)} instruments {t_rates * 1e3:.0f} ms")
 
 

@@ -336,6 +336,6 @@ class RiskEngine:
             "initial_margin_after": after["initial_margin"],
             "maintenance_margin_after": after["maintenance_margin"],
             "initial_margin_change": after["initial_margin"] - before["initial_margin"],
-            "maintenance_margin_bound": bound,   # what the contracts assume until re-attested
+            "maintenance_margin_bound": bound,   # what the contracts assume until the next leaf
             "binding_after": [int(b) for b in after["binding"]],
         }

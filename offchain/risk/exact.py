@@ -1,4 +1,4 @@
-"""Exact margins for what goes on chain: attested IM/MM and the per-contract rates, in WAD
+"""Exact margins for what goes on chain: the account leaves' IM/MM and the per-contract rates, in WAD
 integers, from sizes in WAD integers.
 
 The contracts rely on MM(book + q) <= MM(book) + |q| * rate(side) between account leaves. Floats

@@ -129,7 +129,7 @@ def test_deposit__approve_then_deposit__cash_credited(served, app_page):
     app_page.wait_for_function("document.getElementById('cash').textContent === '20,000.00'")
 
 
-def test_fill__dealer_ask_after_what_if__position_attested(served, app_page):
+def test_fill__dealer_ask_after_what_if__position_margined(served, app_page):
     ask = app_page.locator("#orders tr[data-instrument='1'][data-side='ask']").first
     ask.locator("input.fill-size").fill("4")
     ask.locator("button.fill").click()
@@ -138,7 +138,7 @@ def test_fill__dealer_ask_after_what_if__position_attested(served, app_page):
     app_page.click("#confirm")
     wait_status(app_page, "filled 4 BTC-PERP")
     mine_until(served, app_page, lambda: number(app_page, "#im") > 0 if app_page.locator("#im").count() else False,
-               "the keeper's attestation of the new book")
+               "the new book's margin on chain")
     app_page.wait_for_function("document.getElementById('positions').textContent.includes('BTC-PERP')")
 
 

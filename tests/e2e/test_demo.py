@@ -36,7 +36,7 @@ def test_run_demo__margin_roots__every_root_with_its_public_data_liquidations_on
     assert len(r.roots) >= 2 and all(x["state_block"] is not None for x in r.roots)
     assert [x["epoch"] for x in r.roots] == list(range(1, len(r.roots) + 1))
     assert r.roots[-1]["accounts"] >= len(TRADERS) + 1     # the traders and the dealer
-    assert r.keeper_stats.get("root:ok", 0) == len(r.roots) and "attestation:ok" not in r.keeper_stats
+    assert r.keeper_stats.get("root:ok", 0) == len(r.roots)
     assert r.keeper_stats.get("apply_leaf:ok", 0) > 0       # before liquidating
 
 

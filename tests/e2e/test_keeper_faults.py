@@ -2,7 +2,7 @@
 down and coming back, a competitor liquidating first, the keeper killed mid-cycle and
 restarted, a stuck transaction. In each: nothing
 is signed on untrusted prices, the health alarm says why, no liquidation is missed once the
-fault clears and no attestation is signed twice or for a stale book.
+fault clears and no epoch gets two roots.
 
 Cycles are driven by the test (not the keeper's thread) so every fault lands between two
 known cycles. Tests run in file order and share one chain.
