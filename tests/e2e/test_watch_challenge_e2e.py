@@ -197,7 +197,7 @@ def test_understated_margin__watcher_process_challenges__epoch_voided__challenge
                             env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     balance = token.functions.balanceOf(world["challenger"].address).call()
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180   # generous: a loaded 2-core machine; each wait ends at once
         while time.monotonic() < deadline and health(port)[0] != 200:   # up, and the honest past ignored
             time.sleep(0.2)
         path, receipt = rogue_epoch(world, epoch, lambda x: replace(
@@ -266,15 +266,21 @@ def test_no_key__reports_only_and_says_so(world, tmp_path):
     assert metrics.health(5, 60)[1]["challenge_mode"] == "report only: no challenger_key"
 
 
+def rebond(w) -> None:
+    """The slashed signer's operator stakes the bond again: its signatures count again."""
+    admin, token = w["dev"].accounts[0], w["dep"].token
+    send(w["dev"].w3, admin, token.functions.mint(admin.address, BOND), "mint")
+    send(w["dev"].w3, admin, token.functions.approve(w["bond"].address, BOND), "approve")
+    send(w["dev"].w3, admin, w["bond"].functions.bond(w["signer"].address, BOND), "bond")
+
+
 def test_rebonded_signer__understated_worst_loss_from_its_proof_endpoint__challenged_with_code_2(world):
     """The signer bonds again and posts a root whose victim leaf keeps its MM and IM but
     understates its worst loss; the watcher knows only the signer's `/proof/<account>`
     endpoint (no files). The leaf's own scenarios are the binding ones, so the model picks
     them and the contract proves LOSS_ABOVE_LEAF."""
-    dep, token, admin = world["dep"], world["dep"].token, world["dev"].accounts[0]
-    send(world["dev"].w3, admin, token.functions.mint(admin.address, BOND), "mint")
-    send(world["dev"].w3, admin, token.functions.approve(world["bond"].address, BOND), "approve")
-    send(world["dev"].w3, admin, world["bond"].functions.bond(world["signer"].address, BOND), "bond")
+    dep, token = world["dep"], world["dep"].token
+    rebond(world)
     epoch = world["rogue"][0] + 1
     path, _receipt = rogue_epoch(world, epoch, lambda x: replace(x, worst_loss_wad=x.worst_loss_wad // 3))
     store = EpochStore(path.parent.parent)
@@ -293,3 +299,21 @@ def test_rebonded_signer__understated_worst_loss_from_its_proof_endpoint__challe
     assert outcome.status == "proven" and outcome.account == world["victim"], outcome
     assert outcome.entry["code"] == 2 and outcome.entry["predicted_code"] == 2
     assert token.functions.balanceOf(world["challenger"].address).call() - balance == BOND * 2_000 // 10_000
+    world["code2_epoch"] = epoch
+
+
+def test_false_root_found_after_the_window__reported_not_sent(world):
+    """A watcher that comes back after the challenge window of a false root sends nothing:
+    the window is read from FraudProofs and checked against the chain's clock first."""
+    rebond(world)
+    epoch = world["code2_epoch"] + 1
+    rogue_epoch(world, epoch, lambda x: replace(x, maintenance_margin_wad=x.maintenance_margin_wad // 20))
+    w3 = world["dev"].w3
+    w3.provider.make_request("evm_mine", [w3.eth.get_block("latest")["timestamp"] + WINDOW + 1])
+    watcher, metrics = in_process_watcher(world, epoch)
+    before = nonce_of(world)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "window_over", finding.challenge
+    assert "the challenge window closed at" in finding.challenge.detail
+    assert nonce_of(world) == before and metrics.challenges.labels(outcome="submitted")._value.get() == 0
