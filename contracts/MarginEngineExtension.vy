@@ -415,11 +415,15 @@ def liquidate(
         cash = core._absorb_deficit(account, cash)
 
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
-    # The slice's margins keep the account's basis: a day-old IM never looks fresh.
+    # The slice's margins keep the account's basis: a day-old IM never looks fresh, and a
+    # basis voided by a fraud proof (either side's) stays the merged one's.
     if ln == 0:
         # an empty book owes no margin, whatever a leaf of it said
         core._set_margins(msg.sender, 0, 0)
-    lmargins: uint256 = core._add_margins(core._margins[msg.sender], core._ceil_mul(im, f), core._ceil_mul(mm, f), basis)
+    lmargins: uint256 = core._margins[msg.sender]
+    lmargins = core._void_basis_wins(
+        core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis), lmargins >> 224, basis, cfg
+    )
     core._margins[msg.sender] = lmargins
     if len(lids) == 0:
         # flattened by the slice: the counters keep its bound, the empty book owes nothing

@@ -269,6 +269,24 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
 
 
 @internal
+@view
+def _void_basis_wins(merged: uint256, own: uint256, inherited: uint256, cfg: uint256) -> uint256:
+    """
+    @dev `merged` (margins of two accounts added by a liquidation slice, basis the older of
+         `own` and `inherited`) with the basis of a root a fraud proof voided, if either was
+         one: the older basis alone would pass margins applied from a false root as valid
+         (a 1-wei slice of any book with an older basis would launder the void). Asks the
+         oracle only once it has voided a root of this engine.
+    """
+    if cfg & VOID_SEEN == 0:
+        return merged
+    for b: uint256 in [own, inherited]:
+        if b != 0 and staticcall ORACLE.epoch_record_hash(self, b) == VOID_RECORD:
+            return (merged & (2**224 - 1)) | (b << 224)
+    return merged
+
+
+@internal
 @pure
 def _add_margins(margins: uint256, add_im: uint256, add_mm: uint256, since: uint256) -> uint256:
     """
