@@ -10,7 +10,7 @@ from dataclasses import replace
 import ape
 import pytest
 from conftest import PARAMS_HASH, WAD
-from engine.conftest import _PLACEHOLDER_LEAF
+from engine.conftest import _PLACEHOLDER_LEAF, WITNESS_PARAMS
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
@@ -18,6 +18,7 @@ from offchain.chain.fraud import EpochRecord, challenge_arguments
 from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
+from offchain.chain.witness import liquidation_witness
 from offchain.risk import load_params
 
 from .conftest import CALL, FUTURE, PERP, PUT, deploy_engine
@@ -638,3 +639,71 @@ def test_bond__reentrant_token__payout_and_withdrawal_reentry_refused(
     hook.arm(ZERO, b"", sender=attacker)
     bond.withdraw(sender=s2)
     bond_funds_add_up(hook, bond)
+
+
+# ---------------------------------------------------------------------------------------
+# (5) the void: old and voided leaves, and liquidations after a void
+# ---------------------------------------------------------------------------------------
+
+
+def test_void__voided_or_older_leaf__never_applies_and_withdrawal_held_to_isolated_bound(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """After the current epoch is voided: its leaves (apply, withdraw_with_leaf) revert, a
+    leaf of the epoch before it does not verify against any root, and the book that applied
+    the false leaf withdraws only what the isolated bound (6k per perp) leaves."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    old_trees, _, _ = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                 lie={victim.address: understate(2)})
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]), sender=attacker)
+    maker_leaf, maker_proof = trees.account_proof(maker.address)
+    with ape.reverts("oracle: epoch voided by a fraud proof"):
+        engine.apply_leaf(maker_leaf.as_args(), maker_proof, sender=maker)
+    with ape.reverts("oracle: epoch voided by a fraud proof"):
+        engine.withdraw_with_leaf(1, leaf.as_args(), proof, sender=victim)
+    old_leaf, old_proof = old_trees.account_proof(victim.address)
+    with ape.reverts("oracle: epoch voided by a fraud proof"):
+        engine.apply_leaf(old_leaf.as_args(), old_proof, sender=victim)
+    # equity ~9.9k: the understated IM would free ~9.5k, the isolated bound 3.9k
+    equity = engine.health(victim).equity_wad
+    free = (equity - 6_000 * WAD) // 10**12
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1, sender=victim)
+    engine.withdraw(free, sender=victim)
+    bond_funds_add_up(token, bond)
+
+
+def test_void__current_root_voided__liquidations_wait_for_the_next_root_then_resume(
+        engine, oracle, registry, token, admin, domain, signers, chain, keeper, attacker, liquidator, system,
+        two_leg_victim):
+    """Liveness, by design (fails closed): a voided current root takes its market root with
+    it, so no witness verifies and no book can be liquidated until a new root; the slashed
+    signers no longer count, so that root needs bonded signers (here signer 2 and a
+    re-bonded signer 0). Then the same book is liquidated at once."""
+    bond, fraud, _ = system()
+    victim = two_leg_victim()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim],
+                                      lie={victim.address: understate()}, spot=56_000 * WAD)
+    w = liquidation_witness(WITNESS_PARAMS, engine.address, [(i, q) for i, q in books[victim.address].items()],
+                            trees, record.signed_at)
+    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]), sender=attacker)
+    assert oracle.root_timestamp(engine) == 0
+    with ape.reverts("ScenarioVerifier: no current root for engine"):
+        _liquidate_with(engine, victim, w, liquidator)
+    with ape.reverts("oracle: below threshold of bonded signers"):
+        post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim])
+    rebond(token, bond, admin, signers[2])
+    rebond(token, bond, admin, signers[0])
+    by = [signers[0], signers[2]]
+    trees2, record2, books2 = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim],
+                                         spot=56_000 * WAD, by=by)
+    w2 = liquidation_witness(WITNESS_PARAMS, engine.address, [(i, q) for i, q in books2[victim.address].items()],
+                             trees2, record2.signed_at)
+    nonce = engine.state_nonce(victim)
+    _liquidate_with(engine, victim, w2, liquidator)
+    assert engine.state_nonce(victim) == nonce + 1
+    bond_funds_add_up(token, bond)
