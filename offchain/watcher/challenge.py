@@ -26,7 +26,7 @@ from web3.exceptions import ContractLogicError
 
 from offchain.chain.contracts import Deployment
 from offchain.chain.epoch_leaves import positions_hash_fast
-from offchain.chain.epoch_record import FraudContracts, epoch_record, fraud_contracts
+from offchain.chain.epoch_record import VOID_RECORD, FraudContracts, epoch_record, fraud_contracts
 from offchain.chain.fraud import CODES, leaf_challenge_arguments
 from offchain.chain.fraud_model import candidates
 from offchain.chain.merkle import MerkleError
@@ -60,6 +60,10 @@ class Ledger:
     def get(self, engine: str, epoch: int, account: str) -> dict | None:
         return self.entries.get(self.key(engine, epoch, account))
 
+    def of_epoch(self, engine: str, epoch: int) -> list[dict]:
+        prefix = f"{to_checksum_address(engine)}:{epoch}:"
+        return [e for k, e in sorted(self.entries.items()) if k.startswith(prefix)]
+
     def put(self, engine: str, epoch: int, account: str, entry: dict) -> None:
         self.entries[self.key(engine, epoch, account)] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +76,8 @@ class Ledger:
 class Outcome:
     """What the challenger did about one false root."""
 
-    status: str            # proven, failed, not_provable, already_challenged, window_over, error
+    # proven, failed, not_provable, already_challenged (by us), already_void (by another), window_over, error
+    status: str
     account: str = ""
     detail: str = ""
     entry: dict | None = None
@@ -100,6 +105,16 @@ class Challenger:
         """Challenge the first provable leaf of `false_leaves` (address order) of a false root."""
         t0 = time.perf_counter()
         root = result.root
+        ours = self.ledger.of_epoch(root.engine, root.epoch)
+        now_hash = bytes(self.dep.oracle.functions.epoch_record_hash(root.engine, root.signed_at).call())
+        if now_hash == VOID_RECORD:
+            # proven already: by this watcher before a restart (its ledger says so), or by someone else
+            if ours:
+                return self._report(Outcome("already_challenged", ours[0].get("account", ""),
+                                            f"{ours[0].get('status')} (tx {ours[0].get('tx') or 'none'}); the epoch "
+                                            "is void", ours[0]), root.epoch)
+            return self._report(Outcome("already_void", detail="the epoch was voided by another challenger"),
+                                root.epoch)
         try:
             record = epoch_record(self.dep, root, self.fc.bond)
         except UserError as exc:
@@ -210,7 +225,7 @@ class Challenger:
             self.metrics.challenges.labels(outcome="not_provable").inc()
             log.error("false root not provable on chain: no challenge sent",
                       extra={"epoch": epoch, "reasons": outcome.detail[:1500]})
-        elif outcome.status in ("window_over", "error", "already_challenged"):
+        elif outcome.status in ("window_over", "error", "already_challenged", "already_void"):
             log.error(f"challenge not sent: {outcome.status.replace('_', ' ')}",
                       extra={"epoch": epoch, "account": outcome.account, "detail": outcome.detail[:500]})
         self.metrics.challenge_status = {"epoch": epoch, "status": outcome.status, "account": outcome.account,

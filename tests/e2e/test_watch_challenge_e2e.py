@@ -254,6 +254,19 @@ def test_restarted_watcher__never_challenges_the_same_leaf_twice(world):
     assert metrics.challenges.labels(outcome="submitted")._value.get() == 0
 
 
+def test_another_watcher__epoch_already_void__nothing_sent(world, tmp_path):
+    """A second watcher (its own ledger) meeting the root the first one proved: the epoch is
+    void, so it says so and sends nothing."""
+    epoch, _receipt = world["rogue"]
+    cfg = replace(watch_cfg(world, epoch), data_dir=str(tmp_path / "other"))
+    metrics = WatchMetrics()
+    watcher = Watcher(cfg, world["dep"], metrics, Challenger(cfg, world["dep"], world["dev"].accounts[7], metrics))
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "already_void"
+    assert world["dev"].w3.eth.get_transaction_count(world["dev"].accounts[7].address) == 0
+
+
 def test_no_key__reports_only_and_says_so(world, tmp_path):
     epoch, _receipt = world["rogue"]
     cfg = WatchConfig(rpc_url=world["dev"].url, engine_address=world["dep"].engine.address, start_epoch=epoch,
