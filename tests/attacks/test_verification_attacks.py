@@ -473,7 +473,7 @@ def test_fraud__leaf_of_another_engine_or_epoch__refused(
     bond_funds_add_up(token, bond)
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: a challenge's payout goes to msg.sender and its calldata "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding: a challenge's payout goes to msg.sender and its calldata "
                    "is not bound to the challenger, so anyone watching the mempool can copy it and be paid first")
 def test_fraud__challenge_copied_from_mempool_and_front_run__copier_not_paid(
         engine, oracle, registry, token, domain, signers, chain, keeper, liquidator, attacker, system, traded):
@@ -706,4 +706,47 @@ def test_void__current_root_voided__liquidations_wait_for_the_next_root_then_res
     nonce = engine.state_nonce(victim)
     _liquidate_with(engine, victim, w2, liquidator)
     assert engine.state_nonce(victim) == nonce + 1
+    bond_funds_add_up(token, bond)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding: a market root that omits a live instrument's leaf "
+                   "makes every account leaf holding it unprovable (no market leaf to re-price with) and its "
+                   "books unliquidatable; only the off-chain rebuild sees the omission")
+def test_fraud__live_instrument_left_out_of_market_root__zero_margin_leaf_still_provable(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """The signers leave the perpetual out of the market root: the keeper's own leaf function
+    then margins a perp book at zero (positions without a market leaf carry none, as expired
+    ones do). The leaf applies and the book withdraws everything but its position's loss
+    buffer; a challenge needs a market leaf per position, which the root does not hold."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    chain.pending_timestamp += 2
+    chain.mine(1)
+    ts = chain.blocks.head.timestamp
+    market = [m for m in market_leaves(registry) if m.instrument_id != PERP]
+    inputs = MarketInputs.from_leaves(PARAMS, market, ts)
+    accounts_ = [victim, maker]
+    leaves = epoch_account_leaves(inputs, [a.address for a in accounts_],
+                                  [engine.account(a).state_nonce for a in accounts_],
+                                  [book_of(engine, a) for a in accounts_],
+                                  [engine.pending_total(a) for a in accounts_])
+    epoch = oracle.epoch_root(engine)[0] + 1
+    trees = EpochTrees.build(engine.address, epoch, leaves, market)
+    msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+    tx = oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2]), sender=keeper)
+    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, PARAMS_HASH, ts,
+                         chain.provider.get_block(tx.block_number).timestamp,
+                         tuple(sorted((s.address for s in signers[:2]), key=lambda a: int(a, 16))))
+    leaf, proof = trees.account_proof(victim.address)
+    assert leaf.initial_margin_wad == leaf.maintenance_margin_wad == 0
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    engine.withdraw(9_000 * USDC, sender=victim)             # 1 perp held on ~900 of equity
+    # the challenger's best attempt: the true perp leaf, with the only proof the root allows
+    perp = market_leaves(registry)[0]
+    args = (engine.address, record.as_args(), leaf.as_args(), proof, [PERP], [WAD], [perp.as_args()],
+            trees.market_multiproof([FUTURE]).as_args(), [], 0)
+    try:
+        fraud.challenge(*args, sender=attacker)
+    except ape.exceptions.ContractLogicError as err:
+        raise AssertionError(f"the zero-margin leaf is not provable: {err.revert_message}") from err
     bond_funds_add_up(token, bond)
