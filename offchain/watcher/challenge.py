@@ -22,6 +22,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
+from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError
 
 from offchain.chain.contracts import Deployment
@@ -93,11 +94,16 @@ class Challenger:
         known = dep.fraud_proofs.address if dep.fraud_proofs is not None else ""
         self.fc = contracts or fraud_contracts(dep, cfg.fraud_proofs_address or known)
         self.encode = Encoder(self.fc.fraud)
-        self.executor = Executor(dep.w3, account, cfg.gas)
+        # the transaction goes out through challenge_rpc_url when set (a private endpoint);
+        # reads and estimates stay on rpc_url
+        send_w3 = Web3(HTTPProvider(cfg.challenge_rpc_url, request_kwargs={"timeout": 60})) \
+            if cfg.challenge_rpc_url else dep.w3
+        self.executor = Executor(send_w3, account, cfg.gas)
         self.ledger = Ledger(Path(cfg.data_dir) / "challenges.json")
 
     def describe(self) -> dict:
         return {"challenger": self.account.address, "fraud_proofs": self.fc.fraud.address,
+                "sent_through": self.cfg.challenge_rpc_url or self.cfg.rpc_url,
                 "bond": self.fc.bond.address, "window_s": self.fc.window_s,
                 "ledger": str(self.ledger.path), "challenged_before": len(self.ledger.entries)}
 

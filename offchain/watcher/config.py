@@ -52,6 +52,10 @@ class WatchConfig:
     fraud_proofs_address: str = ""
     # a challenge whose gas estimate exceeds this is not sent (reported instead)
     challenge_gas_limit: int = 3_000_000
+    # where the signed challenge is sent and its receipt awaited: "" = rpc_url; a private
+    # transaction endpoint keeps the proof out of the public mempool, where a copier could
+    # land it first and take the payout (FraudProofs pays msg.sender)
+    challenge_rpc_url: str = ""
     # fees, retries and bumps of the challenge transaction (the keeper's [gas] table)
     gas: GasConfig = field(default_factory=GasConfig)
     # challenges.json (every (epoch, account) challenged and its outcome) lives here, so a
@@ -74,6 +78,8 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
         ("max_check_age_s", cfg.max_check_age_s > 0, "> 0"),
         ("metrics_port", 0 <= cfg.metrics_port < 65536, "a TCP port or 0"),
         ("log_format", cfg.log_format in ("json", "text"), "'json' or 'text'"),
+        ("challenge_rpc_url", not cfg.challenge_rpc_url or cfg.challenge_rpc_url.startswith(("http://", "https://")),
+         "an http(s) URL or empty"),
         ("fraud_proofs_address", not cfg.fraud_proofs_address or (cfg.fraud_proofs_address.startswith("0x")
                                                                  and len(cfg.fraud_proofs_address) == 42),
          "a 0x-prefixed 20-byte address or empty"),

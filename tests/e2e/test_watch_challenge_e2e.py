@@ -19,10 +19,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -330,3 +332,60 @@ def test_false_root_found_after_the_window__reported_not_sent(world):
     assert finding.challenge.status == "window_over", finding.challenge
     assert "the challenge window closed at" in finding.challenge.detail
     assert nonce_of(world) == before and metrics.challenges.labels(outcome="submitted")._value.get() == 0
+
+
+class RecordingProxy:
+    """A JSON-RPC endpoint that forwards every request to the node and records the methods:
+    stands in for a private transaction endpoint."""
+
+    def __init__(self, upstream: str):
+        methods = self.methods = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                doc = json.loads(body)
+                methods.extend(r["method"] for r in (doc if isinstance(doc, list) else [doc]))
+                req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    answer = r.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_challenge_rpc_url__the_proof_leaves_through_the_private_endpoint_only(world):
+    """With challenge_rpc_url the signed challenge is sent there (FraudProofs pays msg.sender,
+    so a proof seen in the public mempool can be copied and landed first); reads and the
+    estimate stay on rpc_url."""
+    dep = world["dep"]
+    rebond(world)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    rogue_epoch(world, epoch, lambda x: replace(x, initial_margin_wad=x.initial_margin_wad // 20,
+                                                maintenance_margin_wad=x.maintenance_margin_wad // 20))
+    proxy = RecordingProxy(world["dev"].url)
+    try:
+        cfg = replace(watch_cfg(world, epoch), challenge_rpc_url=proxy.url)
+        metrics = WatchMetrics()
+        watcher = Watcher(cfg, dep, metrics, Challenger(cfg, dep, world["challenger"], metrics))
+        watcher.start()
+        [finding] = watcher.poll()
+    finally:
+        proxy.stop()
+    assert finding.challenge.status == "proven", finding.challenge
+    assert proxy.methods.count("eth_sendRawTransaction") == 1
+    assert "eth_estimateGas" in proxy.methods      # the executor's own estimate before signing
+    assert "eth_getLogs" not in proxy.methods      # the watcher's reads stay on rpc_url
