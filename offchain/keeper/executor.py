@@ -152,7 +152,8 @@ class Executor:
 
     def __init__(self, w3: Web3, account: LocalAccount, cfg: GasConfig, dry_run: bool = False,
                  on_error: Callable[[str, str], None] | None = None,
-                 receipt_timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep):
+                 receipt_timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep,
+                 on_signed: Callable[[str, str, int], None] | None = None):
         self.w3 = w3
         self.account = account
         self.cfg = cfg
@@ -162,6 +163,9 @@ class Executor:
         self._on_error = on_error or (lambda label, err: None)
         self._receipt_timeout_s = receipt_timeout_s
         self._sleep = sleep
+        # (label, tx hash, nonce) of every signed transaction (bumps too), before it is sent:
+        # a caller that must survive a crash records the hash and finds the receipt later
+        self._on_signed = on_signed
 
     # ---- public ----
     def send(self, label: str, call) -> TxResult:
@@ -237,7 +241,7 @@ class Executor:
             else:
                 tx = call.build_transaction(fields)
             try:
-                tx_hash = self._broadcast(tx)
+                tx_hash = self._broadcast(tx, label)
                 return _Pending(label, tx, tx_hash, time.monotonic())
             except Exception as exc:  # noqa: BLE001
                 self.nonces.resync()
@@ -249,8 +253,10 @@ class Executor:
                 self._sleep(delays[attempt])
         raise AssertionError("unreachable")
 
-    def _broadcast(self, tx: dict) -> str:
+    def _broadcast(self, tx: dict, label: str) -> str:
         signed = self.account.sign_transaction(tx)
+        if self._on_signed is not None:
+            self._on_signed(label, signed.hash.to_0x_hex(), tx["nonce"])
         try:
             return self.w3.eth.send_raw_transaction(signed.raw_transaction).to_0x_hex()
         except Web3RPCError as exc:
@@ -291,7 +297,7 @@ class Executor:
         log.warning("gas bump", extra={"label": p.label, "nonce": tx["nonce"],
                                        "max_fee": tx["maxFeePerGas"]})
         try:
-            tx_hash = self._broadcast(tx)
+            tx_hash = self._broadcast(tx, p.label)
         except Exception as exc:  # noqa: BLE001 - the old one may have been mined meanwhile
             log.warning("bump failed", extra={"label": p.label, "error": str(exc)[:200]})
             return _Pending(p.label, p.tx, p.tx_hash, time.monotonic())

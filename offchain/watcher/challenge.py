@@ -8,7 +8,11 @@ candidate scenarios come from offchain.chain.fraud_model, which predicts the con
 verdict; each candidate is estimated on the node (a revert costs nothing) and the first the
 chain accepts is sent, if its gas estimate is within `challenge_gas_limit` and the window
 is open. `challenges.json` in `data_dir` records every (epoch, account) challenged before
-the transaction leaves, so no leaf is challenged twice, across restarts too.
+the transaction leaves, and the hash of each signed transaction before it is sent, so no
+leaf is challenged twice, across restarts too. An entry a crash left "sending" is resolved
+from the chain at start (`reconcile`): mined -> proven or failed from its receipt; no
+receipt `challenge_reconcile_blocks` after it was sent -> failed, and challenged again when
+the window is still open and the epoch not void.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from offchain.chain.contracts import Deployment
 from offchain.chain.epoch_leaves import positions_hash_fast
@@ -32,7 +36,7 @@ from offchain.chain.fraud import CODES, leaf_challenge_arguments
 from offchain.chain.fraud_model import candidates
 from offchain.chain.merkle import MerkleError
 from offchain.chain.published import PublishedLeaf
-from offchain.chain.rebuild import Rebuild, params_for_root
+from offchain.chain.rebuild import Rebuild, find_root, params_for_root
 from offchain.errors import UserError
 from offchain.keeper.executor import Encoder, Executor
 from offchain.watcher.config import WatchConfig
@@ -98,8 +102,9 @@ class Challenger:
         # reads and estimates stay on rpc_url
         send_w3 = Web3(HTTPProvider(cfg.challenge_rpc_url, request_kwargs={"timeout": 60})) \
             if cfg.challenge_rpc_url else dep.w3
-        self.executor = Executor(send_w3, account, cfg.gas)
+        self.executor = Executor(send_w3, account, cfg.gas, on_signed=self._signed)
         self.ledger = Ledger(Path(cfg.data_dir) / "challenges.json")
+        self._sending: tuple[str, int, str, dict] | None = None    # (engine, epoch, account, entry) in flight
 
     def describe(self) -> dict:
         return {"challenger": self.account.address, "fraud_proofs": self.fc.fraud.address,
@@ -115,6 +120,7 @@ class Challenger:
         now_hash = bytes(self.dep.oracle.functions.epoch_record_hash(root.engine, root.signed_at).call())
         if now_hash == VOID_RECORD:
             # proven already: by this watcher before a restart (its ledger says so), or by someone else
+            ours = [e for e in ours if e.get("status") == "proven"] or ours
             if ours:
                 return self._report(Outcome("already_challenged", ours[0].get("account", ""),
                                             f"{ours[0].get('status')} (tx {ours[0].get('tx') or 'none'}); the epoch "
@@ -137,7 +143,7 @@ class Challenger:
             leaf = published.leaf
             account = to_checksum_address(leaf.account)
             before = self.ledger.get(root.engine, root.epoch, account)
-            if before is not None:
+            if before is not None and not before.get("retry"):
                 return self._report(Outcome("already_challenged", account, f"{before.get('status')} "
                                             f"(tx {before.get('tx') or 'none'})", before), root.epoch)
             why = self._unprovable(leaf, books.get(account.lower()))
@@ -192,14 +198,19 @@ class Challenger:
         root = result.root
         entry = {"status": "sending", "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
                  "scenarios": list(verdict.scenarios), "joint": verdict.joint, "gas_estimate": gas,
-                 "root_tx": root.tx_hash, "at": time.time()}
+                 "root_tx": root.tx_hash, "signed_at": root.signed_at, "posted_at": record.posted_at,
+                 "sent_block": int(self.dep.w3.eth.block_number), "txs": [], "at": time.time()}
         self.ledger.put(root.engine, root.epoch, account, entry)
+        self._sending = (root.engine, root.epoch, account, entry)
         self.metrics.challenges.labels(outcome="submitted").inc()
         log.warning("challenge sent", extra={"epoch": root.epoch, "account": account, "predicted_code": verdict.code,
                                              "predicted": CODES.get(verdict.code, "none"), "gas_estimate": gas,
                                              "window_left_s": window_left,
                                              "scenarios": list(verdict.scenarios) or "own"})
-        res = self.executor.send(f"challenge:{root.epoch}:{account}", call)
+        try:
+            res = self.executor.send(f"challenge:{root.epoch}:{account}", call)
+        finally:
+            self._sending = None
         entry.update(tx=res.tx_hash, block=res.block, gas=res.gas_used)
         proven = [e for e in (_decode(self.fc.fraud.events.FraudProven(), x) for x in res.logs) if e]
         if res.ok and proven:
@@ -225,6 +236,77 @@ class Challenger:
         log.error("challenge failed", extra={"epoch": root.epoch, "account": account, "tx": res.tx_hash,
                                              "error": entry["error"][:300]})
         return self._report(Outcome("failed", account, entry["error"], entry), root.epoch)
+
+    def _signed(self, _label: str, tx_hash: str, nonce: int) -> None:
+        """Executor hook: every signed challenge (a gas bump too) is in the ledger before it
+        is sent, so a crash before its receipt leaves a hash to look up."""
+        if self._sending is None:
+            return
+        engine, epoch, account, entry = self._sending
+        entry["txs"] = [*entry.get("txs", []), tx_hash]
+        entry["nonce"] = nonce
+        self.ledger.put(engine, epoch, account, entry)
+
+    def reconcile(self) -> list[dict]:
+        """Resolve every ledger entry left "sending" (a crash between sending a challenge and
+        reading its receipt) from the chain -> the entries changed."""
+        changed = []
+        head = int(self.dep.w3.eth.block_number)
+        for key, entry in sorted(self.ledger.entries.items()):
+            if entry.get("status") != "sending":
+                continue
+            engine, epoch, account = key.split(":")
+            receipt = None
+            for tx_hash in reversed(entry.get("txs", [])):    # a bump replaces: the latest is likelier
+                try:
+                    receipt = self.dep.w3.eth.get_transaction_receipt(tx_hash)
+                except TransactionNotFound:
+                    continue
+                if receipt is not None:
+                    break
+            if receipt is not None:
+                self._settle(entry, receipt)
+            else:
+                waited = head - int(entry.get("sent_block", 0))
+                if waited < self.cfg.challenge_reconcile_blocks:
+                    log.warning("challenge still unresolved: no receipt yet", extra={
+                        "epoch": int(epoch), "account": account, "txs": entry.get("txs", []),
+                        "blocks_since_sent": waited})
+                    continue
+                entry.update(status="failed", error=f"no receipt for {entry.get('txs') or 'no transaction'} "
+                                                    f"{waited} blocks after it was sent")
+                entry["retry"] = self._still_open(engine, int(epoch), entry)
+            entry["reconciled_at"] = time.time()
+            self.ledger.put(engine, int(epoch), account, entry)
+            changed.append(entry)
+            log.warning("challenge reconciled with the chain", extra={
+                "epoch": int(epoch), "account": account, "status": entry["status"], "tx": entry.get("tx", ""),
+                "retry": entry.get("retry", False), "error": entry.get("error", "")[:300]})
+        return changed
+
+    def _settle(self, entry: dict, receipt) -> None:
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
+        entry.update(tx=tx_hash, block=int(receipt["blockNumber"]), gas=int(receipt["gasUsed"]))
+        proven = [e for e in (_decode(self.fc.fraud.events.FraudProven(), x) for x in receipt["logs"]) if e]
+        if receipt["status"] == 1 and proven:
+            ev = proven[0]["args"]
+            entry.update(status="proven", code=int(ev["code"]), paid=int(ev["paid"]))
+            self.metrics.challenges.labels(outcome="succeeded").inc()
+            self.metrics.payout.inc(int(ev["paid"]))
+        else:
+            entry.update(status="failed", error="reverted" if receipt["status"] != 1 else "mined without FraudProven")
+            self.metrics.challenges.labels(outcome="failed").inc()
+
+    def _still_open(self, engine: str, epoch: int, entry: dict) -> bool:
+        """May this (epoch, account) be challenged again: window open and epoch not void."""
+        signed_at, posted_at = entry.get("signed_at"), entry.get("posted_at")
+        if signed_at is None or posted_at is None:
+            root = find_root(self.dep, epoch)
+            signed_at = root.signed_at
+            posted_at = int(self.dep.w3.eth.get_block(root.block)["timestamp"])
+        if bytes(self.dep.oracle.functions.epoch_record_hash(engine, signed_at).call()) == VOID_RECORD:
+            return False
+        return int(self.dep.w3.eth.get_block("latest")["timestamp"]) <= int(posted_at) + self.fc.window_s
 
     def _report(self, outcome: Outcome, epoch: int) -> Outcome:
         if outcome.status == "not_provable":

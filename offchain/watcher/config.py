@@ -56,6 +56,9 @@ class WatchConfig:
     # transaction endpoint keeps the proof out of the public mempool, where a copier could
     # land it first and take the payout (FraudProofs pays msg.sender)
     challenge_rpc_url: str = ""
+    # a challenge a crash left unresolved, with no receipt this many blocks after it was
+    # sent, is failed at the next start (and sent again if its window is still open)
+    challenge_reconcile_blocks: int = 20
     # fees, retries and bumps of the challenge transaction (the keeper's [gas] table)
     gas: GasConfig = field(default_factory=GasConfig)
     # challenges.json (every (epoch, account) challenged and its outcome) lives here, so a
@@ -84,6 +87,7 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
                                                                  and len(cfg.fraud_proofs_address) == 42),
          "a 0x-prefixed 20-byte address or empty"),
         ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs ~750,000)"),
+        ("challenge_reconcile_blocks", cfg.challenge_reconcile_blocks >= 1, ">= 1"),
         ("gas.bump_pct", cfg.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
         ("gas.max_retries", cfg.gas.max_retries >= 1, ">= 1"),
         ("gas.max_fee_gwei", cfg.gas.max_fee_gwei > 0, "> 0"),

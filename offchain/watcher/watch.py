@@ -2,6 +2,11 @@
 (offchain.chain.rebuild) and either confirmed or reported as false, naming the first false
 leaf when a keeper's published leaves are at hand (its epoch files or its `/proof/<account>`).
 
+Signers who post a false root can withhold its leaves, but a leaf applied on chain carries
+itself and its proof in calldata: for every false root, while it is the current one, the
+watcher also reads the leaves applied from it (offchain.watcher.harvest), and a false one is
+reported and challenged like a published one (each leaf once).
+
 A false root latches the alarm: `/health` answers 503 with the epoch, account, field and
 figures until the watcher is restarted, because a root the signers got wrong stays a fact
 whatever roots follow it. With a challenger key (offchain.watcher.challenge) the watcher
@@ -36,6 +41,7 @@ from offchain.chain.rebuild import (
 from offchain.chain.roots import EpochTrees
 from offchain.errors import UserError
 from offchain.watcher.config import WatchConfig
+from offchain.watcher.harvest import AppliedLeaf, Harvester
 
 log = logging.getLogger("netmargin.watch")
 
@@ -59,6 +65,9 @@ class WatchMetrics:
         self.payout = Counter("watch_challenge_payout", "Bond payout received for proven challenges "
                               "(token base units)", registry=r)
         self.challenge_gas = Gauge("watch_challenge_gas", "Gas used by the last proven challenge", registry=r)
+        self.harvested = Counter("watch_applied_leaves", "Leaves of false roots applied on chain, read back from "
+                                 "their transactions, by verdict: honest, false, not_harvested", ["verdict"],
+                                 registry=r)
         self.alarm_reason = ""
         # "report only" or the challenger's address; the last challenge's outcome (for /health)
         self.challenge_mode = "report only: no challenger_key"
@@ -94,6 +103,17 @@ class Finding:
     accounts: int = 0
     challenge: object = None      # the challenger's Outcome, when one ran
     published: PublishedLeaf | None = None   # the first false leaf, as the signers published it
+    applied: list[AppliedLeaf] = field(default_factory=list)   # a harvest's false applied leaves
+
+
+@dataclass
+class _Open:
+    """A false root whose applied leaves are still read: from `next_block` up to `until`, the
+    block of the next root (None while it is the current root: leaves apply only from it)."""
+
+    result: Rebuild
+    next_block: int
+    until: int | None = None
 
 
 class Watcher:
@@ -108,9 +128,16 @@ class Watcher:
         self.next_block = 0           # RootPosted logs are read from here on
         self.next_epoch = cfg.start_epoch
         self.findings: list[Finding] = []
+        self.harvester = Harvester(dep)
+        self.open: dict[int, _Open] = {}          # false roots by epoch, their applied leaves still read
+        self.applied: list[AppliedLeaf] = []      # every applied leaf of a false root read so far
+        self._judged: set[tuple[int, str, bytes]] = set()   # (epoch, account, leaf hash): each leaf once
 
     def start(self) -> None:
-        """Without start_epoch, begin at the latest root posted (history is `netmargin rebuild`'s job)."""
+        """Without start_epoch, begin at the latest root posted (history is `netmargin rebuild`'s job).
+        Challenges a crash left "sending" are first resolved from the chain."""
+        if self.challenger is not None:
+            self.challenger.reconcile()
         if self.cfg.start_epoch == 0:
             epoch, ts = self.dep.oracle.functions.epoch_root(self.dep.engine.address).call()[:2]
             self.next_epoch = int(epoch) if ts else 0
@@ -134,10 +161,67 @@ class Watcher:
             out.append(finding)
             self.next_epoch = root.epoch + 1
             self.next_block = root.block + 1   # if a later check raises, the next poll resumes there
+        out.extend(self._harvest(head))
         self.next_block = head + 1
         self.metrics.last_poll.set(time.time())
         self.findings.extend(out)
         return out
+
+    def _harvest(self, head: int) -> list[Finding]:
+        """Read the leaves applied from each open false root up to `head` (or up to the next
+        root), challenge the false ones; a root is closed once a newer one is read past or its
+        epoch is settled (proven, void, window over)."""
+        out = []
+        for epoch, o in sorted(self.open.items()):
+            last = head if o.until is None else min(o.until, head)
+            if last >= o.next_block:
+                applied = self.harvester.applied(o.result.root, o.next_block, last)
+                o.next_block = last + 1
+                finding = self._judge(o.result, applied)
+                if finding is not None:
+                    out.append(finding)
+                    status = getattr(finding.challenge, "status", "")
+                    if status in ("proven", "already_void", "already_challenged", "window_over"):
+                        del self.open[epoch]
+                        continue
+            if o.until is not None and o.next_block > o.until:
+                del self.open[epoch]
+        return out
+
+    def _judge(self, result: Rebuild, applied: list[AppliedLeaf]) -> Finding | None:
+        """Compare each newly applied leaf with the rebuilt one; the false ones go to the
+        challenger (in application order) -> a Finding when one is false."""
+        root = result.root
+        false: list[AppliedLeaf] = []
+        for a in applied:
+            self.applied.append(a)
+            extra = {"epoch": root.epoch, "account": a.account, "tx": a.tx_hash, "block": a.block}
+            if a.leaf is None:
+                self.metrics.harvested.labels(verdict="not_harvested").inc()
+                log.warning("applied leaf not harvested", extra={**extra, "why": a.note})
+                continue
+            key = (root.epoch, a.account.lower(), a.leaf.leaf_hash(root.engine, root.epoch))
+            if key in self._judged:
+                continue
+            self._judged.add(key)
+            diff = self._diff(result, a.published())
+            self.metrics.harvested.labels(verdict="false" if diff else "honest").inc()
+            if diff:
+                false.append(a)
+                log.error("applied leaf FALSE", extra={**extra, "function": a.function, "via": a.via or "direct",
+                                                       "fields": {n: {"rebuilt": str(x), "applied": str(y)}
+                                                                  for n, x, y in diff}})
+        if not false:
+            return None
+        first = false[0]
+        diff = self._diff(result, first.published())
+        figures = "; ".join(f"{n} rebuilt {x} applied {y}" for n, x, y in diff)
+        finding = Finding(root, False, f"epoch {root.epoch}: false leaf applied on chain (tx {first.tx_hash}, "
+                                       f"{first.function}): account {first.account}: {figures}",
+                          first.account, diff, published=first.published(), applied=false)
+        if self.challenger is not None:
+            finding.challenge = self.challenger.handle(result, (a.published() for a in false))
+        return finding
 
     def check(self, root: PostedRoot) -> Finding:
         doc = self._epoch_file(root)
@@ -153,6 +237,9 @@ class Watcher:
         m.rebuild_seconds.set(seconds)
         m.accounts.set(finding.accounts)
         m.checks.labels(outcome="match" if finding.ok else "false").inc()
+        for o in self.open.values():      # a newer root: no leaf of an older one applies after its block
+            if o.until is None:
+                o.until = root.block
         extra = {"epoch": root.epoch, "root_block": root.block, "state_block": result.publication.state_block,
                  "accounts": finding.accounts, "seconds": round(seconds, 3),
                  "accounts_root": "0x" + root.accounts_root.hex()}
@@ -169,6 +256,9 @@ class Watcher:
             if self.challenger is not None:
                 first = [finding.published] if finding.published is not None else []
                 finding.challenge = self.challenger.handle(result, itertools.chain(first, false_leaves))
+            if not result.accounts_root_ok and getattr(finding.challenge, "status", "") not in (
+                    "proven", "already_void", "already_challenged", "window_over"):
+                self.open[root.epoch] = _Open(result, root.block)
         return finding
 
     def _epoch_file(self, root: PostedRoot) -> dict | None:

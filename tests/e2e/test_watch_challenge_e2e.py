@@ -8,7 +8,12 @@ altered, built like the keeper's (same leaf code, same state block, its epoch fi
   on chain", no transaction;
 - a leaf with MM and IM understated: the watcher process (`netmargin watch --config`, key
   from an encrypted keyfile) challenges it, the epoch is voided, the signer slashed and the
-  challenger paid in the token; a restarted watcher never challenges it again.
+  challenger paid in the token; a restarted watcher never challenges it again;
+- roots whose signers withhold every leaf (no epoch file, no /proof): the false leaf the
+  account applies (withdraw_with_leaf, or apply_leaf from another contract) is read back
+  from the transaction and challenged; a node without a call tracer: reported, not harvested;
+- a watcher killed between sending a challenge and its receipt: the restart resolves the
+  "sending" ledger entry from the chain by its hash.
 
 Tests run in file order on one chain (one story)."""
 
@@ -29,7 +34,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from web3 import HTTPProvider, Web3
 
+from offchain.chain.build import compile_contracts, deploy
 from offchain.chain.contracts import WAD
 from offchain.devnet.anvil import free_port, start_anvil
 from offchain.devnet.deploy import (
@@ -43,7 +50,7 @@ from offchain.devnet.deploy import (
 from offchain.devnet.rogue import next_second, post_rogue_root
 from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig, KeySpec
-from offchain.keeper.executor import Executor
+from offchain.keeper.executor import Encoder, Executor
 from offchain.keeper.keys import write_keyfile
 from offchain.keeper.metrics import KeeperMetrics, MetricsServer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
@@ -338,7 +345,7 @@ class RecordingProxy:
     """A JSON-RPC endpoint that forwards every request to the node and records the methods:
     stands in for a private transaction endpoint."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, refuse: tuple[str, ...] = ()):
         methods = self.methods = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -346,9 +353,14 @@ class RecordingProxy:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 doc = json.loads(body)
                 methods.extend(r["method"] for r in (doc if isinstance(doc, list) else [doc]))
-                req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=30) as r:
-                    answer = r.read()
+                if isinstance(doc, dict) and doc["method"] in refuse:   # a node without that namespace
+                    answer = json.dumps({"jsonrpc": "2.0", "id": doc["id"], "error": {
+                        "code": -32601, "message": f"the method {doc['method']} does not exist/is not available"}
+                    }).encode()
+                else:
+                    req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        answer = r.read()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -389,3 +401,172 @@ def test_challenge_rpc_url__the_proof_leaves_through_the_private_endpoint_only(w
     assert proxy.methods.count("eth_sendRawTransaction") == 1
     assert "eth_estimateGas" in proxy.methods      # the executor's own estimate before signing
     assert "eth_getLogs" not in proxy.methods      # the watcher's reads stay on rpc_url
+
+
+def withheld_rogue_epoch(w, lie) -> tuple[int, object]:
+    """A rogue root whose signers publish no leaf: its epoch file goes to a folder no watcher
+    reads (the signers keep it to apply their leaves) -> (epoch, trees)."""
+    dep = w["dep"]
+    rebond(w)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    path, _receipt, trees = post_rogue_root(dep, w["gas"], [w["signer"]], w["params"],
+                                            w["keeper"].trees.market_leaves, w["keeper"].listed, epoch,
+                                            w["victim"], lie, w["tmp"] / "withheld")
+    assert not (w["tmp"] / "signer" / dep.engine.address / path.name).exists()
+    return epoch, trees
+
+
+def understate(x):
+    return replace(x, initial_margin_wad=x.initial_margin_wad // 20, maintenance_margin_wad=x.maintenance_margin_wad // 20)
+
+
+def harvest_watcher(w, epoch: int, dep=None, challenger=True) -> tuple[Watcher, WatchMetrics]:
+    """A watcher that knows no published leaf: roots from the chain only."""
+    cfg = replace(watch_cfg(w, epoch), epoch_dir="")
+    metrics = WatchMetrics()
+    dep = dep or w["dep"]
+    return Watcher(cfg, dep, metrics, Challenger(cfg, dep, w["challenger"], metrics) if challenger else None), metrics
+
+
+def test_withheld_leaves__false_leaf_applied_by_withdraw_with_leaf__harvested_from_calldata__challenged(world):
+    """Rogue signers post a root understating the victim's IM and MM and publish no leaf; the
+    root alone is false but not provable. The victim applies its leaf with withdraw_with_leaf
+    and withdraws below its true IM; the next poll reads the leaf and proof from that
+    transaction's input and proves it: epoch voided, challenger paid. Also: a ledger entry a
+    crash left "sending" whose hash never reached the chain is failed at start, and because
+    the window is open and the epoch not void, the leaf is challenged again."""
+    dep, token, w3 = world["dep"], world["dep"].token, world["dev"].w3
+    victim = world["traders"][1]
+    epoch, trees = withheld_rogue_epoch(world, understate)
+    ledger_path = world["tmp"] / "watch" / "challenges.json"
+    ledger = json.loads(ledger_path.read_text())
+    lost = {"status": "sending", "epoch": epoch, "account": victim.address, "txs": ["0x" + "ab" * 32],
+            "sent_block": w3.eth.block_number - 30}
+    ledger[f"{dep.engine.address}:{epoch}:{victim.address}"] = lost
+    ledger_path.write_text(json.dumps(ledger))
+    watcher, metrics = harvest_watcher(world, epoch)
+    before = nonce_of(world)
+    watcher.start()
+    entry = watcher.challenger.ledger.get(dep.engine.address, epoch, victim.address)
+    assert entry["status"] == "failed" and entry["retry"] is True, entry
+    assert entry["error"].startswith("no receipt for ['0x" + "ab" * 32 + "'] ") and "blocks after it was sent" \
+        in entry["error"]
+    [finding] = watcher.poll()
+    assert not finding.ok and finding.challenge.status == "not_provable", finding.challenge
+    assert "no published leaf at hand" in finding.challenge.detail
+    assert nonce_of(world) == before and epoch in watcher.open
+    assert watcher.poll() == []                     # nothing applied yet: nothing to harvest
+
+    leaf, proof = trees.account_proof(victim.address)
+    honest_im = watcher.open[epoch].result.leaf(victim.address).initial_margin_wad
+    equity = dep.engine.functions.health(victim.address).call()[0]
+    amount = (equity - (honest_im + leaf.initial_margin_wad) // 2) // 10**12     # WAD -> 6-decimal units
+    balance = token.functions.balanceOf(victim.address).call()
+    send(w3, victim, dep.engine.functions.withdraw_with_leaf(amount, leaf.as_args(), proof), "withdraw_with_leaf")
+    assert token.functions.balanceOf(victim.address).call() - balance == amount
+    assert dep.engine.functions.health(victim.address).call()[0] < honest_im   # below its true IM
+    paid_before = token.functions.balanceOf(world["challenger"].address).call()
+    t0 = time.perf_counter()
+    [harvest] = watcher.poll()
+    seconds = time.perf_counter() - t0
+    [applied] = harvest.applied
+    assert (applied.function, applied.via, applied.account) == ("withdraw_with_leaf", "", victim.address)
+    assert applied.leaf == leaf and applied.proof == proof
+    assert {n for n, _a, _b in harvest.fields} >= {"initial_margin_wad", "maintenance_margin_wad"}
+    assert harvest.published.source.startswith("calldata of tx " + applied.tx_hash)
+    outcome = harvest.challenge
+    assert outcome.status == "proven" and outcome.account == victim.address, outcome
+    assert outcome.entry["code"] == 1 and "retry" not in outcome.entry
+    assert token.functions.balanceOf(world["challenger"].address).call() - paid_before == BOND * 2_000 // 10_000
+    assert dep.oracle.functions.epoch_record_hash(dep.engine.address, harvest.root.signed_at).call() == VOID
+    assert epoch not in watcher.open and watcher.poll() == []
+    assert metrics.harvested.labels(verdict="false")._value.get() == 1
+    assert metrics.challenges.labels(outcome="submitted")._value.get() == 1
+    print(f"\nharvest + challenge of an applied withheld leaf: {seconds:.2f} s, gas {outcome.entry['gas']}")
+
+
+def test_withheld_leaf_applied_through_a_contract__traced__or_reported_when_the_node_cannot_trace(world):
+    """The false leaf is applied by another contract (a token whose transfer hook calls
+    apply_leaf): against a node without debug_traceTransaction the watcher reports it as
+    applied through a contract, not harvested, and keeps going; against Anvil's call tracer
+    it reads the leaf from the inner call and proves it."""
+    dep, w3 = world["dep"], world["dev"].w3
+    victim, anyone = world["traders"][1], world["traders"][2]
+    epoch, trees = withheld_rogue_epoch(world, understate)
+    leaf, proof = trees.account_proof(victim.address)
+    hook = deploy(w3, compile_contracts(["ReentrantToken"])["ReentrantToken"], anyone, "Hook", "HK", 6)
+    send(w3, anyone, hook.functions.arm(dep.engine.address, bytes.fromhex(
+        Encoder(dep.engine)("apply_leaf", leaf.as_args(), proof).data[2:])), "arm")
+    send(w3, anyone, hook.functions.transfer(victim.address, 0), "transfer")
+    assert dep.engine.functions.health(victim.address).call()[2] == leaf.initial_margin_wad
+
+    proxy = RecordingProxy(world["dev"].url, refuse=("debug_traceTransaction",))
+    try:
+        blind = replace(dep, w3=Web3(HTTPProvider(proxy.url)))
+        watcher, metrics = harvest_watcher(world, epoch, dep=blind, challenger=False)
+        watcher.start()
+        [finding] = watcher.poll()
+    finally:
+        proxy.stop()
+    assert not finding.ok and "debug_traceTransaction" in proxy.methods
+    [applied] = watcher.applied
+    assert applied.leaf is None and applied.account == victim.address
+    assert applied.note.startswith(f"applied through a contract ({hook.address}); not harvested"), applied.note
+    assert metrics.harvested.labels(verdict="not_harvested")._value.get() == 1
+
+    watcher, metrics = harvest_watcher(world, epoch)
+    watcher.start()
+    [root_finding, harvest] = watcher.poll()
+    assert root_finding.challenge.status == "not_provable"
+    [applied] = harvest.applied
+    assert (applied.function, applied.via, applied.leaf) == ("apply_leaf", hook.address, leaf)
+    assert harvest.challenge.status == "proven" and harvest.challenge.entry["code"] == 1, harvest.challenge
+
+
+def test_watcher_killed_between_challenge_and_receipt__restart_resolves_the_ledger_by_tx_hash(world):
+    """The watcher process sends a challenge while the node holds it unmined, and is killed
+    (SIGKILL) before the receipt: its ledger says "sending" with the signed hash. The block is
+    mined; a restarted watcher finds the receipt by that hash, records the proof and payout,
+    and sends nothing again."""
+    dep, w3 = world["dep"], world["dev"].w3
+    rebond(world)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    rogue_epoch(world, epoch, understate)
+    data_dir = world["tmp"] / "crash"
+    cfg_path = world["tmp"] / "crash.json"
+    cfg_path.write_text(json.dumps({
+        "rpc_url": world["dev"].url, "engine_address": dep.engine.address, "start_epoch": epoch,
+        "epoch_dir": str(world["tmp"] / "signer"), "data_dir": str(data_dir), "metrics_port": 0,
+        "poll_interval_s": 0.2,
+        "challenger_key": {"source": f"keyfile:{world['keyfile']}", "passphrase_env": PASSWORD_ENV}}))
+    w3.provider.make_request("evm_setAutomine", [False])
+    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg_path)],
+                            env=world["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    entry: dict = {}
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not entry.get("txs"):
+            time.sleep(0.1)
+            try:
+                entry = next(iter(json.loads((data_dir / "challenges.json").read_text()).values()), {})
+            except (OSError, ValueError):
+                entry = {}
+        time.sleep(0.5)          # the signed transaction reaches the node right after its hash is written
+    finally:
+        proc.kill()
+        _out, err = proc.communicate(timeout=30)
+        w3.provider.make_request("evm_setAutomine", [True])
+    assert entry.get("status") == "sending" and entry.get("txs"), err[-3000:]
+    w3.provider.make_request("evm_mine", [])
+    nonce = nonce_of(world)
+    cfg = replace(watch_cfg(world, epoch), data_dir=str(data_dir))
+    metrics = WatchMetrics()
+    watcher = Watcher(cfg, dep, metrics, Challenger(cfg, dep, world["challenger"], metrics))
+    watcher.start()
+    done = watcher.challenger.ledger.get(dep.engine.address, epoch, world["victim"])
+    assert done["status"] == "proven" and done["code"] == 1 and done["tx"] in entry["txs"], done
+    assert done["paid"] == BOND * 2_000 // 10_000 and "reconciled_at" in done
+    assert metrics.challenges.labels(outcome="succeeded")._value.get() == 1
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "already_challenged" and finding.challenge.entry["status"] == "proven"
+    assert nonce_of(world) == nonce
