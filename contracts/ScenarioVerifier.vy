@@ -47,10 +47,6 @@ KIND_CALL: constant(uint8) = 2
 KIND_PUT: constant(uint8) = 3
 # The coefficient row used for an underlying without its own ("default" in the file).
 DEFAULT_SYMBOL: public(constant(bytes32)) = 0x64656661756c7400000000000000000000000000000000000000000000000000
-# SPAN-16: the 14 scan scenarios (thirds of the price scan range, vol direction), then the
-# extreme moves +k and -k with vol flat (offchain/risk/scenarios.py `_SPAN_CORE`).
-SPAN_THIRDS: constant(int256[14]) = [0, 0, 1, 1, -1, -1, 2, 2, -2, -2, 3, 3, -3, -3]
-SPAN_DIRS: constant(int256[14]) = [1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1]
 
 
 #### STRUCTS ####
@@ -127,11 +123,31 @@ struct Check:
     # scenario part + add-ons: the maintenance margin if the named scenarios bind
     maintenance_wad: uint256
 
-# Per-unit accumulators of `check`.
+# What a unit's vol shock needs (generator and coefficients), WAD.
+struct Shock:
+    span16: bool
+    up_wad: uint256
+    down_wad: uint256
+    up_floor_wad: uint256
+    min_vol_wad: uint256
+    down_min_factor_wad: uint256
+
+# Per-unit terms and accumulators of `check` (fixed size: copied in one piece).
 struct Unit:
-    coefficients: Coefficients
     scenario: Scenario
     joint: Scenario
+    # ln(1 + move) of each scenario (WAD), taken once at the unit's first option: a moved
+    # forward's ln(F / K) is its own plus this
+    log_move: int256
+    joint_log_move: int256
+    has_logs: bool
+    shock: Shock
+    # the unit's coefficients the legs and the add-ons use
+    short_option_min_rate_wad: uint256
+    basis_rate_per_sqrt_year_wad: uint256
+    basis_min_days_wad: uint256
+    liquidity_notional_threshold_wad: uint256
+    liquidity_rate_wad: uint256
     pnl: int256
     joint_pnl: int256
     basis: int256
@@ -381,7 +397,10 @@ def _leg(leaf: MarketLeaf, size: int256, units: DynArray[bytes32, MAX_UNITS],
 def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
            scenarios: DynArray[uint256, MAX_UNITS], joint_scenario: uint256) -> Check:
     """
-    @dev `check`'s body (see there).
+    @dev `check`'s body (see there). Each option is priced from terms taken once: ln(F / K)
+         per leg; sqrt(T), exp(-rT) and the tenor's vol scale once per run of legs of one
+         tenor (and rate); ln(1 + move) once per unit and scenario. Its base evaluation
+         gives the premium and N(d1) (the delta) together.
     """
     n_units: uint256 = len(units)
     assert n_units != 0, "ScenarioVerifier: no units"
@@ -392,44 +411,135 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
     for u: uint256 in range(n_units, bound=MAX_UNITS):
         for v: uint256 in range(u, bound=MAX_UNITS):
             assert v == u or units[v] != units[u], "ScenarioVerifier: duplicate unit"
+        c: Coefficients = self._coefficients_of(units[u])
         unit: Unit = empty(Unit)
-        unit.coefficients = self._coefficients_of(units[u])
-        unit.scenario = self._scenario(gen, unit.coefficients, scenarios[u])
+        unit.scenario = self._scenario(gen, c, scenarios[u])
         if decorrelated:
-            unit.joint = self._scenario(gen, unit.coefficients, joint_scenario)
+            unit.joint = self._scenario(gen, c, joint_scenario)
+        unit.shock = Shock(span16=gen.mode == MODE_SPAN16, up_wad=c.vol_up_wad, down_wad=c.vol_down_wad,
+                           up_floor_wad=c.vol_up_floor_wad, min_vol_wad=gen.min_vol_wad,
+                           down_min_factor_wad=gen.vol_down_min_factor_wad)
+        unit.short_option_min_rate_wad = c.short_option_min_rate_wad
+        unit.basis_rate_per_sqrt_year_wad = c.basis_rate_per_sqrt_year_wad
+        unit.basis_min_days_wad = c.basis_min_days_wad
+        unit.liquidity_notional_threshold_wad = c.liquidity_notional_threshold_wad
+        unit.liquidity_rate_wad = c.liquidity_rate_wad
         acc.append(unit)
 
     out: Check = empty(Check)
+    # the terms of the last option's tenor and rate (max_value: none yet); scale 0: the
+    # matrix vol scale of that tenor not taken yet
+    tenor: uint256 = max_value(uint256)
+    rate: int256 = 0
+    sqrt_t: uint256 = 0
+    factor: uint256 = 0
+    scale: uint256 = 0
+    # the last option's evaluations (base, own and joint scenario) and what they were taken
+    # at: the next leg reuses them when it is the same option's other kind (a call and a
+    # put of one strike and expiry, listed together) or the same option again
+    last_unit: uint256 = MAX_UNITS
+    last_fwd: uint256 = 0
+    last_strike: uint256 = 0
+    last_vol: uint256 = 0
+    e_base: pricer.Eval = empty(pricer.Eval)
+    e_own: pricer.Eval = empty(pricer.Eval)
+    e_joint: pricer.Eval = empty(pricer.Eval)
+    # netted short-option groups (engine.py `short_option_floor`): options of one unit,
+    # expiry and strike, calls netting against puts; key = strike | tenor << 129 | unit << 196
+    # (strike <= 2**128 and tenor < 2**67 once priced, unit < 8), the first leg's forward
+    g_key: DynArray[uint256, MAX_LEGS] = []
+    g_fwd: DynArray[uint256, MAX_LEGS] = []
+    g_net: DynArray[int256, MAX_LEGS] = []
     for leg: Leg in legs:
-        assert leg.unit < n_units, "ScenarioVerifier: leg unit out of range"
-        c: Coefficients = acc[leg.unit].coefficients
+        u: uint256 = leg.unit
+        assert u < n_units, "ScenarioVerifier: leg unit out of range"
         # contracts held times the contract size
         held: int256 = leg.size_wad * convert(leg.contract_size_wad, int256) // WAD_I
         is_option: bool = leg.kind == KIND_CALL or leg.kind == KIND_PUT
+        own: Scenario = acc[u].scenario
+        joint: Scenario = acc[u].joint
+        joint_differs: bool = decorrelated and joint_scenario != scenarios[u]
         base: uint256 = 0
+        value: uint256 = 0
+        joint_value: uint256 = 0
         delta: int256 = WAD_I
         if is_option:
-            base, delta = pricer._black76_delta(leg.fwd_wad, leg.strike_wad, leg.tenor_wad, leg.vol_wad, leg.rate_wad, leg.kind == KIND_CALL)
-            if not gen.short_option_netted and held < 0:
-                out.short_option_wad += convert(-held, uint256) * c.short_option_min_rate_wad // WAD * leg.fwd_wad // WAD
+            is_call: bool = leg.kind == KIND_CALL
+            if not (u == last_unit and leg.fwd_wad == last_fwd and leg.strike_wad == last_strike and
+                    leg.vol_wad == last_vol and leg.tenor_wad == tenor and leg.rate_wad == rate):
+                x: int256 = pricer._log_moneyness(leg.fwd_wad, leg.strike_wad)
+                pricer._check_tenor_rate(leg.tenor_wad, leg.rate_wad)
+                if leg.tenor_wad != tenor:
+                    tenor = leg.tenor_wad
+                    rate = leg.rate_wad
+                    sqrt_t = pricer._sqrt_tenor(tenor)
+                    factor = pricer._discount_factor(tenor, rate)
+                    scale = 0
+                elif leg.rate_wad != rate:
+                    rate = leg.rate_wad
+                    factor = pricer._discount_factor(tenor, rate)
+                if not acc[u].has_logs:
+                    acc[u].log_move = self._log_move(own.move_wad)
+                    if joint_differs:
+                        acc[u].joint_log_move = self._log_move(joint.move_wad)
+                    acc[u].has_logs = True
+                if gen.mode == MODE_MATRIX and scale == 0 and (own.vol_dir != 0 or (joint_differs and joint.vol_dir != 0)):
+                    scale = self._vol_scale(gen, tenor)
+                e_base = pricer._evaluate(leg.fwd_wad, leg.strike_wad, x, sqrt_t, leg.vol_wad)
+                e_own = self._scenario_eval(e_base, own.move_wad, x + acc[u].log_move, sqrt_t,
+                                            self._shocked_vol(acc[u].shock, leg.vol_wad, scale, own.vol_dir), leg.vol_wad)
+                if joint_differs:
+                    e_joint = self._scenario_eval(e_base, joint.move_wad, x + acc[u].joint_log_move, sqrt_t,
+                                                  self._shocked_vol(acc[u].shock, leg.vol_wad, scale, joint.vol_dir), leg.vol_wad)
+                last_unit = u
+                last_fwd = leg.fwd_wad
+                last_strike = leg.strike_wad
+                last_vol = leg.vol_wad
+            base = pricer._value(e_base, is_call, factor)
+            delta = pricer._delta(pricer._n_d1(e_base), is_call, factor)
+            value = pricer._value(e_own, is_call, factor)
+            if joint_differs:
+                joint_value = pricer._value(e_joint, is_call, factor)
+            if gen.short_option_netted:
+                key: uint256 = leg.strike_wad | (leg.tenor_wad << 129) | (u << 196)
+                found: bool = False
+                # newest first: a call and its put are listed together
+                n_groups: uint256 = len(g_key)
+                for i: uint256 in range(n_groups, bound=MAX_LEGS):
+                    g: uint256 = unsafe_sub(unsafe_sub(n_groups, 1), i)  # i < n_groups
+                    if g_key[g] == key:
+                        g_net[g] += held
+                        found = True
+                        break
+                if not found:
+                    g_key.append(key)
+                    g_fwd.append(leg.fwd_wad)
+                    g_net.append(held)
+            elif held < 0:
+                out.short_option_wad += convert(-held, uint256) * acc[u].short_option_min_rate_wad // WAD * leg.fwd_wad // WAD
         else:
             base = pricer._unit_value(leg.kind, leg.fwd_wad, leg.spot_wad, leg.strike_wad, leg.tenor_wad, leg.vol_wad, leg.rate_wad)
-        change: int256 = convert(self._shocked_value(gen, c, leg, acc[leg.unit].scenario), int256) - convert(base, int256)
-        acc[leg.unit].pnl += held * change // WAD_I
+            value = self._moved(base, own.move_wad)
+            if joint_differs:
+                joint_value = self._moved(base, joint.move_wad)
+        pnl: int256 = held * (convert(value, int256) - convert(base, int256)) // WAD_I
+        acc[u].pnl += pnl
         if decorrelated:
-            if joint_scenario != scenarios[leg.unit]:
-                change = convert(self._shocked_value(gen, c, leg, acc[leg.unit].joint), int256) - convert(base, int256)
-            acc[leg.unit].joint_pnl += held * change // WAD_I
+            if joint_differs:
+                pnl = held * (convert(joint_value, int256) - convert(base, int256)) // WAD_I
+            acc[u].joint_pnl += pnl
         # delta (dV/dF) times the forward: the delta notional; times the basis shift: basis
         exposure: int256 = held * delta // WAD_I * convert(leg.fwd_wad, int256) // WAD_I
-        acc[leg.unit].notional += exposure
+        acc[u].notional += exposure
         if not is_option or gen.basis_on_options:
-            acc[leg.unit].basis += exposure * convert(self._basis_shift(c, leg.tenor_wad), int256) // WAD_I
+            acc[u].basis += exposure * convert(self._basis_shift(acc[u].basis_rate_per_sqrt_year_wad, acc[u].basis_min_days_wad, leg.tenor_wad), int256) // WAD_I
 
-    if gen.short_option_netted:
-        floors: DynArray[uint256, MAX_UNITS] = self._netted_floors(legs, acc)
-        for u: uint256 in range(n_units, bound=MAX_UNITS):
-            acc[u].floor = floors[u]
+    # each net short group's contracts times short_option_min_rate * forward, in its unit's
+    # floor (the expiry is identified by the tenor: one valuation time per book)
+    for g: uint256 in range(len(g_key), bound=MAX_LEGS):
+        if g_net[g] < 0:
+            u: uint256 = g_key[g] >> 196
+            acc[u].floor += convert(-g_net[g], uint256) * acc[u].short_option_min_rate_wad // WAD * g_fwd[g] // WAD
     return self._aggregate(gen, acc, out.short_option_wad)
 
 
@@ -469,8 +579,15 @@ def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
         return out
     assert index < 16, "ScenarioVerifier: scenario index out of range"
     if index < 14:
-        out.move_wad = convert(c.range_wad, int256) * SPAN_THIRDS[index] // 3
-        out.vol_dir = SPAN_DIRS[index]
+        # pairs (vol up, vol down) at thirds 0, 1, -1, 2, -2, 3, -3 of the scan range
+        j: uint256 = index // 2
+        third: int256 = convert((j + 1) // 2, int256)
+        if j % 2 == 0:
+            third = -third
+        out.move_wad = convert(c.range_wad, int256) * third // 3
+        out.vol_dir = 1
+        if index % 2 == 1:
+            out.vol_dir = -1
         return out
     out.move_wad = convert(c.range_wad * gen.extreme_multiple_wad // WAD, int256)
     if index == 15:
@@ -481,16 +598,18 @@ def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
 
 @internal
 @pure
-def _shocked_value(gen: Generator, c: Coefficients, leg: Leg, sc: Scenario) -> uint256:
+def _scenario_eval(e: pricer.Eval, move: int256, x: int256, sqrt_t: uint256, vol: uint256,
+                   base_vol: uint256) -> pricer.Eval:
     """
-    @dev Unit value with forward and spot moved by the scenario and the vol shocked.
+    @dev An option's evaluation with its forward moved by `move` and its vol shocked to
+         `vol`, from its base evaluation `e` (at `base_vol`) and terms: x = ln(F (1 + move)
+         / K), sqrt(T); `e` itself when the scenario moves neither.
     """
-    vol: uint256 = leg.vol_wad
-    if sc.vol_dir != 0 and (leg.kind == KIND_CALL or leg.kind == KIND_PUT):
-        vol = self._shocked_vol(gen, c, leg.vol_wad, leg.tenor_wad, sc.vol_dir)
-    return pricer._unit_value(leg.kind, self._moved(leg.fwd_wad, sc.move_wad),
-                              self._moved(leg.spot_wad, sc.move_wad), leg.strike_wad,
-                              leg.tenor_wad, vol, leg.rate_wad)
+    if move == 0 and vol == base_vol:
+        return e
+    moved: uint256 = self._moved(e.fwd, move)
+    pricer._check_prices(moved, e.strike)
+    return pricer._evaluate(moved, e.strike, x, sqrt_t, vol)
 
 
 @internal
@@ -504,80 +623,59 @@ def _moved(price: uint256, move_wad: int256) -> uint256:
 
 @internal
 @pure
-def _shocked_vol(gen: Generator, c: Coefficients, vol: uint256, tenor: uint256,
-                 vol_dir: int256) -> uint256:
+def _log_move(move_wad: int256) -> int256:
     """
-    @dev scenarios.py `ScenarioSet.shocked_vols`, one instrument, vol_dir != 0.
+    @dev ln(1 + move), WAD (1 + move > 0: see `_moved`).
     """
-    if gen.mode == MODE_SPAN16:
-        if vol_dir > 0:
-            return vol + c.vol_up_wad
-        if vol <= c.vol_down_wad + gen.min_vol_wad:
-            return gen.min_vol_wad
-        return vol - c.vol_down_wad
-    # (reference / max(days, min_days)) ** power, power_short under the reference tenor
+    if move_wad == 0:
+        return 0
+    return math._wad_ln(WAD_I + move_wad)
+
+
+@internal
+@pure
+def _vol_scale(gen: Generator, tenor: uint256) -> uint256:
+    """
+    @dev The matrix vol shock's tenor scaling (reference / max(days, min_days)) ** power,
+         power_short under the reference tenor (scenarios.py `ScenarioSet.shocked_vols`), WAD.
+    """
     days: uint256 = max(tenor * DAYS_PER_YEAR, gen.min_days_wad)
     power: uint256 = gen.power_long_wad
     if days < gen.reference_days_wad:
         power = gen.power_short_wad
     log_ratio: int256 = math._wad_ln(convert(gen.reference_days_wad * WAD // days, int256))
-    scale: uint256 = convert(math._wad_exp(log_ratio * convert(power, int256) // WAD_I), uint256)
-    if vol_dir > 0:
-        return max(vol * (WAD + c.vol_up_wad * scale // WAD) // WAD, c.vol_up_floor_wad)
-    factor: int256 = WAD_I - convert(c.vol_down_wad * scale // WAD, int256)
-    return vol * convert(max(factor, convert(gen.vol_down_min_factor_wad, int256)), uint256) // WAD
+    return convert(math._wad_exp(log_ratio * convert(power, int256) // WAD_I), uint256)
 
 
 @internal
 @pure
-def _basis_shift(c: Coefficients, tenor: uint256) -> uint256:
+def _shocked_vol(shock: Shock, vol: uint256, scale: uint256, vol_dir: int256) -> uint256:
+    """
+    @dev scenarios.py `ScenarioSet.shocked_vols`, one instrument (`vol` itself when vol_dir
+         is 0); `scale` is the tenor's `_vol_scale` (matrix mode).
+    """
+    if vol_dir == 0:
+        return vol
+    if shock.span16:
+        if vol_dir > 0:
+            return vol + shock.up_wad
+        if vol <= shock.down_wad + shock.min_vol_wad:
+            return shock.min_vol_wad
+        return vol - shock.down_wad
+    if vol_dir > 0:
+        return max(vol * (WAD + shock.up_wad * scale // WAD) // WAD, shock.up_floor_wad)
+    factor: int256 = WAD_I - convert(shock.down_wad * scale // WAD, int256)
+    return vol * convert(max(factor, convert(shock.down_min_factor_wad, int256)), uint256) // WAD
+
+
+@internal
+@pure
+def _basis_shift(rate: uint256, min_days: uint256, tenor: uint256) -> uint256:
     """
     @dev basis_rate * sqrt(max(T, basis_min_days / 365)) (arrays.py `addon_vectors`), WAD.
     """
-    t: uint256 = max(tenor, c.basis_min_days_wad // DAYS_PER_YEAR)
-    return c.basis_rate_per_sqrt_year_wad * isqrt(t * WAD) // WAD
-
-
-@internal
-@pure
-def _netted_floors(legs: DynArray[Leg, MAX_LEGS], acc: DynArray[Unit, MAX_UNITS]) -> DynArray[uint256, MAX_UNITS]:
-    """
-    @dev The netted short-option minimum (engine.py `short_option_floor`): options grouped
-         by (unit, expiry, strike), calls netting against puts; each group's net short
-         contracts times short_option_min_rate * forward, summed into its unit's floor.
-         The expiry is identified by the tenor (one valuation time per book).
-    @return DynArray The floor of each unit, WAD.
-    """
-    floors: DynArray[uint256, MAX_UNITS] = []
-    for unit: Unit in acc:
-        floors.append(0)
-    # groups: unit, tenor, strike, forward, net contracts
-    g_unit: DynArray[uint256, MAX_LEGS] = []
-    g_tenor: DynArray[uint256, MAX_LEGS] = []
-    g_strike: DynArray[uint256, MAX_LEGS] = []
-    g_fwd: DynArray[uint256, MAX_LEGS] = []
-    g_net: DynArray[int256, MAX_LEGS] = []
-    for leg: Leg in legs:
-        if leg.kind != KIND_CALL and leg.kind != KIND_PUT:
-            continue
-        held: int256 = leg.size_wad * convert(leg.contract_size_wad, int256) // WAD_I
-        found: bool = False
-        for g: uint256 in range(len(g_net), bound=MAX_LEGS):
-            if g_strike[g] == leg.strike_wad and g_tenor[g] == leg.tenor_wad and g_unit[g] == leg.unit:
-                g_net[g] += held
-                found = True
-                break
-        if not found:
-            g_unit.append(leg.unit)
-            g_tenor.append(leg.tenor_wad)
-            g_strike.append(leg.strike_wad)
-            g_fwd.append(leg.fwd_wad)
-            g_net.append(held)
-    for g: uint256 in range(len(g_net), bound=MAX_LEGS):
-        if g_net[g] < 0:
-            rate: uint256 = acc[g_unit[g]].coefficients.short_option_min_rate_wad
-            floors[g_unit[g]] += convert(-g_net[g], uint256) * rate // WAD * g_fwd[g] // WAD
-    return floors
+    t: uint256 = max(tenor, min_days // DAYS_PER_YEAR)
+    return rate * pricer._sqrt_tenor(t) // WAD
 
 
 @internal
@@ -605,9 +703,9 @@ def _aggregate(gen: Generator, acc: DynArray[Unit, MAX_UNITS], per_contract_shor
         floors += unit.floor
         joint += -unit.joint_pnl * convert(unit.joint.weight_wad, int256) // WAD_I
         out.basis_wad += convert(abs(unit.basis), uint256)
-        excess: int256 = abs(unit.notional) - convert(unit.coefficients.liquidity_notional_threshold_wad, int256)
+        excess: int256 = abs(unit.notional) - convert(unit.liquidity_notional_threshold_wad, int256)
         if excess > 0:
-            out.liquidity_wad += convert(excess, uint256) * unit.coefficients.liquidity_rate_wad // WAD
+            out.liquidity_wad += convert(excess, uint256) * unit.liquidity_rate_wad // WAD
     out.joint_loss_wad = joint
     joint_pos: uint256 = 0
     if joint > 0:

@@ -106,6 +106,26 @@ Q3: constant(uint256) = 299_672_311_287_238_634_231_090_290  # 0.003782396332027
 Q4: constant(uint256) = 5_781_687_480_122_959_817_537_969  # 7.29751555083966205e-5
 
 
+#### STRUCTS ####
+
+# One evaluation's shared terms at a forward, strike, vol and tenor: a call and a put of
+# the same terms take their premiums from it (`_value`), the delta its N(d1) (`_n_d1`).
+struct Eval:
+    fwd: uint256
+    strike: uint256
+    d1: int256
+    d2: int256
+    # N(d) in 2**96 fixed point when |d| < 0.67448975 (central), else G(|d|) (WAD)
+    p1: uint256
+    p2: uint256
+    central1: bool
+    central2: bool
+    # F exp(-d1^2/2) = K exp(-d2^2/2), scale 1e36
+    weight: uint256
+    # exp(-d1^2/2), WAD
+    density1: uint256
+
+
 #### INTERNAL ####
 
 
@@ -124,34 +144,10 @@ def _black76(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256, rate: 
     @param is_call True for a call, False for a put.
     @return uint256 The premium, WAD.
     """
-    fine: uint256 = 0
-    d1: int256 = 0
-    fine, d1 = self._black76_undiscounted(fwd, strike, tenor, vol, rate, is_call)
-    return self._round_fine(fine, tenor, rate)
-
-
-@internal
-@pure
-def _black76_delta(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256, rate: int256,
-                   is_call: bool) -> (uint256, int256):
-    """
-    @dev Premium and forward delta dV/dF (exp(-rT) N(d1) for a call, -exp(-rT) N(-d1) for a
-         put), both WAD; same bounds as `_black76`.
-    @return uint256 The premium, WAD.
-    @return int256 The forward delta, WAD, in [-exp(-rT), exp(-rT)].
-    """
-    fine: uint256 = 0
-    d1: int256 = 0
-    fine, d1 = self._black76_undiscounted(fwd, strike, tenor, vol, rate, is_call)
-    factor: uint256 = self._discount_factor(tenor, rate)
-    # N(d1) = 1 * N(d1), with weight 1 * exp(-d1^2/2) at scale 1e36; n_d1 <= WAD.
-    n_d1: uint256 = self._x_cdf(WAD, d1, unsafe_mul(WAD, self._density(d1)))
-    n: int256 = convert(n_d1, int256)
-    if not is_call:
-        n -= WAD_I
-    # |n| <= WAD and factor < 2**204 (checked anyway).
-    delta: int256 = n * convert(factor, int256) // WAD_I
-    return (fine * factor + FINE // 2) // FINE, delta
+    x: int256 = self._log_moneyness(fwd, strike)
+    self._check_tenor_rate(tenor, rate)
+    return self._value(self._evaluate(fwd, strike, x, self._sqrt_tenor(tenor), vol), is_call,
+                       self._discount_factor(tenor, rate))
 
 
 @internal
@@ -174,6 +170,52 @@ def _unit_value(kind: uint8, fwd: uint256, spot: uint256, strike: uint256, tenor
 
 @internal
 @pure
+def _check_prices(fwd: uint256, strike: uint256):
+    """
+    @dev Reverts unless F and K are in (0, 2**128] and F / K in [1e-9, 1e9].
+    """
+    assert fwd != 0 and fwd <= MAX_PRICE, "pricer: forward out of range"
+    assert strike != 0 and strike <= MAX_PRICE, "pricer: strike out of range"
+    # fwd <= 2**128: fwd * WAD < 2**188, no overflow; strike != 0.
+    moneyness: uint256 = unsafe_div(unsafe_mul(fwd, WAD), strike)
+    assert moneyness >= MIN_MONEYNESS_WAD and moneyness <= MAX_MONEYNESS_WAD, "pricer: moneyness out of range"
+
+
+@internal
+@pure
+def _log_moneyness(fwd: uint256, strike: uint256) -> int256:
+    """
+    @dev ln(F / K), WAD, after `_check_prices`: |ln(F / K)| <= ln(1e9) < 20.8 WAD. A forward
+         moved by (1 + m) has ln(F / K) + ln(1 + m): a scenario adds its log move instead
+         of taking a logarithm per option.
+    """
+    self._check_prices(fwd, strike)
+    # fwd * WAD < 2**188 (checked above); the quotient is in [1e9, 1e27].
+    return math._wad_ln(convert(unsafe_div(unsafe_mul(fwd, WAD), strike), int256))
+
+
+@internal
+@pure
+def _check_tenor_rate(tenor: uint256, rate: int256):
+    """
+    @dev Reverts unless T <= 100 years and |rate| <= 1.
+    """
+    assert tenor <= MAX_TENOR_WAD, "pricer: tenor out of range"
+    assert rate >= -MAX_ABS_RATE_WAD and rate <= MAX_ABS_RATE_WAD, "pricer: rate out of range"
+
+
+@internal
+@pure
+def _sqrt_tenor(tenor: uint256) -> uint256:
+    """
+    @dev sqrt(T), WAD: <= 10 WAD for T <= 100 WAD (an option's, checked by the caller).
+    """
+    # Checked: other callers' tenors (a future's basis term) are not bounded.
+    return isqrt(tenor * WAD)
+
+
+@internal
+@pure
 def _discount_factor(tenor: uint256, rate: int256) -> uint256:
     """
     @dev exp(-rate * tenor), WAD; rate and tenor already bounded by the caller.
@@ -187,111 +229,148 @@ def _discount_factor(tenor: uint256, rate: int256) -> uint256:
 
 @internal
 @pure
-def _round_fine(fine: uint256, tenor: uint256, rate: int256) -> uint256:
+def _evaluate(fwd: uint256, strike: uint256, x: int256, sqrt_t: uint256, vol: uint256) -> Eval:
     """
-    @dev A fine-scale (1e27 per unit) undiscounted premium, discounted and rounded to the
-         nearest wei in one step (one rounding in the whole price).
+    @dev d1, d2, their normal CDFs and the tails' weight, from the option's terms: F and K
+         checked by `_check_prices`, x = ln(F / K) with |x| < 21 WAD (a moved forward's x
+         is off its own by under 1e-17), sqrt_t = sqrt(T) <= 10 WAD.
     """
-    # Checked: fine < 2**160 and the factor < 2**64 for rate * T >= -2.9; a larger growth
-    # factor on a large premium reverts instead of wrapping.
-    return (fine * self._discount_factor(tenor, rate) + FINE // 2) // FINE
-
-
-@internal
-@pure
-def _black76_undiscounted(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256,
-                          rate: int256, is_call: bool) -> (uint256, int256):
-    """
-    @dev Undiscounted premium at the fine scale (1e27 per unit: WAD and 9 more digits) and
-         d1 (WAD), after checking every input bound.
-    """
-    assert fwd != 0 and fwd <= MAX_PRICE, "pricer: forward out of range"
-    assert strike != 0 and strike <= MAX_PRICE, "pricer: strike out of range"
-    assert tenor <= MAX_TENOR_WAD, "pricer: tenor out of range"
     assert vol <= MAX_VOL_WAD, "pricer: vol out of range"
-    assert rate >= -MAX_ABS_RATE_WAD and rate <= MAX_ABS_RATE_WAD, "pricer: rate out of range"
-    # fwd <= 2**128: fwd * WAD < 2**188, no overflow; strike != 0.
-    moneyness: uint256 = unsafe_div(unsafe_mul(fwd, WAD), strike)
-    assert moneyness >= MIN_MONEYNESS_WAD and moneyness <= MAX_MONEYNESS_WAD, "pricer: moneyness out of range"
-    # ln(F / K), |x| <= ln(1e9) < 20.8 WAD.
-    x: int256 = math._wad_ln(convert(moneyness, int256))
-
-    # stdev = vol * sqrt(T): tenor * WAD <= 1e38 and isqrt(...) <= 1e19, vol <= 1e19, so
-    # the product is <= 1e38 (no overflow); stdev <= 100 WAD.
-    stdev: uint256 = unsafe_div(unsafe_mul(vol, isqrt(unsafe_mul(tenor, WAD))), WAD)
-    stdev = max(stdev, MIN_STDEV_WAD)
+    # stdev = vol * sqrt(T): vol <= 1e19 and sqrt_t <= 1e19, so the product is <= 1e38 (no
+    # overflow); stdev <= 100 WAD.
+    stdev: uint256 = max(unsafe_div(unsafe_mul(vol, sqrt_t), WAD), MIN_STDEV_WAD)
     s: int256 = convert(stdev, int256)
     # |x| * WAD <= 2.1e37 and s >= 1e6: |x / s| <= 2.1e31 WAD, d1 and d2 stay far from
     # the int256 bounds (|d| < 2**106).
     d1: int256 = unsafe_add(unsafe_div(unsafe_mul(x, WAD_I), s), unsafe_div(s, 2))
     d2: int256 = unsafe_sub(d1, s)
-
-    # A = F exp(-d1^2/2) = K exp(-d2^2/2) (scale 1e36): the weight of both tails. Taken at
-    # the d nearer 0 so that it does not underflow when one of them is far out.
+    y1: uint256 = convert(abs(d1), uint256)
+    y2: uint256 = convert(abs(d2), uint256)
+    # The weight F exp(-d1^2/2) = K exp(-d2^2/2) is taken at the d nearer 0 so that it does
+    # not underflow when the other is far out. exp(-y^2/2) is 0 in WAD for y >= 9.11: 10
+    # keeps y^2 < 1e38 and y^2 / 2 / WAD < 50 WAD (inside wad_exp's domain).
+    near: uint256 = min(y1, y2)
+    density: uint256 = 0
+    if near < MAX_DENSITY_D_WAD:
+        density = convert(math._wad_exp(-convert(unsafe_div(unsafe_mul(near, near), 2 * WAD), int256)), uint256)
+    # F, K <= 2**128 and the density <= 1 WAD < 2**60: weight < 2**188.
     weight: uint256 = 0
-    if abs(d1) <= abs(d2):
-        weight = fwd * self._density(d1)
+    density1: uint256 = density
+    if y1 <= y2:
+        weight = unsafe_mul(fwd, density)
     else:
-        weight = strike * self._density(d2)
-
-    price: uint256 = 0
-    if is_call:
-        price = self._spread(fwd, strike, d1, d2, weight)
+        weight = unsafe_mul(strike, density)
+        # exp(-d1^2/2) = weight / F at WAD (fwd != 0).
+        density1 = unsafe_div(weight, fwd)
+    # Each d's normal CDF is evaluated once: N(d) on the central range, else the tail ratio
+    # G(|d|); the put takes N(-d) = 1 - N(d) from the same value.
+    out: Eval = Eval(fwd=fwd, strike=strike, d1=d1, d2=d2, p1=0, p2=0, central1=y1 < Y_CENTRAL_WAD,
+                     central2=y2 < Y_CENTRAL_WAD, weight=weight, density1=density1)
+    if out.central1:
+        out.p1 = self._central_cdf_q96(d1)
     else:
-        price = self._spread(strike, fwd, -d2, -d1, weight)
-    return price, d1
+        out.p1 = self._tail_ratio(y1)
+    if out.central2:
+        out.p2 = self._central_cdf_q96(d2)
+    else:
+        out.p2 = self._tail_ratio(y2)
+    return out
 
 
 @internal
 @pure
-def _density(d: int256) -> uint256:
+def _value(e: Eval, is_call: bool, factor: uint256) -> uint256:
     """
-    @dev exp(-d^2/2), WAD (0 for |d| >= 10, where it is below 1 wei anyway).
+    @dev The premium, WAD: the call's F N(d1) - K N(d2) or the put's K N(-d2) - F N(-d1)
+         at the fine scale (1e27 per unit: WAD and 9 more digits), floored at 0, times the
+         discount factor (WAD) and rounded to the nearest wei in one step (one rounding in
+         the whole price).
     """
-    y: uint256 = convert(abs(d), uint256)
-    if y >= MAX_DENSITY_D_WAD:
-        return 0
-    # y < 1e19: y * y < 1e38, and y^2 / 2 / WAD < 50 WAD.
-    return convert(math._wad_exp(-convert(unsafe_div(unsafe_mul(y, y), 2 * WAD), int256)), uint256)
-
-
-@internal
-@pure
-def _spread(x1: uint256, x2: uint256, e1: int256, e2: int256, weight: uint256) -> uint256:
-    """
-    @dev x1 N(e1) - x2 N(e2) for e1 > e2 with x1 exp(-e1^2/2) = x2 exp(-e2^2/2) = weight /
-         WAD. When both e lie in the lower tail the difference is weight * (G(-e1) -
-         G(-e2)): computed as one product, so its relative error stays that of G.
-    @return uint256 The value at the fine scale (1e27 per unit), floored at 0.
-    """
+    # x1 N(e1) - x2 N(e2) with e1 > e2 and x1 exp(-e1^2/2) = x2 exp(-e2^2/2) = weight / WAD:
+    # the call's (F, K, d1, d2), the put's (K, F, -d2, -d1) with central parts flipped
+    # (N(-d) = 1 - N(d): 2**95 +- t, t < 2**95, exact).
+    x1: uint256 = e.fwd
+    x2: uint256 = e.strike
+    e1: int256 = e.d1
+    e2: int256 = e.d2
+    p1: uint256 = e.p1
+    p2: uint256 = e.p2
+    c1: bool = e.central1
+    c2: bool = e.central2
+    if not is_call:
+        x1 = e.strike
+        x2 = e.fwd
+        e1 = -e.d2
+        e2 = -e.d1
+        p1 = e.p2
+        p2 = e.p1
+        c1 = e.central2
+        c2 = e.central1
+        if c1:
+            p1 = unsafe_sub(Q96, p1)
+        if c2:
+            p2 = unsafe_sub(Q96, p2)
+    fine: uint256 = 0
     if e1 <= -convert(Y_CENTRAL_WAD, int256):
-        g1: uint256 = self._tail_ratio(convert(-e1, uint256))
-        g2: uint256 = self._tail_ratio(convert(-e2, uint256))
-        if g1 <= g2:
-            return 0
-        # weight < 2**128 * 1e18 < 2**188 and g1 - g2 < 0.32 WAD < 2**59: < 2**247.
-        return unsafe_div(unsafe_mul(weight, unsafe_sub(g1, g2)), FINE)
-    a: uint256 = self._x_cdf(x1, e1, weight)
-    b: uint256 = self._x_cdf(x2, e2, weight)
-    if a <= b:
-        return 0
-    # a <= x1 <= 2**128: times 1e9 < 2**158.
-    return unsafe_mul(unsafe_sub(a, b), FINE // WAD)
+        # Both in the lower tail (e2 < e1): weight * (G(-e1) - G(-e2)) as one product, so
+        # its relative error stays that of G. weight < 2**188 and g1 - g2 < 0.32 WAD < 2**59:
+        # < 2**247.
+        if p1 > p2:
+            fine = unsafe_div(unsafe_mul(e.weight, unsafe_sub(p1, p2)), FINE)
+    else:
+        a: uint256 = self._x_cdf(x1, e1, p1, c1, e.weight)
+        b: uint256 = self._x_cdf(x2, e2, p2, c2, e.weight)
+        if a > b:
+            # a <= x1 <= 2**128: times 1e9 < 2**158.
+            fine = unsafe_mul(unsafe_sub(a, b), FINE // WAD)
+    # Checked: fine < 2**160 and the factor < 2**64 for rate * T >= -2.9; a larger growth
+    # factor on a large premium reverts instead of wrapping.
+    return (fine * factor + FINE // 2) // FINE
 
 
 @internal
 @pure
-def _x_cdf(x: uint256, e: int256, weight: uint256) -> uint256:
+def _n_d1(e: Eval) -> uint256:
     """
-    @dev x * N(e), WAD, where weight = x * exp(-e^2/2) * WAD (scale 1e36); x <= 2**128.
+    @dev N(d1), WAD.
     """
-    y: uint256 = convert(abs(e), uint256)
-    if y < Y_CENTRAL_WAD:
+    if e.central1:
+        # p1 < 2**96: WAD * p1 < 2**156.
+        return unsafe_mul(WAD, e.p1) >> 96
+    # density1 <= WAD and G < 0.32 WAD: the product < 2**119; N(-|d1|) <= 1/2 WAD.
+    tail: uint256 = unsafe_div(unsafe_mul(e.density1, e.p1), WAD)
+    if e.d1 < 0:
+        return tail
+    return unsafe_sub(WAD, min(tail, WAD))
+
+
+@internal
+@pure
+def _delta(n_d1: uint256, is_call: bool, factor: uint256) -> int256:
+    """
+    @dev Forward delta dV/dF, WAD, from N(d1) (WAD, `_n_d1`) and the discount factor:
+         exp(-rT) N(d1) for a call, -exp(-rT) N(-d1) for a put; in [-exp(-rT), exp(-rT)].
+    """
+    n: int256 = convert(n_d1, int256)
+    if not is_call:
+        n -= WAD_I
+    # |n| <= WAD and factor < 2**204 (checked anyway).
+    return n * convert(factor, int256) // WAD_I
+
+
+@internal
+@pure
+def _x_cdf(x: uint256, e: int256, part: uint256, central: bool, weight: uint256) -> uint256:
+    """
+    @dev x * N(e), WAD, where weight = x * exp(-e^2/2) * WAD (scale 1e36), x <= 2**128, and
+         part is N(e) (2**96) when central, else G(|e|) (WAD).
+    """
+    if central:
         # x <= 2**128, N < 2**96: the product is < 2**224.
-        return unsafe_mul(x, self._central_cdf_q96(e)) >> 96
+        return unsafe_mul(x, part) >> 96
     # weight < 2**188, G < 1.26 WAD < 2**61: the product is < 2**249; the tail part is
     # x * N(-y) <= x, so the subtraction below cannot underflow beyond rounding (floored).
-    tail: uint256 = unsafe_div(unsafe_mul(weight, self._tail_ratio(y)), WAD * WAD)
+    tail: uint256 = unsafe_div(unsafe_mul(weight, part), WAD * WAD)
     if e < 0:
         return tail
     if tail >= x:
@@ -334,7 +413,7 @@ def _tail_ratio(y: uint256) -> uint256:
     """
     @dev G(y) = N(-y) / exp(-y^2/2) for y >= 0.67448975, WAD (G <= 0.315 on this range).
     """
-    # y < 2**106 (see `_black76_undiscounted`): y << 96 < 2**202.
+    # y < 2**106 (see `_evaluate`): y << 96 < 2**202.
     y_q: uint256 = unsafe_div(y << 96, WAD)
     g_q: uint256 = 0
     if y <= Y_ASYMPTOTIC_WAD:

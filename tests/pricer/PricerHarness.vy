@@ -18,7 +18,14 @@ def black76(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256, rate: i
 @pure
 def black76_delta(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256, rate: int256,
                   is_call: bool) -> (uint256, int256):
-    return pricer._black76_delta(fwd, strike, tenor, vol, rate, is_call)
+    """
+    @notice Premium and forward delta composed as ScenarioVerifier prices a book's base.
+    """
+    x: int256 = pricer._log_moneyness(fwd, strike)
+    pricer._check_tenor_rate(tenor, rate)
+    e: pricer.Eval = pricer._evaluate(fwd, strike, x, pricer._sqrt_tenor(tenor), vol)
+    factor: uint256 = pricer._discount_factor(tenor, rate)
+    return pricer._value(e, is_call, factor), pricer._delta(pricer._n_d1(e), is_call, factor)
 
 
 @external
