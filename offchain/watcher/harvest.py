@@ -16,16 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
-from web3.exceptions import TransactionNotFound
 
-from offchain.chain.contracts import Deployment, abi_type
-from offchain.chain.leaves import AccountLeaf
+from offchain.chain.contracts import READ_BATCH, Deployment, abi_type
+from offchain.chain.eip712 import Eip712Error
+from offchain.chain.leaves import AccountLeaf, account_leaf_hashes
+from offchain.chain.merkle import verify
 from offchain.chain.published import PublishedLeaf
 from offchain.chain.rebuild import PostedRoot, _logs
 
 LEAF_FIELDS = [n for n, _t in AccountLeaf.FIELDS]
+LEAF_WORDS = len(AccountLeaf.FIELDS)
+MAX_PROOF = 32          # the engine's DynArray[bytes32, 32]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class AppliedLeaf:
     leaf: AccountLeaf | None = None
     proof: list[bytes] = field(default_factory=list)
     note: str = ""
+    leaf_hash: bytes = b""    # the leaf's tree node in the root's epoch
 
     def published(self) -> PublishedLeaf:
         where = f"calldata of tx {self.tx_hash} ({self.function}" + (f" via {self.via})" if self.via else ")")
@@ -51,10 +54,13 @@ class AppliedLeaf:
 class LeafCalls:
     """Decodes calls to the engine's functions that carry an account leaf and its proof,
     found in its ABI by shape (a tuple with the AccountLeaf fields, then a bytes32[] proof),
-    so a function added later is decoded too."""
+    so a function added later is decoded too. The leaf is a static tuple at a fixed place in
+    the head and the proof one offset away, so both are sliced from the calldata directly
+    (eth_abi's generic decoder costs ~1.5 ms a call, most of a busy root's harvest)."""
 
     def __init__(self, engine_abi: list):
-        self.by_selector: dict[bytes, tuple[str, list[str], int, int]] = {}
+        # selector -> (function, byte offset of the leaf in the head, of the proof's offset word, head size)
+        self.by_selector: dict[bytes, tuple[str, int, int, int]] = {}
         for item in engine_abi:
             if item.get("type") != "function":
                 continue
@@ -64,23 +70,56 @@ class LeafCalls:
                             [c["name"] for c in i["components"]] == LEAF_FIELDS), None)
             if leaf_at is None or "proof" not in names or inputs[names.index("proof")]["type"] != "bytes32[]":
                 continue
-            types = [abi_type(i) for i in inputs]
-            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
-            self.by_selector[selector] = (item["name"], types, leaf_at, names.index("proof"))
+            heads = [_head_size(i) for i in inputs]
+            selector = keccak(text=f"{item['name']}({','.join(abi_type(i) for i in inputs)})")[:4]
+            self.by_selector[selector] = (item["name"], sum(heads[:leaf_at]), sum(heads[:names.index("proof")]),
+                                          sum(heads))
 
     def decode(self, data: bytes) -> tuple[str, AccountLeaf, list[bytes]] | None:
         """(function, leaf, proof) of calldata to one of these functions; None otherwise
-        (another function, or calldata that does not decode)."""
+        (another function, or calldata that does not decode: short, dirty padding, an offset
+        or length out of range)."""
         found = self.by_selector.get(bytes(data[:4]))
         if found is None:
             return None
-        name, types, leaf_at, proof_at = found
-        try:
-            args = abi_decode(types, bytes(data[4:]))
-            leaf = AccountLeaf(*args[leaf_at])
-        except Exception:  # noqa: BLE001 - malformed calldata in a reverted inner call: not evidence
+        name, leaf_at, proof_at, head = found
+        body = bytes(data[4:])
+        if len(body) < head:
             return None
-        return name, leaf, [bytes(p) for p in args[proof_at]]
+        words = [body[leaf_at + 32 * k: leaf_at + 32 * (k + 1)] for k in range(LEAF_WORDS)]
+        values = []
+        for word, (_n, typ) in zip(words, AccountLeaf.FIELDS, strict=True):
+            if typ == "address":
+                if any(word[:12]):
+                    return None
+                values.append(to_checksum_address(word[12:]))
+            elif typ == "bytes32":
+                values.append(word)
+            else:
+                values.append(int.from_bytes(word, "big", signed=typ == "int256"))
+        off = int.from_bytes(body[proof_at:proof_at + 32], "big")
+        if off + 32 > len(body):
+            return None
+        n = int.from_bytes(body[off:off + 32], "big")
+        if n > MAX_PROOF or off + 32 * (n + 1) > len(body):
+            return None
+        try:
+            leaf = AccountLeaf(*values)
+        except (TypeError, ValueError, Eip712Error):   # cannot happen for 32-byte words; never a crash
+            return None
+        return name, leaf, [body[off + 32 * (k + 1): off + 32 * (k + 2)] for k in range(n)]
+
+
+def _head_size(item: dict) -> int:
+    """Bytes an ABI input takes in the head: its words when static, one offset word when dynamic."""
+    t = item["type"]
+    if t.endswith("]") or t in ("bytes", "string"):
+        return 32
+    if t == "tuple":
+        sizes = [_head_size(c) for c in item["components"]]
+        dynamic = any(c["type"].endswith("]") or c["type"] in ("bytes", "string") for c in item["components"])
+        return 32 if dynamic else sum(sizes)
+    return 32
 
 
 class Harvester:
@@ -94,39 +133,51 @@ class Harvester:
         logs = [(lg, v) for lg, v in _logs(self.dep, self.dep.engine, "LeafApplied", [], from_block, to_block)
                 if int(v["root_timestamp"]) == root.signed_at]
         out: list[AppliedLeaf] = []
-        calls_of: dict[str, tuple[str, list] | str] = {}
+        hashes = list(dict.fromkeys("0x" + bytes(lg["transactionHash"]).hex().removeprefix("0x") for lg, _v in logs))
+        calls_of = {h: self._calls(h, tx) for h, tx in zip(hashes, self._transactions(hashes), strict=True)}
+        # every decoded leaf's tree node at once (vectorised), then its proof against the root
+        decoded = [d for got in calls_of.values() if not isinstance(got, str) for d in got[1]]
+        nodes = dict(zip(map(id, decoded), account_leaf_hashes(root.engine, root.epoch, [d[1] for d in decoded]),
+                         strict=True))
         for lg, _v in logs:
             tx_hash = "0x" + bytes(lg["transactionHash"]).hex().removeprefix("0x")
             account = to_checksum_address("0x" + bytes(lg["topics"][1])[-20:].hex())
-            if tx_hash not in calls_of:
-                calls_of[tx_hash] = self._calls(tx_hash)
             got = calls_of[tx_hash]
             base = AppliedLeaf(root.epoch, account, tx_hash, int(lg["blockNumber"]))
             if isinstance(got, str):
                 out.append(_with(base, note=got))
                 continue
-            via, decoded = got
-            match = next(((fn, leaf, proof) for fn, leaf, proof in decoded
-                          if leaf.account.lower() == account.lower() and
-                          PublishedLeaf(root.epoch, leaf, proof, "").in_root(root.engine, root.accounts_root)), None)
+            via, calls = got
+            match = next((d for d in calls if d[1].account.lower() == account.lower() and
+                          verify(d[2], root.accounts_root, nodes[id(d)])), None)
             if match is None:
                 out.append(_with(base, via=via, note="no call in the transaction carries this account's leaf "
                                                      "with a proof in the posted root; not harvested"))
                 continue
             fn, leaf, proof = match
-            out.append(_with(base, function=fn, via=via, leaf=leaf, proof=proof))
+            out.append(_with(base, function=fn, via=via, leaf=leaf, proof=proof, leaf_hash=nodes[id(match)]))
         return out
 
-    def _calls(self, tx_hash: str) -> tuple[str, list] | str:
+    def _transactions(self, hashes: list[str]) -> list[dict | None]:
+        """eth_getTransactionByHash of each hash, in JSON-RPC batches (one request per applied
+        leaf would make a busy root's harvest a round trip per leaf)."""
+        out: list[dict | None] = []
+        for i in range(0, len(hashes), READ_BATCH):
+            chunk = hashes[i:i + READ_BATCH]
+            replies = self.dep.w3.provider.make_batch_request([("eth_getTransactionByHash", [h]) for h in chunk])
+            if not isinstance(replies, list):      # a node refusing batches: one by one
+                replies = [self.dep.w3.provider.make_request("eth_getTransactionByHash", [h]) for h in chunk]
+            out.extend(r.get("result") if isinstance(r, dict) else None for r in replies)
+        return out
+
+    def _calls(self, tx_hash: str, tx: dict | None) -> tuple[str, list] | str:
         """("" or the calling contract, [(function, leaf, proof) of each leaf-carrying call to
-        the engine]) or, when they cannot be read, why."""
-        try:
-            tx = self.dep.w3.eth.get_transaction(tx_hash)
-        except TransactionNotFound:
+        the engine]) of the raw transaction `tx`, or, when they cannot be read, why."""
+        if not isinstance(tx, dict):
             return f"transaction {tx_hash} not found at the node; not harvested"
         to = (tx.get("to") or "").lower()
         if to == self.engine:
-            one = self.calls.decode(bytes(tx["input"]))
+            one = self.calls.decode(bytes.fromhex(str(tx.get("input", "0x"))[2:]))
             return ("", [one]) if one else "the transaction's input is no leaf-carrying engine call; not harvested"
         via = to_checksum_address(to) if to else "a contract creation"
         answer = self.dep.w3.provider.make_request("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])

@@ -200,7 +200,7 @@ class Watcher:
                 self.metrics.harvested.labels(verdict="not_harvested").inc()
                 log.warning("applied leaf not harvested", extra={**extra, "why": a.note})
                 continue
-            key = (root.epoch, a.account.lower(), a.leaf.leaf_hash(root.engine, root.epoch))
+            key = (root.epoch, a.account.lower(), a.leaf_hash)
             if key in self._judged:
                 continue
             self._judged.add(key)
