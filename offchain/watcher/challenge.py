@@ -142,8 +142,8 @@ class Challenger:
         for published in false_leaves:
             leaf = published.leaf
             account = to_checksum_address(leaf.account)
-            before = self.ledger.get(root.engine, root.epoch, account)
-            if before is not None and not before.get("retry"):
+            before = self.blocking(root.engine, root.epoch, account)
+            if before is not None:
                 return self._report(Outcome("already_challenged", account, f"{before.get('status')} "
                                             f"(tx {before.get('tx') or 'none'})", before), root.epoch)
             why = self._unprovable(leaf, books.get(account.lower()))
@@ -236,6 +236,12 @@ class Challenger:
         log.error("challenge failed", extra={"epoch": root.epoch, "account": account, "tx": res.tx_hash,
                                              "error": entry["error"][:300]})
         return self._report(Outcome("failed", account, entry["error"], entry), root.epoch)
+
+    def blocking(self, engine: str, epoch: int, account: str) -> dict | None:
+        """The ledger entry that keeps (epoch, account) from being challenged again, if any (a
+        reconciled failure whose window was still open does not)."""
+        entry = self.ledger.get(engine, epoch, account)
+        return None if entry is None or entry.get("retry") else entry
 
     def _signed(self, _label: str, tx_hash: str, nonce: int) -> None:
         """Executor hook: every signed challenge (a gas bump too) is in the ledger before it

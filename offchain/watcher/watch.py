@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ class Watcher:
         self.findings: list[Finding] = []
         self.harvester = Harvester(dep)
         self.open: dict[int, _Open] = {}          # false roots by epoch, their applied leaves still read
-        self.applied: list[AppliedLeaf] = []      # every applied leaf of a false root read so far
+        self.applied: deque[AppliedLeaf] = deque(maxlen=10_000)   # the latest applied leaves of false roots
         self._judged: set[tuple[int, str, bytes]] = set()   # (epoch, account, leaf hash): each leaf once
 
     def start(self) -> None:
@@ -180,8 +181,7 @@ class Watcher:
                 finding = self._judge(o.result, applied)
                 if finding is not None:
                     out.append(finding)
-                    status = getattr(finding.challenge, "status", "")
-                    if status in ("proven", "already_void", "already_challenged", "window_over"):
+                    if _settled(finding.challenge):
                         del self.open[epoch]
                         continue
             if o.until is not None and o.next_block > o.until:
@@ -220,7 +220,10 @@ class Watcher:
                                        f"{first.function}): account {first.account}: {figures}",
                           first.account, diff, published=first.published(), applied=false)
         if self.challenger is not None:
-            finding.challenge = self.challenger.handle(result, (a.published() for a in false))
+            # a leaf this watcher challenged before (from the signers' files or an earlier
+            # transaction) is not sent again, nor does it stop the others being tried
+            fresh = [a for a in false if self.challenger.blocking(root.engine, root.epoch, a.account) is None]
+            finding.challenge = self.challenger.handle(result, (a.published() for a in (fresh or false[:1])))
         return finding
 
     def check(self, root: PostedRoot) -> Finding:
@@ -256,8 +259,7 @@ class Watcher:
             if self.challenger is not None:
                 first = [finding.published] if finding.published is not None else []
                 finding.challenge = self.challenger.handle(result, itertools.chain(first, false_leaves))
-            if not result.accounts_root_ok and getattr(finding.challenge, "status", "") not in (
-                    "proven", "already_void", "already_challenged", "window_over"):
+            if not result.accounts_root_ok and not _settled(finding.challenge):
                 self.open[root.epoch] = _Open(result, root.block)
         return finding
 
@@ -345,3 +347,10 @@ class Watcher:
                 self.metrics.errors.labels(kind=type(exc).__name__).inc()
                 log.exception("poll failed", extra={"error": str(exc)[:300]})
             stop.wait(self.cfg.poll_interval_s)
+
+
+def _settled(outcome) -> bool:
+    """Nothing more to challenge in this epoch: proven (by us or another), or window closed."""
+    status = getattr(outcome, "status", "")
+    return status in ("proven", "already_void", "window_over") or \
+        (status == "already_challenged" and (outcome.entry or {}).get("status") == "proven")

@@ -482,6 +482,14 @@ def test_withheld_leaves__false_leaf_applied_by_withdraw_with_leaf__harvested_fr
     assert epoch not in watcher.open and watcher.poll() == []
     assert metrics.harvested.labels(verdict="false")._value.get() == 1
     assert metrics.challenges.labels(outcome="submitted")._value.get() == 1
+    # a restart (same ledger) meets the root: the leaf proven from calldata is not sent again
+    # from any path, and the settled epoch is not harvested any more
+    nonce = nonce_of(world)
+    again, _metrics = harvest_watcher(world, epoch)
+    again.start()
+    [root_again] = again.poll()
+    assert root_again.challenge.status == "already_challenged" and root_again.challenge.entry["status"] == "proven"
+    assert epoch not in again.open and nonce_of(world) == nonce
     print(f"\nharvest + challenge of an applied withheld leaf: {seconds:.2f} s, gas {outcome.entry['gas']}")
 
 
