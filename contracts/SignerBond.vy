@@ -11,15 +11,24 @@
         the payout; until then the requested amount stays slashable, so every root a signer
         counted for can still be challenged against its stake. Slashing takes a signer's
         whole stake and pending withdrawal, pays CHALLENGER_SHARE_BPS of it to the
-        challenger and keeps the rest forfeited for good: the signers of a false root know
-        first and can challenge it themselves, so a whole-bond reward would hand the bond
-        back to them. Only the FraudProofs contract (`slasher`, set once) can slash, after a
-        proven challenge.
+        challenger and forfeits the rest: the signers of a false root know first and can
+        challenge it themselves, so a whole-bond reward would hand the bond back to them.
+        Only the FraudProofs contract (`slasher`, set once) can slash, after a proven
+        challenge. The forfeited balance belongs to the insurance fund of the engine named
+        at deployment: anyone moves it there (`push_forfeited`), so it backs the depositors
+        a false root put at risk and never returns to a signer.
 @dev Funds add up: token balance = sum over signers of (stake + pending) + forfeited, since
-     every transfer in credits exactly what arrived and every transfer out debits what it pays.
+     every transfer in credits exactly what arrived and every transfer out debits what it
+     pays; over the contract's life, bonded = total_bonded + forfeited + withdrawn + paid to
+     challengers + pushed to the insurance fund (`to_insurance`).
 """
 
 from ethereum.ercs import IERC20
+
+# The MarginEngine whose insurance fund receives forfeited bonds.
+interface IInsuranceFund:
+    def fund_insurance(amount: uint256): nonpayable
+    def TOKEN() -> IERC20: view
 
 #### CONSTANTS ####
 
@@ -38,6 +47,8 @@ challenge_window: public(immutable(uint256))
 withdrawal_delay: public(immutable(uint256))
 # Who may set the slasher, once.
 deployer: immutable(address)
+# The engine whose insurance fund forfeited bonds go to (same settlement token).
+insurance_fund: public(immutable(IInsuranceFund))
 
 #### STORAGE ####
 
@@ -50,8 +61,11 @@ pending: public(HashMap[address, uint256])
 unlock_at: public(HashMap[address, uint256])
 # sum of stake + pending over all signers
 total_bonded: public(uint256)
-# slashed and not paid out: held for good (total_bonded + forfeited = the token balance)
+# slashed, not paid to a challenger, not yet pushed to the insurance fund
+# (total_bonded + forfeited = the token balance)
 forfeited: public(uint256)
+# forfeited amounts pushed to the insurance fund so far
+to_insurance: public(uint256)
 
 #### EVENTS ####
 
@@ -85,23 +99,32 @@ event Forfeited:
     paid: uint256
     forfeited: uint256
 
+event ForfeitedToInsurance:
+    engine: indexed(address)
+    sender: indexed(address)
+    amount: uint256
+
 
 @deploy
-def __init__(token_: IERC20, required_bond_: uint256, challenge_window_: uint256, withdrawal_delay_: uint256):
+def __init__(token_: IERC20, required_bond_: uint256, challenge_window_: uint256, withdrawal_delay_: uint256,
+             insurance_fund_: IInsuranceFund):
     """
     @param token_ The settlement token.
     @param required_bond_ Stake a signer needs to count (> 0).
     @param challenge_window_ Seconds after a root's posting during which it can be challenged (> 0).
     @param withdrawal_delay_ Seconds from a withdrawal request to its payout (> challenge_window_).
+    @param insurance_fund_ The MarginEngine (same token) whose insurance fund receives forfeited bonds.
     """
     assert token_.address != empty(address), "bond: zero token"
     assert required_bond_ != 0, "bond: required bond must be > 0"
     assert challenge_window_ != 0, "bond: challenge window must be > 0"
     assert withdrawal_delay_ > challenge_window_, "bond: withdrawal delay must exceed the challenge window"
+    assert staticcall insurance_fund_.TOKEN() == token_, "bond: insurance fund settles in another token"
     token = token_
     required_bond = required_bond_
     challenge_window = challenge_window_
     withdrawal_delay = withdrawal_delay_
+    insurance_fund = insurance_fund_
     deployer = msg.sender
 
 
@@ -169,8 +192,10 @@ def withdraw():
 def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
     """
     @notice Take every listed signer's stake and pending withdrawal, pay CHALLENGER_SHARE_BPS
-            of the sum to `challenger` and forfeit the rest. Only the slasher (FraudProofs,
-            after a proven challenge).
+            of the sum to `challenger` and forfeit the rest (for the insurance fund:
+            `push_forfeited`). Only the slasher (FraudProofs, after a proven challenge).
+    @dev The engine is not called here: a proven fraud must slash whatever the engine does
+         with a deposit; the push is a separate call.
     @return The amount paid to the challenger.
     """
     assert msg.sender == self.slasher and msg.sender != empty(address), "bond: only the fraud proofs contract slashes"
@@ -192,6 +217,27 @@ def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
     if paid != 0:
         assert extcall token.transfer(challenger, paid, default_return_value=True), "bond: transfer failed"
     return paid
+
+
+@external
+def push_forfeited() -> uint256:
+    """
+    @notice Move the whole forfeited balance into the engine's insurance fund. Anyone may:
+            nothing is left to decide, the amount and the engine are fixed.
+    @return The amount moved (token units).
+    """
+    amount: uint256 = self.forfeited
+    assert amount != 0, "bond: nothing forfeited"
+    self.forfeited = 0
+    self.to_insurance += amount
+    before: uint256 = staticcall token.balanceOf(self)
+    assert extcall token.approve(insurance_fund.address, amount, default_return_value=True), "bond: approve failed"
+    extcall insurance_fund.fund_insurance(amount)
+    # the engine pulls exactly `amount` (it credits what arrives), so the identity holds and
+    # no allowance is left behind
+    assert before - staticcall token.balanceOf(self) == amount, "bond: the engine pulled another amount"
+    log ForfeitedToInsurance(engine=insurance_fund.address, sender=msg.sender, amount=amount)
+    return amount
 
 
 @view

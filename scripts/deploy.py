@@ -121,8 +121,9 @@ def deploy_system(deployer, token_address: str | None, signers: list[str], thres
            "extension": extension.address, "engine": engine.address, "verifier": verifier.address}
     if bonds is not None:
         # bond first, wire last: no root is ever refused for want of bonded signers
+        # forfeited bonds go to this engine's insurance fund (SignerBond.push_forfeited)
         bond = project.SignerBond.deploy(token, stake, bonds.challenge_window_s, bonds.withdrawal_delay_s,
-                                         sender=deployer)
+                                         engine, sender=deployer)
         fraud = project.FraudProofs.deploy(oracle, bond, sender=deployer)
         fraud.register_verifier(verifier, sender=deployer)
         bond.set_slasher(fraud, sender=deployer)

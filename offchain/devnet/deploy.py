@@ -126,8 +126,9 @@ def deploy_bonds(dep: Deployment, builds: dict, owner: LocalAccount, signers: li
     proofs the bond's only slasher), every signer bonded, then the oracle wired to both: in
     that order, so no root is ever refused for want of bonded signers."""
     w3 = dep.w3
+    # forfeited bonds go to this engine's insurance fund (SignerBond.push_forfeited)
     bond = deploy(w3, builds["SignerBond"], owner, dep.token.address, bonds.units(),
-                  bonds.challenge_window_s, bonds.withdrawal_delay_s)
+                  bonds.challenge_window_s, bonds.withdrawal_delay_s, dep.engine.address)
     fraud = deploy(w3, builds["FraudProofs"], owner, dep.oracle.address, bond.address)
     send(w3, owner, fraud.functions.register_verifier(dep.verifier.address), "register_verifier")
     send(w3, owner, bond.functions.set_slasher(fraud.address), "set_slasher")

@@ -62,6 +62,7 @@ def assert_bonds_wired(d: dict) -> None:
     c = {name: w3.eth.contract(address=x["address"], abi=x["abi"]) for name, x in d["contracts"].items()}
     bond, fraud, oracle = c["signer_bond"], c["fraud_proofs"], c["oracle"]
     assert bond.functions.slasher().call() == fraud.address
+    assert bond.functions.insurance_fund().call() == c["engine"].address
     assert fraud.functions.BOND().call() == bond.address and fraud.functions.ORACLE().call() == oracle.address
     assert fraud.functions.verifiers(oracle.functions.params_hash().call()).call()[0] == c["verifier"].address
     (wired,) = oracle.events.FraudContractsSet().get_logs(from_block=d["deploy_block"])

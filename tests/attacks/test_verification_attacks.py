@@ -44,13 +44,13 @@ def _isolated(chain):
 
 
 @pytest.fixture
-def system(project, admin, token, oracle, signers):
+def system(project, admin, token, oracle, signers, engine):
     """system() -> (bond, fraud, verifier): SignerBond with signers 0 and 1 bonded, the
     default-v2 verifier under the suite's params hash registered with FraudProofs, both named
     on the oracle. Built in the test body (ape isolation)."""
 
     def _build():
-        bond = project.SignerBond.deploy(token, BOND, WINDOW, DELAY, sender=admin)
+        bond = project.SignerBond.deploy(token, BOND, WINDOW, DELAY, engine, sender=admin)
         generator, rows = verifier_config(PARAMS)
         verifier = project.ScenarioVerifier.deploy(oracle, PARAMS_HASH, generator, rows, sender=admin)
         fraud = project.FraudProofs.deploy(oracle, bond, sender=admin)
@@ -514,6 +514,12 @@ def test_slash__signers_challenge_their_own_false_root__coalition_loses_eighty_p
         with ape.reverts("bond: nothing pending"):
             bond.withdraw(sender=as_sender(chain, s))
     bond_funds_add_up(token, bond)
+    # the forfeited 80% goes to the engine's insurance fund (the signers pushing it gain nothing)
+    insurance = engine.insurance_wad()
+    bond.push_forfeited(sender=as_sender(chain, signers[0]))
+    assert engine.insurance_wad() - insurance == (2 * BOND - gained) * 10**12
+    assert sum(token.balanceOf(s.address) for s in signers[:2]) - sum(before) == gained
+    bond_funds_add_up(token, bond)
 
 
 def test_bond__unbonded_signer__never_counted_nor_named_in_the_record(
@@ -608,11 +614,12 @@ def test_bond__griefer_bonds_dust_for_a_signer__cannot_delay_or_block_its_withdr
 
 def test_bond__reentrant_token__payout_and_withdrawal_reentry_refused(
         project, admin, engine, oracle, registry, domain, signers, chain, keeper, attacker, traded):
-    """On a token that calls back mid-transfer, the slash payout re-entering FraudProofs and
+    """On a token that calls back mid-transfer (the bond's insurance fund an engine on it), the slash payout re-entering FraudProofs and
     a withdrawal re-entering SignerBond (a second withdrawal) revert as a whole and leave
     the epoch and the stakes as they were; unarmed, both go through."""
     hook = project.ReentrantToken.deploy("Hook USD", "hUSD", 6, sender=admin)
-    bond = project.SignerBond.deploy(hook, BOND, WINDOW, DELAY, sender=admin)
+    bond = project.SignerBond.deploy(hook, BOND, WINDOW, DELAY, deploy_engine(project, admin, hook, oracle, registry),
+                                     sender=admin)
     generator, rows = verifier_config(PARAMS)
     verifier = project.ScenarioVerifier.deploy(oracle, PARAMS_HASH, generator, rows, sender=admin)
     fraud = project.FraudProofs.deploy(oracle, bond, sender=admin)

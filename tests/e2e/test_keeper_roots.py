@@ -146,6 +146,7 @@ def test_deploy__bonds_and_fraud_proofs_wired__the_root_counts_the_bonded_signer
     w = world
     dep, bond, fraud = w["dep"], w["dep"].signer_bond, w["dep"].fraud_proofs
     assert bond.functions.slasher().call() == fraud.address
+    assert bond.functions.insurance_fund().call() == dep.engine.address
     assert fraud.functions.ORACLE().call() == dep.oracle.address and fraud.functions.BOND().call() == bond.address
     params_hash = bytes.fromhex(w["params"].hash.removeprefix("0x"))
     assert fraud.functions.verifiers(params_hash).call()[0] == dep.verifier.address

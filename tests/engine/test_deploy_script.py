@@ -27,6 +27,7 @@ def test_deploy_script__default__bond_and_fraud_proofs_wired_every_signer_bonded
     stake = 2_500 * 10**6
     assert bond.required_bond() == stake and bond.challenge_window() == 3_600 and bond.withdrawal_delay() == 7_200
     assert bond.slasher() == fraud.address and fraud.BOND() == bond.address and fraud.ORACLE() == oracle.address
+    assert bond.insurance_fund() == out["engine"]      # forfeited bonds go to its insurance fund
     assert fraud.verifiers(oracle.params_hash()).verifier == out["verifier"]
     (wired,) = list(oracle.FraudContractsSet.range(0, chain.blocks.height + 1))
     assert (wired.signer_bond, wired.fraud_proofs) == (bond.address, fraud.address)

@@ -3,8 +3,9 @@ that understates one account's margin is challenged, voided and paid out of the 
 bonds, and the margin the engine had applied from it stops backing new risk (the book falls
 back to the isolated bound); against an honest root every challenge reverts; griefing
 (dust, a repeated challenge, the wrong epoch, after the window, forged market leaves or
-record) costs the griefer only gas. Funds add up: bond balance = stakes + pending, and
-everything that left it was paid to the challenger."""
+record) costs the griefer only gas. Funds add up: bond balance = stakes + pending +
+forfeited, and everything that left it went to the challenger (20%) or, pushed by anyone, into
+the engine's insurance fund (80%), where the engine's own funds identity counts it."""
 
 from dataclasses import replace
 
@@ -23,6 +24,7 @@ from offchain.risk import load_params
 from .conftest import PERP
 
 USDC = 10**6
+SCALE = 10**12                      # token units (6 decimals) -> WAD
 PRICE = 60_000 * WAD
 BOND = 100_000 * USDC
 WINDOW, DELAY = 3_600, 7_200
@@ -41,12 +43,12 @@ def _isolated(chain):
 
 
 @pytest.fixture
-def system(project, admin, token, oracle, signers):
+def system(project, admin, token, oracle, signers, engine):
     """system() -> dict: SignerBond (signers 0 and 1 bonded), the default-v2 verifier under the
     suite's params hash, FraudProofs wired to both. Built in the test body (ape isolation)."""
 
     def _build():
-        bond = project.SignerBond.deploy(token, BOND, WINDOW, DELAY, sender=admin)
+        bond = project.SignerBond.deploy(token, BOND, WINDOW, DELAY, engine, sender=admin)
         generator, rows = verifier_config(load_params("default-v2"))
         verifier = project.ScenarioVerifier.deploy(oracle, PARAMS_HASH, generator, rows, sender=admin)
         fraud = project.FraudProofs.deploy(oracle, bond, sender=admin)
@@ -118,8 +120,10 @@ def books(engine, fund, set_market, trade, accounts, maker):
 
 
 def _funds_add_up(token, bond, paid_out):
+    """Bond balance = stakes + pending + forfeited; what was bonded = that + paid to
+    challengers + pushed to the insurance fund."""
     assert token.balanceOf(bond) == bond.total_bonded() + bond.forfeited()
-    assert bond.total_bonded() + bond.forfeited() + paid_out == 2 * BOND
+    assert bond.total_bonded() + bond.forfeited() + bond.to_insurance() + paid_out == 2 * BOND
 
 
 def test_rogue_root__challenged_voided_paid__applied_margin_stops_backing_new_risk(
@@ -145,6 +149,17 @@ def test_rogue_root__challenged_voided_paid__applied_margin_stops_backing_new_ri
     assert token.balanceOf(liquidator) - before == 2 * BOND // 5
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
     _funds_add_up(token, bond, 2 * BOND // 5)
+    # the forfeited 80% goes to the engine's insurance fund, pushed by anyone
+    insurance, held = engine.insurance_wad(), token.balanceOf(engine)
+    tx = bond.push_forfeited(sender=victim)
+    [pushed] = tx.decode_logs(bond.ForfeitedToInsurance)
+    assert (pushed.engine, pushed.sender, pushed.amount) == (engine.address, victim.address, 2 * BOND * 4 // 5)
+    assert engine.insurance_wad() - insurance == 2 * BOND * 4 // 5 * SCALE
+    assert token.balanceOf(engine) - held == 2 * BOND * 4 // 5 and bond.forfeited() == 0
+    assert token.allowance(bond, engine) == 0
+    _funds_add_up(token, bond, 2 * BOND // 5)
+    with ape.reverts("bond: nothing forfeited"):
+        bond.push_forfeited(sender=victim)
     # no leaf of the voided epoch applies any more, and the applied one backs no new risk
     with ape.reverts("oracle: epoch voided by a fraud proof"):
         engine.apply_leaf(*(lambda lp: (lp[0].as_args(), lp[1]))(trees.account_proof(maker.address)), sender=keeper)

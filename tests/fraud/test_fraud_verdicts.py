@@ -15,6 +15,7 @@ import boa
 import pytest
 from eth_account import Account
 from eth_utils import keccak
+from support.boa_engine import load_engine
 
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
@@ -55,7 +56,8 @@ def system():
     token = boa.load(_contract("mocks/MockERC20"), "USD Coin", "USDC", 6)
     registry = boa.load(_contract("InstrumentRegistry"))
     oracle = boa.load(_contract("RiskOracle"), registry.address, [s.address for s in SIGNERS], 2, ph, 2_000)
-    bond = boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, DELAY)
+    bond = boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, DELAY,
+                    load_engine(token, oracle, registry).address)
     generator, rows = verifier_config(params)
     verifier = boa.load(_contract("ScenarioVerifier"), oracle.address, ph, generator, rows)
     fraud = boa.load(_contract("FraudProofs"), oracle.address, bond.address)
