@@ -10,9 +10,9 @@ chain accepts is sent, if its gas estimate is within `challenge_gas_limit` and t
 is open. `challenges.json` in `data_dir` records every (epoch, account) challenged before
 the transaction leaves, and the hash of each signed transaction before it is sent, so no
 leaf is challenged twice, across restarts too. An entry a crash left "sending" is resolved
-from the chain at start (`reconcile`): mined -> proven or failed from its receipt; no
-receipt `challenge_reconcile_blocks` after it was sent -> failed, and challenged again when
-the window is still open and the epoch not void.
+from the chain at start (`reconcile`): mined -> proven or failed from its receipt; reverted,
+or no receipt `challenge_reconcile_blocks` after it was sent -> failed, and challenged again
+when the window is still open and the epoch not void.
 """
 
 from __future__ import annotations
@@ -272,6 +272,8 @@ class Challenger:
                     break
             if receipt is not None:
                 self._settle(entry, receipt)
+                if receipt["status"] != 1:     # reverted (too little gas, a copier first): again if still open
+                    entry["retry"] = self._still_open(engine, int(epoch), entry)
             else:
                 waited = head - int(entry.get("sent_block", 0))
                 if waited < self.cfg.challenge_reconcile_blocks:

@@ -432,22 +432,28 @@ def test_withheld_leaves__false_leaf_applied_by_withdraw_with_leaf__harvested_fr
     """Rogue signers post a root understating the victim's IM and MM and publish no leaf; the
     root alone is false but not provable. The victim applies its leaf with withdraw_with_leaf
     and withdraws below its true IM; the next poll reads the leaf and proof from that
-    transaction's input and proves it: epoch voided, challenger paid. Also: a ledger entry a
-    crash left "sending" whose hash never reached the chain is failed at start, and because
-    the window is open and the epoch not void, the leaf is challenged again."""
+    transaction's input and proves it: epoch voided, challenger paid. Also: ledger entries a
+    crash left "sending" -- one whose challenge was mined reverted, one whose hash never
+    reached the chain -- are failed at start, and because the window is open and the epoch
+    not void, they may be challenged again."""
     dep, token, w3 = world["dep"], world["dep"].token, world["dev"].w3
-    victim = world["traders"][1]
+    victim, other = world["traders"][1], world["traders"][0]
     epoch, trees = withheld_rogue_epoch(world, understate)
+    reverted = w3.eth.send_transaction({"from": world["challenger"].address, "to": world["fraud"].address,
+                                        "data": "0xdeadbeef", "gas": 100_000}).to_0x_hex()
+    assert w3.eth.get_transaction_receipt(reverted)["status"] == 0
     ledger_path = world["tmp"] / "watch" / "challenges.json"
     ledger = json.loads(ledger_path.read_text())
-    lost = {"status": "sending", "epoch": epoch, "account": victim.address, "txs": ["0x" + "ab" * 32],
-            "sent_block": w3.eth.block_number - 30}
-    ledger[f"{dep.engine.address}:{epoch}:{victim.address}"] = lost
+    for who, tx in ((victim.address, reverted), (other.address, "0x" + "ab" * 32)):
+        ledger[f"{dep.engine.address}:{epoch}:{who}"] = {"status": "sending", "epoch": epoch, "account": who,
+                                                         "txs": [tx], "sent_block": w3.eth.block_number - 30}
     ledger_path.write_text(json.dumps(ledger))
     watcher, metrics = harvest_watcher(world, epoch)
     before = nonce_of(world)
     watcher.start()
     entry = watcher.challenger.ledger.get(dep.engine.address, epoch, victim.address)
+    assert (entry["status"], entry["error"], entry["tx"], entry["retry"]) == ("failed", "reverted", reverted, True)
+    entry = watcher.challenger.ledger.get(dep.engine.address, epoch, other.address)
     assert entry["status"] == "failed" and entry["retry"] is True, entry
     assert entry["error"].startswith("no receipt for ['0x" + "ab" * 32 + "'] ") and "blocks after it was sent" \
         in entry["error"]
