@@ -496,7 +496,7 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
                 last_strike = leg.strike_wad
                 last_vol = leg.vol_wad
             base = pricer._value(e_base, is_call, factor)
-            delta = pricer._delta(pricer._n_d1(e_base), is_call, factor)
+            delta = pricer._delta(e_base, is_call, factor)
             value = pricer._value(e_own, is_call, factor)
             if joint_differs:
                 joint_value = pricer._value(e_joint, is_call, factor)

@@ -109,7 +109,7 @@ Q4: constant(uint256) = 5_781_687_480_122_959_817_537_969  # 7.29751555083966205
 #### STRUCTS ####
 
 # One evaluation's shared terms at a forward, strike, vol and tenor: a call and a put of
-# the same terms take their premiums from it (`_value`), the delta its N(d1) (`_n_d1`).
+# the same terms take their premiums from it (`_value`), the delta its N(d1) (`_delta`).
 struct Eval:
     fwd: uint256
     strike: uint256
@@ -318,8 +318,23 @@ def _value(e: Eval, is_call: bool, factor: uint256) -> uint256:
         if p1 > p2:
             fine = unsafe_div(unsafe_mul(e.weight, unsafe_sub(p1, p2)), FINE)
     else:
-        a: uint256 = self._x_cdf(x1, e1, p1, c1, e.weight)
-        b: uint256 = self._x_cdf(x2, e2, p2, c2, e.weight)
+        # x N(e): x * N >> 96 on the central range (x <= 2**128, N < 2**96: < 2**224); else
+        # from the tail x N(-|e|) = weight * G / 1e36 (weight < 2**188, G < 2**61: < 2**249),
+        # which is <= x, so x minus it cannot underflow beyond rounding (floored).
+        a: uint256 = 0
+        if c1:
+            a = unsafe_mul(x1, p1) >> 96
+        else:
+            a = unsafe_div(unsafe_mul(e.weight, p1), WAD * WAD)
+            if e1 > 0:
+                a = unsafe_sub(x1, min(a, x1))
+        b: uint256 = 0
+        if c2:
+            b = unsafe_mul(x2, p2) >> 96
+        else:
+            b = unsafe_div(unsafe_mul(e.weight, p2), WAD * WAD)
+            if e2 > 0:
+                b = unsafe_sub(x2, min(b, x2))
         if a > b:
             # a <= x1 <= 2**128: times 1e9 < 2**158.
             fine = unsafe_mul(unsafe_sub(a, b), FINE // WAD)
@@ -330,52 +345,25 @@ def _value(e: Eval, is_call: bool, factor: uint256) -> uint256:
 
 @internal
 @pure
-def _n_d1(e: Eval) -> uint256:
+def _delta(e: Eval, is_call: bool, factor: uint256) -> int256:
     """
-    @dev N(d1), WAD.
-    """
-    if e.central1:
-        # p1 < 2**96: WAD * p1 < 2**156.
-        return unsafe_mul(WAD, e.p1) >> 96
-    # density1 <= WAD and G < 0.32 WAD: the product < 2**119; N(-|d1|) <= 1/2 WAD.
-    tail: uint256 = unsafe_div(unsafe_mul(e.density1, e.p1), WAD)
-    if e.d1 < 0:
-        return tail
-    return unsafe_sub(WAD, min(tail, WAD))
-
-
-@internal
-@pure
-def _delta(n_d1: uint256, is_call: bool, factor: uint256) -> int256:
-    """
-    @dev Forward delta dV/dF, WAD, from N(d1) (WAD, `_n_d1`) and the discount factor:
+    @dev Forward delta dV/dF, WAD, from an evaluation's N(d1) and the discount factor:
          exp(-rT) N(d1) for a call, -exp(-rT) N(-d1) for a put; in [-exp(-rT), exp(-rT)].
     """
-    n: int256 = convert(n_d1, int256)
+    n: uint256 = 0
+    if e.central1:
+        # p1 < 2**96: WAD * p1 < 2**156.
+        n = unsafe_mul(WAD, e.p1) >> 96
+    else:
+        # density1 <= WAD and G < 0.32 WAD: the product < 2**119; N(-|d1|) <= 1/2 WAD.
+        n = unsafe_div(unsafe_mul(e.density1, e.p1), WAD)
+        if e.d1 > 0:
+            n = unsafe_sub(WAD, min(n, WAD))
+    signed: int256 = convert(n, int256)
     if not is_call:
-        n -= WAD_I
-    # |n| <= WAD and factor < 2**204 (checked anyway).
-    return n * convert(factor, int256) // WAD_I
-
-
-@internal
-@pure
-def _x_cdf(x: uint256, e: int256, part: uint256, central: bool, weight: uint256) -> uint256:
-    """
-    @dev x * N(e), WAD, where weight = x * exp(-e^2/2) * WAD (scale 1e36), x <= 2**128, and
-         part is N(e) (2**96) when central, else G(|e|) (WAD).
-    """
-    if central:
-        # x <= 2**128, N < 2**96: the product is < 2**224.
-        return unsafe_mul(x, part) >> 96
-    # weight < 2**188, G < 1.26 WAD < 2**61: the product is < 2**249; the tail part is
-    # x * N(-y) <= x, so the subtraction below cannot underflow beyond rounding (floored).
-    tail: uint256 = unsafe_div(unsafe_mul(weight, part), WAD * WAD)
-    if e < 0:
-        return tail
-    if tail >= x:
-        return 0
-    return unsafe_sub(x, tail)
+        signed -= WAD_I
+    # |signed| <= WAD and factor < 2**204 (checked anyway).
+    return signed * convert(factor, int256) // WAD_I
 
 
 @internal

@@ -25,7 +25,7 @@ def black76_delta(fwd: uint256, strike: uint256, tenor: uint256, vol: uint256, r
     pricer._check_tenor_rate(tenor, rate)
     e: pricer.Eval = pricer._evaluate(fwd, strike, x, pricer._sqrt_tenor(tenor), vol)
     factor: uint256 = pricer._discount_factor(tenor, rate)
-    return pricer._value(e, is_call, factor), pricer._delta(pricer._n_d1(e), is_call, factor)
+    return pricer._value(e, is_call, factor), pricer._delta(e, is_call, factor)
 
 
 @external
