@@ -325,21 +325,31 @@ def apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
 
 
 @external
-def flag(account: address):
+def flag(account: address, witness: Bytes[core.MAX_WITNESS]):
     """
     @notice Records when an account became liquidatable (starts the discount clock, or
             confirms a running one), or clears the record once it is healthy again. Anyone
             may call. A clock not confirmed within max_liquidation_price_age restarts.
-    @dev "Liquidatable" is equity < the applied MM (`health`); a liquidation also needs the
-         model's witness. Here, not in the extension: a rule over the health view this
-         contract already has.
+    @dev "Liquidatable" is equity < the applied MM (`health`). Once the oracle has a
+         verifier, starting or confirming the clock also needs the model's witness, as a
+         liquidation does: the call goes on as `liquidate(account, 0, ...)`, which checks
+         the witness and only records the clock. Otherwise a rogue root's MM could start a
+         healthy book's clock and hand its liquidator the grown discount at the first real
+         dip. Clearing needs no witness (a healthy applied MM only delays the auction).
     @param account The account.
+    @param witness As for `liquidate` (ignored before a verifier is registered and when
+           the account is healthy).
     """
     header: uint256 = core._header[account]
     h: IMarginEngine.Health = core._health(account)
     if h.liquidatable:
         window: uint256 = (core._trading >> 88) & core.MASK_32
         assert block.timestamp <= h.marks_updated_at + window, "engine: stale marks"
+        if staticcall core.ORACLE.verifier() != empty(address):
+            raw_call(EXTENSION, concat(method_id("liquidate(address,uint256,int256,uint256,bytes)"),
+                                       abi_encode(account, empty(uint256), empty(int256), header & core.MASK_64, witness)),
+                     is_delegate_call=True)
+            return
         # starts the clock, or confirms it is still running (keepers re-flag within the
         # liquidation price age during a long episode)
         since: uint256 = core._episode_since(header, window)
@@ -370,6 +380,7 @@ def liquidate(
     @param account The account to liquidate.
     @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
+           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @param witness abi_encode of ScenarioVerifier.check_market's arguments for the book:

@@ -279,6 +279,7 @@ def liquidate(
     @param account The account to liquidate.
     @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
+           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @param witness The ScenarioVerifier.check_market arguments for the stored book (engine,
@@ -289,7 +290,7 @@ def liquidate(
     """
     assert self != _SELF, "engine: delegatecall only"
     assert account != msg.sender, "engine: self-liquidation"
-    assert fraction_wad > 0 and fraction_wad <= core.WAD, "engine: fraction out of range"
+    assert fraction_wad <= core.WAD, "engine: fraction out of range"
     header: uint256 = core._header[account]
     assert header & core.MASK_64 == expected_state_nonce, "engine: state nonce changed"
     n: uint256 = core._count(header)
@@ -346,9 +347,13 @@ def liquidate(
         mm_cap = min(mm, model_mm)
 
     since: uint256 = core._episode_since(header, (cfg >> 88) & core.MASK_32)
-    if since != core._since(header):
+    if since != core._since(header) or fraction_wad == 0:
         log IMarginEngine.Flagged(account=account, since=since)
     header = core._with_seen(header, since)
+    if fraction_wad == 0:
+        # the witness-checked flag (MarginEngine.flag forwards here): the clock only
+        core._header[account] = header
+        return 0
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
     f: uint256 = core._slice_fraction(lcfg, equity, mm_cap, disc_bps, fraction_wad)

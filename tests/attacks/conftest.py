@@ -163,6 +163,10 @@ class Desk:
         self.oracle.post_root(*root.post_args(), sender=self.poster)
         return self.engine.apply_leaf(*root.apply_args(account), sender=self.poster)
 
+    def flag(self, account, sender, **witness):
+        """MarginEngine.flag with the account's witness (the clock needs the model's shortfall)."""
+        return self.engine.flag(account, self.witness_for(account, eng=self.engine, **witness), sender=sender)
+
     def liquidate(self, account, fraction, max_payment, nonce, sender, **witness):
         """MarginEngine.liquidate with the account's witness (binding scenarios of its book
         against a freshly posted market root; `witness` options as engine.conftest's)."""

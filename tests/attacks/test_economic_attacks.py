@@ -51,11 +51,11 @@ def test_liquidate__through_second_account__unprofitable(market, maker, attacker
     _go_long(market, attacker, maker, 7_000, WAD)
     market.fund(accomplice, 50_000 * USD)
     market.post_marks(marks={PERP: 56_000 * WAD})
-    e.flag(attacker, sender=accomplice)  # starts the discount clock
+    market.flag(attacker, sender=accomplice)  # starts the discount clock
     for _ in range(9):  # 1,000 bps + 500 bps/hour reaches the 5,000 bps cap after 8 hours
         market.mine(HOUR)  # re-flagged within max_liquidation_price_age, the episode runs on
         market.post_marks(marks={PERP: 56_000 * WAD})
-        e.flag(attacker, sender=accomplice)
+        market.flag(attacker, sender=accomplice)
     pair_before = market.equity(attacker) + market.equity(accomplice)
     insurance_before = e.insurance_wad()
     preview = e.liquidation_preview(attacker, WAD)

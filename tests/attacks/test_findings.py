@@ -144,7 +144,7 @@ def test_liquidate__fresh_dip_after_recovery__discount_starts_at_base(market, ma
     market.fund(liquidator, 100_000 * USD)
     market.trade(maker, trader, PERP, -WAD, BTC_MARK)
     market.post_marks(marks={PERP: 56_000 * WAD})
-    e.flag(trader, sender=liquidator)
+    market.flag(trader, sender=liquidator)
     market.post_marks(marks={PERP: 60_000 * WAD})
     assert not e.health(trader).liquidatable
     market.mine(9 * 3_600)

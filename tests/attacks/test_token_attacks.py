@@ -175,7 +175,7 @@ def _payloads(e, trader, liquidator):
         "withdraw": e.withdraw.encode_input(1),
         "deposit": e.deposit.encode_input(1),
         "liquidate": e.liquidate.encode_input(trader, WAD, BIG, e.state_nonce(trader), b""),
-        "flag": e.flag.encode_input(trader),
+        "flag": e.flag.encode_input(trader, b""),
         "health (read-only)": e.health.encode_input(trader),
     }
 
@@ -261,10 +261,9 @@ def test_fill__zero_size__reverts(unit_desk, maker, taker):
         unit_desk.engine.fill(order.as_args(), sig, 0, sender=taker)
 
 
-@pytest.mark.parametrize("fraction", [0, WAD + 1])
-def test_liquidate__fraction_out_of_range__reverts(unit_desk, trader, taker, fraction):
+def test_liquidate__fraction_out_of_range__reverts(unit_desk, trader, taker):
     with ape.reverts("engine: fraction out of range"):
-        unit_desk.engine.liquidate(trader, fraction, BIG, 0, b"", sender=taker)
+        unit_desk.engine.liquidate(trader, WAD + 1, BIG, 0, b"", sender=taker)
 
 
 def test_deposit_withdraw__one_unit__exact(unit_desk, trader):

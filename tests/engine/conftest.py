@@ -325,6 +325,20 @@ def witness_for(engine, post_root, market_leaf, chain):
 
 
 @pytest.fixture(scope="session")
+def flag(engine, witness_for):
+    """flag(account, sender=..., eng=engine, **witness options): MarginEngine.flag with the
+    account's witness (binding scenarios): once a verifier is registered the clock starts or
+    runs on only with the model's shortfall."""
+
+    def _flag(account, sender, eng=None, witness=None, **kw):
+        eng = eng or engine
+        w = witness_for(account, eng=eng, **kw) if witness is None else witness
+        return eng.flag(account, w, sender=sender)
+
+    return _flag
+
+
+@pytest.fixture(scope="session")
 def liquidate(engine, witness_for):
     """liquidate(account, fraction, max_payment, nonce, sender=..., eng=engine, **witness
     options): MarginEngine.liquidate with the account's witness (binding scenarios)."""

@@ -85,18 +85,22 @@ def test_liquidate__smaller_fraction__uses_it(engine, victim, liquidator, set_ma
 
 
 def test_liquidate__discount_grows_while_flag_confirmed__capped_at_max(engine, victim, liquidator, set_market,
-                                                                      mine, keeper, liquidate):
+                                                                      mine, keeper, liquidate, flag, chain):
     crash(set_market, 55_500)
-    engine.flag(victim, sender=keeper)
+    flag(victim, sender=keeper)
     for _ in range(2):  # keepers re-confirm the flag within max_liquidation_price_age
         mine(HOUR)
         set_market(marks={PERP: 55_500 * WAD})
-        engine.flag(victim, sender=keeper)
-    assert engine.liquidation_preview(victim, WAD).discount_bps == 1_000 + 2 * 500
+        flag(victim, sender=keeper)
+    # two hours and the seconds the witnesses' roots took: 1,000 + 2 x 500 bps (+1 per 7.2 s)
+    since, now = engine.account(victim).liquidatable_since, chain.blocks.head.timestamp
+    assert 2 * HOUR <= now - since < 2 * HOUR + 60
+    assert engine.liquidation_preview(victim, WAD).discount_bps in {1_000 + 500 * (t - since) // HOUR
+                                                                      for t in (now, now + 1)}
     for _ in range(5):
         mine(7_000)
         set_market(marks={PERP: 55_500 * WAD})
-        engine.flag(victim, sender=keeper)
+        flag(victim, sender=keeper)
     preview = engine.liquidation_preview(victim, WAD)
     assert preview.discount_bps == LIQUIDATION[2]  # max 50% of MM
     tx = liquidate(victim, WAD, 10**30, 1, sender=liquidator)
@@ -105,9 +109,9 @@ def test_liquidate__discount_grows_while_flag_confirmed__capped_at_max(engine, v
 
 
 def test_liquidate__flag_not_confirmed__new_episode_starts_at_base(engine, victim, liquidator, set_market, mine,
-                                                                   keeper, liquidate):
+                                                                   keeper, liquidate, flag):
     crash(set_market, 55_500)
-    engine.flag(victim, sender=keeper)
+    flag(victim, sender=keeper)
     set_market(marks={PERP: 60_000 * WAD})  # recovers; nobody unflags
     mine(9 * HOUR)
     crash(set_market, 55_500)  # a new dip hours later
@@ -173,11 +177,21 @@ def test_liquidate__self__reverts(engine, victim, set_market, liquidate):
         liquidate(victim, WAD, 10**30, 1, sender=victim)
 
 
-@pytest.mark.parametrize("fraction", [0, WAD + 1])
-def test_liquidate__fraction_out_of_range__reverts(engine, victim, liquidator, set_market, fraction, liquidate):
+def test_liquidate__fraction_out_of_range__reverts(engine, victim, liquidator, set_market, liquidate):
     crash(set_market, 55_500)
     with ape.reverts("engine: fraction out of range"):
-        liquidate(victim, fraction, 10**30, 1, sender=liquidator)
+        liquidate(victim, WAD + 1, 10**30, 1, sender=liquidator)
+
+
+def test_liquidate__fraction_zero__only_starts_the_clock(engine, victim, liquidator, set_market, liquidate):
+    """Fraction 0 is the witness-checked flag (what `flag` forwards to): nothing moves."""
+    crash(set_market, 55_500)
+    before = engine.account(victim)
+    tx = liquidate(victim, 0, 10**30, 1, sender=liquidator)
+    assert not tx.decode_logs(engine.Liquidation)
+    assert tx.decode_logs(engine.Flagged)[0].since == tx.timestamp == engine.account(victim).liquidatable_since
+    after = engine.account(victim)
+    assert (after.cash_wad, after.positions, after.state_nonce) == (before.cash_wad, before.positions, before.state_nonce)
 
 
 def test_liquidate__state_nonce_moved__reverts(engine, victim, liquidator, set_market, liquidate):
@@ -261,37 +275,37 @@ def test_extension__called_directly__reverts(extension, victim, liquidator):
 # ------------------------------------------------------------------ flag
 
 
-def test_flag__liquidatable__starts_clock_and_reflag_confirms_it(engine, victim, set_market, keeper, mine):
+def test_flag__liquidatable__starts_clock_and_reflag_confirms_it(engine, victim, set_market, keeper, mine, flag):
     crash(set_market, 55_500)
-    tx = engine.flag(victim, sender=keeper)
+    tx = flag(victim, sender=keeper)
     [log] = tx.decode_logs(engine.Flagged)
     assert engine.account(victim).liquidatable_since == log.since == tx.timestamp
     mine(600)
     set_market(marks={PERP: 55_500 * WAD})
-    again = engine.flag(victim, sender=keeper)
+    again = flag(victim, sender=keeper)
     assert again.decode_logs(engine.Flagged)[0].since == log.since  # same episode
     assert engine.account(victim).liquidatable_since == log.since
 
 
-def test_flag__healthy_again__clears_clock(engine, victim, set_market, keeper):
+def test_flag__healthy_again__clears_clock(engine, victim, set_market, keeper, flag):
     crash(set_market, 55_500)
-    engine.flag(victim, sender=keeper)
+    flag(victim, sender=keeper)
     set_market(marks={PERP: 60_000 * WAD})
-    tx = engine.flag(victim, sender=keeper)
+    tx = flag(victim, sender=keeper)
     assert tx.decode_logs(engine.Unflagged)
     assert engine.account(victim).liquidatable_since == 0
 
 
-def test_flag__healthy_never_flagged__reverts(engine, victim, keeper):
+def test_flag__healthy_never_flagged__reverts(engine, victim, keeper, flag):
     with ape.reverts("engine: account is healthy"):
-        engine.flag(victim, sender=keeper)
+        flag(victim, sender=keeper)
 
 
-def test_flag__stale_marks__reverts(engine, victim, set_market, keeper, mine):
+def test_flag__stale_marks__reverts(engine, victim, set_market, keeper, mine, flag):
     crash(set_market, 55_500)
     mine(TRADING[4] + 1)
     with ape.reverts("engine: stale marks"):
-        engine.flag(victim, sender=keeper)
+        flag(victim, sender=keeper)
 
 
 # ------------------------------------------------------------------ keeper views

@@ -21,10 +21,12 @@ from .conftest import _PLACEHOLDER_LEAF, LIQUIDATION, PERP, TRADING, WITNESS_PAR
 USDC = 10**6
 PRICE = 60_000 * WAD
 BPS = 10_000
+HOUR = 3_600
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _deploy_first(engine, extension, oracle, verifier, leaf_for, post_root, set_market, fund, trade, witness_for):
+def _deploy_first(engine, extension, oracle, verifier, leaf_for, post_root, set_market, fund, trade, witness_for,
+                  flag):
     """Session deployments and fixtures before the first test's snapshot (ape isolation)."""
 
 
@@ -86,6 +88,34 @@ def test_liquidate__rogue_root_overstates_healthy_book__reverts_whatever_scenari
         with ape.reverts("engine: witness scenarios show no shortfall"):
             engine.liquidate(owner, WAD, 10**30, engine.state_nonce(owner), w.encode(), sender=liquidator)
     assert _state(engine, owner, liquidator) == before
+
+
+def test_flag__rogue_root_overstates_healthy_book__cannot_start_the_discount_clock(
+    engine, verifier, book, set_market, leaf_for, post_root, keeper, liquidator, witness_for, mine, flag
+):
+    """The attack: a rogue root overstates a healthy book's MM. It cannot liquidate the book
+    (the witness shows no shortfall), but `flag` read the applied MM alone: flagged and
+    re-confirmed every hour, the book's clock ran, and at its first real dip the liquidator
+    took the grown discount at once (here base + 4 h x slope = 3,000 bps instead of 1,000).
+    Now starting or confirming the clock needs the witness too."""
+    owner = book(12_000)  # equity 12k; the model's MM of 1 BTC perp at 60k is ~9.5k
+    _apply_rogue_leaf(engine, owner, leaf_for, post_root, keeper, 25_000 * WAD)
+    assert engine.health(owner).liquidatable  # by the signed MM alone
+    before = _state(engine, owner, liquidator)
+    for _ in range(4):  # hourly, as a running episode is confirmed
+        set_market()
+        with ape.reverts("engine: witness scenarios show no shortfall"):
+            flag(owner, sender=liquidator)
+        mine(HOUR)
+    assert _state(engine, owner, liquidator) == before and engine.account(owner).liquidatable_since == 0
+    # the real dip (equity 8k, below the model's margin too): the clock starts now, at the base
+    set_market(marks={PERP: 56_000 * WAD})
+    witness = witness_for(owner, raw=True)
+    assert engine.health(owner).equity_wad < _margin(verifier, witness)
+    assert engine.liquidation_preview(owner, WAD).discount_bps == LIQUIDATION[0]
+    tx = flag(owner, sender=liquidator, witness=witness.encode())
+    assert tx.decode_logs(engine.Flagged)[0].since == tx.timestamp == engine.account(owner).liquidatable_since
+    assert engine.liquidation_preview(owner, WAD).discount_bps == LIQUIDATION[0]
 
 
 def test_liquidate__unhealthy_book__liquidated_with_binding_scenario(

@@ -535,19 +535,30 @@ class EngineMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ liquidation
 
     def _flag(self, addr: str, liquidatable: bool) -> None:
-        """flag() starts (or confirms) the discount clock of an account below MM, or clears a
-        healthy one's."""
+        """flag() with the account's witness (binding scenarios): starts (or confirms) the
+        discount clock of an account below the applied MM and the witness's margin, or clears
+        a healthy one's. No clock starts or runs on at or above the witness's margin."""
+        witnessed = self._witness(addr, None) if liquidatable else None
+        # the witness's root is one second later: read the health the flag will see
+        e0, _, _, liquidatable = self.s.health(addr)
+        if liquidatable and witnessed is None:
+            return  # no witness (a leg expired at the root, or the book turned liquidatable just now)
         since = self.view(addr).liquidatable_since
-        res = self.s.call(self.engine, "flag", addr, sender=self.s.keeper)
-        allowed = {"engine: account is healthy", "engine: stale marks"}
+        res = self.s.call(self.engine, "flag", addr, witnessed[0].encode() if witnessed else b"",
+                          sender=self.s.keeper)
+        allowed = {"engine: account is healthy", "engine: stale marks", "engine: witness scenarios show no shortfall"}
         if self.expect(res, allowed, "flag"):
             assert liquidatable or since != 0, "flag cleared an account that was not flagged"
             if liquidatable:
+                assert e0 < witnessed[1], f"flag ran the clock at equity {e0} >= witness margin {witnessed[1]}"
                 # a running episode keeps its start; a new one starts now
                 (ev,) = res.events("Flagged")
                 assert ev.since in (since, self.s.now()) and self.s.account(addr).liquidatable_since == ev.since
             else:
                 assert self.s.account(addr).liquidatable_since == 0
+        elif res.reason == "engine: witness scenarios show no shortfall":
+            assert e0 >= witnessed[1], f"flag refused at equity {e0} < witness margin {witnessed[1]}"
+            assert self.s.account(addr).liquidatable_since == since
 
     def _witness(self, victim: str, named: int | None):
         """The victim's witness against a root posted now (binding scenarios, or scenario
