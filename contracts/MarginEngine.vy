@@ -383,7 +383,8 @@ def liquidate(
            0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
-    @param witness abi_encode of ScenarioVerifier.check_market's arguments for the book:
+    @param witness ScenarioVerifier.check_market's call data (selector and abi-encoded
+           arguments) for the book:
            this engine, its sizes and market leaves in storage order (`account(a)`), one
            multiproof against the current epoch market root, the scenarios that show its
            loss (offchain/chain/witness.py; the keeper names the binding ones).
@@ -424,9 +425,12 @@ def unpause():
 @external
 def note_void():
     """
-    @notice The oracle notes a voided root of this engine (only the oracle).
+    @notice The oracle tells the engine it voided one of its roots (a proven fraud proof):
+            from then on new risk asks the oracle whether the margin basis is void.
+    @dev Here, not in the extension: one bit, and a fraud proof pays no delegatecall for it.
     """
-    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    assert msg.sender == core.ORACLE.address, "engine: only the oracle notes a void"
+    core._trading |= core.VOID_SEEN
 
 
 @external

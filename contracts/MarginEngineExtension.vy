@@ -28,7 +28,7 @@ initializes: ownable
 _SELF: immutable(address)
 
 # ScenarioVerifier.check_market(engine, sizes, leaves, multiproof, units, scenarios, joint):
-# a liquidation's witness is its argument tuple
+# a liquidation's witness is its call data (this selector, then the argument tuple)
 CHECK_MARKET_ID: constant(bytes4) = method_id(
     "check_market(address,int256[],(uint256,uint256,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,int256,int256,uint256,uint256,uint256,uint256)[],(bytes32[],uint256[],uint256),bytes32[],uint256[],uint256)",
     output_type=bytes4,
@@ -154,17 +154,6 @@ def withdraw_fees(amount: uint256, to: address):
 
 
 @external
-def note_void():
-    """
-    @notice The oracle tells the engine it voided one of its roots (a proven fraud proof):
-            from then on new risk asks the oracle whether the margin basis is void.
-    """
-    assert self != _SELF, "engine: delegatecall only"
-    assert msg.sender == core.ORACLE.address, "engine: only the oracle notes a void"
-    core._trading |= core.VOID_SEEN
-
-
-@external
 def set_trading_params(params: IMarginEngine.TradingParams):
     """
     @notice Owner sets trading parameters.
@@ -282,7 +271,7 @@ def liquidate(
            0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
-    @param witness The ScenarioVerifier.check_market arguments for the stored book (engine,
+    @param witness The ScenarioVerifier.check_market call data for the stored book (engine,
            sizes and market leaves in storage order, multiproof, named scenarios): the
            verifier's margin in them must exceed the equity too, and caps the MM the slice
            and the discount are computed on.
@@ -312,9 +301,10 @@ def liquidate(
     cash: int256 = core._cash(header)
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     assert equity < convert(mm, int256), "engine: account is healthy"
-    # The model's say (see docs/contracts.md, "Liquidation"): `witness` is the argument tuple
-    # of the oracle's ScenarioVerifier.check_market (engine, sizes, leaves, multiproof,
-    # units, scenarios, joint scenario), sent on unchanged; the verifier proves every leaf
+    # The model's say (see docs/contracts.md, "Liquidation"): `witness` is the call data of
+    # the oracle's ScenarioVerifier.check_market (its selector, then engine, sizes, leaves,
+    # multiproof, units, scenarios, joint scenario), sent on unchanged (the selector comes
+    # with it, so no copy is built; any other selector is refused); the verifier proves every leaf
     # against this engine's current epoch market root and re-prices the book in the named
     # scenarios. Here it must name this engine and the stored book, read through the head
     # offsets the verifier's decoder follows: position i (storage order) with its stored size
@@ -326,9 +316,11 @@ def liquidate(
     # the applied MM alone decides, as it did before the witness rule.
     verifier: address = staticcall core.ORACLE.verifier()
     if verifier != empty(address):
-        sizes_at: uint256 = extract32(witness, 32, output_type=uint256)
-        leaves_at: uint256 = extract32(witness, 64, output_type=uint256)
-        ok: bool = extract32(witness, 0, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
+        assert len(witness) >= 4 and convert(slice(witness, 0, 4), bytes4) == CHECK_MARKET_ID, "engine: witness for another book"
+        # head offsets count from the arguments, after the selector
+        sizes_at: uint256 = 4 + extract32(witness, 36, output_type=uint256)
+        leaves_at: uint256 = 4 + extract32(witness, 68, output_type=uint256)
+        ok: bool = extract32(witness, 4, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
         for i: uint256 in range(n, bound=core.MAX_POSITIONS):
             size: int256 = 0
             last: int256 = 0
@@ -337,9 +329,7 @@ def liquidate(
         assert ok, "engine: witness for another book"
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)
-        out: Bytes[core.MAX_CHECK] = raw_call(
-            verifier, concat(CHECK_MARKET_ID, witness), max_outsize=core.MAX_CHECK, is_static_call=True
-        )
+        out: Bytes[core.MAX_CHECK] = raw_call(verifier, witness, max_outsize=core.MAX_CHECK, is_static_call=True)
         assert block.timestamp <= staticcall core.ORACLE.root_timestamp(self) + ((cfg >> 88) & core.MASK_32), "engine: stale market root"
         # Check comes back as one dynamic tuple: its offset word, then 8 words before maintenance_wad
         model_mm: uint256 = extract32(out, 288, output_type=uint256)
@@ -365,6 +355,14 @@ def liquidate(
     lids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, ln)
     lcash: int256 = core._cash(lheader)
     kept: DynArray[uint256, core.MAX_POSITIONS] = []
+    # what both books are worth after the slice at these marks, as `_equity` counts them
+    # (funding of every moved position is applied below, so it owes none): the account's
+    # kept positions, and the liquidator's positions in the account's instruments
+    kept_value: int256 = 0
+    lvalue: int256 = 0
+    # the liquidator's positions found among the account's instruments: all of its book
+    # when this reaches `ln`, then its marks are these and no second oracle read is needed
+    lseen: uint256 = 0
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
         size: int256 = 0
@@ -380,10 +378,17 @@ def liquidate(
         core._set_position(account, iid, rest, findex[i])
         if rest != 0:
             kept.append(iid)
-        if part != 0:
-            lsize: int256 = 0
-            llast: int256 = 0
-            lsize, llast = core._get_position(msg.sender, iid)
+            kept_value += core._mul_floor(rest, marks[i])
+        lsize: int256 = 0
+        llast: int256 = 0
+        lsize, llast = core._get_position(msg.sender, iid)
+        if lsize != 0:
+            lseen += 1
+        if part == 0:
+            # untouched: its value and unapplied funding as they stand
+            if lsize != 0:
+                lvalue += core._mul_floor(lsize, marks[i]) + core._mul_floor(lsize, llast - findex[i])
+        else:
             if lsize == 0:
                 # the hard bound, not max_positions: lowering that parameter below existing
                 # books must not make them impossible to liquidate
@@ -395,6 +400,8 @@ def liquidate(
             core._set_position(msg.sender, iid, new_lsize, findex[i])
             if new_lsize == 0:
                 lids = core._without(lids, iid)
+            else:
+                lvalue += core._mul_floor(new_lsize, marks[i])
 
     discount: uint256 = core._discount(disc_bps, f, mm_cap, equity)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
@@ -442,18 +449,21 @@ def liquidate(
     # cash (that deficit would sit outside the waterfall).
     assert len(lids) > 0 or lcash >= 0, "engine: liquidator below initial margin"
     if len(lids) > 0:
-        lmarks: DynArray[int256, core.MAX_POSITIONS] = []
-        lfindex: DynArray[int256, core.MAX_POSITIONS] = []
-        lmarks_at: uint256 = 0
-        lmarks, lfindex, lmarks_at = core._marks(lids)
-        assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
-        lequity: int256 = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
+        lequity: int256 = lcash + lvalue
+        if lseen != ln:
+            # the liquidator holds instruments the account does not: their marks too
+            lmarks: DynArray[int256, core.MAX_POSITIONS] = []
+            lfindex: DynArray[int256, core.MAX_POSITIONS] = []
+            lmarks_at: uint256 = 0
+            lmarks, lfindex, lmarks_at = core._marks(lids)
+            assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
+            lequity = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
         lim: uint256 = core._new_risk_im(msg.sender, lids, lmargins, cfg)
         assert lequity >= convert(lim, int256), "engine: liquidator below initial margin"
 
     # Clear the discount clock once the account is healthy again.
     if new_n > 0:
-        new_equity: int256 = core._equity(account, cash, kept, core._pick(ids, marks, kept), core._pick(ids, findex, kept))
+        new_equity: int256 = cash + kept_value
         new_mm: uint256 = (margins >> 112) & core.MASK_112
         if new_equity >= convert(new_mm, int256):
             header = core._with_since(header, 0)

@@ -336,35 +336,22 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
     accounts_root: bytes32 = empty(bytes32)
     market_root: bytes32 = empty(bytes32)
     epoch, signed_at, count, accounts_root, market_root = staticcall Oracle(oracle).epoch_root(engine)
-    assert multiproof._root(self._market_hashes(engine, epoch, leaves), mp) == market_root, "ScenarioVerifier: invalid market multiproof"
-    return self._check(self._legs(signed_at, sizes, leaves, units), units, scenarios, joint_scenario)
+    # leaves are read where the decoder put them: passing the array to a helper would copy it
+    # (and its frame would widen memory)
+    n: uint256 = len(leaves)
+    # tree nodes: keccak256(keccak256(abi_encode(engine, epoch, leaf))) (RiskOracle `market_leaf_hash`)
+    hashes: DynArray[bytes32, MAX_LEGS] = []
+    for i: uint256 in range(n, bound=MAX_LEGS):
+        hashes.append(keccak256(keccak256(abi_encode(engine, epoch, leaves[i]))))
+    assert multiproof._root(hashes, mp) == market_root, "ScenarioVerifier: invalid market multiproof"
+    assert len(sizes) == n, "ScenarioVerifier: one size per leaf expected"
+    legs: DynArray[Leg, MAX_LEGS] = []
+    for i: uint256 in range(n, bound=MAX_LEGS):
+        legs.append(self._leg(leaves[i], sizes[i], units, signed_at))
+    return self._check(legs, units, scenarios, joint_scenario)
 
 
 #### INTERNAL ####
-
-@internal
-@pure
-def _market_hashes(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_LEGS]) -> DynArray[bytes32, MAX_LEGS]:
-    """
-    @dev Tree nodes of market leaves: keccak256(keccak256(abi_encode(engine, epoch, leaf)))
-         (RiskOracle `market_leaf_hash`).
-    """
-    out: DynArray[bytes32, MAX_LEGS] = []
-    for leaf: MarketLeaf in leaves:
-        out.append(keccak256(keccak256(abi_encode(engine, epoch, leaf))))
-    return out
-
-
-@internal
-@pure
-def _legs(signed_at: uint256, sizes: DynArray[int256, MAX_LEGS], leaves: DynArray[MarketLeaf, MAX_LEGS],
-          units: DynArray[bytes32, MAX_UNITS]) -> DynArray[Leg, MAX_LEGS]:
-    assert len(sizes) == len(leaves), "ScenarioVerifier: one size per leaf expected"
-    legs: DynArray[Leg, MAX_LEGS] = []
-    for i: uint256 in range(len(leaves), bound=MAX_LEGS):
-        legs.append(self._leg(leaves[i], sizes[i], units, signed_at))
-    return legs
-
 
 @internal
 @pure

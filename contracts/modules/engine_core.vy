@@ -25,9 +25,9 @@ BPS: constant(uint256) = 10_000
 # the oracle's MAX_IDS, so one batched marks() call prices a whole book.
 MAX_POSITIONS: constant(uint256) = 32
 MAX_PAGE: constant(uint256) = 100
-# Largest liquidation witness: the ABI bound of ScenarioVerifier.check_market's arguments
-# (32 legs, a 512-hash multiproof), and of the Check it returns.
-MAX_WITNESS: constant(uint256) = 34_048
+# Largest liquidation witness: ScenarioVerifier.check_market's call data, its selector and the
+# ABI bound of its arguments (32 legs, a 512-hash multiproof), and of the Check it returns.
+MAX_WITNESS: constant(uint256) = 34_052
 MAX_CHECK: constant(uint256) = 896
 KIND_FUTURE: constant(uint8) = 0
 KIND_PERPETUAL: constant(uint8) = 1
@@ -643,23 +643,6 @@ def _without(ids: DynArray[uint256, MAX_POSITIONS], iid: uint256) -> DynArray[ui
     for x: uint256 in ids:
         if x != iid:
             out.append(x)
-    return out
-
-
-@internal
-@pure
-def _pick(
-    ids: DynArray[uint256, MAX_POSITIONS],
-    values: DynArray[int256, MAX_POSITIONS],
-    subset: DynArray[uint256, MAX_POSITIONS],
-) -> DynArray[int256, MAX_POSITIONS]:
-    """@dev values[] of `subset`, in subset order (subset keeps the order of ids)."""
-    out: DynArray[int256, MAX_POSITIONS] = []
-    j: uint256 = 0
-    for i: uint256 in range(len(ids), bound=MAX_POSITIONS):
-        if j < len(subset) and ids[i] == subset[j]:
-            out.append(values[i])
-            j += 1
     return out
 
 

@@ -1,6 +1,6 @@
 """A liquidation witness: the book's market leaves from the engine's current epoch root, one
 multiproof of them and the scenarios that show its loss, encoded as `MarginEngine.liquidate`
-takes it: the argument tuple of ScenarioVerifier.check_market.
+takes it: the call data of ScenarioVerifier.check_market (selector, then the argument tuple).
 
     book = [(p.instrument_id, p.size_wad) for p in engine.account(a).positions]   # storage order
     w = liquidation_witness(params, engine_address, book, trees, root_timestamp)
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from eth_abi import encode as abi_encode
+from eth_utils import keccak
 
 from offchain.chain.eip712 import symbol_to_bytes32
 from offchain.chain.leaves import MarketLeaf
@@ -41,6 +42,8 @@ LEAF_ABI = "(" + ",".join(MarketLeaf.abi_types()) + ")"
 # check_market(engine, sizes, leaves, multiproof, units, scenarios, joint_scenario)
 WITNESS_ABI = ["address", "int256[]", f"{LEAF_ABI}[]", "(bytes32[],uint256[],uint256)", "bytes32[]",
                "uint256[]", "uint256"]
+# the witness is check_market's call data, selector first: the engine sends it on unchanged
+CHECK_MARKET_SELECTOR = keccak(text=f"check_market({','.join(WITNESS_ABI)})")[:4]
 
 
 class WitnessError(UserError):
@@ -70,8 +73,9 @@ class Witness:
                 self.units, self.scenarios, self.joint_scenario)
 
     def encode(self) -> bytes:
-        """abi_encode of check_market's arguments: the `witness` of MarginEngine.liquidate."""
-        return abi_encode(WITNESS_ABI, self.args())
+        """check_market's call data (selector, abi_encode of its arguments): the `witness` of
+        MarginEngine.liquidate."""
+        return CHECK_MARKET_SELECTOR + abi_encode(WITNESS_ABI, self.args())
 
 
 def leaves_engine(params: Params, leaves: Sequence[MarketLeaf], signed_at: int) -> tuple[RiskEngine, tuple[str, ...]]:
