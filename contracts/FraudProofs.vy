@@ -171,8 +171,10 @@ BOND: public(immutable(address))
 CHALLENGE_WINDOW: public(immutable(uint256))
 # who may register a verifier for a parameter set (once per set)
 deployer: immutable(address)
-# params hash -> the verifier that re-prices roots signed under it
-verifiers: public(HashMap[bytes32, VerifierInfo])
+# params hash -> the verifier that re-prices roots signed under it, packed in one slot (a
+# challenge reads it cold once): verifier (bits 0-159) | short_option_netted (160) |
+# n_scenarios (161-192) | mm_factor_wad (193-255); `verifiers` unpacks it
+_verifier_info: HashMap[bytes32, uint256]
 
 #### EVENTS ####
 
@@ -220,14 +222,34 @@ def register_verifier(verifier: address):
     """
     assert msg.sender == deployer, "fraud: only the deployer registers verifiers"
     h: bytes32 = staticcall IScenarioVerifier(verifier).params_hash()
-    assert self.verifiers[h].verifier == empty(address), "fraud: parameter set already has a verifier"
+    assert self._verifier_info[h] == 0, "fraud: parameter set already has a verifier"
     gen: Generator = empty(Generator)
     coefficients: DynArray[Coefficients, 32] = []
     gen, coefficients = staticcall IScenarioVerifier(verifier).generator()
-    self.verifiers[h] = VerifierInfo(
-        verifier=verifier, n_scenarios=staticcall IScenarioVerifier(verifier).n_scenarios(),
-        mm_factor_wad=gen.mm_factor_wad, short_option_netted=gen.short_option_netted)
+    n: uint256 = staticcall IScenarioVerifier(verifier).n_scenarios()
+    # the verifier's own bounds keep both far inside their fields (<= 3,019 scenarios, mm_factor <= 1)
+    assert n < 2**32 and gen.mm_factor_wad < 2**63, "fraud: verifier parameters out of range"
+    self._verifier_info[h] = (convert(verifier, uint256) | (convert(gen.short_option_netted, uint256) << 160)
+                              | (n << 161) | (gen.mm_factor_wad << 193))
     log VerifierRegistered(params_hash=h, verifier=verifier)
+
+
+@view
+@external
+def verifiers(params_hash: bytes32) -> VerifierInfo:
+    """
+    @return The verifier registered for `params_hash` and what it prices with (zeros if none).
+    """
+    return self._info(params_hash)
+
+
+@internal
+@view
+def _info(params_hash: bytes32) -> VerifierInfo:
+    word: uint256 = self._verifier_info[params_hash]
+    return VerifierInfo(verifier=convert(convert(word & (2**160 - 1), uint160), address),
+                        n_scenarios=(word >> 161) & (2**32 - 1), mm_factor_wad=word >> 193,
+                        short_option_netted=(word >> 160) & 1 == 1)
 
 
 @external
@@ -259,7 +281,7 @@ def challenge(
     assert posted != VOID_RECORD, "fraud: epoch already void"
     assert posted != empty(bytes32) and posted == keccak256(abi_encode(record)), "fraud: record does not match the posted epoch"
     assert block.timestamp <= record.posted_at + CHALLENGE_WINDOW, "fraud: challenge window over"
-    info: VerifierInfo = self.verifiers[record.params_hash]
+    info: VerifierInfo = self._info(record.params_hash)
     assert info.verifier != empty(address), "fraud: no verifier for the root's parameter set"
 
     # the leaf is in the epoch's accounts root
