@@ -61,40 +61,40 @@ def _root(leaves: DynArray[bytes32, MAX_LEAVES], mp: MultiProof) -> bytes32:
     head: uint256 = 0
     tail: uint256 = k
     p: uint256 = 0
-    n_words: uint256 = len(mp.flags)
     n_proof: uint256 = len(mp.proof)
-    bits: uint256 = 0
+    ended: bool = False
+    other: bytes32 = empty(bytes32)
     # unsafe arithmetic below: head <= tail <= k + ops < 2**11, p <= n_proof <= MAX_PROOF
-    for n: uint256 in range(MAX_FLAG_WORDS * OPS_PER_WORD):
-        if n & (OPS_PER_WORD - 1) == 0:
-            w: uint256 = n >> 7
-            if w >= n_words:
+    for word: uint256 in mp.flags:
+        bits: uint256 = word
+        for _: uint256 in range(OPS_PER_WORD):
+            op: uint256 = bits & 3
+            if op == OP_END:
+                ended = True
                 break
-            bits = mp.flags[w]
-        op: uint256 = bits & 3
-        if op == OP_END:
+            bits >>= 2
+            assert tail > head, "multiproof: op without a queued node"
+            node: bytes32 = queue[head & RING_MASK]
+            head = unsafe_add(head, 1)
+            if op != OP_CARRY:
+                if op == OP_HASH_QUEUE:
+                    assert tail > head, "multiproof: op without a second queued node"
+                    other = queue[head & RING_MASK]
+                    head = unsafe_add(head, 1)
+                else:
+                    assert p < n_proof, "multiproof: proof too short"
+                    other = mp.proof[p]
+                    p = unsafe_add(p, 1)
+                # sorted pair, inlined (this loop is most of a multiproof's cost); abi_encode
+                # of two words is the 64 bytes concat would build, for less copying
+                if convert(node, uint256) < convert(other, uint256):
+                    node = keccak256(abi_encode(node, other))
+                else:
+                    node = keccak256(abi_encode(other, node))
+            # at most k nodes are live (every op pops at least one), so the slot is free
+            queue[tail & RING_MASK] = node
+            tail = unsafe_add(tail, 1)
+        if ended:
             break
-        bits >>= 2
-        assert tail > head, "multiproof: op without a queued node"
-        node: bytes32 = queue[head & RING_MASK]
-        head = unsafe_add(head, 1)
-        if op != OP_CARRY:
-            other: bytes32 = empty(bytes32)
-            if op == OP_HASH_QUEUE:
-                assert tail > head, "multiproof: op without a second queued node"
-                other = queue[head & RING_MASK]
-                head = unsafe_add(head, 1)
-            else:
-                assert p < n_proof, "multiproof: proof too short"
-                other = mp.proof[p]
-                p = unsafe_add(p, 1)
-            # sorted pair, inlined (this loop is most of a multiproof's cost)
-            if convert(node, uint256) < convert(other, uint256):
-                node = keccak256(concat(node, other))
-            else:
-                node = keccak256(concat(other, node))
-        # at most k nodes are live (every op pops at least one), so the slot is free
-        queue[tail & RING_MASK] = node
-        tail = unsafe_add(tail, 1)
     assert tail == head + 1 and p == len(mp.proof), "multiproof: nodes or proof elements left over"
     return queue[head & RING_MASK]
