@@ -51,9 +51,11 @@ def post_rogue_root(dep: Deployment, poster: LocalAccount, signers: Sequence[Loc
     root = trees.root_message(timestamp=now, deadline=now + 3600, params_hash=bytes.fromhex(params.hash[2:]))
     data = trees.data_message(state_block)
     domain = Domain(w3.eth.chain_id, dep.oracle.address)
+    # the epoch file first, as signers publish: a watcher that sees the root finds its leaves
+    path = EpochStore(store_dir).write(trees, root, [], state_block)
     receipt = send(w3, poster, dep.oracle.functions.post_root(root.as_args(), sign_multi(root, domain, signers)),
                    "post_root")
     send(w3, poster, dep.oracle.functions.publish_epoch_data(
         data.as_args(), [m.as_args() for m in trees.market_leaves_by_hash()], sign_multi(data, domain, signers)),
          "publish_epoch_data")
-    return EpochStore(store_dir).write(trees, root, [], state_block), receipt, trees
+    return path, receipt, trees

@@ -106,6 +106,16 @@ def engine_domain(chain, engine):
     return EngineDomain(chain_id=chain.chain_id, verifying_contract=engine.address)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_helpers_first(request):
+    """Set up the session-scoped helpers before any module's state exists. ape isolates
+    tests by chain snapshots per scope; a session fixture first requested in the middle of
+    a module (after that module's snapshot) makes ape rebase its snapshots, and on a full
+    run that lost the module's state (every later test of the module saw an empty book)."""
+    for name in ("give_margin", "witness_for", "flag", "liquidate"):
+        request.getfixturevalue(name)
+
+
 @pytest.fixture(scope="session")
 def role_accounts(accounts):
     return list(accounts)
