@@ -98,7 +98,7 @@ def deploy_system(deployer, token_address: str | None, signers: list[str], thres
     stake = 0
     if bonds is not None:
         bonds.check()
-        stake = int(round(bonds.required_bond * 10 ** token.decimals()))
+        stake = bonds.stake_units(token.decimals())
         needed = stake * len(signers)
         if token_address and token.balanceOf(deployer) < needed:
             raise UserError(f"bond: the deployer holds {token.balanceOf(deployer)} token units, the "

@@ -21,6 +21,8 @@ from offchain.risk import Params
 from offchain.risk.pricing import KIND_CODES
 
 TOKEN_DECIMALS = 6
+# a signer's stake in whole tokens stays below this (x 10**18 x the signers fits a uint256)
+MAX_BOND_TOKENS = 1e30
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,27 @@ class BondSettings:
     def check(self) -> None:
         if not self.required_bond > 0:
             raise UserError(f"bond.required_bond: must be > 0 tokens, got {self.required_bond}")
+        # finite, and the stake times the signers must fit the token's uint256
+        if not self.required_bond < MAX_BOND_TOKENS:
+            raise UserError(f"bond.required_bond: must be below {MAX_BOND_TOKENS:.0e} tokens, got {self.required_bond}")
         if self.challenge_window_s <= 0:
             raise UserError(f"bond.challenge_window_s: must be > 0 seconds, got {self.challenge_window_s}")
         if self.withdrawal_delay_s <= self.challenge_window_s:
             raise UserError(f"bond.withdrawal_delay_s: must exceed the challenge window "
                             f"({self.challenge_window_s} s), got {self.withdrawal_delay_s}")
+        if self.withdrawal_delay_s >= 2**64:
+            raise UserError(f"bond.withdrawal_delay_s: must be below 2**64 seconds, got {self.withdrawal_delay_s}")
+
+    def stake_units(self, decimals: int) -> int:
+        """The stake in token units; refused when it rounds to nothing (SignerBond needs > 0)."""
+        units = int(Decimal(repr(float(self.required_bond))) * 10**decimals)
+        if units == 0:
+            raise UserError(f"bond.required_bond: {self.required_bond} tokens is less than one unit of a "
+                            f"{decimals}-decimal token")
+        return units
 
     def units(self) -> int:
-        return int(Decimal(repr(float(self.required_bond))) * 10**TOKEN_DECIMALS)
+        return self.stake_units(TOKEN_DECIMALS)
 
 
 def send(w3: Web3, sender: LocalAccount, call, what: str):

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+from eth_utils import is_hex_address
 
 from offchain.errors import UserError
 from offchain.paths import DATA_DIR
 
 ENV_PREFIX = "NETMARGIN_KEEPER_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Settings renamed when per-account margin attestations gave way to epoch roots (old name ->
 # new name, what it sets). An old name is refused with its new one: silently ignoring it
@@ -148,6 +153,8 @@ def load_config(path: str | Path | None, env: typing.Mapping[str, str] | None = 
     if path is not None:
         raw = _read_file(Path(path))
     env = os.environ if env is None else env
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {path}: must hold a table of settings, got {type(raw).__name__}")
     _apply_env(raw, env)
     _refuse_renamed(raw)
     config = _build(KeeperConfig, raw, "config")
@@ -165,15 +172,14 @@ def validate(config: KeeperConfig) -> None:
         ("leaf_move_frac", 0 < config.leaf_move_frac < 1, "between 0 and 1"),
         ("leaf_move_abs", config.leaf_move_abs >= 0, ">= 0"),
         ("root_max_age_s", config.root_max_age_s > 0, "> 0"),
-        ("signature_validity_s", config.signature_validity_s > 0, "> 0"),
+        # a signed message stays postable this long: keep it short (SECURITY.md, leaf validity)
+        ("signature_validity_s", 0 < config.signature_validity_s <= 86_400, "in 1..86400 seconds"),
         ("liquidation_max_payment_frac", 0 < config.liquidation_max_payment_frac <= 1,
          "in (0, 1]"),
         ("confirmations", config.confirmations >= 0, ">= 0"),
         ("reorg_depth", config.reorg_depth >= 1, ">= 1"),
         ("metrics_port", 0 <= config.metrics_port < 65536, "a TCP port or 0"),
         ("log_format", config.log_format in ("json", "text"), "'json' or 'text'"),
-        ("gas.bump_pct", config.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
-        ("gas.max_retries", config.gas.max_retries >= 1, ">= 1"),
         ("prices.kind", config.prices.kind in price_kinds, " or ".join(map(repr, price_kinds))),
         ("prices.underlyings", bool(config.prices.underlyings), "a non-empty list of names"),
         ("prices.poll_s", config.prices.poll_s > 0, "> 0"),
@@ -182,15 +188,32 @@ def validate(config: KeeperConfig) -> None:
         ("price_max_age_s", config.price_max_age_s > 0, "> 0"),
         ("price_max_jump_frac", config.price_max_jump_frac > 0, "> 0"),
         ("price_confirm_cycles", config.price_confirm_cycles >= 1, ">= 1"),
+        ("start_block", config.start_block >= 0, ">= 0"),
+        ("log_level", config.log_level.upper() in LOG_LEVELS, " or ".join(map(repr, LOG_LEVELS))),
+        ("prices.seconds_per_day", config.prices.seconds_per_day >= 0, ">= 0 (0 follows block timestamps)"),
+        *gas_checks(config.gas),
     ]
     for name, ok, expected in checks:
         if not ok:
             value = _get_dotted(config, name)
             raise UserError(f"config.{name}: must be {expected}, got {value!r}")
-    for name in ("engine_address", "oracle_address"):
-        value = getattr(config, name)
-        if value and not (value.startswith("0x") and len(value) == 42):
-            raise UserError(f"config.{name}: must be a 0x-prefixed 20-byte address, got {value!r}")
+    for i, name in enumerate(config.prices.underlyings):
+        if not name.strip():
+            raise UserError(f"config.prices.underlyings[{i}]: must be an underlying's name, got {name!r}")
+    for name, vol in config.prices.vols.items():
+        if not vol > 0:
+            raise UserError(f"config.prices.vols.{name}: must be an annualised vol > 0, got {vol!r}")
+    for name in ("start", "end"):
+        value = getattr(config.prices, name)
+        try:
+            datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise UserError(f"config.prices.{name}: must be a date YYYY-MM-DD, got {value!r}") from None
+    if config.prices.start > config.prices.end:
+        raise UserError(f"config.prices.end: must not be before prices.start ({config.prices.start}), "
+                        f"got {config.prices.end!r}")
+    for name in ("engine_address", "oracle_address", "registry_address", "token_address"):
+        check_address(f"config.{name}", getattr(config, name))
     specs = [(f"signers[{i}]", s) for i, s in enumerate(config.signers)] + [("gas_key", config.gas_key)]
     for name, spec in specs:
         if spec.source and not spec.source.startswith(("ape:", "keyfile:")):
@@ -198,6 +221,25 @@ def validate(config: KeeperConfig) -> None:
                 f"config.{name}.source: must be 'ape:<alias>' or 'keyfile:<path>' "
                 f"(plain keys are not accepted), got {_redact(spec.source)!r}"
             )
+
+
+def gas_checks(gas: GasConfig) -> list[tuple[str, bool, str]]:
+    """The [gas] table's bounds (the keeper's and the watcher's loaders share it)."""
+    return [
+        ("gas.bump_pct", gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
+        ("gas.max_retries", gas.max_retries >= 1, ">= 1"),
+        ("gas.backoff_base_s", gas.backoff_base_s > 0, "> 0"),
+        ("gas.backoff_max_s", gas.backoff_max_s >= gas.backoff_base_s, f">= gas.backoff_base_s ({gas.backoff_base_s})"),
+        ("gas.bump_after_s", gas.bump_after_s > 0, "> 0"),
+        ("gas.max_fee_gwei", gas.max_fee_gwei > 0, "> 0"),
+        ("gas.fallback_gas_limit", gas.fallback_gas_limit >= 21_000, ">= 21000 (the cost of a bare transfer)"),
+    ]
+
+
+def check_address(where: str, value: str) -> None:
+    """An optional address setting: empty, or 0x and 40 hex digits."""
+    if value and not (value.startswith("0x") and is_hex_address(value)):
+        raise UserError(f"{where}: must be a 0x-prefixed 20-byte hex address, got {value!r}")
 
 
 def _refuse_renamed(raw: dict) -> None:
@@ -210,7 +252,10 @@ def _refuse_renamed(raw: dict) -> None:
 def _read_file(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"config file: {path} does not exist; pass --config with a .toml or .json file")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         if path.suffix == ".toml":
             return tomllib.loads(text)
@@ -227,8 +272,12 @@ def _apply_env(raw: dict, env: typing.Mapping[str, str], prefix: str = ENV_PREFI
             continue
         parts = key[len(prefix):].lower().split("__")
         node = raw
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                section = ".".join(parts[: i + 1])
+                raise UserError(f"config.{section}: must be a table of settings (the environment sets {key}), "
+                                f"got {node!r}")
         node[parts[-1]] = value
 
 
@@ -251,28 +300,51 @@ def _coerce(hint, value, where: str):
         return _build(hint, value, where)
     origin = typing.get_origin(hint)
     if origin is list:
-        if isinstance(value, str):
-            value = json.loads(value)
+        value = _json_text(value, where, "a list")
         if not isinstance(value, list):
             raise UserError(f"{where}: must be a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
-        if isinstance(value, str):
-            value = json.loads(value)
-        return {str(k): float(v) for k, v in value.items()}
+        value = _json_text(value, where, "a table")
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: must be a table of name = number, got {value!r}")
+        return {str(k): _coerce(float, v, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         hint = next(h for h in typing.get_args(hint) if h is not type(None))
     try:
         if hint is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
+            if isinstance(value, str) and value.lower() in ("1", "0", "true", "false", "yes", "no"):
                 return value.lower() in ("1", "true", "yes")
-            return bool(value)
+            if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+                return bool(value)
+            raise ValueError(value)
+        if hint is int:
+            # no bools, no fractions silently truncated (1.9 is not a block number)
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise UserError(f"{where}: must be a finite number, got {value!r}")
+            return number
         return hint(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise UserError(f"{where}: must be {hint.__name__}, got {value!r}") from exc
+
+
+def _json_text(value, where: str, what: str):
+    """An environment variable carries a list or table as JSON text."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: must be {what} written as JSON (e.g. '[\"BTC\", \"ETH\"]'), got {value!r}: "
+                        f"{exc.msg}") from None
 
 
 def _get_dotted(obj, dotted: str):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from offchain.errors import UserError
 from offchain.keeper.config import (
+    LOG_LEVELS,
     GasConfig,
     KeySpec,
     _apply_env,
@@ -21,6 +22,8 @@ from offchain.keeper.config import (
     _get_dotted,
     _read_file,
     _redact,
+    check_address,
+    gas_checks,
 )
 
 ENV_PREFIX = "NETMARGIN_WATCH_"
@@ -68,6 +71,8 @@ class WatchConfig:
 
 def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | None = None) -> WatchConfig:
     raw: dict = _read_file(Path(path)) if path is not None else {}
+    if not isinstance(raw, dict):
+        raise UserError(f"config file {path}: must hold a table of settings, got {type(raw).__name__}")
     _apply_env(raw, os.environ if env is None else env, ENV_PREFIX)
     cfg = _build(WatchConfig, raw, "config")
     checks = [
@@ -88,13 +93,16 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
          "a 0x-prefixed 20-byte address or empty"),
         ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs ~750,000)"),
         ("challenge_reconcile_blocks", cfg.challenge_reconcile_blocks >= 1, ">= 1"),
-        ("gas.bump_pct", cfg.gas.bump_pct >= 10, ">= 10 (nodes reject smaller bumps)"),
-        ("gas.max_retries", cfg.gas.max_retries >= 1, ">= 1"),
-        ("gas.max_fee_gwei", cfg.gas.max_fee_gwei > 0, "> 0"),
+        ("log_level", cfg.log_level.upper() in LOG_LEVELS, " or ".join(map(repr, LOG_LEVELS))),
+        *gas_checks(cfg.gas),
     ]
     for name, ok, expected in checks:
         if not ok:
             raise UserError(f"config.{name}: must be {expected}, got {_get_dotted(cfg, name)!r}")
+    check_address("config.engine_address", cfg.engine_address)
+    check_address("config.fraud_proofs_address", cfg.fraud_proofs_address)
+    if Path(cfg.data_dir).exists() and not Path(cfg.data_dir).is_dir():
+        raise UserError(f"config.data_dir: {cfg.data_dir!r} is a file, not a directory")
     source = cfg.challenger_key.source
     if source and not source.startswith(("ape:", "keyfile:")):
         raise UserError(f"config.challenger_key.source: must be 'ape:<alias>' or 'keyfile:<path>' (plain keys "
@@ -102,6 +110,13 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
     if source and not cfg.challenger_key.passphrase_env:
         raise UserError("config.challenger_key.passphrase_env: must name the environment variable holding the "
                         "keyfile passphrase (the watcher runs unattended, it never prompts)")
+    if cfg.params:
+        from offchain.risk import load_params
+        try:
+            load_params(cfg.params)
+        except UserError as exc:
+            # found at start, not at the first root's rebuild
+            raise UserError(f"config.params: {str(exc).removeprefix('--params: ')}") from None
     if cfg.epoch_dir and not Path(cfg.epoch_dir).is_dir():
         raise UserError(f"config.epoch_dir: {cfg.epoch_dir!r} is not a directory")
     return cfg
