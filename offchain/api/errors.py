@@ -3,9 +3,13 @@ the same shape FastAPI gives its own validation errors, so clients read one form
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from offchain.chain.eip712 import Eip712Error
@@ -25,7 +29,26 @@ def body(loc: list, msg: str, kind: str) -> dict:
                         "type": kind}]}
 
 
+def _json_safe(value):
+    """A validation error's `input` as JSON can carry it: a body such as {"size": 1e999}
+    parses to an infinity, which strict JSON cannot encode (the answer would be a 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        # FastAPI's own answer, with non-finite numbers in the echoed input written as text
+        detail = _json_safe(jsonable_encoder(exc.errors()))
+        json.dumps(detail, allow_nan=False)  # what JSONResponse will do: fails here, not in the response
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return JSONResponse(body(exc.loc, exc.msg, exc.kind), status_code=exc.status)

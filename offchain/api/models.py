@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 UINT_PATTERN = r"^[0-9]{1,78}$"
 UINT256_MAX = 2**256 - 1
+# contracts per what-if leg (a trillion: far above any book, far below float64 overflow)
+MAX_TRADE_SIZE = 1e12
 
 
 class Strict(BaseModel):
@@ -144,7 +146,10 @@ class MarginReport(BaseModel):
 
 class Trade(Strict):
     instrument_id: int = Field(ge=1)
-    size: float = Field(description="contracts, > 0 buys, < 0 sells", allow_inf_nan=False)
+    # bounded so every margin of the answer stays a finite float (the risk engine multiplies
+    # sizes by prices and scenario moves in float64; 1e308 contracts overflowed into nulls)
+    size: float = Field(description="contracts, > 0 buys, < 0 sells", allow_inf_nan=False,
+                        ge=-MAX_TRADE_SIZE, le=MAX_TRADE_SIZE)
 
     @field_validator("size")
     @classmethod

@@ -78,21 +78,39 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
+                self._answer(*self._route())
+
+            def do_HEAD(self):  # noqa: N802
+                self._answer(*self._route(), head=True)
+
+            def _refuse_method(self):
+                # read-only endpoints: a client error, not http.server's 501 (a 5xx reads as
+                # the keeper failing)
+                self._answer(f"method {self.command} not allowed: GET only\n".encode(), 405, "text/plain",
+                             {"Allow": "GET, HEAD"})
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
+
+            def _route(self) -> tuple[bytes, int, str]:
                 if self.path.startswith("/metrics"):
-                    body, code, ctype = exposition(metrics_ref.registry), 200, CONTENT_TYPE_LATEST
-                elif self.path.startswith("/health"):
+                    return exposition(metrics_ref.registry), 200, CONTENT_TYPE_LATEST
+                if self.path.startswith("/health"):
                     ok, status = metrics_ref.health(max_lag_blocks, max_cycle_age_s)
-                    body, code, ctype = json.dumps(status).encode(), 200 if ok else 503, "application/json"
-                elif self.path.startswith("/proof/") and proofs is not None:
+                    return json.dumps(status).encode(), 200 if ok else 503, "application/json"
+                if self.path.startswith("/proof/") and proofs is not None:
                     body, code = _proof_response(proofs, self.path.removeprefix("/proof/").split("?")[0])
-                    ctype = "application/json"
-                else:
-                    body, code, ctype = b"not found: try /metrics, /health or /proof/<account>\n", 404, "text/plain"
+                    return body, code, "application/json"
+                return b"not found: try /metrics, /health or /proof/<account>\n", 404, "text/plain"
+
+            def _answer(self, body: bytes, code: int, ctype: str, headers: dict | None = None, head: bool = False):
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
-                self.wfile.write(body)
+                if not head:
+                    self.wfile.write(body)
 
             def log_message(self, *args):  # keep the keeper's log structured
                 pass
