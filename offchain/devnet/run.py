@@ -68,6 +68,11 @@ OWNER, DEALER, KEEPER, SIGNER_A, SIGNER_B, FIRST_WALLET = 0, 1, 2, 3, 4, 5
 DEALER_SPREAD = 0.01
 DEALER_SIZE = {"BTC": 5.0, "ETH": 50.0}
 DEALER_QUOTE_LIFE_S = 6 * 3600
+# wall seconds a keeper cycle may take between signing and its transactions landing: on the
+# accelerated clock the chain moves `speed` seconds per wall second, so a validity of the
+# keeper's usual 600 chain seconds lapses within one tick at the replay's 600x, and a cycle
+# that straddles a tick (a loaded machine) had every post refused as "deadline passed"
+KEEPER_LAG_WALL_S = 20
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,11 @@ class DevnetOptions:
     serve: bool = True              # False: no HTTP server (tests use the app directly)
     dealer: bool = True             # the dealer quotes every live instrument
     keeper_poll_s: float = 0.2
+
+    def signature_validity_s(self) -> int:
+        """How long (chain seconds) the devnet keeper's signed messages stay valid: its usual
+        validity, or KEEPER_LAG_WALL_S of wall time on the accelerated clock if longer."""
+        return max(KeeperConfig.signature_validity_s, int(self.speed * KEEPER_LAG_WALL_S))
 
     def check(self) -> None:
         if self.prices not in ("replay", "live"):
@@ -272,7 +282,8 @@ def _bring_up(options, out, source, t0, anvil: Devnet, progress) -> RunningDevne
         stale.unlink(missing_ok=True)  # a new chain: the old store describes another one
     shutil.rmtree(out / "roots", ignore_errors=True)  # and the old epoch files another engine
     cfg = KeeperConfig(rpc_url=anvil.url, engine_address=dep.engine.address, data_dir=str(out),
-                       start_block=deploy_block, poll_interval_s=options.keeper_poll_s)
+                       start_block=deploy_block, poll_interval_s=options.keeper_poll_s,
+                       signature_validity_s=options.signature_validity_s())
     signers = Signers(signer_keys)
     keeper = Keeper(cfg, dep, signers, Executor(anvil.w3, keeper_gas, cfg.gas), StateStore(store_path),
                     params, source)

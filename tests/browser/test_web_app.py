@@ -6,6 +6,8 @@ crash and the liquidation in history. Screenshots go to out/browser/. One flow, 
 
 from __future__ import annotations
 
+import collections
+import logging
 import re
 import shutil
 import time
@@ -17,6 +19,7 @@ from browser_wallet import BrowserWallet
 from offchain.chain.contracts import WAD
 from offchain.devnet.deploy import send
 from offchain.devnet.run import DevnetOptions, start_devnet
+from offchain.keeper.logs import TextFormatter
 from offchain.keeper.prices import parse_date
 from offchain.paths import REPO_ROOT
 
@@ -36,13 +39,39 @@ def browser_installed():
         pytest.fail(f"browser tests need {', '.join(missing)}: run `make install`")
 
 
+class KeeperLog(logging.Handler):
+    """The served keeper's log lines (with their extras: action, outcome, reason), the last
+    few hundred kept: a wait that times out shows what the keeper did and why."""
+
+    def __init__(self, keep: int = 400):
+        super().__init__(logging.INFO)
+        self.setFormatter(TextFormatter())
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def tail(self, n: int = 40) -> str:
+        # the per-cycle summaries crowd out the actions: keep the last few of them only
+        lines = list(self.lines)
+        actions = [ln for ln in lines if " cycle " not in ln]
+        return "\n".join(actions[-n:] + lines[-3:])
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    logger = logging.getLogger("netmargin")
+    handler, level = KeeperLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     served = start_devnet(DevnetOptions(start="2020-03-10", rpc_port=0, api_port=0, out=tmp_path_factory.mktemp("devnet"),
                                      clock=False, wallets=1, keeper_poll_s=0.1), progress=lambda *_: None)
+    served.keeper_log = handler
     served.start_keeper()
     yield served
     served.stop()
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +92,21 @@ def app_page(served, tmp_path_factory):
 
 
 def mine_until(served, app_page, predicate, what: str, timeout: float = 60.0, step_s: int = 60):
-    """Advance the chain a block at a time (the keeper acts once per block) until `predicate()`."""
+    """Advance the chain a block at a time until `predicate()`, each block once the keeper has
+    acted on the previous one: this test is the devnet's clock, and a clock that outruns the
+    keeper (a loaded machine) lets its signed messages lapse before they are sent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         last = int(served.anvil.w3.eth.get_block("latest")["timestamp"])
         served.anvil.mine(last + step_s)
-        app_page.wait_for_timeout(300)  # lets the app_page's wallet calls through meanwhile
-    raise AssertionError(f"timed out waiting for {what}")
+        mined = served.anvil.w3.eth.block_number
+        while (served.keeper.last_report is None or served.keeper.last_report.block < mined) \
+                and time.monotonic() < deadline:
+            app_page.wait_for_timeout(50)   # lets the page's wallet calls through meanwhile
+        app_page.wait_for_timeout(300)  # and the page's own refresh
+    raise AssertionError(f"timed out waiting for {what}; the keeper's last actions:\n{served.keeper_log.tail()}")
 
 
 def status(app_page) -> str:
