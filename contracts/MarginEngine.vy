@@ -54,7 +54,6 @@ exports: (
     core.order_filled,
     core.account_count,
     core.account_at,
-    core.insurance_wad,
     core.socialised_loss_wad,
     core.external_pnl_wad,
 )
@@ -184,7 +183,7 @@ def fund_insurance(amount: uint256):
     """
     received: uint256 = self._pull(amount)
     credit: uint256 = received * core.SCALE
-    core.insurance_wad += credit
+    core._insurance += credit
     log IMarginEngine.InsuranceFunded(sender=msg.sender, amount=received, credit_wad=credit)
 
 
@@ -481,6 +480,13 @@ def liquidation_params() -> IMarginEngine.LiquidationParams:
         buffer_bps=(lcfg >> 64) & core.MASK_16,
         dust_mm_wad=(lcfg >> 80) & core.MASK_112,
     )
+
+
+@view
+@external
+def insurance_wad() -> uint256:
+    """@return The insurance fund (WAD)."""
+    return core._insurance & ~core.INSURANCE_SET
 
 
 @view

@@ -322,10 +322,10 @@ def liquidate(
         leaves_at: uint256 = 4 + extract32(witness, 68, output_type=uint256)
         ok: bool = extract32(witness, 4, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
         for i: uint256 in range(n, bound=core.MAX_POSITIONS):
-            size: int256 = 0
-            last: int256 = 0
-            size, last = core._get_position(account, ids[i])
-            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 480 * i, output_type=uint256) == ids[i]
+            iid: uint256 = ids[i]
+            # an open position's word is nonzero and its size within int128 (`_set_position`)
+            size: int256 = unsafe_sub(convert(core._position[account][iid] & core.MASK_128, int256), core.OFFSET_128)
+            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 480 * i, output_type=uint256) == iid
         assert ok, "engine: witness for another book"
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)
@@ -363,45 +363,63 @@ def liquidate(
     # the liquidator's positions found among the account's instruments: all of its book
     # when this reaches `ln`, then its marks are these and no second oracle read is needed
     lseen: uint256 = 0
+    # The loop decodes and re-encodes the packed positions inline (a helper call per field
+    # costs more than the arithmetic). Bounds of its unchecked operations: stored sizes are
+    # within int128 (`_set_position` checks every write), marks and funding indices come
+    # from the oracle's signed 96-bit fields (|x| <= 2**95), and so does every stored last
+    # index (written only from them); f <= WAD < 2**60. So a size times f, a mark or an
+    # index difference stays below 2**224, and a part (size * f / WAD truncated, same sign,
+    # |part| <= |size|) leaves a rest within int128.
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
-        size: int256 = 0
-        last: int256 = 0
-        size, last = core._get_position(account, iid)
-        cash -= core._funding_owed(account, iid, size, last, findex[i])
+        mark: int256 = marks[i]
+        now_index: int256 = findex[i]
+        raw: uint256 = core._position[account][iid]
+        size: int256 = unsafe_sub(convert(raw & core.MASK_128, int256), core.OFFSET_128)
+        last: int256 = unsafe_sub(convert(raw >> 128, int256), core.OFFSET_128)
+        if now_index != last:  # only perpetuals carry funding (size != 0: an open position)
+            cash -= core._funding_owed(account, iid, size, last, now_index)
         part: int256 = size
         if f < core.WAD:
             # truncates towards zero: the liquidated account keeps the rounding remainder
-            part = size * convert(f, int256) // core.WAD_I
-        slice_value += core._mul_floor(part, marks[i])
-        rest: int256 = size - part
-        core._set_position(account, iid, rest, findex[i])
+            part = unsafe_div(unsafe_mul(size, convert(f, int256)), core.WAD_I)
+        slice_value += core._floor_wad(unsafe_mul(part, mark))
+        rest: int256 = unsafe_sub(size, part)
         if rest != 0:
+            # rest and the funding index are within int128 (above): their offsets fit 128 bits
+            core._position[account][iid] = convert(unsafe_add(rest, core.OFFSET_128), uint256) | (
+                convert(unsafe_add(now_index, core.OFFSET_128), uint256) << 128
+            )
             kept.append(iid)
-            kept_value += core._mul_floor(rest, marks[i])
+            kept_value += core._floor_wad(unsafe_mul(rest, mark))
+        else:
+            core._position[account][iid] = 0
+        lraw: uint256 = core._position[msg.sender][iid]
         lsize: int256 = 0
         llast: int256 = 0
-        lsize, llast = core._get_position(msg.sender, iid)
-        if lsize != 0:
+        if lraw != 0:
+            lsize = unsafe_sub(convert(lraw & core.MASK_128, int256), core.OFFSET_128)
+            llast = unsafe_sub(convert(lraw >> 128, int256), core.OFFSET_128)
             lseen += 1
         if part == 0:
             # untouched: its value and unapplied funding as they stand
             if lsize != 0:
-                lvalue += core._mul_floor(lsize, marks[i]) + core._mul_floor(lsize, llast - findex[i])
+                lvalue += core._floor_wad(unsafe_mul(lsize, mark)) + core._floor_wad(unsafe_mul(lsize, unsafe_sub(llast, now_index)))
         else:
             if lsize == 0:
                 # the hard bound, not max_positions: lowering that parameter below existing
                 # books must not make them impossible to liquidate
                 assert len(lids) < core.MAX_POSITIONS, "engine: too many positions"
                 lids.append(iid)
-            else:
-                lcash -= core._funding_owed(msg.sender, iid, lsize, llast, findex[i])
+            elif now_index != llast:
+                lcash -= core._funding_owed(msg.sender, iid, lsize, llast, now_index)
+            # checked: two int128 sizes can sum past int128 (`_set_position` reverts then)
             new_lsize: int256 = lsize + part
-            core._set_position(msg.sender, iid, new_lsize, findex[i])
+            core._set_position(msg.sender, iid, new_lsize, now_index)
             if new_lsize == 0:
                 lids = core._without(lids, iid)
             else:
-                lvalue += core._mul_floor(new_lsize, marks[i])
+                lvalue += core._floor_wad(unsafe_mul(new_lsize, mark))
 
     discount: uint256 = core._discount(disc_bps, f, mm_cap, equity)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
@@ -410,7 +428,7 @@ def liquidate(
     assert payment <= max_payment_wad, "engine: payment above limit"
     cash += received
     lcash -= payment
-    core.insurance_wad += to_insurance
+    core._insurance += to_insurance
 
     # Liquidated account: margins scale exactly by (1 - f) (homogeneity), rounded up.
     new_n: uint256 = len(kept)

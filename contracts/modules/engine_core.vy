@@ -55,6 +55,7 @@ MASK_15: constant(uint256) = 2**15 - 1
 MASK_40: constant(uint256) = 2**40 - 1
 LISTED_BIT: constant(uint256) = 2**112
 OFFSET_SET: constant(uint256) = 2**255
+INSURANCE_SET: constant(uint256) = 2**255
 MASK_63: constant(uint256) = 2**63 - 1
 INT128_MIN: constant(int256) = -(2**127)
 INT128_MAX: constant(int256) = 2**127 - 1
@@ -92,8 +93,10 @@ order_filled: public(HashMap[bytes32, uint256])
 # every account that ever held a position (for keepers' pagination)
 account_count: public(uint256)
 account_at: public(HashMap[uint256, address])
-# insurance fund, WAD
-insurance_wad: public(uint256)
+# insurance fund, WAD, in bits 0-254 (`insurance_wad()`); bit 255 (INSURANCE_SET) is set at
+# deployment, so the slot is never zero and the first liquidation's insurance share pays a
+# 2.9k write, not a first 20k one. A balance reaching 2**255 reverts on the checked add.
+_insurance: uint256
 # deficits written off after the insurance fund (recorded, never silent), WAD
 socialised_loss_wad: public(uint256)
 # net cash credited to accounts by settlement payoffs and funding, WAD
@@ -138,6 +141,7 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
     ORACLE = oracle
     REGISTRY = registry
     SCALE = 10 ** (18 - decimals)
+    self._insurance = INSURANCE_SET
 
 
 #### INTERNAL: MARGIN ####
@@ -443,9 +447,11 @@ def _fraction_cap(lcfg: uint256, equity: int256, mm: uint256, disc_bps: uint256)
 def _absorb_deficit(account: address, cash: int256) -> int256:
     """@dev An empty account's negative cash: insurance fund first, then socialised loss."""
     deficit: uint256 = convert(-cash, uint256)
-    covered: uint256 = min(deficit, self.insurance_wad)
+    insurance: uint256 = self._insurance
+    covered: uint256 = min(deficit, insurance & ~INSURANCE_SET)
     if covered > 0:
-        self.insurance_wad -= covered
+        # covered <= the balance in bits 0-254: bit 255 stays set
+        self._insurance = unsafe_sub(insurance, covered)
         log IMarginEngine.InsuranceUsed(account=account, amount_wad=covered)
     rest: uint256 = deficit - covered
     if rest > 0:
