@@ -234,3 +234,54 @@ def test_push_forfeited__reentrant_token__reentry_into_push_or_engine_refused_wh
     assert hook_engine.insurance_wad() == forfeited * hook_engine.SCALE() and bond.forfeited() == 0
     identity(hook, bond, 2 * BOND, 0, paid)
     assert_funds_add_up(hook_engine, hook, [])
+
+
+@pytest.fixture
+def blocklisted(project, admin, oracle, registry, wired):
+    """blocklisted() -> (token, its engine, bond, fraud): a token whose owner (admin) can block
+    addresses, as USDC's issuer can."""
+
+    def _build():
+        blk = project.BlocklistToken.deploy("Block USD", "bUSD", 6, sender=admin)
+        blk_engine = deploy_engine(project, admin, blk, oracle, registry)
+        return (blk, blk_engine, *wired(blk, blk_engine))
+
+    return _build
+
+
+def test_push_forfeited__engine_blocklisted_by_the_token__reverts_forfeit_kept_then_pushed_once_unblocked(
+        engine, oracle, registry, domain, signers, chain, keeper, liquidator, attacker, admin, blocklisted, traded):
+    blk, blk_engine, bond, fraud = blocklisted()
+    victim, maker = traded()
+    paid = prove_false_root(engine, oracle, registry, domain, signers, chain, keeper, victim, maker, fraud, liquidator)
+    forfeited = bond.forfeited()
+    blk.set_blocked(blk_engine, True, sender=admin)
+    with ape.reverts("token: receiver blocked"):
+        bond.push_forfeited(sender=attacker)
+    assert bond.forfeited() == forfeited and bond.to_insurance() == 0
+    identity(blk, bond, 2 * BOND, 0, paid)
+    blk.set_blocked(blk_engine, False, sender=admin)
+    bond.push_forfeited(sender=attacker)
+    assert blk_engine.insurance_wad() == forfeited * blk_engine.SCALE()
+    identity(blk, bond, 2 * BOND, 0, paid)
+    assert_funds_add_up(blk_engine, blk, [])
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding V6: the challenger's share is paid inside "
+                   "the slash, so a token that refuses that transfer (the bond blocklisted by the issuer) reverts the "
+                   "whole proof: the false epoch is never voided nor its signers slashed")
+def test_fraud__bond_blocklisted_by_the_token_issuer__false_root_still_voided_and_slashed(
+        engine, oracle, registry, domain, signers, chain, keeper, liquidator, admin, blocklisted, traded):
+    """V6. The bond's token is one whose issuer can block addresses. Blocking the bond (or
+    the watcher's address: another address can still prove it) makes every payout transfer
+    revert, and the payout is part of the proof's transaction, so the proof reverts with it:
+    the false root stays valid, its leaves keep applying, its signers keep their bonds."""
+    blk, _, bond, fraud = blocklisted()
+    victim, maker = traded()
+    blk.set_blocked(bond, True, sender=admin)
+    proven = True
+    try:
+        prove_false_root(engine, oracle, registry, domain, signers, chain, keeper, victim, maker, fraud, liquidator)
+    except ape.exceptions.ContractLogicError as exc:
+        proven, reason = False, exc.revert_message
+    assert proven and bond.total_bonded() == 0, f"the proof reverted ({reason}); the signers keep {bond.total_bonded()}"
