@@ -1,4 +1,4 @@
-"""bench_gas.py's fraud-proof rows: one challenge of a 16-option book (a rogue leaf with half
+"""bench_gas.py's fraud-proof rows: the commitment, then one challenge of a 16-option book (a rogue leaf with half
 its margin) against a root of 256 instruments and 1,024 accounts, and ScenarioVerifier's
 `check_market` of the same book (one multiproof), on the Anvil chain bench_gas.py runs.
 
@@ -16,7 +16,7 @@ from bench_pricer import sixteen_option_book
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
-from offchain.chain.fraud import EpochRecord, challenge_arguments
+from offchain.chain.fraud import EpochRecord, challenge_arguments, commitment, new_salt
 from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
@@ -79,7 +79,8 @@ def fraud_rows(bench, params_hash: bytes) -> list[tuple[str, int, int | None]]:
                          tuple(s.address for s in signers))
     out = []
     ids = sorted(books[0])
-    args = challenge_arguments(trees, record, victim, books[0])
+    salt = new_salt()
+    args = challenge_arguments(trees, record, victim, books[0], salt=salt)
     units = [btc]
     own = [leaves[0].worst_scenarios & 0xFFFF]
     joint = leaves[0].worst_scenarios >> 240
@@ -87,6 +88,9 @@ def fraud_rows(bench, params_hash: bytes) -> list[tuple[str, int, int | None]]:
                                                        own, joint, sender=admin)
     out.append((f"check_market: 16 options, multiproof, {N_MARKET}-instrument root (estimate)", view_gas,
                 TARGET))
+    # commit-reveal: the commitment in its own (earlier) block, then the challenge reveals it
+    tx = fraud.commit(commitment(bench.liq.address, engine, ts, victim, salt), sender=bench.liq)
+    out.append(("commit: a challenge's commitment (first for the challenger)", tx.gas_used, None))
     tx = fraud.challenge(*args, sender=bench.liq)
     assert tx.decode_logs(fraud.FraudProven)[0].code == 1, "benchmark setup: the rogue leaf should be proven"
     out.append((f"challenge: 16-option leaf, {N_MARKET} instruments, {N_ACCOUNTS} accounts, 1 signer slashed",

@@ -22,6 +22,11 @@
         A proven challenge voids the epoch (RiskOracle `void_epoch`) and pays the challenger
         every bond of the signers that counted for the root (SignerBond `slash`); anything
         else reverts, so a wrong challenge costs only its gas.
+        Commit-reveal: the payout goes to msg.sender, so a proof copied from the mempool would
+        pay the copier. A challenger first `commit`s keccak256(abi_encode(challenger, engine,
+        signed_at, account, salt)) and reveals with `challenge(..., salt)` from the next block
+        on, within the challenge window; a copier's own commitment is at best as young as the
+        reveal it copies. The first valid reveal wins (SECURITY.md V2).
 @dev Tolerance: 1e-9 of the book's gross notional + 1e-9 per leg (units, WAD) + the leaf's
      rounding guard for the component checks: the pricer agrees with the float engine to
      ~1e-16 of the notional (docs/verification.md), so an honest leaf never comes near it.
@@ -175,12 +180,20 @@ deployer: immutable(address)
 # challenge reads it cold once): verifier (bits 0-159) | short_option_netted (160) |
 # n_scenarios (161-192) | mm_factor_wad (193-255); `verifiers` unpacks it
 _verifier_info: HashMap[bytes32, uint256]
+# committer -> commitment -> block of the commit (0: none; cleared when revealed). Keyed by the
+# committer too, so a copy of someone's commitment made first by another address takes no slot
+# of theirs.
+commitments: public(HashMap[address, HashMap[bytes32, uint256]])
 
 #### EVENTS ####
 
 event VerifierRegistered:
     params_hash: indexed(bytes32)
     verifier: indexed(address)
+
+event ChallengeCommitted:
+    committer: indexed(address)
+    commitment: indexed(bytes32)
 
 # The proof itself (leaf, book, market leaves) is the transaction's calldata; the event names
 # the leaf and carries what decided: the code, the scenarios, the re-priced figures.
@@ -253,6 +266,30 @@ def _info(params_hash: bytes32) -> VerifierInfo:
 
 
 @external
+def commit(commitment: bytes32):
+    """
+    @notice Commit to a challenge: `commitment` = `commitment_of(msg.sender, engine, signed_at,
+            account, salt)` with a secret salt. Reveal it with `challenge(..., salt)` from the
+            next block on, within the epoch's challenge window. Nothing is checked about the
+            epoch here (the hash hides it): a commitment never revealed costs its sender gas only.
+    """
+    assert commitment != empty(bytes32), "fraud: zero commitment"
+    assert self.commitments[msg.sender][commitment] == 0, "fraud: commitment already made"
+    self.commitments[msg.sender][commitment] = block.number
+    log ChallengeCommitted(committer=msg.sender, commitment=commitment)
+
+
+@pure
+@external
+def commitment_of(challenger: address, engine: address, signed_at: uint256, account: address,
+                  salt: bytes32) -> bytes32:
+    """
+    @return The commitment `challenge` looks up for `challenger` (offchain/chain/fraud.py `commitment`).
+    """
+    return keccak256(abi_encode(challenger, engine, signed_at, account, salt))
+
+
+@external
 def challenge(
     engine: address,
     record: EpochRecord,
@@ -264,16 +301,19 @@ def challenge(
     mp: multiproof.MultiProof,
     scenarios: DynArray[uint256, MAX_UNITS],
     joint_scenario: uint256,
+    salt: bytes32,
 ) -> uint256:
     """
     @notice Challenge `leaf` of `engine`'s epoch `record.epoch`. Reverts "fraud: <reason>" unless
-            fraud is proven; then voids the epoch and pays the signers' bonds to msg.sender.
+            fraud is proven and msg.sender committed to it (`commit`) in an earlier block; then
+            voids the epoch and pays the signers' bonds to msg.sender.
     @param record The epoch's record (RootPosted and the root's signers; checked by the oracle).
     @param leaf The account leaf, `leaf_proof` its proof in `record.accounts_root`.
     @param ids The book's instrument ids, strictly ascending; `sizes_wad` its non-zero sizes.
     @param market_leaves One market leaf per id, same order; `mp` their multiproof.
     @param scenarios One scenario per risk unit (units: the book's underlyings by bytes32
            ascending) and `joint_scenario`; empty: the leaf's own named scenarios.
+    @param salt The salt of msg.sender's commitment to (engine, record.signed_at, leaf.account).
     @return The amount paid to the challenger.
     """
     # the record is the posted epoch's (the oracle hashed it at post_root), not yet voided
@@ -364,6 +404,13 @@ def challenge(
         code = self._verdict(out, leaf, info, tol, is_own)
     assert code != 0, "fraud: no fraud proven"
 
+    # commit-reveal, checked last so that an eth_call without a commitment still tells a
+    # challenger whether its proof holds before it commits (it reverts here and only here)
+    commitment: bytes32 = keccak256(abi_encode(msg.sender, engine, record.signed_at, leaf.account, salt))
+    committed: uint256 = self.commitments[msg.sender][commitment]
+    assert committed != 0, "fraud: no commitment by the sender to this epoch and account"
+    assert block.number > committed, "fraud: commitment too young (reveal from the block after the commit)"
+    self.commitments[msg.sender][commitment] = 0
     extcall IOracle(ORACLE).void_epoch(engine, record.signed_at)
     paid: uint256 = extcall IBond(BOND).slash(record.signers, msg.sender)
     packed: uint256 = joint << (16 * JOINT_SLOT)

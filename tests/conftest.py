@@ -39,6 +39,20 @@ SIGNER_KEYS = [keccak(text=f"netmargin test signer {i}") for i in range(3)]
 OUTSIDER_KEY = keccak(text="netmargin test outsider")
 
 
+# ------------------------------------------------------------------ fraud proofs
+
+
+def committed(fraud, sender, trees, record, account: str, book: dict, scenarios=(), joint: int = 0) -> tuple:
+    """`FraudProofs.challenge` arguments for `account`'s leaf after `sender` committed to them
+    (a fresh salt). Ape mines each transaction in its own block, so the reveal sent next is
+    a block after the commit."""
+    from offchain.chain.fraud import challenge_arguments, commitment, new_salt
+
+    salt = new_salt()
+    fraud.commit(commitment(sender.address, trees.engine, record.signed_at, account, salt), sender=sender)
+    return challenge_arguments(trees, record, account, book, scenarios, joint, salt=salt)
+
+
 # ------------------------------------------------------------------ ape revert cost
 
 

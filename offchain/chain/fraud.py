@@ -2,9 +2,16 @@
 epoch, built from the epoch's trees (offchain.chain.roots.EpochTrees) and its record.
 
     record = EpochRecord(epoch, accounts_root, market_root, params_hash, signed_at, posted_at, signers)
-    args = challenge_arguments(trees, record, account, book_wad)            # the leaf's scenarios
-    args = challenge_arguments(trees, record, account, book_wad, [s], s)    # scenario s everywhere
+    salt = new_salt()
+    fraud_proofs.commit(commitment(challenger, engine, record.signed_at, account, salt), sender=challenger)
+    # ... then in a later block:
+    args = challenge_arguments(trees, record, account, book_wad, salt=salt)          # the leaf's scenarios
+    args = challenge_arguments(trees, record, account, book_wad, [s], s, salt=salt)  # scenario s everywhere
     fraud_proofs.challenge(*args, sender=challenger)
+
+Commit-reveal: the payout goes to msg.sender, so FraudProofs pays only a challenger that
+committed to (its address, the engine, the epoch's signed_at, the account, a secret salt) in an
+earlier block than its `challenge`; the salt is the last argument.
 
 `EpochRecord` is what RiskOracle hashed when the root was posted (`epoch_record_hash(engine,
 signed_at)`): the epoch, the two roots and the params hash (RootPosted), the signed time, the
@@ -14,6 +21,7 @@ signatures, ascending).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +32,8 @@ from offchain.chain.leaves import AccountLeaf
 from offchain.chain.roots import EpochTrees
 
 RECORD_ABI = "(uint256,bytes32,bytes32,bytes32,uint256,uint256,address[])"
+COMMITMENT_ABI = ["address", "address", "uint256", "address", "bytes32"]
+NO_SALT = bytes(32)
 # FraudProven codes (contracts/FraudProofs.vy)
 CODES = {1: "margin below a re-priced scenario", 2: "loss above the leaf's worst loss",
          3: "named scenario does not give the leaf's loss", 4: "add-on differs from its closed form",
@@ -49,18 +59,32 @@ class EpochRecord:
         return keccak(encode([RECORD_ABI], [self.as_args()]))
 
 
+def new_salt() -> bytes:
+    """A fresh secret salt for one commitment (32 random bytes)."""
+    return secrets.token_bytes(32)
+
+
+def commitment(challenger: str, engine: str, signed_at: int, account: str, salt: bytes) -> bytes:
+    """What `FraudProofs.commit` takes: keccak256(abi_encode(challenger, engine, signed_at,
+    account, salt)), the contract's `commitment_of`."""
+    if len(salt) != 32:
+        raise ValueError(f"salt: must be 32 bytes, got {len(salt)}")
+    return keccak(encode(COMMITMENT_ABI, [to_checksum_address(challenger), to_checksum_address(engine), int(signed_at),
+                                          to_checksum_address(account), bytes(salt)]))
+
+
 def challenge_arguments(trees: EpochTrees, record: EpochRecord, account: str, book_wad: dict[int, int],
-                        scenarios: Sequence[int] = (), joint_scenario: int = 0) -> tuple:
+                        scenarios: Sequence[int] = (), joint_scenario: int = 0, *, salt: bytes = NO_SALT) -> tuple:
     """`FraudProofs.challenge` arguments for `account`'s leaf; `book_wad` {instrument id: size
     WAD} is the book the leaf commits to (zeros dropped, ids ascending). Empty `scenarios`:
-    the leaf's own named scenarios."""
+    the leaf's own named scenarios. `salt`: the one of the sender's commitment (the last argument)."""
     leaf, proof = trees.account_proof(account)
-    return leaf_challenge_arguments(trees, record, leaf, proof, book_wad, scenarios, joint_scenario)
+    return leaf_challenge_arguments(trees, record, leaf, proof, book_wad, scenarios, joint_scenario, salt=salt)
 
 
 def leaf_challenge_arguments(market: EpochTrees, record: EpochRecord, leaf: AccountLeaf, proof: Sequence[bytes],
                              book_wad: dict[int, int], scenarios: Sequence[int] = (),
-                             joint_scenario: int = 0) -> tuple:
+                             joint_scenario: int = 0, *, salt: bytes = NO_SALT) -> tuple:
     """The same for a leaf held apart from its tree (a keeper's `/proof/<account>` answer):
     `proof` is its proof in `record.accounts_root`, `market` any trees holding the epoch's
     market leaves (the market root is the record's)."""
@@ -69,4 +93,5 @@ def leaf_challenge_arguments(market: EpochTrees, record: EpochRecord, leaf: Acco
     leaves = market.market_leaves_of(ids)
     mp = market.market_multiproof(ids)
     return (market.engine, record.as_args(), leaf.as_args(), list(proof), ids, sizes,
-            [m.as_args() for m in leaves], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario))
+            [m.as_args() for m in leaves], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario),
+            bytes(salt))

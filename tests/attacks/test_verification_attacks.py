@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import ape
 import pytest
-from conftest import PARAMS_HASH, WAD
+from conftest import PARAMS_HASH, WAD, committed
 from engine.conftest import _PLACEHOLDER_LEAF, WITNESS_PARAMS
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
-from offchain.chain.fraud import EpochRecord, challenge_arguments
+from offchain.chain.fraud import EpochRecord, challenge_arguments, commitment, new_salt
 from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
@@ -161,8 +161,7 @@ def test_void__liquidator_launders_voided_basis_with_victims_older_one__still_he
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
     assert engine.health(attacker).im_wad == leaf.initial_margin_wad < 1_000 * WAD
     # an honest watcher proves it at once: void, bonds slashed; the operator re-bonds
-    fraud.challenge(*challenge_arguments(trees, record, attacker.address, books[attacker.address]),
-                    sender=liquidator)
+    fraud.challenge(*committed(fraud, liquidator, trees, record, attacker.address, books[attacker.address]), sender=liquidator)
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
     for s in signers[:2]:
         rebond(token, bond, admin, s)
@@ -200,8 +199,7 @@ def test_void__liquidator_with_older_basis_inherits_slice_of_voided_margins__hel
                                       [taker, victim, maker], lie={victim.address: understate()})
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=victim)
-    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]),
-                    sender=liquidator)
+    fraud.challenge(*committed(fraud, liquidator, trees, record, victim.address, books[victim.address]), sender=liquidator)
     for s in signers[:2]:
         rebond(token, bond, admin, s)
     # the victim is liquidatable even on its understated MM
@@ -426,9 +424,9 @@ def test_fraud__replayed_challenge_or_second_false_leaf_of_voided_epoch__refused
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate(), maker.address: understate()})
     insurance = engine.insurance_wad()
-    args = challenge_arguments(trees, record, victim.address, books[victim.address])
+    args = committed(fraud, liquidator, trees, record, victim.address, books[victim.address])
     fraud.challenge(*args, sender=liquidator)
-    for again in (args, challenge_arguments(trees, record, maker.address, books[maker.address])):
+    for again in (args, committed(fraud, attacker, trees, record, maker.address, books[maker.address])):
         with ape.reverts("fraud: epoch already void"):
             fraud.challenge(*again, sender=attacker)
     assert token.balanceOf(attacker) == 0 and token.balanceOf(liquidator) == 2 * BOND // 5
@@ -447,7 +445,7 @@ def test_fraud__understatement_just_inside_tolerance__not_proven_just_outside__p
         lie = {victim.address: lambda f, c=cut: replace(f, maintenance_margin_wad=f.maintenance_margin_wad - c)}
         trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper,
                                           [victim, maker], lie=lie)
-        args = challenge_arguments(trees, record, victim.address, books[victim.address])
+        args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
         if not proven:
             with ape.reverts("fraud: no fraud proven"):
                 fraud.challenge(*args, sender=attacker)
@@ -470,7 +468,7 @@ def test_fraud__leaf_of_another_engine_or_epoch__refused(
                                       lie={victim.address: understate()})
     trees2, record2, _ = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker])
     other = deploy_engine(project, admin, token, oracle, registry)
-    args = list(challenge_arguments(trees, record, victim.address, books[victim.address]))
+    args = list(committed(fraud, attacker, trees, record, victim.address, books[victim.address]))
     with ape.reverts("fraud: record does not match the posted epoch"):
         fraud.challenge(*([other.address] + args[1:]), sender=attacker)
     with ape.reverts("fraud: account leaf not in the accounts root"):
@@ -479,21 +477,238 @@ def test_fraud__leaf_of_another_engine_or_epoch__refused(
     bond_funds_add_up(token, bond)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding: a challenge's payout goes to msg.sender and its calldata "
-                   "is not bound to the challenger, so anyone watching the mempool can copy it and be paid first")
+def _same_block(chain, *txs) -> list[dict]:
+    """Send raw transactions {sender, data, tip} to FraudProofs with automine off, mine them in
+    one block (ordered by tip, as Anvil orders) -> their receipts."""
+    w3 = chain.provider.web3
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        hashes = [w3.eth.send_transaction({"from": t["sender"].address, "to": t["to"], "data": t["data"],
+                                           "gas": 3_000_000, "maxPriorityFeePerGas": t["tip"],
+                                           "maxFeePerGas": 1_000 * 10**9}) for t in txs]
+        chain.mine(1)
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    return [w3.eth.get_transaction_receipt(h) for h in hashes]
+
+
+def _revert_reason(chain, receipt) -> str:
+    """The revert reason of a mined transaction, from Anvil's call tracer."""
+    trace = chain.provider.web3.provider.make_request(
+        "debug_traceTransaction", [receipt["transactionHash"].to_0x_hex(), {"tracer": "callTracer"}])["result"]
+    return trace.get("revertReason", trace.get("error", ""))
+
+
 def test_fraud__challenge_copied_from_mempool_and_front_run__copier_not_paid(
         engine, oracle, registry, token, domain, signers, chain, keeper, liquidator, attacker, system, traded):
+    """V2. The watcher committed a block ago and reveals. A copier reading the reveal from the
+    mempool (its salt included) sends the same arguments with a higher fee, first as they are
+    (no commitment of its own), then after committing with the copied salt in the same block
+    as the reveal, ahead of it: both copies revert, the watcher's reveal proves the fraud and
+    the watcher is paid its 20%."""
     bond, fraud, _ = system()
     victim, maker = traded()
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate()})
-    args = challenge_arguments(trees, record, victim.address, books[victim.address])
-    # the watcher's transaction is pending; the attacker sends the same arguments first
-    fraud.challenge(*args, sender=attacker)
+    args = committed(fraud, liquidator, trees, record, victim.address, books[victim.address])
+    reveal = fraud.challenge.encode_input(*args)
+    copy_commit = fraud.commit.encode_input(commitment(attacker.address, engine.address, record.signed_at,
+                                                       victim.address, args[-1]))
+    gwei = 10**9
+    plain, commit, copy, honest = _same_block(
+        chain, dict(sender=attacker, to=fraud.address, data=reveal, tip=60 * gwei),
+        dict(sender=attacker, to=fraud.address, data=copy_commit, tip=50 * gwei),
+        dict(sender=attacker, to=fraud.address, data=reveal, tip=40 * gwei),
+        dict(sender=liquidator, to=fraud.address, data=reveal, tip=1 * gwei))
+    assert plain["blockNumber"] == commit["blockNumber"] == copy["blockNumber"] == honest["blockNumber"]
+    assert [r["status"] for r in (plain, commit, copy, honest)] == [0, 1, 0, 1]
+    assert _revert_reason(chain, plain) == "fraud: no commitment by the sender to this epoch and account"
+    assert _revert_reason(chain, copy) == "fraud: commitment too young (reveal from the block after the commit)"
+    [log] = fraud.FraudProven.from_receipt(chain.get_receipt(honest["transactionHash"].to_0x_hex()))
+    assert (log.challenger, log.paid) == (liquidator.address, 2 * BOND // 5)
+    assert token.balanceOf(attacker) == 0 and token.balanceOf(liquidator) == 2 * BOND // 5
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    # the copier's commitment, now mature, is worth nothing: the epoch is void
     with ape.reverts("fraud: epoch already void"):
-        fraud.challenge(*args, sender=liquidator)
+        fraud.challenge(*args, sender=attacker)
     bond_funds_add_up(token, bond)
-    assert token.balanceOf(attacker) == 0, "the copier took the watcher's reward"
+
+
+def test_fraud__reveal_in_the_same_block_as_its_commit__too_young(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """A commitment proves nothing before its block is over: the commit and the reveal of the
+    same challenger mined in one block (commit first) revert the reveal, leaving the epoch
+    and bonds alone; the same reveal a block later is proven."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    salt = new_salt()
+    args = challenge_arguments(trees, record, victim.address, books[victim.address], salt=salt)
+    h = commitment(attacker.address, engine.address, record.signed_at, victim.address, salt)
+    assert fraud.commitment_of(attacker, engine, record.signed_at, victim, salt) == h
+    commit, reveal = _same_block(chain, dict(sender=attacker, to=fraud.address, data=fraud.commit.encode_input(h),
+                                             tip=10**9),
+                                 dict(sender=attacker, to=fraud.address, data=fraud.challenge.encode_input(*args),
+                                      tip=10**9))
+    assert commit["blockNumber"] == reveal["blockNumber"] and (commit["status"], reveal["status"]) == (1, 0)
+    assert _revert_reason(chain, reveal) == "fraud: commitment too young (reveal from the block after the commit)"
+    assert fraud.commitments(attacker, h) == commit["blockNumber"]
+    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash() and bond.stake(signers[0].address) == BOND
+    tx = fraud.challenge(*args, sender=attacker)
+    assert tx.block_number == commit["blockNumber"] + 1
+    assert tx.decode_logs(fraud.FraudProven)[0].paid == 2 * BOND // 5
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__reveal_without_commit__refused_state_unchanged(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """A true proof with no commitment (any salt) reverts with the commit-reveal reason, and
+    only that reason: everything before it holds, so an eth_call tells a challenger its
+    proof is good before it commits. Nothing moves."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    for salt in (bytes(32), new_salt()):
+        with ape.reverts("fraud: no commitment by the sender to this epoch and account"):
+            fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address], salt=salt),
+                            sender=attacker)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash()
+    assert bond.stake(signers[0].address) == bond.stake(signers[1].address) == BOND and token.balanceOf(attacker) == 0
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__same_commitment_revealed_twice__second_refused_paid_once(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """A proven reveal spends its commitment (the slot is cleared) and voids the epoch it is
+    bound to: the same reveal again, or another false leaf of that epoch under a fresh
+    commitment, pays nothing."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate(), maker.address: understate()})
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    h = commitment(attacker.address, engine.address, record.signed_at, victim.address, args[-1])
+    assert fraud.commitments(attacker, h) != 0
+    fraud.challenge(*args, sender=attacker)
+    assert fraud.commitments(attacker, h) == 0
+    with ape.reverts("fraud: epoch already void"):
+        fraud.challenge(*args, sender=attacker)
+    other = committed(fraud, attacker, trees, record, maker.address, books[maker.address])
+    with ape.reverts("fraud: epoch already void"):
+        fraud.challenge(*other, sender=attacker)
+    assert token.balanceOf(attacker) == 2 * BOND // 5
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__commitment_made_by_another_address__pays_nobody_else(
+        engine, oracle, registry, token, domain, signers, chain, keeper, liquidator, attacker, system, traded):
+    """A commitment counts only for the address that sent it and that its hash names: the
+    attacker revealing with the watcher's salt (the watcher's commitment), or after storing
+    the watcher's own hash under its address (copied from the mempool), is refused; so is the
+    watcher revealing on the hash the attacker stored. The watcher's own commitment pays it."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    args = committed(fraud, liquidator, trees, record, victim.address, books[victim.address])
+    watchers = commitment(liquidator.address, engine.address, record.signed_at, victim.address, args[-1])
+    with ape.reverts("fraud: no commitment by the sender to this epoch and account"):
+        fraud.challenge(*args, sender=attacker)
+    fraud.commit(watchers, sender=attacker)                   # the watcher's hash, under the attacker
+    assert fraud.commitments(attacker, watchers) != 0
+    with ape.reverts("fraud: no commitment by the sender to this epoch and account"):
+        fraud.challenge(*args, sender=attacker)
+    # the attacker's hash stored first does not keep the watcher from committing it, nor pays the watcher
+    salt = new_salt()
+    mine = commitment(liquidator.address, engine.address, record.signed_at, victim.address, salt)
+    fraud.commit(mine, sender=attacker)
+    with ape.reverts("fraud: no commitment by the sender to this epoch and account"):
+        fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address], salt=salt),
+                        sender=liquidator)
+    fraud.commit(mine, sender=liquidator)
+    tx = fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address], salt=salt),
+                         sender=liquidator)
+    assert tx.decode_logs(fraud.FraudProven)[0].challenger == liquidator.address
+    assert token.balanceOf(attacker) == 0 and token.balanceOf(liquidator) == 2 * BOND // 5
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__committed_in_the_window_revealed_after_it__refused(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """The commitment does not extend the window: committed a second before the window
+    closes, revealed a second after, the true proof reverts and the bonds stay."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    chain.pending_timestamp = record.posted_at + WINDOW - 1
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    chain.pending_timestamp = record.posted_at + WINDOW + 1
+    with ape.reverts("fraud: challenge window over"):
+        fraud.challenge(*args, sender=attacker)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash() and bond.stake(signers[0].address) == BOND
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__commitment_for_an_epoch_voided_by_another__reveal_refused_costs_gas_only(
+        engine, oracle, registry, token, domain, signers, chain, keeper, liquidator, attacker, system, traded):
+    """Two challengers commit to the same false epoch (the attacker first); the watcher
+    reveals first and is paid: the first valid reveal wins, not the earliest commitment. The
+    attacker's reveal then meets a void epoch and reverts; its commitment cost it gas only."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate(), maker.address: understate()})
+    early = committed(fraud, attacker, trees, record, maker.address, books[maker.address])
+    late = committed(fraud, liquidator, trees, record, victim.address, books[victim.address])
+    fraud.challenge(*late, sender=liquidator)
+    with ape.reverts("fraud: epoch already void"):
+        fraud.challenge(*early, sender=attacker)
+    assert token.balanceOf(attacker) == 0 and token.balanceOf(liquidator) == 2 * BOND // 5
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__commitment_for_another_epoch_or_engine__does_not_authorise_the_reveal(
+        project, admin, engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
+    """The hash names the engine, the epoch's signed_at and the account: a commitment to the
+    previous epoch, to another engine or to another account of the same epoch, all with the
+    reveal's salt, authorise nothing."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    before = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker])
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    other = deploy_engine(project, admin, token, oracle, registry)
+    salt = new_salt()
+    for eng, signed_at, account in ((engine.address, before[1].signed_at, victim.address),
+                                    (other.address, record.signed_at, victim.address),
+                                    (engine.address, record.signed_at, maker.address)):
+        fraud.commit(commitment(attacker.address, eng, signed_at, account, salt), sender=attacker)
+    args = challenge_arguments(trees, record, victim.address, books[victim.address], salt=salt)
+    with ape.reverts("fraud: no commitment by the sender to this epoch and account"):
+        fraud.challenge(*args, sender=attacker)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash()
+    bond_funds_add_up(token, bond)
+
+
+def test_commit__zero_repeated_or_with_value__refused(attacker, system):
+    """A commitment is a hash and nothing else: zero, the same hash twice from one address
+    (it would restart its maturity) and any ether sent with it are refused."""
+    _, fraud, _ = system()
+    h = new_salt()
+    with ape.reverts("fraud: zero commitment"):
+        fraud.commit(bytes(32), sender=attacker)
+    tx = fraud.commit(h, sender=attacker)
+    assert fraud.commitments(attacker, h) == tx.block_number
+    [log] = tx.decode_logs(fraud.ChallengeCommitted)
+    assert (log.committer, log.commitment) == (attacker.address, h)
+    with ape.reverts("fraud: commitment already made"):
+        fraud.commit(h, sender=attacker)
+    with pytest.raises(ape.exceptions.ContractLogicError):
+        fraud.commit(new_salt(), sender=attacker, value=1)
+    assert fraud.commitments(attacker, h) == tx.block_number
 
 
 def test_slash__signers_challenge_their_own_false_root__coalition_loses_eighty_percent(
@@ -505,8 +720,8 @@ def test_slash__signers_challenge_their_own_false_root__coalition_loses_eighty_p
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate()})
     before = [token.balanceOf(s.address) for s in signers[:2]]
-    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]),
-                    sender=as_sender(chain, signers[0]))
+    s0 = as_sender(chain, signers[0])
+    fraud.challenge(*committed(fraud, s0, trees, record, victim.address, books[victim.address]), sender=s0)
     gained = sum(token.balanceOf(s.address) for s in signers[:2]) - sum(before)
     assert gained == 2 * BOND // 5 and bond.forfeited() == 2 * BOND - gained
     assert not bond.is_bonded(signers[0].address) and not bond.is_bonded(signers[1].address)
@@ -535,7 +750,7 @@ def test_bond__unbonded_signer__never_counted_nor_named_in_the_record(
                                       lie={victim.address: understate()}, by=signers[:3], counted=signers[:2])
     assert set(record.signers) == {s.address for s in signers[:2]}   # post_epoch checked the hash
     named = replace(record, signers=tuple(sorted((s.address for s in signers[:3]), key=lambda a: int(a, 16))))
-    args = list(challenge_arguments(trees, record, victim.address, books[victim.address]))
+    args = list(committed(fraud, attacker, trees, record, victim.address, books[victim.address]))
     with ape.reverts("fraud: record does not match the posted epoch"):
         fraud.challenge(*(args[:1] + [named.as_args()] + args[2:]), sender=attacker)
     tx = fraud.challenge(*args, sender=attacker)
@@ -563,8 +778,7 @@ def test_bond__signer_withdraws_inside_the_window__pending_still_slashed(
     chain.pending_timestamp += WINDOW // 2 + 1
     bond.withdraw(sender=s1)                                  # the surplus, not what counted
     chain.pending_timestamp += WINDOW // 2 - 10
-    tx = fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]),
-                         sender=attacker)
+    tx = fraud.challenge(*committed(fraud, attacker, trees, record, victim.address, books[victim.address]), sender=attacker)
     assert tx.decode_logs(fraud.FraudProven)[0].paid == 2 * BOND // 5
     assert bond.stake(signers[0].address) == bond.pending(signers[0].address) == bond.stake(signers[1].address) == 0
     with ape.reverts("bond: nothing pending"):
@@ -584,7 +798,7 @@ def test_slash__same_signers_two_false_roots__second_proof_voids_but_pays_nothin
     new = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker], lie=lie)
     paid = []
     for (trees, record, books), who in ((new, liquidator), (old, attacker)):
-        tx = fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]), sender=who)
+        tx = fraud.challenge(*committed(fraud, who, trees, record, victim.address, books[victim.address]), sender=who)
         paid.append(tx.decode_logs(fraud.FraudProven)[0].paid)
         assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
         bond_funds_add_up(token, bond)
@@ -631,7 +845,7 @@ def test_bond__reentrant_token__payout_and_withdrawal_reentry_refused(
     victim, maker = traded()
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate(), maker.address: understate()})
-    args = challenge_arguments(trees, record, victim.address, books[victim.address])
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
     # any re-entry of FraudProofs hits its lock (a bare revert; unlocked, this call would
     # fail with "fraud: only the deployer registers verifiers"); the mock's payload is short
     hook.arm(fraud, fraud.register_verifier.encode_input(verifier), sender=attacker)
@@ -672,7 +886,7 @@ def test_void__voided_or_older_leaf__never_applies_and_withdrawal_held_to_isolat
                                       lie={victim.address: understate()})
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=victim)
-    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]), sender=attacker)
+    fraud.challenge(*committed(fraud, attacker, trees, record, victim.address, books[victim.address]), sender=attacker)
     maker_leaf, maker_proof = trees.account_proof(maker.address)
     with ape.reverts("oracle: epoch voided by a fraud proof"):
         engine.apply_leaf(maker_leaf.as_args(), maker_proof, sender=maker)
@@ -703,7 +917,7 @@ def test_void__current_root_voided__liquidations_wait_for_the_next_root_then_res
                                       lie={victim.address: understate()}, spot=56_000 * WAD)
     w = liquidation_witness(WITNESS_PARAMS, engine.address, [(i, q) for i, q in books[victim.address].items()],
                             trees, record.signed_at)
-    fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]), sender=attacker)
+    fraud.challenge(*committed(fraud, attacker, trees, record, victim.address, books[victim.address]), sender=attacker)
     assert oracle.root_timestamp(engine) == 0
     with ape.reverts("ScenarioVerifier: no current root for engine"):
         _liquidate_with(engine, victim, w, liquidator)
@@ -757,7 +971,7 @@ def test_fraud__live_instrument_left_out_of_market_root__zero_margin_leaf_still_
     # the challenger's best attempt: the true perp leaf, with the only proof the root allows
     perp = market_leaves(registry)[0]
     args = (engine.address, record.as_args(), leaf.as_args(), proof, [PERP], [WAD], [perp.as_args()],
-            trees.market_multiproof([FUTURE]).as_args(), [], 0)
+            trees.market_multiproof([FUTURE]).as_args(), [], 0, bytes(32))
     try:
         fraud.challenge(*args, sender=attacker)
     except ape.exceptions.ContractLogicError as err:
@@ -778,8 +992,7 @@ def test_fraud__true_fraud_proven_after_the_window__refused_and_bond_leaves_afte
     bond.request_withdrawal(BOND, sender=s0)
     chain.pending_timestamp = record.posted_at + WINDOW + 1
     with ape.reverts("fraud: challenge window over"):
-        fraud.challenge(*challenge_arguments(trees, record, victim.address, books[victim.address]),
-                        sender=attacker)
+        fraud.challenge(*committed(fraud, attacker, trees, record, victim.address, books[victim.address]), sender=attacker)
     chain.pending_timestamp = bond.unlock_at(signers[0].address)
     before = token.balanceOf(signers[0].address)
     bond.withdraw(sender=s0)

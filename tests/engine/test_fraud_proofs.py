@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import ape
 import pytest
-from conftest import PARAMS_HASH, WAD
+from conftest import PARAMS_HASH, WAD, committed
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
@@ -142,7 +142,7 @@ def test_rogue_root__challenged_voided_paid__applied_margin_stops_backing_new_ri
     engine.withdraw.call(3_500 * USDC, sender=victim)
 
     before = token.balanceOf(liquidator)
-    tx = fraud.challenge(*challenge_arguments(trees, record, victim.address, book[victim.address]),
+    tx = fraud.challenge(*committed(fraud, liquidator, trees, record, victim.address, book[victim.address]),
                          sender=liquidator)
     [log] = tx.decode_logs(fraud.FraudProven)
     assert (log.code, log.account, log.paid) == (1, victim.address, 2 * BOND // 5)   # 20% of both bonds
@@ -236,7 +236,7 @@ def test_repeated_challenge__second_reverts(
     victim, maker = books()
     trees, record, book = _post(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                 lie=lambda f: replace(f, basis_addon_wad=f.basis_addon_wad + 10**21))
-    args = challenge_arguments(trees, record, victim.address, book[victim.address])
+    args = committed(fraud, liquidator, trees, record, victim.address, book[victim.address])
     tx = fraud.challenge(*args, sender=liquidator)
     assert tx.decode_logs(fraud.FraudProven)[0].code == 4
     with ape.reverts("fraud: epoch already void"):

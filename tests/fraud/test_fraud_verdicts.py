@@ -19,7 +19,7 @@ from support.boa_engine import load_engine
 
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
-from offchain.chain.fraud import EpochRecord, challenge_arguments
+from offchain.chain.fraud import EpochRecord, challenge_arguments, commitment, new_salt
 from offchain.chain.fraud_model import candidates, predict
 from offchain.chain.leaves import MarketLeaf, pack_scenarios, unpack_scenarios
 from offchain.chain.roots import EpochTrees
@@ -110,9 +110,17 @@ def _post(system, epoch, lie=None, by=SIGNERS[:2]):
     return trees, record, honest
 
 
-def _challenge(system, trees, record, account, scenarios=(), joint=0, sender=None):
-    args = challenge_arguments(trees, record, account, BOOKS[account.lower()], scenarios, joint)
-    with boa.env.prank(sender or "0x" + "cc" * 20):
+def _challenge(system, trees, record, account, scenarios=(), joint=0, sender=None, commit=True):
+    """Commit, move to the next block, reveal (the contract pays only a matured commitment);
+    `commit=False`: reveal only (a proof that fails reverts before the commitment is read)."""
+    sender = sender or "0x" + "cc" * 20
+    salt = new_salt()
+    args = challenge_arguments(trees, record, account, BOOKS[account.lower()], scenarios, joint, salt=salt)
+    if commit:
+        with boa.env.prank(sender):
+            system["fraud"].commit(commitment(sender, trees.engine, record.signed_at, account, salt))
+        boa.env.time_travel(blocks=1, block_delta=1)
+    with boa.env.prank(sender):
         return system["fraud"].challenge(*args)
 
 
@@ -137,13 +145,13 @@ def test_honest_root__every_challenge_reverts(system):
         for account, units in ((A, 2), (B, 2), (C, 1)):
             leaf = trees.account_proof(account)[0]
             with boa.reverts("fraud: no fraud proven"):
-                _challenge(system, trees, record, account)
+                _challenge(system, trees, record, account, commit=False)
             # the watcher's model agrees: no challenge of an honest leaf would prove anything
             assert [v.code for v in candidates(system["params"], leaf, leaf, BOOKS[account], trees.market_leaves,
                                                record.signed_at)] == [0]
             for s in range(n):
                 with boa.reverts("fraud: no fraud proven"):
-                    _challenge(system, trees, record, account, [s] * units, s)
+                    _challenge(system, trees, record, account, [s] * units, s, commit=False)
                 assert predict(system["params"], leaf, BOOKS[account], trees.market_leaves, record.signed_at,
                                [s] * units, s).code == 0
 
