@@ -34,6 +34,9 @@ from offchain.chain.roots import EpochTrees
 RECORD_ABI = "(uint256,bytes32,bytes32,bytes32,uint256,uint256,address[])"
 COMMITMENT_ABI = ["address", "address", "uint256", "address", "bytes32"]
 NO_SALT = bytes(32)
+# FraudProofs' revert when everything but the commitment holds (it is checked last): a dry run
+# of a proof without a commitment that reverts with this is a proof the chain accepts
+NO_COMMITMENT = "fraud: no commitment by the sender to this epoch and account"
 # FraudProven codes (contracts/FraudProofs.vy)
 CODES = {1: "margin below a re-priced scenario", 2: "loss above the leaf's worst loss",
          3: "named scenario does not give the leaf's loss", 4: "add-on differs from its closed form",

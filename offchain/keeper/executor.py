@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import requests
+from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -97,6 +98,14 @@ class Encoder:
     def __call__(self, name: str, *args) -> PreparedCall:
         selector, types = self._fns[name]
         return PreparedCall(self.address, "0x" + (selector + abi_encode(types, list(args))).hex())
+
+    def decode(self, name: str, data: str) -> tuple:
+        """The arguments of a call to `name` this encoder made (`PreparedCall.data`)."""
+        selector, types = self._fns[name]
+        raw = bytes.fromhex(data.removeprefix("0x"))
+        if raw[:4] != selector:
+            raise ValueError(f"data: not a call to {name} (selector 0x{raw[:4].hex()})")
+        return tuple(abi_decode(types, raw[4:]))
 
 
 def _abi_type(item: dict) -> str:

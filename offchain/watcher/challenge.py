@@ -1,24 +1,32 @@
-"""The watcher's challenger: for a root found false, send `FraudProofs.challenge` against the
-first false leaf (address order) the chain accepts, and remember what was sent.
+"""The watcher's challenger: for a root found false, prove the first false leaf (address
+order) the chain accepts with FraudProofs' commit-reveal, and remember every step.
 
 For each false leaf the signers published (in the posted root, proof checked): the book is
 the chain's at the root's state block, and must be the one the leaf commits to (a leaf that
 lies about its book or its nonce re-prices nothing: fraud proofs cannot show it); the
 candidate scenarios come from offchain.chain.fraud_model, which predicts the contract's
-verdict; each candidate is estimated on the node (a revert costs nothing) and the first the
-chain accepts is sent, if its gas estimate is within `challenge_gas_limit` and the window
-is open. `challenges.json` in `data_dir` records every (epoch, account) challenged before
-the transaction leaves, and the hash of each signed transaction before it is sent, so no
-leaf is challenged twice, across restarts too. An entry a crash left "sending" is resolved
-from the chain at start (`reconcile`): mined -> proven or failed from its receipt; reverted,
-or no receipt `challenge_reconcile_blocks` after it was sent -> failed, and challenged again
-when the window is still open and the epoch not void.
+verdict; each candidate is dry-run on the node (`eth_call`, free): FraudProofs checks the
+commitment last, so "no commitment" is the chain's word that the proof holds. For the first
+such candidate, while at least `challenge_min_window_left_s` of the window is left:
+  1. commit: a fresh salt, kept in `salts.json` in `data_dir` (mode 0600) before the
+     `commit(keccak(challenger, engine, signed_at, account, salt))` transaction leaves;
+  2. reveal: once the commit is mined, `challenge(..., salt)` is estimated against the
+     pending block (the block after the commit's) and sent if within `challenge_gas_limit`.
+`challenges.json` records every (epoch, account) before its commit leaves, the hash of each
+signed transaction (commit and reveal, bumps too) before it is sent, and the reveal's call
+data with the salt left out, so no leaf is committed to or challenged twice, across restarts
+too. At start (`reconcile`): an entry left "committing" is committed if the chain holds its
+commitment, failed when its commit reverted or is unmined `challenge_reconcile_blocks` after
+it was sent; a committed one is revealed with its stored salt; one left "sending" is resolved
+from its receipt (proven, or failed: reverted or unmined that long). A failed entry is tried
+again (a new commitment) when the window is still open and the epoch not void.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,13 +40,19 @@ from web3.exceptions import ContractLogicError, TransactionNotFound
 from offchain.chain.contracts import Deployment
 from offchain.chain.epoch_leaves import positions_hash_fast
 from offchain.chain.epoch_record import VOID_RECORD, FraudContracts, epoch_record, fraud_contracts
-from offchain.chain.fraud import CODES, leaf_challenge_arguments
+from offchain.chain.fraud import (
+    CODES,
+    NO_COMMITMENT,
+    commitment,
+    leaf_challenge_arguments,
+    new_salt,
+)
 from offchain.chain.fraud_model import candidates
 from offchain.chain.merkle import MerkleError
 from offchain.chain.published import PublishedLeaf
 from offchain.chain.rebuild import Rebuild, find_root, params_for_root
 from offchain.errors import UserError
-from offchain.keeper.executor import Encoder, Executor
+from offchain.keeper.executor import Encoder, Executor, PreparedCall
 from offchain.watcher.config import WatchConfig
 
 log = logging.getLogger("netmargin.watch")
@@ -77,11 +91,46 @@ class Ledger:
         tmp.replace(self.path)
 
 
+class SaltStore:
+    """salts.json in `data_dir`: {ledger key: {"salt", "commitment"}}, mode 0600. A salt is
+    written before its commit leaves, so a restart can reveal it; anyone reading it learns
+    which leaf the commitment names before the reveal shows it (it cannot take the payout:
+    the commitment names the challenger)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.salts: dict[str, dict] = {}
+        if path.is_file():
+            if path.stat().st_mode & 0o077:
+                log.warning("salts file readable by others: made private", extra={"path": str(path)})
+                path.chmod(0o600)
+            try:
+                self.salts = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise UserError(f"config.data_dir: {path} is not a salts file ({exc}); its commitments cannot be "
+                                "revealed; move it away to start afresh") from exc
+
+    def get(self, key: str) -> bytes | None:
+        item = self.salts.get(key)
+        return bytes.fromhex(item["salt"].removeprefix("0x")) if item else None
+
+    def put(self, key: str, salt: bytes, commitment_: bytes) -> None:
+        self.salts[key] = {"salt": "0x" + salt.hex(), "commitment": "0x" + commitment_.hex()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.salts, indent=1, sort_keys=True))
+        os.chmod(tmp, 0o600)       # an older tmp file kept its mode through O_CREAT
+        tmp.replace(self.path)
+
+
 @dataclass
 class Outcome:
     """What the challenger did about one false root."""
 
-    # proven, failed, not_provable, already_challenged (by us), already_void (by another), window_over, error
+    # proven, failed, not_provable, already_challenged (by us), already_void (by another), window_over
+    # (or too little of it left to commit and reveal), error
     status: str
     account: str = ""
     detail: str = ""
@@ -104,13 +153,16 @@ class Challenger:
             if cfg.challenge_rpc_url else dep.w3
         self.executor = Executor(send_w3, account, cfg.gas, on_signed=self._signed)
         self.ledger = Ledger(Path(cfg.data_dir) / "challenges.json")
-        self._sending: tuple[str, int, str, dict] | None = None    # (engine, epoch, account, entry) in flight
+        self.salts = SaltStore(Path(cfg.data_dir) / "salts.json")
+        # (engine, epoch, account, entry, ledger field of the hashes) of the transaction in flight
+        self._sending: tuple[str, int, str, dict, str] | None = None
 
     def describe(self) -> dict:
         return {"challenger": self.account.address, "fraud_proofs": self.fc.fraud.address,
                 "sent_through": self.cfg.challenge_rpc_url or self.cfg.rpc_url,
                 "bond": self.fc.bond.address, "window_s": self.fc.window_s,
-                "ledger": str(self.ledger.path), "challenged_before": len(self.ledger.entries)}
+                "ledger": str(self.ledger.path), "salts": str(self.salts.path),
+                "challenged_before": len(self.ledger.entries)}
 
     def handle(self, result: Rebuild, false_leaves: Iterable[PublishedLeaf]) -> Outcome:
         """Challenge the first provable leaf of `false_leaves` (address order) of a false root."""
@@ -136,6 +188,11 @@ class Challenger:
         if now > closes:
             return self._report(Outcome("window_over", detail=f"the challenge window closed at {closes}, "
                                                                 f"chain time is {now}"), root.epoch)
+        if closes - now < self.cfg.challenge_min_window_left_s:
+            return self._report(Outcome("window_over", detail=f"the challenge window closes at {closes}, "
+                                        f"{closes - now} s after chain time {now}: less than "
+                                        f"challenge_min_window_left_s ({self.cfg.challenge_min_window_left_s}) to "
+                                        "commit and reveal"), root.epoch)
         params = params_for_root(root, self.cfg.params or None)
         books = dict(zip([a.lower() for a in result.books.addresses], result.books.books_wad, strict=True))
         reasons = []
@@ -143,6 +200,8 @@ class Challenger:
             leaf = published.leaf
             account = to_checksum_address(leaf.account)
             before = self.blocking(root.engine, root.epoch, account)
+            if before is not None and before.get("status") == "committed":     # a reveal left undone
+                return self._reveal(root.engine, root.epoch, account, before, t0)
             if before is not None:
                 return self._report(Outcome("already_challenged", account, f"{before.get('status')} "
                                             f"(tx {before.get('tx') or 'none'})", before), root.epoch)
@@ -155,23 +214,18 @@ class Challenger:
             try:
                 tried = []
                 for verdict in candidates(params, leaf, honest, book, result.trees.market_leaves, root.signed_at):
+                    # without a salt: the reveal's call data, its salt filled in when sent
                     args = leaf_challenge_arguments(result.trees, record, leaf, published.proof, book,
                                                     verdict.scenarios, verdict.joint)
                     call = self.encode("challenge", *args)
                     named = "the leaf's own scenarios" if verdict.own else \
                         f"scenarios {list(verdict.scenarios)} joint {verdict.joint}"
-                    try:
-                        gas = self.dep.w3.eth.estimate_gas({"from": self.account.address, "to": call.to,
-                                                            "data": call.data})
-                    except ContractLogicError as exc:
-                        tried.append(f"{named} (model: code {verdict.code}): chain: "
-                                     f"{str(exc.message or exc).removeprefix('execution reverted: ')}")
+                    # dry run: the commitment is checked last, so "no commitment" = the proof holds
+                    reason = _dry_run(self.dep.w3, self.account.address, call)
+                    if reason != NO_COMMITMENT:
+                        tried.append(f"{named} (model: code {verdict.code}): chain: {reason}")
                         continue
-                    if gas > self.cfg.challenge_gas_limit:
-                        tried.append(f"{named}: gas estimate {gas} above challenge_gas_limit "
-                                     f"{self.cfg.challenge_gas_limit}")
-                        continue
-                    return self._send(result, record, account, verdict, call, gas, closes - now, t0)
+                    return self._commit(result, record, account, verdict, call, closes - now, t0)
             except (MerkleError, UserError) as exc:
                 tried.append(str(exc)[:200])
             reasons.append(f"{account}: " + "; ".join(tried))
@@ -193,49 +247,106 @@ class Challenger:
                     "unknown, nothing can be re-priced")
         return ""
 
-    def _send(self, result: Rebuild, record, account: str, verdict, call, gas: int, window_left: int,
-              t0: float) -> Outcome:
+    def _commit(self, result: Rebuild, record, account: str, verdict, call: PreparedCall, window_left: int,
+                t0: float) -> Outcome:
+        """Commit to (epoch, account) with a fresh salt, then reveal."""
         root = result.root
-        entry = {"status": "sending", "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
-                 "scenarios": list(verdict.scenarios), "joint": verdict.joint, "gas_estimate": gas,
-                 "root_tx": root.tx_hash, "signed_at": root.signed_at, "posted_at": record.posted_at,
-                 "sent_block": int(self.dep.w3.eth.block_number), "txs": [], "at": time.time()}
+        key = Ledger.key(root.engine, root.epoch, account)
+        salt = new_salt()
+        h = commitment(self.account.address, root.engine, root.signed_at, account, salt)
+        self.salts.put(key, salt, h)               # before the commit leaves: a restart reveals it
+        entry = {"status": "committing", "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
+                 "scenarios": list(verdict.scenarios), "joint": verdict.joint, "root_tx": root.tx_hash,
+                 "root_block": root.block, "signed_at": root.signed_at, "posted_at": record.posted_at,
+                 "commitment": "0x" + h.hex(), "reveal_data": call.data, "commit_txs": [],
+                 "commit_sent_block": int(self.dep.w3.eth.block_number), "at": time.time()}
         self.ledger.put(root.engine, root.epoch, account, entry)
-        self._sending = (root.engine, root.epoch, account, entry)
-        self.metrics.challenges.labels(outcome="submitted").inc()
-        log.warning("challenge sent", extra={"epoch": root.epoch, "account": account, "predicted_code": verdict.code,
-                                             "predicted": CODES.get(verdict.code, "none"), "gas_estimate": gas,
-                                             "window_left_s": window_left,
-                                             "scenarios": list(verdict.scenarios) or "own"})
+        log.warning("challenge commitment sent", extra={
+            "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
+            "predicted": CODES.get(verdict.code, "none"), "window_left_s": window_left,
+            "scenarios": list(verdict.scenarios) or "own", "commitment": entry["commitment"]})
+        res = self._send_tracked(root.engine, root.epoch, account, entry, "commit_txs",
+                                 f"commit:{root.epoch}:{account}", self.encode("commit", h))
+        if not (res.ok and self._committed_block(h)):
+            return self._failed(root.engine, root.epoch, account, entry, f"commit: {res.error or 'not stored'}",
+                                res.tx_hash)
+        entry.update(status="committed", commit_tx=res.tx_hash, commit_block=res.block, commit_gas=res.gas_used)
+        self.ledger.put(root.engine, root.epoch, account, entry)
+        self.metrics.challenges.labels(outcome="committed").inc()
+        self.metrics.commit_gas.set(res.gas_used)
+        self._report(Outcome("committed", account, f"commitment mined in block {res.block}", entry), root.epoch)
+        return self._reveal(root.engine, root.epoch, account, entry, t0)
+
+    def _reveal(self, engine: str, epoch: int, account: str, entry: dict, t0: float) -> Outcome:
+        """Send `challenge(..., salt)` for a mined commitment (from its ledger entry and salt)."""
+        salt = self.salts.get(Ledger.key(engine, epoch, account))
+        if salt is None:
+            return self._failed(engine, epoch, account, entry, f"no salt for commitment {entry.get('commitment')} "
+                                f"in {self.salts.path}: it cannot be revealed")
+        args = list(self.encode.decode("challenge", entry["reveal_data"]))
+        call = self.encode("challenge", *args[:-1], salt)
+        # the pending block is the one after the commit's: estimated there, the commitment is mature
         try:
-            res = self.executor.send(f"challenge:{root.epoch}:{account}", call)
-        finally:
-            self._sending = None
+            gas = self.dep.w3.eth.estimate_gas({"from": self.account.address, "to": call.to, "data": call.data},
+                                               "pending")
+        except ContractLogicError as exc:
+            return self._failed(engine, epoch, account, entry,
+                                f"reveal: {str(exc.message or exc).removeprefix('execution reverted: ')}")
+        entry["gas_estimate"] = gas
+        if gas > self.cfg.challenge_gas_limit:
+            return self._failed(engine, epoch, account, entry, f"reveal: gas estimate {gas} above "
+                                f"challenge_gas_limit {self.cfg.challenge_gas_limit}")
+        entry.update(status="sending", sent_block=int(self.dep.w3.eth.block_number), txs=entry.get("txs", []))
+        self.ledger.put(engine, epoch, account, entry)
+        self.metrics.challenges.labels(outcome="submitted").inc()
+        log.warning("challenge sent", extra={"epoch": epoch, "account": account,
+                                             "predicted_code": entry.get("predicted_code"),
+                                             "gas_estimate": gas, "commit_block": entry.get("commit_block")})
+        res = self._send_tracked(engine, epoch, account, entry, "txs", f"challenge:{epoch}:{account}",
+                                 call.with_gas(gas * 12 // 10 + 20_000))
         entry.update(tx=res.tx_hash, block=res.block, gas=res.gas_used)
         proven = [e for e in (_decode(self.fc.fraud.events.FraudProven(), x) for x in res.logs) if e]
-        if res.ok and proven:
-            ev = proven[0]["args"]
-            mined_at = int(self.dep.w3.eth.get_block(res.block)["timestamp"])
-            entry.update(status="proven", code=int(ev["code"]), paid=int(ev["paid"]),
-                         chain_seconds_after_post=mined_at - record.posted_at,
-                         blocks_after_post=res.block - root.block, seconds=round(time.perf_counter() - t0, 3))
-            self.ledger.put(root.engine, root.epoch, account, entry)
-            self.metrics.challenges.labels(outcome="succeeded").inc()
-            self.metrics.payout.inc(int(ev["paid"]))
-            self.metrics.challenge_gas.set(res.gas_used)
-            log.warning("challenge proven: epoch voided, bonds paid", extra={
-                "epoch": root.epoch, "account": account, "code": entry["code"], "fraud": CODES.get(entry["code"], ""),
-                "paid": entry["paid"], "token": self.fc.token, "gas": res.gas_used, "tx": res.tx_hash,
-                "block": res.block, "blocks_after_post": entry["blocks_after_post"],
-                "chain_seconds_after_post": entry["chain_seconds_after_post"], "seconds": entry["seconds"]})
-            return self._report(Outcome("proven", account, f"code {entry['code']}: {CODES.get(entry['code'], '')}",
-                                        entry), root.epoch)
-        entry.update(status="failed", error=res.error or "mined without FraudProven")
-        self.ledger.put(root.engine, root.epoch, account, entry)
+        if not (res.ok and proven):
+            return self._failed(engine, epoch, account, entry, res.error or "mined without FraudProven")
+        ev = proven[0]["args"]
+        mined_at = int(self.dep.w3.eth.get_block(res.block)["timestamp"])
+        entry.update(status="proven", code=int(ev["code"]), paid=int(ev["paid"]),
+                     chain_seconds_after_post=mined_at - int(entry["posted_at"]),
+                     blocks_after_post=res.block - int(entry["root_block"]), seconds=round(time.perf_counter() - t0, 3))
+        self.ledger.put(engine, epoch, account, entry)
+        self.metrics.challenges.labels(outcome="succeeded").inc()
+        self.metrics.payout.inc(int(ev["paid"]))
+        self.metrics.challenge_gas.set(res.gas_used)
+        log.warning("challenge proven: epoch voided, bonds paid", extra={
+            "epoch": epoch, "account": account, "code": entry["code"], "fraud": CODES.get(entry["code"], ""),
+            "paid": entry["paid"], "token": self.fc.token, "gas": res.gas_used, "tx": res.tx_hash,
+            "block": res.block, "commit_tx": entry.get("commit_tx"), "commit_gas": entry.get("commit_gas"),
+            "blocks_after_post": entry["blocks_after_post"],
+            "chain_seconds_after_post": entry["chain_seconds_after_post"], "seconds": entry["seconds"]})
+        return self._report(Outcome("proven", account, f"code {entry['code']}: {CODES.get(entry['code'], '')}",
+                                    entry), epoch)
+
+    def _send_tracked(self, engine: str, epoch: int, account: str, entry: dict, field: str, label: str, call):
+        """Send with every signed hash written to entry[field] before it leaves (`_signed`)."""
+        self._sending = (engine, epoch, account, entry, field)
+        try:
+            return self.executor.send(label, call)
+        finally:
+            self._sending = None
+
+    def _failed(self, engine: str, epoch: int, account: str, entry: dict, error: str, tx: str = "") -> Outcome:
+        entry.update(status="failed", error=error)
+        if tx and not entry.get("tx"):
+            entry["tx"] = tx
+        self.ledger.put(engine, epoch, account, entry)
         self.metrics.challenges.labels(outcome="failed").inc()
-        log.error("challenge failed", extra={"epoch": root.epoch, "account": account, "tx": res.tx_hash,
-                                             "error": entry["error"][:300]})
-        return self._report(Outcome("failed", account, entry["error"], entry), root.epoch)
+        log.error("challenge failed", extra={"epoch": epoch, "account": account, "tx": entry.get("tx", ""),
+                                             "commit_tx": entry.get("commit_tx", ""), "error": error[:300]})
+        return self._report(Outcome("failed", account, error, entry), epoch)
+
+    def _committed_block(self, h: bytes) -> int:
+        """The block FraudProofs stored our commitment `h` in (0: none, or revealed)."""
+        return int(self.fc.fraud.functions.commitments(self.account.address, h).call())
 
     def blocking(self, engine: str, epoch: int, account: str) -> dict | None:
         """The ledger entry that keeps (epoch, account) from being challenged again, if any (a
@@ -244,32 +355,30 @@ class Challenger:
         return None if entry is None or entry.get("retry") else entry
 
     def _signed(self, _label: str, tx_hash: str, nonce: int) -> None:
-        """Executor hook: every signed challenge (a gas bump too) is in the ledger before it
-        is sent, so a crash before its receipt leaves a hash to look up."""
+        """Executor hook: every signed commit or challenge (a gas bump too) is in the ledger
+        before it is sent, so a crash before its receipt leaves a hash to look up."""
         if self._sending is None:
             return
-        engine, epoch, account, entry = self._sending
-        entry["txs"] = [*entry.get("txs", []), tx_hash]
+        engine, epoch, account, entry, field = self._sending
+        entry[field] = [*entry.get(field, []), tx_hash]
         entry["nonce"] = nonce
         self.ledger.put(engine, epoch, account, entry)
 
     def reconcile(self) -> list[dict]:
-        """Resolve every ledger entry left "sending" (a crash between sending a challenge and
-        reading its receipt) from the chain -> the entries changed."""
+        """Resolve from the chain every ledger entry a crash left "committing", "committed" or
+        "sending" -> the entries changed. A commitment found mined is revealed now."""
         changed = []
         head = int(self.dep.w3.eth.block_number)
         for key, entry in sorted(self.ledger.entries.items()):
-            if entry.get("status") != "sending":
+            status = entry.get("status")
+            if status not in ("committing", "committed", "sending"):
                 continue
             engine, epoch, account = key.split(":")
-            receipt = None
-            for tx_hash in reversed(entry.get("txs", [])):    # a bump replaces: the latest is likelier
-                try:
-                    receipt = self.dep.w3.eth.get_transaction_receipt(tx_hash)
-                except TransactionNotFound:
-                    continue
-                if receipt is not None:
-                    break
+            if status in ("committing", "committed"):
+                if self._reconcile_commit(engine, int(epoch), account, entry, head):
+                    changed.append(entry)
+                continue
+            receipt = _receipt(self.dep.w3, entry.get("txs", []))
             if receipt is not None:
                 self._settle(entry, receipt)
                 if receipt["status"] != 1:     # reverted (too little gas, a copier first): again if still open
@@ -284,13 +393,52 @@ class Challenger:
                 entry.update(status="failed", error=f"no receipt for {entry.get('txs') or 'no transaction'} "
                                                     f"{waited} blocks after it was sent")
                 entry["retry"] = self._still_open(engine, int(epoch), entry)
-            entry["reconciled_at"] = time.time()
-            self.ledger.put(engine, int(epoch), account, entry)
+            self._reconciled(engine, int(epoch), account, entry)
             changed.append(entry)
-            log.warning("challenge reconciled with the chain", extra={
-                "epoch": int(epoch), "account": account, "status": entry["status"], "tx": entry.get("tx", ""),
-                "retry": entry.get("retry", False), "error": entry.get("error", "")[:300]})
         return changed
+
+    def _reconcile_commit(self, engine: str, epoch: int, account: str, entry: dict, head: int) -> bool:
+        """A commitment a crash left before its reveal: revealed when the chain holds it (its
+        salt from salts.json), failed when its commit reverted or stayed unmined too long.
+        -> whether the entry changed."""
+        if entry["status"] == "committing":
+            h = bytes.fromhex(entry["commitment"].removeprefix("0x"))
+            block = self._committed_block(h)
+            receipt = _receipt(self.dep.w3, entry.get("commit_txs", []))
+            if block:
+                entry.update(status="committed", commit_block=block)
+                if receipt is not None:
+                    entry.update(commit_tx=receipt["transactionHash"].to_0x_hex(), commit_gas=int(receipt["gasUsed"]))
+                self.metrics.challenges.labels(outcome="committed").inc()
+            elif receipt is not None or head - int(entry.get("commit_sent_block", 0)) >= \
+                    self.cfg.challenge_reconcile_blocks:
+                entry.update(status="failed", error="commit reverted" if receipt is not None else
+                             f"no receipt for the commit {entry.get('commit_txs') or 'no transaction'} "
+                             f"{head - int(entry.get('commit_sent_block', 0))} blocks after it was sent")
+                entry["retry"] = self._still_open(engine, epoch, entry)
+                self.metrics.challenges.labels(outcome="failed").inc()
+                self._reconciled(engine, epoch, account, entry)
+                return True
+            else:
+                log.warning("challenge commitment still unresolved: no receipt yet", extra={
+                    "epoch": epoch, "account": account, "commit_txs": entry.get("commit_txs", [])})
+                return False
+        self._reconciled(engine, epoch, account, entry)
+        if bytes(self.dep.oracle.functions.epoch_record_hash(engine, int(entry["signed_at"])).call()) == VOID_RECORD:
+            self._failed(engine, epoch, account, entry, "reveal: fraud: epoch already void")
+        elif not self._still_open(engine, epoch, entry):
+            self._failed(engine, epoch, account, entry, "reveal: the challenge window closed before the reveal")
+        else:
+            self._reveal(engine, epoch, account, entry, time.perf_counter())
+        return True
+
+    def _reconciled(self, engine: str, epoch: int, account: str, entry: dict) -> None:
+        entry["reconciled_at"] = time.time()
+        self.ledger.put(engine, epoch, account, entry)
+        log.warning("challenge reconciled with the chain", extra={
+            "epoch": epoch, "account": account, "status": entry["status"], "tx": entry.get("tx", ""),
+            "commit_block": entry.get("commit_block"), "retry": entry.get("retry", False),
+            "error": entry.get("error", "")[:300]})
 
     def _settle(self, entry: dict, receipt) -> None:
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x")
@@ -326,9 +474,31 @@ class Challenger:
                       extra={"epoch": epoch, "account": outcome.account, "detail": outcome.detail[:500]})
         self.metrics.challenge_status = {"epoch": epoch, "status": outcome.status, "account": outcome.account,
                                          "detail": outcome.detail[:500],
-                                         **{k: (outcome.entry or {}).get(k) for k in ("tx", "code", "paid", "gas")
+                                         **{k: (outcome.entry or {}).get(k)
+                                            for k in ("tx", "code", "paid", "gas", "commit_tx", "commit_block")
                                             if (outcome.entry or {}).get(k) is not None}}
         return outcome
+
+
+def _dry_run(w3: Web3, sender: str, call: PreparedCall) -> str:
+    """The revert reason of `call` from `sender` on the latest block ("" if it would succeed)."""
+    try:
+        w3.eth.call({"from": sender, "to": call.to, "data": call.data})
+    except ContractLogicError as exc:
+        return str(exc.message or exc).removeprefix("execution reverted: ")
+    return ""
+
+
+def _receipt(w3: Web3, hashes: list[str]):
+    """The receipt of the first of `hashes` that was mined, latest first (a bump replaces)."""
+    for tx_hash in reversed(hashes):
+        try:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            continue
+        if receipt is not None:
+            return receipt
+    return None
 
 
 def _decode(event, log_entry) -> dict | None:

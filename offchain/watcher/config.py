@@ -59,9 +59,13 @@ class WatchConfig:
     # transaction endpoint keeps the proof out of the public mempool, where a copier could
     # land it first and take the payout (FraudProofs pays msg.sender)
     challenge_rpc_url: str = ""
-    # a challenge a crash left unresolved, with no receipt this many blocks after it was
-    # sent, is failed at the next start (and sent again if its window is still open)
+    # a challenge or commitment a crash left unresolved, with no receipt this many blocks
+    # after it was sent, is failed at the next start (and tried again if its window is open)
     challenge_reconcile_blocks: int = 20
+    # commit to a false leaf only while at least this many seconds of its challenge window are
+    # left: the reveal comes in a later block and must land inside the window, else the
+    # commitment is gas thrown away
+    challenge_min_window_left_s: int = 60
     # fees, retries and bumps of the challenge transaction (the keeper's [gas] table)
     gas: GasConfig = field(default_factory=GasConfig)
     # challenges.json (every (epoch, account) challenged and its outcome) lives here, so a
@@ -91,8 +95,9 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
         ("fraud_proofs_address", not cfg.fraud_proofs_address or (cfg.fraud_proofs_address.startswith("0x")
                                                                  and len(cfg.fraud_proofs_address) == 42),
          "a 0x-prefixed 20-byte address or empty"),
-        ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs ~750,000)"),
+        ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs up to ~600,000)"),
         ("challenge_reconcile_blocks", cfg.challenge_reconcile_blocks >= 1, ">= 1"),
+        ("challenge_min_window_left_s", cfg.challenge_min_window_left_s >= 0, ">= 0"),
         ("log_level", cfg.log_level.upper() in LOG_LEVELS, " or ".join(map(repr, LOG_LEVELS))),
         *gas_checks(cfg.gas),
     ]

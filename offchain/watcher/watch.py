@@ -61,11 +61,12 @@ class WatchMetrics:
         self.accounts = Gauge("watch_accounts", "Account leaves in the last rebuilt epoch", registry=r)
         self.last_poll = Gauge("watch_last_poll_timestamp_seconds", "End of the last successful poll", registry=r)
         self.errors = Counter("watch_errors", "Errors by kind", ["kind"], registry=r)
-        self.challenges = Counter("watch_challenges", "Fraud proofs by outcome: submitted, succeeded, failed, "
-                                  "not_provable", ["outcome"], registry=r)
+        self.challenges = Counter("watch_challenges", "Fraud proofs by outcome: committed (commitment mined), "
+                                  "submitted (reveal sent), succeeded, failed, not_provable", ["outcome"], registry=r)
         self.payout = Counter("watch_challenge_payout", "Bond payout received for proven challenges "
                               "(token base units)", registry=r)
         self.challenge_gas = Gauge("watch_challenge_gas", "Gas used by the last proven challenge", registry=r)
+        self.commit_gas = Gauge("watch_challenge_commit_gas", "Gas used by the last challenge commitment", registry=r)
         self.harvested = Counter("watch_applied_leaves", "Leaves of false roots applied on chain, read back from "
                                  "their transactions, by verdict: honest, false, not_harvested", ["verdict"],
                                  registry=r)

@@ -7,13 +7,15 @@ altered, built like the keeper's (same leaf code, same state block, its epoch fi
 - a leaf with a false state_nonce (which no fraud proof can show): reported "not provable
   on chain", no transaction;
 - a leaf with MM and IM understated: the watcher process (`netmargin watch --config`, key
-  from an encrypted keyfile) challenges it, the epoch is voided, the signer slashed and the
-  challenger paid in the token; a restarted watcher never challenges it again;
+  from an encrypted keyfile) commits to it, reveals the challenge a block later, the epoch is
+  voided, the signer slashed and the challenger paid in the token; a restarted watcher never
+  challenges it again;
 - roots whose signers withhold every leaf (no epoch file, no /proof): the false leaf the
   account applies (withdraw_with_leaf, or apply_leaf from another contract) is read back
   from the transaction and challenged; a node without a call tracer: reported, not harvested;
 - a watcher killed between sending a challenge and its receipt: the restart resolves the
-  "sending" ledger entry from the chain by its hash.
+  "sending" ledger entry from the chain by its hash; one killed between its commit and the
+  reveal: the restart finds the commitment on chain and reveals it with the stored salt.
 
 Tests run in file order on one chain (one story)."""
 
@@ -240,15 +242,25 @@ def test_understated_margin__watcher_process_challenges__epoch_voided__challenge
     assert not world["bond"].functions.is_bonded(world["signer"].address).call()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(metrics) for s in family.samples}
+    assert samples[("watch_challenges_total", (("outcome", "committed"),))] == 1
     assert samples[("watch_challenges_total", (("outcome", "succeeded"),))] == 1
     assert samples[("watch_challenges_total", (("outcome", "submitted"),))] == 1
     assert samples[("watch_challenge_payout_total", ())] == paid
     assert samples[("watch_challenge_gas", ())] == proven["gas"]
+    assert samples[("watch_challenge_commit_gas", ())] == proven["commit_gas"] > 0
     ledger = json.loads((world["tmp"] / "watch" / "challenges.json").read_text())
     [entry] = ledger.values()
     assert entry["status"] == "proven" and entry["tx"] == proven["tx"]
-    print(f"\nchallenge gas {proven['gas']}, root posted -> challenge mined {latency:.2f} s wall "
-          f"({proven['blocks_after_post']} blocks), watcher rebuild+challenge {proven['seconds']} s")
+    # commit-reveal: the commitment a block (or more) before the reveal, its salt kept private
+    assert entry["commit_tx"] == proven["commit_tx"] and entry["commit_block"] < entry["block"]
+    assert status["challenge"]["commit_block"] == entry["commit_block"]
+    salts = world["tmp"] / "watch" / "salts.json"
+    assert salts.stat().st_mode & 0o777 == 0o600
+    [stored] = json.loads(salts.read_text()).values()
+    assert stored["commitment"] == entry["commitment"] and stored["salt"][2:] not in json.dumps(entry)
+    print(f"\nchallenge gas {proven['gas']} + commit {proven['commit_gas']}, root posted -> challenge mined "
+          f"{latency:.2f} s wall ({proven['blocks_after_post']} blocks), watcher rebuild+challenge "
+          f"{proven['seconds']} s")
     world["rogue"] = (epoch, receipt)
 
 
@@ -380,9 +392,9 @@ class RecordingProxy:
 
 
 def test_challenge_rpc_url__the_proof_leaves_through_the_private_endpoint_only(world):
-    """With challenge_rpc_url the signed challenge is sent there (FraudProofs pays msg.sender,
-    so a proof seen in the public mempool can be copied and landed first); reads and the
-    estimate stay on rpc_url."""
+    """With challenge_rpc_url the signed commit and challenge are sent there (a reveal seen in
+    the public mempool cannot pay a copier, whose commitment would be too young, but it tells
+    bots which leaf is false); reads, the dry run and the reveal's estimate stay on rpc_url."""
     dep = world["dep"]
     rebond(world)
     epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
@@ -398,8 +410,8 @@ def test_challenge_rpc_url__the_proof_leaves_through_the_private_endpoint_only(w
     finally:
         proxy.stop()
     assert finding.challenge.status == "proven", finding.challenge
-    assert proxy.methods.count("eth_sendRawTransaction") == 1
-    assert "eth_estimateGas" in proxy.methods      # the executor's own estimate before signing
+    assert proxy.methods.count("eth_sendRawTransaction") == 2       # the commit, then the reveal
+    assert "eth_estimateGas" in proxy.methods      # the executor's own estimate of the commit
     assert "eth_getLogs" not in proxy.methods      # the watcher's reads stay on rpc_url
 
 
@@ -537,40 +549,60 @@ def test_withheld_leaf_applied_through_a_contract__traced__or_reported_when_the_
     assert harvest.challenge.status == "proven" and harvest.challenge.entry["code"] == 1, harvest.challenge
 
 
+def killed_watcher(w, epoch: int, data_dir: Path, mine_commit: bool) -> dict:
+    """Run the watcher process on a new false root with automine off; once its commit is
+    signed (and, with `mine_commit`, mined by one block and the reveal signed too) SIGKILL it
+    -> its ledger entry as the crash left it."""
+    dep, w3 = w["dep"], w["dev"].w3
+    cfg_path = w["tmp"] / f"crash-{epoch}.json"
+    cfg_path.write_text(json.dumps({
+        "rpc_url": w["dev"].url, "engine_address": dep.engine.address, "start_epoch": epoch,
+        "epoch_dir": str(w["tmp"] / "signer"), "data_dir": str(data_dir), "metrics_port": 0,
+        "poll_interval_s": 0.2,
+        "challenger_key": {"source": f"keyfile:{w['keyfile']}", "passphrase_env": PASSWORD_ENV}}))
+    w3.provider.make_request("evm_setAutomine", [False])
+    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg_path)],
+                            env=w["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def entry_now() -> dict:
+        try:
+            return next(iter(json.loads((data_dir / "challenges.json").read_text()).values()), {})
+        except (OSError, ValueError):
+            return {}
+
+    entry: dict = {}
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not entry.get("commit_txs"):
+            time.sleep(0.1)
+            entry = entry_now()
+        time.sleep(0.5)          # the signed transaction reaches the node right after its hash is written
+        if mine_commit:
+            w3.provider.make_request("evm_mine", [])
+            while time.monotonic() < deadline and not entry.get("txs"):
+                time.sleep(0.1)
+                entry = entry_now()
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        _out, err = proc.communicate(timeout=30)
+        w3.provider.make_request("evm_setAutomine", [True])
+    assert entry.get("commit_txs"), err[-3000:]
+    return entry
+
+
 def test_watcher_killed_between_challenge_and_receipt__restart_resolves_the_ledger_by_tx_hash(world):
-    """The watcher process sends a challenge while the node holds it unmined, and is killed
-    (SIGKILL) before the receipt: its ledger says "sending" with the signed hash. The block is
-    mined; a restarted watcher finds the receipt by that hash, records the proof and payout,
-    and sends nothing again."""
+    """The watcher process commits, the commit is mined, it sends the reveal while the node
+    holds it unmined, and is killed (SIGKILL) before the receipt: its ledger says "sending"
+    with the signed hash. The block is mined; a restarted watcher finds the receipt by that
+    hash, records the proof and payout, and sends nothing again."""
     dep, w3 = world["dep"], world["dev"].w3
     rebond(world)
     epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
     rogue_epoch(world, epoch, understate)
     data_dir = world["tmp"] / "crash"
-    cfg_path = world["tmp"] / "crash.json"
-    cfg_path.write_text(json.dumps({
-        "rpc_url": world["dev"].url, "engine_address": dep.engine.address, "start_epoch": epoch,
-        "epoch_dir": str(world["tmp"] / "signer"), "data_dir": str(data_dir), "metrics_port": 0,
-        "poll_interval_s": 0.2,
-        "challenger_key": {"source": f"keyfile:{world['keyfile']}", "passphrase_env": PASSWORD_ENV}}))
-    w3.provider.make_request("evm_setAutomine", [False])
-    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg_path)],
-                            env=world["env"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    entry: dict = {}
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not entry.get("txs"):
-            time.sleep(0.1)
-            try:
-                entry = next(iter(json.loads((data_dir / "challenges.json").read_text()).values()), {})
-            except (OSError, ValueError):
-                entry = {}
-        time.sleep(0.5)          # the signed transaction reaches the node right after its hash is written
-    finally:
-        proc.kill()
-        _out, err = proc.communicate(timeout=30)
-        w3.provider.make_request("evm_setAutomine", [True])
-    assert entry.get("status") == "sending" and entry.get("txs"), err[-3000:]
+    entry = killed_watcher(world, epoch, data_dir, mine_commit=True)
+    assert entry.get("status") == "sending" and entry.get("txs") and entry["commit_block"], entry
     w3.provider.make_request("evm_mine", [])
     nonce = nonce_of(world)
     cfg = replace(watch_cfg(world, epoch), data_dir=str(data_dir))
@@ -584,3 +616,40 @@ def test_watcher_killed_between_challenge_and_receipt__restart_resolves_the_ledg
     [finding] = watcher.poll()
     assert finding.challenge.status == "already_challenged" and finding.challenge.entry["status"] == "proven"
     assert nonce_of(world) == nonce
+
+
+def test_watcher_killed_between_commit_and_reveal__restart_reveals_the_stored_commitment(world):
+    """The watcher process signs its commit while the node holds it unmined and is killed:
+    the ledger says "committing" with the commit's hash, the salt is in salts.json (0600).
+    The commit is mined; a restarted watcher finds the commitment on chain and, before its
+    first poll, reveals it with the stored salt (a block later): proven, paid, one
+    transaction (the reveal) and nothing more when it meets the root."""
+    dep, w3, token = world["dep"], world["dev"].w3, world["dep"].token
+    rebond(world)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    rogue_epoch(world, epoch, understate)
+    data_dir = world["tmp"] / "crash-commit"
+    entry = killed_watcher(world, epoch, data_dir, mine_commit=False)
+    assert entry.get("status") == "committing" and not entry.get("txs"), entry
+    salts = data_dir / "salts.json"
+    assert salts.stat().st_mode & 0o777 == 0o600
+    w3.provider.make_request("evm_mine", [])      # (turning automine back on may have mined it already)
+    commit_block = w3.eth.get_transaction_receipt(entry["commit_txs"][-1])["blockNumber"]
+    nonce = nonce_of(world)
+    balance = token.functions.balanceOf(world["challenger"].address).call()
+    cfg = replace(watch_cfg(world, epoch), data_dir=str(data_dir))
+    metrics = WatchMetrics()
+    watcher = Watcher(cfg, dep, metrics, Challenger(cfg, dep, world["challenger"], metrics))
+    watcher.start()
+    done = watcher.challenger.ledger.get(dep.engine.address, epoch, world["victim"])
+    assert done["status"] == "proven" and done["code"] == 1, done
+    assert done["commit_block"] == commit_block < done["block"] and done["commit_tx"] in entry["commit_txs"]
+    assert done["paid"] == BOND * 2_000 // 10_000 == token.functions.balanceOf(world["challenger"].address).call() \
+        - balance
+    assert nonce_of(world) == nonce + 1                   # the reveal only: the commit was already signed
+    assert metrics.challenges.labels(outcome="committed")._value.get() == 1
+    assert metrics.health(5, 60)[1]["challenge"]["status"] == "proven"
+    h = bytes.fromhex(done["commitment"][2:])
+    assert world["fraud"].functions.commitments(world["challenger"].address, h).call() == 0   # spent
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "already_challenged" and nonce_of(world) == nonce + 1
