@@ -91,9 +91,10 @@ def main() -> None:
         entry = finding.challenge.entry or {}
         print(f"   rogue root {epoch + 1} posted (block {receipt['blockNumber']}, with its data) in {t1 - t0:.2f} s")
         print(f"   watcher poll: rebuild {finding.seconds:.2f} s for {finding.accounts:,} accounts, challenge "
-              f"{finding.challenge.status} code {entry.get('code')} gas {entry.get('gas'):,} paid "
+              f"{finding.challenge.status} code {entry.get('code')} gas {entry.get('gas'):,} (+ commit "
+              f"{entry.get('commit_gas'):,}) paid "
               f"{entry.get('paid', 0) / 10**6:,.0f} tokens, {entry.get('blocks_after_post')} blocks after the post")
-        print(f"   root posted -> challenge mined: {t2 - t1:.2f} s wall (watcher polling at once; add up to "
+        print(f"   root posted -> challenge mined (commit, then reveal): {t2 - t1:.2f} s wall (watcher polling at once; add up to "
               f"poll_interval_s)")
         if args.applied:
             withheld(dev, dep, params, keeper, a, gas, traders, epoch + 2, args.applied, tmp)

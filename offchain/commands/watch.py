@@ -13,8 +13,8 @@ Watch an engine's epoch roots: each root posted is rebuilt from the chain alone 
 its /proof/<account> (keeper_url) are configured. Prometheus metrics and /health on
 metrics_port, like the keeper: /health answers 503 once a false root is found (latched) or
 when polling stalls. With challenger_key set, the first false leaf the chain accepts a fraud
-proof for is challenged (FraudProofs.challenge: the epoch is voided and the signers' bonds pay
-the challenger); without it the watcher only reports. Start from examples/watch.toml; every
+proof for is challenged (FraudProofs commit, then `challenge` a block later: the epoch is
+voided and the signers' bonds pay the challenger); without it the watcher only reports. Start from examples/watch.toml; every
 field can be overridden by NETMARGIN_WATCH_<FIELD>."""
 
 
