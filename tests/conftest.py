@@ -53,6 +53,33 @@ def committed(fraud, sender, trees, record, account: str, book: dict, scenarios=
     return challenge_arguments(trees, record, account, book, scenarios, joint, salt=salt)
 
 
+# ------------------------------------------------------------------ ape isolation
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Refuse a run where one fixture name is session-scoped somewhere and package-, module- or
+    class-scoped elsewhere. ape's isolation groups fixtures by name over every definition
+    collected: such a name counts as a module fixture of every test that uses it, and when
+    ape rebases a module's snapshot it clears the cached value of every definition of that
+    name, the session one included. A module-scoped `engine` in another suite once made the
+    engine suites redeploy their session `engine` mid-module on a whole-tree run, while the
+    other session helpers (trade, give_margin, liquidate) kept the old one: empty books,
+    "no root for engine". ape's own fixtures (chain, accounts...) are never cleared."""
+    from ape.pytest.fixtures import PytestApeFixtures
+
+    ape_names = {n for n in dir(PytestApeFixtures) if not n.startswith("_")}
+    clashes = []
+    for name, defs in session._fixturemanager._arg2fixturedefs.items():
+        scopes = {d.scope for d in defs}
+        if name not in ape_names and "session" in scopes and scopes & {"package", "module", "class"}:
+            where = ", ".join(f"{d.scope} in {d.baseid or '.'}" for d in defs)
+            clashes.append(f"{name!r} ({where})")
+    if clashes:
+        raise pytest.UsageError("fixture names defined both session-scoped and narrower (ape's isolation "
+                                f"would re-create the session one mid-module): {'; '.join(clashes)}; "
+                                "rename the narrower one")
+
+
 # ------------------------------------------------------------------ ape revert cost
 
 

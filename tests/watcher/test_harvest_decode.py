@@ -25,13 +25,16 @@ class _Engine:
         self.abi = abi
 
 
+# not named `engine`: ape's isolation keys fixtures by name across the whole session, and a
+# module-scoped `engine` here made it re-create the engine suites' session-scoped `engine`
+# (a fresh deployment mid-module) whenever it rebased a module's snapshot
 @pytest.fixture(scope="module")
-def engine():
+def engine_abi():
     return _Engine(abis()["MarginEngine"])
 
 
-def test_every_leaf_carrying_engine_function__found_by_shape(engine):
-    assert sorted(n for n, *_ in LeafCalls(engine.abi).by_selector.values()) == \
+def test_every_leaf_carrying_engine_function__found_by_shape(engine_abi):
+    assert sorted(n for n, *_ in LeafCalls(engine_abi.abi).by_selector.values()) == \
         ["apply_leaf", "fill_with_leaf", "withdraw_with_leaf"]
 
 
@@ -41,22 +44,22 @@ def test_every_leaf_carrying_engine_function__found_by_shape(engine):
     ("fill_with_leaf", (("0x" + "34" * 20, 1, True, 10**18, 5 * 10**18, 1, 99), b"\x00" * 65, 10**18,
                         LEAF.as_args(), PROOF)),
 ])
-def test_leaf_and_proof__decoded_from_each_function(engine, fn, args):
-    data = bytes.fromhex(Encoder(engine)(fn, *args).data[2:])
-    assert LeafCalls(engine.abi).decode(data) == (fn, LEAF, PROOF)
+def test_leaf_and_proof__decoded_from_each_function(engine_abi, fn, args):
+    data = bytes.fromhex(Encoder(engine_abi)(fn, *args).data[2:])
+    assert LeafCalls(engine_abi.abi).decode(data) == (fn, LEAF, PROOF)
 
 
-def test_other_selector_or_garbled_input__no_leaf(engine):
-    calls = LeafCalls(engine.abi)
-    good = bytes.fromhex(Encoder(engine)("apply_leaf", LEAF.as_args(), PROOF).data[2:])
-    assert calls.decode(bytes.fromhex(Encoder(engine)("deposit", 5).data[2:])) is None
+def test_other_selector_or_garbled_input__no_leaf(engine_abi):
+    calls = LeafCalls(engine_abi.abi)
+    good = bytes.fromhex(Encoder(engine_abi)("apply_leaf", LEAF.as_args(), PROOF).data[2:])
+    assert calls.decode(bytes.fromhex(Encoder(engine_abi)("deposit", 5).data[2:])) is None
     assert calls.decode(good[:100]) is None                 # truncated
     assert calls.decode(good[:4]) is None
     assert calls.decode(b"") is None
     assert calls.decode(good[:4] + b"\xff" * (len(good) - 4)) is None   # offsets out of range
 
 
-def test_call_tree__only_successful_calls_to_the_engine(engine):
+def test_call_tree__only_successful_calls_to_the_engine(engine_abi):
     tree = {"type": "CALL", "to": "0x" + "aa" * 20, "input": "0x", "calls": [
         {"type": "CALL", "to": ENGINE.upper().replace("0X", "0x"), "input": "0x01", "calls": [
             {"type": "DELEGATECALL", "to": "0x" + "bb" * 20, "input": "0x01"}]},
