@@ -35,7 +35,7 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractLogicError, TransactionNotFound
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from offchain.chain.contracts import Deployment
 from offchain.chain.epoch_leaves import positions_hash_fast
@@ -285,10 +285,8 @@ class Challenger:
                                 f"in {self.salts.path}: it cannot be revealed")
         args = list(self.encode.decode("challenge", entry["reveal_data"]))
         call = self.encode("challenge", *args[:-1], salt)
-        # the pending block is the one after the commit's: estimated there, the commitment is mature
         try:
-            gas = self.dep.w3.eth.estimate_gas({"from": self.account.address, "to": call.to, "data": call.data},
-                                               "pending")
+            gas = self._estimate_reveal(call, int(entry["commit_block"]))
         except ContractLogicError as exc:
             return self._failed(engine, epoch, account, entry,
                                 f"reveal: {str(exc.message or exc).removeprefix('execution reverted: ')}")
@@ -325,6 +323,25 @@ class Challenger:
             "chain_seconds_after_post": entry["chain_seconds_after_post"], "seconds": entry["seconds"]})
         return self._report(Outcome("proven", account, f"code {entry['code']}: {CODES.get(entry['code'], '')}",
                                     entry), epoch)
+
+    def _estimate_reveal(self, call: PreparedCall, commit_block: int) -> int:
+        """The reveal's gas, estimated where the commitment is mature: the pending block (the
+        one after the commit's). A node without a pending block, or whose pending block is
+        still the commit's, is asked again on the latest block once the head is past the commit
+        (up to `challenge_reveal_wait_s`). Raises ContractLogicError when the reveal reverts."""
+        tx = {"from": self.account.address, "to": call.to, "data": call.data}
+        try:
+            return self.dep.w3.eth.estimate_gas(tx, "pending")
+        except ContractLogicError as exc:
+            if "commitment too young" not in str(exc.message or exc):
+                raise
+        except (ValueError, Web3RPCError) as exc:       # no "pending" block on this node
+            log.info("pending block refused: waiting for the block after the commit",
+                     extra={"error": str(exc)[:200], "commit_block": commit_block})
+        deadline = time.monotonic() + self.cfg.challenge_reveal_wait_s
+        while int(self.dep.w3.eth.block_number) <= commit_block and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return self.dep.w3.eth.estimate_gas(tx, "latest")
 
     def _send_tracked(self, engine: str, epoch: int, account: str, entry: dict, field: str, label: str, call):
         """Send with every signed hash written to entry[field] before it leaves (`_signed`)."""

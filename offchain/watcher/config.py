@@ -66,6 +66,9 @@ class WatchConfig:
     # left: the reveal comes in a later block and must land inside the window, else the
     # commitment is gas thrown away
     challenge_min_window_left_s: int = 60
+    # a node that cannot estimate on its pending block: wait up to this long for the block
+    # after the commit's before estimating the reveal on the latest block
+    challenge_reveal_wait_s: float = 120.0
     # fees, retries and bumps of the challenge transaction (the keeper's [gas] table)
     gas: GasConfig = field(default_factory=GasConfig)
     # challenges.json (every (epoch, account) challenged and its outcome) lives here, so a
@@ -98,6 +101,7 @@ def load_watch_config(path: str | Path | None, env: typing.Mapping[str, str] | N
         ("challenge_gas_limit", cfg.challenge_gas_limit >= 100_000, ">= 100000 (a challenge costs up to ~600,000)"),
         ("challenge_reconcile_blocks", cfg.challenge_reconcile_blocks >= 1, ">= 1"),
         ("challenge_min_window_left_s", cfg.challenge_min_window_left_s >= 0, ">= 0"),
+        ("challenge_reveal_wait_s", cfg.challenge_reveal_wait_s > 0, "> 0"),
         ("log_level", cfg.log_level.upper() in LOG_LEVELS, " or ".join(map(repr, LOG_LEVELS))),
         *gas_checks(cfg.gas),
     ]

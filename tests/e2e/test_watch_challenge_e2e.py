@@ -355,10 +355,12 @@ def test_false_root_found_after_the_window__reported_not_sent(world):
 
 class RecordingProxy:
     """A JSON-RPC endpoint that forwards every request to the node and records the methods:
-    stands in for a private transaction endpoint."""
+    stands in for a private transaction endpoint. `refuse`: methods answered as unknown;
+    `refuse_pending`: estimates on the pending block refused (a node that has none)."""
 
-    def __init__(self, upstream: str, refuse: tuple[str, ...] = ()):
+    def __init__(self, upstream: str, refuse: tuple[str, ...] = (), refuse_pending: bool = False):
         methods = self.methods = []
+        refused = self.refused = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
@@ -369,6 +371,11 @@ class RecordingProxy:
                     answer = json.dumps({"jsonrpc": "2.0", "id": doc["id"], "error": {
                         "code": -32601, "message": f"the method {doc['method']} does not exist/is not available"}
                     }).encode()
+                elif refuse_pending and isinstance(doc, dict) and doc["method"] == "eth_estimateGas" and \
+                        doc["params"][1:2] == ["pending"]:
+                    refused.append(doc["method"])
+                    answer = json.dumps({"jsonrpc": "2.0", "id": doc["id"], "error": {
+                        "code": -32000, "message": "pending block is not available"}}).encode()
                 else:
                     req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
                     with urllib.request.urlopen(req, timeout=30) as r:
@@ -413,6 +420,40 @@ def test_challenge_rpc_url__the_proof_leaves_through_the_private_endpoint_only(w
     assert proxy.methods.count("eth_sendRawTransaction") == 2       # the commit, then the reveal
     assert "eth_estimateGas" in proxy.methods      # the executor's own estimate of the commit
     assert "eth_getLogs" not in proxy.methods      # the watcher's reads stay on rpc_url
+
+
+def test_node_without_a_pending_block__reveal_waits_for_the_block_after_the_commit(world):
+    """Against a node that cannot estimate on its pending block, the watcher cannot ask
+    whether its reveal would land a block after the commit: it waits for the head to pass
+    the commit's block and estimates on the latest block, then reveals (a block is mined
+    every second here, as a chain would)."""
+    dep, w3 = world["dep"], world["dev"].w3
+    rebond(world)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    rogue_epoch(world, epoch, understate)
+    proxy = RecordingProxy(world["dev"].url, refuse_pending=True)
+    stop = threading.Event()
+
+    def mine_every_second():
+        while not stop.wait(1.0):
+            w3.provider.make_request("evm_mine", [])
+
+    miner = threading.Thread(target=mine_every_second, daemon=True)
+    miner.start()
+    try:
+        node = replace(dep, w3=Web3(HTTPProvider(proxy.url)))
+        cfg = replace(watch_cfg(world, epoch), data_dir=str(world["tmp"] / "no-pending"))
+        metrics = WatchMetrics()
+        watcher = Watcher(cfg, node, metrics, Challenger(cfg, node, world["challenger"], metrics))
+        watcher.start()
+        [finding] = watcher.poll()
+    finally:
+        stop.set()
+        miner.join(timeout=5)
+        proxy.stop()
+    assert finding.challenge.status == "proven", finding.challenge
+    entry = finding.challenge.entry
+    assert proxy.refused == ["eth_estimateGas"] and entry["block"] > entry["commit_block"]
 
 
 def withheld_rogue_epoch(w, lie) -> tuple[int, object]:

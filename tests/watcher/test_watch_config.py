@@ -45,6 +45,7 @@ def test_key_by_reference_and_env_overrides(tmp_path):
     ("challenge_gas_limit = 5000\n", "config.challenge_gas_limit: must be >= 100000"),
     ("challenge_reconcile_blocks = 0\n", "config.challenge_reconcile_blocks: must be >= 1, got 0"),
     ("challenge_min_window_left_s = -1\n", "config.challenge_min_window_left_s: must be >= 0, got -1"),
+    ("challenge_reveal_wait_s = 0\n", "config.challenge_reveal_wait_s: must be > 0, got 0"),
     ('challenge_rpc_url = "relay.example"\n',
      "config.challenge_rpc_url: must be an http(s) URL or empty, got 'relay.example'"),
     ("[gas]\nbump_pct = 5\n", "config.gas.bump_pct: must be >= 10"),
