@@ -102,17 +102,19 @@ def send(w3: Web3, sender: LocalAccount, call, what: str):
 def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: int,
                   params: Params, settings: EngineSettings = EngineSettings(),
                   bonds: BondSettings | None = BondSettings(),
-                  signer_keys: list[LocalAccount] = ()) -> Deployment:
-    """Everything, owned by `owner`. With `bonds` (the default) the SignerBond and FraudProofs
-    are deployed and wired, and every signer is bonded: a signer whose key is in `signer_keys`
-    gets the stake from the token's faucet and bonds it itself, another is funded by the owner
-    (SignerBond credits a stake to whoever it names). `bonds=None`: no bonds, every signer
+                  signer_keys: list[LocalAccount] = (), token_contract: str = "MockERC20") -> Deployment:
+    """Everything, owned by `owner`, settling in `token_contract` (a token of contracts/mocks:
+    MockERC20, or BlocklistToken, whose owner blocks addresses as a stablecoin's issuer can).
+    With `bonds` (the default) the SignerBond and FraudProofs are deployed and wired, and every
+    signer is bonded: a signer whose key is in `signer_keys` gets the stake from the token's
+    faucet and bonds it itself, another is funded by the owner (SignerBond credits a stake to
+    whoever it names). `bonds=None`: no bonds, every signer
     counts (the oracle as before fraud proofs)."""
     if bonds is not None:
         bonds.check()
-    builds = compile_contracts(["MockERC20", "InstrumentRegistry", "RiskOracle", "MarginEngine",
+    builds = compile_contracts([token_contract, "InstrumentRegistry", "RiskOracle", "MarginEngine",
                                 "MarginEngineExtension", "ScenarioVerifier", "SignerBond", "FraudProofs"])
-    token = deploy(w3, builds["MockERC20"], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
+    token = deploy(w3, builds[token_contract], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
     registry = deploy(w3, builds["InstrumentRegistry"], owner)
     params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
     oracle = deploy(w3, builds["RiskOracle"], owner, registry.address,

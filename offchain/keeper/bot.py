@@ -4,7 +4,7 @@ read (events -> touched accounts -> re-read their books at the state block) -> p
 (source -> marks, vols) -> compute (market leaves -> the epoch's risk engine -> vectorised
 risk over every account) -> decide (strategy.plan, pure) -> act (post market data; when due,
 one signed epoch root for every account plus its public data; apply the newest leaf and
-liquidate; settle) -> metrics.
+liquidate; settle; push forfeited signer bonds to the insurance fund) -> metrics.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Encoder, Executor, TxResult
+from offchain.keeper.forfeits import ForfeitPusher
 from offchain.keeper.indexer import Indexer
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.price_guard import PriceCheck, PriceGuard
@@ -89,6 +90,8 @@ class CycleReport:
     settled: int = 0
     posted_prices: bool = False
     held: str = ""  # why nothing was signed this cycle (untrusted prices), "" normally
+    forfeited: int = 0         # the signer bond's forfeited balance read (token units)
+    forfeited_pushed: int = 0  # of it, moved to the insurance fund this cycle
     seconds: dict[str, float] = field(default_factory=dict)
     results: list[TxResult] = field(default_factory=list)
 
@@ -111,6 +114,8 @@ class Keeper:
         self.domain = oracle_domain(self.w3.eth.chain_id, dep.oracle.address)
         self.engine_calls = Encoder(dep.engine)
         self.oracle_calls = Encoder(dep.oracle)
+        self.forfeits = ForfeitPusher(dep, executor, self.metrics, cfg.forfeited_push_min,
+                                      cfg.signer_bond_address)
         self.policy = Policy(leaf_move_frac=cfg.leaf_move_frac, leaf_move_abs=cfg.leaf_move_abs,
                              root_max_age_s=cfg.root_max_age_s, liquidate=cfg.liquidate,
                              settle=cfg.settle)
@@ -150,9 +155,11 @@ class Keeper:
         self.max_index_move_bps = self.dep.oracle.functions.max_index_move_bps().call()
         # a restart trusts what the oracle already holds, not the first print it sees
         self.guard.seed(self._onchain_index())
+        bond = self.forfeits.start()
         log.info("keeper started", extra={"accounts": len(self.book), "instruments": len(self.table),
                                           "resume_block": self.indexer.cursor(),
                                           "signers": self.signers.addresses, "epoch": self.epoch,
+                                          "signer_bond": bond,
                                           "gas_key": self.executor.account.address,
                                           "dry_run": self.cfg.dry_run})
 
@@ -264,6 +271,7 @@ class Keeper:
             report.held = check.reason
             log.warning("holding: untrusted prices", extra={"reason": check.reason})
             if self.guard.last is None or len(self.last_vol) == 0:
+                self._push_forfeited(report, head)
                 self._update_metrics(report, None, now, time.perf_counter() - t0)
                 return report
             spot, vol, marks = self.guard.last, self.last_vol, self.posted_marks
@@ -307,6 +315,7 @@ class Keeper:
         if self.cfg.post_prices and self.source is not None and check.ok:
             self._post_settlements(now)
         report.settled = self._settle(decision)
+        self._push_forfeited(report, head)
         timing["act"] = time.perf_counter() - t2
         timing["total"] = time.perf_counter() - t0
         report.seconds = timing
@@ -316,7 +325,7 @@ class Keeper:
         log.info("cycle", extra={"block": head, "accounts": report.accounts,
                                  "unhealthy": report.unhealthy, "epoch": report.epoch,
                                  "liquidated": len(report.liquidated), "settled": report.settled,
-                                 "prices": report.posted_prices,
+                                 "prices": report.posted_prices, "forfeited_pushed": report.forfeited_pushed,
                                  **{f"{k}_s": round(v, 4) for k, v in timing.items()}})
         return report
 
@@ -731,6 +740,16 @@ class Keeper:
             self._count("settlement_price", res, price=round(price, 2), expiry=expiry)
             if res.ok or "already final" in res.error:
                 self.settlement[i] = self.dep.oracle.functions.settlement_price(int(t.ids[i])).call() / WAD
+
+    def _push_forfeited(self, report: CycleReport, head: int) -> None:
+        """The signer bond's forfeited balance to the insurance fund, when at the minimum
+        (last in the cycle: a wait for its receipt never delays a liquidation)."""
+        push = self.forfeits.push(head)
+        if push is None:
+            return
+        report.forfeited, report.forfeited_pushed = push.forfeited, push.pushed
+        if push.result is not None:
+            self._count("push_forfeited", push.result, forfeited=push.forfeited, amount=push.pushed)
 
     def _settle(self, decision: Plan) -> int:
         calls = [(f"settle:{self.book.addresses[a]}:{int(self.table.ids[k])}",

@@ -95,6 +95,13 @@ class KeeperConfig:
     oracle_address: str = ""
     registry_address: str = ""
     token_address: str = ""
+    # the SignerBond whose forfeited stakes this keeper pushes to the engine's insurance fund
+    # (deployment.json `signer_bond`); empty: the one the oracle named (FraudContractsSet),
+    # none on a deployment without bonds
+    signer_bond_address: str = ""
+    # push the bond's forfeited balance (slashed stakes, less the challenger's share) once it
+    # reaches this many settlement tokens: below it, a push's gas outweighs what it moves
+    forfeited_push_min: float = 100.0
     # sqlite state store lives here; restart resumes from it
     data_dir: str = ".keeper"
     # first block to index when the store is empty (the engine's deployment block)
@@ -189,6 +196,8 @@ def validate(config: KeeperConfig) -> None:
         ("price_max_jump_frac", config.price_max_jump_frac > 0, "> 0"),
         ("price_confirm_cycles", config.price_confirm_cycles >= 1, ">= 1"),
         ("start_block", config.start_block >= 0, ">= 0"),
+        ("forfeited_push_min", config.forfeited_push_min >= 0,
+         ">= 0 settlement tokens (0 pushes any forfeited amount)"),
         ("log_level", config.log_level.upper() in LOG_LEVELS, " or ".join(map(repr, LOG_LEVELS))),
         ("prices.seconds_per_day", config.prices.seconds_per_day >= 0, ">= 0 (0 follows block timestamps)"),
         *gas_checks(config.gas),
@@ -212,7 +221,7 @@ def validate(config: KeeperConfig) -> None:
     if config.prices.start > config.prices.end:
         raise UserError(f"config.prices.end: must not be before prices.start ({config.prices.start}), "
                         f"got {config.prices.end!r}")
-    for name in ("engine_address", "oracle_address", "registry_address", "token_address"):
+    for name in ("engine_address", "oracle_address", "registry_address", "token_address", "signer_bond_address"):
         check_address(f"config.{name}", getattr(config, name))
     specs = [(f"signers[{i}]", s) for i, s in enumerate(config.signers)] + [("gas_key", config.gas_key)]
     for name, spec in specs:

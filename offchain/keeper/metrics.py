@@ -50,6 +50,16 @@ class KeeperMetrics:
         self.price_alarm = Gauge("keeper_price_alarm", "1 while the keeper holds on untrusted prices "
                                  "(silent source or unconfirmed outlier) and signs nothing", registry=r)
         self.price_alarm_reason = ""
+        # forfeited signer bonds (offchain/keeper/forfeits.py), in the token's units
+        self.forfeited_pushes = Counter("keeper_forfeited_pushes", "push_forfeited transactions this keeper "
+                                        "mined (forfeited bonds moved to the insurance fund)", registry=r)
+        self.forfeited_pushed = Counter("keeper_forfeited_pushed_units", "Forfeited bond token units this "
+                                        "keeper moved to the insurance fund", registry=r)
+        self.forfeited_push_gas = Gauge("keeper_forfeited_push_gas", "Gas used by the last push_forfeited",
+                                        registry=r)
+        self.forfeited_pending = Gauge("keeper_forfeited_pending_units", "The signer bond's forfeited balance "
+                                       "(token units) not yet in the insurance fund, at the last cycle", registry=r)
+        self.forfeited_status: dict | None = None   # /health's "forfeited" (None: no bond)
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
         head = int(self.head_block._value.get())
@@ -58,6 +68,8 @@ class KeeperMetrics:
         age = time.time() - last if last else float("inf")
         status = {"head_block": head, "processed_block": done, "lag_blocks": head - done,
                   "last_cycle_age_s": round(age, 3)}
+        if self.forfeited_status is not None:   # informational: a refused push raises no alarm
+            status["forfeited"] = self.forfeited_status
         alarm = bool(self.price_alarm._value.get())
         ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s and not alarm
         if not ok:

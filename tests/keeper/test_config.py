@@ -41,6 +41,29 @@ def test_load_config__bad_value__error_names_field(tmp_path, text, field):
         load_config(path, env={})
 
 
+@pytest.mark.parametrize("text, message", [
+    ("forfeited_push_min = -1.0", "config.forfeited_push_min: must be >= 0 settlement tokens (0 pushes any "
+                                  "forfeited amount), got -1.0"),
+    ("forfeited_push_min = \"lots\"", "config.forfeited_push_min: must be float, got 'lots'"),
+    ("forfeited_push_min = nan", "config.forfeited_push_min: must be a finite number, got nan"),
+    ("signer_bond_address = \"0x1234\"", "config.signer_bond_address: must be a 0x-prefixed 20-byte hex "
+                                         "address, got '0x1234'"),
+])
+def test_load_config__bad_forfeit_push_setting__error_names_key_and_value(tmp_path, text, message):
+    path = tmp_path / "k.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(UserError) as exc:
+        load_config(path, env={})
+    assert str(exc.value) == message
+
+
+def test_load_config__forfeit_push__default_and_env_override(tmp_path):
+    assert load_config(None, env={}).forfeited_push_min == 100.0
+    cfg = load_config(None, env={"NETMARGIN_KEEPER_FORFEITED_PUSH_MIN": "0",
+                                 "NETMARGIN_KEEPER_SIGNER_BOND_ADDRESS": "0x" + "ab" * 20})
+    assert cfg.forfeited_push_min == 0.0 and cfg.signer_bond_address == "0x" + "ab" * 20
+
+
 def test_load_config__plain_private_key__refused(tmp_path):
     path = tmp_path / "k.toml"
     path.write_text('[gas_key]\nsource = "0x' + "ab" * 32 + '"\n')
