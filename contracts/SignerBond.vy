@@ -193,7 +193,8 @@ def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
     """
     @notice Take every listed signer's stake and pending withdrawal, pay CHALLENGER_SHARE_BPS
             of the sum to `challenger` and forfeit the rest (for the insurance fund:
-            `push_forfeited`). Only the slasher (FraudProofs, after a proven challenge).
+            `push_forfeited`); a payout the token refuses is forfeited too. Only the slasher
+            (FraudProofs, after a proven challenge).
     @dev The engine is not called here: a proven fraud must slash whatever the engine does
          with a deposit; the push is a separate call.
     @return The amount paid to the challenger.
@@ -210,13 +211,35 @@ def slash(signers: DynArray[address, 16], challenger: address) -> uint256:
         taken += amount
         log Slashed(signer=s, challenger=challenger, amount=amount)
     paid: uint256 = taken * CHALLENGER_SHARE_BPS // 10_000
-    if taken != 0:
-        self.total_bonded -= taken
-        self.forfeited += taken - paid
-        log Forfeited(challenger=challenger, taken=taken, paid=paid, forfeited=self.forfeited)
-    if paid != 0:
-        assert extcall token.transfer(challenger, paid, default_return_value=True), "bond: transfer failed"
+    if taken == 0:
+        return 0
+    self.total_bonded -= taken
+    self.forfeited += taken - paid
+    # The payout must not be able to undo the proof (the caller voids the epoch in the same
+    # transaction): a token that refuses it (the challenger or this contract blocklisted by
+    # the issuer, a re-entry hitting a lock) forfeits the challenger's share instead.
+    if paid != 0 and not self._pay(challenger, paid):
+        self.forfeited += paid
+        paid = 0
+    log Forfeited(challenger=challenger, taken=taken, paid=paid, forfeited=self.forfeited)
     return paid
+
+
+@internal
+def _pay(to: address, amount: uint256) -> bool:
+    """
+    @dev token.transfer without reverting: true if the call succeeded and returned nothing
+         or true (tokens that return nothing are accepted, as everywhere here).
+    """
+    ok: bool = False
+    response: Bytes[32] = b""
+    ok, response = raw_call(token.address, abi_encode(to, amount, method_id=method_id("transfer(address,uint256)")),
+                            max_outsize=32, revert_on_failure=False)
+    if not ok:
+        return False
+    if len(response) == 0:
+        return True
+    return len(response) == 32 and extract32(response, 0, output_type=uint256) == 1
 
 
 @external

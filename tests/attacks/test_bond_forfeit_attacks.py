@@ -267,21 +267,26 @@ def test_push_forfeited__engine_blocklisted_by_the_token__reverts_forfeit_kept_t
     assert_funds_add_up(blk_engine, blk, [])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding V6: the challenger's share is paid inside "
-                   "the slash, so a token that refuses that transfer (the bond blocklisted by the issuer) reverts the "
-                   "whole proof: the false epoch is never voided nor its signers slashed")
-def test_fraud__bond_blocklisted_by_the_token_issuer__false_root_still_voided_and_slashed(
+def test_fraud__bond_or_challenger_blocklisted_by_the_token_issuer__false_root_still_voided_and_slashed(
         engine, oracle, registry, domain, signers, chain, keeper, liquidator, admin, blocklisted, traded):
-    """V6. The bond's token is one whose issuer can block addresses. Blocking the bond (or
-    the watcher's address: another address can still prove it) makes every payout transfer
-    revert, and the payout is part of the proof's transaction, so the proof reverts with it:
-    the false root stays valid, its leaves keep applying, its signers keep their bonds."""
+    """V6. The bond's token is one whose issuer can block addresses. Blocking the bond made
+    every payout transfer revert, and the payout was part of the proof's transaction, so the
+    proof reverted with it: the false root stayed valid, its signers kept their bonds. Now
+    the refused payout is forfeited: the epoch is void, both bonds slashed, the challenger
+    paid nothing; the same for a blocked challenger."""
     blk, _, bond, fraud = blocklisted()
     victim, maker = traded()
     blk.set_blocked(bond, True, sender=admin)
-    proven = True
-    try:
-        prove_false_root(engine, oracle, registry, domain, signers, chain, keeper, victim, maker, fraud, liquidator)
-    except ape.exceptions.ContractLogicError as exc:
-        proven, reason = False, exc.revert_message
-    assert proven and bond.total_bonded() == 0, f"the proof reverted ({reason}); the signers keep {bond.total_bonded()}"
+    paid = prove_false_root(engine, oracle, registry, domain, signers, chain, keeper, victim, maker, fraud, liquidator)
+    assert paid == 0 and bond.total_bonded() == 0 and bond.forfeited() == 2 * BOND
+    assert not bond.is_bonded(signers[0].address) and blk.balanceOf(liquidator) == 0
+    identity(blk, bond, 2 * BOND, 0, 0)
+    # a blocked challenger (the bond unblocked, signers re-bonded): proven, its share forfeited
+    blk.set_blocked(bond, False, sender=admin)
+    for s in signers[:2]:
+        va.rebond(blk, bond, admin, s)
+    blk.set_blocked(liquidator, True, sender=admin)
+    assert prove_false_root(engine, oracle, registry, domain, signers, chain, keeper, victim, maker, fraud,
+                            liquidator) == 0
+    assert bond.total_bonded() == 0 and bond.forfeited() == 4 * BOND
+    identity(blk, bond, 4 * BOND, 0, 0)

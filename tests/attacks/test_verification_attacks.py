@@ -828,9 +828,11 @@ def test_bond__griefer_bonds_dust_for_a_signer__cannot_delay_or_block_its_withdr
 
 def test_bond__reentrant_token__payout_and_withdrawal_reentry_refused(
         project, admin, engine, oracle, registry, domain, signers, chain, keeper, attacker, traded):
-    """On a token that calls back mid-transfer (the bond's insurance fund an engine on it), the slash payout re-entering FraudProofs and
-    a withdrawal re-entering SignerBond (a second withdrawal) revert as a whole and leave
-    the epoch and the stakes as they were; unarmed, both go through."""
+    """On a token that calls back mid-transfer (the bond's insurance fund an engine on it): the
+    slash payout re-entering FraudProofs hits its lock, so the token refuses the payout; the
+    proof stands (epoch void, bonds slashed) and the refused share is forfeited (finding V6:
+    no payout can undo a proof). A withdrawal re-entering SignerBond (a second withdrawal)
+    reverts as a whole and leaves the stake as it was; unarmed, it goes through."""
     hook = project.ReentrantToken.deploy("Hook USD", "hUSD", 6, sender=admin)
     bond = project.SignerBond.deploy(hook, BOND, WINDOW, DELAY, deploy_engine(project, admin, hook, oracle, registry),
                                      sender=admin)
@@ -846,15 +848,13 @@ def test_bond__reentrant_token__payout_and_withdrawal_reentry_refused(
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate(), maker.address: understate()})
     args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
-    # any re-entry of FraudProofs hits its lock (a bare revert; unlocked, this call would
-    # fail with "fraud: only the deployer registers verifiers"); the mock's payload is short
+    # any re-entry of FraudProofs hits its lock (unlocked, the inner call would fail with
+    # "fraud: only the deployer registers verifiers"); the mock's payload is short
     hook.arm(fraud, fraud.register_verifier.encode_input(verifier), sender=attacker)
-    with pytest.raises(ape.exceptions.ContractLogicError) as err:
-        fraud.challenge(*args, sender=attacker)
-    assert err.value.revert_message in (None, "", "Transaction failed.")
-    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash() and bond.stake(signers[0].address) == BOND
-    hook.arm(ZERO, b"", sender=attacker)
-    assert fraud.challenge(*args, sender=attacker).decode_logs(fraud.FraudProven)[0].paid == 2 * BOND // 5
+    tx = fraud.challenge(*args, sender=attacker)
+    assert tx.decode_logs(fraud.FraudProven)[0].paid == 0 and not tx.decode_logs(hook.Reentered)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID and bond.stake(signers[0].address) == 0
+    assert bond.forfeited() == 2 * BOND and hook.balanceOf(attacker) == 0
     hook.arm(bond, bond.withdraw.encode_input(), sender=attacker)
     s2 = as_sender(chain, signers[2])
     bond.request_withdrawal(BOND, sender=s2)
