@@ -115,7 +115,7 @@ class Keeper:
         self.engine_calls = Encoder(dep.engine)
         self.oracle_calls = Encoder(dep.oracle)
         self.forfeits = ForfeitPusher(dep, executor, self.metrics, cfg.forfeited_push_min,
-                                      cfg.signer_bond_address)
+                                      cfg.signer_bond_address, cfg.start_block)
         self.policy = Policy(leaf_move_frac=cfg.leaf_move_frac, leaf_move_abs=cfg.leaf_move_abs,
                              root_max_age_s=cfg.root_max_age_s, liquidate=cfg.liquidate,
                              settle=cfg.settle)

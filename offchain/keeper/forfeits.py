@@ -43,10 +43,12 @@ class Push:
     pushed: int = 0   # token units that reached the insurance fund
 
 
-def find_bond(dep: Deployment, address: str = "") -> Contract | None:
+def find_bond(dep: Deployment, address: str = "", from_block: int = 0) -> Contract | None:
     """The SignerBond whose forfeits this keeper pushes: `address` (checked to pay this
     engine's insurance fund), else the deployment's, else the one the oracle last named
-    (FraudContractsSet). None on a deployment without bonds."""
+    (FraudContractsSet, searched from `from_block`: the oracle names it after the engine's
+    deployment, since the bond needs the engine's address). None on a deployment without
+    bonds."""
     abi = compile_contracts(["SignerBond"])["SignerBond"]["abi"]
     if address:
         bond = dep.w3.eth.contract(address=to_checksum_address(address), abi=abi)
@@ -62,7 +64,7 @@ def find_bond(dep: Deployment, address: str = "") -> Contract | None:
         return bond
     if dep.signer_bond is not None:
         return dep.w3.eth.contract(address=dep.signer_bond.address, abi=abi)
-    logs = _logs(dep, dep.oracle, "FraudContractsSet", [])
+    logs = _logs(dep, dep.oracle, "FraudContractsSet", [], from_block=from_block)
     if not logs:
         return None
     named = to_checksum_address("0x" + bytes(logs[-1][0]["topics"][1])[-20:].hex())
@@ -78,12 +80,13 @@ def find_bond(dep: Deployment, address: str = "") -> Contract | None:
 
 class ForfeitPusher:
     def __init__(self, dep: Deployment, executor: Executor, metrics: KeeperMetrics, min_tokens: float,
-                 address: str = ""):
+                 address: str = "", from_block: int = 0):
         self.dep = dep
         self.executor = executor
         self.metrics = metrics
         self.min_tokens = min_tokens
         self.address = address
+        self.from_block = from_block
         self.bond: Contract | None = None
         self.min_units = 0
         self._calls: Encoder | None = None
@@ -91,7 +94,7 @@ class ForfeitPusher:
 
     def start(self) -> str | None:
         """Find the bond (None: nothing to push, ever); returns its address."""
-        self.bond = find_bond(self.dep, self.address)
+        self.bond = find_bond(self.dep, self.address, self.from_block)
         if self.bond is None:
             return None
         decimals = int(self.dep.token.functions.decimals().call())

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import pytest
 
-from offchain.chain.contracts import WAD
+from offchain.chain.contracts import WAD, connect
 from offchain.devnet.anvil import start_anvil
 from offchain.devnet.demo import reconcile
 from offchain.devnet.deploy import (
@@ -59,6 +59,10 @@ WINDOW, DELAY = 3_600, 7_200
 
 
 def make_keeper(w, dep, gas, tmp, **cfg) -> Keeper:
+    """A keeper bound as `netmargin keeper` binds it when `dep` is an address (connect: the
+    engine alone; the bond found from the oracle's log), else to the deployment given."""
+    if isinstance(dep, str):
+        dep = connect(w["dev"].w3, dep)
     config = KeeperConfig(rpc_url=w["dev"].url, engine_address=dep.engine.address, price_max_age_s=3600,
                           data_dir=str(tmp), **cfg)
     keeper = Keeper(config, dep, Signers([w["signer"]]), Executor(w["dev"].w3, gas, config.gas),
@@ -137,12 +141,14 @@ def test_below_minimum__read_and_reported__nothing_sent(world):
     slash(world)
     bond = world["bond"].functions
     assert bond.forfeited().call() == FORFEITED
-    # a keeper that only pushes, with its minimum one token above the balance
+    # a keeper that only pushes, with its minimum one token above the balance, bound like the
+    # keeper command (no deployment file): the bond found from the oracle's FraudContractsSet
     gas = world["dev"].accounts[7]
-    keeper = make_keeper(world, world["dep"], gas, world["tmp"] / "below", post_prices=False, post_roots=False,
+    keeper = make_keeper(world, world["dep"].engine.address, gas, world["tmp"] / "below", post_prices=False, post_roots=False,
                          forfeited_push_min=FORFEITED / USD + 1)
     nonce = world["dev"].w3.eth.get_transaction_count(gas.address)
     report = keeper.cycle()
+    assert keeper.forfeits.bond.address == world["bond"].address
     assert (report.forfeited, report.forfeited_pushed) == (FORFEITED, 0)
     assert bond.forfeited().call() == FORFEITED and bond.to_insurance().call() == 0
     assert world["dev"].w3.eth.get_transaction_count(gas.address) == nonce
@@ -250,7 +256,7 @@ def test_deployment_without_bonds__no_bond__cycle_runs__configured_bond_of_anoth
     dep = deploy_system(dev.w3, world["admin"], [world["signer"].address], 1, world["params"], EngineSettings(),
                         bonds=None)
     list_instruments(dep, world["admin"], [{"underlying": "BTC", "kind": "perpetual"}])
-    keeper = make_keeper(world, dep, world["gas"], world["tmp"] / "nobond")
+    keeper = make_keeper(world, dep.engine.address, world["gas"], world["tmp"] / "nobond")
     next_second(dep)
     report = keeper.cycle()
     assert keeper.forfeits.bond is None and (report.forfeited, report.forfeited_pushed) == (0, 0)
