@@ -11,6 +11,8 @@ watcher, commit then reveal).
 - while the engine is paused: still pushed (`fund_insurance` has no pause check);
 - while the token blocks the engine: the push is estimated, refused, logged once and not
   estimated again every block; RETRY_BLOCKS after the refusal, unblocked, it lands;
+- the keeper process (`netmargin keeper --config --once`, keys from keyfiles, the bond from
+  the config's `signer_bond_address`): pushes, one JSON log line with the amount and gas;
 - a deployment without bonds: no bond found, the cycle runs, nothing about forfeits; a
   configured bond of another engine: refused at startup, naming the key.
 
@@ -18,7 +20,11 @@ Tests run in file order on one chain (one story)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -40,11 +46,12 @@ from offchain.keeper.bot import Keeper
 from offchain.keeper.config import KeeperConfig
 from offchain.keeper.executor import Executor
 from offchain.keeper.forfeits import RETRY_BLOCKS
+from offchain.keeper.keys import write_keyfile
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
-from offchain.paths import DATA_DIR
+from offchain.paths import DATA_DIR, REPO_ROOT
 from offchain.risk import load_params
 from offchain.watcher.challenge import Challenger
 from offchain.watcher.config import WatchConfig
@@ -248,6 +255,37 @@ def test_token_blocks_the_engine__refused_once__not_estimated_every_block__lands
     report = keeper.cycle()
     assert report.forfeited_pushed == FORFEITED and bond.to_insurance().call() == 3 * FORFEITED
     assert "refused" not in keeper.metrics.health(5, 60)[1]["forfeited"]
+    assert reconcile(dep)["reconciled"] and bond_identity(world)
+
+
+def test_keeper_process_once__pushes__json_log_line_with_amount_and_gas(world):
+    dep, w3, tmp = world["dep"], world["dev"].w3, world["tmp"]
+    rebond(world)
+    slash(world)
+    signer = write_keyfile(world["signer"], tmp / "signer.json", "pw")
+    gas = write_keyfile(world["dev"].accounts[8], tmp / "gas.json", "pw")
+    config = tmp / "keeper-once.json"
+    config.write_text(json.dumps({
+        "rpc_url": world["dev"].url, "engine_address": dep.engine.address, "data_dir": str(tmp / "once"),
+        "signer_bond_address": world["bond"].address, "forfeited_push_min": 1000,
+        "post_roots": False, "signers": [{"source": f"keyfile:{signer}", "passphrase_env": "OPS_PW"}],
+        "gas_key": {"source": f"keyfile:{gas}", "passphrase_env": "OPS_PW"}, "prices": {"kind": "oracle"}}))
+    insurance = dep.engine.functions.insurance_wad().call()
+    next_second(dep)
+    proc = subprocess.run([sys.executable, "-m", "offchain.cli", "keeper", "--config", str(config), "--once"],
+                          env={**os.environ, "OPS_PW": "pw", "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+    [start] = [x for x in lines if x["msg"] == "keeper started"]
+    assert start["signer_bond"] == world["bond"].address
+    [push] = [x for x in lines if x["msg"] == "push_forfeited ok"]
+    assert push["level"] == "info" and push["amount"] == push["forfeited"] == FORFEITED and push["gas"] > 0
+    assert w3.eth.get_transaction(push["tx"])["from"] == world["dev"].accounts[8].address
+    [cycle] = [x for x in lines if x["msg"] == "cycle"]
+    assert cycle["forfeited_pushed"] == FORFEITED
+    assert dep.engine.functions.insurance_wad().call() - insurance == FORFEITED * dep.engine.functions.SCALE().call()
+    assert world["bond"].functions.to_insurance().call() == 4 * FORFEITED
     assert reconcile(dep)["reconciled"] and bond_identity(world)
 
 
