@@ -42,6 +42,10 @@ KIND_PERPETUAL: constant(uint8) = 1
 MODE_MATRIX: public(constant(uint8)) = 0
 MODE_SPAN16: public(constant(uint8)) = 1
 DAYS_PER_YEAR: constant(uint256) = 365
+MASK_128: constant(uint256) = 2**128 - 1
+OFFSET_128: constant(int256) = 2**127
+# odd 2**256 / golden ratio: spreads the netted-group keys over `_check`'s 256-bit filter
+GROUP_HASH: constant(uint256) = 71563446777022297856526126342750658392501306254664949883333486863006233104021
 # Instrument kind codes (pricer).
 KIND_CALL: constant(uint8) = 2
 KIND_PUT: constant(uint8) = 3
@@ -132,6 +136,23 @@ struct Shock:
     min_vol_wad: uint256
     down_min_factor_wad: uint256
 
+# One coefficient row in storage, two 128-bit values per slot (checked at deployment), so a
+# unit reads the five slots `_check` needs, not the whole row (13 slots and its tail moves).
+struct Row:
+    # range | vol_up << 128
+    range_up: uint256
+    # vol_down | vol_up_floor << 128
+    down_floor: uint256
+    # tail_weight | basis_rate_per_sqrt_year << 128
+    tail_basis: uint256
+    # basis_min_days | short_option_min_rate << 128
+    days_short: uint256
+    # liquidity_notional_threshold | liquidity_rate << 128
+    liquidity: uint256
+    n_tail: uint256
+    # tail move + 2**127, two per slot (move 2i in bits 0-127, 2i + 1 in 128-255)
+    tail: uint256[8]
+
 # Per-unit terms and accumulators of `check` (fixed size: copied in one piece).
 struct Unit:
     scenario: Scenario
@@ -194,9 +215,10 @@ generator_hash: public(immutable(bytes32))
 n_scenarios: public(immutable(uint256))
 # The set-wide generating parameters (in code: read for the price of a copy).
 GENERATOR: immutable(Generator)
-# Per-underlying coefficient rows, and symbol -> row index + 1.
-_coefficients: DynArray[Coefficients, MAX_COEFFICIENTS]
-_row: HashMap[bytes32, uint256]
+# Per-underlying coefficient rows by symbol (a row's range_up is never 0: range > 0), and the
+# symbols in constructor order (for `generator`).
+_rows: HashMap[bytes32, Row]
+_symbols: DynArray[bytes32, MAX_COEFFICIENTS]
 
 
 #### CONSTRUCTOR ####
@@ -226,7 +248,7 @@ def __init__(oracle_: address, params_hash_: bytes32, generator_: Generator,
         count = 3 * generator_.price_steps + len(coefficients_[0].tail_moves_wad)
     for c: Coefficients in coefficients_:
         assert c.symbol != empty(bytes32), "ScenarioVerifier: empty symbol"
-        assert self._row[c.symbol] == 0, "ScenarioVerifier: duplicate symbol"
+        assert self._rows[c.symbol].range_up == 0, "ScenarioVerifier: duplicate symbol"
         assert c.range_wad != 0 and c.range_wad < WAD, "ScenarioVerifier: range must be in (0, 1)"
         if generator_.mode == MODE_SPAN16:
             assert c.range_wad * generator_.extreme_multiple_wad < WAD * WAD, "ScenarioVerifier: extreme moves must be > -1"
@@ -234,8 +256,27 @@ def __init__(oracle_: address, params_hash_: bytes32, generator_: Generator,
             assert 3 * generator_.price_steps + len(c.tail_moves_wad) == count, "ScenarioVerifier: every underlying needs the same number of tail moves"
             for m: int256 in c.tail_moves_wad:
                 assert m > -WAD_I and m != 0, "ScenarioVerifier: tail moves must be non-zero and > -1"
-        self._coefficients.append(c)
-        self._row[c.symbol] = len(self._coefficients)
+        assert c.vol_up_wad <= MASK_128 and c.vol_down_wad <= MASK_128 and c.vol_up_floor_wad <= MASK_128, "ScenarioVerifier: vol shocks must be < 2**128"
+        assert c.tail_weight_wad <= MASK_128, "ScenarioVerifier: tail_weight must be < 2**128"
+        assert c.basis_rate_per_sqrt_year_wad <= MASK_128 and c.basis_min_days_wad <= MASK_128, "ScenarioVerifier: basis coefficients must be < 2**128"
+        assert c.short_option_min_rate_wad <= MASK_128, "ScenarioVerifier: short_option_min_rate must be < 2**128"
+        assert c.liquidity_notional_threshold_wad <= MASK_128 and c.liquidity_rate_wad <= MASK_128, "ScenarioVerifier: liquidity coefficients must be < 2**128"
+        row: Row = Row(
+            range_up=c.range_wad | (c.vol_up_wad << 128),
+            down_floor=c.vol_down_wad | (c.vol_up_floor_wad << 128),
+            tail_basis=c.tail_weight_wad | (c.basis_rate_per_sqrt_year_wad << 128),
+            days_short=c.basis_min_days_wad | (c.short_option_min_rate_wad << 128),
+            liquidity=c.liquidity_notional_threshold_wad | (c.liquidity_rate_wad << 128),
+            n_tail=len(c.tail_moves_wad),
+            tail=empty(uint256[8]),
+        )
+        for i: uint256 in range(len(c.tail_moves_wad), bound=MAX_TAIL_MOVES):
+            m: int256 = c.tail_moves_wad[i]
+            assert m > -OFFSET_128 and m < OFFSET_128, "ScenarioVerifier: tail moves must be within int128"
+            # m + 2**127 is in (0, 2**128)
+            row.tail[i // 2] |= convert(m + OFFSET_128, uint256) << (128 * (i % 2))
+        self._rows[c.symbol] = row
+        self._symbols.append(c.symbol)
     GENERATOR = generator_
     oracle = oracle_
     params_hash = params_hash_
@@ -251,7 +292,20 @@ def generator() -> (Generator, DynArray[Coefficients, MAX_COEFFICIENTS]):
     """
     @notice The generating parameters and coefficient rows this verifier prices with.
     """
-    return GENERATOR, self._coefficients
+    rows: DynArray[Coefficients, MAX_COEFFICIENTS] = []
+    for symbol: bytes32 in self._symbols:
+        row: Row = self._rows[symbol]
+        moves: DynArray[int256, MAX_TAIL_MOVES] = []
+        for i: uint256 in range(row.n_tail, bound=MAX_TAIL_MOVES):
+            moves.append(convert((row.tail[i // 2] >> (128 * (i % 2))) & MASK_128, int256) - OFFSET_128)
+        rows.append(Coefficients(
+            symbol=symbol, range_wad=row.range_up & MASK_128, vol_up_wad=row.range_up >> 128,
+            vol_down_wad=row.down_floor & MASK_128, vol_up_floor_wad=row.down_floor >> 128,
+            tail_weight_wad=row.tail_basis & MASK_128, tail_moves_wad=moves,
+            basis_rate_per_sqrt_year_wad=row.tail_basis >> 128, basis_min_days_wad=row.days_short & MASK_128,
+            short_option_min_rate_wad=row.days_short >> 128,
+            liquidity_notional_threshold_wad=row.liquidity & MASK_128, liquidity_rate_wad=row.liquidity >> 128))
+    return GENERATOR, rows
 
 
 @external
@@ -261,7 +315,10 @@ def scenario(symbol: bytes32, index: uint256) -> Scenario:
     @notice Scenario `index` of underlying `symbol`: price move, vol direction (1 up, 0
             flat, -1 down) and the weight its loss counts with (WAD).
     """
-    return self._scenario(GENERATOR, self._coefficients_of(symbol), index)
+    key: bytes32 = empty(bytes32)
+    range_up: uint256 = 0
+    key, range_up = self._row_of(symbol)
+    return self._scenario(GENERATOR, key, range_up & MASK_128, index)
 
 
 @external
@@ -398,19 +455,25 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
     for u: uint256 in range(n_units, bound=MAX_UNITS):
         for v: uint256 in range(u, bound=MAX_UNITS):
             assert v == u or units[v] != units[u], "ScenarioVerifier: duplicate unit"
-        c: Coefficients = self._coefficients_of(units[u])
+        key: bytes32 = empty(bytes32)
+        range_up: uint256 = 0
+        key, range_up = self._row_of(units[u])
+        down_floor: uint256 = self._rows[key].down_floor
+        tail_basis: uint256 = self._rows[key].tail_basis
+        days_short: uint256 = self._rows[key].days_short
+        liquidity: uint256 = self._rows[key].liquidity
         unit: Unit = empty(Unit)
-        unit.scenario = self._scenario(gen, c, scenarios[u])
+        unit.scenario = self._scenario(gen, key, range_up & MASK_128, scenarios[u])
         if decorrelated:
-            unit.joint = self._scenario(gen, c, joint_scenario)
-        unit.shock = Shock(span16=gen.mode == MODE_SPAN16, up_wad=c.vol_up_wad, down_wad=c.vol_down_wad,
-                           up_floor_wad=c.vol_up_floor_wad, min_vol_wad=gen.min_vol_wad,
+            unit.joint = self._scenario(gen, key, range_up & MASK_128, joint_scenario)
+        unit.shock = Shock(span16=gen.mode == MODE_SPAN16, up_wad=range_up >> 128, down_wad=down_floor & MASK_128,
+                           up_floor_wad=down_floor >> 128, min_vol_wad=gen.min_vol_wad,
                            down_min_factor_wad=gen.vol_down_min_factor_wad)
-        unit.short_option_min_rate_wad = c.short_option_min_rate_wad
-        unit.basis_rate_per_sqrt_year_wad = c.basis_rate_per_sqrt_year_wad
-        unit.basis_min_days_wad = c.basis_min_days_wad
-        unit.liquidity_notional_threshold_wad = c.liquidity_notional_threshold_wad
-        unit.liquidity_rate_wad = c.liquidity_rate_wad
+        unit.short_option_min_rate_wad = days_short >> 128
+        unit.basis_rate_per_sqrt_year_wad = tail_basis >> 128
+        unit.basis_min_days_wad = days_short & MASK_128
+        unit.liquidity_notional_threshold_wad = liquidity & MASK_128
+        unit.liquidity_rate_wad = liquidity >> 128
         acc.append(unit)
 
     out: Check = empty(Check)
@@ -437,6 +500,9 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
     g_key: DynArray[uint256, MAX_LEGS] = []
     g_fwd: DynArray[uint256, MAX_LEGS] = []
     g_net: DynArray[int256, MAX_LEGS] = []
+    # one bit per group key seen (bit = top 8 bits of key * GROUP_HASH, mod 2**256): a key
+    # whose bit is clear is in no group yet and opens one without a search
+    g_seen: uint256 = 0
     for leg: Leg in legs:
         u: uint256 = leg.unit
         assert u < n_units, "ScenarioVerifier: leg unit out of range"
@@ -489,16 +555,20 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
                 joint_value = pricer._value(e_joint, is_call, factor)
             if gen.short_option_netted:
                 key: uint256 = leg.strike_wad | (leg.tenor_wad << 129) | (u << 196)
+                # multiplicative hash: wraps mod 2**256 by design; the shift leaves 0..255
+                bit: uint256 = 1 << (unsafe_mul(key, GROUP_HASH) >> 248)
                 found: bool = False
-                # newest first: a call and its put are listed together
-                n_groups: uint256 = len(g_key)
-                for i: uint256 in range(n_groups, bound=MAX_LEGS):
-                    g: uint256 = unsafe_sub(unsafe_sub(n_groups, 1), i)  # i < n_groups
-                    if g_key[g] == key:
-                        g_net[g] += held
-                        found = True
-                        break
+                if g_seen & bit != 0:
+                    # newest first: a call and its put are listed together
+                    n_groups: uint256 = len(g_key)
+                    for i: uint256 in range(n_groups, bound=MAX_LEGS):
+                        g: uint256 = unsafe_sub(unsafe_sub(n_groups, 1), i)  # i < n_groups
+                        if g_key[g] == key:
+                            g_net[g] += held
+                            found = True
+                            break
                 if not found:
+                    g_seen |= bit
                     g_key.append(key)
                     g_fwd.append(leg.fwd_wad)
                     g_net.append(held)
@@ -527,24 +597,65 @@ def _check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
         if g_net[g] < 0:
             u: uint256 = g_key[g] >> 196
             acc[u].floor += convert(-g_net[g], uint256) * acc[u].short_option_min_rate_wad // WAD * g_fwd[g] // WAD
-    return self._aggregate(gen, acc, out.short_option_wad)
+    # margin.py `worst_loss` for the named scenarios, and the liquidity and basis sums (here,
+    # not in a helper: its frame would hold a second copy of `acc` below check_market's)
+    d: uint256 = gen.decorrelation_wad
+    positive: uint256 = 0
+    with_floor: uint256 = 0
+    joint_sum: int256 = 0
+    floors: uint256 = 0
+    for unit: Unit in acc:
+        loss: int256 = -unit.pnl * convert(unit.scenario.weight_wad, int256) // WAD_I
+        out.unit_losses_wad.append(loss)
+        out.unit_floors_wad.append(unit.floor)
+        raw: uint256 = 0
+        if loss > 0:
+            raw = convert(loss, uint256)
+        positive += raw
+        with_floor += max(raw, unit.floor)
+        floors += unit.floor
+        joint_sum += -unit.joint_pnl * convert(unit.joint.weight_wad, int256) // WAD_I
+        out.basis_wad += convert(abs(unit.basis), uint256)
+        excess: int256 = abs(unit.notional) - convert(unit.liquidity_notional_threshold_wad, int256)
+        if excess > 0:
+            out.liquidity_wad += convert(excess, uint256) * unit.liquidity_rate_wad // WAD
+    out.joint_loss_wad = joint_sum
+    joint_pos: uint256 = 0
+    if joint_sum > 0:
+        joint_pos = convert(joint_sum, uint256)
+    if d == WAD:
+        out.scenario_loss_wad = positive
+        out.weighted_loss_wad = with_floor
+    else:
+        out.scenario_loss_wad = (positive * d + joint_pos * (WAD - d)) // WAD
+        out.weighted_loss_wad = (with_floor * d + max(joint_pos, floors) * (WAD - d)) // WAD
+    if gen.short_option_netted:
+        out.short_option_wad = out.weighted_loss_wad - out.scenario_loss_wad
+    out.maintenance_wad = out.scenario_loss_wad + out.basis_wad + out.short_option_wad + out.liquidity_wad
+    return out
 
 
 @internal
 @view
-def _coefficients_of(symbol: bytes32) -> Coefficients:
-    row: uint256 = self._row[symbol]
-    if row == 0:
-        row = self._row[DEFAULT_SYMBOL]
-    assert row != 0, "ScenarioVerifier: no coefficients for underlying"
-    return self._coefficients[row - 1]
+def _row_of(symbol: bytes32) -> (bytes32, uint256):
+    """
+    @dev The key of the underlying's row (its own, else DEFAULT_SYMBOL's) and the row's first
+         word (range | vol_up << 128; never 0 for a row).
+    """
+    range_up: uint256 = self._rows[symbol].range_up
+    if range_up != 0:
+        return symbol, range_up
+    range_up = self._rows[DEFAULT_SYMBOL].range_up
+    assert range_up != 0, "ScenarioVerifier: no coefficients for underlying"
+    return DEFAULT_SYMBOL, range_up
 
 
 @internal
-@pure
-def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
+@view
+def _scenario(gen: Generator, key: bytes32, range_wad: uint256, index: uint256) -> Scenario:
     """
-    @dev scenarios.py `_matrix` / `_span16`, one column.
+    @dev scenarios.py `_matrix` / `_span16`, one column, for the row at `key` (its range
+         given; a tail move and the tail weight are read only for a tail scenario).
     """
     out: Scenario = empty(Scenario)
     out.weight_wad = WAD
@@ -554,15 +665,17 @@ def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
             # linspace(-1, 1, steps)[j] = (2 j - (steps - 1)) / (steps - 1); vol up, flat, down
             j: int256 = convert(index // 3, int256)
             half: int256 = convert(gen.price_steps - 1, int256)
-            out.move_wad = convert(c.range_wad, int256) * (2 * j - half) // half
+            out.move_wad = convert(range_wad, int256) * (2 * j - half) // half
             out.vol_dir = 1 - convert(index % 3, int256)
             return out
-        assert index - core < len(c.tail_moves_wad), "ScenarioVerifier: scenario index out of range"
-        m: int256 = c.tail_moves_wad[index - core]
+        t: uint256 = index - core
+        assert t < self._rows[key].n_tail, "ScenarioVerifier: scenario index out of range"
+        # stored as move + 2**127 in 128 bits (t < n_tail <= 16: t // 2 < 8)
+        m: int256 = unsafe_sub(convert((self._rows[key].tail[t // 2] >> (128 * (t % 2))) & MASK_128, int256), OFFSET_128)
         out.move_wad = m
         out.vol_dir = gen.tail_vol_dir
         # tail moves count tail_weight * R / |move| of their loss, never more than 1
-        out.weight_wad = min(c.tail_weight_wad * c.range_wad // convert(abs(m), uint256), WAD)
+        out.weight_wad = min((self._rows[key].tail_basis & MASK_128) * range_wad // convert(abs(m), uint256), WAD)
         return out
     assert index < 16, "ScenarioVerifier: scenario index out of range"
     if index < 14:
@@ -571,12 +684,12 @@ def _scenario(gen: Generator, c: Coefficients, index: uint256) -> Scenario:
         third: int256 = convert((j + 1) // 2, int256)
         if j % 2 == 0:
             third = -third
-        out.move_wad = convert(c.range_wad, int256) * third // 3
+        out.move_wad = convert(range_wad, int256) * third // 3
         out.vol_dir = 1
         if index % 2 == 1:
             out.vol_dir = -1
         return out
-    out.move_wad = convert(c.range_wad * gen.extreme_multiple_wad // WAD, int256)
+    out.move_wad = convert(range_wad * gen.extreme_multiple_wad // WAD, int256)
     if index == 15:
         out.move_wad = -out.move_wad
     out.weight_wad = gen.extreme_weight_wad
@@ -663,47 +776,3 @@ def _basis_shift(rate: uint256, min_days: uint256, tenor: uint256) -> uint256:
     """
     t: uint256 = max(tenor, min_days // DAYS_PER_YEAR)
     return rate * pricer._sqrt_tenor(t) // WAD
-
-
-@internal
-@pure
-def _aggregate(gen: Generator, acc: DynArray[Unit, MAX_UNITS], per_contract_short: uint256) -> Check:
-    """
-    @dev margin.py `worst_loss` for the named scenarios, and the liquidity and basis sums.
-    """
-    out: Check = empty(Check)
-    out.short_option_wad = per_contract_short
-    d: uint256 = gen.decorrelation_wad
-    positive: uint256 = 0
-    with_floor: uint256 = 0
-    joint: int256 = 0
-    floors: uint256 = 0
-    for unit: Unit in acc:
-        loss: int256 = -unit.pnl * convert(unit.scenario.weight_wad, int256) // WAD_I
-        out.unit_losses_wad.append(loss)
-        out.unit_floors_wad.append(unit.floor)
-        raw: uint256 = 0
-        if loss > 0:
-            raw = convert(loss, uint256)
-        positive += raw
-        with_floor += max(raw, unit.floor)
-        floors += unit.floor
-        joint += -unit.joint_pnl * convert(unit.joint.weight_wad, int256) // WAD_I
-        out.basis_wad += convert(abs(unit.basis), uint256)
-        excess: int256 = abs(unit.notional) - convert(unit.liquidity_notional_threshold_wad, int256)
-        if excess > 0:
-            out.liquidity_wad += convert(excess, uint256) * unit.liquidity_rate_wad // WAD
-    out.joint_loss_wad = joint
-    joint_pos: uint256 = 0
-    if joint > 0:
-        joint_pos = convert(joint, uint256)
-    if d == WAD:
-        out.scenario_loss_wad = positive
-        out.weighted_loss_wad = with_floor
-    else:
-        out.scenario_loss_wad = (positive * d + joint_pos * (WAD - d)) // WAD
-        out.weighted_loss_wad = (with_floor * d + max(joint_pos, floors) * (WAD - d)) // WAD
-    if gen.short_option_netted:
-        out.short_option_wad = out.weighted_loss_wad - out.scenario_loss_wad
-    out.maintenance_wad = out.scenario_loss_wad + out.basis_wad + out.short_option_wad + out.liquidity_wad
-    return out

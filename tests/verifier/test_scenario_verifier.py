@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from offchain.chain.eip712 import symbol_to_bytes32
-from offchain.chain.verifier import check_arguments, generator_hash
+from offchain.chain.verifier import check_arguments, generator_hash, params_hash_bytes, verifier_config
+from offchain.risk import load_params
 from offchain.risk.pricing import CALL, PUT
 from offchain.risk.scenarios import build_scenarios
 
-from .conftest import PARAM_SETS, SPOTS, WAD, book_from_rows, deploy_verifier, random_book, wad
+from .conftest import PARAM_SETS, ROOT, SPOTS, WAD, ZERO, book_from_rows, deploy_verifier, random_book, wad
 
 TOL = 1e-9
 
@@ -37,6 +38,49 @@ def test_generator_hash__bundled_sets__equals_python(verifiers, name):
     params, verifier = verifiers[name]
     assert verifier.generator_hash() == generator_hash(params)
     assert verifier.params_hash() == bytes.fromhex(params.hash[2:])
+
+
+@pytest.mark.parametrize("name", PARAM_SETS)
+def test_generator__bundled_sets__returns_the_constructor_rows(verifiers, name):
+    """The rows are stored packed (two 128-bit values a slot, tail moves offset by 2**127):
+    `generator()` gives back exactly what the constructor took, negative tail moves included."""
+    params, verifier = verifiers[name]
+    generator, rows = verifier_config(params)
+    got_generator, got_rows = verifier.generator()
+    assert tuple(got_generator) == tuple(generator)
+    assert [tuple(tuple(x) if isinstance(x, list) else x for x in r) for r in got_rows] == \
+        [tuple(tuple(x) if isinstance(x, list) else x for x in r) for r in rows]
+
+
+def _deploy_rows(params, rows):
+    generator, _ = verifier_config(params)
+    return boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), ZERO, params_hash_bytes(params), generator, rows)
+
+
+@pytest.mark.parametrize(("field", "reason"), [
+    (2, "vol shocks"), (5, "tail_weight"), (7, "basis coefficients"), (9, "short_option_min_rate"),
+    (10, "liquidity coefficients"), (11, "liquidity coefficients")])
+def test_deploy__coefficient_at_2_128__reverts_and_just_below_is_stored_exactly(field, reason):
+    """Each packed coefficient gets 128 bits: 2**128 is refused with the field named, 2**128 - 1
+    is kept exactly."""
+    params = load_params("default-v2")
+    _, rows = verifier_config(params)
+    row = list(rows[0])
+    row[field] = 2**128
+    with boa.reverts(f"ScenarioVerifier: {reason} must be < 2**128"):
+        _deploy_rows(params, [tuple(row)] + rows[1:])
+    row[field] = 2**128 - 1
+    _, got = _deploy_rows(params, [tuple(row)] + rows[1:]).generator()
+    assert got[0][field] == 2**128 - 1
+
+
+def test_deploy__tail_move_outside_int128__reverts():
+    params = load_params("default-v2")
+    _, rows = verifier_config(params)
+    row = list(rows[0])
+    row[6] = [2**127] + list(row[6])[1:]
+    with boa.reverts("ScenarioVerifier: tail moves must be within int128"):
+        _deploy_rows(params, [tuple(row)] + rows[1:])
 
 
 @pytest.mark.parametrize("name", PARAM_SETS)
@@ -113,6 +157,41 @@ def test_check__conversion_and_short_strangle__netted_floor(verifiers):
     rate = params.coeff("BTC", "short_option_min_rate")
     expected = 2 * call[9] / WAD * (call[3] + put[3]) / WAD * rate
     assert abs(strangle.unit_floors_wad[0] / WAD - expected) <= 1e-9 * expected
+
+
+# ScenarioVerifier GROUP_HASH: `_check` marks each netted group's key in a 256-bit filter
+GROUP_HASH = 0x9E3779B97F4A7C15F39CC0605CEDC8341082276BF3A27251F86C6A11D0C18E95
+
+
+def _filter_bit(strike: int, tenor: int, unit: int = 0) -> int:
+    key = strike | (tenor << 129) | (unit << 196)
+    return (key * GROUP_HASH % 2**256) >> 248
+
+
+def test_check__netted_groups__shared_filter_bit_and_a_put_listed_far_from_its_call(verifiers):
+    """The group filter only skips searches: two strikes whose keys share a filter bit stay two
+    groups, and a put listed after other strikes still nets with its call."""
+    params, verifier = verifiers["default-v2"]
+    book = random_book(np.random.default_rng(3), 1, kinds=(CALL,), units=("BTC",))
+    call = list(book.legs[0])
+    k0, tenor = call[5], call[6]
+    twin = next(k for k in range(k0 + WAD, k0 + 10_000 * WAD, WAD) if _filter_bit(k, tenor) == _filter_bit(k0, tenor))
+    others = [k0 + (2 * i + 1) * WAD // 2 for i in range(4)]
+    legs = []
+    for strike in [k0, twin, *others]:
+        leg = list(call)
+        leg[0], leg[5] = -WAD, strike
+        legs.append(tuple(leg))
+    put = list(call)
+    put[0], put[1] = WAD, PUT
+    legs.append(tuple(put))
+    out = verifier.check(legs, [symbol_to_bytes32("BTC")], [13], 0)
+    _, rows = verifier_config(params)
+    rate = next(r for r in rows if r[0] == symbol_to_bytes32("BTC"))[9]
+    held = call[9]  # one contract of contract_size (WAD) each
+    per_group = held * rate // WAD * call[3] // WAD
+    # k0 nets to zero with its put; the twin and the four others are each one short group
+    assert out.unit_floors_wad[0] == 5 * per_group
 
 
 @pytest.mark.parametrize("name", PARAM_SETS)
