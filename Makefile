@@ -51,11 +51,10 @@ chromium:
 compile: install
 	ape compile --force -v WARNING
 
+# one pytest session over the whole tree (tests/conftest.py refuses fixture names that would
+# make ape's isolation re-create a session fixture mid-module)
 test: install lint compile
-	# the engine suite in its own session (its own chain): after the other suites, ape's
-	# snapshot isolation lost its module state mid-module on a full run
-	pytest -q --ignore=tests/engine
-	pytest -q tests/engine
+	pytest -q
 
 lint: install
 	ruff check .

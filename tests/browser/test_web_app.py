@@ -114,8 +114,14 @@ def status(app_page) -> str:
 
 
 def wait_status(app_page, pattern: str, timeout: float = 30_000) -> str:
-    app_page.wait_for_function("re => new RegExp(re).test(document.getElementById('status').textContent)",
-                           arg=pattern, timeout=timeout)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    try:
+        app_page.wait_for_function("re => new RegExp(re).test(document.getElementById('status').textContent)",
+                                   arg=pattern, timeout=timeout)
+    except PlaywrightTimeout:
+        # what the page said instead, and the wallet's last requests: a failure explains itself
+        raise AssertionError(f"status {status(app_page)!r} after {timeout / 1000:.0f} s, expected /{pattern}/; "
+                             f"the wallet's last calls: {app_page.wallet.calls[-8:]}") from None
     return status(app_page)
 
 
