@@ -105,7 +105,9 @@ class Bench:
         btc = b"BTC".ljust(32, b"\0")
         self.registry.list_instrument(btc, 1, 0, 0, sender=admin)  # 1: perp
         self.registry.list_instrument(btc, 0, 0, self.expiry, sender=admin)  # 2: future
-        for k in range(N_BOOK - 2):  # 3..16: calls
+        # 3..ROOT_INSTRUMENTS: calls (the book holds 3..16; a root's market tree has a slot
+        # per listed instrument)
+        for k in range(ROOT_INSTRUMENTS - 2):
             self.registry.list_instrument(btc, 2, (50_000 + 1_000 * k) * WAD, self.expiry, sender=admin)
         self.ids = list(range(1, N_BOOK + 1))
         self.marks = {1: 60_000 * WAD, 2: 60_500 * WAD}
@@ -136,7 +138,7 @@ class Bench:
                               6 * WAD // 10, 0, 0, 0, 0, 0, 0) for i in range(3, ROOT_INSTRUMENTS + 1)]
         placeholder = AccountLeaf("0x" + "0d" * 20, 0, b"\0" * 32, *([0] * 11))
         self.epoch += 1
-        trees = EpochTrees.build(self.engine.address, self.epoch, [placeholder], leaves)
+        trees = EpochTrees.build(self.engine.address, self.epoch, [placeholder], leaves, ROOT_INSTRUMENTS)
         msg = trees.root_message(timestamp=ts, deadline=ts + 600, params_hash=PARAMS_HASH)
         self.oracle.post_root(msg.as_args(), self.sign(msg), sender=self.admin)
         book = [(q.instrument_id, q.size_wad) for q in self.engine.account(account).positions]
@@ -182,7 +184,7 @@ class Bench:
         self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
         ts = self.chain.blocks.head.timestamp
         self.epoch += 1
-        trees = EpochTrees.build(self.engine.address, self.epoch, leaves)
+        trees = EpochTrees.build(self.engine.address, self.epoch, leaves, [], ROOT_INSTRUMENTS)
         msg = trees.root_message(timestamp=ts, deadline=ts + 600, params_hash=PARAMS_HASH)
         return trees, self.oracle.post_root(msg.as_args(), self.sign(msg), sender=self.admin)
 

@@ -166,13 +166,15 @@ def bench_market_book(n_market: int = 256) -> bool:
                          im_long_wad=3_107 * WAD + i, im_short_wad=9_871 * WAD + i,
                          mm_long_wad=2_921 * WAD + i, mm_short_wad=9_279 * WAD + i)
               for i, leg in enumerate(legs)]
-    others = [replace(leaves[i % 16], instrument_id=100 + i) for i in range(n_market - 16)]
+    others = [replace(leaves[i % 16], instrument_id=17 + i) for i in range(n_market - 16)]
+    for i in range(n_market):   # one slot per listed instrument: the registry lists n_market
+        registry.list_instrument(symbol_to_bytes32(f"I{i}"), 1, 0, 0)
     account = AccountLeaf(
         account="0x" + "a1" * 20, state_nonce=1, positions_hash=positions_hash([1], [WAD]),
         pending_base_im_wad=0, pending_base_mm_wad=0, position_value_wad=0, initial_margin_wad=0,
         maintenance_margin_wad=0, worst_loss_wad=0, worst_scenarios=0, basis_addon_wad=0,
         short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
-    trees = EpochTrees.build(engine_address, 1, [account], leaves + others)
+    trees = EpochTrees.build(engine_address, 1, [account], leaves + others, n_market)
     msg = trees.root_message(timestamp=signed_at, deadline=signed_at + 300,
                              params_hash=params_hash_bytes(params))
     domain = Domain(chain_id=boa.env.evm.patch.chain_id, verifying_contract=oracle.address)
@@ -183,7 +185,7 @@ def bench_market_book(n_market: int = 256) -> bool:
     out = verifier.check_market(engine_address, *args)
     execution = verifier._computation.get_gas_used()
     leaf_abi = "(uint256,uint256,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,int256,int256,uint256,uint256,uint256,uint256)"
-    data = bytes(4) + encode(["address", "int256[]", f"{leaf_abi}[]", "(bytes32[],uint256[],uint256)", "bytes32[]",
+    data = bytes(4) + encode(["address", "int256[]", f"{leaf_abi}[]", "(bytes32[],uint256)", "bytes32[]",
                               "uint256[]", "uint256"], [engine_address, *args])
     calldata = sum(4 if byte == 0 else 16 for byte in data)
     total = 21_000 + calldata + execution

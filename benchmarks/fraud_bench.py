@@ -53,29 +53,30 @@ def fraud_rows(bench, params_hash: bytes) -> list[tuple[str, int, int | None]]:
     ts = bench.chain.blocks.head.timestamp
     x, sizes = sixteen_option_book()
     btc = symbol_to_bytes32("BTC")
-    book = [MarketLeaf(instrument_id=1_001 + i, kind=int(x.kind[i]), underlying=btc, strike_wad=_wad(x.strike[i]),
+    book = [MarketLeaf(instrument_id=1 + i, kind=int(x.kind[i]), underlying=btc, strike_wad=_wad(x.strike[i]),
                        expiry=ts + round(float(x.tenor[i]) * SECONDS_PER_YEAR), contract_size_wad=WAD,
                        spot_wad=_wad(x.spot[i]), forward_wad=_wad(x.fwd[i]), vol_wad=_wad(x.vol[i]),
                        rate_wad=_wad(x.rate[i]), mark_wad=0, im_long_wad=0, im_short_wad=0, mm_long_wad=0,
                        mm_short_wad=0)
             for i in range(16)]
-    market = book + [replace(book[i % 16], instrument_id=2_001 + i) for i in range(N_MARKET - 16)]
+    market = book + [replace(book[i % 16], instrument_id=17 + i) for i in range(N_MARKET - 16)]
     inputs = MarketInputs.from_leaves(params, market, ts)
     outputs = inputs.leaf_outputs()
     market = [replace(m, **outputs[m.instrument_id]) for m in market]     # marks and rates filled
     engine = bench.engine.address
     victim = "0x" + "a1" * 20
-    books = [{1_001 + i: _wad(sizes[i]) for i in range(16)}] + [{2_001 + k % 200: WAD} for k in range(N_ACCOUNTS - 1)]
+    books = [{1 + i: _wad(sizes[i]) for i in range(16)}] + [{17 + k % 200: WAD} for k in range(N_ACCOUNTS - 1)]
     addresses = [victim] + [f"0x{0xB0000 + k:040x}" for k in range(N_ACCOUNTS - 1)]
     leaves = epoch_account_leaves(inputs, addresses, [1] * N_ACCOUNTS, books, [0] * N_ACCOUNTS)
     leaves[0] = replace(leaves[0], initial_margin_wad=leaves[0].initial_margin_wad // 2,
                         maintenance_margin_wad=leaves[0].maintenance_margin_wad // 2)
     epoch = oracle.epoch_root(engine)[0] + 1
-    trees = EpochTrees.build(engine, epoch, leaves, market)
+    assert bench.registry.instrument_count() == N_MARKET, "the bench's registry lists one instrument per slot"
+    trees = EpochTrees.build(engine, epoch, leaves, market, N_MARKET)
     msg = trees.root_message(timestamp=ts, deadline=ts + 600, params_hash=params_hash)
     tx = oracle.post_root(msg.as_args(), sign_multi(msg, bench.domain, signers), sender=admin)
     posted_at = bench.chain.provider.get_block(tx.block_number).timestamp
-    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, params_hash, ts, posted_at,
+    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, trees.market_count, params_hash, ts, posted_at,
                          tuple(s.address for s in signers))
     out = []
     ids = sorted(books[0])

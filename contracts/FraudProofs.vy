@@ -19,6 +19,12 @@
           4 ADDON_MISMATCH         the basis, liquidity or per-contract short-option add-on
                                    differs from its closed form;
           5 SCENARIO_OUT_OF_RANGE  the leaf names a scenario the table does not have.
+        And `challenge_market` proves the market root itself false (no account leaf needed):
+          6 MARKET_SLOT_FALSE      the slot of an instrument the root counted (1..count)
+                                   holds not what the registry says it must: empty for an
+                                   instrument live at the root's time (left out), a leaf for
+                                   another id, with other terms (kind, underlying, strike,
+                                   expiry), or for an instrument expired at the root's time.
         A proven challenge voids the epoch (RiskOracle `void_epoch`) and pays the challenger
         every bond of the signers that counted for the root (SignerBond `slash`); anything
         else reverts, so a wrong challenge costs only its gas.
@@ -41,6 +47,7 @@
 from snekmate.utils import merkle_proof_verification as merkle
 from modules import multiproof
 from interfaces import IRiskOracle
+from interfaces import IInstrumentRegistry
 
 #### CONSTANTS ####
 
@@ -64,6 +71,7 @@ LOSS_ABOVE_LEAF: constant(uint256) = 2
 BINDING_MISMATCH: constant(uint256) = 3
 ADDON_MISMATCH: constant(uint256) = 4
 SCENARIO_OUT_OF_RANGE: constant(uint256) = 5
+MARKET_SLOT_FALSE: constant(uint256) = 6
 
 #### STRUCTS (same ABI as RiskOracle / ScenarioVerifier) ####
 
@@ -71,6 +79,7 @@ struct EpochRecord:
     epoch: uint256
     accounts_root: bytes32
     market_root: bytes32
+    market_count: uint256
     params_hash: bytes32
     signed_at: uint256
     posted_at: uint256
@@ -164,6 +173,7 @@ interface IScenarioVerifier:
 interface IOracle:
     def void_epoch(engine: address, signed_at: uint256): nonpayable
     def epoch_record_hash(engine: address, signed_at: uint256) -> bytes32: view
+    def registry() -> address: view
 
 interface IBond:
     def slash(signers: DynArray[address, MAX_SIGNERS], challenger: address) -> uint256: nonpayable
@@ -196,7 +206,9 @@ event ChallengeCommitted:
     commitment: indexed(bytes32)
 
 # The proof itself (leaf, book, market leaves) is the transaction's calldata; the event names
-# the leaf and carries what decided: the code, the scenarios, the re-priced figures.
+# the leaf and carries what decided: the code, the scenarios, the re-priced figures. A market
+# slot proof (code 6) names no account: `leaf_hash` is the slot's node (zero: empty),
+# `scenarios_packed` the instrument id, the figures zero.
 event FraudProven:
     engine: indexed(address)
     epoch: indexed(uint256)
@@ -316,11 +328,7 @@ def challenge(
     @param salt The salt of msg.sender's commitment to (engine, record.signed_at, leaf.account).
     @return The amount paid to the challenger.
     """
-    # the record is the posted epoch's (the oracle hashed it at post_root), not yet voided
-    posted: bytes32 = staticcall IOracle(ORACLE).epoch_record_hash(engine, record.signed_at)
-    assert posted != VOID_RECORD, "fraud: epoch already void"
-    assert posted != empty(bytes32) and posted == keccak256(abi_encode(record)), "fraud: record does not match the posted epoch"
-    assert block.timestamp <= record.posted_at + CHALLENGE_WINDOW, "fraud: challenge window over"
+    self._check_record(engine, record)
     info: VerifierInfo = self._info(record.params_hash)
     assert info.verifier != empty(address), "fraud: no verifier for the root's parameter set"
 
@@ -347,7 +355,7 @@ def challenge(
         hashes.append(keccak256(keccak256(abi_encode(engine, epoch, market_leaves[i]))))
         if market_leaves[i].kind == KIND_PERPETUAL or market_leaves[i].expiry > signed_at:
             units = self._add_unit(units, market_leaves[i].underlying)
-    assert multiproof._root(hashes, mp) == record.market_root, "fraud: market leaves not in the market root"
+    assert multiproof._root(ids, hashes, mp, record.market_count) == record.market_root, "fraud: market leaves not in the market root"
     assert len(units) != 0, "fraud: no live position to re-price"
 
     # legs as ScenarioVerifier.check_market builds them (tenor from the root time, a
@@ -406,11 +414,7 @@ def challenge(
 
     # commit-reveal, checked last so that an eth_call without a commitment still tells a
     # challenger whether its proof holds before it commits (it reverts here and only here)
-    commitment: bytes32 = keccak256(abi_encode(msg.sender, engine, record.signed_at, leaf.account, salt))
-    committed: uint256 = self.commitments[msg.sender][commitment]
-    assert committed != 0, "fraud: no commitment by the sender to this epoch and account"
-    assert block.number > committed, "fraud: commitment too young (reveal from the block after the commit)"
-    self.commitments[msg.sender][commitment] = 0
+    self._reveal(engine, record.signed_at, leaf.account, salt)
     extcall IOracle(ORACLE).void_epoch(engine, record.signed_at)
     paid: uint256 = extcall IBond(BOND).slash(record.signers, msg.sender)
     packed: uint256 = joint << (16 * JOINT_SLOT)
@@ -423,7 +427,75 @@ def challenge(
     return paid
 
 
+@external
+def challenge_market(engine: address, record: EpochRecord, instrument_id: uint256, present: bool,
+                     leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF], salt: bytes32) -> uint256:
+    """
+    @notice Challenge `engine`'s market root of epoch `record.epoch` at the slot of
+            `instrument_id` (1..record.market_count: the registry's instruments when the root
+            was posted). Proven (code 6) when the slot does not hold what the registry makes
+            it: the leaf of that id with the registry's kind, underlying, strike and expiry
+            while the instrument is live at the root's time (a perpetual, or expiring after
+            it), else the empty node. Then voids the epoch and pays the signers' bonds to
+            msg.sender, as `challenge` does (commit-reveal included: the commitment names the
+            instrument id, as an address, in the account's place); anything else reverts
+            "fraud: <reason>".
+    @param present False: the slot is shown empty (`leaf` ignored); true: it holds `leaf`.
+    @param proof The slot's siblings from the bottom (the positional tree's single proof).
+    @return The amount paid to the challenger.
+    """
+    self._check_record(engine, record)
+    assert instrument_id != 0 and instrument_id <= record.market_count, "fraud: instrument id outside the root's count"
+    node: bytes32 = empty(bytes32)
+    if present:
+        node = keccak256(keccak256(abi_encode(engine, record.epoch, leaf)))
+    assert multiproof._root([instrument_id], [node], multiproof.MultiProof(proof=proof, order=0),
+                            record.market_count) == record.market_root, "fraud: slot not in the market root"
+    item: IInstrumentRegistry.Instrument = staticcall IInstrumentRegistry(staticcall IOracle(ORACLE).registry()).instrument(instrument_id)
+    live: bool = convert(item.kind, uint256) == KIND_PERPETUAL or item.expiry > record.signed_at
+    proven: bool = live != present
+    if present and not proven:
+        proven = (leaf.instrument_id != instrument_id or leaf.kind != convert(item.kind, uint256)
+                  or leaf.underlying != item.underlying or leaf.strike_wad != item.strike_wad
+                  or leaf.expiry != item.expiry)
+    assert proven, "fraud: the slot holds what the registry says"
+
+    self._reveal(engine, record.signed_at, convert(convert(instrument_id, uint160), address), salt)
+    extcall IOracle(ORACLE).void_epoch(engine, record.signed_at)
+    paid: uint256 = extcall IBond(BOND).slash(record.signers, msg.sender)
+    log FraudProven(engine=engine, epoch=record.epoch, challenger=msg.sender, code=MARKET_SLOT_FALSE,
+                    account=empty(address), leaf_hash=node, scenarios_packed=instrument_id, maintenance_wad=0,
+                    weighted_loss_wad=0, scenario_loss_wad=0, tolerance_wad=0, paid=paid)
+    return paid
+
+
 #### INTERNAL ####
+
+@internal
+def _reveal(engine: address, signed_at: uint256, account: address, salt: bytes32):
+    """
+    @dev The sender committed to (engine, signed_at, account, salt) in an earlier block; the
+         commitment is used up.
+    """
+    commitment: bytes32 = keccak256(abi_encode(msg.sender, engine, signed_at, account, salt))
+    committed: uint256 = self.commitments[msg.sender][commitment]
+    assert committed != 0, "fraud: no commitment by the sender to this epoch and account"
+    assert block.number > committed, "fraud: commitment too young (reveal from the block after the commit)"
+    self.commitments[msg.sender][commitment] = 0
+
+
+@internal
+@view
+def _check_record(engine: address, record: EpochRecord):
+    """
+    @dev The record is the posted epoch's (the oracle hashed it at post_root), not yet
+         voided, and its challenge window is open.
+    """
+    posted: bytes32 = staticcall IOracle(ORACLE).epoch_record_hash(engine, record.signed_at)
+    assert posted != VOID_RECORD, "fraud: epoch already void"
+    assert posted != empty(bytes32) and posted == keccak256(abi_encode(record)), "fraud: record does not match the posted epoch"
+    assert block.timestamp <= record.posted_at + CHALLENGE_WINDOW, "fraud: challenge window over"
+
 
 @internal
 @pure

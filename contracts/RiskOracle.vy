@@ -72,7 +72,7 @@ SETTLEMENT_PRICE_TYPEHASH: public(constant(bytes32)) = keccak256(
     "SettlementPrice(uint256 instrument_id,uint256 price_wad,uint256 timestamp,uint256 deadline)"
 )
 EPOCH_ROOT_TYPEHASH: public(constant(bytes32)) = keccak256(
-    "EpochRoot(address engine,uint256 epoch,uint256 timestamp,uint256 deadline,bytes32 params_hash,bytes32 market_root,bytes32 accounts_root,uint256 account_count)"
+    "EpochRoot(address engine,uint256 epoch,uint256 timestamp,uint256 deadline,bytes32 params_hash,bytes32 market_root,uint256 market_count,bytes32 accounts_root,uint256 account_count)"
 )
 EPOCH_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
     "EpochData(address engine,uint256 epoch,uint256 state_block,bytes32 accounts_root,bytes32 market_root)"
@@ -83,6 +83,7 @@ EPOCH_DATA_TYPEHASH: public(constant(bytes32)) = keccak256(
 SIGNED_96_BIAS: constant(int256) = 2**95
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_64: constant(uint256) = 2**64 - 1
+MASK_40: constant(uint256) = 2**40 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 # Highest rate that fits a 128-bit half of a packed rates word.
 MAX_RATE_WAD: constant(uint256) = 2**128 - 1
@@ -124,7 +125,10 @@ struct EpochRoot:
     timestamp: uint256
     deadline: uint256
     params_hash: bytes32
+    # positional tree of the market leaves over instrument ids 1..market_count, which must
+    # be the registry's instrument count when the root is posted (docs/oracle.md)
     market_root: bytes32
+    market_count: uint256
     accounts_root: bytes32
     account_count: uint256
 
@@ -144,6 +148,7 @@ struct EpochRecord:
     epoch: uint256
     accounts_root: bytes32
     market_root: bytes32
+    market_count: uint256
     params_hash: bytes32
     signed_at: uint256
     posted_at: uint256
@@ -211,8 +216,8 @@ _params_version: uint256
 # engine -> current epoch's accounts root and market root.
 _accounts_root: HashMap[address, bytes32]
 _market_root: HashMap[address, bytes32]
-# engine -> epoch (bits 0-63) | signed timestamp (64-127) | account count (128-191) |
-# params version it was posted under (192-255).
+# engine -> epoch (bits 0-63) | signed timestamp (64-127) | account count (128-167) |
+# market count (168-207) | params version it was posted under (208-255).
 _root_meta: HashMap[address, uint256]
 # ScenarioVerifier of the current params set: engines re-price a book with it before a
 # liquidation. Never unset once registered (engines apply the witness rule from then on); a
@@ -285,6 +290,7 @@ event RootPosted:
     signed_at: uint256
     accounts_root: bytes32
     market_root: bytes32
+    market_count: uint256
     account_count: uint256
 
 # Data availability of an epoch: its state block and every market leaf (the account leaves
@@ -537,17 +543,23 @@ def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
     meta: uint256 = self._root_meta[root.engine]
     assert root.epoch > meta & MASK_64, "oracle: epoch not newer than stored"
     assert root.timestamp > (meta >> 64) & MASK_64, "oracle: root not newer than stored"
-    assert root.epoch <= MASK_64 and root.account_count <= MASK_64, "oracle: epoch or count out of range"
+    assert root.epoch <= MASK_64 and root.account_count <= MASK_40, "oracle: epoch or count out of range"
+    # every instrument listed now has a slot in the market tree: one left out is provable
+    # (FraudProofs `challenge_market`), one listed after the signing makes the root unpostable
+    assert root.market_count == staticcall registry.instrument_count(), "oracle: market count is not the registry's instrument count"
     digest: bytes32 = self._epoch_root_digest(root)
     signers_: DynArray[address, MAX_SIGNATURES] = self._check_signatures(digest, signatures)
     self.epoch_record_hash[root.engine][root.timestamp] = keccak256(abi_encode(EpochRecord(
-        epoch=root.epoch, accounts_root=root.accounts_root, market_root=root.market_root, params_hash=root.params_hash,
+        epoch=root.epoch, accounts_root=root.accounts_root, market_root=root.market_root,
+        market_count=root.market_count, params_hash=root.params_hash,
         signed_at=root.timestamp, posted_at=block.timestamp, signers=signers_)))
     self._accounts_root[root.engine] = root.accounts_root
     self._market_root[root.engine] = root.market_root
-    # timestamp <= block.timestamp < 2**64 (_check_envelope); params version < 2**64 (bumped by owner calls)
+    # timestamp <= block.timestamp < 2**64 (_check_envelope); the registry's count < 2**40
+    # (one listing per transaction); params version < 2**48 (bumped by owner calls)
     self._root_meta[root.engine] = (
-        root.epoch | (root.timestamp << 64) | (root.account_count << 128) | (self._params_version << 192)
+        root.epoch | (root.timestamp << 64) | (root.account_count << 128) | (root.market_count << 168)
+        | (self._params_version << 208)
     )
     log RootPosted(
         engine=root.engine,
@@ -556,6 +568,7 @@ def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
         signed_at=root.timestamp,
         accounts_root=root.accounts_root,
         market_root=root.market_root,
+        market_count=root.market_count,
         account_count=root.account_count,
     )
 
@@ -570,7 +583,7 @@ def publish_epoch_data(
             stored market root). With these, an RPC node and the params file, anyone rebuilds
             every leaf and both roots. Gas grows with the instruments, not the accounts.
     @param data The signed (engine, epoch, state block, accounts root, market root).
-    @param market_leaves Every market leaf of the epoch, in ascending order of leaf hash.
+    @param market_leaves Every market leaf of the epoch, in ascending instrument id order.
     @param signatures Threshold signatures over `epoch_data_digest(data)`.
     """
     meta: uint256 = self._root_meta[data.engine]
@@ -579,7 +592,7 @@ def publish_epoch_data(
     assert data.accounts_root == self._accounts_root[data.engine], "oracle: accounts root mismatch"
     assert data.market_root == self._market_root[data.engine], "oracle: market root mismatch"
     assert data.state_block < block.number, "oracle: state block not in the past"
-    assert self._market_tree_root(data.engine, data.epoch, market_leaves) == data.market_root, "oracle: market leaves do not give the market root"
+    assert self._market_tree_root(data.engine, data.epoch, market_leaves, (meta >> 168) & MASK_40) == data.market_root, "oracle: market leaves do not give the market root"
     self._check_signatures(self._epoch_data_digest(data), signatures)
     log EpochDataPublished(
         engine=data.engine,
@@ -672,7 +685,7 @@ def root_timestamp(engine: address) -> uint256:
             signed under a params set that is no longer current, or if it was voided.
     """
     meta: uint256 = self._root_meta[engine]
-    if meta == 0 or meta >> 192 != self._params_version or self._accounts_root[engine] == VOID_ROOT:
+    if meta == 0 or meta >> 208 != self._params_version or self._accounts_root[engine] == VOID_ROOT:
         return 0
     return (meta >> 64) & MASK_64
 
@@ -686,23 +699,24 @@ def epoch_root(engine: address) -> (uint256, uint256, uint256, bytes32, bytes32)
             engine's current root; zeros if none.
     """
     meta: uint256 = self._root_meta[engine]
-    return meta & MASK_64, (meta >> 64) & MASK_64, (meta >> 128) & MASK_64, self._accounts_root[engine], self._market_root[engine]
+    return meta & MASK_64, (meta >> 64) & MASK_64, (meta >> 128) & MASK_40, self._accounts_root[engine], self._market_root[engine]
 
 
 @view
 @external
 @reentrant
-def account_leaf_hash(engine: address, epoch: uint256, leaf: IRiskOracle.AccountLeaf) -> bytes32:
-    """@return The tree node of an account leaf: keccak256(keccak256(abi_encode(engine, epoch, leaf)))."""
-    return keccak256(keccak256(abi_encode(engine, epoch, leaf)))
-
-
-@view
-@external
-@reentrant
-def market_leaf_hash(engine: address, epoch: uint256, leaf: MarketLeaf) -> bytes32:
-    """@return The tree node of a market leaf, hashed like an account leaf."""
-    return keccak256(keccak256(abi_encode(engine, epoch, leaf)))
+def market_tree(engine: address) -> (uint256, uint256, uint256, bytes32):
+    """
+    @return (epoch, signed timestamp, instrument count, market root) of the engine's current
+            root, what a market multiproof is checked against; the timestamp is 0 as in
+            `root_timestamp` (no root, an older params set, voided).
+    """
+    meta: uint256 = self._root_meta[engine]
+    signed_at: uint256 = (meta >> 64) & MASK_64
+    market_root: bytes32 = self._market_root[engine]
+    if meta >> 208 != self._params_version or market_root == VOID_ROOT:
+        signed_at = 0
+    return meta & MASK_64, signed_at, (meta >> 168) & MASK_40, market_root
 
 
 @view
@@ -814,13 +828,6 @@ def domain_separator() -> bytes32:
 @view
 @external
 @reentrant
-def market_data_digest(data: MarketData) -> bytes32:
-    return self._market_data_digest(data)
-
-
-@view
-@external
-@reentrant
 def epoch_root_digest(root: EpochRoot) -> bytes32:
     return self._epoch_root_digest(root)
 
@@ -902,7 +909,7 @@ def _check_time(timestamp: uint256, deadline: uint256):
 @internal
 def _check_root_meta(meta: uint256):
     assert meta != 0, "oracle: no root for engine"
-    assert meta >> 192 == self._params_version, "oracle: root signed under old params"
+    assert meta >> 208 == self._params_version, "oracle: root signed under old params"
 
 
 @view
@@ -914,41 +921,54 @@ def _check_envelope(params_hash_: bytes32, timestamp: uint256, deadline: uint256
 
 @pure
 @internal
-def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_BATCH]) -> bytes32:
+def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_BATCH],
+                      count: uint256) -> bytes32:
     """
-    @dev The sorted-pair Merkle root of `leaves` (docs/oracle.md: leaf hashes ascending form
-         the bottom layer, neighbours pair up, an odd last node moves up; zero if empty).
-         Requiring the leaves in strictly ascending hash order makes the bottom layer the
-         sorted one without sorting on chain, and refuses a leaf given twice.
+    @dev The positional market root (modules/multiproof.vy): slot i holds instrument id i's
+         leaf hash, every other slot of 0..2**depth - 1 the empty node (zero), depth the bit
+         length of `count`; a parent of two empty nodes is empty. `leaves` in strictly
+         ascending id order within 1..count, so each leaf sits at its own id's slot and none
+         is given twice; zero if there are none.
     """
+    slot: DynArray[uint256, MAX_BATCH] = []
     layer: DynArray[bytes32, MAX_BATCH] = []
     last: uint256 = 0
     for leaf: MarketLeaf in leaves:
-        node: bytes32 = keccak256(keccak256(abi_encode(engine, epoch, leaf)))
-        assert len(layer) == 0 or convert(node, uint256) > last, "oracle: market leaves not in ascending hash order"
-        last = convert(node, uint256)
-        layer.append(node)
+        assert leaf.instrument_id > last, "oracle: market leaves not in ascending id order"
+        last = leaf.instrument_id
+        slot.append(last)
+        layer.append(keccak256(keccak256(abi_encode(engine, epoch, leaf))))
+    assert last <= count, "oracle: market leaf id beyond the root's instrument count"
     if len(layer) == 0:
         return empty(bytes32)
-    # 256 leaves -> at most 8 levels above the bottom
-    for _: uint256 in range(9):
-        n: uint256 = len(layer)
-        if n == 1:
+    # one level per bit of count (< 2**40); the nodes of a level stay in ascending slot order
+    c: uint256 = count
+    for _: uint256 in range(40):
+        if c == 0:
             break
+        c >>= 1
+        n: uint256 = len(layer)
         up: DynArray[bytes32, MAX_BATCH] = []
-        for k: uint256 in range(MAX_BATCH // 2):
-            i: uint256 = 2 * k
-            if i + 1 >= n:
-                if i < n:
-                    up.append(layer[i])
+        up_slot: DynArray[uint256, MAX_BATCH] = []
+        j: uint256 = 0
+        for _r: uint256 in range(MAX_BATCH):
+            if j >= n:
                 break
-            a: bytes32 = layer[i]
-            b: bytes32 = layer[i + 1]
-            if convert(a, uint256) <= convert(b, uint256):
-                up.append(keccak256(concat(a, b)))
-            else:
-                up.append(keccak256(concat(b, a)))
+            s: uint256 = slot[j]
+            left: bytes32 = layer[j]
+            right: bytes32 = empty(bytes32)
+            if s & 1 == 1:
+                right = left
+                left = empty(bytes32)
+            elif j + 1 < n and slot[j + 1] == s + 1:
+                j += 1
+                right = layer[j]
+            j += 1
+            # a present leaf's path is never two empty children
+            up.append(keccak256(abi_encode(left, right)))
+            up_slot.append(s >> 1)
         layer = up
+        slot = up_slot
     return layer[0]
 
 
@@ -967,6 +987,7 @@ def _epoch_root_digest(root: EpochRoot) -> bytes32:
                 root.deadline,
                 root.params_hash,
                 root.market_root,
+                root.market_count,
                 root.accounts_root,
                 root.account_count,
             )

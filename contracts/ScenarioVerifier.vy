@@ -197,8 +197,7 @@ struct MarketLeaf:
 
 
 interface Oracle:
-    def epoch_root(engine: address) -> (uint256, uint256, uint256, bytes32, bytes32): view
-    def root_timestamp(engine: address) -> uint256: view
+    def market_tree(engine: address) -> (uint256, uint256, uint256, bytes32): view
     def params_hash() -> bytes32: view
 
 
@@ -376,8 +375,10 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
          left out is a different book.
     @param engine The MarginEngine whose root holds the market leaves.
     @param sizes The signed size of each position (WAD), aligned with `leaves`.
-    @param leaves One market leaf per position, in any order (`mp.order` maps them).
-    @param mp The multiproof of all leaves (offchain/chain/merkle.py `MerkleTree.multiproof`).
+    @param leaves One market leaf per position, in any order (`mp.order` takes them by
+           ascending instrument id); each is proven at the slot of its own id, so one id
+           twice, or an id past the root's instrument count, is refused.
+    @param mp The multiproof of all leaves (offchain/chain/merkle.py `PositionalTree.multiproof`).
     @param units The book's underlyings, distinct; each leaf's underlying must be listed.
     @param scenarios The scenario index named for each unit.
     @param joint_scenario The scenario of the decorrelated joint term.
@@ -385,22 +386,25 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
     """
     assert oracle != empty(address), "ScenarioVerifier: no oracle"
     assert staticcall Oracle(oracle).params_hash() == params_hash, "ScenarioVerifier: oracle runs another params set"
-    # 0 when the engine has no root or its root was signed under an older params set
-    signed_at: uint256 = staticcall Oracle(oracle).root_timestamp(engine)
-    assert signed_at != 0, "ScenarioVerifier: no current root for engine"
+    # signed_at is 0 when the engine has no root, its root was signed under an older params
+    # set or voided; count: the registry's instrument count the root committed to
     epoch: uint256 = 0
+    signed_at: uint256 = 0
     count: uint256 = 0
-    accounts_root: bytes32 = empty(bytes32)
     market_root: bytes32 = empty(bytes32)
-    epoch, signed_at, count, accounts_root, market_root = staticcall Oracle(oracle).epoch_root(engine)
+    epoch, signed_at, count, market_root = staticcall Oracle(oracle).market_tree(engine)
+    assert signed_at != 0, "ScenarioVerifier: no current root for engine"
     # leaves are read where the decoder put them: passing the array to a helper would copy it
     # (and its frame would widen memory)
     n: uint256 = len(leaves)
-    # tree nodes: keccak256(keccak256(abi_encode(engine, epoch, leaf))) (RiskOracle `market_leaf_hash`)
+    # tree nodes: keccak256(keccak256(abi_encode(engine, epoch, leaf))) (as RiskOracle hashes
+    # them in `publish_epoch_data`), each at the slot of its own instrument id
+    ids: DynArray[uint256, MAX_LEGS] = []
     hashes: DynArray[bytes32, MAX_LEGS] = []
     for i: uint256 in range(n, bound=MAX_LEGS):
+        ids.append(leaves[i].instrument_id)
         hashes.append(keccak256(keccak256(abi_encode(engine, epoch, leaves[i]))))
-    assert multiproof._root(hashes, mp) == market_root, "ScenarioVerifier: invalid market multiproof"
+    assert multiproof._root(ids, hashes, mp, count) == market_root, "ScenarioVerifier: invalid market multiproof"
     assert len(sizes) == n, "ScenarioVerifier: one size per leaf expected"
     legs: DynArray[Leg, MAX_LEGS] = []
     for i: uint256 in range(n, bound=MAX_LEGS):

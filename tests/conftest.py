@@ -53,6 +53,17 @@ def committed(fraud, sender, trees, record, account: str, book: dict, scenarios=
     return challenge_arguments(trees, record, account, book, scenarios, joint, salt=salt)
 
 
+def committed_market(fraud, sender, trees, record, instrument_id: int, leaf=None, proof=None) -> tuple:
+    """`FraudProofs.challenge_market` arguments for a market slot after `sender` committed to
+    them (the instrument id in the account's place, a fresh salt)."""
+    from offchain.chain.fraud import commitment, market_challenge_arguments, new_salt, slot_account
+
+    salt = new_salt()
+    fraud.commit(commitment(sender.address, trees.engine, record.signed_at, slot_account(instrument_id), salt),
+                 sender=sender)
+    return market_challenge_arguments(trees, record, instrument_id, leaf, proof, salt=salt)
+
+
 # ------------------------------------------------------------------ ape isolation
 
 
@@ -174,6 +185,22 @@ def registry(project, admin, chain):
     reg.list_instrument(BTC, KIND_CALL, STRIKE_WAD, expiry, sender=admin)
     reg.list_instrument(BTC, KIND_PUT, STRIKE_WAD, expiry, sender=admin)
     return reg
+
+
+@pytest.fixture
+def market_count(registry, admin):
+    """market_count(at_least=0) -> the registry's instrument count, after listing perpetuals on
+    made-up underlyings until it is at least `at_least` (a root's market tree has one slot per
+    listed instrument, and the oracle requires the registry's count)."""
+
+    def _count(at_least: int = 0) -> int:
+        n = registry.instrument_count()
+        while n < at_least:
+            n += 1
+            registry.list_instrument(f"X{n}".encode().ljust(32, b"\0"), KIND_PERPETUAL, 0, 0, sender=admin)
+        return n
+
+    return _count
 
 
 @pytest.fixture(scope="session")

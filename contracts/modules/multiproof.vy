@@ -3,98 +3,118 @@
 @title multiproof
 @custom:contract-name multiproof
 @license MIT
-@notice Merkle multiproof over the epoch trees' layout (offchain/chain/merkle.py): sorted
-        pairs, leaves already hashed twice by the caller, the sorted leaf hashes as the
-        bottom layer, an odd last node carried up unchanged. One proof for k leaves costs
-        one hash per inner node on their paths, instead of k full paths.
-@dev A queue starts with the leaves (in tree order, read through `order`) and gets every
-     computed node appended; ops (2 bits each) pop one node and hash it with the next queued
-     node (1), with the next proof element (2), or push it unchanged (3); 0 ends. Soundness
-     does not depend on the ops: every computed node is a sorted-pair hash, so a root equal
-     to the stored one means each leaf is a node of the tree, and a leaf hash (keccak of 32
-     bytes) is never an inner node (keccak of 64 bytes). What the ops must guarantee, and
-     `_root` checks, is that every leaf and every proof element is used and exactly one node
-     is left: no leaf is passed without being hashed into the root. At most k nodes are
-     queued at once, so a 32-slot ring holds the queue.
+@notice Merkle multiproof over the epoch market tree (offchain/chain/merkle.py
+        `PositionalTree`): a positional tree in which slot i holds instrument id i's leaf
+        (leaves already hashed twice by the caller), slot 0 and the slots of instruments
+        without a leaf hold the empty node (zero), and the tree has as many levels as the
+        root's instrument count has bits. A parent is keccak256(left, right) by position; a
+        parent of two empty nodes is empty (zero), so empty subtrees cost nothing to build.
+        One proof for k leaves costs one hash per inner node on their paths.
+@dev The slots (the leaves' instrument ids) decide which nodes are computed and which come
+     from the proof: no ops, no flags. The leaves are taken in ascending id order through
+     `order` (byte j: the caller's index of the j-th), strictly ascending, so an id given
+     twice is refused and `order` is a permutation. Every id must be in 1..count (the
+     root's committed instrument count): slot 0 is never an instrument, and a slot past
+     the count is not in the tree the signers committed to. A leaf hash is never zero
+     (keccak), so a computed path node is never taken for an empty one.
 """
 
-# Leaves per multiproof (the engine's MAX_POSITIONS), proof elements, and op words
-# (128 ops of 2 bits per word).
+# Leaves per multiproof (the engine's MAX_POSITIONS), proof elements (32 leaves x 16
+# levels), tree levels (instrument counts below 2**32).
 MAX_LEAVES: constant(uint256) = 32
 MAX_PROOF: constant(uint256) = 512
-MAX_FLAG_WORDS: constant(uint256) = 8
-OPS_PER_WORD: constant(uint256) = 128
-RING_MASK: constant(uint256) = MAX_LEAVES - 1
-
-OP_END: constant(uint256) = 0
-OP_HASH_QUEUE: constant(uint256) = 1
-OP_HASH_PROOF: constant(uint256) = 2
-OP_CARRY: constant(uint256) = 3
+MAX_DEPTH: constant(uint256) = 32
 
 
 struct MultiProof:
-    # sibling hashes, in the order the ops consume them
+    # sibling hashes, level by level from the bottom, left to right within a level
     proof: DynArray[bytes32, MAX_PROOF]
-    # ops, 2 bits each: op i in word i // 128, bits 2 (i % 128)
-    flags: DynArray[uint256, MAX_FLAG_WORDS]
-    # byte k: index in the caller's leaf list of the k-th leaf in tree order
+    # byte j: index in the caller's leaf list of the j-th leaf in ascending id order
     order: uint256
 
 
 @internal
 @pure
-def _root(leaves: DynArray[bytes32, MAX_LEAVES], mp: MultiProof) -> bytes32:
+def _parent(left: bytes32, right: bytes32) -> bytes32:
     """
-    @dev The root `mp` proves for `leaves` (caller's order). Reverts "multiproof: <reason>"
-         if the order is not a permutation, an op runs out of nodes or proof elements, or
-         nodes or proof elements are left over.
+    @dev A node from its two children by position; two empty children make an empty node.
+    """
+    if left == empty(bytes32) and right == empty(bytes32):
+        return empty(bytes32)
+    # abi_encode of two words is the 64 bytes concat would build, for less copying
+    return keccak256(abi_encode(left, right))
+
+
+@internal
+@pure
+def _depth(count: uint256) -> uint256:
+    """
+    @dev Levels of a tree whose slots 0..count are addressable: the bit length of `count`.
+    """
+    d: uint256 = 0
+    for _: uint256 in range(MAX_DEPTH):
+        if count >> d == 0:
+            break
+        d = unsafe_add(d, 1)
+    assert count >> d == 0, "multiproof: instrument count above 2**32"
+    return d
+
+
+@internal
+@pure
+def _root(ids: DynArray[uint256, MAX_LEAVES], leaves: DynArray[bytes32, MAX_LEAVES], mp: MultiProof,
+          count: uint256) -> bytes32:
+    """
+    @dev The root `mp` proves for `leaves` at slots `ids` (caller's order, aligned) in a
+         tree of `count` instruments. Reverts "multiproof: <reason>" for no leaves, ids not
+         strictly ascending through `order` (an id twice), an id outside 1..count, a proof
+         too short or too long.
     """
     k: uint256 = len(leaves)
     assert k != 0, "multiproof: no leaves"
-    queue: bytes32[MAX_LEAVES] = empty(bytes32[MAX_LEAVES])
-    used: uint256 = 0
+    slot: uint256[MAX_LEAVES] = empty(uint256[MAX_LEAVES])
+    node: bytes32[MAX_LEAVES] = empty(bytes32[MAX_LEAVES])
+    last: uint256 = 0
     for j: uint256 in range(k, bound=MAX_LEAVES):
         i: uint256 = (mp.order >> (8 * j)) & 255
-        assert i < k and (used >> i) & 1 == 0, "multiproof: order is not a permutation of the leaves"
-        used |= 1 << i
-        queue[j] = leaves[i]
-    head: uint256 = 0
-    tail: uint256 = k
+        assert i < k, "multiproof: order names no leaf"
+        iid: uint256 = ids[i]
+        # strictly ascending from 0: ids are >= 1 and distinct, so `order` is a permutation
+        assert iid > last, "multiproof: ids not strictly ascending (an id twice)"
+        last = iid
+        slot[j] = iid
+        node[j] = leaves[i]
+    assert last <= count, "multiproof: instrument id beyond the root's count"
+    n: uint256 = k
     p: uint256 = 0
     n_proof: uint256 = len(mp.proof)
-    ended: bool = False
-    other: bytes32 = empty(bytes32)
-    # unsafe arithmetic below: head <= tail <= k + ops < 2**11, p <= n_proof <= MAX_PROOF
-    for word: uint256 in mp.flags:
-        bits: uint256 = word
-        for _: uint256 in range(OPS_PER_WORD):
-            op: uint256 = bits & 3
-            if op == OP_END:
-                ended = True
+    # unsafe arithmetic below: w <= j <= n <= 32, p <= n_proof <= MAX_PROOF
+    for _: uint256 in range(self._depth(count), bound=MAX_DEPTH):
+        w: uint256 = 0
+        j: uint256 = 0
+        for _r: uint256 in range(MAX_LEAVES):
+            if j >= n:
                 break
-            bits >>= 2
-            assert tail > head, "multiproof: op without a queued node"
-            node: bytes32 = queue[head & RING_MASK]
-            head = unsafe_add(head, 1)
-            if op != OP_CARRY:
-                if op == OP_HASH_QUEUE:
-                    assert tail > head, "multiproof: op without a second queued node"
-                    other = queue[head & RING_MASK]
-                    head = unsafe_add(head, 1)
+            s: uint256 = slot[j]
+            h: bytes32 = node[j]
+            if s & 1 == 0:
+                if j + 1 < n and slot[j + 1] == s + 1:
+                    # its right sibling is proven too: hashed from the nodes, no proof element
+                    h = self._parent(h, node[j + 1])
+                    j = unsafe_add(j, 2)
                 else:
                     assert p < n_proof, "multiproof: proof too short"
-                    other = mp.proof[p]
+                    h = self._parent(h, mp.proof[p])
                     p = unsafe_add(p, 1)
-                # sorted pair, inlined (this loop is most of a multiproof's cost); abi_encode
-                # of two words is the 64 bytes concat would build, for less copying
-                if convert(node, uint256) < convert(other, uint256):
-                    node = keccak256(abi_encode(node, other))
-                else:
-                    node = keccak256(abi_encode(other, node))
-            # at most k nodes are live (every op pops at least one), so the slot is free
-            queue[tail & RING_MASK] = node
-            tail = unsafe_add(tail, 1)
-        if ended:
-            break
-    assert tail == head + 1 and p == len(mp.proof), "multiproof: nodes or proof elements left over"
-    return queue[head & RING_MASK]
+                    j = unsafe_add(j, 1)
+            else:
+                assert p < n_proof, "multiproof: proof too short"
+                h = self._parent(mp.proof[p], h)
+                p = unsafe_add(p, 1)
+                j = unsafe_add(j, 1)
+            slot[w] = s >> 1
+            node[w] = h
+            w = unsafe_add(w, 1)
+        n = w
+    assert p == n_proof, "multiproof: proof elements left over"
+    return node[0]

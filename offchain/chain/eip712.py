@@ -225,7 +225,8 @@ class SettlementPrice(_Message):
 @dataclass(frozen=True)
 class EpochRoot(_Message):
     """One epoch's margin roots for one engine: the accounts root (a Merkle tree of account
-    leaves, `offchain.chain.leaves`) and the market root (per-instrument model inputs)."""
+    leaves, `offchain.chain.leaves`) and the market root (per-instrument model inputs, a
+    positional tree over instrument ids 1..market_count, the registry's count at posting)."""
 
     engine: str
     epoch: int
@@ -233,6 +234,7 @@ class EpochRoot(_Message):
     deadline: int
     params_hash: bytes
     market_root: bytes
+    market_count: int
     accounts_root: bytes
     account_count: int
 
@@ -244,6 +246,7 @@ class EpochRoot(_Message):
         ("deadline", "uint256"),
         ("params_hash", "bytes32"),
         ("market_root", "bytes32"),
+        ("market_count", "uint256"),
         ("accounts_root", "bytes32"),
         ("account_count", "uint256"),
     )

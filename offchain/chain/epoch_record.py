@@ -3,7 +3,7 @@
     fp = fraud_contracts(dep)                 # FraudProofs and SignerBond of the oracle
     record = epoch_record(dep, root, fp.bond)  # RootPosted + the post_root transaction
 
-RiskOracle hashed `EpochRecord(epoch, roots, params hash, signed time, block time, signers
+RiskOracle hashed `EpochRecord(epoch, roots, market count, params hash, signed time, block time, signers
 that counted)` when the root was posted and stores only the hash. The signers that counted
 are those whose signatures the post_root call carried and whom the SignerBond called bonded
 at that moment: recovered here from the transaction's calldata and the bond's state just
@@ -78,6 +78,7 @@ def epoch_record(dep: Deployment, root: PostedRoot, bond: Contract) -> EpochReco
     r = r if isinstance(r, dict) else dict(zip([f for f, _ in EpochRoot.FIELDS], r, strict=True))
     message = EpochRoot(engine=r["engine"], epoch=r["epoch"], timestamp=r["timestamp"], deadline=r["deadline"],
                         params_hash=bytes(r["params_hash"]), market_root=bytes(r["market_root"]),
+                        market_count=r["market_count"],
                         accounts_root=bytes(r["accounts_root"]), account_count=r["account_count"])
     domain = Domain(w3.eth.chain_id, dep.oracle.address)
     signers = [recover(message, domain, bytes(sig)) for sig in args["signatures"]]
@@ -86,8 +87,8 @@ def epoch_record(dep: Deployment, root: PostedRoot, bond: Contract) -> EpochReco
                    .call(block_identifier=root.block))
 
     def record(counted) -> EpochRecord:
-        return EpochRecord(root.epoch, root.accounts_root, root.market_root, root.params_hash, root.signed_at,
-                           posted_at, tuple(counted))
+        return EpochRecord(root.epoch, root.accounts_root, root.market_root, root.market_count, root.params_hash,
+                           root.signed_at, posted_at, tuple(counted))
 
     # bonded just before the root's block (an earlier transaction of that block could still
     # have changed a bond: then at its end), or every signer (an oracle without a bond)

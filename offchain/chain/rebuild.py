@@ -30,6 +30,7 @@ from offchain.chain.contracts import (
 )
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
 from offchain.chain.leaves import AccountLeaf, MarketLeaf
+from offchain.chain.merkle import MerkleError
 from offchain.chain.roots import EpochTrees
 from offchain.errors import UserError
 from offchain.risk import Params
@@ -45,6 +46,7 @@ class PostedRoot:
     signed_at: int
     accounts_root: bytes
     market_root: bytes
+    market_count: int
     account_count: int
     params_hash: bytes
     block: int
@@ -93,7 +95,8 @@ def _posted_root(dep: Deployment, log: dict, values: dict) -> PostedRoot:
     return PostedRoot(
         engine=dep.engine.address, epoch=int.from_bytes(bytes(log["topics"][2]), "big"),
         signed_at=int(values["signed_at"]), accounts_root=bytes(values["accounts_root"]),
-        market_root=bytes(values["market_root"]), account_count=int(values["account_count"]),
+        market_root=bytes(values["market_root"]), market_count=int(values["market_count"]),
+        account_count=int(values["account_count"]),
         params_hash=bytes(dep.oracle.functions.params_hash().call(block_identifier=block)),
         block=block, tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"))
 
@@ -147,7 +150,11 @@ def publication_from_file(doc: dict, root: PostedRoot, where: str) -> Publicatio
         leaves = [MarketLeaf.from_dict(d) for d in doc["market_leaves"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{where}: not a keeper epoch file with state_block and market_leaves ({exc})") from exc
-    got = EpochTrees.build(root.engine, root.epoch, [], leaves).market.root
+    try:
+        got = EpochTrees.build(root.engine, root.epoch, [], leaves, root.market_count).market.root
+    except MerkleError as exc:
+        raise UserError(f"{where}: its market leaves do not make a market tree of {root.market_count} "
+                        f"instruments: {exc}") from exc
     if got != root.market_root:
         raise UserError(f"{where}: its market leaves give market root 0x{got.hex()}, the chain's root of "
                         f"epoch {root.epoch} is 0x{root.market_root.hex()}")
@@ -237,8 +244,8 @@ def rebuild_epoch(dep: Deployment, params: Params, root: PostedRoot, publication
     leaves = epoch_account_leaves(market, books.addresses, books.state_nonces, books.books_wad,
                                   books.pending_totals)
     t2 = time.perf_counter()
-    trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves)
-    errors = registry_errors(dep, publication.state_block, root.signed_at, publication.market_leaves)
+    trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves, root.market_count)
+    errors = registry_errors(dep, root.block, root.signed_at, publication.market_leaves, root.market_count)
     errors += market_errors(market, publication.market_leaves)
     t3 = time.perf_counter()
     return Rebuild(root, publication, books, trees, errors,
@@ -256,13 +263,14 @@ def market_errors(market: MarketInputs, leaves: Sequence[MarketLeaf]) -> list[tu
     return out
 
 
-def registry_errors(dep: Deployment, block: int, timestamp: int,
-                    leaves: Sequence[MarketLeaf]) -> list[tuple[int, str, object, object]]:
-    """The market leaves against the registry at the state block: every instrument live at
-    the root's time (perpetual, or expiring after it) has exactly one leaf, and a leaf's
-    kind, underlying, strike and expiry are the registry's. A missing leaf would leave its
-    positions without margin; a leaf's strike or expiry is a fact, not a model input."""
-    count = dep.registry.functions.instrument_count().call(block_identifier=block)
+def registry_errors(dep: Deployment, block: int, timestamp: int, leaves: Sequence[MarketLeaf],
+                    count: int) -> list[tuple[int, str, object, object]]:
+    """The market leaves against the registry's first `count` instruments (the root's count,
+    the registry's when it was posted, at the root's `block`): every instrument live at the
+    root's time (perpetual, or expiring after it) has exactly one leaf, and a leaf's kind,
+    underlying, strike and expiry are the registry's. A missing leaf would leave its
+    positions without margin; a leaf's strike or expiry is a fact, not a model input. Each
+    such error is provable on chain (FraudProofs.challenge_market)."""
     rows = batch_call(dep.w3, [dep.registry.functions.instrument(i) for i in range(1, count + 1)], block)
     by_id = {m.instrument_id: m for m in leaves}
     out: list[tuple[int, str, object, object]] = []
@@ -279,7 +287,7 @@ def registry_errors(dep: Deployment, block: int, timestamp: int,
                             ("expiry", expiry)):
             if getattr(leaf, name) != value:
                 out.append((iid, name, getattr(leaf, name), value))
-    out += [(iid, "leaf", "present", "none (not a registry instrument)") for iid in sorted(by_id)]
+    out += [(iid, "leaf", "present", f"none (beyond the root's {count} instruments)") for iid in sorted(by_id)]
     return out
 
 

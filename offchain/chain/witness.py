@@ -40,7 +40,7 @@ MAX_LEGS = 32
 MAX_UNITS = 8
 LEAF_ABI = "(" + ",".join(MarketLeaf.abi_types()) + ")"
 # check_market(engine, sizes, leaves, multiproof, units, scenarios, joint_scenario)
-WITNESS_ABI = ["address", "int256[]", f"{LEAF_ABI}[]", "(bytes32[],uint256[],uint256)", "bytes32[]",
+WITNESS_ABI = ["address", "int256[]", f"{LEAF_ABI}[]", "(bytes32[],uint256)", "bytes32[]",
                "uint256[]", "uint256"]
 # the witness is check_market's call data, selector first: the engine sends it on unchanged
 CHECK_MARKET_SELECTOR = keccak(text=f"check_market({','.join(WITNESS_ABI)})")[:4]

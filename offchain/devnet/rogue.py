@@ -47,7 +47,8 @@ def post_rogue_root(dep: Deployment, poster: LocalAccount, signers: Sequence[Loc
     leaves = epoch_account_leaves(market_inputs, list(addresses), [v[1] for v in views],
                                   [{i: q for i, q, _f in v[2] if q} for v in views], totals)
     leaves = [lie(x) if x.account.lower() == victim.lower() else x for x in leaves]
-    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves)
+    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves,
+                             dep.registry.functions.instrument_count().call())
     root = trees.root_message(timestamp=now, deadline=now + 3600, params_hash=bytes.fromhex(params.hash[2:]))
     data = trees.data_message(state_block)
     domain = Domain(w3.eth.chain_id, dep.oracle.address)
@@ -56,6 +57,6 @@ def post_rogue_root(dep: Deployment, poster: LocalAccount, signers: Sequence[Loc
     receipt = send(w3, poster, dep.oracle.functions.post_root(root.as_args(), sign_multi(root, domain, signers)),
                    "post_root")
     send(w3, poster, dep.oracle.functions.publish_epoch_data(
-        data.as_args(), [m.as_args() for m in trees.market_leaves_by_hash()], sign_multi(data, domain, signers)),
+        data.as_args(), [m.as_args() for m in trees.market_leaves_by_id()], sign_multi(data, domain, signers)),
          "publish_epoch_data")
     return path, receipt, trees

@@ -468,7 +468,10 @@ class Keeper:
             self._positions_hashes = {k: v for k, v in self._positions_hashes.items() if k in live}
         leaves = epoch_account_leaves(risk["epoch"], self.listed, b.state_nonce[rows], books,
                                       [b.pending_total.get(int(r), 0) for r in rows], hashes)
-        trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"])
+        # the market tree has a slot per listed instrument (the table is the registry's, re-read
+        # whenever its count changes): the oracle refuses a root over any other count
+        trees = EpochTrees.build(self.dep.engine.address, self.epoch + 1, leaves, risk["market_leaves"],
+                                 len(self.table))
         root = trees.root_message(timestamp=now, deadline=now + self.cfg.signature_validity_s,
                                   params_hash=self.params_hash)
         data = trees.data_message(state_block)
@@ -499,7 +502,7 @@ class Keeper:
         if epoch is not None:
             t = epoch["trees"]
             calls.append(("root", oracle("post_root", epoch["root"].as_args(), epoch["sig_root"])))
-            market = t.market_leaves_by_hash()
+            market = t.market_leaves_by_id()
             calls.append(("epoch_data", oracle("publish_epoch_data", epoch["data"].as_args(),
                                                [m.as_args() for m in market], epoch["sig_data"])
                           .with_gas(PUBLISH_GAS_BASE + PUBLISH_GAS_PER_LEAF * len(market))))

@@ -141,7 +141,8 @@ class EpochStore:
                 return None
             doc = json.loads(path.read_text())
             trees = EpochTrees.build(engine, int(epoch), [AccountLeaf.from_dict(d) for d in doc["account_leaves"]],
-                                     [MarketLeaf.from_dict(d) for d in doc["market_leaves"]])
+                                     [MarketLeaf.from_dict(d) for d in doc["market_leaves"]],
+                                     doc["root"].get("market_count"))
             if "0x" + trees.accounts.root.hex() != doc["root"]["accounts_root"]:
                 raise UserError(f"{path}: its leaves rebuild accounts root 0x{trees.accounts.root.hex()}, "
                                 f"the file's signed root is {doc['root']['accounts_root']}")

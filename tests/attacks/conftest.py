@@ -65,6 +65,7 @@ class Desk:
     poster: object
     witness_for: object = None
     order_nonce: int = 10_000
+    registry: object = None
 
     @property
     def scale(self) -> int:
@@ -155,7 +156,7 @@ class Desk:
         ts = self.now() if timestamp is None else timestamp
         return sign_root(self.engine, next_epoch(self.oracle, self.engine), leaves, timestamp=ts, deadline=deadline,
                          domain=domain or self.domain, signers=self.signers[:2] if by is None else by,
-                         params_hash=PARAMS_HASH)
+                         params_hash=PARAMS_HASH, market_count=self.registry.instrument_count())
 
     def give_margin(self, account, im_wad, mm_wad):
         """Margin the account as the keeper does: a signed root holding a leaf for its current
@@ -213,18 +214,21 @@ def deploy_engine(project, admin, token, oracle, registry):
 
 
 @pytest.fixture(scope="session")
-def desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper, witness_for):  # noqa: F811
-    return Desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper, witness_for)
+def desk(engine, token, oracle, registry, chain, domain, engine_domain, signers, local_keys,  # noqa: F811
+         keeper, witness_for):  # noqa: F811
+    return Desk(engine, token, oracle, chain, domain, engine_domain, signers, local_keys, keeper, witness_for,
+                registry=registry)
 
 
 @pytest.fixture(scope="session")
-def make_desk(oracle, chain, domain, signers, local_keys, keeper, witness_for):  # noqa: F811
+def make_desk(oracle, registry, chain, domain, signers, local_keys, keeper, witness_for):  # noqa: F811
     """make_desk(engine, token) -> a Desk over another engine deployment."""
     from offchain.chain.orders import EngineDomain
 
     def make(engine_, token_):
         dom = EngineDomain(chain_id=chain.chain_id, verifying_contract=engine_.address)
-        return Desk(engine_, token_, oracle, chain, domain, dom, signers, local_keys, keeper, witness_for)
+        return Desk(engine_, token_, oracle, chain, domain, dom, signers, local_keys, keeper, witness_for,
+                    registry=registry)
 
     return make
 

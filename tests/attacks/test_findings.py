@@ -111,7 +111,7 @@ def test_apply_leaf__leaf_of_engine_sharing_the_oracle__reverts(
     other.deposit(1_000 * USD, sender=maker)
     b = type(market)(other, token, oracle, market.chain, market.domain,
                      type(market.engine_domain)(market.engine_domain.chain_id, other.address),
-                     market.signers, market.keys, market.poster)
+                     market.signers, market.keys, market.poster, registry=registry)
     b.trade(maker, attacker, PERP, -WAD // 1_000, BTC_MARK)
     assert other.state_nonce(attacker) == 1
     b.give_margin(attacker, 6 * WAD, 3 * WAD)  # legitimate on B

@@ -9,16 +9,23 @@ from dataclasses import replace
 
 import ape
 import pytest
-from conftest import PARAMS_HASH, WAD, committed
+from conftest import PARAMS_HASH, WAD, committed, committed_market
 from engine.conftest import _PLACEHOLDER_LEAF, WITNESS_PARAMS
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
-from offchain.chain.fraud import EpochRecord, challenge_arguments, commitment, new_salt
+from offchain.chain.fraud import (
+    EpochRecord,
+    challenge_arguments,
+    commitment,
+    market_challenge_arguments,
+    new_salt,
+)
 from offchain.chain.leaves import MarketLeaf
+from offchain.chain.merkle import PositionalTree
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
-from offchain.chain.witness import liquidation_witness
+from offchain.chain.witness import WitnessError, liquidation_witness
 from offchain.risk import load_params
 
 from .conftest import CALL, FUTURE, PERP, PUT, deploy_engine
@@ -96,14 +103,14 @@ def book_of(engine, account):
 
 
 def post_epoch(engine, oracle, registry, domain, signers, chain, keeper, accounts, lie=None, spot=PRICE, by=None,
-               counted=None):
+               counted=None, market=None):
     """An epoch root over `accounts` with the keeper's own leaves (`lie` {account: fn} rewrites
-    a leaf), signed by `by` (signers 0 and 1), of which `counted` are bonded -> (trees,
-    record, books)."""
+    a leaf; `market` replaces the market leaves), signed by `by` (signers 0 and 1), of which
+    `counted` are bonded -> (trees, record, books)."""
     chain.pending_timestamp += 2
     chain.mine(1)
     ts = chain.blocks.head.timestamp
-    market = market_leaves(registry, spot)
+    market = market_leaves(registry, spot) if market is None else market
     inputs = MarketInputs.from_leaves(PARAMS, market, ts)
     books = {a.address: book_of(engine, a) for a in accounts}
     leaves = epoch_account_leaves(inputs, [a.address for a in accounts],
@@ -112,12 +119,12 @@ def post_epoch(engine, oracle, registry, domain, signers, chain, keeper, account
     lie = lie or {}
     leaves = [lie[leaf.account](leaf) if leaf.account in lie else leaf for leaf in leaves]
     epoch = oracle.epoch_root(engine)[0] + 1
-    trees = EpochTrees.build(engine.address, epoch, leaves, market)
+    trees = EpochTrees.build(engine.address, epoch, leaves, market, registry.instrument_count())
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
     by = signers[:2] if by is None else by
     tx = oracle.post_root(msg.as_args(), sign_multi(msg, domain, by), sender=keeper)
     counted = tuple(sorted((s.address for s in (counted or by)), key=lambda a: int(a, 16)))
-    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, PARAMS_HASH, ts,
+    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, trees.market_count, PARAMS_HASH, ts,
                          chain.provider.get_block(tx.block_number).timestamp, counted)
     assert oracle.epoch_record_hash(engine, ts) == record.hash()
     return trees, record, books
@@ -248,83 +255,66 @@ def _mp(w, **over):
     return replace(w, proof=replace(w.proof, **over))
 
 
-def test_multiproof__forged_proofs_for_leaves_not_in_root__refused(
+def test_multiproof__forged_leaves_and_proofs__refused(
         engine, verifier, two_leg_victim, liquidator, witness_for, market_leaf):
-    """A market leaf that is not in the root: a calmer vol with the real proof, a leaf given
-    twice in place of its sibling, an extra proof hash, a repeated `order` index,
-    ops rewritten to carry a node up instead of hashing it, an op past the root, or no leaves
-    at all. Every
-    forgery reverts and the book stays as it was."""
+    """The positional market tree (each leaf at its instrument id's slot): a leaf not in the
+    root (a calmer vol with the real proof), a leaf given twice, the leaves in the other
+    order, an order naming no leaf, a proof element more or less, an empty sibling replaced,
+    a leaf id past the root's count, no leaves. Every forgery reverts and the book stays."""
     victim = two_leg_victim()
-    w = witness_for(victim, extra_ids=(CALL, PUT), raw=True)     # a 4-leaf market tree
+    w = witness_for(victim, extra_ids=(CALL, PUT), raw=True)     # 4 instruments, 4 slots filled
     before = engine.account(victim)
-    assert verifier.check_market(*w.args()).maintenance_wad > 0      # the genuine witness verifies
-    calm = replace(w, leaves=[replace(w.leaves[0], vol_wad=1), w.leaves[1]])
-    perp_twice = replace(w, leaves=[w.leaves[0], w.leaves[0]])
-    extra_hash = _mp(w, proof=tuple(w.proof.proof) + (w.proof.proof[0],))
-    bad_order = _mp(w, order=(w.proof.order & ~0xFF) | ((w.proof.order >> 8) & 0xFF))  # index k twice
-    swapped = _mp(w, order=((w.proof.order & 0xFF) << 8) | ((w.proof.order >> 8) & 0xFF))
-    ops = w.proof.flags[0]
-    carry_first = _mp(w, flags=(ops | 3,) + tuple(w.proof.flags[1:]))
-    n_ops = (ops.bit_length() + 1) // 2
-    extra_hash_op = _mp(w, flags=(ops | (1 << (2 * n_ops)),) + tuple(w.proof.flags[1:]))
-    extra_proof_op = _mp(w, flags=(ops | (2 << (2 * n_ops)),) + tuple(w.proof.flags[1:]))
+    genuine = verifier.check_market(*w.args())
+    assert genuine.maintenance_wad > 0
+    leaves, proof, order = list(w.leaves), tuple(w.proof.proof), w.proof.order
+    calm = replace(w, leaves=[replace(leaves[0], vol_wad=1, spot_wad=leaves[0].spot_wad - 1), leaves[1]])
+    perp_twice = replace(w, leaves=[leaves[0], leaves[0]])
+    swapped = _mp(w, order=((order & 0xFF) << 8) | ((order >> 8) & 0xFF))
     for forged, reason in [
         (calm, "ScenarioVerifier: invalid market multiproof"),
-        (perp_twice, None),
-        (extra_hash, "multiproof: nodes or proof elements left over"),
-        (bad_order, "multiproof: order is not a permutation of the leaves"),
-        (carry_first, None),
-        (extra_hash_op, "multiproof: op without a second queued node"),
-        (extra_proof_op, "multiproof: proof too short"),
+        (perp_twice, "multiproof: ids not strictly ascending (an id twice)"),
+        (swapped, "multiproof: ids not strictly ascending (an id twice)"),
+        (_mp(w, order=(order & ~0xFF) | ((order >> 8) & 0xFF)), "multiproof: ids not strictly ascending (an id twice)"),
+        (_mp(w, order=order | 0x07), "multiproof: order names no leaf"),
+        (_mp(w, proof=proof + (proof[0],)), "multiproof: proof elements left over"),
+        (_mp(w, proof=proof[:-1]), "multiproof: proof too short"),
+        # slot 1's sibling is slot 0, empty: shown as a node it gives another root
+        (_mp(w, proof=(b"\x07" * 32,) + proof[1:]), "ScenarioVerifier: invalid market multiproof"),
+        (replace(w, leaves=[leaves[0], replace(leaves[1], instrument_id=5)]),
+         "multiproof: instrument id beyond the root's count"),
+        (replace(w, sizes_wad=[], leaves=[]), "multiproof: no leaves"),
     ]:
         with pytest.raises(ape.exceptions.ContractLogicError) as err:
             verifier.check_market(*forged.args())
-        if reason:
-            assert reason in str(err.value)
+        assert reason in str(err.value), (reason, str(err.value))
     # through the engine, the leaf given twice is another book before any proof is checked
     with ape.reverts("engine: witness for another book"):
         _liquidate_with(engine, victim, perp_twice, liquidator)
     with ape.reverts("ScenarioVerifier: invalid market multiproof"):
         _liquidate_with(engine, victim, calm, liquidator)
-    # the two leaves swapped in the queue: if they are siblings the sorted pair hashes to the
-    # same node and the check is the genuine one (sizes follow the caller's list, not the
-    # queue); otherwise the root differs. Which one depends on the leaf hashes (block time).
-    try:
-        assert verifier.check_market(*swapped.args()) == verifier.check_market(*w.args())
-    except ape.exceptions.ContractLogicError as err:
-        assert "invalid market multiproof" in str(err)
-    # a trailing op that carries the root up is a no-op: the same root, the same leaves
-    carry_root = _mp(w, flags=(ops | (3 << (2 * n_ops)),) + tuple(w.proof.flags[1:]))
-    assert verifier.check_market(*carry_root.args()) == verifier.check_market(*w.args())
-    empty = replace(w, sizes_wad=[], leaves=[])
-    with ape.reverts("multiproof: no leaves"):
-        verifier.check_market(*empty.args())
     assert engine.account(victim) == before
+    assert verifier.check_market(*w.args()) == genuine
 
 
-def test_multiproof__one_leaf_tree__only_that_leaf_verifies(
-        engine, verifier, fund, set_market, trade, accounts, maker, witness_for, market_leaf):
-    """A market tree of one leaf has that leaf's hash as its root and an empty proof: the
-    leaf verifies, a leaf of another instrument or of the same one with other inputs does
-    not, and proof hashes appended to the empty proof are refused."""
+def test_multiproof__leaf_at_another_slot__refused(
+        engine, verifier, oracle, registry, fund, set_market, trade, accounts, maker, post_root, market_leaf):
+    """Signers put the perpetual's leaf at the future's slot and leave the perp's slot empty:
+    the perp leaf proves neither with the future slot's proof nor with its own slot's (empty)
+    one, and no witness of a perp book exists (the slot is provable instead: challenge_market)."""
     owner = accounts[9]
     fund(owner, 20_000 * USDC)
     fund(maker, 100_000 * USDC)
     set_market()
     trade(maker, owner, PERP, -WAD, PRICE)
-    w = witness_for(owner, raw=True)
-    assert len(w.proof.proof) == 0 and w.proof.flags in ((), (0,))
-    assert verifier.check_market(*w.args()).maintenance_wad > 0
-    for forged in (replace(w, leaves=[market_leaf(FUTURE)]),
-                   replace(w, leaves=[replace(w.leaves[0], spot_wad=w.leaves[0].spot_wad // 2,
-                                              forward_wad=w.leaves[0].forward_wad // 2)])):
-        with pytest.raises(ape.exceptions.ContractLogicError):
-            verifier.check_market(*forged.args())
-    with pytest.raises(ape.exceptions.ContractLogicError, match="left over"):
-        verifier.check_market(*_mp(w, proof=(b"\1" * 32,)).args())
-    with pytest.raises(ape.exceptions.ContractLogicError, match="op without a second queued node"):
-        verifier.check_market(*_mp(w, flags=(1,)).args())
+    perp = market_leaf(PERP)
+    trees = post_root([_PLACEHOLDER_LEAF], market=[replace(perp, instrument_id=FUTURE)])
+    assert oracle.market_tree(engine)[2] == registry.instrument_count() == trees.market_count
+    units = [symbol_to_bytes32("BTC")]
+    for mp in (trees.market.multiproof([FUTURE]), trees.market.multiproof([PERP])):
+        with pytest.raises(ape.exceptions.ContractLogicError, match="invalid market multiproof"):
+            verifier.check_market(engine.address, [WAD], [perp.as_args()], mp.as_args(), units, [0], 0)
+    with pytest.raises(WitnessError, match="no market leaf"):
+        liquidation_witness(PARAMS, engine.address, [(PERP, WAD)], trees, oracle.root_timestamp(engine))
 
 
 def test_witness__another_book_reordered_omitted_duplicated_or_resized__refused(
@@ -936,46 +926,113 @@ def test_void__current_root_voided__liquidations_wait_for_the_next_root_then_res
     bond_funds_add_up(token, bond)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding: a market root that omits a live instrument's leaf "
-                   "makes every account leaf holding it unprovable (no market leaf to re-price with) and its "
-                   "books unliquidatable; only the off-chain rebuild sees the omission")
-def test_fraud__live_instrument_left_out_of_market_root__zero_margin_leaf_still_provable(
+def test_fraud__live_instrument_left_out_of_market_root__empty_slot_proven_and_epoch_voided(
         engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):
-    """The signers leave the perpetual out of the market root: the keeper's own leaf function
-    then margins a perp book at zero (positions without a market leaf carry none, as expired
-    ones do). The leaf applies and the book withdraws everything but its position's loss
-    buffer; a challenge needs a market leaf per position, which the root does not hold."""
+    """(V4) The signers leave the perpetual out of the market root: the keeper's own leaf
+    function then margins a perp book at zero (positions without a market leaf carry none,
+    as expired ones do), the leaf applies and the book withdraws all but its loss buffer. The
+    root commits to the registry's instrument count, so the perp has a slot, and that slot
+    proves empty while the registry lists the perp live: the epoch is voided, the signers'
+    bonds slashed, and the book's voided basis backs no further withdrawal."""
     bond, fraud, _ = system()
     victim, maker = traded()
-    chain.pending_timestamp += 2
-    chain.mine(1)
-    ts = chain.blocks.head.timestamp
     market = [m for m in market_leaves(registry) if m.instrument_id != PERP]
-    inputs = MarketInputs.from_leaves(PARAMS, market, ts)
-    accounts_ = [victim, maker]
-    leaves = epoch_account_leaves(inputs, [a.address for a in accounts_],
-                                  [engine.account(a).state_nonce for a in accounts_],
-                                  [book_of(engine, a) for a in accounts_],
-                                  [engine.pending_total(a) for a in accounts_])
-    epoch = oracle.epoch_root(engine)[0] + 1
-    trees = EpochTrees.build(engine.address, epoch, leaves, market)
-    msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
-    tx = oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2]), sender=keeper)
-    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, PARAMS_HASH, ts,
-                         chain.provider.get_block(tx.block_number).timestamp,
-                         tuple(sorted((s.address for s in signers[:2]), key=lambda a: int(a, 16))))
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      market=market)
     leaf, proof = trees.account_proof(victim.address)
     assert leaf.initial_margin_wad == leaf.maintenance_margin_wad == 0
     engine.apply_leaf(leaf.as_args(), proof, sender=victim)
     engine.withdraw(9_000 * USDC, sender=victim)             # 1 perp held on ~900 of equity
-    # the challenger's best attempt: the true perp leaf, with the only proof the root allows
-    perp = market_leaves(registry)[0]
-    args = (engine.address, record.as_args(), leaf.as_args(), proof, [PERP], [WAD], [perp.as_args()],
-            trees.market_multiproof([FUTURE]).as_args(), [], 0, bytes(32))
-    try:
-        fraud.challenge(*args, sender=attacker)
-    except ape.exceptions.ContractLogicError as err:
-        raise AssertionError(f"the zero-margin leaf is not provable: {err.revert_message}") from err
+    # the account leaf's own challenge has no perp leaf to re-price with ...
+    with ape.reverts("fraud: market leaves not in the market root"):
+        fraud.challenge(engine.address, record.as_args(), leaf.as_args(), proof, [PERP], [WAD],
+                        [market_leaves(registry)[0].as_args()], trees.market.multiproof([PERP]).as_args(), [], 0,
+                        bytes(32), sender=attacker)
+    # ... the market root itself is provable: slot 1 is empty, the registry lists a perpetual
+    assert trees.market_proof(PERP)[0] is None
+    before = token.balanceOf(attacker)
+    tx = fraud.challenge_market(*committed_market(fraud, attacker, trees, record, PERP), sender=attacker)
+    (ev,) = tx.decode_logs(fraud.FraudProven)
+    assert (ev.code, ev.scenarios_packed, bytes(ev.leaf_hash)) == (6, PERP, bytes(32))
+    assert token.balanceOf(attacker) - before == ev.paid == 2 * BOND // 5
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    assert oracle.market_tree(engine)[1] == oracle.root_timestamp(engine) == 0
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(100 * USDC, sender=victim)
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__market_slot_with_false_terms_or_another_id__proven(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system):
+    """The same omission in disguise: the perp's slot holds a leaf whose terms say it is a
+    future that expired at t=1 (margined at zero as expired), the future's leaf, or a leaf on
+    another underlying; the call's slot a leaf with another strike. Each slot is not what the
+    registry makes it: proven (code 6)."""
+    bond, fraud, _ = system()
+    true = market_leaves(registry)
+    for slot, shown in ((PERP, replace(true[0], kind=0, expiry=1)),
+                        (PERP, true[1]),
+                        (PERP, replace(true[0], underlying=symbol_to_bytes32("ETH"))),
+                        (CALL, replace(true[2], strike_wad=true[2].strike_wad + 1))):
+        with chain.isolate():
+            epoch = oracle.epoch_root(engine)[0] + 1
+            # the signers' tree, hand-built (the keeper's EpochTrees puts each leaf at its own id)
+            hashes = {m.instrument_id: m.leaf_hash(engine.address, epoch) for m in true}
+            hashes[slot] = shown.leaf_hash(engine.address, epoch)
+            forged = PositionalTree(hashes, registry.instrument_count())
+            trees, record = _post_market_tree(engine, oracle, domain, signers, chain, keeper, epoch, forged)
+            tx = fraud.challenge_market(*committed_market(fraud, attacker, trees, record, slot, shown,
+                                                          forged.proof(slot)), sender=attacker)
+            assert tx.decode_logs(fraud.FraudProven)[0].code == 6
+            assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+            bond_funds_add_up(token, bond)
+
+
+def _post_market_tree(engine, oracle, domain, signers, chain, keeper, epoch, market_tree):
+    """Post `epoch` with a placeholder accounts root and the given market tree -> (trees, record)."""
+    chain.pending_timestamp += 2
+    chain.mine(1)
+    ts = chain.blocks.head.timestamp
+    built = EpochTrees.build(engine.address, epoch, [_PLACEHOLDER_LEAF], [], market_tree.count)
+    built.market = market_tree
+    msg = built.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+    tx = oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2]), sender=keeper)
+    record = EpochRecord(epoch, built.accounts.root, market_tree.root, market_tree.count, PARAMS_HASH, ts,
+                         chain.provider.get_block(tx.block_number).timestamp,
+                         tuple(sorted((s.address for s in signers[:2]), key=lambda a: int(a, 16))))
+    assert oracle.epoch_record_hash(engine, ts) == record.hash()
+    return built, record
+
+
+def test_fraud__market_slot_as_the_registry_makes_it__challenge_refused(
+        engine, oracle, registry, admin, token, domain, signers, chain, keeper, attacker, system, traded):
+    """An honest root: every live instrument's slot holds its leaf with the registry's terms,
+    the slot of an instrument expired at the root is empty. No slot proves anything; a slot
+    shown empty where a leaf is, a slot past the count or slot 0 is refused."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    # a future expiring in 60 s, then the root 120 s later: its slot stays empty
+    expiry = chain.pending_timestamp + 60
+    registry.list_instrument(symbol_to_bytes32("BTC"), 0, 0, expiry, sender=admin)
+    chain.pending_timestamp += 120
+    trees, record, _ = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker])
+    n = registry.instrument_count()
+    assert record.market_count == n == 5 and trees.market_proof(5)[0] is None
+    for iid in range(1, n + 1):
+        with ape.reverts("fraud: the slot holds what the registry says"):
+            fraud.challenge_market(*market_challenge_arguments(trees, record, iid), sender=attacker)
+    leaf, proof = trees.market_proof(PERP)
+    with ape.reverts("fraud: slot not in the market root"):
+        fraud.challenge_market(*market_challenge_arguments(trees, record, PERP, None, proof), sender=attacker)
+    for iid in (0, n + 1):
+        with ape.reverts("fraud: instrument id outside the root's count"):
+            fraud.challenge_market(*market_challenge_arguments(trees, record, iid, None, proof), sender=attacker)
+    # a leaf for the expired future in its slot would be a leaf the registry does not make
+    extra = replace(market_leaves(registry)[1], instrument_id=5, expiry=expiry)
+    trees2, record2, _ = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                    market=market_leaves(registry) + [extra])
+    tx = fraud.challenge_market(*committed_market(fraud, attacker, trees2, record2, 5), sender=attacker)
+    assert tx.decode_logs(fraud.FraudProven)[0].code == 6
     bond_funds_add_up(token, bond)
 
 

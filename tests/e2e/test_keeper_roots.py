@@ -159,7 +159,8 @@ def test_deploy__bonds_and_fraud_proofs_wired__the_root_counts_the_bonded_signer
     assert dep.token.functions.balanceOf(bond.address).call() == bond.functions.total_bonded().call() == 2 * required
     (posted,) = oracle_logs(w, "RootPosted")
     a = posted["args"]
-    record = EpochRecord(a["epoch"], a["accounts_root"], a["market_root"], params_hash, a["signed_at"],
+    record = EpochRecord(a["epoch"], a["accounts_root"], a["market_root"], a["market_count"], params_hash,
+                         a["signed_at"],
                          w["dev"].w3.eth.get_block(posted["blockNumber"])["timestamp"],
                          tuple(sorted((k.address for k in w["signer_keys"]), key=lambda x: int(x, 16))))
     assert dep.oracle.functions.epoch_record_hash(dep.engine.address, a["signed_at"]).call() == record.hash()

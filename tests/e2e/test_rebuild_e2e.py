@@ -123,14 +123,14 @@ def dishonest_epoch(w, epoch: int, accounts=None, market=None, drop_instrument=N
                                   [{i: q for i, q, _f in v[2] if q} for v in views], totals)
     if accounts:
         leaves = accounts(leaves)
-    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves)
+    trees = EpochTrees.build(dep.engine.address, epoch, leaves, mleaves, dep.registry.functions.instrument_count().call())
     root = trees.root_message(timestamp=now, deadline=now + 3600, params_hash=bytes.fromhex(params.hash[2:]))
     data = trees.data_message(state_block)
     domain = Domain(dev.w3.eth.chain_id, dep.oracle.address)
     send(dev.w3, w["gas"], dep.oracle.functions.post_root(root.as_args(), sign_multi(root, domain, [w["signer"]])),
          "post_root")
     send(dev.w3, w["gas"], dep.oracle.functions.publish_epoch_data(
-        data.as_args(), [m.as_args() for m in trees.market_leaves_by_hash()], sign_multi(data, domain, [w["signer"]])),
+        data.as_args(), [m.as_args() for m in trees.market_leaves_by_id()], sign_multi(data, domain, [w["signer"]])),
          "publish_epoch_data")
     return EpochStore(w["tmp"] / "signer").write(trees, root, [], state_block)
 

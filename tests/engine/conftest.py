@@ -249,7 +249,7 @@ def leaf_for(engine):
 
 
 @pytest.fixture(scope="session")
-def post_root(engine, oracle, keeper, domain, signers, mine, chain):
+def post_root(engine, oracle, registry, keeper, domain, signers, mine, chain):
     """post_root(leaves, engine=engine, by=2 of 3 signers) -> EpochTrees: builds both trees,
     signs the root one second later and posts it (the engine's next epoch each call)."""
 
@@ -258,7 +258,8 @@ def post_root(engine, oracle, keeper, domain, signers, mine, chain):
         eng = eng or engine
         ts = chain.blocks.head.timestamp if timestamp is None else timestamp
         root = sign_root(eng, next_epoch(oracle, eng), leaves, timestamp=ts, domain=domain,
-                         signers=signers[:2] if by is None else by, params_hash=PARAMS_HASH, market=market)
+                         signers=signers[:2] if by is None else by, params_hash=PARAMS_HASH, market=market,
+                         market_count=registry.instrument_count())
         oracle.post_root(*root.post_args(), sender=sender or keeper)
         return root.trees
 

@@ -98,7 +98,7 @@ def _post(engine, oracle, registry, domain, signers, chain, keeper, accounts, li
     trees = EpochTrees.build(engine.address, epoch, leaves, market)
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
     tx = oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers[:2]), sender=keeper)
-    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, PARAMS_HASH, ts,
+    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, trees.market_count, PARAMS_HASH, ts,
                          chain.provider.get_block(tx.block_number).timestamp, tuple(s.address for s in signers[:2]))
     assert oracle.epoch_record_hash(engine, ts) == record.hash()
     return trees, record, books
@@ -208,12 +208,12 @@ def test_griefing__dust_repeat_wrong_epoch_window_forgeries__refused(
     bad[6] = [tuple(WAD // 10 if k == 8 else v for k, v in enumerate(m)) for m in good[6]]
     with ape.reverts("fraud: market leaves not in the market root"):
         fraud.challenge(*bad, sender=attacker)
-    other = EpochRecord(*record2.as_args()[:6], (signers[2].address,))
+    other = EpochRecord(*record2.as_args()[:7], (signers[2].address,))
     with ape.reverts("fraud: record does not match the posted epoch"):
         fraud.challenge(*(good[:1] + [other.as_args()] + good[2:]), sender=attacker)
     # the wrong epoch: epoch N's record renumbered is no posted record, and the previous
     # epoch's own record does not hold epoch N's leaf (its hash covers the epoch)
-    wrong = EpochRecord(record2.epoch - 1, *record2.as_args()[1:6], record2.signers)
+    wrong = EpochRecord(record2.epoch - 1, *record2.as_args()[1:7], record2.signers)
     with ape.reverts("fraud: record does not match the posted epoch"):
         fraud.challenge(*(good[:1] + [wrong.as_args()] + good[2:]), sender=attacker)
     with ape.reverts("fraud: account leaf not in the accounts root"):

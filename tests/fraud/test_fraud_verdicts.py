@@ -55,6 +55,9 @@ def system():
     ph = params_hash_bytes(params)
     token = boa.load(_contract("mocks/MockERC20"), "USD Coin", "USDC", 6)
     registry = boa.load(_contract("InstrumentRegistry"))
+    # four instruments, so the roots' market trees (ids 1-4, `_market`) have the registry's count
+    for i in range(4):
+        registry.list_instrument(symbol_to_bytes32(f"R{i}"), PERPETUAL, 0, 0)
     oracle = boa.load(_contract("RiskOracle"), registry.address, [s.address for s in SIGNERS], 2, ph, 2_000)
     bond = boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, DELAY,
                     load_engine(token, oracle, registry).address)
@@ -104,7 +107,7 @@ def _post(system, epoch, lie=None, by=SIGNERS[:2]):
     trees = EpochTrees.build(ENGINE, epoch, leaves, market)
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=system["oracle"].params_hash())
     system["oracle"].post_root(msg.as_args(), sign_multi(msg, system["domain"], by))
-    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, msg.params_hash, ts,
+    record = EpochRecord(epoch, trees.accounts.root, trees.market.root, trees.market_count, msg.params_hash, ts,
                          boa.env.evm.patch.timestamp, tuple(s.address for s in by))
     assert system["oracle"].epoch_record_hash(trees.engine, ts) == record.hash()
     return trees, record, honest

@@ -44,7 +44,7 @@ def test_signers_sign__two_keys__ascending_low_s_recoverable():
     accts = [Account.create() for _ in range(2)]
     signers = Signers(accts)
     root = EpochRoot(engine="0x" + "ee" * 20, epoch=3, timestamp=100, deadline=200, params_hash=b"\1" * 32,
-                     market_root=b"\2" * 32, accounts_root=b"\3" * 32, account_count=7)
+                     market_root=b"\2" * 32, market_count=4, accounts_root=b"\3" * 32, account_count=7)
     digest = typed_digest(oracle_domain(31337, "0x" + "22" * 20), struct_hash(root))
     sigs = signers.sign([digest])[0]
     recovered = []

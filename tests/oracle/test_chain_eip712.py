@@ -32,6 +32,7 @@ def _root(**overrides):
         deadline=1_700_000_060,
         params_hash=PARAMS_HASH,
         market_root=b"\x0a" * 32,
+        market_count=4,
         accounts_root=b"\x0b" * 32,
         account_count=123,
     )

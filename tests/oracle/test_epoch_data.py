@@ -13,11 +13,13 @@ from offchain.chain.roots import EpochTrees
 
 
 @pytest.fixture
-def posted(oracle, keeper, chain, sign):
-    """An engine (the keeper's address) holding epoch 1 with 5 market leaves."""
+def posted(oracle, keeper, chain, sign, market_count):
+    """An engine (the keeper's address) holding epoch 1 with 5 market leaves of 6 instruments
+    (slot 6 empty)."""
+    count = market_count(6)
     ts = chain.blocks.head.timestamp
     trees = EpochTrees.build(keeper.address, 1, [_leaf(i) for i in range(4)],
-                             [_market_leaf(i) for i in range(1, 6)])
+                             [_market_leaf(i) for i in range(1, 6)], count)
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
     oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
     return trees
@@ -27,7 +29,7 @@ def _publish(oracle, sign, trees, state_block, leaves=None, sender=None, by=None
     data = trees.data_message(state_block)
     if over:
         data = EpochData(**{**data.message(), **over})
-    leaves = trees.market_leaves_by_hash() if leaves is None else leaves
+    leaves = trees.market_leaves_by_id() if leaves is None else leaves
     return oracle.publish_epoch_data(data.as_args(), [m.as_args() for m in leaves], sign(data, by),
                                      sender=sender)
 
@@ -50,28 +52,37 @@ def test_epoch_data_digest__python__equals_contract(oracle, domain, keeper):
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 9])
-def test_publish_epoch_data__any_leaf_count__contract_tree_equals_python(oracle, keeper, chain, sign, size):
+def test_publish_epoch_data__any_leaf_count__contract_tree_equals_python(oracle, keeper, chain, sign, size,
+                                                                        market_count):
+    count = market_count(size)
     ts = chain.blocks.head.timestamp
-    trees = EpochTrees.build(keeper.address, 1, [_leaf(0)], [_market_leaf(i) for i in range(1, size + 1)])
+    trees = EpochTrees.build(keeper.address, 1, [_leaf(0)], [_market_leaf(i) for i in range(1, size + 1)], count)
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
     oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
     _publish(oracle, sign, trees, chain.blocks.head.number - 1, sender=keeper)
 
 
-def test_publish_epoch_data__forged_or_missing_or_unordered_leaf__reverts(oracle, posted, sign, chain, trader):
+def test_publish_epoch_data__forged_missing_moved_or_unordered_leaf__reverts(oracle, posted, sign, chain, trader):
     block = chain.blocks.head.number - 1
-    leaves = posted.market_leaves_by_hash()
+    leaves = posted.market_leaves_by_id()
     forged = list(leaves)
     forged[2] = MarketLeaf(**{**leaves[2].as_dict(), "underlying": leaves[2].underlying, "vol_wad": WAD})
-    forged.sort(key=lambda m: m.leaf_hash(posted.engine, 1))   # in order: only the root is wrong
     with ape.reverts("oracle: market leaves do not give the market root"):
         _publish(oracle, sign, posted, block, leaves=forged, sender=trader)
     with ape.reverts("oracle: market leaves do not give the market root"):
         _publish(oracle, sign, posted, block, leaves=leaves[:-1], sender=trader)
-    with ape.reverts("oracle: market leaves not in ascending hash order"):
+    # the last leaf relabelled to the empty slot 6: each leaf sits at its own id's slot
+    moved = leaves[:-1] + [MarketLeaf(**{**leaves[-1].as_dict(), "underlying": leaves[-1].underlying,
+                                         "instrument_id": 6})]
+    with ape.reverts("oracle: market leaves do not give the market root"):
+        _publish(oracle, sign, posted, block, leaves=moved, sender=trader)
+    with ape.reverts("oracle: market leaves not in ascending id order"):
         _publish(oracle, sign, posted, block, leaves=leaves[::-1], sender=trader)
-    with ape.reverts("oracle: market leaves not in ascending hash order"):
+    with ape.reverts("oracle: market leaves not in ascending id order"):
         _publish(oracle, sign, posted, block, leaves=leaves + leaves[-1:], sender=trader)
+    beyond = leaves + [MarketLeaf(**{**leaves[-1].as_dict(), "underlying": leaves[-1].underlying, "instrument_id": 7})]
+    with ape.reverts("oracle: market leaf id beyond the root's instrument count"):
+        _publish(oracle, sign, posted, block, leaves=beyond, sender=trader)
 
 
 def test_publish_epoch_data__not_current_epoch_or_roots__reverts(oracle, posted, sign, chain, trader):
@@ -100,12 +111,13 @@ def test_publish_epoch_data__outsider_signature__reverts(oracle, posted, sign, c
 
 
 @pytest.mark.parametrize("size", [1, 16, 64, 256])
-def test_publish_epoch_data__gas__within_the_keepers_fixed_limit(oracle, keeper, chain, sign, size):
+def test_publish_epoch_data__gas__within_the_keepers_fixed_limit(oracle, keeper, chain, sign, size, market_count):
     """The keeper sends publish_epoch_data in the same batch as its root, with a fixed gas
     limit (its estimate would revert before the root is mined): that limit must cover it."""
     from offchain.keeper.bot import PUBLISH_GAS_BASE, PUBLISH_GAS_PER_LEAF
+    count = market_count(size)
     ts = chain.blocks.head.timestamp
-    trees = EpochTrees.build(keeper.address, 1, [_leaf(0)], [_market_leaf(i) for i in range(1, size + 1)])
+    trees = EpochTrees.build(keeper.address, 1, [_leaf(0)], [_market_leaf(i) for i in range(1, size + 1)], count)
     msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
     oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
     tx = _publish(oracle, sign, trees, chain.blocks.head.number - 1, sender=keeper)

@@ -20,9 +20,9 @@ def _leaf(i: int, im_wad: int = 900 * WAD, mm_wad: int = 450 * WAD) -> AccountLe
 
 
 @pytest.fixture
-def trees(keeper):
+def trees(keeper, registry):
     """Epoch 1 trees of a (stand-in) engine: the keeper's address, no engine deployed."""
-    return EpochTrees.build(keeper.address, 1, [_leaf(1), _leaf(2)])
+    return EpochTrees.build(keeper.address, 1, [_leaf(1), _leaf(2)], [], registry.instrument_count())
 
 
 @pytest.fixture
@@ -147,8 +147,8 @@ def test_post_root__params_hash_rotated_after_signing__reverts(oracle, admin, ro
         _post(oracle, root, sigs, keeper)
 
 
-def test_verify_account_leaf__im_equal_mm__accepted(oracle, domain, signers, keeper, now):
-    trees = EpochTrees.build(keeper.address, 1, [_leaf(1, WAD, WAD), _leaf(2)])
+def test_verify_account_leaf__im_equal_mm__accepted(oracle, domain, signers, keeper, now, registry):
+    trees = EpochTrees.build(keeper.address, 1, [_leaf(1, WAD, WAD), _leaf(2)], [], registry.instrument_count())
     msg = trees.root_message(timestamp=now(), deadline=now() + 300, params_hash=PARAMS_HASH)
     _post(oracle, msg, sign_multi(msg, domain, signers[:2]), keeper)
     leaf, proof = trees.account_proof(_leaf(1).account)

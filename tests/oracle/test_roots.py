@@ -9,7 +9,14 @@ from conftest import PARAMS_HASH, WAD
 
 from offchain.chain.eip712 import EpochRoot, digest
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, account_leaf_hashes, positions_hash
-from offchain.chain.merkle import MerkleTree, hash_pair, process_multiproof, process_proof, verify
+from offchain.chain.merkle import (
+    EMPTY,
+    MerkleTree,
+    MultiProof,
+    hash_pair,
+    process_multiproof,
+    verify,
+)
 from offchain.chain.roots import EpochTrees
 
 
@@ -33,13 +40,14 @@ def _market_leaf(i: int) -> MarketLeaf:
 
 
 @pytest.fixture
-def post_root(oracle, keeper, chain, sign):
-    """post_root(engine, trees or leaves, epoch=1, ...) -> (tx, EpochRoot)."""
+def post_root(oracle, keeper, chain, sign, market_count):
+    """post_root(engine, trees or leaves, epoch=1, ...) -> (tx, EpochRoot, trees)."""
 
     def post(engine, account_leaves, epoch=1, market=(), timestamp=None, deadline=None, by=None, sender=None,
              **over):
         ts = chain.blocks.head.timestamp if timestamp is None else timestamp
-        trees = EpochTrees.build(engine, epoch, account_leaves, market)
+        count = market_count(max((m.instrument_id for m in market), default=0))
+        trees = EpochTrees.build(engine, epoch, account_leaves, market, count)
         msg = trees.root_message(timestamp=ts, deadline=ts + 300 if deadline is None else deadline,
                                  params_hash=PARAMS_HASH)
         if over:
@@ -85,23 +93,51 @@ def test_positions_hash__python__equals_abi_of_sorted_book():
 
 def test_epoch_root_digest__python__equals_contract(oracle, domain, keeper):
     msg = EpochRoot(engine=keeper.address, epoch=3, timestamp=5, deadline=6, params_hash=PARAMS_HASH,
-                    market_root=b"\x01" * 32, accounts_root=b"\x02" * 32, account_count=10)
+                    market_root=b"\x01" * 32, market_count=4, accounts_root=b"\x02" * 32, account_count=10)
     assert bytes(oracle.epoch_root_digest(msg.as_args())) == digest(msg, domain)
     assert bytes(oracle.EPOCH_ROOT_TYPEHASH()) == EpochRoot.typehash()
 
 
 def test_market_root__python_proofs__give_the_stored_root(oracle, post_root, keeper):
     """Market leaves are proven by ScenarioVerifier / FraudProofs (one multiproof,
-    tests/verifier/test_multiproof.py) against the root the oracle stores."""
-    market = [_market_leaf(i) for i in range(1, 6)]
+    tests/verifier/test_multiproof.py) against the root the oracle stores, each at its own
+    id's slot; the registry's instruments without a leaf prove empty."""
+    market = [_market_leaf(i) for i in (1, 2, 4, 5)]
     tx, msg, trees = post_root(keeper.address, [_leaf(0)], market=market)
-    stored = bytes(oracle.epoch_root(keeper)[4])
-    for m in market:
-        leaf, proof = trees.market_proof(m.instrument_id)
-        assert process_proof(proof, leaf.leaf_hash(keeper.address, msg.epoch)) == stored
-    ids = [m.instrument_id for m in market]
+    epoch, signed_at, count, stored = oracle.market_tree(keeper)
+    assert (epoch, signed_at, count, bytes(stored)) == (1, msg.timestamp, 5, trees.market.root)
+    ids = [5, 1, 4]
     hashes = [m.leaf_hash(keeper.address, msg.epoch) for m in trees.market_leaves_of(ids)]
-    assert process_multiproof(trees.market_multiproof(ids), hashes) == stored
+    assert process_multiproof(trees.market_multiproof(ids), ids, hashes, count) == bytes(stored)
+    leaf, proof = trees.market_proof(3)
+    assert leaf is None and process_multiproof(MultiProof(tuple(proof), 0), [3], [EMPTY], count) == bytes(stored)
+
+
+def test_post_root__market_count_not_the_registry_s__reverts(oracle, post_root, keeper, market_count):
+    """The signed count must be the registry's instrument count when posted: a lower one
+    would put listed instruments outside the tree (unprovable), a higher one slots that no
+    instrument fills yet."""
+    n = market_count()
+    for wrong in (n - 1, n + 1, 0):
+        with ape.reverts("oracle: market count is not the registry's instrument count"):
+            post_root(keeper.address, [_leaf(1)], market_count=wrong)
+    post_root(keeper.address, [_leaf(1)], market_count=n)
+
+
+def test_post_root__instrument_listed_after_signing__root_refused(oracle, keeper, chain, sign, market_count):
+    """A root signed over n instruments, then the registry lists one more before the post:
+    the root no longer covers every listed instrument and is refused; re-signed, it posts."""
+    n = market_count()
+    ts = chain.blocks.head.timestamp
+    trees = EpochTrees.build(keeper.address, 1, [_leaf(1)], [_market_leaf(1)], n)
+    msg = trees.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+    market_count(n + 1)
+    with ape.reverts("oracle: market count is not the registry's instrument count"):
+        oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
+    again = EpochTrees.build(keeper.address, 1, [_leaf(1)], [_market_leaf(1)], n + 1)
+    msg = again.root_message(timestamp=ts, deadline=ts + 300, params_hash=PARAMS_HASH)
+    oracle.post_root(msg.as_args(), sign(msg), sender=keeper)
+    assert oracle.market_tree(keeper)[2] == n + 1
 
 
 # ------------------------------------------------------------------ forged leaves and proofs
@@ -238,6 +274,7 @@ def test_post_root__event__carries_roots(post_root, keeper, oracle):
     tx, msg, trees = post_root(keeper.address, [_leaf(i) for i in range(3)], epoch=7)
     [log] = tx.decode_logs(oracle.RootPosted)
     assert (log.engine, log.epoch, log.signed_at, log.account_count) == (keeper.address, 7, msg.timestamp, 3)
+    assert log.market_count == msg.market_count == 4 and bytes(log.market_root) == trees.market.root
     assert bytes(log.accounts_root) == trees.accounts.root
 
 

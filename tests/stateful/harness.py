@@ -232,7 +232,8 @@ class System:
     def post_root(self, leaves: list[AccountLeaf]) -> tuple[CallResult, EpochTrees]:
         """Sign (2 of 3) and post the engine's next epoch root over `leaves`, now."""
         root = sign_root(self.engine, next_epoch(self.oracle, self.engine), leaves, timestamp=self.now(),
-                         domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH)
+                         domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH,
+                         market_count=self.registry.instrument_count())
         return self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper), root.trees
 
     def market_leaves(self, spot_wad: int) -> list[MarketLeaf]:
@@ -255,7 +256,7 @@ class System:
         self.advance(1)  # roots' timestamps strictly increase
         root = sign_root(self.engine, next_epoch(self.oracle, self.engine), [_PLACEHOLDER_LEAF], timestamp=self.now(),
                          domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH,
-                         market=self.market_leaves(spot_wad))
+                         market=self.market_leaves(spot_wad), market_count=self.registry.instrument_count())
         res = self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper)
         assert res.ok, res.reason
         trees = root.trees

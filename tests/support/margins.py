@@ -74,10 +74,12 @@ class SignedRoot:
 
 
 def sign_root(engine, epoch: int, leaves: Sequence[AccountLeaf], *, timestamp: int, domain: Domain,
-              signers: Sequence, params_hash: bytes, deadline: int | None = None, market=()) -> SignedRoot:
-    """Build both trees over `leaves` (and market leaves), and sign the root with `signers`
-    (ascending address order is sign_multi's job)."""
-    trees = EpochTrees.build(_address(engine), epoch, list(leaves), list(market))
+              signers: Sequence, params_hash: bytes, deadline: int | None = None, market=(),
+              market_count: int | None = None) -> SignedRoot:
+    """Build both trees over `leaves` (and market leaves over `market_count` instruments: the
+    registry's count, which the oracle requires), and sign the root with `signers` (ascending
+    address order is sign_multi's job)."""
+    trees = EpochTrees.build(_address(engine), epoch, list(leaves), list(market), market_count)
     msg = trees.root_message(timestamp=timestamp, deadline=timestamp + 300 if deadline is None else deadline,
                              params_hash=params_hash)
     return SignedRoot(trees, msg, sign_multi(msg, domain, list(signers)))

@@ -9,5 +9,6 @@ from modules import multiproof
 
 @external
 @pure
-def root(leaves: DynArray[bytes32, 32], mp: multiproof.MultiProof) -> bytes32:
-    return multiproof._root(leaves, mp)
+def root(ids: DynArray[uint256, 32], leaves: DynArray[bytes32, 32], mp: multiproof.MultiProof,
+         count: uint256) -> bytes32:
+    return multiproof._root(ids, leaves, mp, count)

@@ -2,7 +2,8 @@
 market root on a real RiskOracle (a threshold-signed root), then priced as `check` prices:
 equal to `check` on the same inputs and to the engine's margin; a leaf that is not in the
 root, a root under another parameter set, or an expired instrument is refused. All legs are
-proven by one multiproof (offchain/chain/merkle.py `MerkleTree.multiproof`)."""
+proven by one multiproof over the positional market tree (offchain/chain/merkle.py
+`PositionalTree.multiproof`)."""
 
 from dataclasses import replace
 
@@ -56,6 +57,16 @@ def _market_leaves(book, signed_at: int) -> list[MarketLeaf]:
     return leaves
 
 
+def _listed(oracle, at_least: int) -> int:
+    """The oracle's registry count, after listing perpetuals until it is at least `at_least`
+    (a root's market tree has a slot per listed instrument; the oracle wants the registry's
+    count)."""
+    registry = boa.load_partial(str(ROOT / "contracts" / "InstrumentRegistry.vy")).at(oracle.registry())
+    while registry.instrument_count() < at_least:
+        registry.list_instrument(f"P{registry.instrument_count()}".encode().ljust(32, b"\0"), PERPETUAL, 0, 0)
+    return registry.instrument_count()
+
+
 def _post_root(params, oracle, domain, leaves, epoch):
     signed_at = boa.env.evm.patch.timestamp
     account = AccountLeaf(
@@ -63,7 +74,7 @@ def _post_root(params, oracle, domain, leaves, epoch):
         pending_base_im_wad=0, pending_base_mm_wad=0, position_value_wad=0, initial_margin_wad=0,
         maintenance_margin_wad=0, worst_loss_wad=0, worst_scenarios=0, basis_addon_wad=0,
         short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
-    trees = EpochTrees.build(ENGINE, epoch, [account], leaves)
+    trees = EpochTrees.build(ENGINE, epoch, [account], leaves, _listed(oracle, max(m.instrument_id for m in leaves)))
     msg = trees.root_message(timestamp=signed_at, deadline=signed_at + 300,
                              params_hash=params_hash_bytes(params))
     oracle.post_root(msg.as_args(), sign_multi(msg, domain, SIGNERS))
@@ -120,15 +131,16 @@ def test_check_market__leaf_not_in_root__reverts(system):
     sizes = [leg[0] for leg in book.legs]
     with boa.reverts("ScenarioVerifier: invalid market multiproof"):
         verifier.check_market(ENGINE, sizes, forged, mp, book.unit_symbols(), [0], 0)
-    # the true leaves with a leaf dropped, or with the ops dropped: refused. Which step of the
-    # multiproof notices the missing leaf depends on the leaves' hash order (their timestamps)
-    with pytest.raises(BoaError) as dropped:
+    # the true leaves with a leaf dropped (its slot's node missing), a proof element more or
+    # one less: refused
+    with pytest.raises(BoaError):
         verifier.check_market(ENGINE, sizes[1:], [leaf.as_args() for leaf in leaves[1:]], mp,
                               book.unit_symbols(), [0], 0)
-    assert ("multiproof: order is not a permutation of the leaves" in str(dropped.value)
-            or "multiproof: op without a second queued node" in str(dropped.value))
-    with boa.reverts("multiproof: nodes or proof elements left over"):
-        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0], [], mp[2]),
+    with boa.reverts("multiproof: proof elements left over"):
+        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0] + [bytes(32)], mp[1]),
+                              book.unit_symbols(), [0], 0)
+    with boa.reverts("multiproof: proof too short"):
+        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0][:-1], mp[1]),
                               book.unit_symbols(), [0], 0)
 
 
@@ -152,7 +164,7 @@ def test_check_market__oracle_on_another_params_set__reverts(system):
     verifier = boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle.address,
                         params_hash_bytes(other), generator, rows)
     with boa.reverts("ScenarioVerifier: oracle runs another params set"):
-        verifier.check_market(ENGINE, [], [], ([], [], 0), [symbol_to_bytes32("BTC")], [0], 0)
+        verifier.check_market(ENGINE, [], [], ([], 0), [symbol_to_bytes32("BTC")], [0], 0)
 
 
 def test_check_market__sizes_and_leaves_mismatch__reverts(system):
@@ -165,3 +177,45 @@ def test_check_market__sizes_and_leaves_mismatch__reverts(system):
     with boa.reverts("ScenarioVerifier: one size per leaf expected"):
         verifier.check_market(ENGINE, [WAD], [leaf.as_args() for leaf in leaves], mp,
                               [symbol_to_bytes32("BTC")], [0], 0)
+
+
+@pytest.fixture(scope="module")
+def deployers():
+    """The three contracts compiled once (fresh deployments per count below)."""
+    return {name: boa.load_partial(str(ROOT / "contracts" / f"{name}.vy"))
+            for name in ("InstrumentRegistry", "RiskOracle", "ScenarioVerifier")}
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_check_market__one_and_non_power_of_two_counts__last_slot_proven_past_the_count_refused(count, deployers):
+    """A registry of `count` perpetuals and a root over all of them: the oracle's own tree
+    (publish_epoch_data) is the Python one, the leaf at the last slot (beside the padding of
+    a non-power-of-two count, or alone in a 1-instrument tree) proves and prices, and a leaf
+    claiming the slot past the count is refused."""
+    params = load_params("default-v2")
+    registry = deployers["InstrumentRegistry"].deploy()
+    oracle = deployers["RiskOracle"].deploy(registry.address, [s.address for s in SIGNERS], 2,
+                                            params_hash_bytes(params), 2_000)
+    generator, rows = verifier_config(params)
+    verifier = deployers["ScenarioVerifier"].deploy(oracle.address, params_hash_bytes(params), generator, rows)
+    domain = Domain(chain_id=boa.env.evm.patch.chain_id, verifying_contract=oracle.address)
+    btc = symbol_to_bytes32("BTC")
+    leaves = []
+    for i in range(1, count + 1):
+        registry.list_instrument(symbol_to_bytes32(f"P{i}") if i < count else btc, PERPETUAL, 0, 0)
+        u = symbol_to_bytes32(f"P{i}") if i < count else btc
+        leaves.append(MarketLeaf(i, PERPETUAL, u, 0, 0, WAD, 60_000 * WAD, 60_000 * WAD, 0, 0, 0, 0, 0, 0, 0))
+    boa.env.time_travel(seconds=60)
+    trees = _post_root(params, oracle, domain, leaves, 1)
+    assert oracle.market_tree(ENGINE)[2:] == (count, trees.market.root)
+    boa.env.time_travel(blocks=1)
+    data = trees.data_message(boa.env.evm.patch.block_number - 1)
+    oracle.publish_epoch_data(data.as_args(), [m.as_args() for m in trees.market_leaves_by_id()],
+                              sign_multi(data, domain, SIGNERS))
+    last = leaves[-1]
+    mp = trees.market_multiproof([count]).as_args()
+    out = verifier.check_market(ENGINE, [-WAD], [last.as_args()], mp, [btc], [0], 0)
+    assert out.maintenance_wad > 0
+    beyond = replace(last, instrument_id=count + 1)
+    with boa.reverts("multiproof: instrument id beyond the root's count"):
+        verifier.check_market(ENGINE, [-WAD], [beyond.as_args()], mp, [btc], [0], 0)
