@@ -12,12 +12,27 @@ import numpy as np
 import pytest
 
 from offchain.chain.eip712 import symbol_to_bytes32
-from offchain.chain.verifier import check_arguments, generator_hash, params_hash_bytes, verifier_config
+from offchain.chain.verifier import (
+    check_arguments,
+    generator_hash,
+    params_hash_bytes,
+    verifier_config,
+)
 from offchain.risk import load_params
 from offchain.risk.pricing import CALL, PUT
 from offchain.risk.scenarios import build_scenarios
 
-from .conftest import PARAM_SETS, ROOT, SPOTS, WAD, ZERO, book_from_rows, deploy_verifier, random_book, wad
+from .conftest import (
+    PARAM_SETS,
+    ROOT,
+    SPOTS,
+    WAD,
+    ZERO,
+    book_from_rows,
+    deploy_verifier,
+    random_book,
+    wad,
+)
 
 TOL = 1e-9
 
