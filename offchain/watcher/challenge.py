@@ -1,5 +1,13 @@
-"""The watcher's challenger: for a root found false, prove the first false leaf (address
-order) the chain accepts with FraudProofs' commit-reveal, and remember every step.
+"""The watcher's challenger: for a root found false, prove the first false market slot
+(instrument id order) or else the first false account leaf (address order) the chain accepts
+with FraudProofs' commit-reveal, and remember every step. Both kinds go the same way (a
+`Target`): dry run, commit, reveal, ledger; they differ in the function (`challenge_market`
+or `challenge`) and in what the commitment names (the instrument id as an address, or the
+account).
+
+A market slot is a candidate when the rebuild found it not what the registry makes it (a
+live instrument left out, a leaf for an expired one, other terms: `Rebuild.market_errors`);
+its proof is the published market tree's slot.
 
 For each false leaf the signers published (in the posted root, proof checked): the book is
 the chain's at the root's state block, and must be the one the leaf commits to (a leaf that
@@ -12,7 +20,7 @@ such candidate, while at least `challenge_min_window_left_s` of the window is le
      `commit(keccak(challenger, engine, signed_at, account, salt))` transaction leaves;
   2. reveal: once the commit is mined, `challenge(..., salt)` is estimated against the
      pending block (the block after the commit's) and sent if within `challenge_gas_limit`.
-`challenges.json` records every (epoch, account) before its commit leaves, the hash of each
+`challenges.json` records every (epoch, account or slot) before its commit leaves, the hash of each
 signed transaction (commit and reveal, bumps too) before it is sent, and the reveal's call
 data with the salt left out, so no leaf is committed to or challenged twice, across restarts
 too. At start (`reconcile`): an entry left "committing" is committed if the chain holds its
@@ -45,7 +53,9 @@ from offchain.chain.fraud import (
     NO_COMMITMENT,
     commitment,
     leaf_challenge_arguments,
+    market_challenge_arguments,
     new_salt,
+    slot_account,
 )
 from offchain.chain.fraud_model import candidates
 from offchain.chain.merkle import MerkleError
@@ -137,6 +147,20 @@ class Outcome:
     entry: dict | None = None
 
 
+@dataclass(frozen=True)
+class Target:
+    """One thing to challenge, of either kind: an account leaf (`challenge`) or a market
+    slot (`challenge_market`). `subject` is the address the commitment and the ledger key
+    name: the account, or the instrument id as an address (`slot_account`)."""
+
+    kind: str                 # "account" | "market"
+    subject: str
+    function: str             # FraudProofs function the reveal calls
+    call: PreparedCall        # its call data without a salt (filled in when revealed)
+    predicted_code: int
+    fields: dict              # kind-specific ledger fields
+
+
 class Challenger:
     def __init__(self, cfg: WatchConfig, dep: Deployment, account: LocalAccount, metrics, *,
                  contracts: FraudContracts | None = None):
@@ -193,18 +217,32 @@ class Challenger:
                                         f"{closes - now} s after chain time {now}: less than "
                                         f"challenge_min_window_left_s ({self.cfg.challenge_min_window_left_s}) to "
                                         "commit and reveal"), root.epoch)
+        reasons = []
+        # a false market slot first: provable from the registry alone, no re-pricing
+        for iid in market_slots(result):
+            subject = slot_account(iid)
+            before = self.blocking(root.engine, root.epoch, subject)
+            if before is not None:
+                return self._resume(root.engine, root.epoch, subject, before, t0)
+            try:
+                call = self.encode("challenge_market", *market_challenge_arguments(result.trees, record, iid))
+            except MerkleError as exc:
+                reasons.append(f"market slot {iid}: {str(exc)[:200]}")
+                continue
+            reason = _dry_run(self.dep.w3, self.account.address, call)
+            if reason != NO_COMMITMENT:
+                reasons.append(f"market slot {iid}: chain: {reason}")
+                continue
+            return self._commit(result, record, Target("market", subject, "challenge_market", call, 6,
+                                                       {"instrument_id": iid}), closes - now, t0)
         params = params_for_root(root, self.cfg.params or None)
         books = dict(zip([a.lower() for a in result.books.addresses], result.books.books_wad, strict=True))
-        reasons = []
         for published in false_leaves:
             leaf = published.leaf
             account = to_checksum_address(leaf.account)
             before = self.blocking(root.engine, root.epoch, account)
-            if before is not None and before.get("status") == "committed":     # a reveal left undone
-                return self._reveal(root.engine, root.epoch, account, before, t0)
             if before is not None:
-                return self._report(Outcome("already_challenged", account, f"{before.get('status')} "
-                                            f"(tx {before.get('tx') or 'none'})", before), root.epoch)
+                return self._resume(root.engine, root.epoch, account, before, t0)
             why = self._unprovable(leaf, books.get(account.lower()))
             if why:
                 reasons.append(f"{account}: {why}")
@@ -225,15 +263,25 @@ class Challenger:
                     if reason != NO_COMMITMENT:
                         tried.append(f"{named} (model: code {verdict.code}): chain: {reason}")
                         continue
-                    return self._commit(result, record, account, verdict, call, closes - now, t0)
+                    target = Target("account", account, "challenge", call, verdict.code,
+                                    {"scenarios": list(verdict.scenarios), "joint": verdict.joint})
+                    return self._commit(result, record, target, closes - now, t0)
             except (MerkleError, UserError) as exc:
                 tried.append(str(exc)[:200])
             reasons.append(f"{account}: " + "; ".join(tried))
         if not reasons:
-            reasons.append("every account leaf is the rebuild's: the lie is in the market leaves, which a fraud "
-                           "proof takes as given" if result.accounts_root_ok else
-                           "no published leaf at hand in the posted root (set epoch_dir or keeper_url)")
+            reasons.append("every account leaf is the rebuild's and every market slot the registry's: the lie is "
+                           "in a market leaf's prices, which a fraud proof takes as given" if result.accounts_root_ok
+                           else "no published leaf at hand in the posted root (set epoch_dir or keeper_url)")
         return self._report(Outcome("not_provable", detail=" | ".join(reasons)), root.epoch)
+
+    def _resume(self, engine: str, epoch: int, subject: str, before: dict, t0: float) -> Outcome:
+        """A (epoch, subject) this watcher challenged before: a reveal left undone is sent now,
+        anything else is reported as it stands."""
+        if before.get("status") == "committed":
+            return self._reveal(engine, epoch, subject, before, t0)
+        return self._report(Outcome("already_challenged", subject, f"{before.get('status')} "
+                                    f"(tx {before.get('tx') or 'none'})", before), epoch)
 
     @staticmethod
     def _unprovable(leaf, book: dict | None) -> str:
@@ -247,24 +295,24 @@ class Challenger:
                     "unknown, nothing can be re-priced")
         return ""
 
-    def _commit(self, result: Rebuild, record, account: str, verdict, call: PreparedCall, window_left: int,
-                t0: float) -> Outcome:
-        """Commit to (epoch, account) with a fresh salt, then reveal."""
+    def _commit(self, result: Rebuild, record, target: Target, window_left: int, t0: float) -> Outcome:
+        """Commit to (epoch, target subject) with a fresh salt, then reveal."""
         root = result.root
+        account = target.subject
         key = Ledger.key(root.engine, root.epoch, account)
         salt = new_salt()
         h = commitment(self.account.address, root.engine, root.signed_at, account, salt)
         self.salts.put(key, salt, h)               # before the commit leaves: a restart reveals it
-        entry = {"status": "committing", "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
-                 "scenarios": list(verdict.scenarios), "joint": verdict.joint, "root_tx": root.tx_hash,
-                 "root_block": root.block, "signed_at": root.signed_at, "posted_at": record.posted_at,
-                 "commitment": "0x" + h.hex(), "reveal_data": call.data, "commit_txs": [],
-                 "commit_sent_block": int(self.dep.w3.eth.block_number), "at": time.time()}
+        entry = {"status": "committing", "kind": target.kind, "function": target.function, "epoch": root.epoch,
+                 "account": account, "predicted_code": target.predicted_code, **target.fields,
+                 "root_tx": root.tx_hash, "root_block": root.block, "signed_at": root.signed_at,
+                 "posted_at": record.posted_at, "commitment": "0x" + h.hex(), "reveal_data": target.call.data,
+                 "commit_txs": [], "commit_sent_block": int(self.dep.w3.eth.block_number), "at": time.time()}
         self.ledger.put(root.engine, root.epoch, account, entry)
         log.warning("challenge commitment sent", extra={
-            "epoch": root.epoch, "account": account, "predicted_code": verdict.code,
-            "predicted": CODES.get(verdict.code, "none"), "window_left_s": window_left,
-            "scenarios": list(verdict.scenarios) or "own", "commitment": entry["commitment"]})
+            "epoch": root.epoch, "kind": target.kind, "account": account, "predicted_code": target.predicted_code,
+            "predicted": CODES.get(target.predicted_code, "none"), "window_left_s": window_left,
+            **target.fields, "commitment": entry["commitment"]})
         res = self._send_tracked(root.engine, root.epoch, account, entry, "commit_txs",
                                  f"commit:{root.epoch}:{account}", self.encode("commit", h))
         if not (res.ok and self._committed_block(h)):
@@ -272,19 +320,21 @@ class Challenger:
                                 res.tx_hash)
         entry.update(status="committed", commit_tx=res.tx_hash, commit_block=res.block, commit_gas=res.gas_used)
         self.ledger.put(root.engine, root.epoch, account, entry)
-        self.metrics.challenges.labels(outcome="committed").inc()
+        self.metrics.challenges.labels(outcome="committed", kind=_kind(entry)).inc()
         self.metrics.commit_gas.set(res.gas_used)
         self._report(Outcome("committed", account, f"commitment mined in block {res.block}", entry), root.epoch)
         return self._reveal(root.engine, root.epoch, account, entry, t0)
 
     def _reveal(self, engine: str, epoch: int, account: str, entry: dict, t0: float) -> Outcome:
-        """Send `challenge(..., salt)` for a mined commitment (from its ledger entry and salt)."""
+        """Send the reveal (`challenge` or `challenge_market`, the entry's function, with the
+        salt last) for a mined commitment, from its ledger entry and salt."""
         salt = self.salts.get(Ledger.key(engine, epoch, account))
         if salt is None:
             return self._failed(engine, epoch, account, entry, f"no salt for commitment {entry.get('commitment')} "
                                 f"in {self.salts.path}: it cannot be revealed")
-        args = list(self.encode.decode("challenge", entry["reveal_data"]))
-        call = self.encode("challenge", *args[:-1], salt)
+        function = entry.get("function", "challenge")
+        args = list(self.encode.decode(function, entry["reveal_data"]))
+        call = self.encode(function, *args[:-1], salt)
         try:
             gas = self._estimate_reveal(call, int(entry["commit_block"]))
         except ContractLogicError as exc:
@@ -296,8 +346,8 @@ class Challenger:
                                 f"challenge_gas_limit {self.cfg.challenge_gas_limit}")
         entry.update(status="sending", sent_block=int(self.dep.w3.eth.block_number), txs=entry.get("txs", []))
         self.ledger.put(engine, epoch, account, entry)
-        self.metrics.challenges.labels(outcome="submitted").inc()
-        log.warning("challenge sent", extra={"epoch": epoch, "account": account,
+        self.metrics.challenges.labels(outcome="submitted", kind=_kind(entry)).inc()
+        log.warning("challenge sent", extra={"epoch": epoch, "kind": _kind(entry), "account": account,
                                              "predicted_code": entry.get("predicted_code"),
                                              "gas_estimate": gas, "commit_block": entry.get("commit_block")})
         res = self._send_tracked(engine, epoch, account, entry, "txs", f"challenge:{epoch}:{account}",
@@ -312,11 +362,11 @@ class Challenger:
                      chain_seconds_after_post=mined_at - int(entry["posted_at"]),
                      blocks_after_post=res.block - int(entry["root_block"]), seconds=round(time.perf_counter() - t0, 3))
         self.ledger.put(engine, epoch, account, entry)
-        self.metrics.challenges.labels(outcome="succeeded").inc()
+        self.metrics.challenges.labels(outcome="succeeded", kind=_kind(entry)).inc()
         self.metrics.payout.inc(int(ev["paid"]))
         self.metrics.challenge_gas.set(res.gas_used)
         log.warning("challenge proven: epoch voided, bonds paid", extra={
-            "epoch": epoch, "account": account, "code": entry["code"], "fraud": CODES.get(entry["code"], ""),
+            "epoch": epoch, "kind": _kind(entry), "account": account, "code": entry["code"], "fraud": CODES.get(entry["code"], ""),
             "paid": entry["paid"], "token": self.fc.token, "gas": res.gas_used, "tx": res.tx_hash,
             "block": res.block, "commit_tx": entry.get("commit_tx"), "commit_gas": entry.get("commit_gas"),
             "blocks_after_post": entry["blocks_after_post"],
@@ -356,7 +406,7 @@ class Challenger:
         if tx and not entry.get("tx"):
             entry["tx"] = tx
         self.ledger.put(engine, epoch, account, entry)
-        self.metrics.challenges.labels(outcome="failed").inc()
+        self.metrics.challenges.labels(outcome="failed", kind=_kind(entry)).inc()
         log.error("challenge failed", extra={"epoch": epoch, "account": account, "tx": entry.get("tx", ""),
                                              "commit_tx": entry.get("commit_tx", ""), "error": error[:300]})
         return self._report(Outcome("failed", account, error, entry), epoch)
@@ -426,14 +476,14 @@ class Challenger:
                 entry.update(status="committed", commit_block=block)
                 if receipt is not None:
                     entry.update(commit_tx=receipt["transactionHash"].to_0x_hex(), commit_gas=int(receipt["gasUsed"]))
-                self.metrics.challenges.labels(outcome="committed").inc()
+                self.metrics.challenges.labels(outcome="committed", kind=_kind(entry)).inc()
             elif receipt is not None or head - int(entry.get("commit_sent_block", 0)) >= \
                     self.cfg.challenge_reconcile_blocks:
                 entry.update(status="failed", error="commit reverted" if receipt is not None else
                              f"no receipt for the commit {entry.get('commit_txs') or 'no transaction'} "
                              f"{head - int(entry.get('commit_sent_block', 0))} blocks after it was sent")
                 entry["retry"] = self._still_open(engine, epoch, entry)
-                self.metrics.challenges.labels(outcome="failed").inc()
+                self.metrics.challenges.labels(outcome="failed", kind=_kind(entry)).inc()
                 self._reconciled(engine, epoch, account, entry)
                 return True
             else:
@@ -464,11 +514,11 @@ class Challenger:
         if receipt["status"] == 1 and proven:
             ev = proven[0]["args"]
             entry.update(status="proven", code=int(ev["code"]), paid=int(ev["paid"]))
-            self.metrics.challenges.labels(outcome="succeeded").inc()
+            self.metrics.challenges.labels(outcome="succeeded", kind=_kind(entry)).inc()
             self.metrics.payout.inc(int(ev["paid"]))
         else:
             entry.update(status="failed", error="reverted" if receipt["status"] != 1 else "mined without FraudProven")
-            self.metrics.challenges.labels(outcome="failed").inc()
+            self.metrics.challenges.labels(outcome="failed", kind=_kind(entry)).inc()
 
     def _still_open(self, engine: str, epoch: int, entry: dict) -> bool:
         """May this (epoch, account) be challenged again: window open and epoch not void."""
@@ -483,18 +533,38 @@ class Challenger:
 
     def _report(self, outcome: Outcome, epoch: int) -> Outcome:
         if outcome.status == "not_provable":
-            self.metrics.challenges.labels(outcome="not_provable").inc()
+            self.metrics.challenges.labels(outcome="not_provable", kind="none").inc()
             log.error("false root not provable on chain: no challenge sent",
                       extra={"epoch": epoch, "reasons": outcome.detail[:1500]})
         elif outcome.status in ("window_over", "error", "already_challenged", "already_void"):
             log.error(f"challenge not sent: {outcome.status.replace('_', ' ')}",
                       extra={"epoch": epoch, "account": outcome.account, "detail": outcome.detail[:500]})
         self.metrics.challenge_status = {"epoch": epoch, "status": outcome.status, "account": outcome.account,
+                                         "kind": _kind(outcome.entry) if outcome.entry else "none",
                                          "detail": outcome.detail[:500],
                                          **{k: (outcome.entry or {}).get(k)
-                                            for k in ("tx", "code", "paid", "gas", "commit_tx", "commit_block")
+                                            for k in ("tx", "code", "paid", "gas", "commit_tx", "commit_block",
+                                                      "instrument_id")
                                             if (outcome.entry or {}).get(k) is not None}}
         return outcome
+
+
+def market_slots(result: Rebuild) -> list[int]:
+    """The market slots the rebuild found not what the registry makes them (an instrument
+    left out, a leaf for an expired one, other terms), ascending: the ids inside the root's
+    count, the ones `challenge_market` can show."""
+    return sorted({iid for iid, name, *_ in result.market_errors
+                   if name in _SLOT_FIELDS and 1 <= iid <= result.root.market_count})
+
+
+# registry_errors' fields (offchain.chain.rebuild): the slot's presence and terms; a market
+# leaf's prices (mark, rates) are inputs no fraud proof re-derives
+_SLOT_FIELDS = frozenset({"leaf", "kind", "underlying", "strike_wad", "expiry"})
+
+
+def _kind(entry: dict) -> str:
+    """The kind of challenge a ledger entry is (entries written before market slots: account)."""
+    return entry.get("kind", "account")
 
 
 def _dry_run(w3: Web3, sender: str, call: PreparedCall) -> str:

@@ -10,8 +10,8 @@ reported and challenged like a published one (each leaf once).
 A false root latches the alarm: `/health` answers 503 with the epoch, account, field and
 figures until the watcher is restarted, because a root the signers got wrong stays a fact
 whatever roots follow it. With a challenger key (offchain.watcher.challenge) the watcher
-then sends a fraud proof against the first false leaf the chain accepts; without one it
-reports only.
+then sends a fraud proof against the first false market slot or account leaf the chain
+accepts; without one it reports only.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ class WatchMetrics:
         self.last_poll = Gauge("watch_last_poll_timestamp_seconds", "End of the last successful poll", registry=r)
         self.errors = Counter("watch_errors", "Errors by kind", ["kind"], registry=r)
         self.challenges = Counter("watch_challenges", "Fraud proofs by outcome: committed (commitment mined), "
-                                  "submitted (reveal sent), succeeded, failed, not_provable", ["outcome"], registry=r)
+                                  "submitted (reveal sent), succeeded, failed, not_provable; and by kind: account "
+                                  "(a leaf), market (a slot), none (nothing sent)", ["outcome", "kind"], registry=r)
         self.payout = Counter("watch_challenge_payout", "Bond payout received for proven challenges "
                               "(token base units)", registry=r)
         self.challenge_gas = Gauge("watch_challenge_gas", "Gas used by the last proven challenge", registry=r)

@@ -15,7 +15,10 @@ altered, built like the keeper's (same leaf code, same state block, its epoch fi
   from the transaction and challenged; a node without a call tracer: reported, not harvested;
 - a watcher killed between sending a challenge and its receipt: the restart resolves the
   "sending" ledger entry from the chain by its hash; one killed between its commit and the
-  reveal: the restart finds the commitment on chain and reveals it with the stored salt.
+  reveal: the restart finds the commitment on chain and reveals it with the stored salt;
+- a root that leaves the live perpetual's market slot empty (every account leaf true to that
+  market): the watcher process proves the slot with `challenge_market` (code 6), same
+  commit-reveal and ledger, metrics and /health labelled "market".
 
 Tests run in file order on one chain (one story)."""
 
@@ -176,8 +179,8 @@ def test_false_state_nonce__not_provable_on_chain__no_transaction(world):
     assert finding.challenge.status == "not_provable"
     assert "fraud: no fraud proven" in finding.challenge.detail
     assert nonce_of(world) == before
-    assert metrics.challenges.labels(outcome="not_provable")._value.get() == 1
-    assert metrics.challenges.labels(outcome="submitted")._value.get() == 0
+    assert metrics.challenges.labels(outcome="not_provable", kind="none")._value.get() == 1
+    assert metrics.challenges.labels(outcome="submitted", kind="account")._value.get() == 0
     ok, status = metrics.health(5, 60)
     assert not ok and status["challenge"]["status"] == "not_provable"
     assert world["dep"].oracle.functions.epoch_record_hash(world["dep"].engine.address,
@@ -242,9 +245,9 @@ def test_understated_margin__watcher_process_challenges__epoch_voided__challenge
     assert not world["bond"].functions.is_bonded(world["signer"].address).call()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(metrics) for s in family.samples}
-    assert samples[("watch_challenges_total", (("outcome", "committed"),))] == 1
-    assert samples[("watch_challenges_total", (("outcome", "succeeded"),))] == 1
-    assert samples[("watch_challenges_total", (("outcome", "submitted"),))] == 1
+    assert samples[("watch_challenges_total", (("kind", "account"), ("outcome", "committed")))] == 1
+    assert samples[("watch_challenges_total", (("kind", "account"), ("outcome", "succeeded")))] == 1
+    assert samples[("watch_challenges_total", (("kind", "account"), ("outcome", "submitted")))] == 1
     assert samples[("watch_challenge_payout_total", ())] == paid
     assert samples[("watch_challenge_gas", ())] == proven["gas"]
     assert samples[("watch_challenge_commit_gas", ())] == proven["commit_gas"] > 0
@@ -272,7 +275,7 @@ def test_restarted_watcher__never_challenges_the_same_leaf_twice(world):
     [finding] = watcher.poll()
     assert finding.challenge.status == "already_challenged" and finding.challenge.account == world["victim"]
     assert nonce_of(world) == before
-    assert metrics.challenges.labels(outcome="submitted")._value.get() == 0
+    assert metrics.challenges.labels(outcome="submitted", kind="account")._value.get() == 0
 
 
 def test_another_watcher__epoch_already_void__nothing_sent(world, tmp_path):
@@ -350,7 +353,7 @@ def test_false_root_found_after_the_window__reported_not_sent(world):
     [finding] = watcher.poll()
     assert finding.challenge.status == "window_over", finding.challenge
     assert "the challenge window closed at" in finding.challenge.detail
-    assert nonce_of(world) == before and metrics.challenges.labels(outcome="submitted")._value.get() == 0
+    assert nonce_of(world) == before and metrics.challenges.labels(outcome="submitted", kind="account")._value.get() == 0
 
 
 class RecordingProxy:
@@ -540,7 +543,7 @@ def test_withheld_leaves__false_leaf_applied_by_withdraw_with_leaf__harvested_fr
     assert dep.oracle.functions.epoch_record_hash(dep.engine.address, harvest.root.signed_at).call() == VOID
     assert epoch not in watcher.open and watcher.poll() == []
     assert metrics.harvested.labels(verdict="false")._value.get() == 1
-    assert metrics.challenges.labels(outcome="submitted")._value.get() == 1
+    assert metrics.challenges.labels(outcome="submitted", kind="account")._value.get() == 1
     # a restart (same ledger) meets the root: the leaf proven from calldata is not sent again
     # from any path, and the settled epoch is not harvested any more
     nonce = nonce_of(world)
@@ -653,7 +656,7 @@ def test_watcher_killed_between_challenge_and_receipt__restart_resolves_the_ledg
     done = watcher.challenger.ledger.get(dep.engine.address, epoch, world["victim"])
     assert done["status"] == "proven" and done["code"] == 1 and done["tx"] in entry["txs"], done
     assert done["paid"] == BOND * 2_000 // 10_000 and "reconciled_at" in done
-    assert metrics.challenges.labels(outcome="succeeded")._value.get() == 1
+    assert metrics.challenges.labels(outcome="succeeded", kind="account")._value.get() == 1
     [finding] = watcher.poll()
     assert finding.challenge.status == "already_challenged" and finding.challenge.entry["status"] == "proven"
     assert nonce_of(world) == nonce
@@ -688,9 +691,69 @@ def test_watcher_killed_between_commit_and_reveal__restart_reveals_the_stored_co
     assert done["paid"] == BOND * 2_000 // 10_000 == token.functions.balanceOf(world["challenger"].address).call() \
         - balance
     assert nonce_of(world) == nonce + 1                   # the reveal only: the commit was already signed
-    assert metrics.challenges.labels(outcome="committed")._value.get() == 1
+    assert metrics.challenges.labels(outcome="committed", kind="account")._value.get() == 1
     assert metrics.health(5, 60)[1]["challenge"]["status"] == "proven"
     h = bytes.fromhex(done["commitment"][2:])
     assert world["fraud"].functions.commitments(world["challenger"].address, h).call() == 0   # spent
     [finding] = watcher.poll()
     assert finding.challenge.status == "already_challenged" and nonce_of(world) == nonce + 1
+
+
+def test_live_perpetual_left_out_of_the_market_root__watcher_process_proves_the_empty_slot(world):
+    """The rebonded signer posts a root whose market tree leaves the live perpetual's slot
+    empty: every account leaf is what the keeper's code makes of that market (the perp
+    margined at zero), so no account leaf can be challenged, but the slot is provable. The
+    watcher process dry-runs `challenge_market` for slot 1, commits to the id as an address,
+    reveals: code 6, the epoch void, the challenger paid; metrics and /health say "market"."""
+    dep, token = world["dep"], world["dep"].token
+    rebond(world)
+    epoch = dep.oracle.functions.epoch_root(dep.engine.address).call()[0] + 1
+    port, data_dir = free_port(), world["tmp"] / "watch-market"
+    cfg_path = world["tmp"] / "watch-market.json"
+    cfg_path.write_text(json.dumps({
+        "rpc_url": world["dev"].url, "engine_address": dep.engine.address, "start_epoch": epoch,
+        "epoch_dir": str(world["tmp"] / "signer"), "data_dir": str(data_dir), "metrics_port": port,
+        "poll_interval_s": 0.2,
+        "challenger_key": {"source": f"keyfile:{world['keyfile']}", "passphrase_env": PASSWORD_ENV}}))
+    proc = subprocess.Popen([sys.executable, "-m", "offchain.cli", "watch", "--config", str(cfg_path)],
+                            env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    balance = token.functions.balanceOf(world["challenger"].address).call()
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and health(port)[0] != 200:
+            time.sleep(0.2)
+        market = [m for m in world["keeper"].trees.market_leaves if m.instrument_id != PERP]
+        path, _receipt, trees = post_rogue_root(dep, world["gas"], [world["signer"]], world["params"], market,
+                                                world["keeper"].listed, epoch, world["victim"], lambda x: x,
+                                                world["tmp"] / "signer")
+        assert trees.market_proof(PERP)[0] is None and trees.market_count >= PERP
+        signed_at = json.loads(path.read_text())["root"]["timestamp"]
+        code, status = health(port)
+        while time.monotonic() < deadline and status.get("challenge", {}).get("status") != "proven":
+            time.sleep(0.1)
+            code, status = health(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    assert code == 503 and status["challenge"]["status"] == "proven", (status, err[-3000:])
+    assert status["challenge"]["kind"] == "market" and status["challenge"]["instrument_id"] == PERP
+    assert "market leaf of instrument 1: leaf is 'missing'" in status["reason"]
+    paid = BOND * 2_000 // 10_000
+    assert (status["challenge"]["code"], status["challenge"]["paid"]) == (6, paid)
+    assert token.functions.balanceOf(world["challenger"].address).call() - balance == paid
+    assert dep.oracle.functions.epoch_record_hash(dep.engine.address, signed_at).call() == VOID
+    lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    [proven] = [x for x in lines if x["msg"] == "challenge proven: epoch voided, bonds paid"]
+    assert (proven["epoch"], proven["kind"], proven["code"]) == (epoch, "market", 6)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(metrics) for s in family.samples}
+    for outcome in ("committed", "submitted", "succeeded"):
+        assert samples[("watch_challenges_total", (("kind", "market"), ("outcome", outcome)))] == 1
+    assert samples.get(("watch_challenges_total", (("kind", "account"), ("outcome", "submitted"))), 0) == 0
+    [entry] = json.loads((data_dir / "challenges.json").read_text()).values()
+    assert (entry["kind"], entry["function"], entry["instrument_id"], entry["status"]) == \
+        ("market", "challenge_market", PERP, "proven")
+    assert entry["account"] == Web3.to_checksum_address(PERP.to_bytes(20, "big"))   # what the commitment names
