@@ -757,3 +757,15 @@ def test_live_perpetual_left_out_of_the_market_root__watcher_process_proves_the_
     assert (entry["kind"], entry["function"], entry["instrument_id"], entry["status"]) == \
         ("market", "challenge_market", PERP, "proven")
     assert entry["account"] == Web3.to_checksum_address(PERP.to_bytes(20, "big"))   # what the commitment names
+    # a restarted watcher on the same ledger meets the root: the slot is not committed to again
+    cfg = replace(watch_cfg(world, epoch), data_dir=str(data_dir))
+    metrics_ = WatchMetrics()
+    watcher = Watcher(cfg, dep, metrics_, Challenger(cfg, dep, world["challenger"], metrics_))
+    nonce = nonce_of(world)
+    watcher.start()
+    [finding] = watcher.poll()
+    assert finding.challenge.status == "already_challenged" and finding.challenge.entry["kind"] == "market"
+    assert nonce_of(world) == nonce
+    print(f"\nmarket slot challenge: commit gas {entry['commit_gas']}, reveal gas {entry['gas']}, "
+          f"{entry['blocks_after_post']} blocks / {entry['chain_seconds_after_post']} chain s after the post, "
+          f"watcher {entry['seconds']} s")
