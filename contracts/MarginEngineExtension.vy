@@ -363,6 +363,8 @@ def liquidate(
     # the liquidator's positions found among the account's instruments: all of its book
     # when this reaches `ln`, then its marks are these and no second oracle read is needed
     lseen: uint256 = 0
+    # whether the slice opened or closed a position of the liquidator (its id words change)
+    lids_changed: bool = False
     # The loop decodes and re-encodes the packed positions inline (a helper call per field
     # costs more than the arithmetic). Bounds of its unchecked operations: stored sizes are
     # within int128 (`_set_position` checks every write), marks and funding indices come
@@ -411,6 +413,7 @@ def liquidate(
                 # books must not make them impossible to liquidate
                 assert len(lids) < core.MAX_POSITIONS, "engine: too many positions"
                 lids.append(iid)
+                lids_changed = True
             elif now_index != llast:
                 lcash -= core._funding_owed(msg.sender, iid, lsize, llast, now_index)
             # checked: two int128 sizes can sum past int128 (`_set_position` reverts then)
@@ -418,6 +421,7 @@ def liquidate(
             core._set_position(msg.sender, iid, new_lsize, now_index)
             if new_lsize == 0:
                 lids = core._without(lids, iid)
+                lids_changed = True
             else:
                 lvalue += core._floor_wad(unsafe_mul(new_lsize, mark))
 
@@ -440,7 +444,9 @@ def liquidate(
         margins = core._scale_margins(margins, keep, core.WAD)
     header = core._with_count(header + 1, new_n)
     core._set_margins(account, margins, header & core.MASK_64)
-    core._store_ids(account, kept, n)
+    if new_n != n:
+        # else every position stays and `kept` is `ids` in the same order: the words stand
+        core._store_ids(account, kept, n)
     if new_n == 0 and cash < 0:
         cash = core._absorb_deficit(account, cash)
 
@@ -462,7 +468,8 @@ def liquidate(
     core._header[msg.sender] = core._with_cash(
         core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
     )
-    core._store_ids(msg.sender, lids, ln)
+    if lids_changed:
+        core._store_ids(msg.sender, lids, ln)
     # An empty book's IM is 0: a liquidator flattened by the slice must not keep negative
     # cash (that deficit would sit outside the waterfall).
     assert len(lids) > 0 or lcash >= 0, "engine: liquidator below initial margin"
