@@ -16,19 +16,9 @@ from offchain.chain.verifier import verifier_config
 
 from . import test_verification_attacks as va
 from .conftest import PERP, assert_funds_add_up, deploy_engine
+from .test_verification_attacks import _deploy_first, _isolated  # noqa: F401 (fixtures)
 
 BOND, WINDOW, DELAY, USDC, PRICE = va.BOND, va.WINDOW, va.DELAY, va.USDC, va.PRICE
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _deploy_first(engine, extension, oracle, verifier, set_market, fund, trade, make_order, witness_for):
-    """Session deployments before the first test's snapshot (ape isolation)."""
-
-
-@pytest.fixture(autouse=True)
-def _isolated(chain):
-    with chain.isolate():
-        yield
 
 
 @pytest.fixture

@@ -8,26 +8,15 @@ Real Anvil, bond, verifier and signatures; the bond's funds add up after each.""
 import secrets
 
 import ape
-import pytest
 from conftest import committed
 
 from offchain.chain.fraud import challenge_arguments, commitment
 
 from . import test_verification_attacks as va
+from .test_verification_attacks import _deploy_first, _isolated  # noqa: F401 (fixtures)
 
 BOND = va.BOND
 GWEI = 10**9
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _deploy_first(engine, extension, oracle, verifier, set_market, fund, trade, make_order, witness_for):
-    """Session deployments before the first test's snapshot (ape isolation)."""
-
-
-@pytest.fixture(autouse=True)
-def _isolated(chain):
-    with chain.isolate():
-        yield
 
 
 system = va.system

@@ -17,19 +17,9 @@ from offchain.chain.fraud import market_challenge_arguments
 
 from . import test_verification_attacks as va
 from .conftest import FUTURE
+from .test_verification_attacks import _deploy_first, _isolated  # noqa: F401 (fixtures)
 
 KIND_FUTURE = 0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _deploy_first(engine, extension, oracle, verifier, set_market, fund, trade, make_order, witness_for):
-    """Session deployments before the first test's snapshot (ape isolation)."""
-
-
-@pytest.fixture(autouse=True)
-def _isolated(chain):
-    with chain.isolate():
-        yield
 
 
 system = va.system
