@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 
 from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
+from web3.exceptions import Web3Exception
 
 from offchain.chain.contracts import (
     Deployment,
@@ -203,7 +204,8 @@ class Rebuild:
     trees: EpochTrees
     # (instrument id, field, published, expected): a market leaf that disagrees with the
     # registry (missing, extra, kind, underlying, strike, expiry) or whose mark or per-unit
-    # rates are not what its own inputs give
+    # rates are not what its own inputs give; id 0, field "leaves": the model cannot price
+    # the published leaves at all (then no account leaf is rebuilt)
     market_errors: list[tuple[int, str, object, object]]
     seconds: dict[str, float] = field(default_factory=dict)   # read, leaves, tree
 
@@ -240,13 +242,26 @@ def rebuild_epoch(dep: Deployment, params: Params, root: PostedRoot, publication
     t0 = time.perf_counter()
     books = read_books(dep, publication.state_block)
     t1 = time.perf_counter()
-    market = MarketInputs.from_leaves(params, publication.market_leaves, root.signed_at)
-    leaves = epoch_account_leaves(market, books.addresses, books.state_nonces, books.books_wad,
-                                  books.pending_totals)
+    # The published market leaves are the signers' word (the oracle checked only that they
+    # make the signed root): leaves the model cannot price (a zero spot, an underlying that
+    # is no symbol) rebuild no account leaf, but their slots are still compared with the
+    # registry, so a slot the registry contradicts stays provable (challenge_market).
+    unpriced = ""
+    try:
+        market = MarketInputs.from_leaves(params, publication.market_leaves, root.signed_at)
+        leaves = epoch_account_leaves(market, books.addresses, books.state_nonces, books.books_wad,
+                                      books.pending_totals)
+    except (UserError, ValueError, ArithmeticError) as exc:
+        if isinstance(exc, Web3Exception):
+            raise
+        unpriced, leaves = f"{type(exc).__name__}: {exc}"[:300], []
     t2 = time.perf_counter()
     trees = EpochTrees.build(dep.engine.address, root.epoch, leaves, publication.market_leaves, root.market_count)
     errors = registry_errors(dep, root.block, root.signed_at, publication.market_leaves, root.market_count)
-    errors += market_errors(market, publication.market_leaves)
+    if unpriced:
+        errors.append((0, "leaves", unpriced, "market leaves the model can price"))
+    else:
+        errors += market_errors(market, publication.market_leaves)
     t3 = time.perf_counter()
     return Rebuild(root, publication, books, trees, errors,
                    {"read": t1 - t0, "leaves": t2 - t1, "tree": t3 - t2})

@@ -11,7 +11,9 @@ A false root latches the alarm: `/health` answers 503 with the epoch, account, f
 figures until the watcher is restarted, because a root the signers got wrong stays a fact
 whatever roots follow it. With a challenger key (offchain.watcher.challenge) the watcher
 then sends a fraud proof against the first false market slot or account leaf the chain
-accepts; without one it reports only.
+accepts; without one it reports only. A root that cannot be rebuilt (its data never
+published) is tried again while it is the current root and reported false once a newer root
+supersedes it, so no root can stop the watcher from checking the ones after it.
 """
 
 from __future__ import annotations
@@ -231,8 +233,18 @@ class Watcher:
     def check(self, root: PostedRoot) -> Finding:
         doc = self._epoch_file(root)
         t0 = time.perf_counter()
-        result = rebuild_from_chain(self.dep, params=self.cfg.params or None, epoch_file=doc,
-                                    epoch_file_name=f"epoch file of epoch {root.epoch}", root=root)
+        try:
+            result = rebuild_from_chain(self.dep, params=self.cfg.params or None, epoch_file=doc,
+                                        epoch_file_name=f"epoch file of epoch {root.epoch}", root=root)
+        except UserError as exc:
+            # Its data may still come while it is the current root (the oracle takes an
+            # epoch's publication only then): the next poll tries again. Once a newer root
+            # is posted nothing about it can change, and retrying it would stop every later
+            # root from being checked: a signer could hide a false root behind one it never
+            # published. Such a root is false (docs/verification.md) and latches the alarm.
+            if int(self.dep.oracle.functions.epoch_root(root.engine).call()[0]) <= root.epoch:
+                raise
+            return self._unrebuildable(root, str(exc))
         seconds = time.perf_counter() - t0
         false_leaves = self._false_leaves(result, doc) if not result.matches else iter(())
         finding = self._verdict(result, false_leaves)
@@ -263,6 +275,23 @@ class Watcher:
                 finding.challenge = self.challenger.handle(result, itertools.chain(first, false_leaves))
             if not result.accounts_root_ok and not _settled(finding.challenge):
                 self.open[root.epoch] = _Open(result, root.block)
+        return finding
+
+    def _unrebuildable(self, root: PostedRoot, why: str) -> Finding:
+        """The verdict on a superseded root that cannot be rebuilt (no publication, no epoch
+        file): false, latched, nothing to challenge (no market leaf to re-price with)."""
+        finding = Finding(root, False, f"epoch {root.epoch}: cannot be rebuilt and was superseded: {why}")
+        self.metrics.epoch_checked.set(root.epoch)
+        self.metrics.checks.labels(outcome="false").inc()
+        self.metrics.false_root.set(1)
+        if not self.metrics.alarm_reason:
+            self.metrics.alarm_reason = finding.reason
+        for o in self.open.values():      # a newer root: no leaf of an older one applies after its block
+            if o.until is None:
+                o.until = root.block
+        log.error("root checked: FALSE", extra={"epoch": root.epoch, "root_block": root.block,
+                                                "reason": finding.reason,
+                                                "accounts_root": "0x" + root.accounts_root.hex()})
         return finding
 
     def _epoch_file(self, root: PostedRoot) -> dict | None:
