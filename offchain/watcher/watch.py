@@ -301,10 +301,16 @@ class Watcher:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text())
+            doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             log.warning("epoch file unreadable", extra={"path": str(path), "error": str(exc)[:200]})
             return None
+        # the signers' file: any JSON may be there, and a crash here would stop the watcher
+        if not isinstance(doc, dict) or not isinstance(doc.get("root"), dict):
+            log.warning("epoch file unusable", extra={"path": str(path), "error": "not a keeper epoch file "
+                                                      "(expected an object with a root object)"})
+            return None
+        return doc
 
     def _verdict(self, result: Rebuild, false_leaves: Iterator[PublishedLeaf]) -> Finding:
         root = result.root

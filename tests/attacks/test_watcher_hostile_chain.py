@@ -145,3 +145,21 @@ def test_watch__published_live_perpetual_with_zero_spot__reported_false_and_the_
     assert [(f.root.epoch, f.ok) for f in w.poll()] == [(2, False)]
     assert w.next_epoch == 3
 
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"root": "0x00"}', '"epoch"'])
+def test_watch__signers_epoch_file_not_an_object__ignored_and_the_root_still_judged(world, chain, tmp_path, content):
+    """The epoch folder holds the signers' files: any JSON may be there. A file that is not an
+    object with a root object made the watcher's leaf comparison raise (AttributeError) on
+    every poll, so it never judged that root nor any after it."""
+    dep = world[0]
+    post_epoch(world, chain, 1)
+    folder = tmp_path / dep.engine.address
+    folder.mkdir()
+    (folder / "epoch-1.json").write_text(content)
+    w = Watcher(WatchConfig(engine_address=dep.engine.address, start_epoch=1, epoch_dir=str(tmp_path)), dep,
+                WatchMetrics())
+    w.start()
+    found = w.poll()
+    assert [(f.root.epoch, f.ok) for f in found] == [(1, False)]
+    assert "accounts root" in found[0].reason and w.next_epoch == 2
