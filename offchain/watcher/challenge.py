@@ -237,13 +237,14 @@ class Challenger:
                                                        {"instrument_id": iid}), closes - now, t0)
         params = params_for_root(root, self.cfg.params or None)
         books = dict(zip([a.lower() for a in result.books.addresses], result.books.books_wad, strict=True))
+        market_ids = {m.instrument_id for m in result.trees.market_leaves}
         for published in false_leaves:
             leaf = published.leaf
             account = to_checksum_address(leaf.account)
             before = self.blocking(root.engine, root.epoch, account)
             if before is not None:
                 return self._resume(root.engine, root.epoch, account, before, t0)
-            why = self._unprovable(leaf, books.get(account.lower()))
+            why = self._unprovable(leaf, books.get(account.lower()), market_ids)
             if why:
                 reasons.append(f"{account}: {why}")
                 continue
@@ -284,7 +285,7 @@ class Challenger:
                                     f"(tx {before.get('tx') or 'none'})", before), epoch)
 
     @staticmethod
-    def _unprovable(leaf, book: dict | None) -> str:
+    def _unprovable(leaf, book: dict | None, market_ids: set[int]) -> str:
         """Why no fraud proof can show this leaf false, before any pricing ("" if one may)."""
         if book is None:
             return "not in the engine's account list at the state block (no book to re-price)"
@@ -293,6 +294,12 @@ class Challenger:
         if positions_hash_fast(book) != leaf.positions_hash:
             return ("its positions_hash is not the chain's book at the state block: the book it commits to is "
                     "unknown, nothing can be re-priced")
+        missing = sorted(i for i, q in book.items() if q and i not in market_ids)
+        if missing:
+            # an instrument expired at the root has an empty slot, and FraudProofs.challenge
+            # takes a market leaf for every position of the book (SECURITY.md, V8)
+            return (f"its book holds instruments {missing} that have no market leaf in the root (expired at its "
+                    "time): FraudProofs.challenge needs one for every position")
         return ""
 
     def _commit(self, result: Rebuild, record, target: Target, window_left: int, t0: float) -> Outcome:
