@@ -8,15 +8,22 @@ expired at the root, which it then leaves out of the re-pricing. But the market 
 honest root holds no leaf for an expired instrument (its slot is empty, and a leaf there is
 itself provable false by `challenge_market`). So the leaf of any book holding an expired,
 not yet settled leg can say anything: no proof reaches it.
+
+V9: `FraudProofs.challenge` re-prices at most 8 underlyings (`MAX_UNITS`, the verifier's
+bound) and reverts on a book with more, while the engine lets a book hold positions on up to
+32 and the keeper signs leaves for up to 15 (`leaves.MAX_UNITS`). So the leaf of a book on 9
+or more underlyings can say anything too.
 """
 
 import ape
 import pytest
 from conftest import WAD, committed, committed_market
 
+from offchain.chain.eip712 import symbol_to_bytes32
+from offchain.chain.leaves import MarketLeaf
 from offchain.chain.merkle import MerkleError
 
-from .conftest import FUTURE, PERP
+from .conftest import FUTURE, PERP, TRADING
 from .test_verification_attacks import (  # noqa: F401 - fixtures
     PRICE,
     USDC,
@@ -79,5 +86,43 @@ def test_fraud__book_with_an_expired_unsettled_leg__false_leaf_is_provable(
                         sender=attacker)
     with ape.reverts():
         fraud.challenge_market(*committed_market(fraud, attacker, trees, record, FUTURE), sender=attacker)
+    bond_funds_add_up(token, bond)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+
+
+@pytest.mark.xfail(strict=True, reason="V9: a false leaf of a book on more than 8 underlyings cannot be proven "
+                                       "(FraudProofs re-prices at most MAX_UNITS = 8)")
+def test_fraud__book_on_nine_underlyings__false_leaf_is_provable(
+        engine, oracle, registry, token, domain, signers, chain, keeper, accounts, maker, attacker, admin,  # noqa: F811
+        system, fund, set_market, trade, market_count):  # noqa: F811
+    """V9 (medium). Eight more perpetuals are listed (one underlying each); the victim holds 1
+    of the BTC perp and 1 of each (the owner allows 16 positions a book). The signers
+    understate its leaf 20x; it applies and withdraws 45,000 of its 60,000 while holding nine
+    perps worth 540,000. The challenge reverts "fraud: too many underlyings" whatever
+    scenarios are named: the leaf is never proven, the signers keep their bonds.
+    Fix: raise FraudProofs' and the verifier's unit bound to what a book can hold (the
+    keeper's leaf format names up to 15 units), or make the engine refuse a trade or slice
+    that gives a book more underlyings than the proofs can re-price (and the keeper sign no
+    leaf for such a book)."""
+    bond, fraud, _ = system()
+    count = market_count(12)                                   # ids 5..12: perpetuals on X5..X12
+    ids = (PERP, *range(5, count + 1))
+    engine.set_trading_params((16, *TRADING[1:]), sender=admin)
+    victim = accounts[8]
+    fund(victim, 60_000 * USDC)
+    fund(maker, 1_000_000 * USDC)
+    set_market(ids=(*ids, FUTURE, 3, 4))
+    for iid in ids:
+        trade(maker, victim, iid, -WAD, PRICE)
+    extra = [MarketLeaf(i, 1, symbol_to_bytes32(f"X{i}"), 0, 0, WAD, PRICE, PRICE, 0, 0, 0, 0, 0, 0, 0)
+             for i in range(5, count + 1)]
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()}, market=market_leaves(registry) + extra)
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    engine.withdraw(45_000 * USDC, sender=victim)
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    with ape.reverts("fraud: too many underlyings"):
+        fraud.challenge(*args, sender=attacker)
     bond_funds_add_up(token, bond)
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
