@@ -15,12 +15,14 @@ bound) and reverts on a book with more, while the engine lets a book hold positi
 or more underlyings can say anything too.
 """
 
+from dataclasses import replace
+
 import ape
 import pytest
 from conftest import WAD, committed, committed_market
 
 from offchain.chain.eip712 import symbol_to_bytes32
-from offchain.chain.leaves import MarketLeaf
+from offchain.chain.leaves import EMPTY_POSITIONS_HASH, MarketLeaf
 from offchain.chain.merkle import MerkleError
 
 from .conftest import FUTURE, PERP, TRADING
@@ -34,6 +36,7 @@ from .test_verification_attacks import (  # noqa: F401 - fixtures
     market_leaves,
     post_epoch,
     system,
+    traded,
     understate,
 )
 
@@ -124,5 +127,53 @@ def test_fraud__book_on_nine_underlyings__false_leaf_is_provable(
     args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
     with ape.reverts("fraud: too many underlyings"):
         fraud.challenge(*args, sender=attacker)
+    bond_funds_add_up(token, bond)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+
+
+@pytest.mark.xfail(strict=True, reason="V10: a leaf at an older state nonce with the empty book's positions hash "
+                                       "and the current pending counters as its base zeroes any book's margins, "
+                                       "unprovably")
+def test_fraud__leaf_at_an_older_nonce_naming_the_empty_book__false_margin_is_provable(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):  # noqa: F811
+    """V10 (high). The victim holds 1 BTC perp on 10,000 (state nonce 1: one trade). The
+    signers sign its leaf at nonce 0, when its book was indeed empty (positions hash of the
+    empty book, margins 0: true of that book), but with the pending counters of nonce 1 as
+    its base, so the engine adds no growth for the trade since. The engine binds a leaf at an
+    older nonce only through those counters, which no proof can check, and the book through
+    the positions hash, which is the empty book's: the leaf applies, the victim's IM and MM
+    become 0 and it withdraws 9,900 while holding the perp. No challenge lands: the empty
+    book has nothing to re-price, the real book is not the leaf's positions hash. Any book
+    whose leaf floor is below its nonce (any that traded since its last shrink) can be
+    zeroed this way, so a proof deters nothing the signers cannot route around.
+    Fix: make an older-nonce leaf's binding provable, e.g. the engine keeps per account a
+    hash chain (or the checkpoint at each root's state block) of (nonce, positions hash,
+    pending counters) that FraudProofs can open, or the engine refuses leaves older than
+    the account's nonce at the root's state block (signed into the root, checkable against
+    a nonce checkpoint the engine records)."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    assert engine.state_nonce(victim) == 1
+
+    def empty_book_at_nonce_zero(leaf):
+        return replace(leaf, state_nonce=0, positions_hash=EMPTY_POSITIONS_HASH, position_value_wad=0,
+                       initial_margin_wad=0, maintenance_margin_wad=0, worst_loss_wad=0, worst_scenarios=0,
+                       basis_addon_wad=0, short_option_addon_wad=0, liquidity_addon_wad=0, rounding_guard_wad=0)
+
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: empty_book_at_nonce_zero})
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    h = engine.health(victim)
+    assert (h.im_wad, h.mm_wad) == (0, 0) and engine.position(victim, PERP) == WAD
+    engine.withdraw(9_900 * USDC, sender=victim)
+
+    # what a challenger can send: the leaf's (empty) book, or the real one
+    commit_args = committed(fraud, attacker, trees, record, victim.address, {PERP: WAD})
+    with ape.reverts("fraud: book does not match the leaf's positions hash"):
+        fraud.challenge(*commit_args, sender=attacker)
+    with ape.reverts("fraud: one size and one market leaf per id expected"):
+        fraud.challenge(engine.address, record.as_args(), leaf.as_args(), proof, [], [], [],
+                        trees.market.multiproof([PERP]).as_args(), [], 0, commit_args[-1], sender=attacker)
     bond_funds_add_up(token, bond)
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
