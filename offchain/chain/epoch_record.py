@@ -20,8 +20,9 @@ from web3.contract import Contract
 from offchain.chain.build import compile_contracts
 from offchain.chain.contracts import Deployment
 from offchain.chain.eip712 import Domain, EpochRoot, recover
+from offchain.chain.events import event_logs
 from offchain.chain.fraud import EpochRecord
-from offchain.chain.rebuild import PostedRoot, _logs
+from offchain.chain.rebuild import PostedRoot
 from offchain.errors import UserError
 
 VOID_RECORD = (1).to_bytes(32, "big")
@@ -40,7 +41,7 @@ def fraud_contracts(dep: Deployment, fraud_address: str = "") -> FraudContracts:
     its SignerBond and that bond's token. Raises UserError when the oracle has none."""
     builds = compile_contracts(["FraudProofs", "SignerBond"])
     if not fraud_address:
-        logs = _logs(dep, dep.oracle, "FraudContractsSet", [])
+        logs = event_logs(dep.oracle, "FraudContractsSet", [])
         if not logs:
             raise UserError(f"fraud_proofs_address: the oracle {dep.oracle.address} never named a FraudProofs "
                             "contract (no FraudContractsSet log); set fraud_proofs_address")

@@ -19,17 +19,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
-from eth_abi import decode as abi_decode
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils import to_checksum_address
 from web3.exceptions import Web3Exception
 
 from offchain.chain.contracts import (
     Deployment,
-    abi_type,
     batch_call,
     read_accounts,
 )
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
+from offchain.chain.events import event_logs, topic_address, topic_uint
 from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.merkle import MerkleError
 from offchain.chain.roots import EpochTrees
@@ -64,33 +63,6 @@ class Publication:
     source: str = ""
 
 
-def _event_abi(contract, name: str) -> dict:
-    for item in contract.abi:
-        if item.get("type") == "event" and item["name"] == name:
-            return item
-    raise UserError(f"{contract.address}: its ABI has no event {name}; this checkout's contracts are "
-                    "older than the deployment's")
-
-
-def _logs(dep: Deployment, contract, name: str, topics: list[str], from_block: int = 0,
-          to_block: int | str = "latest") -> list[tuple[dict, dict]]:
-    """(log, decoded non-indexed arguments) of `name` logs matching `topics` after topic0."""
-    abi = _event_abi(contract, name)
-    data = [i for i in abi["inputs"] if not i["indexed"]]
-    logs = dep.w3.eth.get_logs({"address": contract.address, "fromBlock": from_block, "toBlock": to_block,
-                                "topics": ["0x" + event_abi_to_log_topic(abi).hex(), *topics]})
-    return [(log, dict(zip([i["name"] for i in data], abi_decode([abi_type(i) for i in data], bytes(log["data"])),
-                           strict=True))) for log in logs]
-
-
-def _topic_uint(n: int) -> str:
-    return "0x" + int(n).to_bytes(32, "big").hex()
-
-
-def _topic_address(a: str) -> str:
-    return "0x" + bytes(12).hex() + a.lower().removeprefix("0x")
-
-
 def _posted_root(dep: Deployment, log: dict, values: dict) -> PostedRoot:
     block = int(log["blockNumber"])
     return PostedRoot(
@@ -105,17 +77,17 @@ def _posted_root(dep: Deployment, log: dict, values: dict) -> PostedRoot:
 def posted_roots(dep: Deployment, from_block: int = 0, to_block: int | str = "latest") -> list[PostedRoot]:
     """Every root posted for the engine in blocks from_block..to_block, oldest first."""
     return [_posted_root(dep, log, v) for log, v in
-            _logs(dep, dep.oracle, "RootPosted", [_topic_address(dep.engine.address)], from_block, to_block)]
+            event_logs(dep.oracle, "RootPosted", [topic_address(dep.engine.address)], from_block, to_block)]
 
 
 def find_root(dep: Deployment, epoch: int | None = None, from_block: int = 0) -> PostedRoot:
     """The engine's `RootPosted` log for `epoch` (the latest root when None)."""
-    topics = [_topic_address(dep.engine.address)]
+    topics = [topic_address(dep.engine.address)]
     if epoch is not None:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise UserError(f"--epoch: expected a non-negative integer, got {epoch!r}")
-        topics.append(_topic_uint(epoch))
-    logs = _logs(dep, dep.oracle, "RootPosted", topics, from_block)
+        topics.append(topic_uint(epoch))
+    logs = event_logs(dep.oracle, "RootPosted", topics, from_block)
     if not logs:
         if epoch is None:
             raise UserError(f"no root posted: the oracle {dep.oracle.address} holds no RootPosted log "
@@ -132,9 +104,9 @@ def read_publications(dep: Deployment, root: PostedRoot) -> list[Publication]:
     and the signers' threshold over its state block)."""
     if not any(i.get("type") == "event" and i["name"] == "EpochDataPublished" for i in dep.oracle.abi):
         return []   # an oracle that predates published epoch data: only an epoch file can help
-    topics = [_topic_address(root.engine), _topic_uint(root.epoch)]
+    topics = [topic_address(root.engine), topic_uint(root.epoch)]
     out = []
-    for log, v in _logs(dep, dep.oracle, "EpochDataPublished", topics, root.block):
+    for log, v in event_logs(dep.oracle, "EpochDataPublished", topics, root.block):
         if bytes(v["accounts_root"]) == root.accounts_root and bytes(v["market_root"]) == root.market_root:
             out.append(Publication(int(v["state_block"]), [MarketLeaf(*m) for m in v["market_leaves"]],
                                    source=f"EpochDataPublished in block {int(log['blockNumber'])}"))

@@ -22,7 +22,7 @@ from web3.contract import Contract
 
 from offchain.chain.build import compile_contracts
 from offchain.chain.contracts import Deployment
-from offchain.chain.rebuild import _logs
+from offchain.chain.events import event_logs
 from offchain.errors import UserError
 from offchain.keeper.executor import Encoder, Executor, TxResult
 from offchain.keeper.metrics import KeeperMetrics
@@ -64,7 +64,7 @@ def find_bond(dep: Deployment, address: str = "", from_block: int = 0) -> Contra
         return bond
     if dep.signer_bond is not None:
         return dep.w3.eth.contract(address=dep.signer_bond.address, abi=abi)
-    logs = _logs(dep, dep.oracle, "FraudContractsSet", [], from_block=from_block)
+    logs = event_logs(dep.oracle, "FraudContractsSet", [], from_block=from_block)
     if not logs:
         return None
     named = to_checksum_address("0x" + bytes(logs[-1][0]["topics"][1])[-20:].hex())

@@ -20,10 +20,11 @@ from eth_utils import keccak, to_checksum_address
 
 from offchain.chain.contracts import READ_BATCH, Deployment, abi_type
 from offchain.chain.eip712 import Eip712Error
+from offchain.chain.events import event_logs
 from offchain.chain.leaves import AccountLeaf, account_leaf_hashes
 from offchain.chain.merkle import verify
 from offchain.chain.published import PublishedLeaf
-from offchain.chain.rebuild import PostedRoot, _logs
+from offchain.chain.rebuild import PostedRoot
 
 LEAF_FIELDS = [n for n, _t in AccountLeaf.FIELDS]
 LEAF_WORDS = len(AccountLeaf.FIELDS)
@@ -130,7 +131,7 @@ class Harvester:
 
     def applied(self, root: PostedRoot, from_block: int, to_block: int) -> list[AppliedLeaf]:
         """The leaves of `root` applied in blocks from_block..to_block, in log order."""
-        logs = [(lg, v) for lg, v in _logs(self.dep, self.dep.engine, "LeafApplied", [], from_block, to_block)
+        logs = [(lg, v) for lg, v in event_logs(self.dep.engine, "LeafApplied", [], from_block, to_block)
                 if int(v["root_timestamp"]) == root.signed_at]
         out: list[AppliedLeaf] = []
         hashes = list(dict.fromkeys("0x" + bytes(lg["transactionHash"]).hex().removeprefix("0x") for lg, _v in logs))
