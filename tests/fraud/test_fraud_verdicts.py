@@ -9,12 +9,12 @@ also for a book holding only the second underlying."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import boa
 import pytest
 from eth_account import Account
 from eth_utils import keccak
+from support.boa_contracts import deploy
 from support.boa_engine import load_engine
 
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
@@ -26,8 +26,6 @@ from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import params_hash_bytes, verifier_config
 from offchain.risk import load_params
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
-
-ROOT = Path(__file__).resolve().parents[2]
 
 WAD = 10**18
 VOID = (1).to_bytes(32, "big")      # a voided epoch's record hash
@@ -45,25 +43,21 @@ BOOKS = {
 }
 
 
-def _contract(name):
-    return str(ROOT / "contracts" / f"{name}.vy")
-
-
 @pytest.fixture(scope="module")
 def system():
     params = load_params("default-v2")
     ph = params_hash_bytes(params)
-    token = boa.load(_contract("mocks/MockERC20"), "USD Coin", "USDC", 6)
-    registry = boa.load(_contract("InstrumentRegistry"))
+    token = deploy("mocks/MockERC20", "USD Coin", "USDC", 6)
+    registry = deploy("InstrumentRegistry")
     # four instruments, so the roots' market trees (ids 1-4, `_market`) have the registry's count
     for i in range(4):
         registry.list_instrument(symbol_to_bytes32(f"R{i}"), PERPETUAL, 0, 0)
-    oracle = boa.load(_contract("RiskOracle"), registry.address, [s.address for s in SIGNERS], 2, ph, 2_000)
-    bond = boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, DELAY,
-                    load_engine(token, oracle, registry).address)
+    oracle = deploy("RiskOracle", registry.address, [s.address for s in SIGNERS], 2, ph, 2_000)
+    bond = deploy("SignerBond", token.address, BOND, WINDOW, DELAY,
+                  load_engine(token, oracle, registry).address)
     generator, rows = verifier_config(params)
-    verifier = boa.load(_contract("ScenarioVerifier"), oracle.address, ph, generator, rows)
-    fraud = boa.load(_contract("FraudProofs"), oracle.address, bond.address)
+    verifier = deploy("ScenarioVerifier", oracle.address, ph, generator, rows)
+    fraud = deploy("FraudProofs", oracle.address, bond.address)
     fraud.register_verifier(verifier.address)
     bond.set_slasher(fraud.address)
     oracle.set_fraud_contracts(bond.address, fraud.address)

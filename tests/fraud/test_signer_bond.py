@@ -7,17 +7,15 @@ everything bonded = that + withdrawn + paid to challengers + pushed to the insur
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import boa
 import pytest
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
+from support.boa_contracts import deploy
 from support.boa_engine import load_engine
 
 from offchain.chain.eip712 import Domain, IndexPrices, sign_multi, symbol_to_bytes32
 
-ROOT = Path(__file__).resolve().parents[2]
 USDC = 10**6
 BOND = 1_000 * USDC
 WINDOW, DELAY = 3_600, 7_200
@@ -27,17 +25,13 @@ OPERATOR = "0x" + "0f" * 20
 SCALE = 10**12                      # token units (6 decimals) -> WAD
 
 
-def _contract(name):
-    return str(ROOT / "contracts" / f"{name}.vy")
-
-
 @pytest.fixture(scope="module")
 def deployed():
     """Token, oracle and the engine whose insurance fund receives forfeited bonds (loaded once)."""
-    token = boa.load(_contract("mocks/MockERC20"), "USD Coin", "USDC", 6)
-    registry = boa.load(_contract("InstrumentRegistry"))
-    oracle = boa.load(_contract("RiskOracle"), registry.address, [s.address for s in SIGNERS], 2,
-                      b"\x01" * 32, 2_000)
+    token = deploy("mocks/MockERC20", "USD Coin", "USDC", 6)
+    registry = deploy("InstrumentRegistry")
+    oracle = deploy("RiskOracle", registry.address, [s.address for s in SIGNERS], 2,
+                    b"\x01" * 32, 2_000)
     return token, oracle, load_engine(token, oracle, registry)
 
 
@@ -45,7 +39,7 @@ def deployed():
 def system(deployed):
     token, oracle, engine = deployed
     with boa.env.anchor():
-        bond = boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, DELAY, engine.address)
+        bond = deploy("SignerBond", token.address, BOND, WINDOW, DELAY, engine.address)
         oracle.set_fraud_contracts(bond.address, "0x" + "00" * 20)
         token.mint(OPERATOR, 10 * BOND)
         with boa.env.prank(OPERATOR):
@@ -195,11 +189,11 @@ def test_slash__signer_challenges_its_own_root__keeps_only_the_challenger_share(
 def test_deploy__delay_not_above_window__refused(system):
     token, oracle, bond, domain, engine = system
     with boa.reverts("bond: withdrawal delay must exceed the challenge window"):
-        boa.load(_contract("SignerBond"), token.address, BOND, WINDOW, WINDOW, engine.address)
+        deploy("SignerBond", token.address, BOND, WINDOW, WINDOW, engine.address)
 
 
 def test_deploy__insurance_fund_in_another_token__refused(system):
     token, oracle, bond, domain, engine = system
-    other = boa.load(_contract("mocks/MockERC20"), "Other", "OTH", 6)
+    other = deploy("mocks/MockERC20", "Other", "OTH", 6)
     with boa.reverts("bond: insurance fund settles in another token"):
-        boa.load(_contract("SignerBond"), other.address, BOND, WINDOW, DELAY, engine.address)
+        deploy("SignerBond", other.address, BOND, WINDOW, DELAY, engine.address)

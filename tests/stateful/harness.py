@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import boa
 from boa.contracts.event_decoder import decode_log
@@ -21,6 +20,7 @@ from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from support.boa_contracts import deploy
 from support.margins import book_leaf, next_epoch, sign_root
 
 from offchain.chain.eip712 import (
@@ -36,9 +36,6 @@ from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
 from offchain.chain.witness import Witness, liquidation_witness
 from offchain.risk import load_params
-
-ROOT = Path(__file__).resolve().parents[2]
-CONTRACTS = ROOT / "contracts"
 
 WAD = 10**18
 BPS = 10_000
@@ -118,15 +115,15 @@ class System:
         self.keys = {name: _key(name) for name in ACTOR_NAMES}
         self.addr = {name: k.address for name, k in self.keys.items()}
 
-        self.token = boa.load(str(CONTRACTS / "mocks/MockERC20.vy"), "Mock USD", "mUSD", DECIMALS)
-        self.registry = boa.load(str(CONTRACTS / "InstrumentRegistry.vy"))
+        self.token = deploy("mocks/MockERC20", "Mock USD", "mUSD", DECIMALS)
+        self.registry = deploy("InstrumentRegistry")
         self.expiry = self.now() + EXPIRY_AFTER
         self.registry.list_instrument(BTC, KIND_PERPETUAL, 0, 0)
         self.registry.list_instrument(BTC, KIND_FUTURE, 0, self.expiry)
         self.registry.list_instrument(BTC, KIND_CALL, STRIKE_WAD, self.expiry)
         self.registry.list_instrument(BTC, KIND_PUT, STRIKE_WAD, self.expiry)
-        self.oracle = boa.load(
-            str(CONTRACTS / "RiskOracle.vy"),
+        self.oracle = deploy(
+            "RiskOracle",
             self.registry.address,
             [s.address for s in self.signers],
             SIGNER_THRESHOLD,
@@ -134,17 +131,17 @@ class System:
             2_000,
         )
         generator, rows = verifier_config(WITNESS_PARAMS)
-        self.verifier = boa.load(str(CONTRACTS / "ScenarioVerifier.vy"), self.oracle.address, PARAMS_HASH,
-                                 generator, rows)
+        self.verifier = deploy("ScenarioVerifier", self.oracle.address, PARAMS_HASH,
+                               generator, rows)
         self.oracle.set_verifier(self.verifier.address)
-        self.extension = boa.load(
-            str(CONTRACTS / "MarginEngineExtension.vy"),
+        self.extension = deploy(
+            "MarginEngineExtension",
             self.token.address,
             self.oracle.address,
             self.registry.address,
         )
-        self.engine = boa.load(
-            str(CONTRACTS / "MarginEngine.vy"),
+        self.engine = deploy(
+            "MarginEngine",
             self.token.address,
             self.oracle.address,
             self.registry.address,

@@ -3,11 +3,8 @@ one beside the oracle: the SignerBond tests push forfeited bonds into its insura
 
 from __future__ import annotations
 
-from pathlib import Path
+from support.boa_contracts import deploy
 
-import boa
-
-CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 WAD = 10**18
 # (max_positions, taker_fee_bps, max_price_age, max_attestation_age, max_liquidation_price_age)
 TRADING = (8, 10, 3_600, 86_400, 7_200)
@@ -16,7 +13,6 @@ LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
 
 
 def load_engine(token, oracle, registry):
-    extension = boa.load(str(CONTRACTS / "MarginEngineExtension.vy"), token.address, oracle.address,
-                         registry.address)
-    return boa.load(str(CONTRACTS / "MarginEngine.vy"), token.address, oracle.address, registry.address,
-                    extension.address, TRADING, LIQUIDATION)
+    extension = deploy("MarginEngineExtension", token.address, oracle.address, registry.address)
+    return deploy("MarginEngine", token.address, oracle.address, registry.address, extension.address,
+                  TRADING, LIQUIDATION)

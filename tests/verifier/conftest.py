@@ -4,11 +4,10 @@ with the float64 engine's breakdown of the same WAD inputs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import boa
 import numpy as np
 import pytest
+from support.boa_contracts import deploy
 
 from offchain.chain.eip712 import symbol_to_bytes32
 from offchain.chain.verifier import params_hash_bytes, verifier_config
@@ -16,7 +15,6 @@ from offchain.risk import RiskEngine, load_params
 from offchain.risk.arrays import InstrumentInputs
 from offchain.risk.pricing import CALL, FUTURE, PERPETUAL, PUT
 
-ROOT = Path(__file__).resolve().parents[2]
 WAD = 10**18
 PARAM_SETS = ("default-v1", "default-v2", "span16-v1")
 SPOTS = {"BTC": 65_000.0, "ETH": 3_500.0, "SOL": 150.0}   # SOL uses the `default` row
@@ -29,8 +27,7 @@ ZERO = "0x" + "00" * 20
 def deploy_verifier(params, oracle: str = ZERO):
     """A verifier for `params`; `oracle` only matters to `check_market`."""
     generator, rows = verifier_config(params)
-    return boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle,
-                    params_hash_bytes(params), generator, rows)
+    return deploy("ScenarioVerifier", oracle, params_hash_bytes(params), generator, rows)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pytest
 from boa import BoaError
 from eth_account import Account
 from eth_utils import keccak
+from support.boa_contracts import deploy, deployer
 
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, positions_hash
@@ -23,7 +24,7 @@ from offchain.risk.arrays import InstrumentInputs
 from offchain.risk.instruments import SECONDS_PER_YEAR
 from offchain.risk.pricing import PERPETUAL
 
-from .conftest import ROOT, WAD, random_book
+from .conftest import WAD, random_book
 
 SIGNERS = sorted((Account.from_key(keccak(text=f"netmargin verifier signer {i}")) for i in range(2)),
                  key=lambda a: int(a.address, 16))
@@ -34,12 +35,11 @@ SECONDS_YEAR = 365 * 86_400
 @pytest.fixture(scope="module")
 def system():
     params = load_params("default-v2")
-    registry = boa.load(str(ROOT / "contracts" / "InstrumentRegistry.vy"))
-    oracle = boa.load(str(ROOT / "contracts" / "RiskOracle.vy"), registry.address,
-                      [s.address for s in SIGNERS], 2, params_hash_bytes(params), 2_000)
+    registry = deploy("InstrumentRegistry")
+    oracle = deploy("RiskOracle", registry.address,
+                    [s.address for s in SIGNERS], 2, params_hash_bytes(params), 2_000)
     generator, rows = verifier_config(params)
-    verifier = boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle.address,
-                        params_hash_bytes(params), generator, rows)
+    verifier = deploy("ScenarioVerifier", oracle.address, params_hash_bytes(params), generator, rows)
     domain = Domain(chain_id=boa.env.evm.patch.chain_id, verifying_contract=oracle.address)
     return params, oracle, verifier, domain
 
@@ -61,7 +61,7 @@ def _listed(oracle, at_least: int) -> int:
     """The oracle's registry count, after listing perpetuals until it is at least `at_least`
     (a root's market tree has a slot per listed instrument; the oracle wants the registry's
     count)."""
-    registry = boa.load_partial(str(ROOT / "contracts" / "InstrumentRegistry.vy")).at(oracle.registry())
+    registry = deployer("InstrumentRegistry").at(oracle.registry())
     while registry.instrument_count() < at_least:
         registry.list_instrument(f"P{registry.instrument_count()}".encode().ljust(32, b"\0"), PERPETUAL, 0, 0)
     return registry.instrument_count()
@@ -161,8 +161,7 @@ def test_check_market__oracle_on_another_params_set__reverts(system):
     params, oracle, _, _ = system
     other = load_params("default-v1")
     generator, rows = verifier_config(other)
-    verifier = boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), oracle.address,
-                        params_hash_bytes(other), generator, rows)
+    verifier = deploy("ScenarioVerifier", oracle.address, params_hash_bytes(other), generator, rows)
     with boa.reverts("ScenarioVerifier: oracle runs another params set"):
         verifier.check_market(ENGINE, [], [], ([], 0), [symbol_to_bytes32("BTC")], [0], 0)
 
@@ -182,7 +181,7 @@ def test_check_market__sizes_and_leaves_mismatch__reverts(system):
 @pytest.fixture(scope="module")
 def deployers():
     """The three contracts compiled once (fresh deployments per count below)."""
-    return {name: boa.load_partial(str(ROOT / "contracts" / f"{name}.vy"))
+    return {name: deployer(name)
             for name in ("InstrumentRegistry", "RiskOracle", "ScenarioVerifier")}
 
 

@@ -10,6 +10,7 @@ inputs and coefficients moves a loss by far less.
 import boa
 import numpy as np
 import pytest
+from support.boa_contracts import deploy
 
 from offchain.chain.eip712 import symbol_to_bytes32
 from offchain.chain.verifier import (
@@ -24,7 +25,6 @@ from offchain.risk.scenarios import build_scenarios
 
 from .conftest import (
     PARAM_SETS,
-    ROOT,
     SPOTS,
     WAD,
     ZERO,
@@ -69,7 +69,7 @@ def test_generator__bundled_sets__returns_the_constructor_rows(verifiers, name):
 
 def _deploy_rows(params, rows):
     generator, _ = verifier_config(params)
-    return boa.load(str(ROOT / "contracts" / "ScenarioVerifier.vy"), ZERO, params_hash_bytes(params), generator, rows)
+    return deploy("ScenarioVerifier", ZERO, params_hash_bytes(params), generator, rows)
 
 
 @pytest.mark.parametrize(("field", "reason"), [
