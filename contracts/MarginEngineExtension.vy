@@ -46,6 +46,15 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
     _SELF = self
 
 
+@internal
+@view
+def _delegated():
+    """@dev Direct calls revert (they would only touch this contract's own, empty storage).
+         One shared check: each inline copy of the revert costs ~110 bytes of this contract's
+         EIP-170 budget; `liquidate` keeps its own (one internal call less on its path)."""
+    assert self != _SELF, "engine: delegatecall only"
+
+
 #### COLLATERAL ####
 
 @external
@@ -56,7 +65,7 @@ def withdraw(amount: uint256):
             IM within max_margin_basis_age of its basis, else the isolated bound).
     @param amount Token units to send to msg.sender.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     self._withdraw(amount)
 
 
@@ -66,7 +75,7 @@ def withdraw_with_leaf(amount: uint256, leaf: IRiskOracle.AccountLeaf, proof: Dy
     @notice Applies an account leaf (usually the caller's own, from the current epoch root),
             then withdraws as `withdraw`.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     self._apply_leaf(leaf, proof)
     self._withdraw(amount)
 
@@ -76,7 +85,7 @@ def apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     """
     @notice Applies `leaf.account`'s leaf of the engine's current epoch root (anyone may).
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     self._apply_leaf(leaf, proof)
 
 
@@ -92,7 +101,7 @@ def fill_with_leaf(
     @notice The leaf half of MarginEngine.fill_with_leaf (same calldata): applies the leaf;
             the engine then fills.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     self._apply_leaf(leaf, proof)
 
 
@@ -134,7 +143,7 @@ def withdraw_fees(amount: uint256, to: address):
     @param amount Token units (0 only repays).
     @param to Recipient.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     ownable._check_owner()
     assert to != empty(address), "engine: zero address"
     cfg: uint256 = core._trading
@@ -159,7 +168,7 @@ def set_trading_params(params: IMarginEngine.TradingParams):
     @notice Owner sets trading parameters.
     @param params See IMarginEngine.TradingParams.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     ownable._check_owner()
     core._set_trading(params)
 
@@ -170,7 +179,7 @@ def set_liquidation_params(params: IMarginEngine.LiquidationParams):
     @notice Owner sets liquidation parameters.
     @param params See IMarginEngine.LiquidationParams.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     ownable._check_owner()
     core._set_liquidation(params)
 
@@ -268,7 +277,9 @@ def liquidate(
     @param account The account to liquidate.
     @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
-           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
+           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness),
+           or, with a witness showing no shortfall, a running clock is cleared if equity also
+           covers the book's isolated bound at the witness leaves' MM rates (anyone may).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @param witness The ScenarioVerifier.check_market call data for the stored book (engine,
@@ -278,7 +289,6 @@ def liquidate(
     @return uint256 The fraction used (WAD).
     """
     assert self != _SELF, "engine: delegatecall only"
-    assert account != msg.sender, "engine: self-liquidation"
     assert fraction_wad <= core.WAD, "engine: fraction out of range"
     header: uint256 = core._header[account]
     assert header & core.MASK_64 == expected_state_nonce, "engine: state nonce changed"
@@ -333,17 +343,41 @@ def liquidate(
         assert block.timestamp <= staticcall core.ORACLE.root_timestamp(self) + ((cfg >> 88) & core.MASK_32), "engine: stale market root"
         # Check comes back as one dynamic tuple: its offset word, then 8 words before maintenance_wad
         model_mm: uint256 = extract32(out, 288, output_type=uint256)
-        assert equity < convert(model_mm, int256), "engine: witness scenarios show no shortfall"
+        if equity >= convert(model_mm, int256):
+            # No shortfall in the named scenarios. A liquidation stops here; a flag (fraction
+            # 0) of a running clock clears it if the book is healthy in EVERY scenario, which
+            # the named ones alone cannot show (the caller names the mildest): equity must
+            # cover the isolated bound at the leaves' per-unit MM rates, proven with them
+            # against the current market root. The exact model's margin never exceeds that
+            # bound (subadditive, homogeneous) and no witness at this root exceeds the model,
+            # so a cleared book cannot be liquidated before the marks or the root move; the
+            # clock then restarts at the base discount, as on an honest MM.
+            assert fraction_wad == 0 and core._since(header) != 0, "engine: witness scenarios show no shortfall"
+            bound: uint256 = 0
+            for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+                # a leaf's mm_long / mm_short are its words 13 / 14; sizes are the stored ones
+                size: int256 = extract32(witness, sizes_at + 32 + 32 * i, output_type=int256)
+                rate_at: uint256 = leaves_at + 480 + 480 * i
+                if size > 0:
+                    rate_at -= 32
+                bound += (convert(abs(size), uint256) * extract32(witness, rate_at, output_type=uint256) + core.WAD - 1) // core.WAD
+            assert equity >= convert(bound, int256), "engine: equity below the isolated bound"
+            core._header[account] = core._with_since(header, 0)
+            log IMarginEngine.Unflagged(account=account)
+            return 0
         mm_cap = min(mm, model_mm)
 
     since: uint256 = core._episode_since(header, (cfg >> 88) & core.MASK_32)
     if since != core._since(header) or fraction_wad == 0:
         log IMarginEngine.Flagged(account=account, since=since)
     header = core._with_seen(header, since)
+    # anyone, the owner too, may clear a clock as above; nobody flags or liquidates its own book
     if fraction_wad == 0:
         # the witness-checked flag (MarginEngine.flag forwards here): the clock only
+        assert account != msg.sender, "engine: self-flag"
         core._header[account] = header
         return 0
+    assert account != msg.sender, "engine: self-liquidation"
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
     f: uint256 = core._slice_fraction(lcfg, equity, mm_cap, disc_bps, fraction_wad)
@@ -521,7 +555,7 @@ def settle(account: address, instrument_id: uint256):
     @param account The account.
     @param instrument_id The expired instrument.
     """
-    assert self != _SELF, "engine: delegatecall only"
+    self._delegated()
     price: uint256 = staticcall core.ORACLE.settlement_price(instrument_id)
     assert price > 0, "engine: no settlement price"
     size: int256 = 0

@@ -6,6 +6,8 @@ starts another's clock, replays an old market root, flags a book with an expired
 flags one's own book, runs while paused, and what flag-then-liquidate by one owner's second
 account earns. Names say the sequence and the expected outcome."""
 
+from dataclasses import replace
+
 import ape
 import pytest
 from conftest import WAD
@@ -13,7 +15,7 @@ from engine.conftest import _PLACEHOLDER_LEAF, LIQUIDATION, TRADING
 
 from offchain.chain.witness import WitnessError
 
-from .conftest import FUTURE, PERP, succeeds
+from .conftest import FUTURE, PERP
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -105,7 +107,7 @@ def test_flag__owner_flags_its_own_book__refused_nothing_moves(engine, token, bo
     owner = book(7_000)
     set_market(marks={PERP: 55_500 * WAD})
     before = _everything(engine, token, owner)
-    with ape.reverts("engine: self-liquidation"):
+    with ape.reverts("engine: self-flag"):
         flag(owner, sender=owner)
     assert _everything(engine, token, owner) == before and engine.account(owner).liquidatable_since == 0
 
@@ -194,45 +196,156 @@ def test_flag_then_liquidate__owners_second_account__earns_only_the_discount_the
     assert pair_after <= pair_before
 
 
-def test_flag__rogue_mm_after_a_real_dip__cannot_confirm_the_clock_which_lapses(
-        engine, book, set_market, leaf_for, post_root, keeper, liquidator, mine, flag):
-    """A real dip starts the clock; a rogue root then overstates the book's MM while the
-    price recovers. Keepers cannot confirm the clock (the witness shows no shortfall); past
-    the window a new dip starts a new episode at the base discount."""
-    owner = book(12_000)  # equity 12k; the model's MM of 1 BTC perp at 60k is ~9.5k
+def _dip_flag_recover(engine, book, set_market, leaf_for, post_root, keeper, liquidator, flag, owner_usd=12_000):
+    """V5's start: a real dip starts the clock, the price recovers (the model calls the book
+    healthy again: equity 12k >= the 1-perp book's isolated MM of ~10.7k at 60k) and a
+    rogue root keeps the applied MM (25k) above the equity. Returns (owner, since)."""
+    owner = book(owner_usd)
     _apply_rogue_leaf(engine, owner, leaf_for, post_root, keeper, 9_500 * WAD)  # an honest leaf
     set_market(marks={PERP: 56_000 * WAD})  # equity 8k: below the model too
-    flag(owner, sender=liquidator)
-    set_market()  # back to 60k: the model calls the book healthy
+    since = flag(owner, sender=liquidator).timestamp
+    set_market()  # back to 60k
     _apply_rogue_leaf(engine, owner, leaf_for, post_root, keeper, 25_000 * WAD)
-    assert engine.health(owner).liquidatable  # by the rogue MM alone
-    with ape.reverts("engine: witness scenarios show no shortfall"):
-        flag(owner, sender=liquidator)
-    mine(WINDOW + 60)
-    set_market(marks={PERP: 56_000 * WAD})
-    tx = flag(owner, sender=liquidator)
-    assert engine.account(owner).liquidatable_since == tx.timestamp
-    assert engine.liquidation_preview(owner, WAD).discount_bps == LIQUIDATION[0]
+    assert engine.health(owner).liquidatable and engine.account(owner).liquidatable_since == since
+    return owner, since
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="open finding V5: a clock whose book recovered by the "
-                   "model cannot be cleared while a rogue (or merely conservative) applied MM still calls it "
-                   "liquidatable; a real dip within the window gets the discount grown since the first dip")
 def test_flag__rogue_mm_blocks_clearing_a_recovered_book__next_dip_gets_base_discount(
-        engine, book, set_market, leaf_for, post_root, keeper, liquidator, accomplice, mine, flag):
-    """V5. Real dip at t0 (clock starts), recovery the model confirms, a rogue root keeps
-    the applied MM above equity: `flag` takes the witness path, which reverts, so the owner
-    (through a second account) cannot clear the clock as it could on an honest MM. A real
-    dip just inside the window is then liquidated at base + slope x (window - 1 min), as
-    if the book had been liquidatable all along."""
-    owner = book(12_000)
-    _apply_rogue_leaf(engine, owner, leaf_for, post_root, keeper, 9_500 * WAD)  # an honest leaf
-    set_market(marks={PERP: 56_000 * WAD})
-    flag(owner, sender=liquidator)
-    set_market()
-    _apply_rogue_leaf(engine, owner, leaf_for, post_root, keeper, 25_000 * WAD)
-    cleared = succeeds(flag, owner, sender=accomplice)  # the owner's attempt to end the episode
+        engine, token, book, set_market, leaf_for, post_root, keeper, liquidator, accomplice, mine, flag):
+    """V5 (fixed). Real dip at t0 (clock starts), recovery, a rogue root keeps the applied MM
+    above the equity, so `flag` takes the witness path. Its witness shows no shortfall and
+    the equity covers the book's isolated bound at the root's rates: the clock is cleared
+    (anyone may; nothing else moves). A real dip just inside the window is then liquidated
+    at the base discount, not base + slope x (window - 1 min) = 1,984 bps."""
+    owner, _ = _dip_flag_recover(engine, book, set_market, leaf_for, post_root, keeper, liquidator, flag)
+    before = _everything(engine, token, owner, accomplice)
+    tx = flag(owner, sender=accomplice)  # the owner's second account ends the episode
+    assert tx.decode_logs(engine.Unflagged) and not tx.decode_logs(engine.Flagged)
+    assert engine.account(owner).liquidatable_since == 0 and _everything(engine, token, owner, accomplice) == before
     mine(WINDOW - 120)
     set_market(marks={PERP: 56_000 * WAD})
-    discount = engine.liquidation_preview(owner, WAD).discount_bps
-    assert cleared and discount == LIQUIDATION[0], f"clearing refused; discount {discount} bps after the recovery"
+    assert engine.liquidation_preview(owner, WAD).discount_bps == LIQUIDATION[0]
+    tx = flag(owner, sender=liquidator)  # the new dip starts a new episode now
+    assert tx.decode_logs(engine.Flagged)[0].since == tx.timestamp == engine.account(owner).liquidatable_since
+
+
+def test_flag__owner_clears_its_own_recovered_book__allowed_as_for_anyone(
+        engine, token, book, set_market, leaf_for, post_root, keeper, liquidator, flag):
+    """Clearing proves a public fact about the stored book; refusing the owner would only
+    send it to a second account. Starting its own clock stays refused (above)."""
+    owner, _ = _dip_flag_recover(engine, book, set_market, leaf_for, post_root, keeper, liquidator, flag)
+    before = _everything(engine, token, owner)
+    assert flag(owner, sender=owner).decode_logs(engine.Unflagged)
+    assert engine.account(owner).liquidatable_since == 0 and _everything(engine, token, owner) == before
+
+
+def test_clear__front_running_a_liquidation_of_a_short_book__refused_with_every_named_scenario(
+        engine, token, verifier, book, set_market, liquidator, accomplice, witness_for, flag):
+    """The owner's race: a book short by the model, its clock running; before the liquidation
+    lands the owner's second account sends a fraction-0 call naming a scenario in which the
+    book does not lose (the witness's margin is a lower bound: the caller picks the
+    scenarios). Whatever it names, the clock stays: a scenario with the loss confirms it, the
+    others fail the isolated bound. The liquidation then takes the grown discount."""
+    owner = book(7_000)
+    set_market(marks={PERP: 55_500 * WAD})  # equity 2.5k; the model's MM ~9.5k
+    since = flag(owner, sender=liquidator).timestamp
+    w = witness_for(owner, raw=True)
+    nonce = engine.state_nonce(owner)
+    before = _everything(engine, token, owner, accomplice)
+    mild = 0
+    for s in range(verifier.n_scenarios()):
+        named = replace(w, scenarios=[s], joint_scenario=s)
+        if verifier.check_market(*named.args()).maintenance_wad > engine.health(owner).equity_wad:
+            tx = engine.liquidate(owner, 0, 0, nonce, named.encode(), sender=accomplice)
+            assert tx.decode_logs(engine.Flagged)[0].since == since
+        else:
+            mild += 1
+            with ape.reverts("engine: equity below the isolated bound"):
+                engine.liquidate(owner, 0, 0, nonce, named.encode(), sender=accomplice)
+        assert engine.account(owner).liquidatable_since == since
+    assert mild > 0  # the price-up scenarios: the long perp gains
+    assert _everything(engine, token, owner, accomplice) == before
+
+
+def test_clear__mid_liquidation__cannot_lower_the_discount_the_insurance_fund_shares(
+        engine, verifier, book, set_market, liquidator, accomplice, witness_for, flag, liquidate, mine):
+    """Between two slices of a grown-discount liquidation (the book still short by the
+    model), a clearing would restart the discount at the base and cut the insurance fund's
+    share of it. Refused; the next slice pays the grown discount and the fund its share."""
+    owner = book(7_000)
+    set_market(marks={PERP: 55_500 * WAD})
+    flag(owner, sender=liquidator)
+    mine(HOUR)
+    set_market(marks={PERP: 55_500 * WAD})
+    grown = engine.liquidation_preview(owner, WAD).discount_bps
+    assert grown >= LIQUIDATION[0] + LIQUIDATION[1]
+    liquidate(owner, WAD // 100, 10**30, engine.state_nonce(owner), sender=liquidator)  # a 1% slice
+    assert engine.health(owner).liquidatable and engine.account(owner).liquidatable_since != 0
+    w = witness_for(owner, raw=True)
+    up = min(range(verifier.n_scenarios()),
+             key=lambda s: verifier.check_market(*replace(w, scenarios=[s], joint_scenario=s).args()).maintenance_wad)
+    mildest = replace(w, scenarios=[up], joint_scenario=up)
+    with ape.reverts("engine: equity below the isolated bound"):
+        engine.flag(owner, mildest.encode(), sender=accomplice)
+    preview = engine.liquidation_preview(owner, WAD)
+    assert preview.discount_bps >= grown
+    insurance = engine.insurance_wad()
+    tx = liquidate(owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)
+    [log] = tx.decode_logs(engine.Liquidation)
+    assert log.insurance_wad == log.discount_wad * LIQUIDATION[3] // BPS > 0
+    assert engine.insurance_wad() == insurance + log.insurance_wad
+
+
+def test_clear__stale_superseded_or_other_book_witness__refused_nothing_moves(
+        engine, token, book, set_market, leaf_for, post_root, keeper, liquidator, accomplice, maker, witness_for,
+        flag, mine):
+    """A clearing is bound to the book as it stands, as a liquidation is: the witness of
+    another book (the maker's), of this book before a trade, of a superseded market root, or
+    of a root older than max_liquidation_price_age is refused and the clock stays."""
+    owner, since = _dip_flag_recover(engine, book, set_market, leaf_for, post_root, keeper, liquidator, flag)
+    nonce = engine.state_nonce(owner)
+    before = _everything(engine, token, owner, accomplice, maker)
+    with ape.reverts("engine: witness for another book"):
+        engine.liquidate(owner, 0, 0, nonce, witness_for(maker), sender=accomplice)
+    # the same instruments at another size: what a witness built before a trade shows
+    w = witness_for(owner, raw=True)
+    with ape.reverts("engine: witness for another book"):
+        engine.liquidate(owner, 0, 0, nonce, replace(w, sizes_wad=[q // 2 for q in w.sizes_wad]).encode(),
+                         sender=accomplice)
+    old = witness_for(owner)
+    witness_for(owner, leaves={PERP: {"spot_wad": PRICE - WAD, "forward_wad": PRICE - WAD}})  # the next root
+    with ape.reverts("ScenarioVerifier: invalid market multiproof"):
+        engine.liquidate(owner, 0, 0, nonce, old, sender=accomplice)
+    with ape.reverts("engine: state nonce changed"):
+        engine.liquidate(owner, 0, 0, nonce - 1, witness_for(owner), sender=accomplice)
+    current = witness_for(owner)
+    mine(WINDOW + 60)
+    set_market()  # fresh marks, no newer root
+    with ape.reverts("engine: stale market root"):
+        engine.liquidate(owner, 0, 0, nonce, current, sender=accomplice)
+    assert _everything(engine, token, owner, accomplice, maker) == before
+    assert engine.account(owner).liquidatable_since == since
+
+
+def test_clear__fraction_edges_and_the_bound_to_the_wei(
+        engine, token, book, set_market, leaf_for, post_root, keeper, liquidator, accomplice, witness_for, flag):
+    """Only fraction 0 clears: 1 wei with the same witness is a liquidation, refused (no
+    shortfall). The isolated bound is met to the wei (a leaf rate, per contract of the 1-perp
+    book, one wei above the equity refuses; at the equity clears). A book whose clock is not
+    running has nothing to clear (refused, no event)."""
+    owner, since = _dip_flag_recover(engine, book, set_market, leaf_for, post_root, keeper, liquidator, flag)
+    nonce = engine.state_nonce(owner)
+    before = _everything(engine, token, owner, accomplice)
+    with ape.reverts("engine: witness scenarios show no shortfall"):
+        engine.liquidate(owner, 1, 10**30, nonce, witness_for(owner), sender=accomplice)
+    equity = engine.health(owner).equity_wad
+    over = {PERP: {"mm_long_wad": equity + 1}}
+    with ape.reverts("engine: equity below the isolated bound"):
+        engine.liquidate(owner, 0, 0, nonce, witness_for(owner, leaves=over), sender=accomplice)
+    assert engine.account(owner).liquidatable_since == since
+    at = {PERP: {"mm_long_wad": equity}}
+    tx = engine.liquidate(owner, 0, 0, nonce, witness_for(owner, leaves=at), sender=accomplice)
+    assert tx.decode_logs(engine.Unflagged) and not tx.decode_logs(engine.Liquidation)
+    assert engine.account(owner).liquidatable_since == 0 and _everything(engine, token, owner, accomplice) == before
+    with ape.reverts("engine: witness scenarios show no shortfall"):
+        flag(owner, sender=accomplice)

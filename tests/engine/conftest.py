@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import PARAMS_HASH, WAD, mark_steps
 from eth_account import Account
-from support.margins import book_leaf, next_epoch, sign_root
+from support.margins import book_leaf, next_epoch, sign_root, with_model_rates
 
 from offchain.chain.eip712 import MarketData, sign_multi
 from offchain.chain.leaves import AccountLeaf, MarketLeaf
@@ -315,7 +315,8 @@ def witness_for(engine, post_root, market_leaf, chain):
     """witness_for(account, eng=engine, leaves={id: overrides}, scenarios=None, joint=None,
     raw=False) -> the abi-encoded witness of the account's stored book (the Witness itself
     with raw=True): posts a root whose market tree holds a leaf per position (one second
-    later) and names the binding scenarios unless told. An empty book gets empty bytes (the
+    later, with the model's per-unit rates unless overridden) and names the binding
+    scenarios unless told. An empty book gets empty bytes (the
     engine refuses it first)."""
 
     def _witness(account, eng=None, leaves=None, scenarios=None, joint=None, account_leaves=(), extra_ids=(),
@@ -325,10 +326,14 @@ def witness_for(engine, post_root, market_leaf, chain):
         if not book:
             return b""
         over = leaves or {}
-        market = [market_leaf(i, **over.get(i, {})) for i in sorted({i for i, _ in book} | set(extra_ids))]
+        # the root is signed at the next second (post_root mines a block first): its leaves
+        # carry the model's per-unit rates at that time, as honest signers' do
+        signed_at = chain.blocks.head.timestamp + 1
+        market = with_model_rates(WITNESS_PARAMS, [market_leaf(i, **over.get(i, {}))
+                                                   for i in sorted({i for i, _ in book} | set(extra_ids))],
+                                  signed_at, keep=over)
         # an accounts root is never empty: a leaf no engine account can apply stands in
-        trees = post_root(list(account_leaves) or [_PLACEHOLDER_LEAF], eng=eng, market=market)
-        signed_at = chain.blocks.head.timestamp
+        trees = post_root(list(account_leaves) or [_PLACEHOLDER_LEAF], eng=eng, market=market, timestamp=signed_at)
         w = liquidation_witness(WITNESS_PARAMS, eng.address, book, trees, signed_at, scenarios, joint)
         return w if raw else w.encode()
 

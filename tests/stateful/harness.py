@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from support.boa_contracts import deploy
-from support.margins import book_leaf, next_epoch, sign_root
+from support.margins import book_leaf, next_epoch, sign_root, with_model_rates
 
 from offchain.chain.eip712 import (
     Domain,
@@ -247,13 +247,15 @@ class System:
         return out
 
     def witness(self, account: str, spot_wad: int, scenarios=None, joint=None) -> Witness:
-        """Post (one second later) a root whose market tree is `market_leaves(spot_wad)` and
+        """Post (one second later) a root whose market tree is `market_leaves(spot_wad)` (with
+        the model's per-unit rates, as honest signers sign them) and
         return the account's witness (binding scenarios unless named); raises WitnessError
         when the book has none (a leg expired at the root)."""
         self.advance(1)  # roots' timestamps strictly increase
         root = sign_root(self.engine, next_epoch(self.oracle, self.engine), [_PLACEHOLDER_LEAF], timestamp=self.now(),
                          domain=self.oracle_domain, signers=self.signers[:SIGNER_THRESHOLD], params_hash=PARAMS_HASH,
-                         market=self.market_leaves(spot_wad), market_count=self.registry.instrument_count())
+                         market=with_model_rates(WITNESS_PARAMS, self.market_leaves(spot_wad), self.now()),
+                         market_count=self.registry.instrument_count())
         res = self.call(self.oracle, "post_root", *root.post_args(), sender=self.keeper)
         assert res.ok, res.reason
         trees = root.trees

@@ -546,17 +546,25 @@ class EngineMachine(RuleBasedStateMachine):
         since = self.view(addr).liquidatable_since
         res = self.s.call(self.engine, "flag", addr, witnessed[0].encode() if witnessed else b"",
                           sender=self.s.keeper)
-        allowed = {"engine: account is healthy", "engine: stale marks", "engine: witness scenarios show no shortfall"}
+        refused = {"engine: witness scenarios show no shortfall", "engine: equity below the isolated bound"}
+        allowed = {"engine: account is healthy", "engine: stale marks"} | refused
         if self.expect(res, allowed, "flag"):
             assert liquidatable or since != 0, "flag cleared an account that was not flagged"
-            if liquidatable:
+            if liquidatable and res.events("Flagged"):
                 assert e0 < witnessed[1], f"flag ran the clock at equity {e0} >= witness margin {witnessed[1]}"
                 # a running episode keeps its start; a new one starts now
                 (ev,) = res.events("Flagged")
                 assert ev.since in (since, self.s.now()) and self.s.account(addr).liquidatable_since == ev.since
             else:
-                assert self.s.account(addr).liquidatable_since == 0
-        elif res.reason == "engine: witness scenarios show no shortfall":
+                # cleared: healthy by the applied MM, or (below it) by the witness and the
+                # isolated bound at the root's rates, so in every scenario of the model
+                assert since != 0 and res.events("Unflagged") and self.s.account(addr).liquidatable_since == 0
+                if liquidatable:
+                    event("flag: clock cleared below the applied MM")
+                    _, chain_mm, model_mm, tol = witnessed
+                    assert e0 >= chain_mm and e0 >= model_mm - tol, \
+                        f"flag cleared the clock at equity {e0} < model MM {model_mm} (witness {chain_mm})"
+        elif res.reason in refused:
             assert e0 >= witnessed[1], f"flag refused at equity {e0} < witness margin {witnessed[1]}"
             assert self.s.account(addr).liquidatable_since == since
 

@@ -83,3 +83,22 @@ def sign_root(engine, epoch: int, leaves: Sequence[AccountLeaf], *, timestamp: i
     msg = trees.root_message(timestamp=timestamp, deadline=timestamp + 300 if deadline is None else deadline,
                              params_hash=params_hash)
     return SignedRoot(trees, msg, sign_multi(msg, domain, list(signers)))
+
+
+RATE_FIELDS = ("im_long_wad", "im_short_wad", "mm_long_wad", "mm_short_wad")
+
+
+def with_model_rates(params, leaves: Sequence, timestamp: int, keep: dict[int, dict] | None = None) -> list:
+    """The market leaves with the per-unit rates honest signers put in them (the exact model's
+    standalone margin of +1 / -1 contract at the leaves' inputs, `finish_market_leaves`);
+    `keep` {instrument id: fields} are overrides that win (a test's own rates). Marks stay."""
+    from offchain.chain.epoch_leaves import finish_market_leaves
+
+    # a leaf expired at `timestamp` has no standalone margin (the verifier refuses it anyway)
+    live = [m for m in leaves if m.kind == 1 or m.expiry > timestamp]
+    finished = finish_market_leaves(params, live, timestamp)[0] if live else []
+    rates = {m.instrument_id: {f: getattr(m, f) for f in RATE_FIELDS} for m in finished}
+    keep = keep or {}
+    return [type(m)(**{**m.as_dict(), "underlying": m.underlying, **rates.get(m.instrument_id, {}),
+                       **{f: v for f, v in keep.get(m.instrument_id, {}).items() if f in RATE_FIELDS}})
+            for m in leaves]
