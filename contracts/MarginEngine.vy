@@ -334,7 +334,10 @@ def flag(account: address, witness: Bytes[core.MAX_WITNESS]):
          liquidation does: the call goes on as `liquidate(account, 0, ...)`, which checks
          the witness and only records the clock. Otherwise a rogue root's MM could start a
          healthy book's clock and hand its liquidator the grown discount at the first real
-         dip. Clearing needs no witness (a healthy applied MM only delays the auction).
+         dip. Clearing needs no witness (a healthy applied MM only delays the auction);
+         below the applied MM, the forwarded call clears a running clock when the witness
+         shows no shortfall and the equity covers the book's isolated bound at the witness
+         leaves' rates (the model calls it healthy in every scenario: MarginEngineExtension).
     @param account The account.
     @param witness As for `liquidate` (ignored before a verifier is registered and when
            the account is healthy).
@@ -379,7 +382,8 @@ def liquidate(
     @param account The account to liquidate.
     @param fraction_wad Requested fraction (WAD, <= 1e18); capped, and raised to the whole
            book while equity <= discount * MM (a partial slice would lower the margin ratio).
-           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness).
+           0: nothing is taken; the discount clock starts or is confirmed (`flag` with a witness),
+           or a running one is cleared (a witness without shortfall, equity >= isolated bound).
     @param max_payment_wad Most the liquidator accepts to pay (price limit; may be negative).
     @param expected_state_nonce The account's state nonce the liquidator priced.
     @param witness ScenarioVerifier.check_market's call data (selector and abi-encoded
