@@ -8,7 +8,7 @@ ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin
 # ape-vyper downloads a compiler unless the venv's vyper is on PATH; ape-foundry finds anvil on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(ANVIL_BIN):$(PATH)
 
-.PHONY: install compile test test-quick demo devnet lint bench fuzz-long lock clean chromium
+.PHONY: install compile test test-quick demo devnet lint bench test-long lock clean chromium
 
 WEB_STATIC := offchain/api/static/index.html
 
@@ -71,8 +71,11 @@ demo: install
 bench: install compile
 	for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
 
-fuzz-long: install
-	HYPOTHESIS_PROFILE=long pytest -q tests/stateful
+# the depth `make test` leaves out (hours): the same tree with every hypothesis test at its long
+# count, the stateful machines thousands of times with shrinking, the pricer's 10,000-input sweep
+# (tests/support/fuzz.py; STATEFUL_EXAMPLES=N caps the machines' runs)
+test-long: install lint compile
+	HYPOTHESIS_PROFILE=long pytest -q
 
 lock:
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

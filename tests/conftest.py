@@ -67,6 +67,17 @@ def committed_market(fraud, sender, trees, record, instrument_id: int, leaf=None
 # ------------------------------------------------------------------ ape isolation
 
 
+def pytest_configure(config):
+    """HYPOTHESIS_PROFILE (quick or long) sets every suite's fuzz depth: refuse a misspelt one
+    before anything runs (it would run the quick counts while meaning the long ones)."""
+    from support.fuzz import check_profile
+
+    try:
+        check_profile()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Refuse a run where one fixture name is session-scoped somewhere and package-, module- or
     class-scoped elsewhere. ape's isolation groups fixtures by name over every definition

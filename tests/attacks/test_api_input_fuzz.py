@@ -13,9 +13,10 @@ import pytest
 from api.conftest import client, net  # noqa: F401 - the API suite's devnet and client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 GOOD = "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(40, 600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**300, max_value=2**300),

@@ -14,6 +14,7 @@ import typing
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 from offchain.devnet.deploy import BondSettings
 from offchain.errors import UserError
@@ -182,7 +183,7 @@ def _assert_loads_or_names(load, key: tuple[str, ...], shown: str) -> None:
             or key[0] in ("gas", "prices"), f"{shown}: {exc}"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(80, 2_000), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(_keys(KeeperConfig)), value=VALUES)
 def test_load_config__any_json_value_at_any_key__config_or_user_error(tmp_path, key, value):
     path = tmp_path / "k.json"
@@ -190,14 +191,14 @@ def test_load_config__any_json_value_at_any_key__config_or_user_error(tmp_path, 
     _assert_loads_or_names(lambda: load_config(path, env={}), key, f"{key}={value!r}")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(50, 1_000), deadline=None)
 @given(key=st.sampled_from(_keys(KeeperConfig)), text=st.text(max_size=16))
 def test_load_config__any_environment_text_at_any_key__config_or_user_error(key, text):
     env = {ENV_PREFIX + "__".join(k.upper() for k in key): text}
     _assert_loads_or_names(lambda: load_config(None, env=env), key, f"{key}={text!r}")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(50, 1_000), deadline=None)
 @given(key=st.sampled_from(_keys(WatchConfig)), text=st.text(max_size=16))
 def test_load_watch_config__any_environment_text_at_any_key__config_or_user_error(key, text):
     env = {WATCH_PREFIX + "__".join(k.upper() for k in key): text,

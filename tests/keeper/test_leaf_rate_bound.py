@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 from offchain.chain.epoch_leaves import MarketInputs
 from offchain.keeper.book import KeeperBook
@@ -97,14 +98,14 @@ def _check(exact, book, trade, other):
     assert _leaf_margins(exact, kb, [2]) == ([im1[1]], [mm1[1]])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(40, 1_000), deadline=None)
 @given(book=books, trade=trades, other=books)
 def test_leaf_margins__any_book_and_trade__within_posted_rate_exactly(exact, book, trade,
                                                                            other):
     _check(exact, book, trade, other)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(25, 500), deadline=None)
 @given(book=books, trade=trades, other=books)
 def test_leaf_margins__liquidity_addon_active__within_posted_rate_exactly(
         exact_liquid, book, trade, other):

@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 from offchain.risk.pricing import CALL, FUTURE, PERPETUAL, PUT, black76_greeks
 
 from .accuracy import HOUR_YEARS, TARGET, WAD, errors, make_case, random_cases
 
-# The whole 10,000-input sweep is benchmarks/bench_pricer.py (~3 min); the suite runs 1,000,
-# and 150 hypothesis examples (PRICER_EXAMPLES=10000 for the long run, ~4 min).
-SWEEP = 1_000
-EXAMPLES = int(os.environ.get("PRICER_EXAMPLES", "150"))
+# The sweep and the hypothesis examples: 400 and 50 under `make test`, 10,000 each under
+# `make test-long` (the 10,000-input sweep is also benchmarks/bench_pricer.py); PRICER_EXAMPLES
+# overrides the examples.
+SWEEP = examples(400, 10_000)
+EXAMPLES = int(os.environ.get("PRICER_EXAMPLES", examples(50, 10_000)))
 
 
 def _prices(pricer, cases):

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 from offchain.risk import RiskEngine, params_from_dict
 from offchain.risk.explain import explain
@@ -29,7 +30,7 @@ def _dense(legs):
     return q
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(40, 1_000), deadline=None)
 @given(a=books, b=books)
 def test_scenario_loss__any_two_books__is_subadditive(engine, a, b):
     m = sublinear_part(engine, np.vstack([a, b, a + b]))
@@ -38,14 +39,14 @@ def test_scenario_loss__any_two_books__is_subadditive(engine, a, b):
     assert worst[2] <= worst[0] + worst[1] + 1e-9 * (1 + worst[0] + worst[1])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(30, 1_000), deadline=None)
 @given(a=books, f=st.floats(0, 20))
 def test_scenario_loss__scaled_book__is_positively_homogeneous(engine, a, f):
     m = sublinear_part(engine, np.vstack([a, f * a]))
     assert np.isclose(m[1], f * m[0], rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(20, 500), deadline=None)
 @given(a=books, b=books, d=st.floats(0, 1))
 def test_worst_loss__with_decorrelation_offset__stays_subadditive_and_below_per_unit(
         default_params, chain, a, b, d):
@@ -61,7 +62,7 @@ def test_worst_loss__with_decorrelation_offset__stays_subadditive_and_below_per_
     assert m[2] <= m[0] + m[1] + 1e-9 * (1 + m[0] + m[1])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(30, 1_000), deadline=None)
 @given(book=books, i=st.integers(0, N_INSTR - 1), q=st.floats(-200, 200))
 def test_margin_rates__any_book_and_trade__bound_the_new_margin(default_params, chain, book, i, q):
     # a low liquidity threshold so the non-subadditive add-on is exercised too

@@ -12,6 +12,7 @@ References: J. C. Hull, Options, Futures, and Other Derivatives, 8th ed. (2012):
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.fuzz import examples
 
 from offchain.risk.pricing import black76_greeks, black76_price, black_scholes_greeks
 
@@ -39,7 +40,7 @@ def test_black76_price__hull_example_18_6__put_1_12():
     assert round(float(c), 2) == 1.12   # at the money forward: call = put
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(60, 1_000), deadline=None)
 @given(fwd=st.floats(1.0, 1e6), k_ratio=st.floats(0.2, 5.0), t=st.floats(1e-3, 3.0),
        vol=st.floats(0.05, 3.0), rate=st.floats(-0.02, 0.2))
 def test_black76_price__any_inputs__put_call_parity_holds(fwd, k_ratio, t, vol, rate):

@@ -1,10 +1,11 @@
 """Hypothesis profiles of the stateful suite, selected by HYPOTHESIS_PROFILE.
 
 quick (default, `make test`): a few dozen short runs, the whole suite well under 2 minutes.
-long (`make fuzz-long`): thousands of longer runs; see docs/fuzzing.md.
+long (`make test-long`): thousands of longer runs; see docs/fuzzing.md. The same switch sets the
+example counts of the other suites' hypothesis tests (tests/support/fuzz.py).
 
-The profile is applied only to the state machines here (not loaded globally), so the
-hypothesis tests of other suites keep their own settings.
+The profile is applied only to the state machines here (not loaded globally): the hypothesis
+tests of other suites set their own counts with tests/support/fuzz.py `examples`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from support.fuzz import PROFILE
 
 _COMMON = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     "print_blob": True,
 }
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
 # STATEFUL_EXAMPLES overrides the number of runs (e.g. to fit a long run into a time box)
 _EXAMPLES = os.environ.get("STATEFUL_EXAMPLES")
 # quick: no shrinking phase (a shrink of a stateful boa run can take minutes; the failure
@@ -36,9 +37,7 @@ settings.register_profile("long", max_examples=int(_EXAMPLES or 3_000), stateful
 
 @pytest.fixture(scope="session")
 def stateful_settings():
-    """The selected profile (quick unless HYPOTHESIS_PROFILE names another)."""
-    if PROFILE not in ("quick", "long"):
-        raise pytest.UsageError(f"HYPOTHESIS_PROFILE: expected 'quick' or 'long', got {PROFILE!r}")
+    """The selected profile (quick unless HYPOTHESIS_PROFILE=long; tests/conftest.py refuses others)."""
     return settings.get_profile(PROFILE)
 
 
