@@ -6,6 +6,7 @@ hatch (isolated bound) when no leaf is usable; liquidation on the newest root's 
 import ape
 import pytest
 from conftest import WAD
+from support.margins import filler_leaves
 
 from offchain.chain.leaves import AccountLeaf, positions_hash
 
@@ -84,7 +85,7 @@ def test_withdraw_with_leaf__depth_17_proof__applies_inline_within_gas_target(en
                                                                              trade, maker, fund, taker):
     long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
-    trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
+    trees = post_root([leaf, *filler_leaves(2**16)])
     leaf_, proof = trees.account_proof(long_perp.address)
     assert len(proof) == 17
     plain = engine.withdraw(1 * USDC, sender=long_perp).gas_used
@@ -98,7 +99,7 @@ def test_fill_with_leaf__depth_17_proof__applies_taker_leaf_within_gas_target(en
                                                                              make_order, maker, mine):
     long_perp = open_long()
     leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
-    trees = post_root([leaf] + [_filler(i) for i in range(2**16)])
+    trees = post_root([leaf, *filler_leaves(2**16)])
     leaf_, proof = trees.account_proof(long_perp.address)
     order, sig = make_order(maker, PERP, False, 10 * WAD, PRICE, order_nonce=77)
     plain = engine.fill(order.as_args(), sig, WAD // 10, sender=long_perp).gas_used

@@ -6,6 +6,7 @@ import random
 import ape
 import pytest
 from conftest import PARAMS_HASH, WAD
+from support.margins import filler_leaves
 
 from offchain.chain.eip712 import EpochRoot, digest
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, account_leaf_hashes, positions_hash
@@ -309,7 +310,7 @@ def test_post_root__gas__below_target_for_any_n(oracle, post_root, keeper, signe
 
 
 def test_merkle_tree__depth_17__proof_length(keeper):
-    hashes = account_leaf_hashes(keeper.address, 1, [_leaf(i) for i in range(2**16 + 1)])
+    hashes = account_leaf_hashes(keeper.address, 1, [_leaf(0), *filler_leaves(2**16)])
     tree = MerkleTree(hashes)
     assert tree.depth == 17 and len(tree.proof(hashes[0])) in (16, 17)
     assert verify(tree.proof(hashes[-1]), tree.root, hashes[-1])
