@@ -28,6 +28,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+from support.e2e import fill_at_marks, keeper_epoch
 
 from offchain.chain.contracts import WAD, connect
 from offchain.devnet.anvil import start_anvil
@@ -48,8 +49,8 @@ from offchain.keeper.executor import Executor
 from offchain.keeper.forfeits import RETRY_BLOCKS
 from offchain.keeper.keys import write_keyfile
 from offchain.keeper.metrics import KeeperMetrics
-from offchain.keeper.prices import DAY, ReplaySource, parse_date
-from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
+from offchain.keeper.prices import ReplaySource, parse_date
+from offchain.keeper.signing import Signers
 from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR, REPO_ROOT
 from offchain.risk import load_params
@@ -97,25 +98,11 @@ def world(tmp_path_factory):
     keeper.cycle()
     for t in traders:
         fund(dep, admin, t, 200_000)
-    domain = engine_domain(dev.w3.eth.chain_id, dep.engine.address)
-    now = dev.w3.eth.get_block("latest")["timestamp"]
-    mark = int(round(keeper.posted_marks[PERP - 1] * WAD))
-    order = Order(traders[0].address, PERP, True, 2 * WAD, mark, 1, now + DAY)
-    send(dev.w3, traders[1], dep.engine.functions.fill(order.as_tuple(), sign_order(order, domain, traders[0]),
-                                                       2 * WAD), "fill")
+    fill_at_marks(dev, dep, keeper, [(traders[0], traders[1], PERP, 2 * WAD)])
     w["keeper"] = keeper
-    keeper_epoch(w)   # an honest root over the book: the false ones reuse its market leaves
+    keeper_epoch(dep, keeper)   # an honest root over the book: the false ones reuse its market leaves
     yield w
     dev.stop()
-
-
-def keeper_epoch(w) -> int:
-    for _ in range(5):
-        next_second(w["dep"])
-        report = w["keeper"].cycle()
-        if report.epoch:
-            return report.epoch
-    raise AssertionError("the keeper posted no root")
 
 
 def slash(w) -> None:

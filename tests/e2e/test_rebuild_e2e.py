@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.e2e import fill_at_marks, keeper_epoch, start_keeper
 
 from offchain.chain.contracts import WAD, read_books
 from offchain.chain.eip712 import Domain, sign_multi
@@ -29,14 +30,10 @@ from offchain.chain.roots import EpochTrees
 from offchain.cli import main
 from offchain.devnet.anvil import free_port, start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
-from offchain.keeper.bot import Keeper
-from offchain.keeper.config import KeeperConfig
-from offchain.keeper.executor import Executor
+from offchain.devnet.rogue import next_second
 from offchain.keeper.metrics import KeeperMetrics, MetricsServer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.roots import EpochStore, proof_for
-from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
-from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 from offchain.watcher.config import WatchConfig, load_watch_config
@@ -44,13 +41,6 @@ from offchain.watcher.watch import Watcher, WatchMetrics
 
 T0 = parse_date("2021-05-12", "t0")
 PERP, CALL_ID, ETH_FUT = 1, 2, 3
-
-
-def next_second(w) -> None:
-    """Mine a block one second on: each root's time must be later than the last one's, and a
-    book's margin basis earlier than the root that margins it."""
-    w3 = w["dev"].w3
-    w3.provider.make_request("evm_mine", [w3.eth.get_block("latest")["timestamp"] + 1])
 
 
 @pytest.fixture(scope="module")
@@ -67,41 +57,16 @@ def world(tmp_path_factory):
                                    "expiry": T0 + 20 * DAY},
                                   {"underlying": "ETH", "kind": "future", "expiry": T0 + 30 * DAY}])
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
-    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
-                       data_dir=str(tmp / "keeper"))
-    signers = Signers([signer])
-    keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"),
-                    params, source)
-    keeper.startup()
-    keeper.cycle()
+    keeper = start_keeper(dev, dep, keeper_gas, [signer], params, source, tmp / "keeper")
     for t in traders:
         fund(dep, admin, t, 200_000)
-    domain = engine_domain(dev.w3.eth.chain_id, dep.engine.address)
-    now = dev.w3.eth.get_block("latest")["timestamp"]
-    nonce = 0
-    for maker, taker, iid, size in ((traders[0], traders[1], PERP, 2 * WAD), (traders[0], traders[1], CALL_ID, -3 * WAD),
-                                    (traders[2], traders[0], ETH_FUT, 5 * WAD), (traders[2], traders[1], PERP, -WAD // 2)):
-        nonce += 1
-        mark = int(round(keeper.posted_marks[iid - 1] * WAD))
-        order = Order(maker.address, iid, size > 0, abs(size), mark, nonce, now + DAY)
-        send(dev.w3, taker, dep.engine.functions.fill(order.as_tuple(), sign_order(order, domain, maker), abs(size)),
-             "fill")
+    fill_at_marks(dev, dep, keeper, [(traders[0], traders[1], PERP, 2 * WAD), (traders[0], traders[1], CALL_ID, -3 * WAD),
+                                     (traders[2], traders[0], ETH_FUT, 5 * WAD), (traders[2], traders[1], PERP, -WAD // 2)])
     env = {**os.environ, "NETMARGIN_RPC": dev.url, "NETMARGIN_ENGINE": dep.engine.address}
     w = dict(dev=dev, dep=dep, keeper=keeper, params=params, signer=signer, gas=keeper_gas, traders=traders,
-             roots=Path(cfg.data_dir) / "roots", tmp=tmp, env=env)
+             roots=tmp / "keeper" / "roots", tmp=tmp, env=env)
     yield w
     dev.stop()
-
-
-def keeper_epoch(w) -> int:
-    """Cycles of the real keeper until it posts a root (it does once every book is older than
-    the chain's clock): the epoch posted."""
-    for _ in range(5):
-        next_second(w)
-        report = w["keeper"].cycle()
-        if report.epoch:
-            return report.epoch
-    raise AssertionError("the keeper posted no root")
 
 
 def dishonest_epoch(w, epoch: int, accounts=None, market=None, drop_instrument=None) -> Path:
@@ -110,9 +75,9 @@ def dishonest_epoch(w, epoch: int, accounts=None, market=None, drop_instrument=N
     recomputed from it: a consistent lie), or one instrument's leaf left out; posted with its
     epoch data, and written as the signer's epoch file (what its /proof would serve)."""
     dev, dep, params = w["dev"], w["dep"], w["params"]
-    next_second(w)
+    next_second(w["dep"])
     state_block = dev.w3.eth.block_number
-    next_second(w)
+    next_second(w["dep"])
     now = dev.w3.eth.get_block("latest")["timestamp"]
     honest = w["keeper"].trees.market_leaves
     inputs = [(market or (lambda m: m))(m) for m in honest if m.instrument_id != drop_instrument]
@@ -151,7 +116,7 @@ def test_verify__no_root_posted__plain_error(world, capsys):
 
 
 def test_rebuild__keeper_root__independent_process_rebuilds_it_from_the_chain_alone(world):
-    epoch = keeper_epoch(world)
+    epoch = keeper_epoch(world["dep"], world["keeper"])
     trees = world["keeper"].trees
     world["epoch1"] = epoch
     # no epoch file: the state block and market leaves come from EpochDataPublished

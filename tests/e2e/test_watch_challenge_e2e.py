@@ -39,6 +39,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.e2e import fill_at_marks, keeper_epoch, start_keeper
 from web3 import HTTPProvider, Web3
 
 from offchain.chain.build import compile_contracts, deploy
@@ -52,16 +53,13 @@ from offchain.devnet.deploy import (
     list_instruments,
     send,
 )
-from offchain.devnet.rogue import next_second, post_rogue_root
-from offchain.keeper.bot import Keeper
-from offchain.keeper.config import KeeperConfig, KeySpec
-from offchain.keeper.executor import Encoder, Executor
+from offchain.devnet.rogue import post_rogue_root
+from offchain.keeper.config import KeySpec
+from offchain.keeper.executor import Encoder
 from offchain.keeper.keys import write_keyfile
 from offchain.keeper.metrics import KeeperMetrics, MetricsServer
 from offchain.keeper.prices import DAY, ReplaySource, parse_date
 from offchain.keeper.roots import EpochStore, proof_for
-from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
-from offchain.keeper.store import StateStore
 from offchain.paths import DATA_DIR
 from offchain.risk import load_params
 from offchain.watcher.challenge import Challenger
@@ -93,23 +91,11 @@ def world(tmp_path_factory):
     list_instruments(dep, admin, [{"underlying": "BTC", "kind": "perpetual"},
                                   {"underlying": "BTC", "kind": "call", "strike": 60000, "expiry": T0 + 20 * DAY}])
     source = ReplaySource(DATA_DIR, ["BTC", "ETH"], {"BTC": 0.8, "ETH": 0.95})
-    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
-                       data_dir=str(tmp / "keeper"))
-    signers = Signers([signer])
-    keeper = Keeper(cfg, dep, signers, Executor(dev.w3, keeper_gas, cfg.gas), StateStore(":memory:"), params, source)
-    keeper.startup()
-    keeper.cycle()
+    keeper = start_keeper(dev, dep, keeper_gas, [signer], params, source, tmp / "keeper")
     for t in traders:
         fund(dep, admin, t, 200_000)
-    domain = engine_domain(dev.w3.eth.chain_id, dep.engine.address)
-    now = dev.w3.eth.get_block("latest")["timestamp"]
-    for nonce, (maker, taker, iid, size) in enumerate(((traders[0], traders[1], PERP, 2 * WAD),
-                                                        (traders[0], traders[1], CALL_ID, -3 * WAD),
-                                                        (traders[2], traders[0], PERP, WAD // 2)), start=1):
-        mark = int(round(keeper.posted_marks[iid - 1] * WAD))
-        order = Order(maker.address, iid, size > 0, abs(size), mark, nonce, now + DAY)
-        send(dev.w3, taker, dep.engine.functions.fill(order.as_tuple(), sign_order(order, domain, maker), abs(size)),
-             "fill")
+    fill_at_marks(dev, dep, keeper, [(traders[0], traders[1], PERP, 2 * WAD), (traders[0], traders[1], CALL_ID, -3 * WAD),
+                                     (traders[2], traders[0], PERP, WAD // 2)])
     keyfile = write_keyfile(challenger, tmp / "challenger.json", "correct horse")
     env = {**os.environ, PASSWORD_ENV: "correct horse"}
     w = dict(dev=dev, dep=dep, keeper=keeper, params=params, signer=signer, gas=keeper_gas, traders=traders,
@@ -117,15 +103,6 @@ def world(tmp_path_factory):
              victim=traders[1].address)
     yield w
     dev.stop()
-
-
-def keeper_epoch(w) -> int:
-    for _ in range(5):
-        next_second(w["dep"])
-        report = w["keeper"].cycle()
-        if report.epoch:
-            return report.epoch
-    raise AssertionError("the keeper posted no root")
 
 
 def rogue_epoch(w, epoch: int, lie) -> tuple[Path, dict]:
@@ -154,7 +131,7 @@ def nonce_of(w) -> int:
 
 
 def test_honest_keeper_root__checked__nothing_sent(world):
-    epoch = keeper_epoch(world)
+    epoch = keeper_epoch(world["dep"], world["keeper"])
     world["honest"] = epoch
     watcher, metrics = in_process_watcher(world, epoch)
     before = nonce_of(world)
