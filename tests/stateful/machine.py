@@ -231,7 +231,12 @@ class EngineMachine(RuleBasedStateMachine):
             assert after[0] >= im, f"withdrawal left equity {after[0]} below IM {im}"
         else:
             assert self.engine.cash_wad(addr) >= 0, "withdrawal left negative cash"
-        self.check_stays_healthy(before, after, "withdraw")
+        if not view.positions or im == after[1]:
+            self.check_stays_healthy(before, after, "withdraw")
+        # else the escape hatch: a stale basis backs no new risk, so the book keeps its isolated
+        # IM instead, which may lie below a stale (e.g. signed-high) applied MM. The book may then
+        # read liquidatable by that MM, yet no witness can liquidate it: the model's MM never
+        # exceeds the isolated bound it keeps (model_healthy_never_liquidated pins that).
 
     @rule(units=st.integers(1, 50_000), extra=st.integers(1, 10**6))
     def saver_round_trip(self, units, extra):
