@@ -46,6 +46,7 @@
 
 from snekmate.utils import merkle_proof_verification as merkle
 from modules import multiproof
+from modules import market_leaf
 from interfaces import IRiskOracle
 from interfaces import IInstrumentRegistry
 
@@ -57,6 +58,8 @@ MAX_LEGS: constant(uint256) = 32
 MAX_UNITS: constant(uint256) = 8
 MAX_SIGNERS: constant(uint256) = 16
 MAX_PROOF: constant(uint256) = 32
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_128: constant(uint256) = 2**128 - 1
 SECONDS_PER_YEAR: constant(uint256) = 365 * 86_400
 KIND_PERPETUAL: constant(uint256) = 1
 JOINT_SLOT: constant(uint256) = 15
@@ -84,23 +87,6 @@ struct EpochRecord:
     signed_at: uint256
     posted_at: uint256
     signers: DynArray[address, MAX_SIGNERS]
-
-struct MarketLeaf:
-    instrument_id: uint256
-    kind: uint256
-    underlying: bytes32
-    strike_wad: uint256
-    expiry: uint256
-    contract_size_wad: uint256
-    spot_wad: uint256
-    forward_wad: uint256
-    vol_wad: uint256
-    rate_wad: int256
-    mark_wad: int256
-    im_long_wad: uint256
-    im_short_wad: uint256
-    mm_long_wad: uint256
-    mm_short_wad: uint256
 
 struct Leg:
     size_wad: int256
@@ -309,7 +295,7 @@ def challenge(
     leaf_proof: DynArray[bytes32, MAX_PROOF],
     ids: DynArray[uint256, MAX_LEGS],
     sizes_wad: DynArray[int256, MAX_LEGS],
-    market_leaves: DynArray[MarketLeaf, MAX_LEGS],
+    market_leaves: DynArray[market_leaf.MarketLeaf, MAX_LEGS],
     mp: multiproof.MultiProof,
     scenarios: DynArray[uint256, MAX_UNITS],
     joint_scenario: uint256,
@@ -350,10 +336,13 @@ def challenge(
         iid: uint256 = ids[i]
         assert i == 0 or iid > last, "fraud: ids must be strictly ascending"
         last = iid
-        assert market_leaves[i].instrument_id == iid, "fraud: market leaf for another instrument"
+        head: uint256 = market_leaves[i].head
+        # a head of another layout is refused here; `challenge_market` proves it false
+        assert market_leaf._well_formed(head), "fraud: market leaf not of the packed layout (tag, reserved bits or kind)"
+        assert head & MASK_64 == iid, "fraud: market leaf for another instrument"
         assert sizes_wad[i] != 0, "fraud: zero size in the book"
         hashes.append(keccak256(keccak256(abi_encode(engine, epoch, market_leaves[i]))))
-        if market_leaves[i].kind == KIND_PERPETUAL or market_leaves[i].expiry > signed_at:
+        if (head >> 128) & 255 == KIND_PERPETUAL or (head >> 64) & MASK_64 > signed_at:
             units = self._add_unit(units, market_leaves[i].underlying)
     assert multiproof._root(ids, hashes, mp, record.market_count) == record.market_root, "fraud: market leaves not in the market root"
     assert len(units) != 0, "fraud: no live position to re-price"
@@ -365,25 +354,29 @@ def challenge(
     legs: DynArray[Leg, MAX_LEGS] = []
     gross: uint256 = 0
     for i: uint256 in range(n, bound=MAX_LEGS):
-        m: MarketLeaf = market_leaves[i]
-        assert m.kind <= 3, "fraud: unknown instrument kind"
-        fwd: uint256 = m.forward_wad
+        m: market_leaf.MarketLeaf = market_leaves[i]
+        kind: uint256 = (m.head >> 128) & 255
+        expiry: uint256 = (m.head >> 64) & MASK_64
+        spot: uint256 = m.spot_forward & MASK_128
+        fwd: uint256 = m.spot_forward >> 128
+        size: uint256 = m.strike_size >> 128
         tenor: uint256 = 0
-        if m.kind == KIND_PERPETUAL:
-            fwd = m.spot_wad
-        elif m.expiry <= signed_at:
+        if kind == KIND_PERPETUAL:
+            fwd = spot
+        elif expiry <= signed_at:
             continue
         else:
-            tenor = (m.expiry - signed_at) * WAD // SECONDS_PER_YEAR
+            tenor = (expiry - signed_at) * WAD // SECONDS_PER_YEAR
         unit: uint256 = 0
         for k: uint256 in range(len(units), bound=MAX_UNITS):
             if units[k] == m.underlying:
                 unit = k
                 break
-        legs.append(Leg(size_wad=sizes_wad[i], kind=convert(m.kind, uint8), unit=unit, fwd_wad=fwd,
-                        spot_wad=m.spot_wad, strike_wad=m.strike_wad, tenor_wad=tenor, vol_wad=m.vol_wad,
-                        rate_wad=m.rate_wad, contract_size_wad=m.contract_size_wad))
-        gross += convert(abs(sizes_wad[i]), uint256) * m.contract_size_wad // WAD * fwd // WAD
+        legs.append(Leg(size_wad=sizes_wad[i], kind=convert(kind, uint8), unit=unit, fwd_wad=fwd,
+                        spot_wad=spot, strike_wad=m.strike_size & MASK_128, tenor_wad=tenor,
+                        vol_wad=m.vol_rate_mark & MASK_64, rate_wad=market_leaf._rate(m.vol_rate_mark),
+                        contract_size_wad=size))
+        gross += convert(abs(sizes_wad[i]), uint256) * size // WAD * fwd // WAD
     tol: uint256 = gross // TOL_DIV + TOL_PER_LEG * len(legs)
 
     # the leaf's own scenarios (slot k: k-th unit by symbol; slot 15: joint)
@@ -429,12 +422,13 @@ def challenge(
 
 @external
 def challenge_market(engine: address, record: EpochRecord, instrument_id: uint256, present: bool,
-                     leaf: MarketLeaf, proof: DynArray[bytes32, MAX_PROOF], salt: bytes32) -> uint256:
+                     leaf: market_leaf.MarketLeaf, proof: DynArray[bytes32, MAX_PROOF], salt: bytes32) -> uint256:
     """
     @notice Challenge `engine`'s market root of epoch `record.epoch` at the slot of
             `instrument_id` (1..record.market_count: the registry's instruments when the root
             was posted). Proven (code 6) when the slot does not hold what the registry makes
-            it: the leaf of that id with the registry's kind, underlying, strike and expiry
+            it: the leaf of that id, of the packed layout (modules/market_leaf.vy), with the
+            registry's kind, underlying, strike and expiry
             while the instrument is live at the root's time (a perpetual, or expiring after
             it), else the empty node. Then voids the epoch and pays the signers' bonds to
             msg.sender, as `challenge` does (commit-reveal included: the commitment names the
@@ -455,9 +449,12 @@ def challenge_market(engine: address, record: EpochRecord, instrument_id: uint25
     live: bool = convert(item.kind, uint256) == KIND_PERPETUAL or item.expiry > record.signed_at
     proven: bool = live != present
     if present and not proven:
-        proven = (leaf.instrument_id != instrument_id or leaf.kind != convert(item.kind, uint256)
-                  or leaf.underlying != item.underlying or leaf.strike_wad != item.strike_wad
-                  or leaf.expiry != item.expiry)
+        # a head of another layout is false too (no decoder takes it: it would block every
+        # witness and challenge of a book that holds the instrument)
+        head: uint256 = leaf.head
+        proven = (not market_leaf._well_formed(head) or head & MASK_64 != instrument_id
+                  or (head >> 128) & 255 != convert(item.kind, uint256) or leaf.underlying != item.underlying
+                  or leaf.strike_size & MASK_128 != item.strike_wad or (head >> 64) & MASK_64 != item.expiry)
     assert proven, "fraud: the slot holds what the registry says"
 
     self._reveal(engine, record.signed_at, convert(convert(instrument_id, uint160), address), salt)

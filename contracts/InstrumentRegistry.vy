@@ -113,6 +113,8 @@ def list_instrument(underlying: bytes32, kind: uint8, strike_wad: uint256, expir
             assert strike_wad == 0, "registry: future takes no strike"
         else:
             assert strike_wad > 0, "registry: option needs a strike"
+            # the packed market leaf holds a strike in 128 bits (modules/market_leaf.vy)
+            assert strike_wad < 2**128, "registry: strike above 2**128 - 1"
 
     key: bytes32 = keccak256(abi_encode(underlying, kind, strike_wad, expiry))
     assert self.instrument_id_of[key] == 0, "registry: instrument already listed"

@@ -30,7 +30,7 @@ _SELF: immutable(address)
 # ScenarioVerifier.check_market(engine, sizes, leaves, multiproof, units, scenarios, joint):
 # a liquidation's witness is its call data (this selector, then the argument tuple)
 CHECK_MARKET_ID: constant(bytes4) = method_id(
-    "check_market(address,int256[],(uint256,uint256,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,int256,int256,uint256,uint256,uint256,uint256)[],(bytes32[],uint256),bytes32[],uint256[],uint256)",
+    "check_market(address,int256[],(uint256,bytes32,uint256,uint256,uint256,uint256,uint256)[],(bytes32[],uint256),bytes32[],uint256[],uint256)",
     output_type=bytes4,
 )
 
@@ -318,9 +318,10 @@ def liquidate(
     # against this engine's current epoch market root and re-prices the book in the named
     # scenarios. Here it must name this engine and the stored book, read through the head
     # offsets the verifier's decoder follows: position i (storage order) with its stored size
-    # and a leaf of its instrument (a MarketLeaf is 15 static words). Named scenarios never
-    # give more than the model's MM: a signed MM above it cannot liquidate a book the model
-    # calls healthy, nor enlarge the slice or the discount (both use the smaller margin).
+    # and a leaf of its instrument (a packed MarketLeaf is 7 static words, the id in bits
+    # 0-63 of the first). Named scenarios never give more than the model's MM: a signed MM
+    # above it cannot liquidate a book the model calls healthy, nor enlarge the slice or the
+    # discount (both use the smaller margin).
     mm_cap: uint256 = mm
     # Before the oracle's owner registers the first verifier (irrevocable: RiskOracle.set_verifier)
     # the applied MM alone decides, as it did before the witness rule.
@@ -335,7 +336,7 @@ def liquidate(
             iid: uint256 = ids[i]
             # an open position's word is nonzero and its size within int128 (`_set_position`)
             size: int256 = unsafe_sub(convert(core._position[account][iid] & core.MASK_128, int256), core.OFFSET_128)
-            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 480 * i, output_type=uint256) == iid
+            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 224 * i, output_type=uint256) & core.MASK_64 == iid
         assert ok, "engine: witness for another book"
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)

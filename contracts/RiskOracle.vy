@@ -31,6 +31,7 @@ from snekmate.utils import merkle_proof_verification as merkle
 from interfaces import IRiskOracle
 from interfaces import IInstrumentRegistry
 from interfaces import IScenarioVerifier
+from modules import market_leaf
 
 implements: IRiskOracle
 
@@ -153,26 +154,6 @@ struct EpochRecord:
     signed_at: uint256
     posted_at: uint256
     signers: DynArray[address, MAX_SIGNATURES]
-
-struct MarketLeaf:
-    # One instrument's model inputs and per-unit figures in an epoch's market root; hashed
-    # like an account leaf (engine and epoch inserted). See docs/oracle.md.
-    instrument_id: uint256
-    kind: uint256
-    underlying: bytes32
-    strike_wad: uint256
-    expiry: uint256
-    contract_size_wad: uint256
-    spot_wad: uint256
-    forward_wad: uint256
-    vol_wad: uint256
-    rate_wad: int256
-    mark_wad: int256
-    im_long_wad: uint256
-    im_short_wad: uint256
-    mm_long_wad: uint256
-    mm_short_wad: uint256
-
 
 # Stands in for the live roots of an engine whose current epoch was voided by a fraud proof,
 # and for the record of a voided epoch.
@@ -301,7 +282,7 @@ event EpochDataPublished:
     state_block: uint256
     accounts_root: bytes32
     market_root: bytes32
-    market_leaves: DynArray[MarketLeaf, MAX_BATCH]
+    market_leaves: DynArray[market_leaf.MarketLeaf, MAX_BATCH]
 
 
 #### CONSTRUCTOR ####
@@ -575,7 +556,7 @@ def post_root(root: EpochRoot, signatures: DynArray[Bytes[65], MAX_SIGNATURES]):
 
 @external
 def publish_epoch_data(
-    data: EpochData, market_leaves: DynArray[MarketLeaf, MAX_BATCH], signatures: DynArray[Bytes[65], MAX_SIGNATURES]
+    data: EpochData, market_leaves: DynArray[market_leaf.MarketLeaf, MAX_BATCH], signatures: DynArray[Bytes[65], MAX_SIGNATURES]
 ):
     """
     @notice Publish the public inputs of an engine's current epoch: the state block its
@@ -921,7 +902,7 @@ def _check_envelope(params_hash_: bytes32, timestamp: uint256, deadline: uint256
 
 @pure
 @internal
-def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLeaf, MAX_BATCH],
+def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[market_leaf.MarketLeaf, MAX_BATCH],
                       count: uint256) -> bytes32:
     """
     @dev The positional market root (modules/multiproof.vy): slot i holds instrument id i's
@@ -933,9 +914,11 @@ def _market_tree_root(engine: address, epoch: uint256, leaves: DynArray[MarketLe
     slot: DynArray[uint256, MAX_BATCH] = []
     layer: DynArray[bytes32, MAX_BATCH] = []
     last: uint256 = 0
-    for leaf: MarketLeaf in leaves:
-        assert leaf.instrument_id > last, "oracle: market leaves not in ascending id order"
-        last = leaf.instrument_id
+    for leaf: market_leaf.MarketLeaf in leaves:
+        # the id is the packed head's bits 0-63 (modules/market_leaf.vy)
+        iid: uint256 = leaf.head & MASK_64
+        assert iid > last, "oracle: market leaves not in ascending id order"
+        last = iid
         slot.append(last)
         layer.append(keccak256(keccak256(abi_encode(engine, epoch, leaf))))
     assert last <= count, "oracle: market leaf id beyond the root's instrument count"

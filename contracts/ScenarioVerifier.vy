@@ -26,6 +26,7 @@
 from snekmate.utils import math
 from modules import pricer
 from modules import multiproof
+from modules import market_leaf
 
 
 #### CONSTANTS ####
@@ -43,6 +44,7 @@ MODE_MATRIX: public(constant(uint8)) = 0
 MODE_SPAN16: public(constant(uint8)) = 1
 DAYS_PER_YEAR: constant(uint256) = 365
 MASK_128: constant(uint256) = 2**128 - 1
+MASK_64: constant(uint256) = 2**64 - 1
 OFFSET_128: constant(int256) = 2**127
 # odd 2**256 / golden ratio: spreads the netted-group keys over `_check`'s 256-bit filter
 GROUP_HASH: constant(uint256) = 71563446777022297856526126342750658392501306254664949883333486863006233104021
@@ -174,26 +176,6 @@ struct Unit:
     basis: int256
     notional: int256
     floor: uint256
-
-
-# One instrument's model inputs in an epoch's market root (RiskOracle `MarketLeaf`, same
-# ABI layout).
-struct MarketLeaf:
-    instrument_id: uint256
-    kind: uint256
-    underlying: bytes32
-    strike_wad: uint256
-    expiry: uint256
-    contract_size_wad: uint256
-    spot_wad: uint256
-    forward_wad: uint256
-    vol_wad: uint256
-    rate_wad: int256
-    mark_wad: int256
-    im_long_wad: uint256
-    im_short_wad: uint256
-    mm_long_wad: uint256
-    mm_short_wad: uint256
 
 
 interface Oracle:
@@ -362,7 +344,7 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
 @external
 @view
 def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
-                 leaves: DynArray[MarketLeaf, MAX_LEGS], mp: multiproof.MultiProof,
+                 leaves: DynArray[market_leaf.MarketLeaf, MAX_LEGS], mp: multiproof.MultiProof,
                  units: DynArray[bytes32, MAX_UNITS], scenarios: DynArray[uint256, MAX_UNITS],
                  joint_scenario: uint256) -> Check:
     """
@@ -375,9 +357,10 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
          left out is a different book.
     @param engine The MarginEngine whose root holds the market leaves.
     @param sizes The signed size of each position (WAD), aligned with `leaves`.
-    @param leaves One market leaf per position, in any order (`mp.order` takes them by
-           ascending instrument id); each is proven at the slot of its own id, so one id
-           twice, or an id past the root's instrument count, is refused.
+    @param leaves One market leaf per position (modules/market_leaf.vy: packed, seven words),
+           in any order (`mp.order` takes them by ascending instrument id); each is proven at
+           the slot of its own id, so one id twice, or an id past the root's instrument
+           count, is refused.
     @param mp The multiproof of all leaves (offchain/chain/merkle.py `PositionalTree.multiproof`).
     @param units The book's underlyings, distinct; each leaf's underlying must be listed.
     @param scenarios The scenario index named for each unit.
@@ -397,48 +380,48 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
     # leaves are read where the decoder put them: passing the array to a helper would copy it
     # (and its frame would widen memory)
     n: uint256 = len(leaves)
+    assert len(sizes) == n, "ScenarioVerifier: one size per leaf expected"
     # tree nodes: keccak256(keccak256(abi_encode(engine, epoch, leaf))) (as RiskOracle hashes
-    # them in `publish_epoch_data`), each at the slot of its own instrument id
+    # them in `publish_epoch_data`), each at the slot of its own instrument id; the legs
+    # decoded in the same pass (inline: a helper per leaf copied the leaf and the units)
     ids: DynArray[uint256, MAX_LEGS] = []
     hashes: DynArray[bytes32, MAX_LEGS] = []
-    for i: uint256 in range(n, bound=MAX_LEGS):
-        ids.append(leaves[i].instrument_id)
-        hashes.append(keccak256(keccak256(abi_encode(engine, epoch, leaves[i]))))
-    assert multiproof._root(ids, hashes, mp, count) == market_root, "ScenarioVerifier: invalid market multiproof"
-    assert len(sizes) == n, "ScenarioVerifier: one size per leaf expected"
     legs: DynArray[Leg, MAX_LEGS] = []
     for i: uint256 in range(n, bound=MAX_LEGS):
-        legs.append(self._leg(leaves[i], sizes[i], units, signed_at))
+        leaf: market_leaf.MarketLeaf = leaves[i]
+        head: uint256 = leaf.head
+        # the packed layout (modules/market_leaf.vy `_well_formed`, inline): its tag, zero
+        # reserved bits, a kind 0..3
+        assert head >> 136 == market_leaf.HEAD_HIGH and (head >> 128) & 255 <= market_leaf.KIND_MAX, "ScenarioVerifier: market leaf not of the packed layout (tag, reserved bits or kind)"
+        ids.append(head & MASK_64)
+        hashes.append(keccak256(keccak256(abi_encode(engine, epoch, leaf))))
+        # a leg: unit by underlying, tenor in years from the root time, a perpetual's forward
+        # at its spot (as the engine resolves it)
+        kind: uint8 = convert((head >> 128) & 255, uint8)
+        spot: uint256 = leaf.spot_forward & MASK_128
+        fwd: uint256 = spot
+        tenor: uint256 = 0
+        if kind != KIND_PERPETUAL:
+            expiry: uint256 = (head >> 64) & MASK_64
+            assert expiry > signed_at, "ScenarioVerifier: instrument expired at the root"
+            tenor = (expiry - signed_at) * WAD // SECONDS_PER_YEAR
+            fwd = leaf.spot_forward >> 128
+        unit: uint256 = MAX_UNITS
+        for u: uint256 in range(len(units), bound=MAX_UNITS):
+            if units[u] == leaf.underlying:
+                unit = u
+                break
+        assert unit < MAX_UNITS, "ScenarioVerifier: leaf underlying not among units"
+        # rate: bits 64-127 biased by 2**63
+        legs.append(Leg(size_wad=sizes[i], kind=kind, unit=unit, fwd_wad=fwd, spot_wad=spot,
+                        strike_wad=leaf.strike_size & MASK_128, tenor_wad=tenor, vol_wad=leaf.vol_rate_mark & MASK_64,
+                        rate_wad=convert((leaf.vol_rate_mark >> 64) & MASK_64, int256) - market_leaf.RATE_BIAS,
+                        contract_size_wad=leaf.strike_size >> 128))
+    assert multiproof._root(ids, hashes, mp, count) == market_root, "ScenarioVerifier: invalid market multiproof"
     return self._check(legs, units, scenarios, joint_scenario)
 
 
 #### INTERNAL ####
-
-@internal
-@pure
-def _leg(leaf: MarketLeaf, size: int256, units: DynArray[bytes32, MAX_UNITS],
-         signed_at: uint256) -> Leg:
-    """
-    @dev A leg from a market leaf: unit by underlying, tenor in years from the root time,
-         a perpetual's forward at its spot (as the engine resolves it).
-    """
-    assert leaf.kind <= 3, "ScenarioVerifier: unknown kind"
-    out: Leg = Leg(
-        size_wad=size, kind=convert(leaf.kind, uint8), unit=MAX_UNITS, fwd_wad=leaf.forward_wad,
-        spot_wad=leaf.spot_wad, strike_wad=leaf.strike_wad, tenor_wad=0, vol_wad=leaf.vol_wad,
-        rate_wad=leaf.rate_wad, contract_size_wad=leaf.contract_size_wad)
-    for u: uint256 in range(len(units), bound=MAX_UNITS):
-        if units[u] == leaf.underlying:
-            out.unit = u
-            break
-    assert out.unit < MAX_UNITS, "ScenarioVerifier: leaf underlying not among units"
-    if out.kind == KIND_PERPETUAL:
-        out.fwd_wad = leaf.spot_wad
-    else:
-        assert leaf.expiry > signed_at, "ScenarioVerifier: instrument expired at the root"
-        out.tenor_wad = (leaf.expiry - signed_at) * WAD // SECONDS_PER_YEAR
-    return out
-
 
 @internal
 @view

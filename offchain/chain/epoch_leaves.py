@@ -240,13 +240,10 @@ def finish_market_leaves(params: Params, input_leaves: Sequence[MarketLeaf],
 
 
 def market_leaves_of(logged) -> list[MarketLeaf]:
-    """The market leaves of an `EpochDataPublished` log's `market_leaves` (dicts as web3
-    decodes them, or tuples in field order)."""
-    out = []
-    for leaf in logged:
-        d = dict(leaf) if hasattr(leaf, "keys") else dict(zip([n for n, _ in MarketLeaf.FIELDS], leaf, strict=True))
-        out.append(MarketLeaf.from_dict({k: bytes(v) if isinstance(v, bytes | bytearray) else v for k, v in d.items()}))
-    return out
+    """The market leaves of an `EpochDataPublished` log's `market_leaves`: packed leaves
+    (dicts as web3 decodes them, or tuples of the seven words), decoded and checked."""
+    return [MarketLeaf.from_words([leaf[k] for k in MarketLeaf.PACKED_NAMES] if hasattr(leaf, "keys") else list(leaf))
+            for leaf in logged]
 
 
 def _u(x: int) -> bytes:

@@ -6,8 +6,9 @@
 
 Each leaf hash covers the engine and the epoch it was built for, although neither travels
 with the leaf: RiskOracle inserts the calling engine and that engine's current epoch when it
-verifies a proof, so a leaf can never be used on another engine or in another epoch. The field
-order is the struct order of `IRiskOracle.AccountLeaf` / `IRiskOracle.MarketLeaf`; the
+verifies a proof, so a leaf can never be used on another engine or in another epoch. An
+account leaf is encoded in the struct order of `IRiskOracle.AccountLeaf`; a market leaf is
+packed into seven words (`MarketLeaf.words`, contracts/modules/market_leaf.vy). The
 hashes are checked against the contracts' own hashing: account leaves by RiskOracle's
 `verify_account_leaf` (tests/oracle/test_roots.py), market leaves by the multiproof checks of
 ScenarioVerifier and FraudProofs (tests/verifier, tests/fraud). docs/oracle.md lists every field with its meaning.
@@ -142,10 +143,39 @@ class AccountLeaf(_Leaf):
     )
 
 
+# The packed market leaf (contracts/modules/market_leaf.vy, docs/oracle.md "Market leaf"):
+# seven ABI words, each field at a fixed bit range of a fixed word, signed fields biased, so
+# the leaf has one encoding and its hash one preimage. The head's top 32 bits are the
+# layout's tag ("mkt1") and bits 136-223 are zero: a decoder refuses any other head.
+MARKET_LEAF_TAG = 0x6D6B7431
+MARKET_LEAF_WORDS = 7
+KIND_MAX = 3
+# field -> (word, shift, bits, bias): value + bias is stored in bits shift..shift+bits-1
+MARKET_LEAF_LAYOUT: dict[str, tuple[int, int, int, int]] = {
+    "instrument_id": (0, 0, 64, 0),
+    "expiry": (0, 64, 64, 0),
+    "kind": (0, 128, 8, 0),
+    "strike_wad": (2, 0, 128, 0),
+    "contract_size_wad": (2, 128, 128, 0),
+    "spot_wad": (3, 0, 128, 0),
+    "forward_wad": (3, 128, 128, 0),
+    "vol_wad": (4, 0, 64, 0),
+    "rate_wad": (4, 64, 64, 2**63),
+    "mark_wad": (4, 128, 128, 2**127),
+    "im_long_wad": (5, 0, 128, 0),
+    "im_short_wad": (5, 128, 128, 0),
+    "mm_long_wad": (6, 0, 128, 0),
+    "mm_short_wad": (6, 128, 128, 0),
+}
+_HEAD_HIGH = MARKET_LEAF_TAG << 88  # head >> 136 of a well-formed head
+
+
 @dataclass(frozen=True)
 class MarketLeaf(_Leaf):
     """One instrument's model inputs and outputs for the epoch: enough to reprice it in any
-    scenario (kind, strike, expiry, spot, forward, vol, rate) and its per-unit figures."""
+    scenario (kind, strike, expiry, spot, forward, vol, rate) and its per-unit figures.
+    Fields are the logical values; on chain the leaf is `words()` (packed, seven words), and
+    a value outside its packed range is refused here, so no signer builds such a leaf."""
 
     instrument_id: int
     kind: int
@@ -180,6 +210,53 @@ class MarketLeaf(_Leaf):
         ("mm_long_wad", "uint256"),
         ("mm_short_wad", "uint256"),
     )
+    # the on-chain struct (modules/market_leaf.vy MarketLeaf): head, underlying, strike_size,
+    # spot_forward, vol_rate_mark, im, mm
+    PACKED_TYPES = ("uint256", "bytes32", "uint256", "uint256", "uint256", "uint256", "uint256")
+    PACKED_NAMES = ("head", "underlying", "strike_size", "spot_forward", "vol_rate_mark", "im", "mm")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, (_, _, bits, bias) in MARKET_LEAF_LAYOUT.items():
+            v = getattr(self, name)
+            if not -bias <= v < 2**bits - bias:
+                raise Eip712Error(f"MarketLeaf.{name}: expected {-bias}..{2**bits - bias - 1} "
+                                  f"(the packed leaf's {bits}-bit field), got {v}")
+        if self.kind > KIND_MAX:
+            raise Eip712Error(f"MarketLeaf.kind: expected 0..{KIND_MAX} (future, perpetual, call, put), got {self.kind}")
+
+    def words(self) -> tuple:
+        """The packed leaf, word by word (the underlying as bytes32)."""
+        w = [0] * MARKET_LEAF_WORDS
+        d = self.__dict__
+        for name, (i, shift, _, bias) in MARKET_LEAF_LAYOUT.items():
+            w[i] |= (d[name] + bias) << shift
+        w[0] |= MARKET_LEAF_TAG << 224
+        return (w[0], d["underlying"], *w[2:])
+
+    @classmethod
+    def from_words(cls, words: Sequence) -> MarketLeaf:
+        """The leaf of seven packed words (as a log or a call returns them); refuses a
+        truncated or overlong leaf and a head of another layout (tag, reserved bits, kind)."""
+        if len(words) != MARKET_LEAF_WORDS:
+            raise Eip712Error(f"MarketLeaf: expected {MARKET_LEAF_WORDS} packed words, got {len(words)}")
+        w = [int(x) if not isinstance(x, bytes | bytearray) else bytes(x) for x in words]
+        head = w[0]
+        if not isinstance(head, int) or head >> 136 != _HEAD_HIGH:
+            raise Eip712Error(f"MarketLeaf: head {head:#x} is not of the packed layout "
+                              f"(tag {MARKET_LEAF_TAG:#x} in bits 224-255, bits 136-223 zero)"
+                              if isinstance(head, int) else f"MarketLeaf: head must be an integer, got {head!r}")
+        values = {name: ((w[i] >> shift) & (2**bits - 1)) - bias
+                  for name, (i, shift, bits, bias) in MARKET_LEAF_LAYOUT.items()}
+        return cls(underlying=w[1], **values)
+
+    def as_args(self) -> tuple:
+        """The packed struct (ape call argument, abi_encode input)."""
+        return self.words()
+
+    @classmethod
+    def abi_types(cls) -> list[str]:
+        return list(cls.PACKED_TYPES)
 
 
 _M64 = 2**64 - 1

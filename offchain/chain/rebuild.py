@@ -108,7 +108,7 @@ def read_publications(dep: Deployment, root: PostedRoot) -> list[Publication]:
     out = []
     for log, v in event_logs(dep.oracle, "EpochDataPublished", topics, root.block):
         if bytes(v["accounts_root"]) == root.accounts_root and bytes(v["market_root"]) == root.market_root:
-            out.append(Publication(int(v["state_block"]), [MarketLeaf(*m) for m in v["market_leaves"]],
+            out.append(Publication(int(v["state_block"]), [MarketLeaf.from_words(m) for m in v["market_leaves"]],
                                    source=f"EpochDataPublished in block {int(log['blockNumber'])}"))
     return out
 

@@ -205,7 +205,7 @@ def test_griefing__dust_repeat_wrong_epoch_window_forgeries__refused(
     trees2, record2, _ = forged_rogue
     good = list(challenge_arguments(trees2, record2, victim.address, book[victim.address]))
     bad = list(good)
-    bad[6] = [tuple(WAD // 10 if k == 8 else v for k, v in enumerate(m)) for m in good[6]]
+    bad[6] = [replace(MarketLeaf.from_words(m), vol_wad=WAD // 10).as_args() for m in good[6]]
     with ape.reverts("fraud: market leaves not in the market root"):
         fraud.challenge(*bad, sender=attacker)
     other = EpochRecord(*record2.as_args()[:7], (signers[2].address,))

@@ -8,6 +8,7 @@ from conftest import PARAMS_HASH, WAD
 from test_roots import _leaf, _market_leaf
 
 from offchain.chain.eip712 import EpochData, digest
+from offchain.chain.epoch_leaves import market_leaves_of
 from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
 
@@ -40,7 +41,7 @@ def test_publish_epoch_data__leaves_of_root__logged_with_state_block(oracle, pos
     (ev,) = tx.decode_logs(oracle.EpochDataPublished)
     assert (ev.engine, ev.epoch, ev.state_block) == (posted.engine, 1, block)
     assert bytes(ev.market_root) == posted.market.root and bytes(ev.accounts_root) == posted.accounts.root
-    logged = [MarketLeaf(*[bytes(v) if isinstance(v, bytes) else v for v in leaf]) for leaf in ev.market_leaves]
+    logged = market_leaves_of(ev.market_leaves)
     assert sorted(logged, key=lambda m: m.instrument_id) == posted.market_leaves
 
 

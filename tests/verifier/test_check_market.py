@@ -34,6 +34,11 @@ SECONDS_YEAR = 365 * 86_400
 
 @pytest.fixture(scope="module")
 def system():
+    return deploy_system()
+
+
+def deploy_system():
+    """A registry, an oracle with two signers under default-v2 and its verifier."""
     params = load_params("default-v2")
     registry = deploy("InstrumentRegistry")
     oracle = deploy("RiskOracle", registry.address,
