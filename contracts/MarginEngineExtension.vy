@@ -356,12 +356,14 @@ def liquidate(
             assert fraction_wad == 0 and core._since(header) != 0, "engine: witness scenarios show no shortfall"
             bound: uint256 = 0
             for i: uint256 in range(n, bound=core.MAX_POSITIONS):
-                # a leaf's mm_long / mm_short are its words 13 / 14; sizes are the stored ones
+                # a packed leaf's mm word is its 7th: mm_long in bits 0-127, mm_short in 128-255
+                # (modules/market_leaf.vy); sizes are the stored ones
                 size: int256 = extract32(witness, sizes_at + 32 + 32 * i, output_type=int256)
-                rate_at: uint256 = leaves_at + 480 + 480 * i
+                mm_word: uint256 = extract32(witness, leaves_at + 224 + 224 * i, output_type=uint256)
+                rate: uint256 = mm_word >> 128
                 if size > 0:
-                    rate_at -= 32
-                bound += (convert(abs(size), uint256) * extract32(witness, rate_at, output_type=uint256) + core.WAD - 1) // core.WAD
+                    rate = mm_word & core.MASK_128
+                bound += (convert(abs(size), uint256) * rate + core.WAD - 1) // core.WAD
             assert equity >= convert(bound, int256), "engine: equity below the isolated bound"
             core._header[account] = core._with_since(header, 0)
             log IMarginEngine.Unflagged(account=account)
