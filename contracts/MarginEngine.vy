@@ -712,6 +712,7 @@ def _trade_side(
             den: uint256 = convert(abs(size), uint256)
             margins = core._scale_margins(margins, num, den)
         core._set_margins(account, margins, header & core.MASK_64)
+        core._record_nonce(account, header, margins)
         equity_after: int256 = core._equity(account, cash, ids, marks, findex)
         im_after: int256 = convert(margins & core.MASK_112, int256)
         if pays_away:
@@ -748,6 +749,7 @@ def _trade_side(
     core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
+    core._record_nonce(account, header, margins)
     # ids matches marks; a closed position now reads as size 0
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     im: uint256 = core._new_risk_im(account, ids, margins, cfg)

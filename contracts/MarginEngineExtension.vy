@@ -196,7 +196,9 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
          Binding: the oracle checks the proof against this engine's current root (the leaf
          hash covers engine and epoch) and IM >= MM; here the nonce must not be in the future
          nor before the last proportional shrink of the book, a root never replaces a newer
-         basis, and at the current nonce the leaf's positions hash must equal the book's.
+         basis, at the current nonce the leaf's positions hash must equal the book's, and at
+         an older one its positions hash and pending base must be what the engine recorded
+         at that nonce (`_nonce_ring`).
     """
     root_ts: uint256 = staticcall core.ORACLE.verify_account_leaf(leaf, proof)
     account: address = leaf.account
@@ -208,12 +210,17 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     add_mm: uint256 = 0
     if leaf.state_nonce == nonce:
         # the book it was computed for is the book now (no trade since: nothing pending)
-        assert leaf.positions_hash == self._positions_hash(account, core._count(header)), "engine: leaf for another book"
+        assert leaf.positions_hash == core._positions_hash(account, core._count(header)), "engine: leaf for another book"
     else:
         assert leaf.state_nonce < nonce, "engine: leaf for a future state nonce"
         total: uint256 = core._pending_total(margins, core._pending_offset[account])
         assert leaf.state_nonce >= total >> 192, "engine: leaf older than the book's last reduction"
-        assert leaf.pending_base_im_wad <= core.MASK_96 and leaf.pending_base_mm_wad <= core.MASK_96, "engine: pending base out of range"
+        # the counters and book the engine recorded at that nonce (`_nonce_ring`): the only
+        # binding of an older leaf to the account, as no proof reaches either
+        record: uint256 = core._nonce_ring[account][leaf.state_nonce % core.NONCE_RING]
+        assert record >> 192 == leaf.state_nonce, "engine: leaf's nonce not recorded"
+        # a base of 2**96 or more never matches: the recorded counters are below it
+        assert record & core.MASK_192 == core._nonce_digest(leaf.pending_base_im_wad, leaf.pending_base_mm_wad, leaf.positions_hash) & core.MASK_192, "engine: leaf's book or pending base is not its nonce's"
         # growth of the counters since the leaf's nonce, modulo 2**96 like the counters themselves
         add_im = unsafe_sub(total & core.MASK_96, leaf.pending_base_im_wad) & core.MASK_96
         add_mm = unsafe_sub((total >> 96) & core.MASK_96, leaf.pending_base_mm_wad) & core.MASK_96
@@ -229,33 +236,6 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
         maintenance_margin_wad=leaf.maintenance_margin_wad + add_mm,
         root_timestamp=root_ts,
     )
-
-
-@internal
-@view
-def _positions_hash(account: address, n: uint256) -> bytes32:
-    """
-    @dev keccak256(abi_encode(ids ascending, sizes)) of the book: what a leaf's
-         positions_hash commits to (offchain/chain/leaves.py `positions_hash`).
-    """
-    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
-    # insertion sort: books are short (<= 32) and mostly already in order
-    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
-        x: uint256 = ids[i]
-        j: uint256 = i
-        for _: uint256 in range(i, bound=core.MAX_POSITIONS):
-            if j == 0 or ids[j - 1] <= x:
-                break
-            ids[j] = ids[j - 1]
-            j -= 1
-        ids[j] = x
-    sizes: DynArray[int256, core.MAX_POSITIONS] = []
-    for iid: uint256 in ids:
-        size: int256 = 0
-        last: int256 = 0
-        size, last = core._get_position(account, iid)
-        sizes.append(size)
-    return keccak256(abi_encode(ids, sizes))
 
 
 #### LIQUIDATION ####

@@ -57,6 +57,9 @@ LISTED_BIT: constant(uint256) = 2**112
 OFFSET_SET: constant(uint256) = 2**255
 INSURANCE_SET: constant(uint256) = 2**255
 MASK_63: constant(uint256) = 2**63 - 1
+MASK_192: constant(uint256) = 2**192 - 1
+# state nonces an account remembers for leaves computed at them (`_nonce_ring`)
+NONCE_RING: constant(uint256) = 8
 INT128_MIN: constant(int256) = -(2**127)
 INT128_MAX: constant(int256) = 2**127 - 1
 
@@ -117,7 +120,8 @@ _liquidation: uint256
 # the standalone rate of every trade, modulo 2**96, and the oldest state nonce an account leaf
 # may be computed for, raised when a book shrinks without a trade's pending bound (risk-reducing
 # fill, liquidation, emptied book). A leaf for nonce k carries the counters at k, so it applies
-# at any later nonce with the growth since added (a trade never voids it).
+# at any later nonce with the growth since added (a trade never voids it). The engine accepts
+# only the true counters and book of nonce k: see `_nonce_ring`.
 # Stored as their offset from the effective margins: a pending add grows margins and counters
 # by the same amount, so counter = margin + offset (mod 2**96) and a trade writes `_margins`
 # only. Any other change of `_margins` (leaf, scaling, emptied book) goes through
@@ -126,6 +130,20 @@ _liquidation: uint256
 # (bit 255), set when the account is first listed: the slot is then never zero again, so a
 # reset pays a 2.9k write rather than a first 20k one (the first trade pays that once).
 _pending_offset: HashMap[address, uint256]
+# What an account was at each of the last NONCE_RING state nonces a trade moved it to, at slot
+# nonce % NONCE_RING: nonce (bits 192-255) | the low 192 bits of `_nonce_digest` (its pending
+# counters and positions hash at that nonce). A leaf at an older nonce applies only if its
+# nonce is recorded and its `pending_base_*` and `positions_hash` hash to the record: neither
+# the counters nor the book at an older nonce is reachable by a fraud proof, so the engine
+# accepts only the true ones (a leaf naming the empty book, or the current counters as its
+# base, would add no growth for the trades since and zero any book's margins). Counters and
+# book do not change within a nonce (every position change and every pending add bumps it),
+# so the record written when a trade reaches nonce k holds for all of k. Settlement and
+# liquidation bump nonces without recording (they are rare, and a leaf at such a nonce still
+# applies while it is the current one): a leaf at those nonces stops applying at the next
+# position change, as does one more than NONCE_RING trades old (the keeper signs the book at
+# its snapshot; 8 trades between snapshot and apply is the bound measured in docs/contracts.md).
+_nonce_ring: HashMap[address, HashMap[uint256, uint256]]
 
 
 @deploy
@@ -348,6 +366,53 @@ def _pending_total(margins: uint256, offset: uint256) -> uint256:
         | ((unsafe_add((margins >> 112) & MASK_96, (offset >> 96) & MASK_96) & MASK_96) << 96)
         | (((offset >> 192) & MASK_63) << 192)
     )
+
+
+@internal
+def _record_nonce(account: address, header: uint256, margins: uint256):
+    """
+    @dev Records the state nonce a trade just moved the account to (`header`, written or about
+         to be, with its book stored and `margins` its effective margins): its counters and
+         positions hash, for a leaf computed at it (`_nonce_ring`).
+    """
+    nonce: uint256 = header & MASK_64
+    total: uint256 = self._pending_total(margins, self._pending_offset[account])
+    digest: uint256 = self._nonce_digest(total & MASK_96, (total >> 96) & MASK_96, self._positions_hash(account, self._count(header)))
+    self._nonce_ring[account][nonce % NONCE_RING] = (nonce << 192) | (digest & MASK_192)
+
+
+@internal
+@pure
+def _nonce_digest(base_im: uint256, base_mm: uint256, positions_hash: bytes32) -> uint256:
+    """@dev What `_nonce_ring` keeps of a nonce: its pending counters and book, hashed."""
+    return convert(keccak256(abi_encode(base_im, base_mm, positions_hash)), uint256)
+
+
+@internal
+@view
+def _positions_hash(account: address, n: uint256) -> bytes32:
+    """
+    @dev keccak256(abi_encode(ids ascending, sizes)) of the book: what a leaf's
+         positions_hash commits to (offchain/chain/leaves.py `positions_hash`).
+    """
+    ids: DynArray[uint256, MAX_POSITIONS] = self._load_ids(account, n)
+    # insertion sort: books are short (<= 32) and mostly already in order
+    for i: uint256 in range(n, bound=MAX_POSITIONS):
+        x: uint256 = ids[i]
+        j: uint256 = i
+        for _: uint256 in range(i, bound=MAX_POSITIONS):
+            if j == 0 or ids[j - 1] <= x:
+                break
+            ids[j] = ids[j - 1]
+            j -= 1
+        ids[j] = x
+    sizes: DynArray[int256, MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        size: int256 = 0
+        last: int256 = 0
+        size, last = self._get_position(account, iid)
+        sizes.append(size)
+    return keccak256(abi_encode(ids, sizes))
 
 
 @internal

@@ -13,6 +13,10 @@ V9: `FraudProofs.challenge` re-prices at most 8 underlyings (`MAX_UNITS`, the ve
 bound) and reverts on a book with more, while the engine lets a book hold positions on up to
 32 and the keeper signs leaves for up to 15 (`leaves.MAX_UNITS`). So the leaf of a book on 9
 or more underlyings can say anything too.
+
+V10 (fixed): the book and pending counters of a leaf at an older state nonce are out of every
+proof's reach too, so the engine accepts only those it recorded when a trade reached that
+nonce; a leaf naming the empty book with the current counters never applies.
 """
 
 from dataclasses import replace
@@ -131,27 +135,18 @@ def test_fraud__book_on_nine_underlyings__false_leaf_is_provable(
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
 
 
-@pytest.mark.xfail(strict=True, reason="V10: a leaf at an older state nonce with the empty book's positions hash "
-                                       "and the current pending counters as its base zeroes any book's margins, "
-                                       "unprovably")
-def test_fraud__leaf_at_an_older_nonce_naming_the_empty_book__false_margin_is_provable(
-        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):  # noqa: F811
-    """V10 (high). The victim holds 1 BTC perp on 10,000 (state nonce 1: one trade). The
+def test_apply__leaf_at_an_older_nonce_naming_the_empty_book_with_current_counters__refused(
+        engine, oracle, registry, domain, signers, chain, keeper, system, traded):  # noqa: F811
+    """V10 (high, fixed). The victim holds 1 BTC perp on 10,000 (state nonce 1: one trade). The
     signers sign its leaf at nonce 0, when its book was indeed empty (positions hash of the
     empty book, margins 0: true of that book), but with the pending counters of nonce 1 as
-    its base, so the engine adds no growth for the trade since. The engine binds a leaf at an
-    older nonce only through those counters, which no proof can check, and the book through
-    the positions hash, which is the empty book's: the leaf applies, the victim's IM and MM
-    become 0 and it withdraws 9,900 while holding the perp. No challenge lands: the empty
-    book has nothing to re-price, the real book is not the leaf's positions hash. Any book
-    whose leaf floor is below its nonce (any that traded since its last shrink) can be
-    zeroed this way, so a proof deters nothing the signers cannot route around.
-    Fix: make an older-nonce leaf's binding provable, e.g. the engine keeps per account a
-    hash chain (or the checkpoint at each root's state block) of (nonce, positions hash,
-    pending counters) that FraudProofs can open, or the engine refuses leaves older than
-    the account's nonce at the root's state block (signed into the root, checkable against
-    a nonce checkpoint the engine records)."""
-    bond, fraud, _ = system()
+    its base, so that no growth would be added for the trade since: IM and MM 0 while it
+    holds the perp, and no proof could show it (the counters and the book at an older nonce
+    are out of every proof's reach). The engine now accepts an older leaf only with the
+    counters and positions hash it recorded when a trade reached that nonce (nonce 0 is the
+    empty book with zero counters, never recorded): the leaf is refused, the victim keeps the
+    trade's pending bounds and cannot withdraw what they back."""
+    system()
     victim, maker = traded()
     assert engine.state_nonce(victim) == 1
 
@@ -163,17 +158,14 @@ def test_fraud__leaf_at_an_older_nonce_naming_the_empty_book__false_margin_is_pr
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: empty_book_at_nonce_zero})
     leaf, proof = trees.account_proof(victim.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
-    h = engine.health(victim)
-    assert (h.im_wad, h.mm_wad) == (0, 0) and engine.position(victim, PERP) == WAD
-    engine.withdraw(9_900 * USDC, sender=victim)
-
-    # what a challenger can send: the leaf's (empty) book, or the real one
-    commit_args = committed(fraud, attacker, trees, record, victim.address, {PERP: WAD})
-    with ape.reverts("fraud: book does not match the leaf's positions hash"):
-        fraud.challenge(*commit_args, sender=attacker)
-    with ape.reverts("fraud: one size and one market leaf per id expected"):
-        fraud.challenge(engine.address, record.as_args(), leaf.as_args(), proof, [], [], [],
-                        trees.market.multiproof([PERP]).as_args(), [], 0, commit_args[-1], sender=attacker)
-    bond_funds_add_up(token, bond)
-    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    before = engine.health(victim)
+    assert before.im_wad > 0
+    with ape.reverts("engine: leaf's book or pending base is not its nonce's"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    with ape.reverts("engine: leaf's book or pending base is not its nonce's"):
+        engine.withdraw_with_leaf(9_900 * USDC, leaf.as_args(), proof, sender=victim)
+    after = engine.health(victim)
+    assert (after.im_wad, after.mm_wad) == (before.im_wad, before.mm_wad)
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(9_900 * USDC, sender=victim)
+    assert engine.position(victim, PERP) == WAD

@@ -8,7 +8,7 @@ import pytest
 from conftest import WAD
 from support.margins import filler_leaves
 
-from offchain.chain.leaves import AccountLeaf, positions_hash
+from offchain.chain.leaves import EMPTY_POSITIONS_HASH, AccountLeaf, positions_hash
 
 from .conftest import FUTURE, PERP, TRADING
 
@@ -141,6 +141,72 @@ def test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin(eng
     assert engine.health(long_perp).im_wad == 9_000 * WAD + 6_000
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(1_000 * USDC, sender=long_perp)
+
+
+def _state(engine, account) -> tuple:
+    """What a refused leaf must leave as it was: margins, basis, counters and floor."""
+    view = engine.account(account)
+    h = engine.health(account)
+    return h.im_wad, h.mm_wad, view.margin_basis_timestamp, engine.pending_total(account)
+
+
+def test_apply_leaf__true_base_after_seven_trades__applies_with_their_growth(engine, open_long, leaf_for,
+                                                                            post_root, trade, maker, keeper):
+    """The engine remembers the counters and book of the last 8 nonces a trade reached: the
+    keeper's leaf (true counters and book at its snapshot) applies after 7 more trades."""
+    long_perp = open_long()
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    for _ in range(7):
+        trade(maker, long_perp, PERP, -1, PRICE)  # 1 wei of new risk: + 6,000 / 3,000 wei
+    assert engine.state_nonce(long_perp) == leaf.state_nonce + 7
+    engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
+    h = engine.health(long_perp)
+    assert (h.im_wad, h.mm_wad) == (2_000 * WAD + 7 * 6_000, 1_000 * WAD + 7 * 3_000)
+
+
+def test_apply_leaf__eight_trades_after_its_nonce__refused_state_unchanged(engine, open_long, leaf_for, post_root,
+                                                                          trade, maker, keeper):
+    """The ring holds 8 nonces: the 8th trade since overwrites the leaf's record, so the leaf
+    no longer applies (the book keeps its pending bounds; the keeper signs a newer one)."""
+    long_perp = open_long()
+    leaf = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    for _ in range(8):
+        trade(maker, long_perp, PERP, -1, PRICE)
+    trees = post_root([leaf, _filler(1)])
+    before = _state(engine, long_perp)
+    with ape.reverts("engine: leaf's nonce not recorded"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    assert _state(engine, long_perp) == before
+
+
+@pytest.mark.parametrize("field", ["pending_base_im_wad", "pending_base_mm_wad"])
+def test_apply_leaf__base_one_wei_off__refused(engine, open_long, leaf_for, post_root, trade, maker, keeper, field):
+    """A base one wei above the counters at the leaf's nonce would hide one wei of growth: the
+    engine compares it with its record, not with anything the leaf says."""
+    long_perp = open_long()
+    true = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD)
+    forged = leaf_for(long_perp, 2_000 * WAD, 1_000 * WAD, **{field: getattr(true, field) + 1})
+    trade(maker, long_perp, PERP, -WAD // 2, PRICE)
+    trees = post_root([forged, _filler(1)])
+    before = _state(engine, long_perp)
+    with ape.reverts("engine: leaf's book or pending base is not its nonce's"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    assert _state(engine, long_perp) == before
+
+
+def test_apply_leaf__recorded_nonce_naming_another_book__refused(engine, open_long, leaf_for, post_root, trade,
+                                                                maker, keeper):
+    """True counters at a recorded nonce do not make a false book true: a leaf naming the empty
+    book (margins 0) at the nonce where the account held 1 perp, applied after a 1-wei trade,
+    would set IM to that wei's bound. No fraud proof reaches the book at an older nonce, so
+    the engine checks it against its record."""
+    long_perp = open_long()
+    lie = leaf_for(long_perp, 0, 0, positions_hash=EMPTY_POSITIONS_HASH)
+    trade(maker, long_perp, PERP, -1, PRICE)
+    trees = post_root([lie, _filler(1)])
+    with ape.reverts("engine: leaf's book or pending base is not its nonce's"):
+        engine.apply_leaf(*_args(trees, long_perp), sender=keeper)
+    assert engine.health(long_perp).im_wad == 6_000 * WAD + 6_000
 
 
 def test_apply_leaf__another_book_at_same_nonce__reverts(engine, open_long, leaf_for, post_root, keeper):
@@ -341,3 +407,26 @@ def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_sl
     inherited = (-(-h.im_wad * f // WAD), -(-h.mm_wad * f // WAD))
     assert _counters(engine, liquidator) == ((liq_before[0] + inherited[0]) % 2**96,
                                              (liq_before[1] + inherited[1]) % 2**96, liq_before[2])
+
+
+def test_apply_leaf__nonce_reached_by_a_liquidation__refused_after_the_next_trade(
+        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper, liquidate):
+    """Liquidation bumps the liquidator's nonce without recording it (nor the victim's, whose
+    floor rises anyway): the liquidator's leaf at that nonce applies while it is the current
+    one and is refused once the liquidator trades again (it keeps its pending bounds)."""
+    fund(trader, 7_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 50_000 * USDC)
+    set_market()
+    trade(trader, maker, PERP, WAD, PRICE)
+    engine.apply_leaf(*_args(post_root([leaf_for(trader, 6_500 * WAD, 3_500 * WAD), _filler(1)]), trader),
+                      sender=keeper)
+    set_market(marks={PERP: 55_000 * WAD})
+    liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
+    leaf = leaf_for(liquidator, 100 * WAD, 50 * WAD)  # its book at the nonce the slice reached
+    trade(maker, liquidator, PERP, -1, 55_000 * WAD)
+    trees = post_root([leaf, _filler(1)])
+    before = _state(engine, liquidator)
+    with ape.reverts("engine: leaf's nonce not recorded"):
+        engine.apply_leaf(*_args(trees, liquidator), sender=keeper)
+    assert _state(engine, liquidator) == before
