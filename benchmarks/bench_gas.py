@@ -200,6 +200,12 @@ class Bench:
 
         self.record("fill: first trade of two new accounts (first)", self.fill(maker, taker, 1, WAD, 60_000 * WAD),
                     None)
+        # an account's trades 2-8 write its slot of the engine's nonce ring for the first time
+        # (the record a leaf at an older nonce is checked against); from the 9th they rewrite one
+        self.record("fill: same instrument, both hold it, 2nd trade (first nonce-ring write)",
+                    self.fill(maker, taker, 1, WAD, 60_000 * WAD), None)
+        for _ in range(6):
+            self.fill(maker, taker, 1, WAD, 60_000 * WAD)
         self.record("fill: same instrument, both hold it (steady)", self.fill(maker, taker, 1, WAD, 60_000 * WAD),
                     200_000)
         self.record("fill: new instrument for both, 1-position books",

@@ -141,8 +141,9 @@ _pending_offset: HashMap[address, uint256]
 # so the record written when a trade reaches nonce k holds for all of k. Settlement and
 # liquidation bump nonces without recording (they are rare, and a leaf at such a nonce still
 # applies while it is the current one): a leaf at those nonces stops applying at the next
-# position change, as does one more than NONCE_RING trades old (the keeper signs the book at
-# its snapshot; 8 trades between snapshot and apply is the bound measured in docs/contracts.md).
+# position change, as does one NONCE_RING or more trades old. The keeper signs the book at its
+# snapshot, so its leaf applies after up to 7 trades since; each slot costs a fill side a
+# 2.9k rewrite whatever the ring's size, a larger ring only more first writes per account.
 _nonce_ring: HashMap[address, HashMap[uint256, uint256]]
 
 
