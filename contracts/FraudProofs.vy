@@ -428,7 +428,7 @@ def challenge_market(engine: address, record: EpochRecord, instrument_id: uint25
             `instrument_id` (1..record.market_count: the registry's instruments when the root
             was posted). Proven (code 6) when the slot does not hold what the registry makes
             it: the leaf of that id, of the packed layout (modules/market_leaf.vy), with the
-            registry's kind, underlying, strike and expiry
+            registry's kind, underlying, strike and expiry and a contract size of one (WAD)
             while the instrument is live at the root's time (a perpetual, or expiring after
             it), else the empty node. Then voids the epoch and pays the signers' bonds to
             msg.sender, as `challenge` does (commit-reveal included: the commitment names the
@@ -454,7 +454,9 @@ def challenge_market(engine: address, record: EpochRecord, instrument_id: uint25
         head: uint256 = leaf.head
         proven = (not market_leaf._well_formed(head) or head & MASK_64 != instrument_id
                   or (head >> 128) & 255 != convert(item.kind, uint256) or leaf.underlying != item.underlying
-                  or leaf.strike_size & MASK_128 != item.strike_wad or (head >> 64) & MASK_64 != item.expiry)
+                  or leaf.strike_size & MASK_128 != item.strike_wad or (head >> 64) & MASK_64 != item.expiry
+                  # the engine holds every position in units of the underlying: contract size 1
+                  or leaf.strike_size >> 128 != WAD)
     assert proven, "fraud: the slot holds what the registry says"
 
     self._reveal(engine, record.signed_at, convert(convert(instrument_id, uint160), address), salt)

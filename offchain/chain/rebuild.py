@@ -23,6 +23,7 @@ from eth_utils import to_checksum_address
 from web3.exceptions import Web3Exception
 
 from offchain.chain.contracts import (
+    WAD,
     Deployment,
     batch_call,
     read_accounts,
@@ -255,7 +256,7 @@ def registry_errors(dep: Deployment, block: int, timestamp: int, leaves: Sequenc
     """The market leaves against the registry's first `count` instruments (the root's count,
     the registry's when it was posted, at the root's `block`): every instrument live at the
     root's time (perpetual, or expiring after it) has exactly one leaf, and a leaf's kind,
-    underlying, strike and expiry are the registry's. A missing leaf would leave its
+    underlying, strike and expiry are the registry's, its contract size one. A missing leaf would leave its
     positions without margin; a leaf's strike or expiry is a fact, not a model input. Each
     such error is provable on chain (FraudProofs.challenge_market)."""
     rows = batch_call(dep.w3, [dep.registry.functions.instrument(i) for i in range(1, count + 1)], block)
@@ -270,8 +271,9 @@ def registry_errors(dep: Deployment, block: int, timestamp: int, leaves: Sequenc
             continue
         if not live:
             out.append((iid, "leaf", "present", f"none (expired at {expiry}, root time {timestamp})"))
+        # the engine holds positions in units of the underlying: every contract size is one
         for name, value in (("kind", kind), ("underlying", bytes(underlying)), ("strike_wad", strike),
-                            ("expiry", expiry)):
+                            ("expiry", expiry), ("contract_size_wad", WAD)):
             if getattr(leaf, name) != value:
                 out.append((iid, name, getattr(leaf, name), value))
     out += [(iid, "leaf", "present", f"none (beyond the root's {count} instruments)") for iid in sorted(by_id)]

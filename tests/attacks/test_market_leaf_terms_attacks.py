@@ -9,7 +9,6 @@ FraudProofs, verifier and threshold signatures (the verification suite's helpers
 from dataclasses import replace
 
 import ape
-import pytest
 from conftest import WAD, committed, committed_market
 
 from . import test_verification_attacks as va
@@ -21,11 +20,9 @@ system = va.system
 traded = va.traded
 
 
-@pytest.mark.xfail(strict=True, reason="V12: a market leaf's contract size is compared with nothing: a root "
-                                       "that margins a perp at 1/1000 of its size is not provable")
 def test_market_slot__perp_leaf_naming_a_thousandth_contract_size__proven(
         engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):  # noqa: F811
-    """V12 (high, open). The signers publish the perp's market leaf with contract_size_wad =
+    """V12 (high, fixed). The signers publish the perp's market leaf with contract_size_wad =
     1e15 (every other field honest: the registry's terms, the true spot) and sign every
     account leaf consistently with it: the victim's 1 BTC perp is margined as 0.001 BTC. It
     applies its leaf and withdraws 9,000 of its 10,000 while holding the perp. `challenge`
@@ -34,9 +31,7 @@ def test_market_slot__perp_leaf_naming_a_thousandth_contract_size__proven(
     expiry only, so nothing lands. The trust assumptions call a leaf with other terms than the
     registry's provable; the contract size is such a term (on chain it is always 1).
     Safe outcome: challenge_market proves the slot (code 6), the epoch is voided.
-    Fix (FraudProofs.challenge_market): a present leaf whose contract_size_wad is not WAD is
-    proven false (or the verifier and FraudProofs.challenge price every leg at WAD and drop
-    the field from the leaf)."""
+    Fixed: challenge_market proves a present leaf whose contract_size_wad is not WAD."""
     bond, fraud, _ = system()
     victim, maker = traded()
     honest, _, _ = va.post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker])
