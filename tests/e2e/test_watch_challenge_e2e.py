@@ -174,6 +174,17 @@ def health(port: int) -> tuple[int, dict]:
         return 0, {}
 
 
+def until_proven(port: int, deadline: float) -> tuple[int, dict, str]:
+    """Polls the watcher's /health until its last challenge is proven (or the deadline), then
+    reads /metrics: (health code, health body, metrics text)."""
+    code, status = health(port)
+    while time.monotonic() < deadline and status.get("challenge", {}).get("status") != "proven":
+        time.sleep(0.1)
+        code, status = health(port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return code, status, r.read().decode()
+
+
 def test_understated_margin__watcher_process_challenges__epoch_voided__challenger_paid(world):
     dep, token = world["dep"], world["dep"].token
     epoch = world["honest"] + 2
@@ -199,12 +210,7 @@ def test_understated_margin__watcher_process_challenges__epoch_voided__challenge
                 dep.oracle.functions.epoch_record_hash(dep.engine.address, signed_at).call() != VOID:
             time.sleep(0.05)
         latency = time.monotonic() - posted
-        code, status = health(port)
-        while time.monotonic() < deadline and status.get("challenge", {}).get("status") != "proven":
-            time.sleep(0.1)
-            code, status = health(port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            metrics = r.read().decode()
+        code, status, metrics = until_proven(port, deadline)
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
@@ -705,12 +711,7 @@ def test_live_perpetual_left_out_of_the_market_root__watcher_process_proves_the_
                                                 world["tmp"] / "signer")
         assert trees.market_proof(PERP)[0] is None and trees.market_count >= PERP
         signed_at = json.loads(path.read_text())["root"]["timestamp"]
-        code, status = health(port)
-        while time.monotonic() < deadline and status.get("challenge", {}).get("status") != "proven":
-            time.sleep(0.1)
-            code, status = health(port)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            metrics = r.read().decode()
+        code, status, metrics = until_proven(port, deadline)
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)

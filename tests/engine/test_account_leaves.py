@@ -385,10 +385,8 @@ def test_pending_counters__margin_resets__never_move_them(engine, open_long, lea
     assert _counters(engine, long_perp) == (grown[0] + 6_000, grown[1] + 3_000, nonce)
 
 
-def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_slice(
-        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper, liquidate):
-    """Being liquidated scales the victim's margins (its counters stay, its floor rises to the
-    new nonce); the liquidator's counters grow by exactly the slice's inherited IM and MM."""
+def _liquidatable_book(engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper):
+    """The trader long 1 BTC perp on a leaf of MM 3,500, then the mark falls to 55,000: liquidatable."""
     fund(trader, 7_000 * USDC)
     fund(maker, 500_000 * USDC)
     fund(liquidator, 50_000 * USDC)
@@ -397,6 +395,14 @@ def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_sl
     engine.apply_leaf(*_args(post_root([leaf_for(trader, 6_500 * WAD, 3_500 * WAD), _filler(1)]), trader),
                       sender=keeper)
     set_market(marks={PERP: 55_000 * WAD})
+
+
+
+def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_slice(
+        engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper, liquidate):
+    """Being liquidated scales the victim's margins (its counters stay, its floor rises to the
+    new nonce); the liquidator's counters grow by exactly the slice's inherited IM and MM."""
+    _liquidatable_book(engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper)
     h = engine.health(trader)
     assert h.liquidatable
     victim_before = _counters(engine, trader)
@@ -414,14 +420,7 @@ def test_apply_leaf__nonce_reached_by_a_liquidation__refused_after_the_next_trad
     """Liquidation bumps the liquidator's nonce without recording it (nor the victim's, whose
     floor rises anyway): the liquidator's leaf at that nonce applies while it is the current
     one and is refused once the liquidator trades again (it keeps its pending bounds)."""
-    fund(trader, 7_000 * USDC)
-    fund(maker, 500_000 * USDC)
-    fund(liquidator, 50_000 * USDC)
-    set_market()
-    trade(trader, maker, PERP, WAD, PRICE)
-    engine.apply_leaf(*_args(post_root([leaf_for(trader, 6_500 * WAD, 3_500 * WAD), _filler(1)]), trader),
-                      sender=keeper)
-    set_market(marks={PERP: 55_000 * WAD})
+    _liquidatable_book(engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper)
     liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
     leaf = leaf_for(liquidator, 100 * WAD, 50 * WAD)  # its book at the nonce the slice reached
     trade(maker, liquidator, PERP, -1, 55_000 * WAD)
