@@ -7,7 +7,8 @@
 @notice Anyone may challenge an account leaf of a posted epoch root within the challenge
         window: the leaf with its proof, the book it commits to (ids and sizes, checked
         against its positions hash), each position's market leaf (one multiproof against the
-        epoch's market root) and the scenarios to re-price in (one per risk unit and a joint
+        epoch's market root; the slot of an instrument expired at the root shown empty, as
+        an honest root holds it, SECURITY.md V8) and the scenarios to re-price in (one per risk unit and a joint
         one; none: the leaf's own). The book is re-priced on chain by the ScenarioVerifier of
         the root's parameter set. A challenge is proven when (codes in `FraudProven`):
           1 MARGIN_BELOW_SCENARIO  the re-priced maintenance margin exceeds the leaf's MM, or
@@ -168,6 +169,8 @@ interface IBond:
 #### IMMUTABLES / STORAGE ####
 
 ORACLE: public(immutable(address))
+# the oracle's registry (immutable there too): the terms of an instrument shown expired
+REGISTRY: immutable(IInstrumentRegistry)
 BOND: public(immutable(address))
 CHALLENGE_WINDOW: public(immutable(uint256))
 # who may register a verifier for a parameter set (once per set)
@@ -219,6 +222,7 @@ def __init__(oracle_: address, bond_: address):
     """
     assert oracle_ != empty(address) and bond_ != empty(address), "fraud: zero oracle or bond"
     ORACLE = oracle_
+    REGISTRY = IInstrumentRegistry(staticcall IOracle(oracle_).registry())
     BOND = bond_
     CHALLENGE_WINDOW = staticcall IBond(bond_).challenge_window()
     deployer = msg.sender
@@ -308,7 +312,10 @@ def challenge(
     @param record The epoch's record (RootPosted and the root's signers; checked by the oracle).
     @param leaf The account leaf, `leaf_proof` its proof in `record.accounts_root`.
     @param ids The book's instrument ids, strictly ascending; `sizes_wad` its non-zero sizes.
-    @param market_leaves One market leaf per id, same order; `mp` their multiproof.
+    @param market_leaves One market leaf per id, same order; `mp` their multiproof. For an
+           instrument expired at `record.signed_at` (registry: not a perpetual, expiry <=
+           signed_at) the all-zero leaf (head 0) shows its slot empty, as an honest root
+           holds it; the position is left out of the re-pricing either way.
     @param scenarios One scenario per risk unit (units: the book's underlyings by bytes32
            ascending) and `joint_scenario`; empty: the leaf's own named scenarios.
     @param salt The salt of msg.sender's commitment to (engine, record.signed_at, leaf.account).
@@ -337,10 +344,18 @@ def challenge(
         assert i == 0 or iid > last, "fraud: ids must be strictly ascending"
         last = iid
         head: uint256 = market_leaves[i].head
+        assert sizes_wad[i] != 0, "fraud: zero size in the book"
+        if head == 0:
+            # the slot shown empty: what an honest root holds for an instrument expired at its
+            # time (V8). The registry's terms say so; such a leg carries no risk and is left out
+            # of the re-pricing (its all-zero leaf reads below as a future expired at 0).
+            item: IInstrumentRegistry.Instrument = staticcall REGISTRY.instrument(iid)
+            assert convert(item.kind, uint256) != KIND_PERPETUAL and item.expiry <= signed_at, "fraud: empty slot for an instrument live at the root"
+            hashes.append(empty(bytes32))
+            continue
         # a head of another layout is refused here; `challenge_market` proves it false
         assert market_leaf._well_formed(head), "fraud: market leaf not of the packed layout (tag, reserved bits or kind)"
         assert head & MASK_64 == iid, "fraud: market leaf for another instrument"
-        assert sizes_wad[i] != 0, "fraud: zero size in the book"
         hashes.append(keccak256(keccak256(abi_encode(engine, epoch, market_leaves[i]))))
         if (head >> 128) & 255 == KIND_PERPETUAL or (head >> 64) & MASK_64 > signed_at:
             units = self._add_unit(units, market_leaves[i].underlying)
@@ -445,7 +460,7 @@ def challenge_market(engine: address, record: EpochRecord, instrument_id: uint25
         node = keccak256(keccak256(abi_encode(engine, record.epoch, leaf)))
     assert multiproof._root([instrument_id], [node], multiproof.MultiProof(proof=proof, order=0),
                             record.market_count) == record.market_root, "fraud: slot not in the market root"
-    item: IInstrumentRegistry.Instrument = staticcall IInstrumentRegistry(staticcall IOracle(ORACLE).registry()).instrument(instrument_id)
+    item: IInstrumentRegistry.Instrument = staticcall REGISTRY.instrument(instrument_id)
     live: bool = convert(item.kind, uint256) == KIND_PERPETUAL or item.expiry > record.signed_at
     proven: bool = live != present
     if present and not proven:

@@ -47,10 +47,13 @@ CODES = {1: "margin below a re-priced scenario", 2: "loss above the leaf's worst
          5: "leaf names a scenario the table does not have",
          6: "market slot is not what the registry makes it (an instrument left out, a leaf misplaced or "
             "with other terms)"}
-# the `leaf` argument of a market slot shown empty (ignored by the contract)
+# the `leaf` argument of a market slot shown empty (ignored by `challenge_market`)
 _EMPTY_LEAF = MarketLeaf(instrument_id=0, kind=0, underlying=bytes(32), strike_wad=0, expiry=0, contract_size_wad=0,
                          spot_wad=0, forward_wad=0, vol_wad=0, rate_wad=0, mark_wad=0, im_long_wad=0, im_short_wad=0,
                          mm_long_wad=0, mm_short_wad=0)
+# `challenge`'s market leaf of a position whose slot is shown empty (an instrument expired at
+# the root): the seven packed words all zero (head 0, which no signed leaf has)
+EMPTY_SLOT_ARGS = (0, bytes(32), 0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,18 @@ def leaf_challenge_arguments(market: EpochTrees, record: EpochRecord, leaf: Acco
                              joint_scenario: int = 0, *, salt: bytes = NO_SALT) -> tuple:
     """The same for a leaf held apart from its tree (a keeper's `/proof/<account>` answer):
     `proof` is its proof in `record.accounts_root`, `market` any trees holding the epoch's
-    market leaves (the market root is the record's)."""
+    market leaves (the market root is the record's). A position whose instrument has no
+    market leaf (expired at the root) is shown with its slot empty."""
     ids = sorted(i for i, q in book_wad.items() if q != 0)
     sizes = [int(book_wad[i]) for i in ids]
-    leaves = market.market_leaves_of(ids)
-    mp = market.market_multiproof(ids)
-    return (market.engine, record.as_args(), leaf.as_args(), list(proof), ids, sizes,
-            [m.as_args() for m in leaves], mp.as_args(), [int(s) for s in scenarios], int(joint_scenario),
-            bytes(salt))
+    by_id = {m.instrument_id: m for m in market.market_leaves}
+    # an id without a market leaf goes as the all-zero leaf, its slot proven empty: what an
+    # honest root holds for an instrument expired at its time (the contract checks the
+    # registry and refuses it for a live one; `challenge_market` proves that slot instead)
+    leaves = [by_id[i].as_args() if i in by_id else EMPTY_SLOT_ARGS for i in ids]
+    mp = market.market.multiproof(ids)
+    return (market.engine, record.as_args(), leaf.as_args(), list(proof), ids, sizes, leaves, mp.as_args(),
+            [int(s) for s in scenarios], int(joint_scenario), bytes(salt))
 
 
 def slot_account(instrument_id: int) -> str:

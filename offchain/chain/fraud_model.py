@@ -76,11 +76,12 @@ def units_of(leaves: Sequence[MarketLeaf], signed_at: int) -> int:
 def predict(params: Params, leaf: AccountLeaf, book_wad: dict[int, int], leaves: Sequence[MarketLeaf],
             signed_at: int, scenarios: Sequence[int] = (), joint: int = 0) -> Verdict:
     """The contract's verdict on `leaf` challenged with `scenarios` and `joint` (empty: the
-    leaf's own). `leaves` are the market leaves of the book's ids (ascending), `book_wad`
-    the book the leaf commits to."""
-    ids = sorted(i for i, q in book_wad.items() if q)
-    sizes = [int(book_wad[i]) for i in ids]
+    leaf's own). `leaves` are the market leaves of the book's ids (ascending; an id without
+    one is expired at the root, its slot shown empty), `book_wad` the book the leaf commits to."""
     by_id = {m.instrument_id: m for m in leaves}
+    # an id without a market leaf is expired at the root (its slot shown empty): not re-priced
+    ids = sorted(i for i, q in book_wad.items() if q and i in by_id)
+    sizes = [int(book_wad[i]) for i in ids]
     book_leaves = [by_id[i] for i in ids]
     tol = tolerance_wad(book_leaves, sizes, signed_at)
     live = [(m, q) for m, q in zip(book_leaves, sizes, strict=True) if m.kind == PERPETUAL or m.expiry > signed_at]
@@ -163,7 +164,7 @@ def candidates(params: Params, leaf: AccountLeaf, honest: AccountLeaf | None, bo
     out = [predict(params, leaf, book_wad, leaves, signed_at)]
     if honest is not None:
         by_id = {m.instrument_id: m for m in leaves}
-        n_units = units_of([by_id[i] for i in book_wad if book_wad[i]], signed_at)
+        n_units = units_of([by_id[i] for i in book_wad if book_wad[i] and i in by_id], signed_at)
         scen, joint = unpack_scenarios(honest.worst_scenarios, n_units)
         if n_units and (scen, joint) != unpack_scenarios(leaf.worst_scenarios, n_units):
             out.append(predict(params, leaf, book_wad, leaves, signed_at, scen, joint))

@@ -11,7 +11,9 @@ its proof is the published market tree's slot.
 
 For each false leaf the signers published (in the posted root, proof checked): the book is
 the chain's at the root's state block, and must be the one the leaf commits to (a leaf that
-lies about its book or its nonce re-prices nothing: fraud proofs cannot show it); the
+lies about its book or its nonce re-prices nothing: fraud proofs cannot show it); a position
+without a market leaf in the root (an instrument expired at its time) goes with its slot
+shown empty and is not re-priced, as FraudProofs does (SECURITY.md, V8); the
 candidate scenarios come from offchain.chain.fraud_model, which predicts the contract's
 verdict; each candidate is dry-run on the node (`eth_call`, free): FraudProofs checks the
 commitment last, so "no commitment" is the chain's word that the proof holds. For the first
@@ -294,12 +296,10 @@ class Challenger:
         if positions_hash_fast(book) != leaf.positions_hash:
             return ("its positions_hash is not the chain's book at the state block: the book it commits to is "
                     "unknown, nothing can be re-priced")
-        missing = sorted(i for i, q in book.items() if q and i not in market_ids)
-        if missing:
-            # an instrument expired at the root has an empty slot, and FraudProofs.challenge
-            # takes a market leaf for every position of the book (SECURITY.md, V8)
-            return (f"its book holds instruments {missing} that have no market leaf in the root (expired at its "
-                    "time): FraudProofs.challenge needs one for every position")
+        if not any(q and i in market_ids for i, q in book.items()):
+            # a position without a market leaf (expired at the root) is shown with its slot
+            # empty and not re-priced (SECURITY.md, V8): a book of such positions only has none
+            return "every position of its book is expired at the root (no market leaf): nothing to re-price"
         return ""
 
     def _commit(self, result: Rebuild, record, target: Target, window_left: int, t0: float) -> Outcome:

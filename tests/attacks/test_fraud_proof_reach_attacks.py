@@ -2,12 +2,13 @@
 ever landing. Real chain, bond, FraudProofs, verifier and threshold signatures (the
 verification suite's fixtures and helpers).
 
-V8: `FraudProofs.challenge` needs a market leaf, proven at its id's slot, for every position
-of the book the leaf commits to (`positions_hash`), also for a position in an instrument
-expired at the root, which it then leaves out of the re-pricing. But the market tree of an
-honest root holds no leaf for an expired instrument (its slot is empty, and a leaf there is
-itself provable false by `challenge_market`). So the leaf of any book holding an expired,
-not yet settled leg can say anything: no proof reaches it.
+V8 (fixed): `FraudProofs.challenge` needed a market leaf, proven at its id's slot, for every
+position of the book the leaf commits to (`positions_hash`), also for a position in an
+instrument expired at the root, which it then leaves out of the re-pricing. But the market
+tree of an honest root holds no leaf for an expired instrument (its slot is empty, and a
+leaf there is itself provable false by `challenge_market`). So the leaf of any book holding
+an expired, not yet settled leg could say anything. Now such a slot is shown empty (the
+registry's terms say the instrument expired at the root's time).
 
 V9: `FraudProofs.challenge` re-prices at most 8 underlyings (`MAX_UNITS`, the verifier's
 bound) and reverts on a book with more, while the engine lets a book hold positions on up to
@@ -26,11 +27,12 @@ import pytest
 from conftest import WAD, committed, committed_market
 
 from offchain.chain.eip712 import symbol_to_bytes32
+from offchain.chain.fraud import EMPTY_SLOT_ARGS, challenge_arguments
 from offchain.chain.leaves import EMPTY_POSITIONS_HASH, MarketLeaf
-from offchain.chain.merkle import MerkleError
 
 from .conftest import FUTURE, PERP, TRADING
 from .test_verification_attacks import (  # noqa: F401 - fixtures
+    BOND,
     PRICE,
     USDC,
     VOID,
@@ -45,28 +47,9 @@ from .test_verification_attacks import (  # noqa: F401 - fixtures
 )
 
 
-@pytest.mark.xfail(strict=True, reason="V8: a false leaf of a book holding an expired unsettled leg cannot be "
-                                       "proven (challenge needs a market leaf per position; an expired "
-                                       "instrument's slot is empty)")
-def test_fraud__book_with_an_expired_unsettled_leg__false_leaf_is_provable(
-        engine, oracle, registry, token, domain, signers, chain, keeper, accounts, maker, attacker, system,  # noqa: F811
-        fund, set_market, trade, expire_instruments):
-    """V8 (medium). The victim holds 1 BTC perp and a sliver (0.001) of the dated future. The
-    future expires; its settlement price is not posted yet (the signers post it, or anyone
-    settles later: the leaf still commits to the book at the state block). The signers'
-    next root is honest in every market slot (the expired instruments' slots empty) but
-    understates the victim's IM and MM 20x; the victim applies it and withdraws 9,000 of its
-    10,000 while holding the perp. No challenge reaches the leaf: the honest challenger
-    cannot build one (the book's future has no market leaf), the book without the future is
-    not the leaf's positions hash, and the future's empty slot is what the registry makes it.
-    Safe outcome: the false leaf is proven, the epoch voided and the signers slashed.
-    Fix (FraudProofs.challenge, and the same for the engine-side witness if wanted): accept,
-    for an id whose instrument is expired at `record.signed_at` (registry expiry <= signed_at,
-    not a perpetual), the slot shown empty in the multiproof instead of a market leaf (the
-    registry's terms are enough: such a position carries no risk and is left out of the
-    re-pricing anyway); or have the keeper keep a leaf for every instrument held by some book,
-    expired or not, and let `challenge_market` accept it."""
-    bond, fraud, _ = system()
+def _expired_leg_book(registry, chain, keeper, accounts, maker, fund, set_market, trade, expire_instruments):
+    """The victim holds 1 BTC perp and a sliver (0.001) of the dated future; the future
+    expires unsettled -> (victim, the live market leaves: the perp's only)."""
     victim = accounts[8]
     fund(victim, 10_000 * USDC)
     fund(maker, 100_000 * USDC)
@@ -75,7 +58,24 @@ def test_fraud__book_with_an_expired_unsettled_leg__false_leaf_is_provable(
     trade(maker, victim, FUTURE, -WAD // 1_000, 60_500 * WAD)
     expire_instruments()
     set_market()
-    live = [m for m in market_leaves(registry) if m.instrument_id == PERP]   # 2-4 expired: empty slots
+    return victim, [m for m in market_leaves(registry) if m.instrument_id == PERP]   # 2-4 expired: empty slots
+
+
+def test_fraud__book_with_an_expired_unsettled_leg__false_leaf_is_provable(
+        engine, oracle, registry, token, domain, signers, chain, keeper, accounts, maker, attacker, system,  # noqa: F811
+        fund, set_market, trade, expire_instruments):
+    """V8 (medium, fixed). The victim holds 1 BTC perp and a sliver (0.001) of the dated
+    future. The future expires; its settlement price is not posted yet (the signers post it,
+    or anyone settles later: the leaf still commits to the book at the state block). The
+    signers' next root is honest in every market slot (the expired instruments' slots empty)
+    but understates the victim's IM and MM 20x; the victim applies it and withdraws 9,000 of
+    its 10,000 while holding the perp. `challenge` used to need a market leaf for every
+    position, and the future's slot is empty: no proof reached the leaf. Now the future's
+    slot is shown empty (the registry says it expired at the root's time), the perp is
+    re-priced alone: the leaf is proven, the epoch voided and the signers slashed."""
+    bond, fraud, _ = system()
+    victim, live = _expired_leg_book(registry, chain, keeper, accounts, maker, fund, set_market, trade,
+                                     expire_instruments)
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate()}, market=live)
     leaf, proof = trees.account_proof(victim.address)
@@ -83,18 +83,49 @@ def test_fraud__book_with_an_expired_unsettled_leg__false_leaf_is_provable(
     engine.apply_leaf(leaf.as_args(), proof, sender=victim)
     engine.withdraw(9_000 * USDC, sender=victim)           # 1 perp held on ~1,000 of equity
 
-    # the strongest attempts an honest challenger has
-    with pytest.raises(MerkleError, match="no market leaf"):
-        committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    # the book without the future is not the leaf's
     perp_leaf = trees.market_leaves_of([PERP])
     with ape.reverts("fraud: book does not match the leaf's positions hash"):
         fraud.challenge(engine.address, record.as_args(), leaf.as_args(), proof, [PERP], [WAD],
                         [perp_leaf[0].as_args()], trees.market.multiproof([PERP]).as_args(), [], 0, bytes(32),
                         sender=attacker)
-    with ape.reverts():
+    # the future's empty slot is what the registry makes it
+    with ape.reverts("fraud: the slot holds what the registry says"):
         fraud.challenge_market(*committed_market(fraud, attacker, trees, record, FUTURE), sender=attacker)
-    bond_funds_add_up(token, bond)
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    assert args[6][1] == EMPTY_SLOT_ARGS                     # the future goes as its empty slot
+    fraud.challenge(*args, sender=attacker)
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    assert token.balanceOf(attacker) == 2 * BOND // 5        # 20% of both counted bonds
+    bond_funds_add_up(token, bond)
+
+
+def test_fraud__book_with_an_expired_unsettled_leg__honest_leaf_not_provable_live_slot_not_shown_empty(
+        engine, oracle, registry, token, domain, signers, chain, keeper, accounts, maker, attacker, system,  # noqa: F811
+        fund, set_market, trade, expire_instruments):
+    """V8's fix does not make honest leaves provable: the same book (1 BTC perp, 0.001 of the
+    expired, unsettled future) under an honest root, its leaf challenged with the future's
+    slot shown empty, in the leaf's own scenarios or in others: "no fraud proven". And only an
+    instrument expired at the root may be shown empty: the perp's slot shown empty is refused
+    on the registry's terms (a root that did leave a live instrument out is
+    `challenge_market`'s to prove)."""
+    bond, fraud, _ = system()
+    victim, live = _expired_leg_book(registry, chain, keeper, accounts, maker, fund, set_market, trade,
+                                     expire_instruments)
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      market=live)
+    for scenarios, joint in (((), 0), ((0,), 0), ((5,), 7)):
+        args = challenge_arguments(trees, record, victim.address, books[victim.address], scenarios, joint)
+        with ape.reverts("fraud: no fraud proven"):
+            fraud.challenge(*args, sender=attacker)
+    # the perp's slot shown empty: refused on the registry's terms, before any proof is read
+    args = list(challenge_arguments(trees, record, victim.address, books[victim.address]))
+    assert args[6][1] == EMPTY_SLOT_ARGS
+    args[6] = [EMPTY_SLOT_ARGS, EMPTY_SLOT_ARGS]
+    with ape.reverts("fraud: empty slot for an instrument live at the root"):
+        fraud.challenge(*args, sender=attacker)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == record.hash()
+    bond_funds_add_up(token, bond)
 
 
 @pytest.mark.xfail(strict=True, reason="V9: a false leaf of a book on more than 8 underlyings cannot be proven "

@@ -4,7 +4,8 @@ and a BTC future expiring in ten minutes, oracle with one bonded signer, SignerB
 FraudProofs with its verifier, engine), the real `Watcher` and `Challenger` through web3.
 
 Rule: no root stops the watcher. A false leaf that no fraud proof can reach is reported as
-not provable (naming why) and the watcher goes on; it must not raise on every poll.
+not provable (naming why) and the watcher goes on; it must not raise on every poll. A book
+holding a leg expired at the root (no market leaf) is provable: its slot is shown empty.
 """
 
 from dataclasses import replace
@@ -102,13 +103,14 @@ def buy(chain, engine, maker, taker, keys, iid, size_wad, n):
     engine.fill(order.as_args(), sig, size_wad, sender=taker)
 
 
-def test_watch__false_leaf_of_a_book_holding_an_expired_leg__reported_not_provable_and_the_watcher_moves_on(
+def test_watch__false_leaf_of_a_book_holding_an_expired_leg__challenged_and_proven(
         world, chain, token, signers, maker, accounts, attacker, keeper, local_keys, tmp_path):
     """The victim holds 1 BTC perp and 0.001 of the future, which then expires. The signers'
-    next root understates the victim's margins and publishes the leaf (epoch file). No fraud
-    proof can carry this book (V8: the expired future has no market leaf, and challenge
-    takes one per position); the challenger's model raised KeyError on it, so every poll
-    failed on this root and the watcher checked nothing after it."""
+    next root understates the victim's margins and publishes the leaf (epoch file). The
+    expired future has no market leaf: the challenger's model once raised KeyError on it, so
+    every poll failed on this root and the watcher checked nothing after it (W2); then it
+    reported the leaf as not provable (V8). Now the challenge shows the future's slot empty
+    and re-prices the perp: the watcher commits, reveals, and the epoch is void."""
     dep, fc, oracle, engine, expiry = world
     victim = accounts[8]
     for who, units in ((victim, 10_000 * USDC), (maker, 100_000 * USDC)):
@@ -137,5 +139,8 @@ def test_watch__false_leaf_of_a_book_holding_an_expired_leg__reported_not_provab
     assert [(f.root.epoch, f.ok) for f in found] == [(1, False)]
     assert found[0].account == victim.address
     outcome = found[0].challenge
-    assert outcome.status == "not_provable" and f"instruments [{FUTURE}]" in outcome.detail
+    assert outcome.status == "proven" and outcome.account == victim.address, outcome
+    assert outcome.entry["code"] == 1 and outcome.entry["paid"] == BOND // 5
+    assert dep.oracle.functions.epoch_record_hash(dep.engine.address, found[0].root.signed_at).call() == \
+        (1).to_bytes(32, "big")
     assert w.next_epoch == 2 and w.poll() == []
