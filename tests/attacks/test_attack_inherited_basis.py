@@ -93,6 +93,35 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__inherited_day_old_i
     assert engine.cash_wad(liquidator) == before
 
 
+@pytest.mark.xfail(strict=True, reason="V13: a flat liquidator's leaf of its empty book, signed before the slice, "
+                                       "refreshes the basis of the victim's inherited day-old IM")
+def test_slice__flat_liquidators_empty_book_leaf_applied_after_it__inherited_day_old_im_still_held_to_isolated_bound(
+        engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
+        post_root, keeper, liquidate):
+    """V13 for a flat liquidator, the case the inherited basis was made for
+    (`test_withdraw__flat_liquidator_after_slice_with_day_old_margins__margined_by_isolated_bound`).
+    The keeper signs a leaf for every listed account whose book changed, flat ones included
+    (`strategy.epoch_due`): the liquidator traded and closed, its empty book's leaf (IM 0,
+    at the closing nonce, which is recorded and is the leaf floor) is signed; the liquidator
+    then takes the victim's book and applies that leaf: IM = the inherited 6,000 on the
+    root's fresh basis, where the isolated bound is 9,000."""
+    victim = accounts[8]
+    _victim_with_day_old_margins(engine, maker, victim, liquidator, fund, set_market, trade, give_margin, mine)
+    trade(maker, liquidator, FUTURE, WAD // 100, 60_500 * WAD)   # closes its future: flat
+    assert engine.account(liquidator).positions == []
+    snapshot = leaf_for(liquidator, 0, 0)
+    liquidate(victim, WAD, 10**30, engine.state_nonce(victim), sender=liquidator)
+    isolated_im, _ = oracle.isolated_margins([PERP], [engine.position(liquidator, PERP)])
+    free = (engine.health(liquidator).equity_wad - isolated_im) // 10**12
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1_000 * USDC, sender=liquidator)
+    trees = post_root([snapshot])
+    leaf, proof = trees.account_proof(liquidator.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1_000 * USDC, sender=liquidator)
+
+
 def test_slice__liquidators_leaf_at_the_slice_nonce__the_fresh_leaf_of_its_new_book_frees_margin(
         engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
         post_root, keeper, liquidate):
