@@ -9,7 +9,13 @@ the outcome (strict xfail while open: SECURITY.md V13)."""
 import ape
 import pytest
 from conftest import WAD, committed
-from engine.conftest import give_margin  # noqa: F401 - the engine suite's fixture
+from engine.conftest import (
+    WITNESS_PARAMS,
+    give_margin,  # noqa: F401 - the engine suite's fixture
+)
+from support.margins import with_model_rates
+
+from offchain.chain.witness import liquidation_witness
 
 from .conftest import FUTURE, PERP, TRADING
 from .test_verification_attacks import (  # noqa: F401 - system is a fixture
@@ -91,6 +97,37 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__inherited_day_old_i
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
     assert engine.cash_wad(liquidator) == before
+
+
+@pytest.mark.xfail(strict=True, reason="V13: the liquidator re-applies its leaf of the current root after its slice: "
+                                       "the inherited day-old IM gets the root's fresh basis")
+def test_slice__liquidator_reapplies_its_leaf_of_the_current_root_after_it__inherited_day_old_im_still_held_to_isolated_bound(
+        engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
+        post_root, keeper, market_leaf, chain):
+    """V13 needs no race with the keeper: every slice is taken under a current root, and
+    that root's leaf of the liquidator is for its book before the slice (at a recorded
+    nonce). Here the root the liquidation's witness opens holds the liquidator's leaf; the
+    liquidator applies it, liquidates, and applies the same leaf again (the slice moved its
+    basis back to the victim's, so the root is "newer" again): the inherited 6,000 gets the
+    root's basis."""
+    victim = accounts[8]
+    _victim_with_day_old_margins(engine, maker, victim, liquidator, fund, set_market, trade, give_margin, mine)
+    own = leaf_for(liquidator, 60 * WAD, 30 * WAD)
+    book = [(p.instrument_id, p.size_wad) for p in engine.account(victim).positions]
+    signed_at = chain.blocks.head.timestamp + 1
+    market = with_model_rates(WITNESS_PARAMS, [market_leaf(i) for i, _ in book], signed_at, keep={})
+    trees = post_root([own], market=market, timestamp=signed_at)
+    leaf, proof = trees.account_proof(liquidator.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
+    witness = liquidation_witness(WITNESS_PARAMS, engine.address, book, trees, signed_at, None, None).encode()
+    engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), witness, sender=liquidator)
+    isolated_im, _ = oracle.isolated_margins([FUTURE, PERP], [WAD // 100, engine.position(liquidator, PERP)])
+    free = (engine.health(liquidator).equity_wad - isolated_im) // 10**12
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1_000 * USDC, sender=liquidator)
+    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)       # the same leaf, again
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1_000 * USDC, sender=liquidator)
 
 
 @pytest.mark.xfail(strict=True, reason="V13: a flat liquidator's leaf of its empty book, signed before the slice, "
