@@ -382,6 +382,8 @@ def liquidate(
     lseen: uint256 = 0
     # whether the slice opened or closed a position of the liquidator (its id words change)
     lids_changed: bool = False
+    # whether any position moved: a slice whose parts all round to zero is paid nothing (V7)
+    moved: bool = False
     # The loop decodes and re-encodes the packed positions inline (a helper call per field
     # costs more than the arithmetic). Bounds of its unchecked operations: stored sizes are
     # within int128 (`_set_position` checks every write), marks and funding indices come
@@ -425,6 +427,7 @@ def liquidate(
             if lsize != 0:
                 lvalue += core._floor_wad(unsafe_mul(lsize, mark)) + core._floor_wad(unsafe_mul(lsize, unsafe_sub(llast, now_index)))
         else:
+            moved = True
             if lsize == 0:
                 # the hard bound, not max_positions: lowering that parameter below existing
                 # books must not make them impossible to liquidate
@@ -442,7 +445,11 @@ def liquidate(
             else:
                 lvalue += core._floor_wad(unsafe_mul(new_lsize, mark))
 
-    discount: uint256 = core._discount(disc_bps, f, mm_cap, equity)
+    # a slice that moves nothing (f below 1e18 / |size| on every position) earns no discount:
+    # the liquidator is paid only for what it takes, the insurance fund takes no share (V7)
+    discount: uint256 = 0
+    if moved:
+        discount = core._discount(disc_bps, f, mm_cap, equity)
     to_insurance: uint256 = discount * ((lcfg >> 48) & core.MASK_16) // core.BPS
     received: int256 = slice_value - convert(discount, int256)
     payment: int256 = received + convert(to_insurance, int256)
