@@ -16,6 +16,7 @@ from .test_verification_attacks import (  # noqa: F401 - system is a fixture
     bond_funds_add_up,
     post_epoch,
     system,
+    traded,
     understate,
 )
 
@@ -81,4 +82,50 @@ def test_fraud__false_root_superseded_before_its_challenge__proven_voids_only_it
     assert engine.account(victim).margin_basis_timestamp == record.signed_at
     engine.withdraw((engine.health(victim).equity_wad - honest.initial_margin_wad) // 10**12, sender=victim)
     assert token.balanceOf(attacker) == 0
+    bond_funds_add_up(token, bond)
+
+
+def _lands_with(chain, fraud, data, sender, gas) -> bool:
+    """Whether the challenge with this call data lands with this gas limit (an eth_call at
+    the head: no transaction, no state)."""
+    try:
+        chain.provider.web3.eth.call({"from": sender.address, "to": fraud.address, "data": data, "gas": gas})
+    except Exception:  # noqa: BLE001 - out of gas or a revert: it does not land
+        return False
+    return True
+
+
+def test_fraud__challenge_sent_with_just_enough_gas__engine_still_told_of_the_void(
+        engine, oracle, registry, token, domain, signers, chain, keeper, attacker, system, traded):  # noqa: F811
+    """The oracle tells the engine of a void with a call whose failure it ignores
+    (`note_void`, so that an address that is no engine cannot block a proof), and only once
+    the engine is told does new risk ask whether a margin basis is void. A challenger (the
+    signers themselves, challenging their own root to keep a fifth of their bonds) sends
+    the proof with just enough gas that the proof lands: with the least gas that lands it
+    (found to 50 gas), the engine is still told, because a starved `note_void` leaves the
+    oracle 1/64 of its gas, too little to finish `void_epoch`, and the whole proof reverts.
+    The victim's margins from the voided root back no withdrawal beyond the isolated bound."""
+    bond, fraud, _ = system()
+    victim, maker = traded()
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
+    data = fraud.challenge.encode_input(*args)
+    chain.mine(1)  # the reveal is due from the block after the commitment's
+    lo, hi = 50_000, 5_000_000
+    assert _lands_with(chain, fraud, data, attacker, hi) and not _lands_with(chain, fraud, data, attacker, lo)
+    while hi - lo > 50:
+        mid = (lo + hi) // 2
+        if _lands_with(chain, fraud, data, attacker, mid):
+            hi = mid
+        else:
+            lo = mid
+    fraud.challenge(*args, sender=attacker, gas=hi)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    isolated_im, _ = oracle.isolated_margins([PERP], [WAD])
+    free = (engine.health(victim).equity_wad - isolated_im) // 10**12
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(free + 1, sender=victim)
     bond_funds_add_up(token, bond)
