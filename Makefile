@@ -51,10 +51,15 @@ chromium:
 compile: install
 	ape compile --force -v WARNING
 
-# one pytest session over the whole tree (tests/conftest.py refuses fixture names that would
-# make ape's isolation re-create a session fixture mid-module)
+# the whole tree on one pytest worker per core (pytest-xdist), each with its own Anvil; a file's
+# tests stay on one worker, in order, so its module fixtures and ape's snapshots hold
+# (TEST_WORKERS=0: one process; tests/conftest.py refuses fixture names that would make ape's
+# isolation re-create a session fixture mid-module)
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
+
 test: install lint compile
-	pytest -q
+	pytest -q $(PYTEST_PARALLEL)
 
 lint: install
 	ruff check .
@@ -75,7 +80,7 @@ bench: install compile
 # count, the stateful machines thousands of times with shrinking, the pricer's 10,000-input sweep
 # (tests/support/fuzz.py; STATEFUL_EXAMPLES=N caps the machines' runs)
 test-long: install lint compile
-	HYPOTHESIS_PROFILE=long pytest -q
+	HYPOTHESIS_PROFILE=long pytest -q $(PYTEST_PARALLEL)
 
 lock:
 	$(VENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock

@@ -102,6 +102,20 @@ def pytest_collection_modifyitems(session, config, items):
                                 "rename the narrower one")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Every test starts with the `netmargin` loggers as Python leaves them. The keeper's
+    `setup_logging` (called by any test that runs a command in-process) stops them propagating,
+    which hid later tests' records from `caplog`: a test then passed or failed by which tests
+    its worker ran before it."""
+    import logging
+
+    root = logging.getLogger("netmargin")
+    root.handlers[:] = []
+    root.setLevel(logging.NOTSET)
+    root.propagate = True
+
+
 # ------------------------------------------------------------------ ape revert cost
 
 

@@ -54,7 +54,10 @@ def compile_contracts(names: list[str], contracts_dir: Path | None = None) -> di
             raise UserError(f"compile {src.relative_to(ROOT)}: vyper failed:\n{res.stderr[-2000:]}")
         abi_line, bytecode = res.stdout.strip().splitlines()[:2]
         out[name] = {"abi": json.loads(abi_line), "bytecode": bytecode.strip()}
-        cached.write_text(json.dumps(out[name]))
+        # write-then-rename: parallel test workers (and a keeper beside a watcher) share the cache
+        part = cached.with_suffix(f".{os.getpid()}.part")
+        part.write_text(json.dumps(out[name]))
+        os.replace(part, cached)
     return out
 
 

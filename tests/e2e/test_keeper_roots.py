@@ -231,7 +231,7 @@ def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_bloc
     assert cycle(w).epoch > 0   # the victim's book gets its leaf
     w["source"].prices = w["source"].prices * 0.9
     w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 60)
-    w["dev"].interval_mining(1)   # blocks as a live chain makes them: the batch lands in one
+    w["dev"].interval_mining(2)   # blocks as a fast chain makes them: the batch lands in one
     try:
         report = keeper.cycle()
     finally:
