@@ -38,6 +38,10 @@ KIND_PUT: public(constant(uint8)) = 3
 
 # Upper bound of one `instruments(...)` page (bounds the loop).
 MAX_PAGE: constant(uint256) = 64
+# Positions of a book (MarginEngine's MAX_POSITIONS) and the underlyings it may span: what a
+# fraud proof re-prices (FraudProofs' and the ScenarioVerifier's MAX_UNITS), `check_book`.
+MAX_BOOK: constant(uint256) = 32
+MAX_BOOK_UNITS: public(constant(uint256)) = 8
 # Packed terms word: expiry (bits 0-63) | kind (64-71) | active (bit 72) | listed (bit 73).
 MASK_64: constant(uint256) = 2**64 - 1
 ACTIVE_BIT: constant(uint256) = 2**72
@@ -204,6 +208,26 @@ def instruments(first_id: uint256, count: uint256) -> DynArray[IInstrumentRegist
             break
         out.append(self._instrument(instrument_id, self._terms[instrument_id]))
     return out
+
+
+@view
+@external
+@reentrant
+def check_book(instrument_ids: DynArray[uint256, MAX_BOOK]) -> bool:
+    """
+    @notice Reverts "registry: book on more than 8 underlyings" when `instrument_ids` (a book)
+            are on more underlyings than a fraud proof re-prices (FraudProofs' and the
+            ScenarioVerifier's MAX_UNITS): MarginEngine asks when a trade or a liquidation
+            slice gives a book of more than 8 positions a new one. Ids never listed count as
+            one underlying (zero).
+    """
+    seen: DynArray[bytes32, MAX_BOOK_UNITS] = []
+    for instrument_id: uint256 in instrument_ids:
+        u: bytes32 = self._underlying[instrument_id]
+        if u not in seen:
+            assert len(seen) < MAX_BOOK_UNITS, "registry: book on more than 8 underlyings"
+            seen.append(u)
+    return True
 
 
 #### INTERNAL ####

@@ -646,6 +646,10 @@ def _trade_side(
     if size == 0:
         ids.append(iid)
         assert n < cfg & core.MASK_8, "engine: too many positions"
+        if n >= core.MAX_UNITS:
+            # past MAX_UNITS positions, the registry refuses a book on more underlyings than
+            # a fraud proof re-prices (its leaf would be out of every proof's reach: V9)
+            raw_call(core.REGISTRY.address, abi_encode(ids, method_id=method_id("check_book(uint256[])")), is_static_call=True)
     else:
         # inline (an internal call would copy the whole ids array); i < n <= 32
         i: uint256 = 0
@@ -720,10 +724,8 @@ def _trade_side(
             im_after = convert(core._new_risk_im(account, ids, margins, cfg), int256)
         mm_after: uint256 = (margins >> 112) & core.MASK_112
         if equity_after < im_after:
-            if pays_away:
-                if is_maker:
-                    raise "engine: maker below initial margin"
-                raise "engine: taker below initial margin"
+            # value leaves: below the IM new risk must keep
+            self._require_im(not pays_away, is_maker)
             # At or better than the mark (a stale one, or while paused): the shortfall
             # (MM - equity) may not grow, and equity may not go below min(equity before, 0)
             # (the taker fee is the only value that leaves).
@@ -753,10 +755,16 @@ def _trade_side(
     # ids matches marks; a closed position now reads as size 0
     equity: int256 = core._equity(account, cash, ids, marks, findex)
     im: uint256 = core._new_risk_im(account, ids, margins, cfg)
+    self._require_im(equity >= convert(im, int256), is_maker)
+
+
+@internal
+@pure
+def _require_im(ok: bool, is_maker: bool):
+    """@dev Reverts naming the side unless `ok` (equity >= the IM that applies): one site each."""
     if is_maker:
-        assert equity >= convert(im, int256), "engine: maker below initial margin"
-    else:
-        assert equity >= convert(im, int256), "engine: taker below initial margin"
+        assert ok, "engine: maker below initial margin"
+    assert ok, "engine: taker below initial margin"
 
 
 @internal

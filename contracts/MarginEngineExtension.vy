@@ -496,7 +496,7 @@ def liquidate(
         core._store_ids(msg.sender, lids, ln)
     # An empty book's IM is 0: a liquidator flattened by the slice must not keep negative
     # cash (that deficit would sit outside the waterfall).
-    assert len(lids) > 0 or lcash >= 0, "engine: liquidator below initial margin"
+    lok: bool = lcash >= 0
     if len(lids) > 0:
         lequity: int256 = lcash + lvalue
         if lseen != ln:
@@ -507,8 +507,14 @@ def liquidate(
             lmarks, lfindex, lmarks_at = core._marks(lids)
             assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
             lequity = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
+            if lids_changed:
+                # a book not within the account's (which, as every book, spans at most
+                # MAX_UNITS underlyings) opened or closed a position: the registry refuses a
+                # book on more underlyings than a fraud proof re-prices (V9)
+                raw_call(core.REGISTRY.address, abi_encode(lids, method_id=method_id("check_book(uint256[])")), is_static_call=True)
         lim: uint256 = core._new_risk_im(msg.sender, lids, lmargins, cfg)
-        assert lequity >= convert(lim, int256), "engine: liquidator below initial margin"
+        lok = lequity >= convert(lim, int256)
+    assert lok, "engine: liquidator below initial margin"
 
     # Clear the discount clock once the account is healthy again.
     if new_n > 0:

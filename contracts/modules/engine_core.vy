@@ -58,6 +58,9 @@ OFFSET_SET: constant(uint256) = 2**255
 INSURANCE_SET: constant(uint256) = 2**255
 MASK_63: constant(uint256) = 2**63 - 1
 MASK_192: constant(uint256) = 2**192 - 1
+# underlyings a book may span: what FraudProofs and the ScenarioVerifier re-price (their
+# MAX_UNITS); a book of at most this many positions never spans more
+MAX_UNITS: constant(uint256) = 8
 # state nonces an account remembers for leaves computed at them (`_nonce_ring`)
 NONCE_RING: constant(uint256) = 8
 INT128_MIN: constant(int256) = -(2**127)

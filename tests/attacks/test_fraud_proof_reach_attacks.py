@@ -10,10 +10,10 @@ leaf there is itself provable false by `challenge_market`). So the leaf of any b
 an expired, not yet settled leg could say anything. Now such a slot is shown empty (the
 registry's terms say the instrument expired at the root's time).
 
-V9: `FraudProofs.challenge` re-prices at most 8 underlyings (`MAX_UNITS`, the verifier's
-bound) and reverts on a book with more, while the engine lets a book hold positions on up to
-32 and the keeper signs leaves for up to 15 (`leaves.MAX_UNITS`). So the leaf of a book on 9
-or more underlyings can say anything too.
+V9 (fixed): `FraudProofs.challenge` re-prices at most 8 underlyings (`MAX_UNITS`, the
+verifier's bound) and reverts on a book with more, while the engine let a book hold positions
+on up to 32. So the leaf of a book on 9 or more underlyings could say anything. Now the engine
+refuses a trade (or a liquidation slice) that puts a book on a ninth underlying.
 
 V10 (fixed): the book and pending counters of a leaf at an older state nonce are out of every
 proof's reach too, so the engine accepts only those it recorded when a trade reached that
@@ -23,7 +23,6 @@ nonce; a leaf naming the empty book with the current counters never applies.
 from dataclasses import replace
 
 import ape
-import pytest
 from conftest import WAD, committed, committed_market
 
 from offchain.chain.eip712 import symbol_to_bytes32
@@ -128,40 +127,43 @@ def test_fraud__book_with_an_expired_unsettled_leg__honest_leaf_not_provable_liv
     bond_funds_add_up(token, bond)
 
 
-@pytest.mark.xfail(strict=True, reason="V9: a false leaf of a book on more than 8 underlyings cannot be proven "
-                                       "(FraudProofs re-prices at most MAX_UNITS = 8)")
-def test_fraud__book_on_nine_underlyings__false_leaf_is_provable(
+def test_trade__ninth_underlying__refused_so_every_book_stays_provable(
         engine, oracle, registry, token, domain, signers, chain, keeper, accounts, maker, attacker, admin,  # noqa: F811
         system, fund, set_market, trade, market_count):  # noqa: F811
-    """V9 (medium). Eight more perpetuals are listed (one underlying each); the victim holds 1
-    of the BTC perp and 1 of each (the owner allows 16 positions a book). The signers
-    understate its leaf 20x; it applies and withdraws 45,000 of its 60,000 while holding nine
-    perps worth 540,000. The challenge reverts "fraud: too many underlyings" whatever
-    scenarios are named: the leaf is never proven, the signers keep their bonds.
-    Fix: raise FraudProofs' and the verifier's unit bound to what a book can hold (the
-    keeper's leaf format names up to 15 units), or make the engine refuse a trade or slice
-    that gives a book more underlyings than the proofs can re-price (and the keeper sign no
-    leaf for such a book)."""
+    """V9 (medium, fixed). FraudProofs re-prices at most 8 underlyings (the verifier's MAX_UNITS)
+    and the engine let a book hold positions on up to 32: the signers understated the leaf of
+    a book on 9 underlyings (1 BTC perp and 8 other perps) 20x, it withdrew 45,000 of its
+    60,000, and the challenge reverted "fraud: too many underlyings". Now the engine refuses
+    the trade that would put a book on a ninth underlying (the registry counts the book's
+    underlyings once it has more than 8 positions), for both sides; a ninth position on an
+    underlying the book already holds is taken. So a book never spans more than a proof
+    re-prices: the same lie on the largest book allowed (8 underlyings, 9 positions) is proven."""
     bond, fraud, _ = system()
     count = market_count(12)                                   # ids 5..12: perpetuals on X5..X12
-    ids = (PERP, *range(5, count + 1))
+    eight = (PERP, *range(5, 12))                              # BTC and X5..X11
     engine.set_trading_params((16, *TRADING[1:]), sender=admin)
     victim = accounts[8]
     fund(victim, 60_000 * USDC)
     fund(maker, 1_000_000 * USDC)
-    set_market(ids=(*ids, FUTURE, 3, 4))
-    for iid in ids:
+    set_market(ids=(*eight, count, FUTURE, 3, 4))
+    for iid in eight:
         trade(maker, victim, iid, -WAD, PRICE)
+    before = (engine.account(victim).state_nonce, engine.account(maker).state_nonce)
+    with ape.reverts("registry: book on more than 8 underlyings"):
+        trade(maker, victim, count, -WAD, PRICE)               # X12: a ninth underlying
+    assert (engine.account(victim).state_nonce, engine.account(maker).state_nonce) == before
+    assert engine.position(victim, count) == 0
+    trade(maker, victim, FUTURE, -WAD // 1_000, 60_500 * WAD)  # a ninth position, on BTC: taken
+    assert len(engine.account(victim).positions) == 9
+
     extra = [MarketLeaf(i, 1, symbol_to_bytes32(f"X{i}"), 0, 0, WAD, PRICE, PRICE, 0, 0, 0, 0, 0, 0, 0)
              for i in range(5, count + 1)]
     trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
                                       lie={victim.address: understate()}, market=market_leaves(registry) + extra)
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=victim)
-    engine.withdraw(45_000 * USDC, sender=victim)
     args = committed(fraud, attacker, trees, record, victim.address, books[victim.address])
-    with ape.reverts("fraud: too many underlyings"):
-        fraud.challenge(*args, sender=attacker)
+    fraud.challenge(*args, sender=attacker)
     bond_funds_add_up(token, bond)
     assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
 

@@ -128,6 +128,9 @@ def what_if(request: Request, address: AddressPath, body: WhatIfRequest) -> dict
     elif n_pos + int(np.count_nonzero(trade[held] != 0) - np.count_nonzero(q[held])) > \
             max_positions:
         accepted, reason = False, "too many positions"
+    elif (units := _underlyings_after(snap, q, trade)) > MAX_BOOK_UNITS:
+        accepted, reason = False, (f"the book would span {units} underlyings: the engine allows {MAX_BOOK_UNITS}, what "
+                                   "a fraud proof re-prices (close a position on another underlying first)")
     elif equity_after >= engine_im_after:
         accepted, reason = True, (f"equity {equity_after:,.2f} >= initial margin after "
                                   f"{engine_im_after:,.2f}")
@@ -141,3 +144,17 @@ def what_if(request: Request, address: AddressPath, body: WhatIfRequest) -> dict
             "maintenance_margin_after": w["maintenance_margin_after"], "equity": raw["equity"],
             "engine_initial_margin_after": engine_im_after, "accepted": bool(accepted), "reason": reason}
 
+
+# underlyings a book may span (the engine asks InstrumentRegistry.check_book once a trade gives
+# a book of more than 8 positions a new one): FraudProofs' and the ScenarioVerifier's MAX_UNITS
+MAX_BOOK_UNITS = 8
+
+
+def _underlyings_after(snap, q: np.ndarray, trade: np.ndarray) -> int:
+    """How many underlyings the book spans after `trade` when it opens a position and ends with
+    more than MAX_BOOK_UNITS positions (0 otherwise: the engine does not ask)."""
+    after = np.flatnonzero(q + trade != 0)
+    opens = bool(np.any((q == 0) & (trade != 0)))
+    if not opens or len(after) <= MAX_BOOK_UNITS:
+        return 0
+    return len({int(snap.table.underlying_index[r]) for r in after})
