@@ -1,6 +1,14 @@
 """An order book of signed EIP-712 maker orders, validated before listing and dropped once
 filled, cancelled or expired (checked against the engine's `order_filled` once per block).
 
+A maker's listed orders must be backed: the initial margin of what they would open (at the
+oracle's per-unit IM rate of each side, net of what they would only close of the maker's
+position) must not exceed the maker's free margin on chain (equity minus IM). Keys cost
+nothing to make, so without it keys holding nothing could fill the book with orders no taker
+can fill (the engine refuses a maker below its IM) and shut every funded maker out. Backing is
+checked when an order is listed and again once per block: a maker whose free margin shrank
+loses its newest orders until the rest are backed.
+
 The book holds no keys and moves no funds: takers fill a listed order themselves with
 `engine.fill(order, signature, size)`; the engine re-checks everything.
 """
@@ -8,6 +16,7 @@ The book holds no keys and moves no funds: takers fill a listed order themselves
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 
 from eth_account import Account
 from eth_utils import to_checksum_address
@@ -69,8 +78,13 @@ class OrderBook:
         if not snap.table.active[row] or not snap.live[row]:
             raise ApiError(422, ["body", "order", "instrument_id"],
                            f"instrument {order.instrument_id} is not open for trading (inactive or expired)")
+        if any(rate != rate for rate in (snap.rates[0][row], snap.rates[1][row])):   # NaN: never posted
+            raise ApiError(422, ["body", "order", "instrument_id"],
+                           f"instrument {order.instrument_id} has no margin rates on chain yet")
         h = "0x" + digest.hex()
-        filled = self.dep.engine.functions.order_filled(digest).call()
+        fns = self.dep.engine.functions
+        filled, health, view = batch_call(self.dep.w3, [fns.order_filled(digest), fns.health(order.account),
+                                                        fns.account(order.account)])
         if filled == CANCELLED:
             raise ApiError(422, ["body", "order"], f"order {h} was cancelled on chain")
         if filled >= order.size_wad:
@@ -85,6 +99,15 @@ class OrderBook:
                                f"{order.account} already lists {MAX_ORDERS_PER_MAKER} orders")
             entry = {"hash": h, "order": order, "digest": digest, "signature": "0x" + sig.hex(),
                      "filled": int(filled)}
+            listed = [e for e in self._orders.values() if e["order"].account == order.account]
+            free = free_margin(health)
+            need = opening_im(listed + [entry], positions_of(view), snap)
+            if need > free:
+                raise ApiError(422, ["body", "order", "account"],
+                               f"{order.account}'s free margin on chain ({free:,.2f}: equity minus initial margin) "
+                               f"does not back the initial margin its orders would open ({need:,.2f}: this "
+                               f"order and the {len(listed)} it lists); deposit, or list orders that close "
+                               "positions")
             self._orders[h] = entry
         return self._public(entry, snap)
 
@@ -129,7 +152,24 @@ class OrderBook:
                     del self._orders[e["hash"]]
                 else:
                     e["filled"] = int(filled)
+            self._unback(snap)
             self._pruned_block = snap.block
+
+    def _unback(self, snap: Snapshot) -> None:
+        """Drop each maker's newest orders until the rest are backed by its free margin now
+        (the caller holds the lock)."""
+        by_maker: dict[str, list[dict]] = defaultdict(list)
+        for e in self._orders.values():   # insertion order: oldest first
+            by_maker[e["order"].account].append(e)
+        makers = list(by_maker)
+        if not makers:
+            return
+        fns = self.dep.engine.functions
+        reads = batch_call(self.dep.w3, [c for m in makers for c in (fns.health(m), fns.account(m))])
+        for k, maker in enumerate(makers):
+            free, positions, kept = free_margin(reads[2 * k]), positions_of(reads[2 * k + 1]), by_maker[maker]
+            while kept and opening_im(kept, positions, snap) > free:
+                del self._orders[kept.pop()["hash"]]
 
     @staticmethod
     def _public(e: dict, snap: Snapshot) -> dict:
@@ -142,3 +182,36 @@ class OrderBook:
                 "filled_wad": str(e["filled"]), "remaining_wad": str(remaining),
                 "size": o.size_wad / WAD, "remaining": remaining / WAD, "price": o.limit_price_wad / WAD,
                 "instrument": snap.describe(snap.row(o.instrument_id)) if snap.row(o.instrument_id) >= 0 else {}}
+
+
+def free_margin(health) -> float:
+    """Equity minus initial margin (units), from the engine's `health` view; never below 0."""
+    equity, _value, im, *_rest = health
+    return max(int(equity) - int(im), 0) / WAD
+
+
+def positions_of(view) -> dict[int, int]:
+    """{instrument id: size (WAD, signed)} from the engine's `account` view."""
+    return {int(i): int(size) for i, size, _funding in view[2]}
+
+
+def opening_im(entries: list[dict], positions: dict[int, int], snap: Snapshot) -> float:
+    """Initial margin (units) of what one maker's orders would open if all were filled at
+    once: per instrument and side, the remaining size beyond what would only close the
+    position (a buy closes a short, a sell a long), at the oracle's IM rate of that side."""
+    buys: dict[int, int] = defaultdict(int)
+    sells: dict[int, int] = defaultdict(int)
+    for e in entries:
+        o = e["order"]
+        (buys if o.is_buy else sells)[o.instrument_id] += o.size_wad - e["filled"]
+    need = 0.0
+    for iid in buys.keys() | sells.keys():
+        held = positions.get(iid, 0)
+        opens_long, opens_short = max(buys[iid] + min(held, 0), 0), max(sells[iid] - max(held, 0), 0)
+        if not opens_long and not opens_short:
+            continue
+        long_rate, short_rate = snap.rates[0][snap.row(iid)], snap.rates[1][snap.row(iid)]
+        if long_rate != long_rate or short_rate != short_rate:   # NaN: no rates posted yet
+            return float("inf")
+        need += opens_long / WAD * long_rate + opens_short / WAD * short_rate
+    return need

@@ -1,15 +1,18 @@
-"""The order book's validation, attacker's view: every refused order names the field, and a
-listed order drops off once filled or cancelled on chain."""
+"""The order book's validation, attacker's view: every refused order names the field, a
+listed order drops off once filled or cancelled on chain, and only collateral on chain backs
+listed orders (keys holding nothing cannot fill the book)."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
+from eth_account import Account
 
+from offchain.api.orderbook import opening_im
 from offchain.chain.contracts import WAD
 from offchain.chain.orders import EngineDomain, Order, sign_order
-from offchain.devnet.deploy import fund, send
+from offchain.devnet.deploy import TOKEN_DECIMALS, fund, send
 from offchain.devnet.run import order_body
 
 BTC_PERP = 1
@@ -18,7 +21,20 @@ NONCES = itertools.count(10_000)  # each order of this module is a new one
 
 @pytest.fixture(scope="module")
 def order_maker(net):
-    return net.wallets[1]
+    """A maker with 50,000 deposited: the book lists only orders its free margin backs."""
+    maker = net.wallets[1]
+    fund(net.dep, net.anvil.accounts[0], maker, 50_000)
+    return maker
+
+
+def new_maker(net, deposit: float):
+    """A fresh key with gas and `deposit` tokens deposited in the engine."""
+    key = Account.create()
+    w3 = net.anvil.w3
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+        {"from": net.anvil.accounts[0].address, "to": key.address, "value": 10**18}))
+    fund(net.dep, net.anvil.accounts[0], key, deposit)
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +110,11 @@ def test_post_order__high_s_malleated_signature__422(client, make):
 def test_post_order__signed_for_another_deployment__422_signature(client, make, net, order_maker):
     # a signature over another engine's domain (or chain) must not list here: no cross-deployment replay
     order, body = make()
-    other = EngineDomain(net.ctx.orders.domain.chain_id, "0x" + "12" * 20)
-    body["signature"] = "0x" + sign_order(order, other, order_maker).hex()
-    r = client.post("/api/orders", json=body)
-    assert r.status_code == 422 and loc(r) == ["body", "signature"]
+    here = net.ctx.orders.domain
+    for other in (EngineDomain(here.chain_id, "0x" + "12" * 20), EngineDomain(1, here.verifying_contract)):
+        body["signature"] = "0x" + sign_order(order, other, order_maker).hex()
+        r = client.post("/api/orders", json=body)
+        assert r.status_code == 422 and loc(r) == ["body", "signature"]
 
 
 def test_post_order__deadline_passed__422_names_deadline(client, make, net):
@@ -140,3 +157,60 @@ def test_post_order__filled_on_chain__drops_off_the_book(client, make, net, orde
     assert client.get(f"/api/orders/{h}").status_code == 404
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and "already filled" in r.json()["detail"][0]["msg"]
+
+
+def test_order_book__filled_by_throwaway_keys_that_hold_nothing__a_funded_maker_still_lists(client, make, net):
+    """Keys cost nothing: without backing, 50 keys holding nothing filled the book's 10,000
+    slots (200 each) with orders no taker can fill, and every funded maker (the dealer's
+    re-quotes too) was answered 429. An order is listed only while the maker's free margin on
+    chain backs the IM its orders would open: a key holding nothing lists nothing, and the
+    book is unchanged by its attempts."""
+    book_before = {o["hash"] for o in client.get("/api/orders").json()["orders"]}
+    for _ in range(3):
+        key = Account.create()
+        _, body = make(signer=key, account=key.address)
+        r = client.post("/api/orders", json=body)
+        assert r.status_code == 422 and loc(r) == ["body", "order", "account"], r.text
+        msg = r.json()["detail"][0]["msg"]
+        assert key.address in msg and "free margin on chain (0.00" in msg and "deposit" in msg
+    assert {o["hash"] for o in client.get("/api/orders").json()["orders"]} == book_before
+    _, body = make()
+    assert client.post("/api/orders", json=body).status_code == 201
+
+
+def test_order_book__maker_withdraws_what_backed_its_orders__newest_dropped_at_the_next_block(client, make, net):
+    maker = new_maker(net, 5_000)
+    snap = net.ctx.market.get()
+    size = int(0.4 * 5_000 / snap.rates[0][snap.row(BTC_PERP)] * WAD)   # each order: 40% of the deposit as IM
+    hashes = []
+    for _ in range(2):
+        _, body = make(signer=maker, account=maker.address, size_wad=size)
+        r = client.post("/api/orders", json=body)
+        assert r.status_code == 201, r.text
+        hashes.append(r.json()["hash"])
+    _, third = make(signer=maker, account=maker.address, size_wad=size)
+    r = client.post("/api/orders", json=third)
+    assert r.status_code == 422 and "the 2 it lists" in r.json()["detail"][0]["msg"]
+    send(net.anvil.w3, maker, net.dep.engine.functions.withdraw(2_500 * 10**TOKEN_DECIMALS), "withdraw")
+    net.anvil.mine()
+    listed = [o["hash"] for o in client.get("/api/orders", params={"account": maker.address}).json()["orders"]]
+    assert listed == hashes[:1]   # 2,500 backs the older order alone
+
+
+def test_opening_im__orders_that_close_a_position__need_no_backing_beyond_it():
+    """Per instrument and side: a buy closes a short, a sell a long; only what would open is
+    margined, at that side's IM rate; orders of both sides count as if all filled."""
+    snap = type("Snap", (), {"rates": [[100.0, 10.0], [200.0, 20.0]],
+                             "row": staticmethod(lambda i: int(i) - 1)})()
+
+    def entry(iid, is_buy, size, filled=0):
+        return {"order": Order(account="0x" + "11" * 20, instrument_id=iid, is_buy=is_buy, size_wad=size * WAD,
+                               limit_price_wad=WAD, order_nonce=1, deadline=1), "filled": filled * WAD}
+
+    long_2 = {1: 2 * WAD}
+    assert opening_im([entry(1, False, 2)], long_2, snap) == 0                  # sells the long
+    assert opening_im([entry(1, False, 3)], long_2, snap) == 200.0              # 1 opens short
+    assert opening_im([entry(1, False, 3, filled=1)], long_2, snap) == 0        # what remains closes
+    assert opening_im([entry(1, True, 1), entry(1, False, 2)], long_2, snap) == 100.0   # the buy opens
+    assert opening_im([entry(1, True, 1)], {1: -3 * WAD}, snap) == 0           # a buy closes a short
+    assert opening_im([entry(2, True, 1), entry(2, False, 1)], {}, snap) == 30.0
