@@ -133,7 +133,6 @@ def bench_market_book(n_market: int = 256) -> bool:
     market root of `n_market` instruments by one multiproof."""
     from dataclasses import replace
 
-    from eth_abi import encode
     from eth_account import Account
     from eth_utils import keccak
 
@@ -141,6 +140,7 @@ def bench_market_book(n_market: int = 256) -> bool:
     from offchain.chain.leaves import AccountLeaf, MarketLeaf, positions_hash
     from offchain.chain.roots import EpochTrees
     from offchain.chain.verifier import check_arguments, params_hash_bytes, verifier_config
+    from offchain.chain.witness import encode_check_market
     from offchain.risk import RiskEngine, load_params
 
     params = load_params()
@@ -179,14 +179,13 @@ def bench_market_book(n_market: int = 256) -> bool:
                              params_hash=params_hash_bytes(params))
     domain = Domain(chain_id=boa.env.evm.patch.chain_id, verifying_contract=oracle.address)
     oracle.post_root(msg.as_args(), sign_multi(msg, domain, signers))
-    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
-    args = ([leg[0] for leg in legs], [leaf.as_args() for leaf in leaves], mp, units,
-            scenarios, joint)
-    out = verifier.check_market(engine_address, *args)
-    execution = verifier._computation.get_gas_used()
-    leaf_abi = "(uint256,uint256,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,int256,int256,uint256,uint256,uint256,uint256)"
-    data = bytes(4) + encode(["address", "int256[]", f"{leaf_abi}[]", "(bytes32[],uint256)", "bytes32[]",
-                              "uint256[]", "uint256"], [engine_address, *args])
+    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves])
+    # check_market reads the multiproof's hashes from its call data (witness.py): sent encoded
+    data = encode_check_market(engine_address, [leg[0] for leg in legs], [leaf.as_args() for leaf in leaves],
+                               list(mp.proof), mp.order, units, scenarios, joint)
+    computation = boa.env.raw_call(verifier.address, data=data)
+    out = verifier.marshal_to_python(computation, verifier.check_market.func_t.return_type)
+    execution = computation.get_gas_used()
     calldata = sum(4 if byte == 0 else 16 for byte in data)
     total = 21_000 + calldata + execution
     ok = total <= BOOK_GAS_TARGET

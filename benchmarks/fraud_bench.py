@@ -21,6 +21,7 @@ from offchain.chain.leaves import MarketLeaf
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import verifier_config
 from offchain.chain.wad import Rounding, to_wad
+from offchain.chain.witness import encode_check_market
 from offchain.risk import load_params
 from offchain.risk.instruments import SECONDS_PER_YEAR
 
@@ -85,8 +86,11 @@ def fraud_rows(bench, params_hash: bytes) -> list[tuple[str, int, int | None]]:
     units = [btc]
     own = [leaves[0].worst_scenarios & 0xFFFF]
     joint = leaves[0].worst_scenarios >> 240
-    view_gas = verifier.check_market.estimate_gas_cost(engine, [books[0][i] for i in ids], args[6], args[7], units,
-                                                       own, joint, sender=admin)
+    # check_market reads the multiproof's hashes from its call data (witness.py): sent encoded
+    proof, order = args[7]
+    data = encode_check_market(engine, [books[0][i] for i in ids], args[6], proof, order, units, own, joint)
+    view_gas = bench.chain.provider.web3.eth.estimate_gas({"from": admin.address, "to": verifier.address,
+                                                           "data": data})
     out.append((f"check_market: 16 options, multiproof, {N_MARKET}-instrument root (estimate)", view_gas,
                 TARGET))
     # commit-reveal: the commitment in its own (earlier) block, then the challenge reveals it

@@ -27,10 +27,10 @@ initializes: ownable
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
 
-# ScenarioVerifier.check_market(engine, sizes, leaves, multiproof, units, scenarios, joint):
+# ScenarioVerifier.check_market(engine, sizes, leaves, proof, order, units, scenarios, joint):
 # a liquidation's witness is its call data (this selector, then the argument tuple)
 CHECK_MARKET_ID: constant(bytes4) = method_id(
-    "check_market(address,int256[],(uint256,bytes32,uint256,uint256,uint256,uint256,uint256)[],(bytes32[],uint256),bytes32[],uint256[],uint256)",
+    "check_market(address,int256[],(uint256,bytes32,uint256,uint256,uint256,uint256,uint256)[],uint256,uint256,bytes32[],uint256[],uint256)",
     output_type=bytes4,
 )
 

@@ -344,7 +344,7 @@ def check(legs: DynArray[Leg, MAX_LEGS], units: DynArray[bytes32, MAX_UNITS],
 @external
 @view
 def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
-                 leaves: DynArray[market_leaf.MarketLeaf, MAX_LEGS], mp: multiproof.MultiProof,
+                 leaves: DynArray[market_leaf.MarketLeaf, MAX_LEGS], proof: uint256, order: uint256,
                  units: DynArray[bytes32, MAX_UNITS], scenarios: DynArray[uint256, MAX_UNITS],
                  joint_scenario: uint256) -> Check:
     """
@@ -358,10 +358,17 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
     @param engine The MarginEngine whose root holds the market leaves.
     @param sizes The signed size of each position (WAD), aligned with `leaves`.
     @param leaves One market leaf per position (modules/market_leaf.vy: packed, seven words),
-           in any order (`mp.order` takes them by ascending instrument id); each is proven at
+           in any order (`order` takes them by ascending instrument id); each is proven at
            the slot of its own id, so one id twice, or an id past the root's instrument
            count, is refused.
-    @param mp The multiproof of all leaves (offchain/chain/merkle.py `PositionalTree.multiproof`).
+    @param proof The multiproof's hashes (offchain/chain/merkle.py `PositionalTree.multiproof`)
+           as a bytes32[] in the call data: this head word is its ABI offset, as a bytes32[]
+           argument's would be (the call data is the standard encoding of `proof` as a
+           bytes32[]; offchain/chain/witness.py). Read where it lies, not copied: a copied
+           argument reserves its whole bound (512 hashes) in memory, and every word above it
+           pays for that expansion.
+    @param order The multiproof's order: byte j the index in `leaves` of the j-th leaf by
+           ascending instrument id.
     @param units The book's underlyings, distinct; each leaf's underlying must be listed.
     @param scenarios The scenario index named for each unit.
     @param joint_scenario The scenario of the decorrelated joint term.
@@ -417,7 +424,7 @@ def check_market(engine: address, sizes: DynArray[int256, MAX_LEGS],
                         strike_wad=leaf.strike_size & MASK_128, tenor_wad=tenor, vol_wad=leaf.vol_rate_mark & MASK_64,
                         rate_wad=convert((leaf.vol_rate_mark >> 64) & MASK_64, int256) - market_leaf.RATE_BIAS,
                         contract_size_wad=leaf.strike_size >> 128))
-    assert multiproof._root(ids, hashes, mp, count) == market_root, "ScenarioVerifier: invalid market multiproof"
+    assert multiproof._root_at(ids, hashes, order, 4 + proof, count) == market_root, "ScenarioVerifier: invalid market multiproof"
     return self._check(legs, units, scenarios, joint_scenario)
 
 

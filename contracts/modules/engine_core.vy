@@ -26,8 +26,11 @@ BPS: constant(uint256) = 10_000
 MAX_POSITIONS: constant(uint256) = 32
 MAX_PAGE: constant(uint256) = 100
 # Largest liquidation witness: ScenarioVerifier.check_market's call data, its selector and the
-# ABI bound of its arguments (32 legs, a 512-hash multiproof), and of the Check it returns.
-MAX_WITNESS: constant(uint256) = 34_052
+# ABI bound of its arguments (eight head words; 32 sizes; 32 packed 7-word market leaves; a
+# 512-hash multiproof; 8 units and scenarios: 4 + 256 + 1,056 + 7,200 + 16,416 + 2 * 288),
+# and of the Check it returns. Exact, not generous: the witness is copied into the engine's
+# and the extension's frames at this bound, and every word above it pays memory expansion.
+MAX_WITNESS: constant(uint256) = 25_508
 MAX_CHECK: constant(uint256) = 896
 KIND_FUTURE: constant(uint8) = 0
 KIND_PERPETUAL: constant(uint8) = 1

@@ -16,11 +16,12 @@
      range, so such a leaf is never signed, and on chain it cannot be written at all.
 """
 
-# The head's top 32 bits: this layout's version ("mkt1"); a leaf of another layout (or
-# another use of seven words) carries another tag and is refused.
-TAG: constant(uint256) = 1835758641  # 0x6d6b7431
-# head >> 136 of a well-formed head: bits 136-223 zero, then the tag
-HEAD_HIGH: constant(uint256) = TAG << 88
+# The head's top byte: this layout's version tag ("m"); a leaf of another layout (or another
+# use of seven words) carries another tag and is refused. One byte, not more: the head travels
+# in every leaf of a witness, and a call-data byte costs 16 gas non-zero, 4 zero.
+TAG: constant(uint256) = 109  # 0x6d
+# head >> 136 of a well-formed head: bits 136-247 zero, then the tag
+HEAD_HIGH: constant(uint256) = TAG << 112
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 RATE_BIAS: constant(int256) = 2**63
@@ -29,7 +30,7 @@ KIND_MAX: constant(uint256) = 3
 
 struct MarketLeaf:
     # instrument_id (bits 0-63) | expiry (64-127, 0 for perpetuals) | kind (128-135:
-    # 0 future, 1 perpetual, 2 call, 3 put) | zero (136-223) | TAG (224-255)
+    # 0 future, 1 perpetual, 2 call, 3 put) | zero (136-247) | TAG (248-255)
     head: uint256
     # the registry's underlying symbol
     underlying: bytes32

@@ -145,9 +145,10 @@ class AccountLeaf(_Leaf):
 
 # The packed market leaf (contracts/modules/market_leaf.vy, docs/oracle.md "Market leaf"):
 # seven ABI words, each field at a fixed bit range of a fixed word, signed fields biased, so
-# the leaf has one encoding and its hash one preimage. The head's top 32 bits are the
-# layout's tag ("mkt1") and bits 136-223 are zero: a decoder refuses any other head.
-MARKET_LEAF_TAG = 0x6D6B7431
+# the leaf has one encoding and its hash one preimage. The head's top byte is the layout's
+# tag ("m") and bits 136-247 are zero: a decoder refuses any other head.
+MARKET_LEAF_TAG = 0x6D
+MARKET_LEAF_TAG_SHIFT = 248
 MARKET_LEAF_WORDS = 7
 KIND_MAX = 3
 # field -> (word, shift, bits, bias): value + bias is stored in bits shift..shift+bits-1
@@ -167,7 +168,7 @@ MARKET_LEAF_LAYOUT: dict[str, tuple[int, int, int, int]] = {
     "mm_long_wad": (6, 0, 128, 0),
     "mm_short_wad": (6, 128, 128, 0),
 }
-_HEAD_HIGH = MARKET_LEAF_TAG << 88  # head >> 136 of a well-formed head
+_HEAD_HIGH = MARKET_LEAF_TAG << (MARKET_LEAF_TAG_SHIFT - 136)  # head >> 136 of a well-formed head
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class MarketLeaf(_Leaf):
         d = self.__dict__
         for name, (i, shift, _, bias) in MARKET_LEAF_LAYOUT.items():
             w[i] |= (d[name] + bias) << shift
-        w[0] |= MARKET_LEAF_TAG << 224
+        w[0] |= MARKET_LEAF_TAG << MARKET_LEAF_TAG_SHIFT
         return (w[0], d["underlying"], *w[2:])
 
     @classmethod
@@ -244,7 +245,7 @@ class MarketLeaf(_Leaf):
         head = w[0]
         if not isinstance(head, int) or head >> 136 != _HEAD_HIGH:
             raise Eip712Error(f"MarketLeaf: head {head:#x} is not of the packed layout "
-                              f"(tag {MARKET_LEAF_TAG:#x} in bits 224-255, bits 136-223 zero)"
+                              f"(tag {MARKET_LEAF_TAG:#x} in bits 248-255, bits 136-247 zero)"
                               if isinstance(head, int) else f"MarketLeaf: head must be an integer, got {head!r}")
         values = {name: ((w[i] >> shift) & (2**bits - 1)) - bias
                   for name, (i, shift, bits, bias) in MARKET_LEAF_LAYOUT.items()}

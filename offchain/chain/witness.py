@@ -38,12 +38,29 @@ WAD = 10**18
 # ScenarioVerifier bounds: legs (the engine's MAX_POSITIONS) and underlyings per book.
 MAX_LEGS = 32
 MAX_UNITS = 8
+# MarginEngine's bound on a witness (engine_core MAX_WITNESS): its call data with a 512-hash
+# multiproof at 32 legs and 8 units
+MAX_WITNESS_BYTES = 25_508
 LEAF_ABI = "(" + ",".join(MarketLeaf.abi_types()) + ")"
-# check_market(engine, sizes, leaves, multiproof, units, scenarios, joint_scenario)
-WITNESS_ABI = ["address", "int256[]", f"{LEAF_ABI}[]", "(bytes32[],uint256)", "bytes32[]",
+# check_market(engine, sizes, leaves, proof, order, units, scenarios, joint_scenario), encoded
+# as the standard ABI of these types: the proof is a bytes32[] in the call data...
+WITNESS_ABI = ["address", "int256[]", f"{LEAF_ABI}[]", "bytes32[]", "uint256", "bytes32[]",
                "uint256[]", "uint256"]
-# the witness is check_market's call data, selector first: the engine sends it on unchanged
-CHECK_MARKET_SELECTOR = keccak(text=f"check_market({','.join(WITNESS_ABI)})")[:4]
+# ...but the verifier declares its head word as a uint256 (the array's offset) and reads the
+# hashes where they lie (a copied argument would reserve its 512-hash bound in memory), so
+# the selector names uint256 there. The witness is check_market's call data, selector first:
+# the engine sends it on unchanged.
+CHECK_MARKET_SIGNATURE = (f"check_market(address,int256[],{LEAF_ABI}[],uint256,uint256,bytes32[],"
+                          "uint256[],uint256)")
+CHECK_MARKET_SELECTOR = keccak(text=CHECK_MARKET_SIGNATURE)[:4]
+
+
+def encode_check_market(engine: str, sizes: Sequence[int], leaves: Sequence[tuple], proof: Sequence[bytes],
+                        order: int, units: Sequence[bytes], scenarios: Sequence[int], joint_scenario: int) -> bytes:
+    """ScenarioVerifier.check_market's call data (selector first) for these arguments: leaves
+    as `MarketLeaf.as_args()` tuples, the multiproof's hashes and order."""
+    return CHECK_MARKET_SELECTOR + abi_encode(WITNESS_ABI, (engine, list(sizes), list(leaves), list(proof), order,
+                                                            list(units), list(scenarios), joint_scenario))
 
 
 class WitnessError(UserError):
@@ -68,14 +85,15 @@ class Witness:
     margin: float
 
     def args(self) -> tuple:
-        """ScenarioVerifier.check_market's arguments."""
-        return (self.engine, self.sizes_wad, [leaf.as_args() for leaf in self.leaves], self.proof.as_args(),
-                self.units, self.scenarios, self.joint_scenario)
+        """ScenarioVerifier.check_market's arguments as `encode_check_market` takes them (the
+        multiproof's hashes and its order apart)."""
+        return (self.engine, self.sizes_wad, [leaf.as_args() for leaf in self.leaves], list(self.proof.proof),
+                self.proof.order, self.units, self.scenarios, self.joint_scenario)
 
     def encode(self) -> bytes:
-        """check_market's call data (selector, abi_encode of its arguments): the `witness` of
+        """check_market's call data (selector, the arguments' ABI encoding): the `witness` of
         MarginEngine.liquidate."""
-        return CHECK_MARKET_SELECTOR + abi_encode(WITNESS_ABI, self.args())
+        return encode_check_market(*self.args())
 
 
 def leaves_engine(params: Params, leaves: Sequence[MarketLeaf], signed_at: int) -> tuple[RiskEngine, tuple[str, ...]]:
@@ -129,5 +147,9 @@ def liquidation_witness(params: Params, engine: str, book: Sequence[tuple[int, i
     j = int(joint[0]) if joint_scenario is None else int(joint_scenario)
     margin = float(engine_inputs.breakdown(q, exact=True).mm[0]) if scenarios is None and joint_scenario is None \
         else float("nan")
-    return Witness(str(getattr(engine, "address", engine)), [s for _, s in book], leaves, trees.market_multiproof(ids),
-                   [symbol_to_bytes32(n) for n in names], named, j, margin)
+    w = Witness(str(getattr(engine, "address", engine)), [s for _, s in book], leaves, trees.market_multiproof(ids),
+                [symbol_to_bytes32(n) for n in names], named, j, margin)
+    if len(w.encode()) > MAX_WITNESS_BYTES:
+        raise WitnessError(f"book: its witness is {len(w.encode())} bytes ({len(w.proof.proof)} proof hashes), "
+                           f"the engine takes at most {MAX_WITNESS_BYTES}")
+    return w

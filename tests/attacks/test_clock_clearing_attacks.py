@@ -12,6 +12,7 @@ from dataclasses import replace
 import ape
 import pytest
 from conftest import WAD
+from support.check_market import check_market
 
 from .conftest import FUTURE, PERP
 from .test_flag_witness_attacks import (  # noqa: F401 - fixtures
@@ -33,19 +34,21 @@ def _pad_after_leaves(encoded: bytes, words: int) -> bytes:
     follows the offsets (it decodes the same arguments); only a reader that assumes a leaf
     stride other than the real one lands in the padding."""
     selector, args = encoded[:4], encoded[4:]
-    heads = [int.from_bytes(args[32 * i: 32 * i + 32], "big") for i in range(7)]
+    # eight head words: engine, sizes, leaves, proof, order, units, scenarios, joint; the
+    # proof, units and scenarios are offsets past the leaves
+    heads = [int.from_bytes(args[32 * i: 32 * i + 32], "big") for i in range(8)]
     cut = heads[3]  # the multiproof's tail: right after the leaves array (standard encoding)
-    assert heads[2] < cut and all(heads[i] >= cut for i in (3, 4, 5))
-    for i in (3, 4, 5):
+    assert heads[2] < cut and all(heads[i] >= cut for i in (3, 5, 6))
+    for i in (3, 5, 6):
         heads[i] += 32 * words
     head = b"".join(h.to_bytes(32, "big") for h in heads)
-    return selector + head + args[224:cut] + bytes(32 * words) + args[cut:]
+    return selector + head + args[256:cut] + bytes(32 * words) + args[cut:]
 
 
 def _mildest(verifier, w):
     """The witness naming only the scenario with the smallest margin for the book."""
     s = min(range(verifier.n_scenarios()),
-            key=lambda s: verifier.check_market(*replace(w, scenarios=[s], joint_scenario=s).args()).maintenance_wad)
+            key=lambda s: check_market(verifier, replace(w, scenarios=[s], joint_scenario=s)).maintenance_wad)
     return replace(w, scenarios=[s], joint_scenario=s)
 
 
@@ -61,7 +64,7 @@ def test_clear__short_book_with_padding_where_a_wrong_stride_reads_its_rates__re
     set_market(marks={PERP: 55_500 * WAD})
     since = flag(owner, sender=liquidator).timestamp
     mild = _mildest(verifier, witness_for(owner, raw=True))
-    assert verifier.check_market(*mild.args()).maintenance_wad <= engine.health(owner).equity_wad
+    assert check_market(verifier, mild).maintenance_wad <= engine.health(owner).equity_wad
     nonce = engine.state_nonce(owner)
     before = _everything(engine, token, owner, accomplice)
     for padded in (mild.encode(), _pad_after_leaves(mild.encode(), 14), _pad_after_leaves(mild.encode(), 40)):

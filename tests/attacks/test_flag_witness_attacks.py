@@ -12,6 +12,7 @@ import ape
 import pytest
 from conftest import WAD
 from engine.conftest import _PLACEHOLDER_LEAF, LIQUIDATION, TRADING
+from support.check_market import check_market
 
 from offchain.chain.witness import WitnessError
 
@@ -255,7 +256,7 @@ def test_clear__front_running_a_liquidation_of_a_short_book__refused_with_every_
     mild = 0
     for s in range(verifier.n_scenarios()):
         named = replace(w, scenarios=[s], joint_scenario=s)
-        if verifier.check_market(*named.args()).maintenance_wad > engine.health(owner).equity_wad:
+        if check_market(verifier, named).maintenance_wad > engine.health(owner).equity_wad:
             tx = engine.liquidate(owner, 0, 0, nonce, named.encode(), sender=accomplice)
             assert tx.decode_logs(engine.Flagged)[0].since == since
         else:
@@ -283,7 +284,7 @@ def test_clear__mid_liquidation__cannot_lower_the_discount_the_insurance_fund_sh
     assert engine.health(owner).liquidatable and engine.account(owner).liquidatable_since != 0
     w = witness_for(owner, raw=True)
     up = min(range(verifier.n_scenarios()),
-             key=lambda s: verifier.check_market(*replace(w, scenarios=[s], joint_scenario=s).args()).maintenance_wad)
+             key=lambda s: check_market(verifier, replace(w, scenarios=[s], joint_scenario=s)).maintenance_wad)
     mildest = replace(w, scenarios=[up], joint_scenario=up)
     with ape.reverts("engine: equity below the isolated bound"):
         engine.flag(owner, mildest.encode(), sender=accomplice)

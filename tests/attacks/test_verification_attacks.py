@@ -11,6 +11,7 @@ import ape
 import pytest
 from conftest import PARAMS_HASH, WAD, committed, committed_market
 from engine.conftest import _PLACEHOLDER_LEAF, WITNESS_PARAMS
+from support.check_market import check_market
 
 from offchain.chain.eip712 import sign_multi, symbol_to_bytes32
 from offchain.chain.epoch_leaves import MarketInputs, epoch_account_leaves
@@ -264,7 +265,7 @@ def test_multiproof__forged_leaves_and_proofs__refused(
     victim = two_leg_victim()
     w = witness_for(victim, extra_ids=(CALL, PUT), raw=True)     # 4 instruments, 4 slots filled
     before = engine.account(victim)
-    genuine = verifier.check_market(*w.args())
+    genuine = check_market(verifier, w)
     assert genuine.maintenance_wad > 0
     leaves, proof, order = list(w.leaves), tuple(w.proof.proof), w.proof.order
     calm = replace(w, leaves=[replace(leaves[0], vol_wad=1, spot_wad=leaves[0].spot_wad - 1), leaves[1]])
@@ -285,7 +286,7 @@ def test_multiproof__forged_leaves_and_proofs__refused(
         (replace(w, sizes_wad=[], leaves=[]), "multiproof: no leaves"),
     ]:
         with pytest.raises(ape.exceptions.ContractLogicError) as err:
-            verifier.check_market(*forged.args())
+            check_market(verifier, forged)
         assert reason in str(err.value), (reason, str(err.value))
     # through the engine, the leaf given twice is another book before any proof is checked
     with ape.reverts("engine: witness for another book"):
@@ -293,7 +294,7 @@ def test_multiproof__forged_leaves_and_proofs__refused(
     with ape.reverts("ScenarioVerifier: invalid market multiproof"):
         _liquidate_with(engine, victim, calm, liquidator)
     assert engine.account(victim) == before
-    assert verifier.check_market(*w.args()) == genuine
+    assert check_market(verifier, w) == genuine
 
 
 def test_multiproof__leaf_at_another_slot__refused(
@@ -312,7 +313,7 @@ def test_multiproof__leaf_at_another_slot__refused(
     units = [symbol_to_bytes32("BTC")]
     for mp in (trees.market.multiproof([FUTURE]), trees.market.multiproof([PERP])):
         with pytest.raises(ape.exceptions.ContractLogicError, match="invalid market multiproof"):
-            verifier.check_market(engine.address, [WAD], [perp.as_args()], mp.as_args(), units, [0], 0)
+            check_market(verifier, engine.address, [WAD], [perp.as_args()], mp.as_args(), units, [0], 0)
     with pytest.raises(WitnessError, match="no market leaf"):
         liquidation_witness(PARAMS, engine.address, [(PERP, WAD)], trees, oracle.root_timestamp(engine))
 
@@ -358,7 +359,7 @@ def test_witness__units_duplicated_missing_or_scenario_out_of_range__refused_and
         with ape.reverts(reason) if reason else pytest.raises(ape.exceptions.ContractLogicError):
             _liquidate_with(engine, victim, forged, liquidator)
     wider = replace(w, units=list(w.units) + [eth], scenarios=list(w.scenarios) + [0])
-    assert verifier.check_market(*wider.args()).maintenance_wad <= verifier.check_market(*w.args()).maintenance_wad
+    assert check_market(verifier, wider).maintenance_wad <= check_market(verifier, w).maintenance_wad
 
 
 def test_witness__root_of_another_engine_or_a_stale_root__refused(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import PARAMS_HASH, WAD
 from eth_utils import keccak
+from support.check_market import check_market
 
 from offchain.chain.verifier import verifier_config
 from offchain.chain.witness import leaves_engine, liquidation_witness
@@ -64,7 +65,7 @@ def _apply_rogue_leaf(engine, account, leaf_for, post_root, keeper, mm_wad):
 
 def _margin(verifier, witness) -> int:
     """The verifier's margin of a witness (what the engine compares the equity with)."""
-    return verifier.check_market(*witness.args()).maintenance_wad
+    return check_market(verifier, witness).maintenance_wad
 
 
 def _state(engine, *accounts):

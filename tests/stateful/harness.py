@@ -21,6 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from support.boa_contracts import deploy
+from support.check_market import check_market
 from support.margins import book_leaf, next_epoch, sign_root, with_model_rates
 
 from offchain.chain.eip712 import (
@@ -264,7 +265,7 @@ class System:
 
     def witness_margin(self, w: Witness) -> int:
         """The verifier's margin of the witness (what the engine compares the equity with)."""
-        return int(self.verifier.check_market(*w.args()).maintenance_wad)
+        return int(check_market(self.verifier, w).maintenance_wad)
 
     def apply_leaf(self, trees: EpochTrees, account: str, sender: str) -> CallResult:
         leaf, proof = trees.account_proof(account)

@@ -14,11 +14,13 @@ from boa import BoaError
 from eth_account import Account
 from eth_utils import keccak
 from support.boa_contracts import deploy, deployer
+from support.check_market import check_market
 
 from offchain.chain.eip712 import Domain, sign_multi, symbol_to_bytes32
 from offchain.chain.leaves import AccountLeaf, MarketLeaf, positions_hash
 from offchain.chain.roots import EpochTrees
 from offchain.chain.verifier import check_arguments, params_hash_bytes, verifier_config
+from offchain.chain.witness import encode_check_market
 from offchain.risk import RiskEngine, load_params
 from offchain.risk.arrays import InstrumentInputs
 from offchain.risk.instruments import SECONDS_PER_YEAR
@@ -110,7 +112,7 @@ def test_check_market__proven_leaves__equals_check_and_engine(system):
         engine = _engine_of(params, book, leaves, signed_at)
         _, units, scenarios, joint = check_arguments(engine, book.sizes)
         sizes = [leg[0] for leg in book.legs]
-        out = verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], mp,
+        out = check_market(verifier, ENGINE, sizes, [leaf.as_args() for leaf in leaves], mp,
                                     units, scenarios, joint)
         b = engine.breakdown(book.sizes[None, :], exact=True)
         assert abs(out.maintenance_wad / WAD - b.mm[0]) <= 1e-9 * book.gross_notional()
@@ -135,17 +137,17 @@ def test_check_market__leaf_not_in_root__reverts(system):
     forged[0] = replace(leaves[0], vol_wad=leaves[0].vol_wad // 2).as_args()   # a calmer market
     sizes = [leg[0] for leg in book.legs]
     with boa.reverts("ScenarioVerifier: invalid market multiproof"):
-        verifier.check_market(ENGINE, sizes, forged, mp, book.unit_symbols(), [0], 0)
+        check_market(verifier, ENGINE, sizes, forged, mp, book.unit_symbols(), [0], 0)
     # the true leaves with a leaf dropped (its slot's node missing), a proof element more or
     # one less: refused
     with pytest.raises(BoaError):
-        verifier.check_market(ENGINE, sizes[1:], [leaf.as_args() for leaf in leaves[1:]], mp,
+        check_market(verifier, ENGINE, sizes[1:], [leaf.as_args() for leaf in leaves[1:]], mp,
                               book.unit_symbols(), [0], 0)
     with boa.reverts("multiproof: proof elements left over"):
-        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0] + [bytes(32)], mp[1]),
+        check_market(verifier, ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0] + [bytes(32)], mp[1]),
                               book.unit_symbols(), [0], 0)
     with boa.reverts("multiproof: proof too short"):
-        verifier.check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0][:-1], mp[1]),
+        check_market(verifier, ENGINE, sizes, [leaf.as_args() for leaf in leaves], (mp[0][:-1], mp[1]),
                               book.unit_symbols(), [0], 0)
 
 
@@ -158,7 +160,7 @@ def test_check_market__expired_instrument__reverts(system):
     trees = _post_root(params, oracle, domain, leaves, 11)
     mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
     with boa.reverts("ScenarioVerifier: instrument expired at the root"):
-        verifier.check_market(ENGINE, [leg[0] for leg in book.legs],
+        check_market(verifier, ENGINE, [leg[0] for leg in book.legs],
                               [leaf.as_args() for leaf in leaves], mp, book.unit_symbols(), [0], 0)
 
 
@@ -168,7 +170,7 @@ def test_check_market__oracle_on_another_params_set__reverts(system):
     generator, rows = verifier_config(other)
     verifier = deploy("ScenarioVerifier", oracle.address, params_hash_bytes(other), generator, rows)
     with boa.reverts("ScenarioVerifier: oracle runs another params set"):
-        verifier.check_market(ENGINE, [], [], ([], 0), [symbol_to_bytes32("BTC")], [0], 0)
+        check_market(verifier, ENGINE, [], [], ([], 0), [symbol_to_bytes32("BTC")], [0], 0)
 
 
 def test_check_market__sizes_and_leaves_mismatch__reverts(system):
@@ -179,7 +181,7 @@ def test_check_market__sizes_and_leaves_mismatch__reverts(system):
     trees = _post_root(params, oracle, domain, leaves, 12)
     mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
     with boa.reverts("ScenarioVerifier: one size per leaf expected"):
-        verifier.check_market(ENGINE, [WAD], [leaf.as_args() for leaf in leaves], mp,
+        check_market(verifier, ENGINE, [WAD], [leaf.as_args() for leaf in leaves], mp,
                               [symbol_to_bytes32("BTC")], [0], 0)
 
 
@@ -218,8 +220,53 @@ def test_check_market__one_and_non_power_of_two_counts__last_slot_proven_past_th
                               sign_multi(data, domain, SIGNERS))
     last = leaves[-1]
     mp = trees.market_multiproof([count]).as_args()
-    out = verifier.check_market(ENGINE, [-WAD], [last.as_args()], mp, [btc], [0], 0)
+    out = check_market(verifier, ENGINE, [-WAD], [last.as_args()], mp, [btc], [0], 0)
     assert out.maintenance_wad > 0
     beyond = replace(last, instrument_id=count + 1)
     with boa.reverts("multiproof: instrument id beyond the root's count"):
-        verifier.check_market(ENGINE, [-WAD], [beyond.as_args()], mp, [btc], [0], 0)
+        check_market(verifier, ENGINE, [-WAD], [beyond.as_args()], mp, [btc], [0], 0)
+
+
+def test_check_market__proof_read_where_its_offset_points__same_root_else_refused(system):
+    # the multiproof's hashes are read from the call data at the `proof` head word's offset (not
+    # copied): the same array anywhere in the call data proves the same leaves; an offset past
+    # the data, a length beyond it, or one hash fewer or more than the walk uses is refused
+    params, oracle, verifier, domain = system
+    boa.env.time_travel(seconds=600)
+    book = random_book(np.random.default_rng(29), 5, units=("BTC",))
+    signed_at = boa.env.evm.patch.timestamp
+    leaves = _market_leaves(book, signed_at)
+    trees = _post_root(params, oracle, domain, leaves, 13)
+    mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves])
+    assert len(mp.proof) >= 2
+    sizes = [leg[0] for leg in book.legs]
+    data = encode_check_market(ENGINE, sizes, [leaf.as_args() for leaf in leaves], list(mp.proof), mp.order,
+                               book.unit_symbols(), [0], 0)
+    genuine = check_market(verifier, data)
+    word = lambda x: x.to_bytes(32, "big")  # noqa: E731
+    head_at = 4 + 32 * 3   # the proof's head word: its offset from the arguments' start
+    array = len(mp.proof).to_bytes(32, "big") + b"".join(mp.proof)
+
+    def with_proof(offset: int, tail: bytes = b"") -> bytes:
+        return data[:head_at] + word(offset) + data[head_at + 32:] + tail
+
+    # the same array appended after everything, the head pointing there: the same check
+    moved = with_proof(len(data) - 4, array)
+    assert check_market(verifier, moved) == genuine
+    # an offset past the call data, or an array whose length runs past it: refused
+    with pytest.raises(BoaError):
+        check_market(verifier, with_proof(len(data)))
+    longer = (len(mp.proof) + 1).to_bytes(32, "big") + b"".join(mp.proof)
+    with pytest.raises(BoaError):
+        check_market(verifier, with_proof(len(data) - 4, longer))
+    # one hash fewer than the walk needs, or one more: the multiproof's own reverts
+    shorter = (len(mp.proof) - 1).to_bytes(32, "big") + b"".join(mp.proof[:-1])
+    with boa.reverts("multiproof: proof too short"):
+        check_market(verifier, with_proof(len(data) - 4, shorter))
+    extra = (len(mp.proof) + 1).to_bytes(32, "big") + b"".join(mp.proof) + bytes(32)
+    with boa.reverts("multiproof: proof elements left over"):
+        check_market(verifier, with_proof(len(data) - 4, extra))
+    # another array of the right length (the first hash changed): not the root's
+    forged = array[:32] + bytes(31) + b"\x01" + array[64:]
+    with boa.reverts("ScenarioVerifier: invalid market multiproof"):
+        check_market(verifier, with_proof(len(data) - 4, forged))

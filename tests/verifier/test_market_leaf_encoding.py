@@ -11,11 +11,11 @@ import boa
 import numpy as np
 import pytest
 from eth.exceptions import Revert
-from eth_abi import encode as abi_encode
+from support.check_market import check_market
 
 from offchain.chain.eip712 import Eip712Error
 from offchain.chain.leaves import MARKET_LEAF_LAYOUT, MARKET_LEAF_TAG, MarketLeaf
-from offchain.chain.witness import CHECK_MARKET_SELECTOR, WITNESS_ABI
+from offchain.chain.witness import encode_check_market
 
 from .conftest import WAD, random_book
 from .test_check_market import ENGINE, _market_leaves, _post_root, deploy_system
@@ -56,7 +56,7 @@ def test_market_leaf__every_range_at_its_bounds__round_trips_through_the_words()
         leaf = _leaf(**values)
         words = leaf.words()
         assert len(words) == 7 and all(0 <= w < 2**256 for w in words if isinstance(w, int))
-        assert words[0] >> 224 == MARKET_LEAF_TAG
+        assert words[0] >> 248 == MARKET_LEAF_TAG and (words[0] >> 136) & (2**112 - 1) == 0
         assert MarketLeaf.from_words(words) == leaf
 
 
@@ -67,7 +67,7 @@ def test_market_leaf__truncated_or_overlong_or_retagged_words__refused_by_the_re
     with pytest.raises(Eip712Error, match="expected 7 packed words, got 8"):
         MarketLeaf.from_words((*words, 0))
     with pytest.raises(Eip712Error, match="not of the packed layout"):
-        MarketLeaf.from_words((words[0] ^ (1 << 224), *words[1:]))   # another tag
+        MarketLeaf.from_words((words[0] ^ (1 << 248), *words[1:]))   # another tag
     with pytest.raises(Eip712Error, match="not of the packed layout"):
         MarketLeaf.from_words((words[0] | (1 << 150), *words[1:]))   # a reserved bit
     with pytest.raises(Eip712Error, match="MarketLeaf.kind: expected 0..3"):
@@ -121,13 +121,15 @@ def test_check_market__leaf_of_another_layout__refused(system):
     verifier, book, leaves, _, mp = _book(system, 31, 40, lambda m: _Unpacked(**_fields(m)))
     assert _Unpacked(**_fields(leaves[0])).leaf_hash(ENGINE, 40) != leaves[0].leaf_hash(ENGINE, 40)
     with boa.reverts("ScenarioVerifier: invalid market multiproof"):
-        verifier.check_market(ENGINE, [leg[0] for leg in book.legs], [m.as_args() for m in leaves], mp,
-                              book.unit_symbols(), [0], 0)
+        check_market(verifier, ENGINE, [leg[0] for leg in book.legs], [m.as_args() for m in leaves], mp,
+                     book.unit_symbols(), [0], 0)
 
 
 @pytest.mark.parametrize("flip", [
-    pytest.param(((MARKET_LEAF_TAG ^ 0x6D6B7432) << 224), id="wrong_domain_tag"),
+    pytest.param(((MARKET_LEAF_TAG ^ 0x6E) << 248), id="wrong_domain_tag"),
     pytest.param(1 << 200, id="reserved_bit"),
+    # where the four-byte tag ("mkt1") of the layout before sat: reserved (zero) now
+    pytest.param(0x6B7431 << 224, id="old_tag_bytes"),
     pytest.param(4 << 128, id="kind_beyond_3"),
 ])
 def test_check_market__committed_leaf_with_a_foreign_head__refused(system, flip):
@@ -135,17 +137,18 @@ def test_check_market__committed_leaf_with_a_foreign_head__refused(system, flip)
     verifier, book, _, committed, mp = _book(system, 32 + flip % 7, 41 + flip % 97,
                                              lambda m: _Head(**_fields(m), flip=flip))
     with boa.reverts("ScenarioVerifier: market leaf not of the packed layout (tag, reserved bits or kind)"):
-        verifier.check_market(ENGINE, [leg[0] for leg in book.legs], [m.as_args() for m in committed], mp,
-                              book.unit_symbols(), [0], 0)
+        check_market(verifier, ENGINE, [leg[0] for leg in book.legs], [m.as_args() for m in committed], mp,
+                     book.unit_symbols(), [0], 0)
 
 
 def test_check_market__truncated_leaf__refused(system):
     verifier, book, leaves, _, mp = _book(system, 35, 45)
-    args = (ENGINE, [leg[0] for leg in book.legs], [m.as_args() for m in leaves], mp, [BTC], [0], 0)
-    whole = CHECK_MARKET_SELECTOR + abi_encode(WITNESS_ABI, args)
+    sizes = [leg[0] for leg in book.legs]
+    whole = encode_check_market(ENGINE, sizes, [m.as_args() for m in leaves], mp[0], mp[1], [BTC], [0], 0)
     boa.env.raw_call(verifier.address, data=whole)   # the whole call data: priced
     # the call data ends inside the last leaf's words (what follows the leaves cut too):
-    # the decoder refuses it
-    cut = whole[:4 + 32 * 7 + 32 * (1 + len(args[1])) + 32 + 32 * 7 * len(leaves) - 32]
+    # the decoder refuses it (eight head words: engine, sizes, leaves, proof, order, units,
+    # scenarios, joint)
+    cut = whole[:4 + 32 * 8 + 32 * (1 + len(sizes)) + 32 + 32 * 7 * len(leaves) - 32]
     with pytest.raises(Revert):
         boa.env.raw_call(verifier.address, data=cut)

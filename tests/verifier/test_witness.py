@@ -9,6 +9,7 @@ from dataclasses import replace
 import boa
 import numpy as np
 import pytest
+from support.check_market import check_market
 
 from offchain.chain.witness import WitnessError, liquidation_witness
 
@@ -33,14 +34,14 @@ def test_witness__binding_columns__margin_is_the_models_and_no_column_gives_more
         book = random_book(rng, 6, units=("BTC", "ETH", "SOL"))
         trees, signed_at, pairs = _setup(params, oracle, domain, book, epoch)
         w = liquidation_witness(params, ENGINE, pairs, trees, signed_at)
-        margin = verifier.check_market(*w.args()).maintenance_wad
+        margin = check_market(verifier, w).maintenance_wad
         tol = 1e-9 * book.gross_notional() * WAD + len(pairs)
         assert abs(margin - w.margin * WAD) <= tol
         # any other columns (per unit, and the joint one): never above the binding margin
         for _ in range(12):
             cols = [int(c) for c in rng.integers(0, n, size=len(w.units))]
             other = liquidation_witness(params, ENGINE, pairs, trees, signed_at, cols, int(rng.integers(0, n)))
-            assert verifier.check_market(*other.args()).maintenance_wad <= margin + tol
+            assert check_market(verifier, other).maintenance_wad <= margin + tol
 
 
 def test_witness__unwitnessable_books__refused_with_reason(system):  # noqa: F811
@@ -64,3 +65,19 @@ def test_witness__nine_underlyings__refused(system):  # noqa: F811
     trees = _post_root(params, oracle, domain, leaves, 61)
     with pytest.raises(WitnessError, match="9 underlyings"):
         liquidation_witness(params, ENGINE, pairs, trees, boa.env.evm.patch.timestamp)
+
+
+def test_max_witness__the_engines_bound_is_the_call_data_of_a_maximal_witness():
+    # engine_core MAX_WITNESS (the engine's and extension's `witness` bound, and their memory
+    # frames') is exactly a witness of 32 packed leaves, a 512-hash multiproof and 8 units
+    from pathlib import Path
+
+    from offchain.chain.leaves import MarketLeaf
+    from offchain.chain.witness import MAX_WITNESS_BYTES, encode_check_market
+
+    leaf = MarketLeaf(1, 1, b"BTC".ljust(32, b"\0"), 0, 0, WAD, WAD, WAD, 0, 0, 0, 0, 0, 0, 0).as_args()
+    data = encode_check_market("0x" + "e1" * 20, [WAD] * 32, [leaf] * 32, [b"\x01" * 32] * 512, 0,
+                               [b"U".ljust(32, b"\0")] * 8, [0] * 8, 0)
+    assert len(data) == MAX_WITNESS_BYTES
+    core = (Path(__file__).resolve().parents[2] / "contracts" / "modules" / "engine_core.vy").read_text()
+    assert f"MAX_WITNESS: constant(uint256) = {MAX_WITNESS_BYTES:_}\n" in core
