@@ -477,18 +477,19 @@ def liquidate(
     # Liquidator: pending margins grow by f * the account's effective IM/MM (rounded up).
     # The slice's margins keep the account's basis: a day-old IM never looks fresh, and a
     # basis voided by a fraud proof (either side's) stays the merged one's.
-    if ln == 0:
-        # an empty book owes no margin, whatever a leaf of it said
-        core._set_margins(msg.sender, 0, 0)
-    lmargins: uint256 = core._margins[msg.sender]
+    lmargins: uint256 = 0
+    if ln > 0:
+        # else an empty book: it owes no margin, whatever a leaf of it said
+        lmargins = core._margins[msg.sender]
     lmargins = core._void_basis_wins(
         core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis), lmargins >> 224, basis, cfg
     )
-    core._margins[msg.sender] = lmargins
     if len(lids) == 0:
-        # flattened by the slice: the counters keep its bound, the empty book owes nothing
+        # flattened by the slice: the empty book owes nothing
         lmargins = 0
-        core._set_margins(msg.sender, 0, 0)
+    # The leaf floor rises to the slice's nonce: a leaf of the book before the slice (even
+    # the current root's) would stamp the root's basis on the inherited margins.
+    core._set_margins(msg.sender, lmargins, (lheader & core.MASK_64) + 1)
     core._header[msg.sender] = core._with_cash(
         core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
     )

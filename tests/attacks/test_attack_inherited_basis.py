@@ -1,10 +1,11 @@
 """A liquidation slice carries the victim's margins into the liquidator's word with the
 victim's basis (the older of the two), so a day-old or voided IM never backs new risk. A
 leaf of the liquidator's book signed *before* the slice (a recorded nonce, the keeper's
-snapshot) still applies after it, with the slice's margins added as counter growth, and a
-leaf gives the whole word the root's fresh timestamp as its basis: the inherited margins
-then back withdrawals as if a fresh leaf had re-priced them. Names say the sequence and
-the outcome (strict xfail while open: SECURITY.md V13)."""
+snapshot) applied after it, with the slice's margins added as counter growth, gave the whole
+word the root's fresh timestamp as its basis: the inherited margins then backed withdrawals
+as if a fresh leaf had re-priced them (SECURITY.md V13). A slice now raises the
+liquidator's leaf floor to the nonce it reaches, so only a leaf of the book it holds after
+the slice replaces the inherited basis. Names say the sequence and the outcome."""
 
 import ape
 import pytest
@@ -32,6 +33,9 @@ PRICE = 60_000 * WAD
 MAX_MARGIN_BASIS_AGE = TRADING[3]
 # the per-unit rates of the perp a day later (IM long/short, MM long/short): vol went up
 HIGHER = (9_000 * WAD, 9_000 * WAD, 4_500 * WAD, 4_500 * WAD)
+# a slice raises the liquidator's leaf floor to the nonce it reaches: leaves of its book
+# before the slice are refused (the message names the floor's first use, a book's reduction)
+PRE_SLICE = "engine: leaf older than the book's last reduction"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,8 +67,6 @@ def _victim_with_day_old_margins(engine, maker, victim, liquidator, fund, set_ma
     assert engine.health(victim).liquidatable
 
 
-@pytest.mark.xfail(strict=True, reason="V13: the liquidator's leaf signed before its slice refreshes the basis of "
-                                       "the victim's inherited day-old IM, which then backs a withdrawal")
 def test_slice__liquidators_pre_slice_leaf_applied_after_it__inherited_day_old_im_still_held_to_isolated_bound(
         engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
         post_root, keeper, liquidate):
@@ -75,7 +77,7 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__inherited_day_old_i
     posted and the liquidator (anyone may) applies its own honest leaf from nonce k: the
     engine adds the slice as counter growth and stamps the root's fresh timestamp on the
     whole word, so the inherited 6,000 now backs a withdrawal ~3,000 beyond the bound.
-    Safe outcome: until a leaf of the book the liquidator holds after the slice, its new
+    Fixed: the slice raised the liquidator's leaf floor, so the pre-slice leaf is refused; until a leaf of the book the liquidator holds after the slice, its new
     risk stays on the isolated bound (the withdrawal below is refused)."""
     victim = accounts[8]
     _victim_with_day_old_margins(engine, maker, victim, liquidator, fund, set_market, trade, give_margin, mine)
@@ -90,17 +92,14 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__inherited_day_old_i
     # the root with the pre-slice leaf lands after the slice
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(liquidator.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
-    # the leaf's 60 plus the inherited 6,000, on a fresh basis (the bound is 9,060)
-    assert engine.account(liquidator).initial_margin_wad <= isolated_im - 3_000 * WAD
+    with ape.reverts(PRE_SLICE):   # it would stamp the root's basis on the inherited 6,000
+        engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
     before = engine.cash_wad(liquidator)
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
     assert engine.cash_wad(liquidator) == before
 
 
-@pytest.mark.xfail(strict=True, reason="V13: the liquidator re-applies its leaf of the current root after its slice: "
-                                       "the inherited day-old IM gets the root's fresh basis")
 def test_slice__liquidator_reapplies_its_leaf_of_the_current_root_after_it__inherited_day_old_im_still_held_to_isolated_bound(
         engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
         post_root, keeper, market_leaf, chain):
@@ -125,13 +124,12 @@ def test_slice__liquidator_reapplies_its_leaf_of_the_current_root_after_it__inhe
     free = (engine.health(liquidator).equity_wad - isolated_im) // 10**12
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
-    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)       # the same leaf, again
+    with ape.reverts(PRE_SLICE):
+        engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)   # the same leaf, again
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
 
 
-@pytest.mark.xfail(strict=True, reason="V13: a flat liquidator's leaf of its empty book, signed before the slice, "
-                                       "refreshes the basis of the victim's inherited day-old IM")
 def test_slice__flat_liquidators_empty_book_leaf_applied_after_it__inherited_day_old_im_still_held_to_isolated_bound(
         engine, oracle, maker, accounts, liquidator, fund, set_market, trade, give_margin, mine, leaf_for,  # noqa: F811
         post_root, keeper, liquidate):
@@ -154,7 +152,8 @@ def test_slice__flat_liquidators_empty_book_leaf_applied_after_it__inherited_day
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(liquidator.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
+    with ape.reverts(PRE_SLICE):
+        engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
 
@@ -178,8 +177,6 @@ def test_slice__liquidators_leaf_at_the_slice_nonce__the_fresh_leaf_of_its_new_b
     engine.withdraw(free, sender=liquidator)
 
 
-@pytest.mark.xfail(strict=True, reason="V13: the liquidator's leaf signed before its slice replaces the voided "
-                                       "basis of the victim's inherited margins with a valid one (V1 laundered)")
 def test_slice__liquidators_pre_slice_leaf_applied_after_it__voided_inherited_im_still_held_to_isolated_bound(
         engine, oracle, registry, token, domain, signers, chain, keeper, admin, maker, accounts, liquidator,
         system, fund, set_market, trade, leaf_for, post_root, liquidate):  # noqa: F811
@@ -190,8 +187,8 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__voided_inherited_im
     slice and posted after it in a valid root, applies with the slice's margins as counter
     growth and the valid root's basis: the understated IM of the proven-false root backs
     the liquidator's withdrawals again (~3,260 beyond the bound on the 0.59 BTC perp slice).
-    Safe outcome: the withdrawal beyond the isolated bound is refused until a leaf of the
-    book the liquidator holds after the slice."""
+    Fixed: the pre-slice leaf is refused (the slice raised the leaf floor), and the withdrawal
+    beyond the isolated bound until a leaf of the book the liquidator holds after the slice."""
     bond, fraud, _ = system()
     victim = accounts[8]
     fund(maker, 500_000 * USDC)
@@ -221,9 +218,8 @@ def test_slice__liquidators_pre_slice_leaf_applied_after_it__voided_inherited_im
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
     trees2 = post_root([snapshot])
     leaf2, proof2 = trees2.account_proof(liquidator.address)
-    engine.apply_leaf(leaf2.as_args(), proof2, sender=liquidator)
-    # ~360 (the leaf's 60 and the slice of the false 1/20 IM) on a valid basis; the bound is ~3,620
-    assert engine.account(liquidator).initial_margin_wad < isolated_im // 5
+    with ape.reverts(PRE_SLICE):   # it would put the false root's 1/20 IM on a valid basis
+        engine.apply_leaf(leaf2.as_args(), proof2, sender=liquidator)
     with ape.reverts("engine: below initial margin"):
         engine.withdraw(free + 1_000 * USDC, sender=liquidator)
     bond_funds_add_up(token, bond)

@@ -171,13 +171,14 @@ def test_ring__floor_nonce_of_a_reduction__applies_there_refused_before(
     assert engine.account(owner).initial_margin_wad > 450 * WAD
 
 
-def test_ring__liquidators_leaf_from_before_its_slice__keeps_the_slices_margin(
+def test_ring__liquidators_leaf_from_before_its_slice__refused_the_slice_nonces_leaf_applies(
         engine, owner, maker, accounts, liquidator, fund, set_market, trade, leaf_for, post_root, keeper, flag,
         liquidate):
-    """The slice bumps the liquidator's nonce without a record but grows its counters by the
-    slice's margins. Its leaf signed before the slice (recorded, true then: a small short
-    perp) applies with that growth: the liquidator keeps at least
-    the slice's MM; a leaf at the slice's nonce is refused once the liquidator trades again."""
+    """The slice bumps the liquidator's nonce without a ring record and raises its leaf floor
+    to that nonce: its leaf signed before the slice (recorded, true then: a small short perp)
+    is refused (it would stamp the root's basis on the slice's inherited margins), the
+    stored margins keep the slice's MM, and the leaf at the slice's nonce applies while it
+    is current and is refused once the liquidator trades again (no record)."""
     fund(liquidator, 200_000 * USDC)
     victim = accounts[8]
     fund(victim, 7_000 * USDC)
@@ -190,10 +191,14 @@ def test_ring__liquidators_leaf_from_before_its_slice__keeps_the_slices_margin(
     liquidate(victim, WAD // 2, 10**30, engine.state_nonce(victim), sender=liquidator)
     slice_mm = victim_mm - engine.account(victim).maintenance_margin_wad  # the capped slice's share
     assert slice_mm > 0
+    held = engine.account(liquidator).maintenance_margin_wad
+    assert held >= slice_mm
     at_slice = leaf_for(liquidator, 100 * WAD, 60 * WAD)
     assert at_slice.state_nonce == before.state_nonce + 1
-    _apply(engine, post_root, keeper, before)
-    assert engine.account(liquidator).maintenance_margin_wad >= 60 * WAD + slice_mm
+    _refused(engine, post_root, keeper, before, "engine: leaf older than the book's last reduction")
+    assert engine.account(liquidator).maintenance_margin_wad == held
+    _apply(engine, post_root, keeper, at_slice)
+    assert engine.account(liquidator).maintenance_margin_wad == 60 * WAD
     trade(liquidator, maker, PERP, WAD // 100, 55_500 * WAD)  # more long: new risk
     _refused(engine, post_root, keeper, at_slice, "engine: leaf's nonce not recorded")
 

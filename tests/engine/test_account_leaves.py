@@ -398,21 +398,26 @@ def _liquidatable_book(engine, fund, set_market, trade, trader, maker, liquidato
 
 
 
-def test_pending_counters__liquidation__victim_keeps_them_liquidator_adds_the_slice(
+def test_pending_counters__liquidation__both_keep_them_both_floors_rise_to_the_new_nonces(
         engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper, liquidate):
     """Being liquidated scales the victim's margins (its counters stay, its floor rises to the
-    new nonce); the liquidator's counters grow by exactly the slice's inherited IM and MM."""
+    new nonce). The liquidator's margins take the slice's inherited IM and MM while its
+    counters stay and its floor rises to the nonce the slice reached: a leaf of its book
+    before the slice would stamp the root's fresh basis on the inherited margins."""
     _liquidatable_book(engine, fund, set_market, trade, trader, maker, liquidator, leaf_for, post_root, keeper)
     h = engine.health(trader)
     assert h.liquidatable
     victim_before = _counters(engine, trader)
     liq_before = _counters(engine, liquidator)
+    liq_margins = engine.account(liquidator)
     tx = liquidate(trader, WAD // 10, 10**30, engine.state_nonce(trader), sender=liquidator)
     f = tx.decode_logs(engine.Liquidation)[0].fraction_wad
     assert _counters(engine, trader) == (*victim_before[:2], engine.state_nonce(trader))
+    assert _counters(engine, liquidator) == (*liq_before[:2], engine.state_nonce(liquidator))
     inherited = (-(-h.im_wad * f // WAD), -(-h.mm_wad * f // WAD))
-    assert _counters(engine, liquidator) == ((liq_before[0] + inherited[0]) % 2**96,
-                                             (liq_before[1] + inherited[1]) % 2**96, liq_before[2])
+    after = engine.account(liquidator)
+    assert (after.initial_margin_wad, after.maintenance_margin_wad) == (
+        liq_margins.initial_margin_wad + inherited[0], liq_margins.maintenance_margin_wad + inherited[1])
 
 
 def test_apply_leaf__nonce_reached_by_a_liquidation__refused_after_the_next_trade(
