@@ -3,7 +3,8 @@ filled, cancelled or expired (checked against the engine's `order_filled` once p
 
 A maker's listed orders must be backed: the initial margin of what they would open (at the
 oracle's per-unit IM rate of each side, net of what they would only close of the maker's
-position) must not exceed the maker's free margin on chain (equity minus IM). Keys cost
+position) plus ORDER_SLOT_BACKING per order must not exceed the maker's free margin on chain
+(equity minus IM). Keys cost
 nothing to make, so without it keys holding nothing could fill the book with orders no taker
 can fill (the engine refuses a maker below its IM) and shut every funded maker out. Backing is
 checked when an order is listed and again once per block: a maker whose free margin shrank
@@ -30,6 +31,9 @@ CANCELLED = 2**256 - 1
 SECP256K1_HALF_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 MAX_ORDERS = 10_000
 MAX_ORDERS_PER_MAKER = 200
+# free margin (units of the settlement token) each listed order reserves on top of the IM it
+# would open: without it a 1-wei order needs next to nothing, and dust backs a key's whole quota
+ORDER_SLOT_BACKING = 10.0
 
 
 def signature_bytes(text: str) -> bytes:
@@ -101,13 +105,13 @@ class OrderBook:
                      "filled": int(filled)}
             listed = [e for e in self._orders.values() if e["order"].account == order.account]
             free = free_margin(health)
-            need = opening_im(listed + [entry], positions_of(view), snap)
+            need = backing_needed(listed + [entry], positions_of(view), snap)
             if need > free:
                 raise ApiError(422, ["body", "order", "account"],
                                f"{order.account}'s free margin on chain ({free:,.2f}: equity minus initial margin) "
-                               f"does not back the initial margin its orders would open ({need:,.2f}: this "
-                               f"order and the {len(listed)} it lists); deposit, or list orders that close "
-                               "positions")
+                               f"does not back its orders ({need:,.2f}: the initial margin they would open plus "
+                               f"{ORDER_SLOT_BACKING:,.0f} per order, this order and the {len(listed)} it lists); "
+                               "deposit, or list orders that close positions")
             self._orders[h] = entry
         return self._public(entry, snap)
 
@@ -168,7 +172,7 @@ class OrderBook:
         reads = batch_call(self.dep.w3, [c for m in makers for c in (fns.health(m), fns.account(m))])
         for k, maker in enumerate(makers):
             free, positions, kept = free_margin(reads[2 * k]), positions_of(reads[2 * k + 1]), by_maker[maker]
-            while kept and opening_im(kept, positions, snap) > free:
+            while kept and backing_needed(kept, positions, snap) > free:
                 del self._orders[kept.pop()["hash"]]
 
     @staticmethod
@@ -193,6 +197,12 @@ def free_margin(health) -> float:
 def positions_of(view) -> dict[int, int]:
     """{instrument id: size (WAD, signed)} from the engine's `account` view."""
     return {int(i): int(size) for i, size, _funding in view[2]}
+
+
+def backing_needed(entries: list[dict], positions: dict[int, int], snap: Snapshot) -> float:
+    """Free margin (units) one maker's listed `entries` reserve: the IM they would open plus
+    ORDER_SLOT_BACKING per order."""
+    return opening_im(entries, positions, snap) + ORDER_SLOT_BACKING * len(entries)
 
 
 def opening_im(entries: list[dict], positions: dict[int, int], snap: Snapshot) -> float:

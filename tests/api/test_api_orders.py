@@ -9,7 +9,7 @@ import itertools
 import pytest
 from eth_account import Account
 
-from offchain.api.orderbook import opening_im
+from offchain.api.orderbook import ORDER_SLOT_BACKING, opening_im
 from offchain.chain.contracts import WAD
 from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.devnet.deploy import TOKEN_DECIMALS, fund, send
@@ -195,6 +195,24 @@ def test_order_book__maker_withdraws_what_backed_its_orders__newest_dropped_at_t
     net.anvil.mine()
     listed = [o["hash"] for o in client.get("/api/orders", params={"account": maker.address}).json()["orders"]]
     assert listed == hashes[:1]   # 2,500 backs the older order alone
+
+
+def test_order_book__1_wei_orders_of_keys_holding_dust__refused_each_order_reserves_a_slot(client, make, net):
+    """A 1-wei order opens next to no IM: backed by its IM alone, a key holding 1e-6 of the
+    token backed its whole quota of 200 such orders, and 50 keys filled the book again. Each
+    listed order also reserves ORDER_SLOT_BACKING of free margin, so filling the book's 10,000
+    slots takes 100,000 of collateral on chain."""
+    dust = new_maker(net, 0.000001)
+    _, body = make(signer=dust, account=dust.address, size_wad=1)
+    r = client.post("/api/orders", json=body)
+    assert r.status_code == 422 and loc(r) == ["body", "order", "account"], r.text
+    assert f"plus {ORDER_SLOT_BACKING:,.0f} per order" in r.json()["detail"][0]["msg"]
+    small = new_maker(net, 1.5 * ORDER_SLOT_BACKING)
+    _, first = make(signer=small, account=small.address, size_wad=1)
+    assert client.post("/api/orders", json=first).status_code == 201
+    _, second = make(signer=small, account=small.address, size_wad=1)
+    r = client.post("/api/orders", json=second)
+    assert r.status_code == 422 and "the 1 it lists" in r.json()["detail"][0]["msg"]
 
 
 def test_opening_im__orders_that_close_a_position__need_no_backing_beyond_it():
