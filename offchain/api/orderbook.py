@@ -4,11 +4,10 @@ filled, cancelled or expired (checked against the engine's `order_filled` once p
 A maker's listed orders must be backed: the initial margin of what they would open (at the
 oracle's per-unit IM rate of each side, net of what they would only close of the maker's
 position) plus ORDER_SLOT_BACKING per order must not exceed the maker's free margin on chain
-(equity minus IM). Keys cost
-nothing to make, so without it keys holding nothing could fill the book with orders no taker
-can fill (the engine refuses a maker below its IM) and shut every funded maker out. Backing is
-checked when an order is listed and again once per block: a maker whose free margin shrank
-loses its newest orders until the rest are backed.
+(equity minus IM). Keys cost nothing to make, so without it keys holding nothing (or dust
+behind 1-wei orders) could fill the book with orders no taker can fill and shut every funded
+maker out. Backing is checked when an order is listed and again once per block: a maker whose
+free margin shrank loses its newest orders until the rest are backed.
 
 The book holds no keys and moves no funds: takers fill a listed order themselves with
 `engine.fill(order, signature, size)`; the engine re-checks everything.
