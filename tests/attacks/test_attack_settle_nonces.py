@@ -44,6 +44,19 @@ def hedged(engine, fund, set_market, trade, trader, maker, expire_instruments, p
     return _open
 
 
+def _posted(post_root, trader, signed):
+    """A root holding `signed` posted: the trader's leaf and proof as `apply_leaf` takes them."""
+    leaf, proof = post_root([signed]).account_proof(trader.address)
+    return leaf.as_args(), proof
+
+
+def _applied_margins(engine, keeper, trader, posted) -> tuple[int, int]:
+    """Applies a posted leaf: the trader's effective (IM, MM) after it."""
+    engine.apply_leaf(*posted, sender=keeper)
+    view = engine.account(trader)
+    return view.initial_margin_wad, view.maintenance_margin_wad
+
+
 def test_settle__leaf_at_the_nonce_settlement_reached__applies_while_current_refused_after_the_next_trade(
         engine, trader, maker, keeper, hedged, leaf_for, post_root, trade):
     """A settlement's nonce has no ring record: a leaf for the book it left (the short perp)
@@ -52,15 +65,13 @@ def test_settle__leaf_at_the_nonce_settlement_reached__applies_while_current_ref
     was."""
     hedged(leaf_for)
     engine.settle(trader, FUTURE, sender=keeper)
-    at_settle = leaf_for(trader, 6_000 * WAD, 3_000 * WAD)
-    trees = post_root([at_settle])
-    leaf, proof = trees.account_proof(trader.address)
+    posted = _posted(post_root, trader, leaf_for(trader, 6_000 * WAD, 3_000 * WAD))
     before = engine.account(trader)
     engine.settle(maker, FUTURE, sender=keeper)              # the maker's expired leg too (its marks are old)
     trade(maker, trader, PERP, WAD // 100, 60_000 * WAD)    # the trader sells 0.01 more: new risk
     after_trade = engine.account(trader)
     with ape.reverts("engine: leaf's nonce not recorded"):
-        engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+        engine.apply_leaf(*posted, sender=keeper)
     assert engine.account(trader) == after_trade != before
 
 
@@ -68,11 +79,8 @@ def test_settle__leaf_at_the_nonce_settlement_reached__applies_while_it_is_curre
         engine, trader, keeper, hedged, leaf_for, post_root):
     hedged(leaf_for)
     engine.settle(trader, FUTURE, sender=keeper)
-    trees = post_root([leaf_for(trader, 6_000 * WAD, 3_000 * WAD)])
-    leaf, proof = trees.account_proof(trader.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
-    view = engine.account(trader)
-    assert (view.initial_margin_wad, view.maintenance_margin_wad) == (6_000 * WAD, 3_000 * WAD)
+    posted = _posted(post_root, trader, leaf_for(trader, 6_000 * WAD, 3_000 * WAD))
+    assert _applied_margins(engine, keeper, trader, posted) == (6_000 * WAD, 3_000 * WAD)
 
 
 def test_settle__leaf_from_before_the_settlement__applies_with_the_settled_legs_im_bound_not_lower(
@@ -83,11 +91,7 @@ def test_settle__leaf_from_before_the_settlement__applies_with_the_settled_legs_
     IM is 7,000, never the hedge's 1,000; MM is the leaf's (settlement never raises MM)."""
     before = hedged(leaf_for)
     engine.settle(trader, FUTURE, sender=keeper)
-    trees = post_root([before])
-    leaf, proof = trees.account_proof(trader.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
-    view = engine.account(trader)
-    assert (view.initial_margin_wad, view.maintenance_margin_wad) == (7_000 * WAD, 500 * WAD)
+    assert _applied_margins(engine, keeper, trader, _posted(post_root, trader, before)) == (7_000 * WAD, 500 * WAD)
 
 
 def test_settle__current_roots_leaf_applied_before_it__cannot_be_reapplied_after_it(
@@ -96,13 +100,11 @@ def test_settle__current_roots_leaf_applied_before_it__cannot_be_reapplied_after
     keeps the account's basis, so the current root's leaf, applied before the settlement,
     is not newer than the basis after it: re-applying it (which would drop the settled leg's
     IM bound) is refused."""
-    before = hedged(leaf_for)
-    trees = post_root([before])
-    leaf, proof = trees.account_proof(trader.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+    posted = _posted(post_root, trader, hedged(leaf_for))
+    engine.apply_leaf(*posted, sender=keeper)
     engine.settle(trader, FUTURE, sender=keeper)
     settled = engine.account(trader)
     assert settled.initial_margin_wad == 7_000 * WAD
     with ape.reverts("engine: leaf not newer than margin basis"):
-        engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+        engine.apply_leaf(*posted, sender=keeper)
     assert engine.account(trader) == settled

@@ -99,15 +99,22 @@ def _engine_of(params, book, leaves, signed_at) -> RiskEngine:
     return RiskEngine.from_inputs(params, inputs, book.units, dtype=np.float64)
 
 
+def _posted_book(system, rng, legs: int, epoch: int, **book_options):
+    """Ten minutes on, a random book of `legs` legs, its market leaves at the root time and a
+    root holding them posted as `epoch`: (book, leaves, trees, signed_at)."""
+    params, oracle, _verifier, domain = system
+    boa.env.time_travel(seconds=600)
+    book = random_book(rng, legs, **book_options)
+    signed_at = boa.env.evm.patch.timestamp
+    leaves = _market_leaves(book, signed_at)
+    return book, leaves, _post_root(params, oracle, domain, leaves, epoch), signed_at
+
+
 def test_check_market__proven_leaves__equals_check_and_engine(system):
-    params, oracle, verifier, domain = system
+    params, verifier = system[0], system[2]
     rng = np.random.default_rng(21)
     for epoch in (1, 2, 3):
-        boa.env.time_travel(seconds=600)
-        book = random_book(rng, 6)
-        signed_at = boa.env.evm.patch.timestamp
-        leaves = _market_leaves(book, signed_at)
-        trees = _post_root(params, oracle, domain, leaves, epoch)
+        book, leaves, trees, signed_at = _posted_book(system, rng, 6, epoch)
         mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
         engine = _engine_of(params, book, leaves, signed_at)
         _, units, scenarios, joint = check_arguments(engine, book.sizes)
@@ -126,12 +133,8 @@ def test_check_market__proven_leaves__equals_check_and_engine(system):
 
 
 def test_check_market__leaf_not_in_root__reverts(system):
-    params, oracle, verifier, domain = system
-    boa.env.time_travel(seconds=600)
-    book = random_book(np.random.default_rng(4), 3, units=("BTC",))
-    signed_at = boa.env.evm.patch.timestamp
-    leaves = _market_leaves(book, signed_at)
-    trees = _post_root(params, oracle, domain, leaves, 10)
+    verifier = system[2]
+    book, leaves, trees, _ = _posted_book(system, np.random.default_rng(4), 3, 10, units=("BTC",))
     mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves]).as_args()
     forged = [leaf.as_args() for leaf in leaves]
     forged[0] = replace(leaves[0], vol_wad=leaves[0].vol_wad // 2).as_args()   # a calmer market
@@ -231,12 +234,8 @@ def test_check_market__proof_read_where_its_offset_points__same_root_else_refuse
     # the multiproof's hashes are read from the call data at the `proof` head word's offset (not
     # copied): the same array anywhere in the call data proves the same leaves; an offset past
     # the data, a length beyond it, or one hash fewer or more than the walk uses is refused
-    params, oracle, verifier, domain = system
-    boa.env.time_travel(seconds=600)
-    book = random_book(np.random.default_rng(29), 5, units=("BTC",))
-    signed_at = boa.env.evm.patch.timestamp
-    leaves = _market_leaves(book, signed_at)
-    trees = _post_root(params, oracle, domain, leaves, 13)
+    verifier = system[2]
+    book, leaves, trees, _ = _posted_book(system, np.random.default_rng(29), 5, 13, units=("BTC",))
     mp = trees.market_multiproof([leaf.instrument_id for leaf in leaves])
     assert len(mp.proof) >= 2
     sizes = [leg[0] for leg in book.legs]
