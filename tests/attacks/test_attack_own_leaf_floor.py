@@ -1,0 +1,247 @@
+"""An account refuses its own newer leaf (SECURITY.md V16). The engine applies an account's
+leaf only at or above its leaf floor and, at an older nonce, only while the ring still
+records that nonce. Both move with the account's own actions: a liquidation slice it takes
+raises its floor (V13's fix), a reduction of a one-position book raises it, and 8 trades
+push the snapshot's nonce out of the ring. The keeper signs a leaf at its snapshot of the
+book; if the account moves its floor or its ring after the snapshot, that leaf never applies,
+whoever sends it. When the new leaf is *higher* (the signers re-priced the book after a vol
+rise), the account keeps its older, lower MM: it is not liquidatable, and while its basis is
+young its IM backs withdrawals the current root refuses. Repeated after every snapshot.
+
+Also pinned here: what holds around the liquidator's leaf floor and the registry's book check
+on a liquidation slice. Real Anvil engine, token, signed roots and witnesses. Names say the
+sequence and the outcome."""
+
+import ape
+import pytest
+from conftest import WAD
+from engine.conftest import WITNESS_PARAMS, give_margin  # noqa: F401 - give_margin is a fixture
+from support.margins import with_model_rates
+
+from offchain.chain.witness import liquidation_witness
+
+from .conftest import FUTURE, PERP, TRADING, succeeds
+
+USDC = 10**6
+PRICE = 60_000 * WAD
+FUTURE_PRICE = 60_500 * WAD
+# per-unit rates (IM long/short, MM long/short) after a vol spike: three times the defaults
+TRIPLE = (18_000 * WAD, 18_000 * WAD, 9_000 * WAD, 9_000 * WAD)
+FLOOR = "engine: leaf older than the book's last reduction"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _deploy_first(engine, extension, oracle, verifier, leaf_for, post_root, set_market, fund, trade, make_order,
+                  witness_for, liquidate, flag):
+    """Session deployments and fixtures before the first test's snapshot (ape isolation)."""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(chain):
+    with chain.isolate():
+        yield
+
+
+def _root_with(post_root, market_leaf, chain, own_leaves, book=()):
+    """Posts the engine's next root holding `own_leaves` and a market leaf per instrument of
+    `book` (the model's rates at the root's time). Returns (trees, signed_at)."""
+    signed_at = chain.blocks.head.timestamp + 1
+    market = with_model_rates(WITNESS_PARAMS, [market_leaf(i) for i in sorted({i for i, _ in book})], signed_at,
+                              keep={}) if book else ()
+    return post_root(list(own_leaves), market=market, timestamp=signed_at), signed_at
+
+
+def _apply(engine, trees, account, sender):
+    leaf, proof = trees.account_proof(account.address)
+    return engine.apply_leaf(leaf.as_args(), proof, sender=sender)
+
+
+def _one_position_long(engine, maker, owner, fund, set_market, trade, margin):
+    """The owner long 1 BTC perp on 9,000 (equity 8,940 after the taker fee), margined by the
+    signers' leaf at the default rates (IM 6,000, MM 3,000); then the perp's vol triples and
+    the posted rates with it (IM 18,000, MM 9,000 per BTC): its honest next leaf (IM 18,000,
+    MM 9,000) makes it liquidatable."""
+    fund(maker, 1_000_000 * USDC)
+    fund(owner, 9_000 * USDC)
+    set_market()
+    trade(maker, owner, PERP, -WAD, PRICE)
+    margin(owner, 6_000 * WAD, 3_000 * WAD)
+    set_market(rates={PERP: TRIPLE})
+    assert not engine.health(owner).liquidatable
+
+
+def _two_leg_long(engine, maker, owner, fund, set_market, trade, margin):
+    """The owner long 1 BTC future and 0.01 BTC perp on 9,100, margined at the default rates
+    (IM 6,060, MM 3,030). Then the future's vol triples (rates 18,000 / 9,000): its honest
+    next leaf is IM 18,060, MM 9,030. Two positions: no one-position reduction raises its
+    floor."""
+    fund(maker, 1_000_000 * USDC)
+    fund(owner, 9_100 * USDC)
+    set_market()
+    trade(maker, owner, FUTURE, -WAD, FUTURE_PRICE)
+    trade(maker, owner, PERP, -(WAD // 100), PRICE)
+    margin(owner, 6_060 * WAD, 3_030 * WAD)
+    set_market(rates={FUTURE: TRIPLE})
+
+
+@pytest.mark.xfail(strict=True, reason="V16: a 1-wei reduction after each snapshot raises the account's leaf floor; "
+                                       "its higher honest leaf never applies and it keeps its old MM")
+def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher_honest_leaf_still_applies(
+        engine, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
+        keeper, liquidate):
+    """V16 (medium). The owner's book is one perp (long 1 BTC, equity 8,940). The signers
+    re-price it after a vol spike: IM 18,000, MM 9,000, so it is liquidatable once the leaf is
+    applied. After each keeper snapshot, before the root is posted (or between the posting and
+    the first apply), the owner sells 1 wei of its perp to its second account at the mark: a
+    risk-reducing fill, which needs no fresh marks, no IM and no unpaused engine, and raises the
+    leaf floor to its nonce. The root's leaf is refused ("leaf older than the book's last
+    reduction") whoever sends it, three roots in a row here, and the book keeps MM 3,000: a
+    liquidator's call reverts "account is healthy" while equity is 8,940 < 9,000. Nothing
+    bounds the repetition in time: the MM never ages.
+    Safe outcome: the current root's leaf raises the margins anyway (a leaf refused by the
+    floor or the ring may still apply raise-only: IM and MM = max(stored, leaf's), basis
+    unchanged), so the book is liquidatable."""
+    owner = accounts[9]
+    _one_position_long(engine, maker, owner, fund, set_market, trade, give_margin)
+    fund(accomplice, 10_000 * USDC)
+    for _ in range(3):
+        snapshot = leaf_for(owner, 18_000 * WAD, 9_000 * WAD)   # honest at the tripled rates
+        trade(accomplice, owner, PERP, 1, PRICE)                 # the owner sells 1 wei at the mark
+        trees = post_root([snapshot])
+        leaf, proof = trees.account_proof(owner.address)
+        with ape.reverts(FLOOR):
+            engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+    h = engine.health(owner)
+    assert (h.im_wad, h.mm_wad) < (6_001 * WAD, 3_001 * WAD)      # still the first root's
+    assert h.equity_wad < 9_000 * WAD
+    with ape.reverts("engine: account is healthy"):
+        liquidate(owner, WAD, 10**30, engine.state_nonce(owner), sender=keeper)
+    # the safe outcome: the newest root's leaf (IM 18,000, MM 9,000) margins the book
+    assert engine.health(owner).liquidatable
+
+
+@pytest.mark.xfail(strict=True, reason="V16: a 1-wei liquidation slice after its snapshot raises the liquidator's "
+                                       "leaf floor; its higher honest leaf never applies and it keeps its old IM/MM")
+def test_floor__liquidator_takes_a_1_wei_slice_after_its_snapshot__its_higher_honest_leaf_still_applies(
+        engine, oracle, maker, accounts, fund, set_market, trade, give_margin, leaf_for, post_root, market_leaf,  # noqa: F811
+        keeper, chain):
+    """V16 through V13's fix. The owner's two-leg book (long 1 BTC future, 0.01 BTC perp;
+    equity ~8,994) is re-priced after the future's vol tripled: IM 18,060, MM 9,030, liquidatable.
+    Any liquidatable book elsewhere will do: the owner takes a slice of f = 1e-18 of it (1 wei
+    of its perp, no discount, 55,500 wei paid) after the keeper's snapshot, under the root that
+    holds its own leaf. The slice raises the owner's leaf floor (V13), so its leaf is refused:
+    it keeps IM 6,060 and MM 3,030 (+ wei), is not liquidatable, and withdraws ~2,930 where the
+    current root frees nothing. It can repeat at every root while its basis is younger than
+    max_margin_basis_age (the slice's own IM check uses the stale IM until then).
+    Safe outcome: the leaf applies raise-only (max(stored, leaf's), basis unchanged): the owner
+    is liquidatable and its withdrawal refused."""
+    owner, victim = accounts[9], accounts[8]
+    _two_leg_long(engine, maker, owner, fund, set_market, trade, give_margin)
+    fund(victim, 7_000 * USDC)
+    trade(maker, victim, PERP, -WAD, PRICE)                    # any long perp that will be liquidatable
+    set_market(marks={PERP: 55_500 * WAD}, rates={FUTURE: TRIPLE})
+    assert engine.health(victim).liquidatable
+    snapshot = leaf_for(owner, 18_060 * WAD, 9_030 * WAD)       # the keeper's honest leaf of the owner
+    book = [(p.instrument_id, p.size_wad) for p in engine.account(victim).positions]
+    trees, signed_at = _root_with(post_root, market_leaf, chain, [snapshot], book)
+    witness = liquidation_witness(WITNESS_PARAMS, engine.address, book, trees, signed_at, None, None).encode()
+    engine.liquidate(victim, 1, 10**30, engine.state_nonce(victim), witness, sender=owner)
+    assert engine.position(owner, PERP) == WAD // 100 + 1
+    leaf, proof = trees.account_proof(owner.address)
+    with ape.reverts(FLOOR):
+        engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+    h = engine.health(owner)
+    assert h.mm_wad < 3_031 * WAD and h.equity_wad < 9_030 * WAD and not h.liquidatable
+    free = (h.equity_wad - h.im_wad) // 10**12
+    assert free > 2_900 * USDC
+    before = engine.cash_wad(owner)
+    # the safe outcome: margined by the current root's leaf, nothing is free to withdraw
+    assert not succeeds(engine.withdraw, 2_000 * USDC, sender=owner)
+    assert engine.cash_wad(owner) == before
+    assert engine.health(owner).liquidatable
+
+
+@pytest.mark.xfail(strict=True, reason="V16: 8 1-wei trades with its own second account after its snapshot push the "
+                                       "nonce out of the ring; its higher honest leaf never applies")
+def test_ring__owner_trades_1_wei_8_times_with_its_second_account_after_its_snapshot__higher_leaf_still_applies(
+        engine, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root, keeper):  # noqa: F811
+    """V16, the ring route (V11's eviction, done by the owner to itself): the two-leg book of
+    the slice test re-priced to IM 18,060 / MM 9,030; after the snapshot the owner buys 1 wei
+    of the future 8 times from its second account (new risk against its stale IM, 61 wei of fee
+    each): nonce k + 8 takes k's slot and the leaf is refused ("nonce not recorded"). The book
+    keeps MM 3,030 (+ 8 x 9,000 wei). A single trade would not do (finding 6: the leaf applies
+    with the trade's bound, `test_apply_leaf__self_trade_before_higher_root__cannot_keep_lower_margin`).
+    Safe outcome: the leaf applies raise-only, the book is liquidatable."""
+    owner = accounts[9]
+    _two_leg_long(engine, maker, owner, fund, set_market, trade, give_margin)
+    set_market(marks={PERP: 55_500 * WAD}, rates={FUTURE: TRIPLE})
+    fund(accomplice, 10_000 * USDC)
+    snapshot = leaf_for(owner, 18_060 * WAD, 9_030 * WAD)
+    for _ in range(8):
+        trade(accomplice, owner, FUTURE, -1, FUTURE_PRICE)       # the owner buys 1 wei
+    trees = post_root([snapshot])
+    leaf, proof = trees.account_proof(owner.address)
+    with ape.reverts("engine: leaf's nonce not recorded"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=keeper)
+    h = engine.health(owner)
+    assert h.mm_wad < 3_031 * WAD and h.equity_wad < 9_030 * WAD and not h.liquidatable
+    assert engine.health(owner).liquidatable
+
+
+def test_floor__liquidators_flag_or_zero_fraction_call__raises_no_floor_its_leaf_applies(
+        engine, maker, accounts, fund, set_market, trade, give_margin, leaf_for, post_root, market_leaf,  # noqa: F811
+        keeper, chain):
+    """Held: a fraction-0 call (`flag`, or `liquidate(account, 0, ...)`) moves only the
+    victim's clock: the caller's nonce and leaf floor stay, so its leaf of the same root
+    (here the higher one, IM 18,060 / MM 9,030) still applies afterwards."""
+    owner, victim = accounts[9], accounts[8]
+    _two_leg_long(engine, maker, owner, fund, set_market, trade, give_margin)
+    fund(victim, 7_000 * USDC)
+    trade(maker, victim, PERP, -WAD, PRICE)
+    set_market(marks={PERP: 55_500 * WAD}, rates={FUTURE: TRIPLE})
+    nonce, floor = engine.state_nonce(owner), engine.pending_total(owner) >> 192
+    snapshot = leaf_for(owner, 18_060 * WAD, 9_030 * WAD)
+    book = [(p.instrument_id, p.size_wad) for p in engine.account(victim).positions]
+    trees, signed_at = _root_with(post_root, market_leaf, chain, [snapshot], book)
+    witness = liquidation_witness(WITNESS_PARAMS, engine.address, book, trees, signed_at, None, None).encode()
+    engine.flag(victim, witness, sender=owner)
+    engine.liquidate(victim, 0, 0, engine.state_nonce(victim), witness, sender=owner)
+    assert engine.account(victim).liquidatable_since != 0
+    assert (engine.state_nonce(owner), engine.pending_total(owner) >> 192) == (nonce, floor)
+    _apply(engine, trees, owner, keeper)
+    h = engine.health(owner)
+    assert (h.im_wad, h.mm_wad) == (18_060 * WAD, 9_030 * WAD) and h.liquidatable
+
+
+def test_liquidate__liquidator_on_8_underlyings_takes_a_slice_on_a_ninth__refused_both_books_unchanged(
+        engine, oracle, registry, maker, accounts, admin, fund, set_market, trade, liquidate, market_count):
+    """Held (V9 on the liquidation path): a liquidator holding perps on 8 underlyings other than
+    BTC (X5..X12) takes a slice of a liquidatable BTC perp book: the slice would give it a
+    ninth underlying, and the engine asks the registry (the liquidator holds instruments the
+    account does not and a position opens): "registry: book on more than 8 underlyings";
+    both books, cash and the pools unchanged. The same liquidator takes the slice once it holds
+    BTC among its 8 (no new underlying)."""
+    count = market_count(12)                                    # ids 5..12: perpetuals on X5..X12
+    others = tuple(range(5, count + 1))
+    assert len(others) == 8
+    engine.set_trading_params((16, *TRADING[1:]), sender=admin)
+    liquidator, victim, other_maker = accounts[9], accounts[8], accounts[1]
+    fund(maker, 2_000_000 * USDC)
+    fund(other_maker, 100_000 * USDC)
+    fund(liquidator, 200_000 * USDC)
+    fund(victim, 7_000 * USDC)
+    set_market(ids=(PERP, FUTURE, 3, 4, *others))
+    for iid in others:
+        trade(maker, liquidator, iid, -(WAD // 100), PRICE)
+    trade(other_maker, victim, PERP, -WAD, PRICE)
+    set_market(marks={PERP: 55_500 * WAD}, ids=(PERP, FUTURE, 3, 4, *others))
+    assert engine.health(victim).liquidatable
+    before = (engine.account(liquidator), engine.account(victim), engine.insurance_wad())
+    with ape.reverts("registry: book on more than 8 underlyings"):
+        liquidate(victim, WAD // 10, 10**30, engine.state_nonce(victim), sender=liquidator)
+    assert (engine.account(liquidator), engine.account(victim), engine.insurance_wad()) == before
+    # one underlying fewer, BTC instead: the slice lands on a book of 8 underlyings
+    trade(maker, liquidator, others[-1], WAD // 100, PRICE)      # closes X12
+    trade(maker, liquidator, FUTURE, -(WAD // 100), FUTURE_PRICE)  # BTC future
+    liquidate(victim, WAD // 10, 10**30, engine.state_nonce(victim), sender=liquidator)
+    assert engine.position(liquidator, PERP) > 0
