@@ -14,13 +14,14 @@ sequence and the outcome."""
 
 import ape
 import pytest
-from conftest import WAD
+from conftest import WAD, committed
 from engine.conftest import WITNESS_PARAMS, give_margin  # noqa: F401 - give_margin is a fixture
 from support.margins import with_model_rates
 
 from offchain.chain.witness import liquidation_witness
 
 from .conftest import FUTURE, PERP, TRADING, succeeds
+from .test_verification_attacks import VOID, post_epoch, rebond, system, understate  # noqa: F401 - system is a fixture
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -114,6 +115,49 @@ def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher
     # the safe outcome: the newest root's leaf (IM 18,000, MM 9,000) margins the book
     # (today MM 3,000: `liquidate` reverts "engine: account is healthy")
     assert engine.health(owner).liquidatable
+
+
+@pytest.mark.xfail(strict=True, reason="V16: a book margined by a voided root keeps its understated MM by a 1-wei "
+                                       "reduction after the next snapshot; the valid leaf never applies")
+def test_floor__book_on_a_voided_root_reduces_1_wei_after_the_next_snapshot__the_valid_leaf_still_applies(
+        engine, oracle, registry, token, domain, signers, chain, keeper, admin, maker, accounts, accomplice,
+        system, fund, set_market, trade, leaf_for, post_root):  # noqa: F811
+    """V16 after a fraud proof. The signers understate the victim's leaf 20x (1 BTC perp on
+    7,000: IM ~504, MM ~474, the model's figures over 20); it is applied, proven and the epoch
+    voided.
+    The void holds the victim's new risk to the isolated bound, but liquidation reads the applied
+    MM, "voided or not", until a later valid leaf is applied (trust assumptions). The victim
+    refuses that leaf: after the signers' next snapshot it sells 1 wei to its second account at
+    the mark, and the valid root's leaf (IM 6,000, MM 3,000) is refused. BTC falls to 55,000:
+    equity 1,940, below the valid MM 3,000, and the book is not liquidatable (MM ~474); it can
+    repeat at every root and is liquidated only below ~474, leaving more of a gap to the
+    insurance fund. Safe outcome: the valid leaf raises the voided margins (raise-only), the
+    book is liquidatable."""
+    bond, fraud, _ = system()
+    victim = accounts[8]
+    fund(maker, 500_000 * USDC)
+    fund(victim, 7_000 * USDC)
+    fund(accomplice, 10_000 * USDC)
+    set_market()
+    trade(maker, victim, PERP, -WAD, PRICE)
+    chain.pending_timestamp += 10
+    trees, record, books = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim, maker],
+                                      lie={victim.address: understate()})
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=victim)
+    fraud.challenge(*committed(fraud, keeper, trees, record, victim.address, books[victim.address]), sender=keeper)
+    assert oracle.epoch_record_hash(engine, record.signed_at) == VOID
+    for s in signers[:2]:
+        rebond(token, bond, admin, s)
+    snapshot = leaf_for(victim, 6_000 * WAD, 3_000 * WAD)      # the signers' next, valid root
+    trade(accomplice, victim, PERP, 1, PRICE)                 # the victim sells 1 wei at the mark
+    trees2 = post_root([snapshot])
+    leaf2, proof2 = trees2.account_proof(victim.address)
+    succeeds(engine.apply_leaf, leaf2.as_args(), proof2, sender=keeper)   # today: "...older than the book's last reduction"
+    set_market(marks={PERP: 55_000 * WAD})
+    assert engine.health(victim).equity_wad < 3_000 * WAD
+    # the safe outcome (today MM ~474: not liquidatable)
+    assert engine.health(victim).liquidatable
 
 
 @pytest.mark.xfail(strict=True, reason="V16: a 1-wei liquidation slice after its snapshot raises the liquidator's "
