@@ -286,7 +286,7 @@ def test_liquidate__liquidator_on_8_underlyings_takes_a_slice_on_a_ninth__refuse
 @pytest.mark.xfail(strict=True, reason="V11: after a slice the liquidator's only applicable leaf is at an unrecorded "
                                        "nonce, and one 1-wei fill of its resting order by anyone voids it")
 def test_ring__one_1_wei_fill_of_the_liquidators_resting_order_after_its_slice__its_leaf_still_applies(
-        engine, maker, accounts, attacker, fund, set_market, trade, make_order, leaf_for, post_root, keeper,
+        engine, oracle, maker, accounts, attacker, fund, set_market, trade, make_order, leaf_for, post_root, keeper,
         liquidate):
     """V11 widened by V13's floor. A slice raises the liquidator's floor to the nonce it reaches
     and does not record that nonce in the ring, so the keeper's leaf of the liquidator's new book
@@ -311,5 +311,8 @@ def test_ring__one_1_wei_fill_of_the_liquidators_resting_order_after_its_slice__
     engine.fill(quote.as_args(), sig, 1, sender=attacker)           # anyone: 1 wei of its resting buy
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(liquidator.address)
-    # today: "engine: leaf's nonce not recorded"
-    assert succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "engine: leaf's nonce not recorded"
+    # the safe outcome: the leaf's margins (+ the 1-wei fill's bound) on the root's basis
+    view = engine.account(liquidator)
+    assert view.margin_basis_timestamp == oracle.root_timestamp(engine)
+    assert (view.initial_margin_wad, view.maintenance_margin_wad) == (5_000 * WAD + 6_000, 2_500 * WAD + 3_000)
