@@ -316,3 +316,45 @@ def test_ring__one_1_wei_fill_of_the_liquidators_resting_order_after_its_slice__
     view = engine.account(liquidator)
     assert view.margin_basis_timestamp == oracle.root_timestamp(engine)
     assert (view.initial_margin_wad, view.maintenance_margin_wad) == (5_000 * WAD + 6_000, 2_500 * WAD + 3_000)
+
+
+@pytest.mark.xfail(strict=True, reason="V16: a book that refused its higher leaf survives to a crash step and goes "
+                                       "bankrupt; the insurance fund pays the gap its owner's second account keeps")
+def test_floor__pair_dodges_the_higher_mm_then_one_crash_step__insurance_pays_nothing(
+        engine, admin, accounts, accomplice, liquidator, token, fund, set_market, trade, give_margin,  # noqa: F811
+        leaf_for, post_root, keeper, liquidate):
+    """V16, what it costs the insurance fund. The owner's first account is long 1 BTC perp on
+    12,000 (equity 11,940), its second account short the same perp. Rates triple (honest next
+    leaf IM 18,000, MM 9,000); the first account refuses that leaf with a 1-wei reduction after
+    the snapshot and keeps MM 3,000. BTC falls to 54,000: equity 5,940, below the true MM, but a
+    liquidator's call reverts "account is healthy". One more update, within the oracle's step
+    bound, takes BTC to 45,000: equity -3,060, and the liquidation of the now bankrupt book
+    takes 3,060 from the insurance fund. The second account gained 15,000 on its short; the
+    pair is up ~3,060 at the fund's expense. With the leaf applied the book is liquidated at
+    54,000 (a partial slice leaves it solvent through the next step) and the fund only earns
+    its share. Safe outcome: the insurance fund pays nothing."""
+    owner = accounts[9]
+    fund(accomplice, 100_000 * USDC)
+    fund(owner, 12_000 * USDC)
+    fund(liquidator, 200_000 * USDC)
+    token.mint(admin, 10_000 * USDC, sender=admin)
+    token.approve(engine, 10_000 * USDC, sender=admin)
+    engine.fund_insurance(10_000 * USDC, sender=admin)
+    set_market()
+    trade(accomplice, owner, PERP, -WAD, PRICE)                # the pair: owner long, its second account short
+    give_margin(owner, 6_000 * WAD, 3_000 * WAD)
+    set_market(rates={PERP: TRIPLE})
+    snapshot = leaf_for(owner, 18_000 * WAD, 9_000 * WAD)
+    trade(accomplice, owner, PERP, 1, PRICE)                   # 1 wei back to the second account
+    trees = post_root([snapshot])
+    leaf, proof = trees.account_proof(owner.address)
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "...older than the book's last reduction"
+    insurance, socialised = engine.insurance_wad(), engine.socialised_loss_wad()
+    set_market(marks={PERP: 54_000 * WAD}, rates={PERP: TRIPLE})
+    assert 0 < engine.health(owner).equity_wad < 9_000 * WAD
+    succeeds(liquidate, owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)   # today: "healthy"
+    set_market(marks={PERP: 45_000 * WAD}, rates={PERP: TRIPLE})
+    if engine.account(owner).positions:
+        liquidate(owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)
+    assert engine.socialised_loss_wad() == socialised
+    assert engine.insurance_wad() >= insurance
