@@ -87,14 +87,14 @@ def _two_leg_long(engine, maker, owner, fund, set_market, trade, margin):
 @pytest.mark.xfail(strict=True, reason="V16: a 1-wei reduction after each snapshot raises the account's leaf floor; "
                                        "its higher honest leaf never applies and it keeps its old MM")
 def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher_honest_leaf_still_applies(
-        engine, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
+        engine, admin, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
         keeper):
     """V16 (medium). The owner's book is one perp (long 1 BTC, equity 8,940). The signers
     re-price it after a vol spike: IM 18,000, MM 9,000, so it is liquidatable once the leaf is
     applied. After each keeper snapshot, before the root is posted (or between the posting and
     the first apply), the owner sells 1 wei of its perp to its second account at the mark: a
-    risk-reducing fill, which needs no fresh marks, no IM and no unpaused engine, and raises the
-    leaf floor to its nonce. The root's leaf is refused ("leaf older than the book's last
+    risk-reducing fill (the second account, short, reduces too), which needs no fresh marks, no
+    IM and no unpaused engine (the engine is paused here), and raises the leaf floor to its nonce. The root's leaf is refused ("leaf older than the book's last
     reduction") whoever sends it, three roots in a row here, and the book keeps MM 3,000: a
     liquidator's call reverts "account is healthy" while equity is 8,940 < 9,000 (whether a
     witness then shows the model's shortfall is the model's say, not the leaf's). Nothing
@@ -105,9 +105,11 @@ def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher
     owner = accounts[9]
     _one_position_long(engine, maker, owner, fund, set_market, trade, give_margin)
     fund(accomplice, 10_000 * USDC)
+    trade(maker, accomplice, PERP, WAD // 10, PRICE)            # the second account short 0.1 BTC
+    engine.pause(sender=admin)        # two reductions at the mark need no unpaused engine
     for _ in range(3):
         snapshot = leaf_for(owner, 18_000 * WAD, 9_000 * WAD)   # honest at the tripled rates
-        trade(accomplice, owner, PERP, 1, PRICE)                 # the owner sells 1 wei at the mark
+        trade(accomplice, owner, PERP, 1, PRICE)                 # 1 wei back: both books reduce
         trees = post_root([snapshot])
         leaf, proof = trees.account_proof(owner.address)
         succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "...older than the book's last reduction"
