@@ -6,8 +6,9 @@ oracle's per-unit IM rate of each side, net of what they would only close of the
 position) plus ORDER_SLOT_BACKING per order must not exceed the maker's free margin on chain
 (equity minus IM). Keys cost nothing to make, so without it keys holding nothing (or dust
 behind 1-wei orders) could fill the book with orders no taker can fill and shut every funded
-maker out. Backing is checked when an order is listed and again once per block: a maker whose
-free margin shrank loses its newest orders until the rest are backed.
+maker out. Backing is checked when an order is listed and again once per block, before the
+block's first read or listing: a maker whose free margin shrank loses its newest orders until
+the rest are backed.
 
 The book holds no keys and moves no funds: takers fill a listed order themselves with
 `engine.fill(order, signature, size)`; the engine re-checks everything.
@@ -53,6 +54,9 @@ class OrderBook:
         self._pruned_block = -1
 
     def add(self, body: dict, signature: str, snap: Snapshot) -> dict:
+        # the book as a read would see it: orders their makers no longer back do not count
+        # against the book's or a maker's quota (a stake rotated through keys backs one at a time)
+        self._prune(snap)
         order = Order(account=to_checksum_address(body["account"]), instrument_id=int(body["instrument_id"]),
                       is_buy=bool(body["is_buy"]), size_wad=int(body["size_wad"]),
                       limit_price_wad=int(body["limit_price_wad"]), order_nonce=int(body["order_nonce"]),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 from api.conftest import client, net  # noqa: F401 - the API suite's devnet and client
 from eth_account import Account
 
@@ -43,11 +42,9 @@ def _body(net, key, size_wad: int = 1) -> dict:  # noqa: F811
     return {"order": order_body(order), "signature": "0x" + sign_order(order, net.ctx.orders.domain, key).hex()}
 
 
-@pytest.mark.xfail(strict=True, reason="V17: POST never re-reads other makers' backing, so one stake rotated through "
-                                       "keys between reads fills the book and a funded maker gets 429")
 def test_order_book__one_stake_rotated_through_keys_between_reads__a_funded_maker_still_lists(
         client, net, monkeypatch):  # noqa: F811
-    """V17 (low, availability, API). One stake of 25 units backs two 1-wei orders (10 units
+    """V17 (low, availability, API; fixed). One stake of 25 units backs two 1-wei orders (10 units
     each plus their IM). Key 1 deposits it and lists two; it withdraws the stake (its book is
     flat: always allowed) and key 2 deposits it and lists two more; nobody reads the book in
     between. The book's slots (here its size + 4, MAX_ORDERS scaled down) are now full of four
