@@ -248,7 +248,7 @@ def liquidate(
     max_payment_wad: int256,
     expected_state_nonce: uint256,
     witness: Bytes[core.MAX_WITNESS],
-) -> uint256:
+):
     """
     @notice Takes the same fraction of every position of an account whose equity is below MM,
             paying the slice's value minus a discount (in bps of the slice's MM) that grows
@@ -266,7 +266,6 @@ def liquidate(
            sizes and market leaves in storage order, multiproof, named scenarios): the
            verifier's margin in them must exceed the equity too, and caps the MM the slice
            and the discount are computed on.
-    @return uint256 The fraction used (WAD).
     """
     assert self != _SELF, "engine: delegatecall only"
     assert fraction_wad <= core.WAD, "engine: fraction out of range"
@@ -303,20 +302,30 @@ def liquidate(
     # above it cannot liquidate a book the model calls healthy, nor enlarge the slice or the
     # discount (both use the smaller margin).
     mm_cap: uint256 = mm
+    # each position's word, read once for the witness check and the slice below (a second
+    # storage read costs its key hashing and a warm load per position; nothing writes the
+    # account's positions before the slice)
+    raws: DynArray[uint256, core.MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        raws.append(core._position[account][iid])
     # Before the oracle's owner registers the first verifier (irrevocable: RiskOracle.set_verifier)
     # the applied MM alone decides, as it did before the witness rule.
     verifier: address = staticcall core.ORACLE.verifier()
     if verifier != empty(address):
-        assert len(witness) >= 4 and convert(slice(witness, 0, 4), bytes4) == CHECK_MARKET_ID, "engine: witness for another book"
+        # one refusal for another function's call data or another book (a revert site costs
+        # bytes); the words are read only once the selector is check_market's
+        ok: bool = len(witness) >= 100 and convert(slice(witness, 0, 4), bytes4) == CHECK_MARKET_ID
         # head offsets count from the arguments, after the selector
-        sizes_at: uint256 = 4 + extract32(witness, 36, output_type=uint256)
-        leaves_at: uint256 = 4 + extract32(witness, 68, output_type=uint256)
-        ok: bool = extract32(witness, 4, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
+        sizes_at: uint256 = 0
+        leaves_at: uint256 = 0
+        if ok:
+            sizes_at = 4 + extract32(witness, 36, output_type=uint256)
+            leaves_at = 4 + extract32(witness, 68, output_type=uint256)
+            ok = extract32(witness, 4, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
         for i: uint256 in range(n, bound=core.MAX_POSITIONS):
-            iid: uint256 = ids[i]
             # an open position's word is nonzero and its size within int128 (`_set_position`)
-            size: int256 = unsafe_sub(convert(core._position[account][iid] & core.MASK_128, int256), core.OFFSET_128)
-            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 224 * i, output_type=uint256) & core.MASK_64 == iid
+            size: int256 = unsafe_sub(convert(raws[i] & core.MASK_128, int256), core.OFFSET_128)
+            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 224 * i, output_type=uint256) & core.MASK_64 == ids[i]
         assert ok, "engine: witness for another book"
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)
@@ -347,7 +356,7 @@ def liquidate(
             assert equity >= convert(bound, int256), "engine: equity below the isolated bound"
             core._header[account] = core._with_since(header, 0)
             log IMarginEngine.Unflagged(account=account)
-            return 0
+            return
         mm_cap = min(mm, model_mm)
 
     since: uint256 = core._episode_since(header, (cfg >> 88) & core.MASK_32)
@@ -359,7 +368,7 @@ def liquidate(
         # the witness-checked flag (MarginEngine.flag forwards here): the clock only
         assert account != msg.sender, "engine: self-flag"
         core._header[account] = header
-        return 0
+        return
     assert account != msg.sender, "engine: self-liquidation"
     lcfg: uint256 = core._liquidation
     disc_bps: uint256 = core._discount_bps(lcfg, since)
@@ -395,7 +404,7 @@ def liquidate(
         iid: uint256 = ids[i]
         mark: int256 = marks[i]
         now_index: int256 = findex[i]
-        raw: uint256 = core._position[account][iid]
+        raw: uint256 = raws[i]
         size: int256 = unsafe_sub(convert(raw & core.MASK_128, int256), core.OFFSET_128)
         last: int256 = unsafe_sub(convert(raw >> 128, int256), core.OFFSET_128)
         if now_index != last:  # only perpetuals carry funding (size != 0: an open position)
@@ -535,7 +544,6 @@ def liquidate(
         payment_wad=payment,
         state_nonce=header & core.MASK_64,
     )
-    return f
 
 
 #### SETTLEMENT ####
