@@ -211,9 +211,10 @@ def test_liquidate__forged_stale_or_foreign_witness__reverts(
     with ape.reverts():
         engine.liquidate(owner, WAD, 10**30, nonce, engine.address.encode() + b"\x01" * 64, sender=liquidator)
     # the engine sends the witness on as call data: only check_market's selector goes (the
-    # arguments without it, or with another function's selector in front, are refused)
+    # arguments without it, or with another function's selector in front, are refused; so is
+    # the selector without the three head words the engine reads)
     args = honest.encode()[4:]
-    for data in (args, bytes.fromhex("12345678") + args, b"", honest.encode()[:3]):
+    for data in (args, bytes.fromhex("12345678") + args, b"", honest.encode()[:3], honest.encode()[:99]):
         with ape.reverts("engine: witness for another book"):
             engine.liquidate(owner, WAD, 10**30, nonce, data, sender=liquidator)
     # stale: the next epoch's root (the spot moved) replaces the one the leaf is in
