@@ -417,6 +417,7 @@ def pause():
     """@notice Owner stops new risk (deposits, reductions, settlement, liquidation stay open)."""
     ownable._check_owner()
     pausable._pause()
+    core._trading |= core.PAUSED_BIT
 
 
 @external
@@ -424,6 +425,7 @@ def unpause():
     """@notice Owner lifts the pause."""
     ownable._check_owner()
     pausable._unpause()
+    core._trading &= ~core.PAUSED_BIT
 
 
 @external
@@ -632,33 +634,43 @@ def _trade_side(
     """
     header: uint256 = core._header[account]
     n: uint256 = core._count(header)
-    ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
+    # The book's ids (`_load_ids` inlined) and position words, read once (the margin check
+    # prices every one) and kept in memory for the equity and the nonce ring's positions hash;
+    # k: this instrument's index.
+    ids: DynArray[uint256, core.MAX_POSITIONS] = []
+    raws: DynArray[uint256, core.MAX_POSITIONS] = []
+    k: uint256 = n
+    word: uint256 = 0
+    for i: uint256 in range(n, bound=core.MAX_POSITIONS):
+        # i < 32: unchecked shifts and masks
+        if i & 7 == 0:
+            word = core._id_words[account][i >> 3]
+        else:
+            word = word >> 32
+        x: uint256 = word & core.MASK_32
+        if x == iid:
+            k = i
+        ids.append(x)
+        raws.append(core._position[account][x])
     size: int256 = 0
     last: int256 = 0
-    size, last = core._get_position(account, iid)
+    if k < n:
+        size, last = core._get_position(account, iid)
     new_size: int256 = size + delta
     # Risk-reducing: the whole book is this one position and it moves towards zero.
     reducing: bool = n == 1 and size != 0 and (
         new_size == 0 or (abs(new_size) < abs(size) and (new_size > 0) == (size > 0))
     )
     # `ids` becomes the book to price: the current one plus a position being opened.
-    k: uint256 = n
     margins: uint256 = 0
-    if size == 0:
+    if k == n:
         ids.append(iid)
+        raws.append(0)
         assert n < cfg & core.MASK_8, "engine: too many positions"
         if n >= core.MAX_UNITS:
             # past MAX_UNITS positions, the registry refuses a book on more underlyings than
             # a fraud proof re-prices (its leaf would be out of every proof's reach: V9)
             raw_call(core.REGISTRY.address, abi_encode(ids, method_id=method_id("check_book(uint256[])")), is_static_call=True)
-    else:
-        # inline (an internal call would copy the whole ids array); i < n <= 32
-        i: uint256 = 0
-        for x: uint256 in ids:
-            if x == iid:
-                k = i
-                break
-            i = unsafe_add(i, 1)
     if n == 0:
         # an empty book owes no margin, whatever a leaf of it said: it never needs one to
         # trade (its basis starts with this trade)
@@ -680,9 +692,11 @@ def _trade_side(
     pays_away: bool = (delta > 0 and p > mark) or (delta < 0 and p < mark)
 
     cash_before: int256 = core._cash(header)
+    fk: int256 = findex[k]
     equity_before: int256 = 0
     if reducing:
-        equity_before = core._equity(account, cash_before, ids, marks, findex)
+        # the book is this one position: `_equity`'s two terms
+        equity_before = cash_before + core._mul_floor(size, mark) + core._mul_floor(size, last - fk)
         # a book in deficit passes its loss to the insurance fund as it reduces: only at
         # marks a liquidation would accept (else, on marks of any age, its owner could
         # crystallise an old deficit after the price has recovered)
@@ -691,13 +705,27 @@ def _trade_side(
     if not reducing:
         assert active, "engine: instrument not active"
     if pays_away or not reducing:
-        self._require_new_risk_allowed(marks_at, cfg)
+        # What new risk and any value leaving an account need: no pause and marks no older
+        # than max_price_age (`marks_at` is the oldest update in the book, which includes the
+        # traded instrument, so it also bounds the age of its rates, posted in the same signed
+        # batch). `paused` is mirrored in the trading word (`core.PAUSED_BIT`): only a paused
+        # engine reads its slot, to revert as pausable does.
+        if cfg & core.PAUSED_BIT != 0:
+            pausable._require_not_paused()
+        assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
 
     # Apply this position's funding before its size changes.
-    cash: int256 = cash_before + cash_delta - core._funding_owed(account, iid, size, last, findex[k])
-    core._set_position(account, iid, new_size, findex[k])
+    cash: int256 = cash_before + cash_delta
+    if fk != last:  # else nothing is owed (`_funding_owed`)
+        cash -= core._funding_owed(account, iid, size, last, fk)
+    core._set_position(account, iid, new_size, fk)
+    # the word just written (0 once closed; its fields range-checked there)
+    if new_size == 0:
+        raws[k] = 0
+    else:
+        raws[k] = convert(convert(unsafe_add(new_size, core.OFFSET_128), bytes32), uint256) | (convert(convert(unsafe_add(fk, core.OFFSET_128), bytes32), uint256) << 128)
     new_n: uint256 = n
-    if size == 0:
+    if k == n:
         new_n = n + 1
         core._store_ids(account, ids, n)
     elif new_size == 0:
@@ -705,8 +733,8 @@ def _trade_side(
         core._store_ids(account, core._without(ids, iid), n)
     header = core._with_count(header + 1, new_n)
 
+    mm_before: uint256 = (margins >> 112) & core.MASK_112
     if reducing:
-        mm_before: uint256 = (margins >> 112) & core.MASK_112
         if new_n == 0:
             # an empty book needs no margin: reset margins and the basis exactly
             margins = 0
@@ -717,20 +745,37 @@ def _trade_side(
             den: uint256 = convert(abs(size), uint256)
             margins = core._scale_margins(margins, num, den)
         core._set_margins(account, margins, header & core.MASK_64)
-        core._record_nonce(account, header, margins)
-        equity_after: int256 = core._equity(account, cash, ids, marks, findex)
+    else:
+        # New risk: the trade's standalone rates are added (pending, until a leaf)
+        q: uint256 = convert(abs(delta), uint256)
+        add_im: uint256 = rates.im_short_wad
+        add_mm: uint256 = rates.mm_short_wad
+        if delta > 0:
+            add_im = rates.im_long_wad
+            add_mm = rates.mm_long_wad
+        margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
+        core._margins[account] = margins
+    # one pass over the book in memory (ids matches marks and raws; a closed position's word
+    # is 0): the equity after, and the positions hash the nonce ring records
+    equity: int256 = 0
+    value: int256 = 0  # unused
+    book_hash: bytes32 = empty(bytes32)
+    equity, value, book_hash = core._book_equity(cash, ids, raws, marks, findex, True)
+    core._record_nonce(account, header, margins, book_hash)
+
+    if reducing:
         im_after: int256 = convert(margins & core.MASK_112, int256)
         if pays_away:
             # value leaves: the IM that new risk must keep (the escape hatch past the basis age)
             im_after = convert(core._new_risk_im(account, ids, margins, cfg), int256)
         mm_after: uint256 = (margins >> 112) & core.MASK_112
-        if equity_after < im_after:
+        if equity < im_after:
             # value leaves: below the IM new risk must keep
             self._require_im(not pays_away, is_maker)
             # At or better than the mark (a stale one, or while paused): the shortfall
             # (MM - equity) may not grow, and equity may not go below min(equity before, 0)
             # (the taker fee is the only value that leaves).
-            ok: bool = equity_after - convert(mm_after, int256) >= equity_before - convert(mm_before, int256) and equity_after >= min(equity_before, 0)
+            ok: bool = equity - convert(mm_after, int256) >= equity_before - convert(mm_before, int256) and equity >= min(equity_before, 0)
             if is_maker:
                 assert ok, "engine: maker reduction deepens shortfall"
             else:
@@ -742,19 +787,8 @@ def _trade_side(
         return
 
     # New risk: equity >= IM after (listing, pause, marks and basis checked above).
-    q: uint256 = convert(abs(delta), uint256)
-    add_im: uint256 = rates.im_short_wad
-    add_mm: uint256 = rates.mm_short_wad
-    if delta > 0:
-        add_im = rates.im_long_wad
-        add_mm = rates.mm_long_wad
-    margins = core._add_margins(margins, core._ceil_mul(q, add_im), core._ceil_mul(q, add_mm), block.timestamp)
-    core._margins[account] = margins
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
-    core._record_nonce(account, header, margins)
-    # ids matches marks; a closed position now reads as size 0
-    equity: int256 = core._equity(account, cash, ids, marks, findex)
     im: uint256 = core._new_risk_im(account, ids, margins, cfg)
     self._require_im(equity >= convert(im, int256), is_maker)
 
@@ -766,18 +800,6 @@ def _require_im(ok: bool, is_maker: bool):
     if is_maker:
         assert ok, "engine: maker below initial margin"
     assert ok, "engine: taker below initial margin"
-
-
-@internal
-def _require_new_risk_allowed(marks_at: uint256, cfg: uint256):
-    """
-    @dev What new risk and any value leaving an account need: no pause and marks no older
-         than max_price_age (`marks_at` is the oldest update in the book, which includes the
-         traded instrument, so it also bounds the age of its rates, posted in the same
-         signed batch). The margin basis age decides which IM applies (`_new_risk_im`).
-    """
-    pausable._require_not_paused()
-    assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
 
 
 @internal

@@ -46,6 +46,9 @@ MASK_16: constant(uint256) = 2**16 - 1
 MASK_32: constant(uint256) = 2**32 - 1
 # _trading bit set once the oracle has voided one of this engine's roots (fraud proof)
 VOID_SEEN: constant(uint256) = 1 << 120
+# _trading bit mirroring `paused` (pause/unpause set both): a fill reads _trading anyway,
+# so its pause check costs no cold read of the pausable slot
+PAUSED_BIT: constant(uint256) = 1 << 121
 # RiskOracle's epoch_record_hash of a voided root
 VOID_RECORD: constant(bytes32) = 0x0000000000000000000000000000000000000000000000000000000000000001
 MASK_64: constant(uint256) = 2**64 - 1
@@ -116,8 +119,9 @@ external_pnl_wad: public(int256)
 _terms: HashMap[uint256, uint256]
 # packed TradingParams: max_positions (0-7) | taker_fee_bps (8-23) | max_price_age (24-55) |
 # max_margin_basis_age (56-87) | max_liquidation_price_age (88-119) | VOID_SEEN (bit 120: the
-# oracle voided a root of this engine, `note_void`) | and the taker fees collected, WAD
-# (128-255): every fill reads the parameters and adds a fee, one slot for both.
+# oracle voided a root of this engine, `note_void`) | PAUSED_BIT (121: `paused`, mirrored) |
+# and the taker fees collected, WAD (128-255): every fill reads the parameters and adds a
+# fee, one slot for both.
 _trading: uint256
 # packed LiquidationParams: base (0-15) | slope per hour (16-31) | max (32-47) |
 # insurance share (48-63) | buffer (64-79) | dust_mm_wad (80-191)
@@ -193,16 +197,15 @@ def _health(account: address) -> IMarginEngine.Health:
         h.marks_updated_at = block.timestamp
         return h
     ids: DynArray[uint256, MAX_POSITIONS] = self._load_ids(account, n)
+    raws: DynArray[uint256, MAX_POSITIONS] = []
+    for iid: uint256 in ids:
+        raws.append(self._position[account][iid])
     marks: DynArray[int256, MAX_POSITIONS] = []
     findex: DynArray[int256, MAX_POSITIONS] = []
     marks, findex, h.marks_updated_at = self._marks(ids)
     margins: uint256 = self._margins[account]
-    h.equity_wad = self._equity(account, cash, ids, marks, findex)
-    for i: uint256 in range(n, bound=MAX_POSITIONS):
-        size: int256 = 0
-        last: int256 = 0
-        size, last = self._get_position(account, ids[i])
-        h.position_value_wad += self._mul_floor(size, marks[i])
+    book_hash: bytes32 = empty(bytes32)
+    h.equity_wad, h.position_value_wad, book_hash = self._book_equity(cash, ids, raws, marks, findex, False)
     h.im_wad = margins & MASK_112
     h.mm_wad = (margins >> 112) & MASK_112
     h.liquidatable = h.equity_wad < convert(h.mm_wad, int256)
@@ -376,15 +379,21 @@ def _pending_total(margins: uint256, offset: uint256) -> uint256:
 
 
 @internal
-def _record_nonce(account: address, header: uint256, margins: uint256):
+def _record_nonce(account: address, header: uint256, margins: uint256, positions_hash: bytes32):
     """
     @dev Records the state nonce a trade just moved the account to (`header`, written or about
-         to be, with its book stored and `margins` its effective margins): its counters and
-         positions hash, for a leaf computed at it (`_nonce_ring`).
+         to be, with `margins` its effective margins and `positions_hash` its book's, as
+         `_positions_hash` would read it once stored): its counters and positions hash, for a
+         leaf computed at it (`_nonce_ring`).
     """
     nonce: uint256 = header & MASK_64
-    total: uint256 = self._pending_total(margins, self._pending_offset[account])
-    digest: uint256 = self._nonce_digest(total & MASK_96, (total >> 96) & MASK_96, self._positions_hash(account, self._count(header)))
+    offset: uint256 = self._pending_offset[account]
+    # `_pending_total`'s counters and `_nonce_digest`, inlined (two internal calls fewer a fill side)
+    digest: uint256 = convert(keccak256(abi_encode(
+        unsafe_add(margins & MASK_96, offset & MASK_96) & MASK_96,
+        unsafe_add((margins >> 112) & MASK_96, (offset >> 96) & MASK_96) & MASK_96,
+        positions_hash,
+    )), uint256)
     self._nonce_ring[account][nonce % NONCE_RING] = (nonce << 192) | (digest & MASK_192)
 
 
@@ -420,6 +429,67 @@ def _positions_hash(account: address, n: uint256) -> bytes32:
         size, last = self._get_position(account, iid)
         sizes.append(size)
     return keccak256(abi_encode(ids, sizes))
+
+
+@internal
+@pure
+def _book_equity(
+    cash: int256,
+    ids: DynArray[uint256, MAX_POSITIONS],
+    raws: DynArray[uint256, MAX_POSITIONS],
+    marks: DynArray[int256, MAX_POSITIONS],
+    findex: DynArray[int256, MAX_POSITIONS],
+    with_hash: bool,
+) -> (int256, int256, bytes32):
+    """
+    @dev `_equity`, the position value (sum of size * mark, each rounded down) and (`with_hash`)
+         `_positions_hash` of a book held in memory (`raws[i]` the position word of `ids[i]`, 0
+         once closed in this transaction: not in the book) in one pass, without re-reading
+         storage. Same rounding as `_equity`, same hash as `_positions_hash`.
+    """
+    equity: int256 = cash
+    value: int256 = 0
+    # the book's pairs, sorted by id as they come, are rewritten in place over the pairs read
+    # (in this frame's copies): ids[:m] and, as two's-complement words (abi_encode writes an
+    # int256 so), the sizes in raws[:m]
+    m: uint256 = 0
+    n: uint256 = len(raws)
+    for i: uint256 in range(n, bound=MAX_POSITIONS):
+        raw: uint256 = raws[i]
+        if raw == 0:
+            continue
+        size: int256 = unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128)
+        v: int256 = unsafe_mul(size, marks[i])
+        q: int256 = unsafe_div(v, WAD_I)
+        if unsafe_mul(q, WAD_I) > v:
+            q = unsafe_sub(q, 1)
+        value += q
+        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), findex[i])
+        if owed != 0:
+            equity += self._floor_wad(unsafe_mul(size, owed))
+        if not with_hash:
+            continue
+        x: uint256 = ids[i]
+        j: uint256 = m
+        for _: uint256 in range(m, bound=MAX_POSITIONS):
+            prev: uint256 = ids[unsafe_sub(j, 1)]
+            if prev <= x:
+                break
+            ids[j] = prev
+            raws[j] = raws[unsafe_sub(j, 1)]
+            j = unsafe_sub(j, 1)
+        ids[j] = x
+        raws[j] = unsafe_sub(raw & MASK_128, convert(OFFSET_128, uint256))
+        m = unsafe_add(m, 1)
+    # value and equity: sums of int128 sizes times 96-bit marks, 32 terms at most
+    equity = unsafe_add(equity, value)
+    book_hash: bytes32 = empty(bytes32)
+    if with_hash:
+        for _: uint256 in range(unsafe_sub(n, m), bound=MAX_POSITIONS):
+            ids.pop()
+            raws.pop()
+        book_hash = keccak256(abi_encode(ids, raws))
+    return equity, value, book_hash
 
 
 @internal
@@ -544,7 +614,7 @@ def _set_trading(p: IMarginEngine.TradingParams):
     assert p.max_price_age > 0 and p.max_price_age <= MASK_32, "engine: max_price_age out of range"
     assert p.max_margin_basis_age > 0 and p.max_margin_basis_age <= MASK_32, "engine: max_margin_basis_age out of range"
     assert p.max_liquidation_price_age >= p.max_price_age and p.max_liquidation_price_age <= MASK_32, "engine: max_liquidation_price_age out of range"
-    # keeps VOID_SEEN and the fees collected (bits 120-255)
+    # keeps VOID_SEEN, PAUSED_BIT and the fees collected (bits 120-255)
     self._trading = ((self._trading >> 120) << 120) | (
         p.max_positions
         | (p.taker_fee_bps << 8)

@@ -10,7 +10,7 @@ from support.margins import filler_leaves
 
 from offchain.chain.leaves import EMPTY_POSITIONS_HASH, AccountLeaf, positions_hash
 
-from .conftest import FUTURE, PERP, TRADING
+from .conftest import CALL, FUTURE, PERP, PUT, TRADING
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -434,3 +434,28 @@ def test_apply_leaf__nonce_reached_by_a_liquidation__refused_after_the_next_trad
     with ape.reverts("engine: leaf's nonce not recorded"):
         engine.apply_leaf(*_args(trees, liquidator), sender=keeper)
     assert _state(engine, liquidator) == before
+
+
+def test_apply_leaf__every_nonce_of_an_unsorted_book_closing_a_middle_position__applies_later(
+        engine, fund, set_market, trade, fresh, maker, leaf_for, post_root, keeper, chain):
+    """A fill records the positions hash of the book it reaches from the book it priced in
+    memory (ids ascending, a closed position left out), as `apply_leaf` hashes a stored book:
+    for a book opened in no id order, grown, with a middle position closed and a position
+    reduced, the leaf of each nonce applies after every trade since (up to a ring's length)."""
+    fund(fresh, 100_000 * USDC)
+    fund(maker, 1_000_000 * USDC)
+    set_market()
+    marks = {PERP: PRICE, FUTURE: 60_500 * WAD, CALL: 2_500 * WAD, PUT: 2_400 * WAD}
+    # maker's signed size: fresh takes the other side
+    steps = [(PUT, -WAD), (PERP, -WAD), (CALL, -WAD), (PERP, WAD // 2), (FUTURE, -WAD), (PERP, WAD // 2),
+             (CALL, WAD // 4)]
+    leaves = []
+    for iid, size in steps:
+        trade(maker, fresh, iid, size, marks[iid])
+        leaves.append(leaf_for(fresh, 20_000 * WAD, 10_000 * WAD))
+    book = [(p.instrument_id, p.size_wad) for p in engine.account(fresh).positions]
+    assert book == [(PUT, WAD), (CALL, 3 * WAD // 4), (FUTURE, WAD)]  # the perp closed in the middle
+    for leaf in leaves:
+        with chain.isolate():
+            engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), fresh), sender=keeper)
+            assert engine.account(fresh).initial_margin_wad >= 20_000 * WAD
