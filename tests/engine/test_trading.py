@@ -196,6 +196,23 @@ def test_fill__paused_new_risk__reverts(engine, books, admin, make_order, maker,
         engine.fill(order.as_args(), sig, WAD, sender=taker)
 
 
+def test_fill__paused_then_params_set_and_fees_withdrawn__refused_until_unpaused(engine, books, trade, admin,
+                                                                                 make_order, maker, taker, keeper):
+    """A fill reads the pause from its mirror bit in the trading word: the owner's writes to that
+    word (new trading params, a fee withdrawal) keep the bit, and unpausing clears it."""
+    trade(maker, taker, PERP, WAD, PRICE)  # collects a taker fee
+    engine.pause(sender=admin)
+    engine.set_trading_params(TRADING, sender=admin)
+    engine.withdraw_fees(1, keeper, sender=admin)
+    order, sig = make_order(maker, PERP, True, WAD, PRICE)
+    with ape.reverts("pausable: contract is paused"):
+        engine.fill(order.as_args(), sig, WAD, sender=taker)
+    engine.unpause(sender=admin)
+    engine.set_trading_params(TRADING, sender=admin)
+    engine.fill(order.as_args(), sig, WAD, sender=taker)
+    assert engine.position(maker, PERP) == 2 * WAD
+
+
 def test_fill__paused_both_reduce__allowed_without_fresh_marks(engine, books, trade, admin, maker, taker, mine):
     trade(maker, taker, PERP, 2 * WAD, PRICE)
     engine.pause(sender=admin)

@@ -644,8 +644,8 @@ class EngineMachine(RuleBasedStateMachine):
             return
         assert liq0, "liquidated an account that was not below MM"
         # the slice and the discount are computed on the smaller of the applied MM and the
-        # witness's margin
-        mm0 = min(mm0, witnessed[1])
+        # witness's margin; the account's margins (applied) scale by 1 - f
+        mm_cap = min(mm0, witnessed[1])
         (ev,) = res.events("Liquidation")
         f = ev.fraction_wad
         # the discount follows the Dutch auction from the start of the episode (a Flagged
@@ -655,10 +655,10 @@ class EngineMachine(RuleBasedStateMachine):
         since = flagged[0].since if flagged else view.liquidatable_since
         disc_bps = min(base + slope * (self.s.now() - since) // HOUR, cap)
         # at most the request, except that the whole book goes while equity <= discount x MM
-        assert 0 < f <= fraction or (f == WAD and e0 <= disc_bps * mm0 // BPS)
+        assert 0 < f <= fraction or (f == WAD and e0 <= disc_bps * mm_cap // BPS)
         # ... and never exceeds the account's equity (nothing for a bankrupt one)
-        assert ev.discount_wad == min(disc_bps * f // BPS * mm0 // WAD, max(e0, 0))
-        assert ev.discount_wad <= cap * f * mm0 // BPS // WAD
+        assert ev.discount_wad == min(disc_bps * f // BPS * mm_cap // WAD, max(e0, 0))
+        assert ev.discount_wad <= cap * f * mm_cap // BPS // WAD
         assert ev.insurance_wad == ev.discount_wad * share // BPS
         assert ev.payment_wad == ev.slice_value_wad - ev.discount_wad + ev.insurance_wad
         # the liquidator ends at or above IM and gains the discount less the insurance share
