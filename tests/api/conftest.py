@@ -5,9 +5,11 @@ and the FastAPI app over it through Starlette's test client (no sockets needed).
 from __future__ import annotations
 
 import pytest
+from eth_account import Account
 from fastapi.testclient import TestClient
 
 from offchain.api.app import create_app
+from offchain.devnet.deploy import fund
 from offchain.devnet.run import DevnetOptions, start_devnet
 
 # the replay starts two days before the March 2020 crash (the liquidation test needs it)
@@ -38,3 +40,14 @@ def settle(net):
         net.anvil.mine(last + seconds)
         return net.keeper.cycle()
     return run
+
+
+def new_key(net, deposit: float):
+    """A fresh key with gas and `deposit` tokens deposited in the engine (a maker nobody else
+    holds: order-book tests list and withdraw as it)."""
+    key = Account.create()
+    w3 = net.anvil.w3
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
+        {"from": net.anvil.accounts[0].address, "to": key.address, "value": 10**18}))
+    fund(net.dep, net.anvil.accounts[0], key, deposit)
+    return key

@@ -15,6 +15,8 @@ from offchain.chain.orders import EngineDomain, Order, sign_order
 from offchain.devnet.deploy import TOKEN_DECIMALS, fund, send
 from offchain.devnet.run import order_body
 
+from .conftest import new_key
+
 BTC_PERP = 1
 NONCES = itertools.count(10_000)  # each order of this module is a new one
 
@@ -25,16 +27,6 @@ def order_maker(net):
     maker = net.wallets[1]
     fund(net.dep, net.anvil.accounts[0], maker, 50_000)
     return maker
-
-
-def new_maker(net, deposit: float):
-    """A fresh key with gas and `deposit` tokens deposited in the engine."""
-    key = Account.create()
-    w3 = net.anvil.w3
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-        {"from": net.anvil.accounts[0].address, "to": key.address, "value": 10**18}))
-    fund(net.dep, net.anvil.accounts[0], key, deposit)
-    return key
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +171,7 @@ def test_order_book__filled_by_throwaway_keys_that_hold_nothing__a_funded_maker_
 
 
 def test_order_book__maker_withdraws_what_backed_its_orders__newest_dropped_at_the_next_block(client, make, net):
-    maker = new_maker(net, 5_000)
+    maker = new_key(net, 5_000)
     snap = net.ctx.market.get()
     size = int(0.4 * 5_000 / snap.rates[0][snap.row(BTC_PERP)] * WAD)   # each order: 40% of the deposit as IM
     hashes = []
@@ -202,12 +194,12 @@ def test_order_book__1_wei_orders_of_keys_holding_dust__refused_each_order_reser
     token backed its whole quota of 200 such orders, and 50 keys filled the book again. Each
     listed order also reserves ORDER_SLOT_BACKING of free margin, so filling the book's 10,000
     slots takes 100,000 of collateral on chain."""
-    dust = new_maker(net, 0.000001)
+    dust = new_key(net, 0.000001)
     _, body = make(signer=dust, account=dust.address, size_wad=1)
     r = client.post("/api/orders", json=body)
     assert r.status_code == 422 and loc(r) == ["body", "order", "account"], r.text
     assert f"plus {ORDER_SLOT_BACKING:,.0f} per order" in r.json()["detail"][0]["msg"]
-    small = new_maker(net, 1.5 * ORDER_SLOT_BACKING)
+    small = new_key(net, 1.5 * ORDER_SLOT_BACKING)
     _, first = make(signer=small, account=small.address, size_wad=1)
     assert client.post("/api/orders", json=first).status_code == 201
     _, second = make(signer=small, account=small.address, size_wad=1)

@@ -1,37 +1,27 @@
 """The API order book's backing rule (V14, V15) against one stake moved from key to key
 (SECURITY.md V17). A listed order must be backed by its maker's free margin on chain when it
 is listed; the book re-reads every maker's backing once per block, but only when the book is
-read (GET /api/orders, GET /api/orders/{hash}): POST never does. So a stake that backs one
+read (GET /api/orders, GET /api/orders/{hash}), and POST used not to. So a stake that backs one
 key's orders, withdrawn (a flat account withdraws at any time) and deposited by the next key
-before anyone reads the book, backs the next key's orders too, and the orders of the keys left
-holding nothing count towards the book's 10,000 slots until the next read. Real devnet (Anvil,
-deployment, keeper, dealer) through the app's test client."""
+before anyone read the book, backed the next key's orders too, and the orders of the keys left
+holding nothing counted towards the book's 10,000 slots until the next read. Fixed: POST prunes
+first, as a read does. Real devnet (Anvil, deployment, keeper, dealer) through the app's test
+client."""
 
 from __future__ import annotations
 
 import itertools
 
-from api.conftest import client, net  # noqa: F401 - the API suite's devnet and client
-from eth_account import Account
+from api.conftest import client, net, new_key  # noqa: F401 - the API suite's devnet and client
 
 from offchain.api import orderbook
 from offchain.api.orderbook import ORDER_SLOT_BACKING
 from offchain.chain.orders import Order, sign_order
-from offchain.devnet.deploy import TOKEN_DECIMALS, fund, send
+from offchain.devnet.deploy import TOKEN_DECIMALS, send
 from offchain.devnet.run import order_body
 
 BTC_PERP = 1
 NONCES = itertools.count(70_000)
-
-
-def _key(net, deposit: float):  # noqa: F811
-    """A fresh key with gas and `deposit` tokens deposited in the engine."""
-    key = Account.create()
-    w3 = net.anvil.w3
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(
-        {"from": net.anvil.accounts[0].address, "to": key.address, "value": 10**18}))
-    fund(net.dep, net.anvil.accounts[0], key, deposit)
-    return key
 
 
 def _body(net, key, size_wad: int = 1) -> dict:  # noqa: F811
@@ -57,14 +47,14 @@ def test_order_book__one_stake_rotated_through_keys_between_reads__a_funded_make
     monkeypatch.setattr(orderbook, "MAX_ORDERS", listed + 4)
     stake = 2.5 * ORDER_SLOT_BACKING
     for _ in range(2):
-        key = _key(net, stake)
+        key = new_key(net, stake)
         for _ in range(2):
             r = client.post("/api/orders", json=_body(net, key))
             assert r.status_code == 201, r.text
         send(net.anvil.w3, key, net.dep.engine.functions.withdraw(int(stake * 10**TOKEN_DECIMALS)), "withdraw")
         net.anvil.mine()
         assert net.dep.engine.functions.health(key.address).call()[0] == 0   # holds nothing now
-    funded = _key(net, 50_000)
+    funded = new_key(net, 50_000)
     r = client.post("/api/orders", json=_body(net, funded, size_wad=10**16))
     assert r.status_code == 201, r.text
 
@@ -79,7 +69,7 @@ def test_order_book__one_stake_rotated_through_keys__the_next_read_drops_the_unb
     stake = 2.5 * ORDER_SLOT_BACKING
     keys = []
     for _ in range(2):
-        key = _key(net, stake)
+        key = new_key(net, stake)
         keys.append(key)
         for _ in range(2):
             assert client.post("/api/orders", json=_body(net, key)).status_code == 201
@@ -87,6 +77,6 @@ def test_order_book__one_stake_rotated_through_keys__the_next_read_drops_the_unb
         net.anvil.mine()
     for key in keys:
         assert client.get("/api/orders", params={"account": key.address}).json()["orders"] == []
-    funded = _key(net, 50_000)
+    funded = new_key(net, 50_000)
     r = client.post("/api/orders", json=_body(net, funded, size_wad=10**16))
     assert r.status_code == 201, r.text
