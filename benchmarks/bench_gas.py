@@ -92,8 +92,9 @@ class Bench:
         self.oracle = p.RiskOracle.deploy(self.registry, [s.address for s in self.signers], 1, PARAMS_HASH,
                                           2_000, sender=admin)
         ext = p.MarginEngineExtension.deploy(self.token, self.oracle, self.registry, sender=admin)
-        self.engine = p.MarginEngine.deploy(self.token, self.oracle, self.registry, ext, TRADING, LIQUIDATION,
-                                            sender=admin)
+        self.gov = p.MarginEngineGovernance.deploy(self.token, self.oracle, self.registry, sender=admin)
+        self.engine = p.MarginEngine.deploy(self.token, self.oracle, self.registry, ext, self.gov, TRADING,
+                                            LIQUIDATION, sender=admin)
         self.ext = ext
         generator, rows = verifier_config(WITNESS_PARAMS)
         self.verifier = p.ScenarioVerifier.deploy(self.oracle, PARAMS_HASH, generator, rows, sender=admin)
@@ -315,6 +316,7 @@ class Bench:
             print(f"  {row.case}: {baseline[row.case]:,} -> {row.gas:,}")
         print()
         for name, c in (("MarginEngine", self.engine), ("MarginEngineExtension", self.ext),
+                        ("MarginEngineGovernance", self.gov),
                         ("ScenarioVerifier", self.verifier), ("RiskOracle", self.oracle)):
             size = len(code(c.address))
             print(f"deployed bytecode {name:<24} {size:>7,} bytes (EIP-170 limit 24,576)")

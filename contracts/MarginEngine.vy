@@ -102,9 +102,10 @@ event SocialisedLossRepaid:
     total_wad: uint256  # socialised loss left
 
 
-# withdraw, liquidate, settle, flag, fee withdrawal, parameter setters and leaf application
-# run in this contract's storage via delegatecall
+# Code that runs in this contract's storage via delegatecall, one contract per concern:
+# margin (leaves, withdrawal under margin, liquidation, settlement) and the owner's functions
 EXTENSION: public(immutable(address))
+GOVERNANCE: public(immutable(address))
 
 
 @deploy
@@ -113,6 +114,7 @@ def __init__(
     oracle: IRiskOracle,
     registry: IInstrumentRegistry,
     extension: address,
+    governance: address,
     trading: IMarginEngine.TradingParams,
     liquidation: IMarginEngine.LiquidationParams,
 ):
@@ -122,6 +124,7 @@ def __init__(
     @param oracle RiskOracle.
     @param registry InstrumentRegistry.
     @param extension MarginEngineExtension deployed with the same token, oracle, registry.
+    @param governance MarginEngineGovernance deployed with the same token, oracle, registry.
     @param trading Initial trading parameters.
     @param liquidation Initial liquidation parameters.
     """
@@ -131,6 +134,7 @@ def __init__(
     eip712_domain_separator.__init__("netmargin MarginEngine", "1")
     core.__init__(token, oracle, registry)
     EXTENSION = extension
+    GOVERNANCE = governance
     core._set_trading(trading)
     core._set_liquidation(liquidation)
 
@@ -158,7 +162,7 @@ def withdraw(amount: uint256):
     """
     @notice Withdraws settlement tokens. Without positions: always allowed, up to all cash.
             With positions: not paused, fresh marks and margin basis, and equity >= IM after.
-    @dev Runs in the extension (delegatecall) to keep this contract under EIP-170.
+    @dev Runs in MarginEngineExtension (delegatecall).
     @param amount Token units to send to msg.sender.
     """
     raw_call(EXTENSION, msg.data, is_delegate_call=True)
@@ -192,11 +196,11 @@ def withdraw_fees(amount: uint256, to: address):
     """
     @notice Owner withdraws collected taker fees. Fees are junior to depositors: they first
             repay any socialised loss, and only what is left can be withdrawn.
-    @dev Runs in the extension (delegatecall).
+    @dev Runs in MarginEngineGovernance (delegatecall).
     @param amount Token units (0 only repays).
     @param to Recipient.
     """
-    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    raw_call(GOVERNANCE, msg.data, is_delegate_call=True)
 
 
 #### TRADING ####
@@ -445,7 +449,7 @@ def set_trading_params(params: IMarginEngine.TradingParams):
     @notice Owner sets trading parameters.
     @param params See IMarginEngine.TradingParams.
     """
-    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    raw_call(GOVERNANCE, msg.data, is_delegate_call=True)
 
 
 @external
@@ -454,7 +458,7 @@ def set_liquidation_params(params: IMarginEngine.LiquidationParams):
     @notice Owner sets liquidation parameters.
     @param params See IMarginEngine.LiquidationParams.
     """
-    raw_call(EXTENSION, msg.data, is_delegate_call=True)
+    raw_call(GOVERNANCE, msg.data, is_delegate_call=True)
 
 
 #### VIEWS ####

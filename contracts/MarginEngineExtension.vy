@@ -2,9 +2,10 @@
 """
 @title MarginEngineExtension
 @custom:contract-name MarginEngineExtension
-@notice Withdrawal, liquidation, settlement and flagging of MarginEngine, run ONLY through the engine's
-        delegatecall (the engine would exceed EIP-170 otherwise). Shares the engine's storage
-        layout through `initializes: core` as its first and only storage.
+@notice The margin side of MarginEngine: applying account leaves, withdrawal under margin,
+        liquidation (with the model's witness) and settlement of expired instruments. Runs
+        ONLY through the engine's delegatecall, in the engine's storage (`initializes: core`
+        first, as in MarginEngine.vy). The owner's functions are in MarginEngineGovernance.
 @dev No reentrancy pragma here: the engine's lock (transient storage) is already held when it
      delegatecalls, and a second lock on the same slot would always trip. Direct calls
      revert (they would only touch this contract's own, empty storage anyway).
@@ -14,15 +15,12 @@ from .interfaces import IRiskOracle
 from .interfaces import IInstrumentRegistry
 from .interfaces import IMarginEngine
 from ethereum.ercs import IERC20
-from snekmate.auth import ownable
 from snekmate.utils import pausable
 from .modules import engine_core as core
 
-# Same order as MarginEngine.vy: core's slots, then `paused`, then `owner` (the owner
-# functions here read the engine's owner). Never add storage here.
+# Same order as MarginEngine.vy: core's slots, then `paused`. Never add storage here.
 initializes: core
 initializes: pausable
-initializes: ownable
 
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
@@ -42,7 +40,6 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
     """
     core.__init__(token, oracle, registry)
     pausable.__init__()
-    ownable.__init__()
     _SELF = self
 
 
@@ -131,59 +128,6 @@ def _withdraw(amount: uint256):
     log IMarginEngine.Withdrawal(account=msg.sender, amount=amount, debit_wad=debit)
 
 
-#### GOVERNANCE ####
-
-
-@external
-def withdraw_fees(amount: uint256, to: address):
-    """
-    @notice Owner withdraws collected taker fees. Fees are junior to depositors: they first
-            repay any socialised loss (recorded deficits nobody's cash covers), and only
-            what is left can be withdrawn.
-    @param amount Token units (0 only repays).
-    @param to Recipient.
-    """
-    self._delegated()
-    ownable._check_owner()
-    assert to != empty(address), "engine: zero address"
-    cfg: uint256 = core._trading
-    fees: uint256 = cfg >> 128
-    loss: uint256 = core.socialised_loss_wad
-    repaid: uint256 = min(loss, fees)
-    if repaid > 0:
-        fees -= repaid
-        core.socialised_loss_wad = loss - repaid
-        log IMarginEngine.SocialisedLossRepaid(amount_wad=repaid, total_wad=loss - repaid)
-    debit: uint256 = amount * core.SCALE
-    assert debit <= fees, "engine: amount exceeds fees"
-    core._trading = (cfg & core.MASK_128) | ((fees - debit) << 128)
-    if amount > 0:  # some tokens revert on a zero transfer
-        core._push(to, amount)
-        log IMarginEngine.FeesWithdrawn(to=to, amount=amount, debit_wad=debit)
-
-
-@external
-def set_trading_params(params: IMarginEngine.TradingParams):
-    """
-    @notice Owner sets trading parameters.
-    @param params See IMarginEngine.TradingParams.
-    """
-    self._delegated()
-    ownable._check_owner()
-    core._set_trading(params)
-
-
-@external
-def set_liquidation_params(params: IMarginEngine.LiquidationParams):
-    """
-    @notice Owner sets liquidation parameters.
-    @param params See IMarginEngine.LiquidationParams.
-    """
-    self._delegated()
-    ownable._check_owner()
-    core._set_liquidation(params)
-
-
 #### ACCOUNT LEAVES ####
 
 
@@ -198,7 +142,10 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
          nor before the last proportional shrink of the book, a root never replaces a newer
          basis, at the current nonce the leaf's positions hash must equal the book's, and at
          an older one its positions hash and pending base must be what the engine recorded
-         at that nonce (`_nonce_ring`).
+         at that nonce (`_nonce_ring`). An older leaf that fails that binding (below the
+         floor, out of the ring, another book) only raises: IM and MM become the larger of
+         the stored and the leaf's, with the basis kept; it is refused if it raises neither
+         or the book is empty.
     """
     root_ts: uint256 = staticcall core.ORACLE.verify_account_leaf(leaf, proof)
     account: address = leaf.account
@@ -214,13 +161,35 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
     else:
         assert leaf.state_nonce < nonce, "engine: leaf for a future state nonce"
         total: uint256 = core._pending_total(margins, core._pending_offset[account])
-        assert leaf.state_nonce >= total >> 192, "engine: leaf older than the book's last reduction"
         # the counters and book the engine recorded at that nonce (`_nonce_ring`): the only
         # binding of an older leaf to the account, as no proof reaches either
         record: uint256 = core._nonce_ring[account][leaf.state_nonce % core.NONCE_RING]
-        assert record >> 192 == leaf.state_nonce, "engine: leaf's nonce not recorded"
-        # a base of 2**96 or more never matches: the recorded counters are below it
-        assert record & core.MASK_192 == core._nonce_digest(leaf.pending_base_im_wad, leaf.pending_base_mm_wad, leaf.positions_hash) & core.MASK_192, "engine: leaf's book or pending base is not its nonce's"
+        why: String[54] = ""
+        if leaf.state_nonce < total >> 192:
+            why = "engine: leaf older than the book's last reduction"
+        elif record >> 192 != leaf.state_nonce:
+            why = "engine: leaf's nonce not recorded"
+        elif record & core.MASK_192 != core._nonce_digest(leaf.pending_base_im_wad, leaf.pending_base_mm_wad, leaf.positions_hash) & core.MASK_192:
+            # a base of 2**96 or more never matches: the recorded counters are below it
+            why = "engine: leaf's book or pending base is not its nonce's"
+        if len(why) > 0:
+            # Below the leaf floor (the book shrank since), out of the ring (8 trades since) or
+            # not the recorded book: the leaf cannot be bound to the book, so it only raises.
+            # The account moves its floor and ring itself, and would otherwise refuse a higher
+            # leaf of the current root by a 1-wei trade after the keeper's snapshot. IM and MM
+            # become the larger of the stored and the leaf's; the basis stays (nothing looks
+            # fresher than it is) and so do the counters (the offset takes up the difference).
+            # A leaf that raises neither, or meets an emptied book (nothing left to margin),
+            # is refused with the reason it cannot bind.
+            im: uint256 = max(margins & core.MASK_112, leaf.initial_margin_wad)
+            mm: uint256 = max((margins >> 112) & core.MASK_112, leaf.maintenance_margin_wad)
+            new: uint256 = core._pack_margins(im, mm, margins >> 224)
+            assert new != margins and core._count(header) != 0, why
+            core._set_margins(account, new, 0)
+            log IMarginEngine.LeafApplied(
+                account=account, state_nonce=leaf.state_nonce, initial_margin_wad=im, maintenance_margin_wad=mm, root_timestamp=root_ts
+            )
+            return
         # growth of the counters since the leaf's nonce, modulo 2**96 like the counters themselves
         add_im = unsafe_sub(total & core.MASK_96, leaf.pending_base_im_wad) & core.MASK_96
         add_mm = unsafe_sub((total >> 96) & core.MASK_96, leaf.pending_base_mm_wad) & core.MASK_96

@@ -1,6 +1,7 @@
 """Deploy a netmargin system: settlement token, InstrumentRegistry, RiskOracle, the parameter
-set's ScenarioVerifier, MarginEngineExtension and MarginEngine (the engine delegatecalls the
-extension; both must be deployed with the same token, oracle and registry), and the signers'
+set's ScenarioVerifier, MarginEngineExtension, MarginEngineGovernance and MarginEngine (the
+engine delegatecalls the other two; all three must be deployed with the same token, oracle and
+registry), and the signers'
 SignerBond with the FraudProofs that slash it: every signer's stake is funded by the deployer
 (SignerBond credits a stake to the signer it names; only the signer can withdraw it), then
 the oracle is wired to both, so from the first root on only bonded signers count.
@@ -115,10 +116,12 @@ def deploy_system(deployer, token_address: str | None, signers: list[str], thres
     if witness:
         oracle.set_verifier(verifier, sender=deployer)
     extension = project.MarginEngineExtension.deploy(token, oracle, registry, sender=deployer)
-    engine = project.MarginEngine.deploy(token, oracle, registry, extension, TRADING, LIQUIDATION,
+    governance = project.MarginEngineGovernance.deploy(token, oracle, registry, sender=deployer)
+    engine = project.MarginEngine.deploy(token, oracle, registry, extension, governance, TRADING, LIQUIDATION,
                                          sender=deployer)
     out = {"token": token.address, "registry": registry.address, "oracle": oracle.address,
-           "extension": extension.address, "engine": engine.address, "verifier": verifier.address}
+           "extension": extension.address, "governance": governance.address, "engine": engine.address,
+           "verifier": verifier.address}
     if bonds is not None:
         # bond first, wire last: no root is ever refused for want of bonded signers
         # forfeited bonds go to this engine's insurance fund (SignerBond.push_forfeited)

@@ -113,7 +113,8 @@ def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: 
     if bonds is not None:
         bonds.check()
     builds = compile_contracts([token_contract, "InstrumentRegistry", "RiskOracle", "MarginEngine",
-                                "MarginEngineExtension", "ScenarioVerifier", "SignerBond", "FraudProofs"])
+                                "MarginEngineExtension", "MarginEngineGovernance", "ScenarioVerifier", "SignerBond",
+                                "FraudProofs"])
     token = deploy(w3, builds[token_contract], owner, "netmargin USD", "nUSD", TOKEN_DECIMALS)
     registry = deploy(w3, builds["InstrumentRegistry"], owner)
     params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
@@ -125,10 +126,10 @@ def deploy_system(w3: Web3, owner: LocalAccount, signers: list[str], threshold: 
     generator, rows = verifier_config(params)
     verifier = deploy(w3, builds["ScenarioVerifier"], owner, oracle.address, params_hash, generator, rows)
     send(w3, owner, oracle.functions.set_verifier(verifier.address), "set_verifier")
-    extension = deploy(w3, builds["MarginEngineExtension"], owner, token.address, oracle.address,
-                       registry.address)
-    engine = deploy(w3, builds["MarginEngine"], owner, token.address, oracle.address,
-                    registry.address, extension.address, settings.trading(), settings.liquidation())
+    extension, governance = (deploy(w3, builds[name], owner, token.address, oracle.address, registry.address)
+                             for name in ("MarginEngineExtension", "MarginEngineGovernance"))
+    engine = deploy(w3, builds["MarginEngine"], owner, token.address, oracle.address, registry.address,
+                    extension.address, governance.address, settings.trading(), settings.liquidation())
     engine = w3.eth.contract(address=engine.address, abi=engine_abi(
         builds["MarginEngine"]["abi"], builds["MarginEngineExtension"]["abi"]))
     dep = Deployment(w3=w3, engine=engine, oracle=oracle, registry=registry, token=token, verifier=verifier)

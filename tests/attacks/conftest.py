@@ -20,6 +20,7 @@ from engine.conftest import (  # noqa: F401 - re-exported fixtures
     flag,
     fund,
     funds_add_up,
+    governance,
     leaf_for,
     liquidate,
     local_keys,
@@ -210,7 +211,8 @@ def assert_funds_add_up(eng, tok, holders) -> None:
 def deploy_engine(project, admin, token, oracle, registry):
     """A MarginEngine (+ extension) on `token`, with the suite's trading/liquidation params."""
     ext = project.MarginEngineExtension.deploy(token, oracle, registry, sender=admin)
-    return project.MarginEngine.deploy(token, oracle, registry, ext, TRADING, LIQUIDATION, sender=admin)
+    gov = project.MarginEngineGovernance.deploy(token, oracle, registry, sender=admin)
+    return project.MarginEngine.deploy(token, oracle, registry, ext, gov, TRADING, LIQUIDATION, sender=admin)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ book; if the account moves its floor or its ring after the snapshot, that leaf n
 whoever sends it. When the new leaf is *higher* (the signers re-priced the book after a vol
 rise), the account keeps its older, lower MM: it is not liquidatable, and while its basis is
 young its IM backs withdrawals the current root refuses. Repeated after every snapshot.
+Fixed: a leaf of the current root that the floor or the ring refuses still applies
+raise-only (IM and MM become the larger of the stored and the leaf's, the basis stays), so
+each route below ends with the higher margins in force.
 
 Also pinned here: what holds around the liquidator's leaf floor and the registry's book check
 on a liquidation slice. Real Anvil engine, token, signed roots and witnesses. Names say the
@@ -84,8 +87,6 @@ def _two_leg_long(engine, maker, owner, fund, set_market, trade, margin):
     set_market(rates={FUTURE: TRIPLE})
 
 
-@pytest.mark.xfail(strict=True, reason="V16: a 1-wei reduction after each snapshot raises the account's leaf floor; "
-                                       "its higher honest leaf never applies and it keeps its old MM")
 def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher_honest_leaf_still_applies(
         engine, admin, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
         keeper):
@@ -112,15 +113,13 @@ def test_floor__one_position_book_reduces_1_wei_after_every_snapshot__its_higher
         trade(accomplice, owner, PERP, 1, PRICE)                 # 1 wei back: both books reduce
         trees = post_root([snapshot])
         leaf, proof = trees.account_proof(owner.address)
-        succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "...older than the book's last reduction"
+        succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
     assert engine.health(owner).equity_wad < 9_000 * WAD
     # the safe outcome: the newest root's leaf (IM 18,000, MM 9,000) margins the book
-    # (today MM 3,000: `liquidate` reverts "engine: account is healthy")
+    # (before the raise-only rule: MM 3,000: `liquidate` reverts "engine: account is healthy")
     assert engine.health(owner).liquidatable
 
 
-@pytest.mark.xfail(strict=True, reason="V16: a book margined by a voided root keeps its understated MM by a 1-wei "
-                                       "reduction after the next snapshot; the valid leaf never applies")
 def test_floor__book_on_a_voided_root_reduces_1_wei_after_the_next_snapshot__the_valid_leaf_still_applies(
         engine, oracle, registry, token, domain, signers, chain, keeper, admin, maker, accounts, accomplice,
         system, fund, set_market, trade, leaf_for, post_root):  # noqa: F811
@@ -155,15 +154,13 @@ def test_floor__book_on_a_voided_root_reduces_1_wei_after_the_next_snapshot__the
     trade(accomplice, victim, PERP, 1, PRICE)                 # the victim sells 1 wei at the mark
     trees2 = post_root([snapshot])
     leaf2, proof2 = trees2.account_proof(victim.address)
-    succeeds(engine.apply_leaf, leaf2.as_args(), proof2, sender=keeper)   # today: "...older than the book's last reduction"
+    succeeds(engine.apply_leaf, leaf2.as_args(), proof2, sender=keeper)
     set_market(marks={PERP: 55_000 * WAD})
     assert engine.health(victim).equity_wad < 3_000 * WAD
-    # the safe outcome (today MM ~474: not liquidatable)
+    # the safe outcome (before the raise-only rule: MM ~474: not liquidatable)
     assert engine.health(victim).liquidatable
 
 
-@pytest.mark.xfail(strict=True, reason="V16: a 1-wei liquidation slice after its snapshot raises the liquidator's "
-                                       "leaf floor; its higher honest leaf never applies and it keeps its old IM/MM")
 def test_floor__liquidator_takes_a_1_wei_slice_after_its_snapshot__its_higher_honest_leaf_still_applies(
         engine, oracle, maker, accounts, fund, set_market, trade, give_margin, leaf_for, post_root, market_leaf,  # noqa: F811
         keeper, chain):
@@ -190,18 +187,16 @@ def test_floor__liquidator_takes_a_1_wei_slice_after_its_snapshot__its_higher_ho
     engine.liquidate(victim, 1, 10**30, engine.state_nonce(victim), witness, sender=owner)
     assert engine.position(owner, PERP) == WAD // 100 + 1
     leaf, proof = trees.account_proof(owner.address)
-    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "...older than the book's last reduction"
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
     assert engine.health(owner).equity_wad < 9_030 * WAD
     before = engine.cash_wad(owner)
     # the safe outcome: margined by the current root's leaf, nothing is free to withdraw
-    # (today IM 6,060 + wei: 2,000 leave, ~2,930 were free)
+    # (before the raise-only rule: IM 6,060 + wei: 2,000 leave, ~2,930 were free)
     assert not succeeds(engine.withdraw, 2_000 * USDC, sender=owner)
     assert engine.cash_wad(owner) == before
     assert engine.health(owner).liquidatable
 
 
-@pytest.mark.xfail(strict=True, reason="V16: 8 1-wei trades with its own second account after its snapshot push the "
-                                       "nonce out of the ring; its higher honest leaf never applies")
 def test_ring__owner_trades_1_wei_8_times_with_its_second_account_after_its_snapshot__higher_leaf_still_applies(
         engine, maker, accounts, accomplice, fund, set_market, trade, give_margin, leaf_for, post_root, keeper):  # noqa: F811
     """V16, the ring route (V11's eviction, done by the owner to itself): the two-leg book of
@@ -220,9 +215,9 @@ def test_ring__owner_trades_1_wei_8_times_with_its_second_account_after_its_snap
         trade(accomplice, owner, FUTURE, -1, FUTURE_PRICE)       # the owner buys 1 wei
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(owner.address)
-    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "engine: leaf's nonce not recorded"
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
     assert engine.health(owner).equity_wad < 9_030 * WAD
-    # the safe outcome (today MM 3,030 + 8 x 9,000 wei)
+    # the safe outcome (before the raise-only rule: MM 3,030 + 8 x 9,000 wei)
     assert engine.health(owner).liquidatable
 
 
@@ -313,7 +308,7 @@ def test_ring__one_1_wei_fill_of_the_liquidators_resting_order_after_its_slice__
     filled = succeeds(engine.fill, quote.as_args(), sig, 1, sender=attacker)   # anyone: 1 wei of its resting buy
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(liquidator.address)
-    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "engine: leaf's nonce not recorded"
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
     # the safe outcome: the leaf's margins (+ the 1-wei fill's bound, if a fix still lets it
     # through) on the root's basis
     view = engine.account(liquidator)
@@ -322,8 +317,6 @@ def test_ring__one_1_wei_fill_of_the_liquidators_resting_order_after_its_slice__
                                                                       2_500 * WAD + 3_000 * filled)
 
 
-@pytest.mark.xfail(strict=True, reason="V16: a book that refused its higher leaf survives to a crash step and goes "
-                                       "bankrupt; the insurance fund pays the gap its owner's second account keeps")
 def test_floor__pair_dodges_the_higher_mm_then_one_crash_step__insurance_pays_nothing(
         engine, admin, accounts, accomplice, liquidator, token, fund, set_market, trade, give_margin,  # noqa: F811
         leaf_for, post_root, keeper, liquidate):
@@ -352,11 +345,11 @@ def test_floor__pair_dodges_the_higher_mm_then_one_crash_step__insurance_pays_no
     trade(accomplice, owner, PERP, 1, PRICE)                   # 1 wei back to the second account
     trees = post_root([snapshot])
     leaf, proof = trees.account_proof(owner.address)
-    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)   # today: "...older than the book's last reduction"
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=keeper)
     insurance, socialised = engine.insurance_wad(), engine.socialised_loss_wad()
     set_market(marks={PERP: 54_000 * WAD}, rates={PERP: TRIPLE})
     assert 0 < engine.health(owner).equity_wad < 9_000 * WAD
-    succeeds(liquidate, owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)   # today: "healthy"
+    succeeds(liquidate, owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)   # before the raise-only rule: "healthy"
     set_market(marks={PERP: 45_000 * WAD}, rates={PERP: TRIPLE})
     if engine.account(owner).positions:
         liquidate(owner, WAD, 10**30, engine.state_nonce(owner), sender=liquidator)

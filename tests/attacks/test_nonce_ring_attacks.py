@@ -4,8 +4,10 @@ hash, and a leaf at an older nonce applies only if it names that nonce's recorde
 and book (V10's fix). Tried on a real Anvil engine with threshold-signed roots: slot
 aliasing (nonce k against k + ring), a base off by 2**96 (the counters' modulus), the floor
 nonce of a reduction, nonces no trade recorded, another account's record, the liquidator's
-leaf from before its slice, and a taker churning a maker's ring with 1-wei fills. Every
-refused leaf leaves the account as it was. Names say the sequence and the outcome."""
+leaf from before its slice, and a taker churning a maker's ring with 1-wei fills. A leaf
+that cannot bind ("refused" in the names) never lowers the margins nor freshens their basis:
+raising nothing it reverts and leaves the account as it was; raising, it applies raise-only.
+Names say the sequence and the outcome."""
 
 from dataclasses import replace
 
@@ -57,12 +59,23 @@ def _apply(engine, post_root, keeper, leaf):
 
 
 def _refused(engine, post_root, keeper, leaf, reason):
-    before = _view(engine, leaf.account)
-    trees = post_root([leaf, _PLACEHOLDER_LEAF])
-    signed, proof = trees.account_proof(leaf.account)
-    with ape.reverts(reason):
-        engine.apply_leaf(signed.as_args(), proof, sender=keeper)
-    assert _view(engine, leaf.account) == before
+    """`leaf` cannot be bound to the book: it never lowers the margins nor freshens their
+    basis. Its copy that raises nothing (zero margins) is refused with `reason`, the account
+    as it was; `leaf` itself, where it raises IM or MM, applies raise-only: IM and MM become
+    the larger of the held and the leaf's, and the nonce, book, cash, basis and pending
+    counters stay as they were."""
+    for candidate in (replace(leaf, initial_margin_wad=0, maintenance_margin_wad=0), leaf):
+        before = _view(engine, leaf.account)
+        raised = (max(before[3], candidate.initial_margin_wad), max(before[4], candidate.maintenance_margin_wad))
+        trees = post_root([candidate, _PLACEHOLDER_LEAF])
+        signed, proof = trees.account_proof(leaf.account)
+        if raised == before[3:5]:
+            with ape.reverts(reason):
+                engine.apply_leaf(signed.as_args(), proof, sender=keeper)
+            assert _view(engine, leaf.account) == before
+        else:
+            engine.apply_leaf(signed.as_args(), proof, sender=keeper)
+            assert _view(engine, leaf.account) == (*before[:3], *raised, *before[5:])
 
 
 def _buys(owner, maker, trade, count, size=WAD // 1000):
@@ -227,5 +240,8 @@ def test_ring__taker_churns_a_makers_ring_with_1_wei_fills__makers_honest_leaf_s
     for _ in range(RING):
         engine.fill(trade_order.as_args(), sig, 1, sender=attacker)
     assert engine.state_nonce(owner) == leaf.state_nonce + RING
-    _apply(engine, post_root, keeper, leaf)
+    [log] = _apply(engine, post_root, keeper, leaf).decode_logs(engine.LeafApplied)
+    # bound to the book: the root's time is the new basis (an unbound leaf only raises and
+    # keeps the old basis, so the maker's offsets still never count)
+    assert engine.account(owner).margin_basis_timestamp == log.root_timestamp
     assert engine.account(owner).initial_margin_wad >= 600 * WAD

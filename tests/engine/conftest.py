@@ -77,6 +77,11 @@ def extension(project, admin, token, oracle, registry):
     return project.MarginEngineExtension.deploy(token, oracle, registry, sender=admin)
 
 
+@pytest.fixture(scope="session")
+def governance(project, admin, token, oracle, registry):
+    return project.MarginEngineGovernance.deploy(token, oracle, registry, sender=admin)
+
+
 # The model the oracle's ScenarioVerifier prices liquidations with (the test oracle's params
 # hash is a label, PARAMS_HASH; the verifier carries it with default-v2's generator).
 WITNESS_PARAMS = load_params("default-v2")
@@ -95,9 +100,9 @@ def verifier(project, admin, oracle):
 
 
 @pytest.fixture(scope="session")
-def engine(project, admin, token, oracle, registry, extension, verifier):
+def engine(project, admin, token, oracle, registry, extension, governance, verifier):
     return project.MarginEngine.deploy(
-        token, oracle, registry, extension, TRADING, LIQUIDATION, sender=admin
+        token, oracle, registry, extension, governance, TRADING, LIQUIDATION, sender=admin
     )
 
 

@@ -39,7 +39,8 @@ def deploy_engine(project, admin, oracle, registry):
 
     def _deploy(token):
         ext = project.MarginEngineExtension.deploy(token, oracle, registry, sender=admin)
-        return project.MarginEngine.deploy(token, oracle, registry, ext, TRADING, LIQUIDATION, sender=admin)
+        gov = project.MarginEngineGovernance.deploy(token, oracle, registry, sender=admin)
+        return project.MarginEngine.deploy(token, oracle, registry, ext, gov, TRADING, LIQUIDATION, sender=admin)
 
     return _deploy
 

@@ -113,10 +113,11 @@ def _leaf_args(trees, account):
     return leaf.as_args(), proof
 
 
-def test_extension__storage_layout__is_a_prefix_of_the_engine():
+@pytest.mark.parametrize("delegate", ["MarginEngineExtension", "MarginEngineGovernance"])
+def test_delegate__storage_layout__is_a_prefix_of_the_engine(delegate):
     engine = storage_layout(ROOT / "contracts/MarginEngine.vy")
-    extension = storage_layout(ROOT / "contracts/MarginEngineExtension.vy")
-    assert extension and all(engine[k] == v for k, v in extension.items())
+    theirs = storage_layout(ROOT / f"contracts/{delegate}.vy")
+    assert theirs and all(engine[k] == v for k, v in theirs.items())
 
 
 def test_engine_abi__extension_events__declared_identically(engine, extension):

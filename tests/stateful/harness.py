@@ -141,12 +141,14 @@ class System:
             self.oracle.address,
             self.registry.address,
         )
+        governance = deploy("MarginEngineGovernance", self.token.address, self.oracle.address, self.registry.address)
         self.engine = deploy(
             "MarginEngine",
             self.token.address,
             self.oracle.address,
             self.registry.address,
             self.extension.address,
+            governance.address,
             TRADING,
             LIQUIDATION,
         )

@@ -525,10 +525,19 @@ class EngineMachine(RuleBasedStateMachine):
             iid, q = next(iter(self.book(addr).items()))
             self._fill(counter, who, iid, q > 0, 1, self.onchain_mark(iid), 1, f"1-wei fill {counter}->{who} #{iid}")
         after = self.s.engine.pending_total(addr)
+        held = self.s.margins(addr)
         res = self.s.apply_leaf(trees, addr, sender=self.a("saver"))
         if after >> 192 > leaves[addr].state_nonce:
-            # a risk-reducing 1-wei trade shrank the book: older leaves no longer apply
-            assert not res.ok and res.reason == "engine: leaf older than the book's last reduction", res
+            # a risk-reducing 1-wei trade shrank the book: the older leaf cannot bind to it and
+            # only raises (IM, MM the larger of the held and the leaf's; basis and counters
+            # kept), or is refused when it raises neither or the book is now empty
+            raised = (max(held[0], leaves[addr].initial_margin_wad), max(held[1], leaves[addr].maintenance_margin_wad))
+            if raised == held[:2] or not self.book(addr):
+                assert not res.ok and res.reason == "engine: leaf older than the book's last reduction", res
+                return
+            assert self.expect(res, set(), f"raise-only leaf {who}")
+            assert self.s.margins(addr) == (*raised, held[2]), "an unbound leaf only raises and keeps the basis"
+            assert self.s.engine.pending_total(addr) == after, "an unbound leaf moved the pending counters"
             return
         assert self.expect(res, set(), f"apply leaf {who}")
         grown_im = ((after & (2**96 - 1)) - (before & (2**96 - 1))) % 2**96

@@ -14,5 +14,7 @@ LIQUIDATION = (1_000, 500, 5_000, 2_000, 1_000, 100 * WAD)
 
 def load_engine(token, oracle, registry):
     extension = deploy("MarginEngineExtension", token.address, oracle.address, registry.address)
+    governance = deploy("MarginEngineGovernance", token.address, oracle.address, registry.address)
     return deploy("MarginEngine", token.address, oracle.address, registry.address, extension.address,
+                  governance.address,
                   TRADING, LIQUIDATION)
