@@ -8,7 +8,7 @@ import ape
 import pytest
 from conftest import WAD
 
-from .conftest import BTC_MARK, CALL, PERP, assert_funds_add_up, deploy_engine
+from .conftest import BTC_MARK, CALL, LIQUIDATION, PERP, TRADING, assert_funds_add_up, deploy_engine
 
 BIG = 2**200
 
@@ -204,6 +204,14 @@ def test_extension__called_directly__reverts_delegatecall_only(engine, extension
     args = {"withdraw": (1,), "liquidate": (trader, WAD, BIG, 0, b""), "settle": (trader, PERP)}[call]
     with ape.reverts("engine: delegatecall only"):
         getattr(extension, call)(*args, sender=liquidator)
+
+
+@pytest.mark.parametrize("call", ["withdraw_fees", "set_trading_params", "set_liquidation_params"])
+def test_governance__called_directly_even_by_the_owner__reverts_delegatecall_only(governance, admin, call):
+    args = {"withdraw_fees": (0, admin), "set_trading_params": (TRADING,),
+            "set_liquidation_params": (LIQUIDATION,)}[call]
+    with ape.reverts("engine: delegatecall only"):
+        getattr(governance, call)(*args, sender=admin)
 
 
 # ------------------------------------------------------------------ decimals

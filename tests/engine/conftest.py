@@ -1,4 +1,4 @@
-"""MarginEngine fixtures: the deployed engine (+ its delegatecalled extension) on the shared
+"""MarginEngine fixtures: the deployed engine (+ its delegatecalled extension and governance) on the shared
 token, registry and oracle, factories that trade, post epoch roots and apply leaves (give_margin) and move marks, and an autouse
 check that the engine's funds add up exactly after every test.
 

@@ -1,7 +1,7 @@
 """The real netmargin contracts on titanoboa's in-process EVM, for the state machines.
 
 `deploy()` compiles and deploys MockERC20, InstrumentRegistry, RiskOracle, ScenarioVerifier
-(registered with the oracle), MarginEngineExtension and MarginEngine from contracts/ once per
+(registered with the oracle), MarginEngineExtension, MarginEngineGovernance and MarginEngine from contracts/ once per
 session; every hypothesis
 example then runs inside `boa.env.anchor()` and is rolled back (storage and block time).
 Orders, market data, epoch roots and settlement prices are signed with real eth-account

@@ -1,4 +1,4 @@
-"""A real MarginEngine (with its delegatecalled extension) on titanoboa, for suites that need
+"""A real MarginEngine (with its delegatecalled extension and governance) on titanoboa, for suites that need
 one beside the oracle: the SignerBond tests push forfeited bonds into its insurance fund."""
 
 from __future__ import annotations
