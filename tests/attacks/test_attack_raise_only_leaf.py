@@ -325,3 +325,21 @@ def test_raise_only__book_closed_and_reopened_small_after_the_snapshot__leaf_of_
     print(f"V19 reopened: IM {h.im_wad / WAD:,.2f} MM {h.mm_wad / WAD:,.2f} on 0.01 BTC")
     # the safe outcome
     assert h.im_wad == 60 * WAD and h.mm_wad == 30 * WAD
+
+
+def test_raise_only__reduced_book_raised_by_an_outsider__held_at_most_until_the_kept_basis_ages(
+        engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root, mine, chain):  # noqa: F811
+    """V19's bound: the raise keeps the basis it found (root 1's), so once that basis is older
+    than max_margin_basis_age (a day here) new risk is margined by the book's isolated bound at
+    the oracle's rates (600 on 0.1 BTC) and the raised IM stops holding anything, with no leaf
+    applied. The raised MM stays (only a leaf lowers it; with a verifier the model still
+    decides a liquidation)."""
+    owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    leaf, proof = trees.account_proof(owner.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
+    assert not succeeds(engine.withdraw, 19_000 * USDC, sender=owner)
+    basis = engine.account(owner).margin_basis_timestamp
+    mine(max(0, basis + 86_400 - chain.blocks.head.timestamp) + 1)
+    set_market()                                              # fresh marks: a withdrawal with positions needs them
+    engine.withdraw(19_000 * USDC, sender=owner)
+    assert engine.health(owner).mm_wad == MM
