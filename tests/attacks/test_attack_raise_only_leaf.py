@@ -284,7 +284,7 @@ def test_raise_only__outsider_raises_a_reduced_book_then_fills_1_wei_of_its_rest
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     order, sig = make_order(owner, PERP, False, WAD // 20, PRICE, order_nonce=77)   # resting: sells 0.05 BTC
     leaf, proof = trees.account_proof(owner.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
+    succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=attacker)   # raise-only: below the floor
     fund(attacker, 1_000 * USDC)
     for _ in range(2):
         trees = post_root([leaf_for(owner, IM // 10, MM // 10)])
