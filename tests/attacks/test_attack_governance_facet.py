@@ -1,7 +1,7 @@
 """Attacks on the governance facet: the owner's functions (trading and liquidation parameters,
 fee withdrawal) run in MarginEngineGovernance through the engine's delegatecall, in the
 engine's storage. What holds: direct calls touch nothing, the owner check reads the engine's
-owner (two-step transfers included), the bits the trading word shares with the parameters
+owner (two-step transfers included; direct calls: `test_token_attacks.py::test_governance__called_directly_even_by_the_owner__*`), the bits the trading word shares with the parameters
 (the void flag, the pause mirror, the fees) survive every owner write, and every event the
 facet logs from the engine's address decodes with the engine's ABI (the keeper's too). Real
 Anvil chain; names say the attack and what holds."""
@@ -33,16 +33,6 @@ def _isolated(chain):
 
 def _trading_word(chain, engine) -> int:
     return int.from_bytes(bytes(chain.provider.get_storage(engine.address, TRADING_SLOT)), "big")
-
-
-@pytest.mark.parametrize("call", ["withdraw_fees", "set_trading_params", "set_liquidation_params"])
-def test_governance__called_directly_even_by_its_deployer__reverts_delegatecall_only(governance, admin, call):
-    """The facet's own storage holds an owner (its deployer, the engine's too) and nothing else:
-    a direct call would act on that empty copy. Every owner function refuses it."""
-    args = {"withdraw_fees": (0, admin), "set_trading_params": (TRADING,),
-            "set_liquidation_params": (LIQUIDATION,)}[call]
-    with ape.reverts("engine: delegatecall only"):
-        getattr(governance, call)(*args, sender=admin)
 
 
 def test_governance__ownership_transferred_in_two_steps__facet_follows_the_engines_owner(
