@@ -22,7 +22,7 @@ from offchain.chain.eip712 import Domain
 from offchain.chain.orders import EngineDomain
 from offchain.chain.witness import liquidation_witness
 
-from .conftest import PERP, Desk, deploy_engine, succeeds
+from .conftest import LIQUIDATION, PERP, Desk, deploy_engine, succeeds
 from .test_attack_own_leaf_floor import _root_with
 
 USDC = 10**6
@@ -343,3 +343,41 @@ def test_raise_only__reduced_book_raised_by_an_outsider__held_at_most_until_the_
     set_market()                                              # fresh marks: a withdrawal with positions needs them
     engine.withdraw(19_000 * USDC, sender=owner)
     assert engine.health(owner).mm_wad == MM
+
+
+def test_raise_only__outsider_raises_mm_above_the_model_before_a_liquidation__slice_and_discount_on_the_models_mm(
+        engine, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
+        leaf_for, post_root, witness_for):
+    """With a verifier, a raise cannot enlarge a slice or a discount. The victim long 1 BTC perp
+    is margined at the model's MM (~9,474 at 60,000); the keeper's next root holds that leaf;
+    the victim sells half at the mark (margins halve, floor up). An outsider applies the root's
+    leaf raise-only: MM ~9,474 on 0.5 BTC, twice the model's. BTC falls to 54,000 and the half
+    book is short by the model too (equity 3,500 < ~4,263): the liquidation's fraction and
+    discount are exactly those the model's MM gives (the engine uses min(applied, model)), to
+    the wei."""
+    victim = accounts[9]
+    fund(victim, 6_530 * USDC)
+    fund(maker, 500_000 * USDC)
+    fund(liquidator, 200_000 * USDC)
+    set_market()
+    trade(victim, maker, PERP, WAD, PRICE)                    # the victim makes: long 1 BTC, no fee
+    mm1 = check_market(verifier, witness_for(victim, raw=True)).maintenance_wad
+    give_margin(victim, 2 * mm1, mm1)
+    trees = post_root([leaf_for(victim, 2 * mm1, mm1)])       # the keeper's next root: not applied
+    trade(maker, victim, PERP, WAD // 2, PRICE)               # the victim sells half (taker fee 30)
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only: below the floor
+    assert engine.health(victim).mm_wad == mm1
+    set_market(marks={PERP: 54_000 * WAD})
+    witness = witness_for(victim)
+    model = check_market(verifier, witness).maintenance_wad
+    equity = engine.health(victim).equity_wad
+    assert equity < model < mm1
+    tx = engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), witness, sender=liquidator)
+    [log] = tx.decode_logs(engine.Liquidation)
+    base, _slope, _max, _share, buffer, _dust = LIQUIDATION
+    target = model * (10_000 + buffer) // 10_000
+    denom = target - model * base // 10_000
+    f = min(WAD, ((target - equity) * WAD + denom - 1) // denom)
+    assert log.fraction_wad == f
+    assert log.discount_wad == min(base * f // 10_000 * model // WAD, equity)
