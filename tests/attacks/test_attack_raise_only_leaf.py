@@ -22,11 +22,12 @@ from offchain.chain.eip712 import Domain
 from offchain.chain.orders import EngineDomain
 from offchain.chain.witness import liquidation_witness
 
-from .conftest import LIQUIDATION, PERP, Desk, deploy_engine, succeeds
+from .conftest import FUTURE, LIQUIDATION, PERP, Desk, deploy_engine, succeeds
 from .test_attack_own_leaf_floor import _root_with
 
 USDC = 10**6
 PRICE = 60_000 * WAD
+FUTURE_PRICE = 60_500 * WAD
 IM, MM = 6_000 * WAD, 3_000 * WAD        # the signers' leaf of 1 BTC perp at the default rates
 
 
@@ -165,6 +166,42 @@ def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf_without
     # the safe outcome
     assert not h.liquidatable
     assert d.equity(owner) == equity
+
+
+@pytest.mark.xfail(strict=True, reason="V18: a hedged book's pre-slice leaf re-applied raise-only after each slice "
+                                       "(also under a cap at the isolated bound, far above a hedge's margin)")
+def test_raise_only__hedged_books_pre_slice_leaf_reapplied_after_each_slice_without_a_verifier__one_slice_only(
+        bare, maker, accounts, liquidator):
+    """V18 on a hedged book, the case a cap of the raise at the book's isolated bound does not
+    close: the victim is long 1 BTC perp and short 1 BTC future, margined by the signers' hedged
+    figures (IM 1,000, MM 500; the isolated bound is 12,000 / 6,000), and withdraws down to
+    ~1,050. The keeper's next root holds the same leaf, not applied. The future's mark rises
+    600 over the perp's: equity ~450 < MM 500. The first slice (f 0.2, discount 10) restores
+    the rest; the leaf re-applied raise-only puts MM 500 back on it (a cap at the rest's
+    isolated bound, 4,800, would not stop it), and the cascade takes the book and the equity.
+    Safe outcome: one slice, the rest kept."""
+    d = bare
+    e = d.engine
+    victim = accounts[9]
+    d.fund(maker, 1_000_000 * USDC)
+    d.fund(victim, 20_000 * USDC)
+    d.fund(liquidator, 200_000 * USDC)
+    d.post_marks()
+    d.trade(victim, maker, PERP, WAD, PRICE)                  # the victim makes both legs: no fee
+    d.trade(victim, maker, FUTURE, -WAD, FUTURE_PRICE)
+    d.give_margin(victim, 1_000 * WAD, 500 * WAD)
+    e.withdraw(18_950 * USDC, sender=victim)
+    root = _post(d, [d.leaf(victim, 1_000 * WAD, 500 * WAD)])
+    d.post_marks(marks={FUTURE: FUTURE_PRICE + 600 * WAD})
+    equity = d.equity(victim)
+    assert 0 < equity < 500 * WAD and e.health(victim).liquidatable
+    first = _discounts(e, e.liquidate(victim, WAD, 10**30, e.state_nonce(victim), b"", sender=liquidator))
+    assert e.account(victim).positions and not e.health(victim).liquidatable
+    rest = d.equity(victim)
+    paid = first + _cascade(d, root, victim, liquidator)
+    print(f"V18 hedged cascade: {len(paid)} slices, discounts {sum(paid) / WAD:,.2f} of equity {equity / WAD:,.2f}")
+    assert len(paid) == 1
+    assert d.equity(victim) == rest
 
 
 def test_raise_only__leaf_applied_bound_before_the_slice__not_reapplied_after_it_without_a_verifier(
