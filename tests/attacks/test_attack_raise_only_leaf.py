@@ -418,3 +418,37 @@ def test_raise_only__outsider_raises_mm_above_the_model_before_a_liquidation__sl
     f = min(WAD, ((target - equity) * WAD + denom - 1) // denom)
     assert log.fraction_wad == f
     assert log.discount_wad == min(base * f // 10_000 * model // WAD, equity)
+
+
+def test_raise_only__raise_then_trades__next_leaf_binds_with_exactly_the_trades_growth(
+        engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
+    """The raise moves the margins up but not the pending counters (the offset takes up new -
+    old, modulo 2**96), so it changes nothing a later bound leaf sees. The owner (1 BTC perp,
+    IM 6,000 applied) halves its book after the keeper's snapshot; an outsider applies the
+    snapshot's leaf (IM 9,000, MM 4,500) raise-only. The owner then buys 0.1 BTC twice (each a
+    pending 600 / 300); the keeper's next leaf, at the nonce between the two buys (IM 4,000,
+    MM 2,000), binds through the ring and sets IM 4,600, MM 2,300 (the second buy's growth, to
+    the wei) on the root's basis."""
+    owner = accounts[9]
+    fund(owner, 20_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    set_market()
+    trade(owner, maker, PERP, WAD, PRICE)
+    give_margin(owner, IM, MM)
+    trees = post_root([leaf_for(owner, 9_000 * WAD, 4_500 * WAD)])
+    trade(maker, owner, PERP, WAD // 2, PRICE)                 # the owner sells half: floor up
+    counters = engine.pending_total(owner)
+    leaf, proof = trees.account_proof(owner.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only
+    assert (engine.health(owner).im_wad, engine.health(owner).mm_wad) == (9_000 * WAD, 4_500 * WAD)
+    assert engine.pending_total(owner) == counters
+    trade(owner, maker, PERP, WAD // 10, PRICE)                # buys 0.1: +600 / +300 pending
+    snapshot = leaf_for(owner, 4_000 * WAD, 2_000 * WAD)
+    trade(owner, maker, PERP, WAD // 10, PRICE)                # and 0.1 more
+    trees = post_root([snapshot])
+    leaf, proof = trees.account_proof(owner.address)
+    tx = engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
+    [log] = tx.decode_logs(engine.LeafApplied)
+    view = engine.account(owner)
+    assert (view.initial_margin_wad, view.maintenance_margin_wad) == (4_600 * WAD, 2_300 * WAD)
+    assert view.margin_basis_timestamp == log.root_timestamp
