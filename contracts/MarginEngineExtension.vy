@@ -144,8 +144,8 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
          an older one its positions hash and pending base must be what the engine recorded
          at that nonce (`_nonce_ring`). An older leaf that fails that binding (below the
          floor, out of the ring, another book) only raises: IM and MM become the larger of
-         the stored and the leaf's, with the basis kept; it is refused if it raises neither
-         or the book is empty.
+         the stored and the leaf's, with the basis kept; it is refused if it raises neither,
+         the book is empty, or it is below the floor and the oracle has no verifier.
     """
     root_ts: uint256 = staticcall core.ORACLE.verify_account_leaf(leaf, proof)
     account: address = leaf.account
@@ -180,11 +180,20 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
             # become the larger of the stored and the leaf's; the basis stays (nothing looks
             # fresher than it is) and so do the counters (the offset takes up the difference).
             # A leaf that raises neither, or meets an emptied book (nothing left to margin),
-            # is refused with the reason it cannot bind.
+            # is refused with the reason it cannot bind. Below the floor the book has shrunk
+            # since the leaf (a slice, a one-position reduction, a closed book): the larger
+            # book's MM would overstate the rest, and only the model's witness keeps that
+            # from liquidating it (anyone may apply the leaf after every slice). Without a
+            # verifier such a leaf changes nothing. Out of the ring the book only grew or
+            # hedged since (no shrink: the floor), so the leaf's margins stay below what
+            # binding would give (the leaf's plus the counters' growth).
+            ok: bool = core._count(header) != 0
+            if leaf.state_nonce < total >> 192:
+                ok = ok and staticcall core.ORACLE.verifier() != empty(address)
             im: uint256 = max(margins & core.MASK_112, leaf.initial_margin_wad)
             mm: uint256 = max((margins >> 112) & core.MASK_112, leaf.maintenance_margin_wad)
             new: uint256 = core._pack_margins(im, mm, margins >> 224)
-            assert new != margins and core._count(header) != 0, why
+            assert ok and new != margins, why
             core._set_margins(account, new, 0)
             log IMarginEngine.LeafApplied(
                 account=account, state_nonce=leaf.state_nonce, initial_margin_wad=im, maintenance_margin_wad=mm, root_timestamp=root_ts

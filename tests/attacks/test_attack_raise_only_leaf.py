@@ -8,9 +8,9 @@ book that has shrunk since (a liquidation slice, a reduction of a one-position b
 emptied and reopened): raise-only puts the margins of the larger book back on the smaller one.
 Without a registered verifier the applied MM alone decides a liquidation (SECURITY.md,
 residual risks: the witness rule is opt-in per deployment, `scripts/deploy.py` registers none
-by default), so that MM liquidates a book that is healthy (V18). With the verifier the model
-refuses those liquidations; what is left is a hold on withdrawals (V19). Names say the sequence
-and the safe outcome. Real Anvil chain, token, signed roots and (where registered) witnesses."""
+by default), so that MM liquidated a book that is healthy (V18, fixed: without a verifier a
+leaf below the floor changes nothing). With the verifier the model refuses those liquidations;
+what is left is a hold on withdrawals (V19). Names say the sequence and the safe outcome. Real Anvil chain, token, signed roots and (where registered) witnesses."""
 
 import ape
 import pytest
@@ -97,8 +97,6 @@ def _cascade(d: Desk, root, victim, liquidator, rounds: int = 60) -> list[int]:
 # ------------------------------------------------------------------ V18: no verifier
 
 
-@pytest.mark.xfail(strict=True, reason="V18: without a verifier the victim's pre-slice leaf re-applied raise-only "
-                                       "after each slice makes the restored book liquidatable again, until it is gone")
 def test_raise_only__liquidator_reapplies_the_victims_pre_slice_leaf_after_each_slice_without_a_verifier__one_slice_only(
         bare, maker, accounts, liquidator):
     """V18 (high, deployments without a verifier). The victim is long 1 BTC perp on 9,000,
@@ -134,8 +132,6 @@ def test_raise_only__liquidator_reapplies_the_victims_pre_slice_leaf_after_each_
     assert d.equity(victim) == rest
 
 
-@pytest.mark.xfail(strict=True, reason="V18: without a verifier an outsider's raise-only apply of the pre-reduction "
-                                       "leaf makes a reduced, healthy book liquidatable")
 def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf_without_a_verifier__not_liquidatable(
         bare, maker, accounts, attacker):
     """V18, the griefing route (deployments without a verifier). The owner is long 1 BTC perp
@@ -158,7 +154,9 @@ def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf_without
     e.withdraw(6_000 * USDC, sender=owner)
     assert not e.health(owner).liquidatable
     equity = d.equity(owner)
-    succeeds(e.apply_leaf, *root.apply_args(owner), sender=attacker)      # raise-only: below the floor
+    # below the floor and no verifier: the leaf of the 1 BTC book changes nothing
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        e.apply_leaf(*root.apply_args(owner), sender=attacker)
     h = e.health(owner)
     paid = _cascade(d, root, owner, attacker)
     print(f"V18 griefing: MM {h.mm_wad / WAD:,.2f} on 0.1 BTC, equity {equity / WAD:,.2f}; "
