@@ -166,8 +166,6 @@ def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf_without
     assert d.equity(owner) == equity
 
 
-@pytest.mark.xfail(strict=True, reason="V18: a hedged book's pre-slice leaf re-applied raise-only after each slice "
-                                       "(also under a cap at the isolated bound, far above a hedge's margin)")
 def test_raise_only__hedged_books_pre_slice_leaf_reapplied_after_each_slice_without_a_verifier__one_slice_only(
         bare, maker, accounts, liquidator):
     """V18 on a hedged book, the case a cap of the raise at the book's isolated bound does not
