@@ -94,6 +94,20 @@ def _cascade(d: Desk, root, victim, liquidator, rounds: int = 60) -> list[int]:
     return paid
 
 
+def _one_slice_only(d: Desk, root, victim, liquidator, label: str, equity: int):
+    """The first (capped) slice restores the book; then `_cascade`. The safe outcome: one
+    slice, one discount, the rest of the book and its equity stay the victim's."""
+    e = d.engine
+    first = _discounts(e, e.liquidate(victim, WAD, 10**30, e.state_nonce(victim), b"", sender=liquidator))
+    assert e.account(victim).positions and not e.health(victim).liquidatable   # restored
+    rest = d.equity(victim)
+    paid = first + _cascade(d, root, victim, liquidator)
+    print(f"{label}: {len(paid)} slices, discounts {sum(paid) / WAD:,.2f} of equity {equity / WAD:,.2f}; "
+          f"first slice {first[0] / WAD:,.2f}; left {d.equity(victim) / WAD:,.2f}")
+    assert len(paid) == 1
+    assert d.equity(victim) == rest
+
+
 # ------------------------------------------------------------------ V18: no verifier
 
 
@@ -120,16 +134,7 @@ def test_raise_only__liquidator_reapplies_the_victims_pre_slice_leaf_after_each_
     d.post_marks(marks={PERP: 54_000 * WAD})
     equity = d.equity(victim)
     assert 0 < equity < MM and e.health(victim).liquidatable
-    first = _discounts(e, e.liquidate(victim, WAD, 10**30, e.state_nonce(victim), b"", sender=liquidator))
-    assert e.account(victim).positions and not e.health(victim).liquidatable   # restored
-    rest = d.equity(victim)
-    paid = first + _cascade(d, root, victim, liquidator)
-    print(f"V18 cascade: {len(paid)} slices, discounts {sum(paid) / WAD:,.2f} of equity {equity / WAD:,.2f}; "
-          f"first slice {first[0] / WAD:,.2f}; left {d.equity(victim) / WAD:,.2f}; "
-          f"position {e.position(victim, PERP) / WAD}")
-    # the safe outcome: one slice, one discount; the rest of the book stays the victim's
-    assert len(paid) == 1
-    assert d.equity(victim) == rest
+    _one_slice_only(d, root, victim, liquidator, "V18 cascade", equity)
 
 
 def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf_without_a_verifier__not_liquidatable(
@@ -191,13 +196,7 @@ def test_raise_only__hedged_books_pre_slice_leaf_reapplied_after_each_slice_with
     d.post_marks(marks={FUTURE: FUTURE_PRICE + 600 * WAD})
     equity = d.equity(victim)
     assert 0 < equity < 500 * WAD and e.health(victim).liquidatable
-    first = _discounts(e, e.liquidate(victim, WAD, 10**30, e.state_nonce(victim), b"", sender=liquidator))
-    assert e.account(victim).positions and not e.health(victim).liquidatable
-    rest = d.equity(victim)
-    paid = first + _cascade(d, root, victim, liquidator)
-    print(f"V18 hedged cascade: {len(paid)} slices, discounts {sum(paid) / WAD:,.2f} of equity {equity / WAD:,.2f}")
-    assert len(paid) == 1
-    assert d.equity(victim) == rest
+    _one_slice_only(d, root, victim, liquidator, "V18 hedged cascade", equity)
 
 
 def test_raise_only__leaf_applied_bound_before_the_slice__not_reapplied_after_it_without_a_verifier(
