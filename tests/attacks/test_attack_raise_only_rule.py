@@ -7,12 +7,16 @@ liquidation ends the discount clock (`Unflagged`) compares the rest's equity wit
 applied MM scaled by 1 - f. Names say the sequence and the safe outcome. Real Anvil chain,
 token, signed roots and witnesses."""
 
+import ape
 import pytest
-from conftest import WAD
-from engine.conftest import give_margin  # noqa: F401 - give_margin is a fixture
+from conftest import PARAMS_HASH, WAD
+from engine.conftest import WITNESS_PARAMS, give_margin  # noqa: F401 - give_margin is a fixture
 from support.check_market import check_market
 
+from offchain.chain.verifier import verifier_config
+
 from .conftest import LIQUIDATION, PERP, succeeds
+from .test_attack_raise_only_leaf import _deploy_first, _post, bare  # noqa: F401 - fixtures
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -23,6 +27,50 @@ WINDOW = 7_200            # max_liquidation_price_age of the shared TRADING para
 def _isolated(chain):
     with chain.isolate():
         yield
+
+
+# ------------------------------------------------------------------ the registration moment
+
+
+def test_registration__root_posted_before_the_verifier__below_floor_leaf_refused_before_raises_after_never_liquidates_without_witness(
+        bare, project, admin, maker, accounts, attacker, liquidator):  # noqa: F811
+    """Held (RiskOracle.set_verifier, irrevocable): the owner long 1 BTC perp on 9,000 on a
+    deployment without a verifier (IM 6,000, MM 3,000 applied from root 1); the keeper's next
+    root holds that leaf; the owner sells 0.9 BTC (margins 600 / 300, floor up) and withdraws
+    6,000 (equity ~2,886). Before the
+    registration the root's leaf is refused ("older than the book's last reduction": no
+    floor-route raise without a verifier). The oracle's owner registers a verifier; the same
+    root's leaf (posted before it) now applies raise-only: MM 3,000 on 0.1 BTC, liquidatable by
+    the applied MM, but in the very next transaction a liquidation or a flag without the
+    model's witness is refused ("witness for another book"): no block lets the raise and the
+    MM-alone rule meet. There is no way back (a zero verifier is refused)."""
+    d = bare
+    e = d.engine
+    owner = accounts[9]
+    d.fund(maker, 1_000_000 * USDC)
+    d.fund(owner, 9_000 * USDC)
+    d.fund(liquidator, 200_000 * USDC)
+    d.post_marks()
+    d.trade(maker, owner, PERP, -WAD, PRICE)
+    d.give_margin(owner, 6_000 * WAD, 3_000 * WAD)
+    root = _post(d, [d.leaf(owner, 6_000 * WAD, 3_000 * WAD)])
+    d.trade(maker, owner, PERP, 9 * WAD // 10, PRICE)
+    e.withdraw(6_000 * USDC, sender=owner)                  # ~2,886 left on 0.1 BTC: ten times its MM
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        e.apply_leaf(*root.apply_args(owner), sender=attacker)
+    generator, rows = verifier_config(WITNESS_PARAMS)
+    v = project.ScenarioVerifier.deploy(d.oracle, PARAMS_HASH, generator, rows, sender=admin)
+    d.oracle.set_verifier(v, sender=admin)
+    e.apply_leaf(*root.apply_args(owner), sender=attacker)
+    h = e.health(owner)
+    assert (h.im_wad, h.mm_wad) == (6_000 * WAD, 3_000 * WAD) and h.liquidatable
+    before = e.account(owner)
+    with ape.reverts("engine: witness for another book"):
+        e.liquidate(owner, WAD, 10**30, e.state_nonce(owner), b"", sender=liquidator)
+    with ape.reverts("engine: witness for another book"):
+        e.flag(owner, b"", sender=liquidator)
+    assert e.account(owner) == before
+    assert not succeeds(d.oracle.set_verifier, "0x" + "00" * 20, sender=admin)
 
 
 def _half_book(engine, verifier, accounts, maker, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
