@@ -219,3 +219,37 @@ def test_clock__rest_left_flagged_by_a_slice__owner_deposits_to_its_applied_mm_a
     base = LIQUIDATION[0]
     assert not cleared and since != 0 and refused == [True] and cleared_by_flag == [True]
     assert second.discount_wad == min(base * second.fraction_wad // 10_000 * model2 // WAD, equity)
+
+
+@pytest.mark.xfail(strict=True, reason="V19: a slice carries the victim's raise-only margins into the liquidator's "
+                                       "word uncapped: the liquidator inherits f x the larger book's IM and MM")
+def test_raise_only__outsider_raises_a_half_book_then_it_is_liquidated__liquidator_inherits_no_more_than_the_models_margins(
+        engine, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
+        leaf_for, post_root, witness_for, mine, chain):
+    """V19 carried by a slice (worse than the withdrawal hold on the raised book alone). The
+    half book raised by an outsider to its 1 BTC leaf (IM ~18,948, MM ~9,474 on 0.5 BTC; the
+    rest's own, scaled: ~9,474 / ~4,737) is short by the model at 54,000 and liquidated with
+    the witness (slice and discount on the model's MM, to the wei: held above). The liquidator
+    (no book before) inherits ceil(f x IM), ceil(f x MM) of the RAISED margins, twice what
+    the victim's own margins give, with the victim's basis: its own withdrawals are held
+    against an IM twice its slice's, and a liquidator with equity between the two is refused
+    ("liquidator below initial margin"), so the raise also thins the liquidators of the book.
+    Safe outcome: the liquidator inherits f x the margins the victim's book had without the
+    raise (here: the halved 1 BTC leaf's)."""
+    victim, trees, mm1 = _half_book(engine, verifier, accounts, maker, liquidator, fund, set_market, trade,
+                                    give_margin, leaf_for, post_root, witness_for)
+    own = engine.health(victim)
+    leaf, proof = trees.account_proof(victim.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)   # raise-only: below the floor
+    raised = engine.health(victim)
+    assert (raised.im_wad, raised.mm_wad) == (2 * mm1, mm1)
+    set_market(marks={PERP: 54_000 * WAD})
+    witness = witness_for(victim)
+    tx = engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), witness, sender=liquidator)
+    [log] = tx.decode_logs(engine.Liquidation)
+    f = log.fraction_wad
+    got = engine.health(liquidator)
+    print(f"V19 carried: f {f / WAD:.4f}; liquidator IM {got.im_wad / WAD:,.2f} MM {got.mm_wad / WAD:,.2f}; without "
+          f"the raise {-(-own.im_wad * f // WAD) / WAD:,.2f} / {-(-own.mm_wad * f // WAD) / WAD:,.2f}")
+    # the safe outcome
+    assert got.im_wad == -(-own.im_wad * f // WAD) and got.mm_wad == -(-own.mm_wad * f // WAD)
