@@ -453,6 +453,7 @@ def _book_equity(
     # (in this frame's copies): ids[:m] and, as two's-complement words (abi_encode writes an
     # int256 so), the sizes in raws[:m]
     m: uint256 = 0
+    last: uint256 = 0  # the largest id of ids[:m]
     n: uint256 = len(raws)
     for i: uint256 in range(n, bound=MAX_POSITIONS):
         raw: uint256 = raws[i]
@@ -471,13 +472,17 @@ def _book_equity(
             continue
         x: uint256 = ids[i]
         j: uint256 = m
-        for _: uint256 in range(m, bound=MAX_POSITIONS):
-            prev: uint256 = ids[unsafe_sub(j, 1)]
-            if prev <= x:
-                break
-            ids[j] = prev
-            raws[j] = raws[unsafe_sub(j, 1)]
-            j = unsafe_sub(j, 1)
+        if x < last:
+            # out of order: the larger ids move up one
+            for _: uint256 in range(m, bound=MAX_POSITIONS):
+                prev: uint256 = ids[unsafe_sub(j, 1)]
+                if prev <= x:
+                    break
+                ids[j] = prev
+                raws[j] = raws[unsafe_sub(j, 1)]
+                j = unsafe_sub(j, 1)
+        else:
+            last = x
         ids[j] = x
         raws[j] = unsafe_sub(raw & MASK_128, convert(OFFSET_128, uint256))
         m = unsafe_add(m, 1)
