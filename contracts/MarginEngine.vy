@@ -683,11 +683,10 @@ def _trade_side(
         margins = core._margins[account]
 
     # One batched oracle read prices the whole book.
-    marks: DynArray[int256, core.MAX_POSITIONS] = []
-    findex: DynArray[int256, core.MAX_POSITIONS] = []
+    words: DynArray[uint256, core.MAX_POSITIONS] = []
     marks_at: uint256 = 0
-    marks, findex, marks_at = core._marks(ids)
-    mark: int256 = marks[k]
+    words, marks_at = core._market_words(ids)
+    mark: int256 = core._word_mark(words[k])
     p: int256 = convert(price, int256)
     if is_maker:
         # both sides trade at one price and one mark: checked once
@@ -696,7 +695,7 @@ def _trade_side(
     pays_away: bool = (delta > 0 and p > mark) or (delta < 0 and p < mark)
 
     cash_before: int256 = core._cash(header)
-    fk: int256 = findex[k]
+    fk: int256 = core._word_findex(words[k])
     equity_before: int256 = 0
     if reducing:
         # the book is this one position: `_equity`'s two terms
@@ -764,7 +763,7 @@ def _trade_side(
     equity: int256 = 0
     value: int256 = 0  # unused
     book_hash: bytes32 = empty(bytes32)
-    equity, value, book_hash = core._book_equity(cash, ids, raws, marks, findex, True)
+    equity, value, book_hash = core._book_equity(cash, ids, raws, words, True)
     core._record_nonce(account, header, margins, book_hash)
 
     if reducing:

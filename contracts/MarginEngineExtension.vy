@@ -115,12 +115,11 @@ def _withdraw(amount: uint256):
         pausable._require_not_paused()
         cfg: uint256 = core._trading
         ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(msg.sender, n)
-        marks: DynArray[int256, core.MAX_POSITIONS] = []
-        findex: DynArray[int256, core.MAX_POSITIONS] = []
+        words: DynArray[uint256, core.MAX_POSITIONS] = []
         marks_at: uint256 = 0
-        marks, findex, marks_at = core._marks(ids)
+        words, marks_at = core._market_words(ids)
         assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
-        equity: int256 = core._equity(msg.sender, cash, ids, marks, findex)
+        equity: int256 = core._equity(msg.sender, cash, ids, words)
         im: uint256 = core._new_risk_im(msg.sender, ids, core._margins[msg.sender], cfg)
         assert equity >= convert(im, int256), "engine: below initial margin"
     core._header[msg.sender] = core._with_cash(header, cash)
@@ -253,10 +252,9 @@ def liquidate(
     assert n > 0, "engine: no positions"
     cfg: uint256 = core._trading
     ids: DynArray[uint256, core.MAX_POSITIONS] = core._load_ids(account, n)
-    marks: DynArray[int256, core.MAX_POSITIONS] = []
-    findex: DynArray[int256, core.MAX_POSITIONS] = []
+    words: DynArray[uint256, core.MAX_POSITIONS] = []
     marks_at: uint256 = 0
-    marks, findex, marks_at = core._marks(ids)
+    words, marks_at = core._market_words(ids)
     assert block.timestamp <= marks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
 
     margins: uint256 = core._margins[account]
@@ -266,7 +264,7 @@ def liquidate(
     if basis == 0:
         basis = block.timestamp
     cash: int256 = core._cash(header)
-    equity: int256 = core._equity(account, cash, ids, marks, findex)
+    equity: int256 = core._equity(account, cash, ids, words)
     assert equity < convert(mm, int256), "engine: account is healthy"
     # The model's say (see docs/contracts.md, "Liquidation"): `witness` is the call data of
     # the oracle's ScenarioVerifier.check_market (its selector, then engine, sizes, leaves,
@@ -380,8 +378,8 @@ def liquidate(
     # |part| <= |size|) leaves a rest within int128.
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
-        mark: int256 = marks[i]
-        now_index: int256 = findex[i]
+        mark: int256 = core._word_mark(words[i])
+        now_index: int256 = core._word_findex(words[i])
         raw: uint256 = raws[i]
         size: int256 = unsafe_sub(convert(raw & core.MASK_128, int256), core.OFFSET_128)
         last: int256 = unsafe_sub(convert(raw >> 128, int256), core.OFFSET_128)
@@ -489,12 +487,11 @@ def liquidate(
         lequity: int256 = lcash + lvalue
         if lseen != ln:
             # the liquidator holds instruments the account does not: their marks too
-            lmarks: DynArray[int256, core.MAX_POSITIONS] = []
-            lfindex: DynArray[int256, core.MAX_POSITIONS] = []
+            lwords: DynArray[uint256, core.MAX_POSITIONS] = []
             lmarks_at: uint256 = 0
-            lmarks, lfindex, lmarks_at = core._marks(lids)
+            lwords, lmarks_at = core._market_words(lids)
             assert block.timestamp <= lmarks_at + ((cfg >> 88) & core.MASK_32), "engine: stale marks"
-            lequity = core._equity(msg.sender, lcash, lids, lmarks, lfindex)
+            lequity = core._equity(msg.sender, lcash, lids, lwords)
             if lids_changed:
                 # a book not within the account's (which, as every book, spans at most
                 # MAX_UNITS underlyings) opened or closed a position: the registry refuses a

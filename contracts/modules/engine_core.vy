@@ -57,6 +57,8 @@ MASK_112: constant(uint256) = 2**112 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 # Signed values are packed with an offset (value + 2**127) so they fit in 128 unsigned bits.
 OFFSET_128: constant(int256) = 2**127
+# RiskOracle's packed market word: mark and funding index biased by 2**95 (96-bit fields)
+BIAS_96: constant(int256) = 2**95
 MASK_15: constant(uint256) = 2**15 - 1
 MASK_40: constant(uint256) = 2**40 - 1
 LISTED_BIT: constant(uint256) = 2**112
@@ -178,11 +180,27 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
 
 @internal
 @view
-def _marks(
-    ids: DynArray[uint256, MAX_POSITIONS]
-) -> (DynArray[int256, MAX_POSITIONS], DynArray[int256, MAX_POSITIONS], uint256):
-    """@dev The one oracle read of a book's marks and funding indices (one ABI decoder)."""
-    return staticcall ORACLE.marks(ids)
+def _market_words(ids: DynArray[uint256, MAX_POSITIONS]) -> (DynArray[uint256, MAX_POSITIONS], uint256):
+    """
+    @dev The book's packed market words and their oldest update (RiskOracle `market_words`):
+         RiskOracle `marks` undecoded, one array through the ABI (`_equity`, `_book_equity` and
+         the liquidation slice decode them: `_word_mark`, `_word_findex`).
+    """
+    return staticcall ORACLE.market_words(ids)
+
+
+@internal
+@pure
+def _word_mark(word: uint256) -> int256:
+    """@dev The mark of a packed market word (bits 160-255, biased by 2**95)."""
+    return unsafe_sub(convert(word >> 160, int256), BIAS_96)
+
+
+@internal
+@pure
+def _word_findex(word: uint256) -> int256:
+    """@dev The funding index of a packed market word (bits 64-159, biased by 2**95)."""
+    return unsafe_sub(convert((word >> 64) & MASK_96, int256), BIAS_96)
 
 
 @internal
@@ -200,12 +218,11 @@ def _health(account: address) -> IMarginEngine.Health:
     raws: DynArray[uint256, MAX_POSITIONS] = []
     for iid: uint256 in ids:
         raws.append(self._position[account][iid])
-    marks: DynArray[int256, MAX_POSITIONS] = []
-    findex: DynArray[int256, MAX_POSITIONS] = []
-    marks, findex, h.marks_updated_at = self._marks(ids)
+    words: DynArray[uint256, MAX_POSITIONS] = []
+    words, h.marks_updated_at = self._market_words(ids)
     margins: uint256 = self._margins[account]
     book_hash: bytes32 = empty(bytes32)
-    h.equity_wad, h.position_value_wad, book_hash = self._book_equity(cash, ids, raws, marks, findex, False)
+    h.equity_wad, h.position_value_wad, book_hash = self._book_equity(cash, ids, raws, words, False)
     h.im_wad = margins & MASK_112
     h.mm_wad = (margins >> 112) & MASK_112
     h.liquidatable = h.equity_wad < convert(h.mm_wad, int256)
@@ -218,8 +235,7 @@ def _equity(
     account: address,
     cash: int256,
     ids: DynArray[uint256, MAX_POSITIONS],
-    marks: DynArray[int256, MAX_POSITIONS],
-    findex: DynArray[int256, MAX_POSITIONS],
+    words: DynArray[uint256, MAX_POSITIONS],
 ) -> int256:
     """
     @dev cash + sum(size * mark) (rounded down) - unapplied funding (rounded up). The hot
@@ -233,13 +249,14 @@ def _equity(
         if raw == 0:  # closed earlier in this transaction
             continue
         size: int256 = unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128)
+        word: uint256 = words[i]  # RiskOracle's packed market word (`_market_words`)
         # _floor_wad inlined (an internal call per position costs more than the division)
-        v: int256 = unsafe_mul(size, marks[i])
+        v: int256 = unsafe_mul(size, unsafe_sub(convert(word >> 160, int256), BIAS_96))
         q: int256 = unsafe_div(v, WAD_I)
         if unsafe_mul(q, WAD_I) > v:
             q = unsafe_sub(q, 1)
         equity += q
-        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), findex[i])
+        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), unsafe_sub(convert((word >> 64) & MASK_96, int256), BIAS_96))
         if owed != 0:  # only perpetuals carry funding
             equity += self._floor_wad(unsafe_mul(size, owed))
     return equity
@@ -437,8 +454,7 @@ def _book_equity(
     cash: int256,
     ids: DynArray[uint256, MAX_POSITIONS],
     raws: DynArray[uint256, MAX_POSITIONS],
-    marks: DynArray[int256, MAX_POSITIONS],
-    findex: DynArray[int256, MAX_POSITIONS],
+    words: DynArray[uint256, MAX_POSITIONS],
     with_hash: bool,
 ) -> (int256, int256, bytes32):
     """
@@ -460,12 +476,13 @@ def _book_equity(
         if raw == 0:
             continue
         size: int256 = unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128)
-        v: int256 = unsafe_mul(size, marks[i])
+        word: uint256 = words[i]
+        v: int256 = unsafe_mul(size, unsafe_sub(convert(word >> 160, int256), BIAS_96))
         q: int256 = unsafe_div(v, WAD_I)
         if unsafe_mul(q, WAD_I) > v:
             q = unsafe_sub(q, 1)
         value += q
-        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), findex[i])
+        owed: int256 = unsafe_sub(unsafe_sub(convert(raw >> 128, int256), OFFSET_128), unsafe_sub(convert((word >> 64) & MASK_96, int256), BIAS_96))
         if owed != 0:
             equity += self._floor_wad(unsafe_mul(size, owed))
         if not with_hash:
