@@ -15,7 +15,7 @@ from support.check_market import check_market
 
 from offchain.chain.verifier import verifier_config
 
-from .conftest import LIQUIDATION, PERP, succeeds
+from .conftest import FUTURE, LIQUIDATION, PERP, succeeds
 from .test_attack_raise_only_leaf import _deploy_first, _post, bare  # noqa: F401 - fixtures
 
 USDC = 10**6
@@ -27,6 +27,49 @@ WINDOW = 7_200            # max_liquidation_price_age of the shared TRADING para
 def _isolated(chain):
     with chain.isolate():
         yield
+
+
+# ------------------------------------------------------------------ no verifier: the ring route
+
+
+def test_no_verifier__two_leg_book_closes_a_leg_then_its_leaf_leaves_the_ring__raise_only_raises_nothing_binding_gave_the_same(
+        bare, maker, accounts, attacker):  # noqa: F811
+    """Held (claim: without a verifier the raise-only route never exceeds what binding gives).
+    A reduction of a multi-position book raises no leaf floor, but it is new risk: the closing
+    trade's standalone rates are pending (+6,000 / +3,000 for 1 future). The owner long 1 perp
+    and 1 future (leaf IM 12,000, MM 6,000 applied); the keeper's next root holds the same leaf
+    of the two-leg book; the owner closes the future (the leaf floor stays), then eight 1-wei
+    perp buys push the leaf's nonce out of the ring. Before the eight the leaf binds through the
+    ring to IM 18,000, MM 9,000 (the leaf's plus the closing trade's growth: the held figures,
+    to the wei); after them, out of the ring, it would apply raise-only and is refused ("leaf's
+    nonce not recorded": it raises neither, the held MM already carries the closing trade's
+    bound). Nobody's apply makes the book liquidatable."""
+    d = bare
+    e = d.engine
+    owner = accounts[9]
+    d.fund(maker, 1_000_000 * USDC)
+    d.fund(owner, 40_000 * USDC)
+    d.post_marks()
+    d.trade(owner, maker, PERP, WAD, PRICE)                  # the owner makes both legs: no fee
+    d.trade(owner, maker, FUTURE, WAD, 60_500 * WAD)
+    d.give_margin(owner, 12_000 * WAD, 6_000 * WAD)
+    root = _post(d, [d.leaf(owner, 12_000 * WAD, 6_000 * WAD)])
+    floor = e.pending_total(owner) >> 192
+    d.trade(owner, maker, FUTURE, -WAD, 60_500 * WAD)        # closes the future: n == 2, new risk
+    closed = e.health(owner)
+    assert (closed.im_wad, closed.mm_wad) == (18_000 * WAD, 9_000 * WAD)
+    assert e.pending_total(owner) >> 192 == floor            # a multi-position reduction raises no floor
+    snap = d.chain.snapshot()
+    e.apply_leaf(*root.apply_args(owner), sender=attacker)       # bound through the ring
+    bound = e.health(owner)
+    d.chain.restore(snap)
+    assert (bound.im_wad, bound.mm_wad) == (closed.im_wad, closed.mm_wad)
+    for _ in range(8):
+        d.trade(owner, maker, PERP, 1, PRICE)                # 1 wei bought, 8 times: nonce out of the ring
+    held = e.health(owner)
+    with ape.reverts("engine: leaf's nonce not recorded"):
+        e.apply_leaf(*root.apply_args(owner), sender=attacker)
+    assert e.health(owner) == held and not held.liquidatable
 
 
 # ------------------------------------------------------------------ the registration moment
