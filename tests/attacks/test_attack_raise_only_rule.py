@@ -347,4 +347,3 @@ def test_raise_only__no_raise_the_reduced_makers_resting_buy_fills(
     order, sig = make_order(owner, PERP, True, WAD // 2, PRICE, order_nonce=91)
     engine.fill(order.as_args(), sig, WAD // 2, sender=maker)
     assert engine.position(owner, PERP) == 6 * WAD // 10
-
