@@ -298,6 +298,23 @@ def test_raise_only__outsider_raises_a_half_book_then_it_is_liquidated__liquidat
     assert got.im_wad == -(-own.im_wad * f // WAD) and got.mm_wad == -(-own.mm_wad * f // WAD)
 
 
+def _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
+                           make_order):
+    """The owner long 1 BTC perp (IM 6,000 applied; the next root, posted, holds that leaf),
+    then sells 0.9 BTC (taker fee 54) and withdraws down to ~5,000 of equity on 0.1 BTC,
+    quoting a resting buy of 0.5 BTC at the mark. Returns (the root's trees, order, signature)."""
+    fund(owner, 20_000 * USDC)
+    fund(maker, 500_000 * USDC)
+    set_market()
+    trade(owner, maker, PERP, WAD, PRICE)
+    give_margin(owner, 6_000 * WAD, 3_000 * WAD)
+    trees = post_root([leaf_for(owner, 6_000 * WAD, 3_000 * WAD)])
+    trade(maker, owner, PERP, 9 * WAD // 10, PRICE)
+    engine.withdraw(14_946 * USDC, sender=owner)
+    order, sig = make_order(owner, PERP, True, WAD // 2, PRICE, order_nonce=91)
+    return trees, order, sig
+
+
 @pytest.mark.xfail(strict=True, reason="V19: the raised IM refuses the owner's new-risk fills too: a resting buy "
                                        "of a reduced book is refused 'maker below initial margin' until a leaf binds")
 def test_raise_only__outsider_raises_a_reduced_makers_im__its_resting_buy_still_fills(
@@ -312,15 +329,8 @@ def test_raise_only__outsider_raises_a_reduced_makers_im__its_resting_buy_still_
     with V19's 1-wei fills, until the basis ages a day). A market maker's quotes that add risk
     are switched off by anyone holding the current root's proof. Safe outcome: the buy fills."""
     owner = accounts[9]
-    fund(owner, 20_000 * USDC)
-    fund(maker, 500_000 * USDC)
-    set_market()
-    trade(owner, maker, PERP, WAD, PRICE)
-    give_margin(owner, 6_000 * WAD, 3_000 * WAD)
-    trees = post_root([leaf_for(owner, 6_000 * WAD, 3_000 * WAD)])
-    trade(maker, owner, PERP, 9 * WAD // 10, PRICE)          # the owner sells 0.9 BTC (taker fee 54)
-    engine.withdraw(14_946 * USDC, sender=owner)               # ~5,000 of equity left on 0.1 BTC
-    order, sig = make_order(owner, PERP, True, WAD // 2, PRICE, order_nonce=91)
+    trees, order, sig = _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_margin,
+                                               leaf_for, post_root, make_order)
     leaf, proof = trees.account_proof(owner.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only: below the floor
     h = engine.health(owner)
@@ -336,14 +346,7 @@ def test_raise_only__no_raise_the_reduced_makers_resting_buy_fills(
     """Held, the control of the test above: without the outsider's apply the same resting buy
     fills (IM 3,600 on ~5,000 of equity)."""
     owner = accounts[9]
-    fund(owner, 20_000 * USDC)
-    fund(maker, 500_000 * USDC)
-    set_market()
-    trade(owner, maker, PERP, WAD, PRICE)
-    give_margin(owner, 6_000 * WAD, 3_000 * WAD)
-    post_root([leaf_for(owner, 6_000 * WAD, 3_000 * WAD)])
-    trade(maker, owner, PERP, 9 * WAD // 10, PRICE)
-    engine.withdraw(14_946 * USDC, sender=owner)
-    order, sig = make_order(owner, PERP, True, WAD // 2, PRICE, order_nonce=91)
+    _, order, sig = _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_margin,
+                                           leaf_for, post_root, make_order)
     engine.fill(order.as_args(), sig, WAD // 2, sender=maker)
     assert engine.position(owner, PERP) == 6 * WAD // 10
