@@ -144,7 +144,9 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
          at that nonce (`_nonce_ring`). An older leaf that fails that binding (below the
          floor, out of the ring, another book) only raises: IM and MM become the larger of
          the stored and the leaf's, with the basis kept; it is refused if it raises neither,
-         the book is empty, or it is below the floor and the oracle has no verifier.
+         the book is empty, or it is below the floor and the oracle has no verifier. Below the
+         floor (the book shrank since) the leaf's figures count only up to the isolated bound
+         of the book held.
     """
     root_ts: uint256 = staticcall core.ORACLE.verify_account_leaf(leaf, proof)
     account: address = leaf.account
@@ -183,14 +185,22 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
             # since the leaf (a slice, a one-position reduction, a closed book): the larger
             # book's MM would overstate the rest, and only the model's witness keeps that
             # from liquidating it (anyone may apply the leaf after every slice). Without a
-            # verifier such a leaf changes nothing. Out of the ring the book only grew or
-            # hedged since (no shrink: the floor), so the leaf's margins stay below what
-            # binding would give (the leaf's plus the counters' growth).
-            ok: bool = core._count(header) != 0
+            # verifier such a leaf changes nothing, and with one the raise stops at the
+            # isolated bound of the book held (never below its portfolio margin): the larger
+            # book's IM would otherwise hold the reduced book's withdrawals and new risk (and,
+            # through a slice, its liquidator's) until a leaf binds again. Out of the ring the
+            # book only grew or hedged since (no shrink: the floor), so the leaf's margins
+            # stay below what binding would give (the leaf's plus the counters' growth).
+            n: uint256 = core._count(header)
+            ok: bool = n != 0
+            cap_im: uint256 = max_value(uint256)
+            cap_mm: uint256 = max_value(uint256)
             if leaf.state_nonce < total >> 192:
                 ok = ok and staticcall core.ORACLE.verifier() != empty(address)
-            im: uint256 = max(margins & core.MASK_112, leaf.initial_margin_wad)
-            mm: uint256 = max((margins >> 112) & core.MASK_112, leaf.maintenance_margin_wad)
+                if ok:
+                    cap_im, cap_mm = core._isolated_margins(account, core._load_ids(account, n))
+            im: uint256 = max(margins & core.MASK_112, min(leaf.initial_margin_wad, cap_im))
+            mm: uint256 = max((margins >> 112) & core.MASK_112, min(leaf.maintenance_margin_wad, cap_mm))
             new: uint256 = core._pack_margins(im, mm, margins >> 224)
             assert ok and new != margins, why
             core._set_margins(account, new, 0)

@@ -9,8 +9,9 @@ emptied and reopened): raise-only puts the margins of the larger book back on th
 Without a registered verifier the applied MM alone decides a liquidation (SECURITY.md,
 residual risks: the witness rule is opt-in per deployment, `scripts/deploy.py` registers none
 by default), so that MM liquidated a book that is healthy (V18, fixed: without a verifier a
-leaf below the floor changes nothing). With the verifier the model refuses those liquidations;
-what is left is a hold on withdrawals (V19). Names say the sequence and the safe outcome. Real Anvil chain, token, signed roots and (where registered) witnesses."""
+leaf below the floor changes nothing). With the verifier the model refuses those liquidations,
+and the raise stops at the isolated bound of the book held (V19: the larger book's IM held the
+reduced book's withdrawals). Names say the sequence and the safe outcome. Real Anvil chain, token, signed roots and (where registered) witnesses."""
 
 import ape
 import pytest
@@ -29,6 +30,13 @@ USDC = 10**6
 PRICE = 60_000 * WAD
 FUTURE_PRICE = 60_500 * WAD
 IM, MM = 6_000 * WAD, 3_000 * WAD        # the signers' leaf of 1 BTC perp at the default rates
+
+
+def _rates_above(set_market, im_per_btc, mm_per_btc, marks=None):
+    """Posts per-unit perp rates of twice `im_per_btc` / `mm_per_btc` (the signers' isolated
+    rates, above the model as a hedged book's isolated bound is above its portfolio margin),
+    so that a raise of half the book or more to those figures is not capped."""
+    set_market(marks=marks, rates={PERP: (2 * im_per_btc, 2 * im_per_btc, 2 * mm_per_btc, 2 * mm_per_btc)})
 
 
 @pytest.fixture(scope="module")
@@ -228,9 +236,10 @@ def test_raise_only__pre_slice_leaf_reapplied_after_a_slice_with_a_verifier__the
         market_leaf, witness_for, chain):
     """V18's cascade where the oracle has a verifier: the victim's leaf of the current root
     (the model's MM, ~8,527 on 1 BTC perp at 54,000) is applied raise-only after the first
-    slice and makes the rest liquidatable by the applied MM again, but the witness re-prices the
-    rest (its model MM scales by 1 - f, equity covers it x 1.1): "no shortfall", nothing
-    moves. One slice, one discount."""
+    slice (the signers' isolated rates are twice the model's, so the rest's isolated bound does
+    not cap it) and makes the rest liquidatable by the applied MM again, but the witness
+    re-prices the rest (its model MM scales by 1 - f, equity covers it x 1.1): "no shortfall",
+    nothing moves. One slice, one discount."""
     victim = accounts[9]
     fund(victim, 14_000 * USDC)
     fund(maker, 500_000 * USDC)
@@ -247,6 +256,7 @@ def test_raise_only__pre_slice_leaf_reapplied_after_a_slice_with_a_verifier__the
                      liquidation_witness(WITNESS_PARAMS, engine.address, book, trees, signed_at, None, None).encode(),
                      sender=liquidator)
     assert not engine.health(victim).liquidatable
+    _rates_above(set_market, 2 * mm, mm, marks={PERP: 54_000 * WAD})
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=liquidator)  # raise-only: below the floor the slice raised
     assert engine.health(victim).mm_wad == mm and engine.health(victim).liquidatable
@@ -276,43 +286,36 @@ def _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin,
     return owner, trees
 
 
-def test_raise_only__outsider_raises_a_reduced_book_with_its_pre_reduction_leaf__withdrawal_held_only_until_the_next_root(
-        engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root, keeper):  # noqa: F811
-    """V19's bound when the owner has no resting order. After the reduction (equity 19,946,
-    IM 600) an outsider applies the owner's leaf of the current root, of the 1 BTC book: raise-
-    only, IM 6,000 and MM 3,000 on 0.1 BTC, basis kept. The owner's withdrawal of 19,000 is
-    refused (13,946 is what IM 6,000 leaves free; 19,346 was). Not liquidatable: with a
-    verifier the model decides. The next root's leaf of the 0.1 BTC book binds (the owner did
-    not trade since the snapshot) and frees it: the hold lasts until the next root, which the
-    keeper posts once a book changed."""
+def test_raise_only__outsider_applies_a_reduced_books_pre_reduction_leaf__capped_at_its_isolated_bound_nothing_held(
+        engine, oracle, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
+    """V19, fixed. After the reduction (equity 19,946, IM 600 on 0.1 BTC) an outsider applies the
+    owner's leaf of the current root, of the 1 BTC book (IM 6,000, MM 3,000). Below the floor
+    the leaf counts only up to the isolated bound of the book held, 600 / 300 at the signers'
+    per-unit rates (a one-position book's isolated bound is its margin): it raises nothing and
+    is refused, and the owner withdraws 19,000 (19,346 is free). Before the cap the apply put
+    IM 6,000 on 0.1 BTC and held 19,000 until a leaf bound again."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    assert tuple(oracle.isolated_margins([PERP], [WAD // 10])) == (IM // 10, MM // 10)
+    before = engine.account(owner)
     leaf, proof = trees.account_proof(owner.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
-    h = engine.health(owner)
-    assert (h.im_wad, h.mm_wad) == (IM, MM)
-    assert not succeeds(engine.withdraw, 19_000 * USDC, sender=owner)
-    trees = post_root([leaf_for(owner, IM // 10, MM // 10)])
-    leaf, proof = trees.account_proof(owner.address)
-    engine.withdraw_with_leaf(19_000 * USDC, leaf.as_args(), proof, sender=owner)
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
+    assert engine.account(owner) == before
+    engine.withdraw(19_000 * USDC, sender=owner)
     assert engine.health(owner).im_wad == IM // 10
 
 
-@pytest.mark.xfail(strict=True, reason="V19: an outsider raises a reduced book with its pre-reduction leaf, then a "
-                                       "1-wei fill of its resting reducing order after each root keeps every "
-                                       "later leaf from binding: withdrawals held until the old basis ages")
 def test_raise_only__outsider_raises_a_reduced_book_then_fills_1_wei_of_its_resting_order__next_roots_leaf_frees_it(
         engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root, keeper,  # noqa: F811
         make_order):
-    """V19 (low, availability). As above, but the owner has a resting order that reduces its
-    book (sell 0.05 BTC at the mark). After the outsider's raise-only apply, each time a root
-    holding the owner's honest leaf (IM 600, MM 300) is posted, the outsider fills 1 wei of that
+    """V19 (low, availability; fixed). As above, but the owner has a resting order that reduces
+    its book (sell 0.05 BTC at the mark). The outsider tries the raise-only apply, then each
+    time a root holding the owner's honest leaf (IM 600, MM 300) is posted, fills 1 wei of that
     order before the owner applies it: a reduction of a one-position book, so the leaf floor
-    rises above the leaf's nonce, the leaf cannot bind, and raising nothing it is refused. The
-    owner keeps IM ~6,000 on 0.1 BTC: 19,000 of its 19,946 stay locked (13,946 free) root after
-    root, until root 1's basis is older than max_margin_basis_age (a day here; then the
-    isolated bound, 600) or it cancels the order. Cost: one 1-wei fill per root. Before the
-    raise-only rule the fill only kept the owner on its own scaled margins (IM 600).
-    Safe outcome: the owner's next honest leaf frees what its book does not need."""
+    rises above the leaf's nonce, the leaf cannot bind, and raising nothing it is refused.
+    Before the isolated-bound cap the first apply put IM 6,000 on 0.1 BTC and the fills kept
+    it there root after root (19,000 of 19,946 locked until root 1's basis aged a day). Safe
+    outcome, now held: nothing above the book's own margins, 19,000 withdrawn."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     order, sig = make_order(owner, PERP, False, WAD // 20, PRICE, order_nonce=77)   # resting: sells 0.05 BTC
     leaf, proof = trees.account_proof(owner.address)
@@ -329,18 +332,16 @@ def test_raise_only__outsider_raises_a_reduced_book_then_fills_1_wei_of_its_rest
     assert succeeds(engine.withdraw, 19_000 * USDC, sender=owner)
 
 
-@pytest.mark.xfail(strict=True, reason="V19: the leaf of a book closed after the snapshot is applied raise-only to "
-                                       "the small book reopened before the root was signed")
 def test_raise_only__book_closed_and_reopened_small_after_the_snapshot__leaf_of_the_closed_book_puts_no_margin_on_it(
         engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
     """V19, the flat-then-reopened book. The keeper reads the books at its state block and signs
     the root later (`now`, after `confirmations` blocks or its own latency). The owner's 1 BTC
     book is read (IM 6,000, MM 3,000); before the root is signed it closes the book (margins 0,
     floor up) and opens 0.01 BTC (pending IM 60, basis: that trade's time, older than the
-    root's). An outsider applies the leaf of the closed book: below the floor, raise-only, IM
-    6,000 and MM 3,000 on 0.01 BTC. With a verifier the owner cannot withdraw beyond 14,000 of
-    ~19,940 until the next root; without one (V18) the 0.01 BTC book is liquidatable at equity
-    below 3,000. Safe outcome: the closed book's leaf puts nothing on the new one."""
+    root's). An outsider applies the leaf of the closed book: below the floor, raise-only, but
+    only up to the isolated bound of the 0.01 BTC held (60 / 30): before that cap it put IM
+    6,000 and MM 3,000 on 0.01 BTC (V19; without a verifier, V18, the floor route changes
+    nothing). Safe outcome, held: the closed book's leaf puts nothing on the new one."""
     owner = accounts[9]
     fund(owner, 20_000 * USDC)
     fund(maker, 500_000 * USDC)
@@ -359,22 +360,24 @@ def test_raise_only__book_closed_and_reopened_small_after_the_snapshot__leaf_of_
     assert h.im_wad == 60 * WAD and h.mm_wad == 30 * WAD
 
 
-def test_raise_only__reduced_book_raised_by_an_outsider__held_at_most_until_the_kept_basis_ages(
-        engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root, mine, chain):  # noqa: F811
-    """V19's bound: the raise keeps the basis it found (root 1's), so once that basis is older
-    than max_margin_basis_age (a day here) new risk is margined by the book's isolated bound at
-    the oracle's rates (600 on 0.1 BTC) and the raised IM stops holding anything, with no leaf
-    applied. The raised MM stays (only a leaf lowers it; with a verifier the model still
-    decides a liquidation)."""
+def test_raise_only__reduced_book_raised_by_an_outsider__holds_no_more_than_the_escape_hatch(
+        engine, oracle, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
+    """V19's residual bound: where the signers' isolated rates are above the leaf's (here IM
+    12,000 per BTC, as a hedged book's isolated bound is above its portfolio margin) the raise
+    still happens, but stops at the isolated bound of the book held, 1,200 / 600 on 0.1 BTC:
+    the figure the escape hatch margins the book at anyway once its basis ages
+    (max_margin_basis_age), with no leaf at all. The owner withdraws down to that bound and
+    not below."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    _rates_above(set_market, IM, MM)
+    bound = tuple(oracle.isolated_margins([PERP], [WAD // 10]))
+    assert bound == (1_200 * WAD, 600 * WAD)
     leaf, proof = trees.account_proof(owner.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
-    assert not succeeds(engine.withdraw, 19_000 * USDC, sender=owner)
-    basis = engine.account(owner).margin_basis_timestamp
-    mine(max(0, basis + 86_400 - chain.blocks.head.timestamp) + 1)
-    set_market()                                              # fresh marks: a withdrawal with positions needs them
-    engine.withdraw(19_000 * USDC, sender=owner)
-    assert engine.health(owner).mm_wad == MM
+    h = engine.health(owner)
+    assert (h.im_wad, h.mm_wad) == bound
+    assert not succeeds(engine.withdraw, 18_800 * USDC, sender=owner)   # would leave ~1,146 < 1,200
+    engine.withdraw(18_700 * USDC, sender=owner)                          # leaves ~1,246
 
 
 def test_raise_only__outsider_raises_mm_above_the_model_before_a_liquidation__slice_and_discount_on_the_models_mm(
@@ -382,8 +385,9 @@ def test_raise_only__outsider_raises_mm_above_the_model_before_a_liquidation__sl
         leaf_for, post_root, witness_for):
     """With a verifier, a raise cannot enlarge a slice or a discount. The victim long 1 BTC perp
     is margined at the model's MM (~9,474 at 60,000); the keeper's next root holds that leaf;
-    the victim sells half at the mark (margins halve, floor up). An outsider applies the root's
-    leaf raise-only: MM ~9,474 on 0.5 BTC, twice the model's. BTC falls to 54,000 and the half
+    the victim sells half at the mark (margins halve, floor up); the signers' isolated rates are
+    twice the model's. An outsider applies the root's leaf raise-only (not capped: the half
+    book's isolated bound is the leaf's): MM ~9,474 on 0.5 BTC, twice the model's. BTC falls to 54,000 and the half
     book is short by the model too (equity 3,500 < ~4,263): the liquidation's fraction and
     discount are exactly those the model's MM gives (the engine uses min(applied, model)), to
     the wei."""
@@ -397,6 +401,7 @@ def test_raise_only__outsider_raises_mm_above_the_model_before_a_liquidation__sl
     give_margin(victim, 2 * mm1, mm1)
     trees = post_root([leaf_for(victim, 2 * mm1, mm1)])       # the keeper's next root: not applied
     trade(maker, victim, PERP, WAD // 2, PRICE)               # the victim sells half (taker fee 30)
+    _rates_above(set_market, 2 * mm1, mm1)                    # isolated bound of 0.5 BTC: the leaf's
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only: below the floor
     assert engine.health(victim).mm_wad == mm1
@@ -419,8 +424,9 @@ def test_raise_only__raise_then_trades__next_leaf_binds_with_exactly_the_trades_
         engine, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
     """The raise moves the margins up but not the pending counters (the offset takes up new -
     old, modulo 2**96), so it changes nothing a later bound leaf sees. The owner (1 BTC perp,
-    IM 6,000 applied) halves its book after the keeper's snapshot; an outsider applies the
-    snapshot's leaf (IM 9,000, MM 4,500) raise-only. The owner then buys 0.1 BTC twice (each a
+    IM 6,000 applied) halves its book after the keeper's snapshot; with the signers' isolated
+    rates at 18,000 / 9,000 per BTC (so the half book's bound does not cap it) an outsider
+    applies the snapshot's leaf (IM 9,000, MM 4,500) raise-only; the rates fall back. The owner then buys 0.1 BTC twice (each a
     pending 600 / 300); the keeper's next leaf, at the nonce between the two buys (IM 4,000,
     MM 2,000), binds through the ring and sets IM 4,600, MM 2,300 (the second buy's growth, to
     the wei) on the root's basis."""
@@ -433,9 +439,11 @@ def test_raise_only__raise_then_trades__next_leaf_binds_with_exactly_the_trades_
     trees = post_root([leaf_for(owner, 9_000 * WAD, 4_500 * WAD)])
     trade(maker, owner, PERP, WAD // 2, PRICE)                 # the owner sells half: floor up
     counters = engine.pending_total(owner)
+    _rates_above(set_market, 9_000 * WAD, 4_500 * WAD)
     leaf, proof = trees.account_proof(owner.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only
     assert (engine.health(owner).im_wad, engine.health(owner).mm_wad) == (9_000 * WAD, 4_500 * WAD)
+    set_market()                                               # the default rates: 600 / 300 a buy
     assert engine.pending_total(owner) == counters
     trade(owner, maker, PERP, WAD // 10, PRICE)                # buys 0.1: +600 / +300 pending
     snapshot = leaf_for(owner, 4_000 * WAD, 2_000 * WAD)

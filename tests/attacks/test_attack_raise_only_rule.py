@@ -16,7 +16,7 @@ from support.check_market import check_market
 from offchain.chain.verifier import verifier_config
 
 from .conftest import FUTURE, LIQUIDATION, PERP, succeeds
-from .test_attack_raise_only_leaf import _deploy_first, _post, bare  # noqa: F401 - fixtures
+from .test_attack_raise_only_leaf import _deploy_first, _post, _rates_above, bare  # noqa: F401 - fixtures
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -80,10 +80,11 @@ def test_registration__root_posted_before_the_verifier__below_floor_leaf_refused
     """Held (RiskOracle.set_verifier, irrevocable): the owner long 1 BTC perp on 9,000 on a
     deployment without a verifier (IM 6,000, MM 3,000 applied from root 1); the keeper's next
     root holds that leaf; the owner sells 0.9 BTC (margins 600 / 300, floor up) and withdraws
-    6,000 (equity ~2,886). Before the
-    registration the root's leaf is refused ("older than the book's last reduction": no
-    floor-route raise without a verifier). The oracle's owner registers a verifier; the same
-    root's leaf (posted before it) now applies raise-only: MM 3,000 on 0.1 BTC, liquidatable by
+    8,000 (equity ~886); the signers' per-unit rates then rise to 20,000 / 10,000 (isolated
+    bound of 0.1 BTC: 2,000 / 1,000). Before the registration the root's leaf is refused
+    ("older than the book's last reduction": no floor-route raise without a verifier). The
+    oracle's owner registers a verifier; the same root's leaf (posted before it) now applies
+    raise-only up to the book's isolated bound: IM 2,000, MM 1,000 on 0.1 BTC, liquidatable by
     the applied MM, but in the very next transaction a liquidation or a flag without the
     model's witness is refused ("witness for another book"): no block lets the raise and the
     MM-alone rule meet. There is no way back (a zero verifier is refused)."""
@@ -98,7 +99,8 @@ def test_registration__root_posted_before_the_verifier__below_floor_leaf_refused
     d.give_margin(owner, 6_000 * WAD, 3_000 * WAD)
     root = _post(d, [d.leaf(owner, 6_000 * WAD, 3_000 * WAD)])
     d.trade(maker, owner, PERP, 9 * WAD // 10, PRICE)
-    e.withdraw(6_000 * USDC, sender=owner)                  # ~2,886 left on 0.1 BTC: ten times its MM
+    e.withdraw(8_000 * USDC, sender=owner)                  # ~886 left on 0.1 BTC: three times its MM
+    d.post_marks(rates={PERP: (20_000 * WAD, 20_000 * WAD, 10_000 * WAD, 10_000 * WAD)})
     with ape.reverts("engine: leaf older than the book's last reduction"):
         e.apply_leaf(*root.apply_args(owner), sender=attacker)
     generator, rows = verifier_config(WITNESS_PARAMS)
@@ -106,7 +108,7 @@ def test_registration__root_posted_before_the_verifier__below_floor_leaf_refused
     d.oracle.set_verifier(v, sender=admin)
     e.apply_leaf(*root.apply_args(owner), sender=attacker)
     h = e.health(owner)
-    assert (h.im_wad, h.mm_wad) == (6_000 * WAD, 3_000 * WAD) and h.liquidatable
+    assert (h.im_wad, h.mm_wad) == (2_000 * WAD, 1_000 * WAD) and h.liquidatable
     before = e.account(owner)
     with ape.reverts("engine: witness for another book"):
         e.liquidate(owner, WAD, 10**30, e.state_nonce(owner), b"", sender=liquidator)
@@ -172,8 +174,10 @@ def test_raise_only__outsider_raises_mm_then_a_slice_restores_the_book__clock_cl
         engine, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
         leaf_for, post_root, witness_for, mine, chain):
     """V20 (medium, with a verifier). The victim's half book (0.5 BTC perp, applied MM ~4,737,
-    the model's) has the keeper's root leaf of the 1 BTC book above it. An outsider applies
-    that leaf raise-only (below the floor; a verifier is registered): MM ~9,474 on 0.5 BTC.
+    the model's) has the keeper's root leaf of the 1 BTC book above it. With the signers'
+    isolated rates twice the model's (the half book's isolated bound is then the leaf's, so the
+    raise is not capped) an outsider applies that leaf raise-only (below the floor; a verifier
+    is registered): MM ~9,474 on 0.5 BTC.
     BTC falls to 54,000; a liquidator takes the slice the model's MM caps (equity back to
     model x 1.1 on the rest, base discount 10%): the model calls the rest healthy, but the
     engine compares the rest's equity with the raised MM x (1 - f), finds it short, and keeps
@@ -188,6 +192,7 @@ def test_raise_only__outsider_raises_mm_then_a_slice_restores_the_book__clock_cl
     the next slice pays the base discount."""
     victim, trees, mm1 = _half_book(engine, verifier, accounts, maker, liquidator, fund, set_market, trade,
                                     give_margin, leaf_for, post_root, witness_for)
+    _rates_above(set_market, 2 * mm1, mm1)                      # isolated rates above the model: no cap
     leaf, proof = trees.account_proof(victim.address)
     engine.apply_leaf(leaf.as_args(), proof, sender=attacker)   # raise-only: below the floor
     assert engine.health(victim).mm_wad == mm1
@@ -213,9 +218,9 @@ def test_clock__long_margined_before_a_fall_restored_by_a_slice__clock_cleared_n
     the 1 BTC book. The applied MM (~4,737, the model's at 60,000, halved by the reduction)
     is above the model's at 54,000 (~4,263): the first slice is cut on the model's MM and
     restores the rest by it, but the rest's equity is below the applied MM x (1 - f), so the
-    clock keeps running (no Unflagged) and the second shortfall 1h56 later pays ~1,967 bps of
-    the slice's MM (259.44 of the rest's 1,939.16 equity) where the base 1,000 bps gives
-    131.90. Any long liquidated after a fall on a leaf from before it is in this case. Safe
+    clock keeps running (no Unflagged) and the second shortfall 1h56 later pays ~1,966 bps of
+    the slice's MM (259.28 of the rest's 1,939.16 equity) where the base 1,000 bps gives
+    131.88. Any long liquidated after a fall on a leaf from before it is in this case. Safe
     outcome: the first slice clears the clock; the second pays the base discount."""
     victim, _trees, _mm1 = _half_book(engine, verifier, accounts, maker, liquidator, fund, set_market, trade,
                                       give_margin, leaf_for, post_root, witness_for)
@@ -264,37 +269,31 @@ def test_clock__rest_left_flagged_by_a_slice__owner_deposits_to_its_applied_mm_a
     assert second.discount_wad == min(base * second.fraction_wad // 10_000 * model2 // WAD, equity)
 
 
-@pytest.mark.xfail(strict=True, reason="V19: a slice carries the victim's raise-only margins into the liquidator's "
-                                       "word uncapped: the liquidator inherits f x the larger book's IM and MM")
 def test_raise_only__outsider_raises_a_half_book_then_it_is_liquidated__liquidator_inherits_no_more_than_the_models_margins(
         engine, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
-        leaf_for, post_root, witness_for, mine, chain):
-    """V19 carried by a slice (worse than the withdrawal hold on the raised book alone). The
-    half book raised by an outsider to its 1 BTC leaf (IM ~18,948, MM ~9,474 on 0.5 BTC; the
-    rest's own, scaled: ~9,474 / ~4,737) is short by the model at 54,000 and liquidated with
-    the witness (slice and discount on the model's MM, to the wei: held above). The liquidator
-    (no book before) inherits ceil(f x IM), ceil(f x MM) of the RAISED margins, twice what
-    the victim's own margins give, with the victim's basis: its own withdrawals are held
-    against an IM twice its slice's, and a liquidator with equity between the two is refused
-    ("liquidator below initial margin"), so the raise also thins the liquidators of the book.
-    Safe outcome: the liquidator inherits f x the margins the victim's book had without the
-    raise (here: the halved 1 BTC leaf's)."""
+        leaf_for, post_root, witness_for):
+    """V19 carried by a slice, fixed. The half book (0.5 BTC perp, margins ~9,474 / ~4,737: the
+    halved 1 BTC leaf) with the signers' isolated rates at the model's one-unit margins (what
+    the keeper posts for a perp). An outsider applies the root's leaf of the 1 BTC book: below
+    the floor it counts only up to the half book's isolated bound, the margins held, so it
+    raises nothing and is refused. Liquidated at 54,000 with the witness, the liquidator (no
+    book before) inherits ceil(f x IM), ceil(f x MM) of the victim's own margins. Before the
+    cap the apply put the 1 BTC book's margins on the half and the liquidator inherited twice
+    those (its withdrawals held against an IM twice its slice's, and a liquidator with equity
+    between the two refused: "liquidator below initial margin")."""
     victim, trees, mm1 = _half_book(engine, verifier, accounts, maker, liquidator, fund, set_market, trade,
                                     give_margin, leaf_for, post_root, witness_for)
+    set_market(rates={PERP: (2 * mm1, 2 * mm1, mm1, mm1)})
     own = engine.health(victim)
     leaf, proof = trees.account_proof(victim.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)   # raise-only: below the floor
-    raised = engine.health(victim)
-    assert (raised.im_wad, raised.mm_wad) == (2 * mm1, mm1)
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
     set_market(marks={PERP: 54_000 * WAD})
     witness = witness_for(victim)
     tx = engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), witness, sender=liquidator)
     [log] = tx.decode_logs(engine.Liquidation)
     f = log.fraction_wad
     got = engine.health(liquidator)
-    print(f"V19 carried: f {f / WAD:.4f}; liquidator IM {got.im_wad / WAD:,.2f} MM {got.mm_wad / WAD:,.2f}; without "
-          f"the raise {-(-own.im_wad * f // WAD) / WAD:,.2f} / {-(-own.mm_wad * f // WAD) / WAD:,.2f}")
-    # the safe outcome
     assert got.im_wad == -(-own.im_wad * f // WAD) and got.mm_wad == -(-own.mm_wad * f // WAD)
 
 
@@ -315,38 +314,21 @@ def _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_m
     return trees, order, sig
 
 
-@pytest.mark.xfail(strict=True, reason="V19: the raised IM refuses the owner's new-risk fills too: a resting buy "
-                                       "of a reduced book is refused 'maker below initial margin' until a leaf binds")
 def test_raise_only__outsider_raises_a_reduced_makers_im__its_resting_buy_still_fills(
         engine, verifier, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
         make_order):
-    """V19 beyond withdrawals: the raised IM is the IM every new-risk fill must keep. The owner
-    long 1 BTC perp (IM 6,000 applied; the keeper's next root holds that leaf) sells 0.9 BTC
-    (IM 600) and withdraws down to ~5,000 of equity, quoting a resting buy of 0.5 BTC at the
-    mark (IM after: 600 + 3,000 = 3,600, covered). An outsider applies the root's leaf of the
-    1 BTC book raise-only (IM 6,000): a taker's fill of the buy is refused ("maker below
-    initial margin": 9,000 > ~5,000), and stays refused until a leaf binds (the next root, or,
-    with V19's 1-wei fills, until the basis ages a day). A market maker's quotes that add risk
-    are switched off by anyone holding the current root's proof. Safe outcome: the buy fills."""
+    """V19 beyond withdrawals, fixed: the raised IM would be the IM every new-risk fill must
+    keep. The owner long 1 BTC perp (IM 6,000 applied; the keeper's next root holds that leaf)
+    sells 0.9 BTC (IM 600) and withdraws down to ~5,000 of equity, quoting a resting buy of 0.5
+    BTC at the mark (IM after: 600 + 3,000 = 3,600, covered). An outsider's apply of the root's
+    leaf of the 1 BTC book counts only up to the isolated bound of the 0.1 BTC held (600) and
+    is refused; the buy fills. Before the cap the apply put IM 6,000 on the book and the fill
+    was refused ("maker below initial margin": 9,000 > ~5,000) until a leaf bound again."""
     owner = accounts[9]
     trees, order, sig = _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_margin,
                                                leaf_for, post_root, make_order)
     leaf, proof = trees.account_proof(owner.address)
-    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)  # raise-only: below the floor
-    h = engine.health(owner)
-    print(f"V19 maker: IM {h.im_wad / WAD:,.2f} on 0.1 BTC, equity {h.equity_wad / WAD:,.2f}")
-    # the safe outcome: the owner's quote fills as it would have before the raise
-    assert succeeds(engine.fill, order.as_args(), sig, WAD // 2, sender=maker)
-    assert engine.position(owner, PERP) == 6 * WAD // 10
-
-
-def test_raise_only__no_raise_the_reduced_makers_resting_buy_fills(
-        engine, verifier, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
-        make_order):
-    """Held, the control of the test above: without the outsider's apply the same resting buy
-    fills (IM 3,600 on ~5,000 of equity)."""
-    owner = accounts[9]
-    _, order, sig = _reduced_maker_quoting(engine, owner, maker, fund, set_market, trade, give_margin,
-                                           leaf_for, post_root, make_order)
+    with ape.reverts("engine: leaf older than the book's last reduction"):
+        engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
     engine.fill(order.as_args(), sig, WAD // 2, sender=maker)
     assert engine.position(owner, PERP) == 6 * WAD // 10

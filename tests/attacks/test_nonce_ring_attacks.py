@@ -58,15 +58,20 @@ def _apply(engine, post_root, keeper, leaf):
     return engine.apply_leaf(signed.as_args(), proof, sender=keeper)
 
 
-def _refused(engine, post_root, keeper, leaf, reason):
+def _refused(engine, post_root, keeper, leaf, reason, oracle=None):
     """`leaf` cannot be bound to the book: it never lowers the margins nor freshens their
     basis. Its copy that raises nothing (zero margins) is refused with `reason`, the account
     as it was; `leaf` itself, where it raises IM or MM, applies raise-only: IM and MM become
     the larger of the held and the leaf's, and the nonce, book, cash, basis and pending
-    counters stay as they were."""
+    counters stay as they were. Below the floor (pass `oracle`) the leaf's figures count only
+    up to the isolated bound of the book held."""
     for candidate in (replace(leaf, initial_margin_wad=0, maintenance_margin_wad=0), leaf):
         before = _view(engine, leaf.account)
-        raised = (max(before[3], candidate.initial_margin_wad), max(before[4], candidate.maintenance_margin_wad))
+        cap = (2**256 - 1,) * 2
+        if oracle is not None:
+            cap = oracle.isolated_margins([i for i, _ in before[2]], [q for _, q in before[2]])
+        raised = (max(before[3], min(candidate.initial_margin_wad, cap[0])),
+                  max(before[4], min(candidate.maintenance_margin_wad, cap[1])))
         trees = post_root([candidate, _PLACEHOLDER_LEAF])
         signed, proof = trees.account_proof(leaf.account)
         if raised == before[3:5]:
@@ -170,7 +175,7 @@ def test_ring__another_account_of_the_owner__its_record_does_not_serve(
 
 
 def test_ring__floor_nonce_of_a_reduction__applies_there_refused_before(
-        engine, owner, maker, trade, leaf_for, post_root, keeper):
+        engine, oracle, owner, maker, trade, leaf_for, post_root, keeper):
     """A reduction raises the leaf floor to its nonce f (and records f). After one more trade
     the leaf of f applies (recorded, at the floor); the leaf of f - 1 (recorded, true when
     signed) is refused by the floor, not by the ring."""
@@ -179,13 +184,13 @@ def test_ring__floor_nonce_of_a_reduction__applies_there_refused_before(
     trade(owner, maker, PERP, -(WAD // 20), PRICE)  # the owner sells half back
     at_floor = leaf_for(owner, 450 * WAD, 300 * WAD)
     _buys(owner, maker, trade, 1)
-    _refused(engine, post_root, keeper, before_floor, "engine: leaf older than the book's last reduction")
+    _refused(engine, post_root, keeper, before_floor, "engine: leaf older than the book's last reduction", oracle)
     _apply(engine, post_root, keeper, at_floor)
     assert engine.account(owner).initial_margin_wad > 450 * WAD
 
 
 def test_ring__liquidators_leaf_from_before_its_slice__refused_the_slice_nonces_leaf_applies(
-        engine, owner, maker, accounts, liquidator, fund, set_market, trade, leaf_for, post_root, keeper, flag,
+        engine, oracle, owner, maker, accounts, liquidator, fund, set_market, trade, leaf_for, post_root, keeper, flag,
         liquidate):
     """The slice bumps the liquidator's nonce without a ring record and raises its leaf floor
     to that nonce: its leaf signed before the slice (recorded, true then: a small short perp)
@@ -208,7 +213,7 @@ def test_ring__liquidators_leaf_from_before_its_slice__refused_the_slice_nonces_
     assert held >= slice_mm
     at_slice = leaf_for(liquidator, 100 * WAD, 60 * WAD)
     assert at_slice.state_nonce == before.state_nonce + 1
-    _refused(engine, post_root, keeper, before, "engine: leaf older than the book's last reduction")
+    _refused(engine, post_root, keeper, before, "engine: leaf older than the book's last reduction", oracle)
     assert engine.account(liquidator).maintenance_margin_wad == held
     _apply(engine, post_root, keeper, at_slice)
     assert engine.account(liquidator).maintenance_margin_wad == 60 * WAD

@@ -227,27 +227,31 @@ def test_apply_leaf__future_nonce__reverts(engine, open_long, leaf_for, post_roo
         engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
 
 
-def test_apply_leaf__older_than_last_reduction__only_raises_keeping_the_basis(
-        engine, open_long, leaf_for, post_root, trade, maker, keeper):
+def test_apply_leaf__older_than_last_reduction__only_raises_to_the_books_isolated_bound_keeping_the_basis(
+        engine, oracle, open_long, leaf_for, post_root, trade, maker, keeper, set_market):
     """A proportional shrink scales margins down without a pending bound: an older leaf plus
     the counters' growth would overstate them, so it cannot bind. It only raises: IM and MM
-    become the larger of the held and the leaf's, the basis and the counters stay; a copy
+    become the larger of the held and the leaf's, the leaf's counting up to the isolated bound
+    of the book held (the leaf is the larger book's), the basis and the counters stay; a copy
     that raises nothing is refused with the reason."""
     long_perp = open_long()
     leaf = leaf_for(long_perp, 6_000 * WAD, 3_000 * WAD)
     trade(maker, long_perp, PERP, WAD // 2, PRICE)  # the trader sells half: risk-reducing
     held, pending = engine.account(long_perp), engine.pending_total(long_perp)
     assert held.initial_margin_wad < 6_000 * WAD and held.maintenance_margin_wad < 3_000 * WAD
+    set_market(rates={PERP: (9_000 * WAD, 9_000 * WAD, 4_500 * WAD, 4_500 * WAD)})  # the model's rates rose
+    bound = tuple(oracle.isolated_margins([PERP], [WAD // 2]))      # 4,500 / 2,250
+    assert held.initial_margin_wad < bound[0] < 6_000 * WAD and held.maintenance_margin_wad < bound[1] < 3_000 * WAD
     lower = replace(leaf, initial_margin_wad=held.initial_margin_wad, maintenance_margin_wad=0)
     with ape.reverts("engine: leaf older than the book's last reduction"):
         engine.apply_leaf(*_args(post_root([lower, _filler(1)]), long_perp), sender=keeper)
     tx = engine.apply_leaf(*_args(post_root([leaf, _filler(1)]), long_perp), sender=keeper)
     now = engine.account(long_perp)
-    assert (now.initial_margin_wad, now.maintenance_margin_wad) == (6_000 * WAD, 3_000 * WAD)
+    assert (now.initial_margin_wad, now.maintenance_margin_wad) == bound
     assert now.margin_basis_timestamp == held.margin_basis_timestamp
     assert engine.pending_total(long_perp) == pending
     [log] = tx.decode_logs(engine.LeafApplied)
-    assert (log.initial_margin_wad, log.maintenance_margin_wad) == (6_000 * WAD, 3_000 * WAD)
+    assert (log.initial_margin_wad, log.maintenance_margin_wad) == bound
 
 
 def test_apply_leaf__root_older_than_basis__reverts(engine, open_long, leaf_for, post_root, keeper):

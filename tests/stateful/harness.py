@@ -225,6 +225,16 @@ class System:
         sigs = sign_multi(data, self.oracle_domain, self.signers[:SIGNER_THRESHOLD])
         return self.call(self.oracle, "post_market_data", data.as_args(), sigs, sender=self.keeper)
 
+    def isolated_bound(self, book: dict[int, int]) -> tuple[int, int]:
+        """(IM, MM) of a book {id: size} at the oracle's stored per-unit rates, each position
+        rounded up: the bound no portfolio margin of that book exceeds."""
+        im = mm = 0
+        for i, q in book.items():
+            (im_l, im_s, mm_l, mm_s), _ = self.oracle.rates(i)
+            im += -(-abs(q) * (im_l if q > 0 else im_s) // WAD)
+            mm += -(-abs(q) * (mm_l if q > 0 else mm_s) // WAD)
+        return im, mm
+
     def leaf(self, account: str, im_wad: int, mm_wad: int, **overrides) -> AccountLeaf:
         """A leaf for the account's current book (nonce, positions hash, pending counters)."""
         return book_leaf(self.engine, account, im_wad, mm_wad, **overrides)

@@ -529,9 +529,12 @@ class EngineMachine(RuleBasedStateMachine):
         res = self.s.apply_leaf(trees, addr, sender=self.a("saver"))
         if after >> 192 > leaves[addr].state_nonce:
             # a risk-reducing 1-wei trade shrank the book: the older leaf cannot bind to it and
-            # only raises (IM, MM the larger of the held and the leaf's; basis and counters
-            # kept), or is refused when it raises neither or the book is now empty
-            raised = (max(held[0], leaves[addr].initial_margin_wad), max(held[1], leaves[addr].maintenance_margin_wad))
+            # only raises (IM, MM the larger of the held and the leaf's, the leaf's counting up
+            # to the book's isolated bound; basis and counters kept), or is refused when it
+            # raises neither or the book is now empty
+            cap = self.s.isolated_bound({int(p.instrument_id): int(p.size_wad) for p in self.s.account(addr).positions})
+            raised = (max(held[0], min(leaves[addr].initial_margin_wad, cap[0])),
+                      max(held[1], min(leaves[addr].maintenance_margin_wad, cap[1])))
             if raised == held[:2] or not self.book(addr):
                 assert not res.ok and res.reason == "engine: leaf older than the book's last reduction", res
                 return
