@@ -306,25 +306,15 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
         # an engine that never saw a fraud pays nothing for the check.
         if cfg & VOID_SEEN == 0 or staticcall ORACLE.epoch_record_hash(self, basis) != VOID_RECORD:
             return margins & MASK_112
-    im: uint256 = 0
-    mm: uint256 = 0
-    im, mm = self._isolated_margins(account, ids)
-    return im
-
-
-@internal
-@view
-def _isolated_margins(account: address, ids: DynArray[uint256, MAX_POSITIONS]) -> (uint256, uint256):
-    """
-    @dev The book's isolated bound (IM, MM) at the oracle's current per-unit rates: never
-         below the portfolio margin of the book held (subadditive, homogeneous).
-    """
     sizes: DynArray[int256, MAX_POSITIONS] = []
     for iid: uint256 in ids:
         raw: uint256 = self._position[account][iid]
         # sizes are stored within int128 (_set_position); 0 = closed earlier in this transaction
         sizes.append(unsafe_sub(convert(raw & MASK_128, int256), OFFSET_128) if raw != 0 else 0)
-    return staticcall ORACLE.isolated_margins(ids, sizes)
+    im: uint256 = 0
+    mm: uint256 = 0
+    im, mm = staticcall ORACLE.isolated_margins(ids, sizes)
+    return im
 
 
 @internal
