@@ -194,7 +194,8 @@ def test_cap__rates_lag_a_repriced_root_and_owner_reduces_1_wei_after_snapshot__
     whenever it is due. After the snapshot the owner sells 1 wei to its second account (the
     leaf floor rises). Measured: the root's leaf, below the floor, counts only up to the
     isolated bound at the lagging rates (~6,000 / ~3,000, no more than the owner holds): MM
-    stays ~3,000, the book is not liquidatable ("engine: account is healthy", though the
+    stays ~3,000 and IM ~6,000: the owner withdraws 2,000 where the root's leaf frees nothing,
+    and the book is not liquidatable ("engine: account is healthy", though the
     model's witness against the same root shows the shortfall) until the oracle's rates catch
     up and someone re-applies the same leaf (next test); the keeper margins a book with a leaf
     of its current book only, so in practice until the next root. The same window holds the
@@ -212,10 +213,14 @@ def test_cap__rates_lag_a_repriced_root_and_owner_reduces_1_wei_after_snapshot__
     _trees, witness = _lagging_root(engine, owner, maker, accomplice, liquidator, fund, set_market, trade,
                                     give_margin, leaf_for, post_root, market_leaf, chain)
     h = engine.health(owner)
-    print(f"V22: lagging rates: IM {h.im_wad / WAD:,.4f} MM {h.mm_wad / WAD:,.4f}, equity {h.equity_wad / WAD:,.2f}")
+    with chain.isolate():
+        withdrew = succeeds(engine.withdraw, 2_000 * USDC, sender=owner)   # what the stale IM frees
+    print(f"V22: lagging rates: IM {h.im_wad / WAD:,.4f} MM {h.mm_wad / WAD:,.4f}, equity {h.equity_wad / WAD:,.2f}; "
+          f"withdraw 2,000: {withdrew}")
     assert h.mm_wad < MM + WAD and h.equity_wad < 3 * MM
-    # the safe outcome: the root's leaf margins the book; the model's witness liquidates it
-    assert h.liquidatable
+    # the safe outcome: the root's leaf margins the book (nothing to withdraw); the model's
+    # witness liquidates it
+    assert h.liquidatable and not withdrew
     engine.liquidate(owner, WAD, 10**30, engine.state_nonce(owner), witness, sender=liquidator)
 
 
