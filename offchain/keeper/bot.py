@@ -128,6 +128,7 @@ class Keeper:
         self.table: InstrumentTable | None = None
         self.book = KeeperBook(0)
         self.posted_marks = np.zeros(0)
+        self.posted_rates = np.zeros(0)   # the 4 per-unit rate columns of the last post, flattened
         self.posted_at = 0
         self.index_posted_at = 0
         self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
@@ -631,7 +632,12 @@ class Keeper:
         return posted
 
     def _market_data_call(self, marks, rates, now):
-        if not prices_due(marks, self.posted_marks, self.posted_at, now,
+        # rates count as prices: a re-priced root's leaves come with re-priced rates, and the
+        # engine caps a raise-only leaf at the book's isolated bound at the posted rates, so
+        # rates that lag the root would hold that leaf down
+        rate_values = np.asarray([v for col in rates for v in col], dtype=np.float64) / WAD
+        if not prices_due(np.concatenate([np.asarray(marks, dtype=np.float64), rate_values]),
+                          np.concatenate([self.posted_marks, self.posted_rates]), self.posted_at, now,
                           self.cfg.price_move_frac, self.cfg.price_max_age_s):
             return None
         if now <= self.posted_at:
@@ -659,6 +665,7 @@ class Keeper:
                         max_mark_move=f"{float(moved.max()) if len(moved) else 0.0:.2%}")
             if res.ok and not res.dry_run:
                 self.posted_marks = sent
+                self.posted_rates = rate_values
                 self.posted_at = now
             return res.ok
 

@@ -122,12 +122,13 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
                 unhealthy=int(unhealthy.sum()), epoch=epoch_due(view, now, policy, root_timestamp))
 
 
-def prices_due(new_marks: np.ndarray, posted_marks: np.ndarray, posted_at: int, now: int,
+def prices_due(new_values: np.ndarray, posted_values: np.ndarray, posted_at: int, now: int,
                move_frac: float, max_age_s: int) -> bool:
-    """Post marks when any moved by more than `move_frac` or the posted set is ageing."""
-    if posted_at == 0 or len(posted_marks) != len(new_marks):
+    """Post market data when any value (a mark or a per-unit rate) moved by more than
+    `move_frac` or the posted set is ageing."""
+    if posted_at == 0 or len(posted_values) != len(new_values):
         return True
-    moved = np.abs(new_marks - posted_marks) > move_frac * np.maximum(np.abs(posted_marks), 1e-12)
+    moved = np.abs(new_values - posted_values) > move_frac * np.maximum(np.abs(posted_values), 1e-12)
     return bool(moved.any()) or (now - posted_at) >= max_age_s
 
 

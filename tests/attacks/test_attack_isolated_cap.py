@@ -188,10 +188,9 @@ def test_cap__rates_lag_a_repriced_root_and_owner_reduces_1_wei_after_snapshot__
     """V22 (Low; open). V16's route (a) against the cap. The owner's one-position book (long 1
     BTC perp on 9,000, equity 8,940, IM 6,000 / MM 3,000 applied) is re-priced by the keeper's
     root after a vol rise (IM 18,000, MM 9,000: equity below it), while the per-unit rates the
-    oracle holds still carry the old figures (6,000 / 3,000 per BTC): `offchain/keeper`'s
-    `prices_due` posts market data when a mark moves by `price_move_frac` (0.2%) or every
-    `price_max_age_s` (300 s), never because rates changed, and the cycle posts the root
-    whenever it is due. After the snapshot the owner sells 1 wei to its second account (the
+    oracle holds still carry the old figures (6,000 / 3,000 per BTC). The keeper no longer
+    lets that happen (rates count as prices: they go out in the root's batch), so this pins
+    the engine's reliance on signers that do not hold the rates back. After the snapshot the owner sells 1 wei to its second account (the
     leaf floor rises). Measured: the root's leaf, below the floor, counts only up to the
     isolated bound at the lagging rates (~6,000 / ~3,000, no more than the owner holds): MM
     stays ~3,000 and IM ~6,000: the owner withdraws 2,000 where the root's leaf frees nothing,

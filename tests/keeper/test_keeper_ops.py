@@ -172,6 +172,28 @@ def test_keeper_cycle__market_data_post__one_log_line_with_tx_and_gas(world, rec
     assert lines[0].instruments == 1 and lines[0].action == "market_data"
 
 
+def test_keeper_market_data__rates_moved_marks_unchanged__due_and_posted(world):
+    """Rates count as prices: a re-priced model moves the per-unit rates (and the next root's
+    leaves) without moving a mark; market data is then due at once and goes out with the new
+    rates, so rates never lag a re-priced root (the engine caps a raise-only leaf at the
+    book's isolated bound at the posted rates). Unchanged marks and rates post nothing."""
+    w, keeper, dev = world, world["keeper"], world["dev"]
+    oracle = w["dep"].oracle.functions
+    dev.mine(dev.w3.eth.get_block("latest")["timestamp"] + 600)
+    keeper.cycle()                                    # marks and rates as the model has them now
+    marks, posted_at = keeper.posted_marks.copy(), keeper.posted_at
+    (im_l, im_s, mm_l, mm_s), _ = oracle.rates(1).call()
+    same = [[im_l], [im_s], [mm_l], [mm_s]]
+    assert keeper._market_data_call(marks, same, posted_at + 1) is None
+    tripled = [[3 * v] for v in (im_l, im_s, mm_l, mm_s)]
+    label, call, on_result = keeper._market_data_call(marks, tripled, posted_at + 1)
+    [res] = keeper.executor.send_batch([(label, call)])
+    assert res.ok and on_result(res)
+    rates, updated_at = oracle.rates(1).call()
+    assert tuple(rates) == (3 * im_l, 3 * im_s, 3 * mm_l, 3 * mm_s) and updated_at == posted_at + 1
+    assert keeper._market_data_call(marks, tripled, posted_at + 2) is None
+
+
 def test_http_json_source__feed_down__raises_so_the_guard_holds(world):
     dead = HttpJsonSource("http://127.0.0.1:1/spot/{underlying}", "data.amount", ["BTC"],
                           {"BTC": 0.6}, timeout_s=0.5)
