@@ -19,6 +19,7 @@ from offchain.chain.witness import liquidation_witness
 
 from .conftest import PERP, succeeds
 from .test_attack_own_leaf_floor import _root_with
+from .test_attack_raise_only_leaf import _reduced_long
 
 USDC = 10**6
 PRICE = 60_000 * WAD
@@ -41,22 +42,6 @@ def _deploy_first(engine, extension, oracle, verifier, leaf_for, post_root, set_
 def _isolated(chain):
     with chain.isolate():
         yield
-
-
-def _reduced_long(engine, owner, maker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
-    """The owner long 1 BTC perp on 20,000 (it makes: no fee), margined by root 1 (IM 6,000,
-    MM 3,000); the keeper's next root holds its leaf of that book (not applied); then the owner
-    sells 0.9 BTC at the mark (taker fee 54, equity 19,946): margins scale to IM 600, MM 300,
-    the leaf floor rises above the leaf's nonce. Returns that root's trees."""
-    fund(owner, 20_000 * USDC)
-    fund(maker, 500_000 * USDC)
-    set_market()
-    trade(owner, maker, PERP, WAD, PRICE)
-    give_margin(owner, IM, MM)
-    trees = post_root([leaf_for(owner, IM, MM)])
-    trade(maker, owner, PERP, 9 * WAD // 10, PRICE)
-    assert engine.health(owner).im_wad == IM // 10
-    return trees
 
 
 def _margins(engine, account):
@@ -93,8 +78,7 @@ def test_cap__rates_double_outsider_raises_reduced_book_rates_fall_then_1_wei_fi
     isolated bound) for margins whose last change was a below-floor raise (a flag bit in the
     margins word; the bound is what the escape hatch already computes), or the floor-route
     raise ages at once (the raised margins back withdrawals only through the escape hatch)."""
-    owner = accounts[9]
-    trees = _reduced_long(engine, owner, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     order, sig = make_order(owner, PERP, False, WAD // 20, PRICE, order_nonce=77)   # resting: sells 0.05 BTC
     set_market(rates=_rates(2 * IM, 2 * MM))                   # the rates double for a while
     leaf, proof = trees.account_proof(owner.address)
@@ -130,8 +114,7 @@ def test_cap__same_pre_reduction_leaf_reapplied_as_rates_rise__never_above_the_l
     leaf is reached it is refused (raises nothing). The basis (root 1's) never moves, so the
     escape hatch still takes over a day after root 1, and the counters stay: the next bound
     leaf lowers it. The residual is V21's (the peak outlives itself), not an unbounded climb."""
-    owner = accounts[9]
-    trees = _reduced_long(engine, owner, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     basis = _margins(engine, owner)[2]
     leaf, proof = trees.account_proof(owner.address)
     for k, expected in ((2, (1_200 * WAD, 600 * WAD)), (4, (2_400 * WAD, 1_200 * WAD)), (20, (IM, MM))):
@@ -259,8 +242,7 @@ def test_cap__withdraw_with_leaf_of_a_pre_reduction_leaf_capped_to_nothing__reve
     (19,000 of 19,946). The cap's oracle call cannot be made to revert by the book: every
     open position's instrument has market data (a fill needs fresh marks), and `_load_ids`
     lists open positions only."""
-    owner = accounts[9]
-    trees = _reduced_long(engine, owner, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     before = (engine.account(owner), token.balanceOf(owner), token.balanceOf(engine))
     leaf, proof = trees.account_proof(owner.address)
     with ape.reverts("engine: leaf older than the book's last reduction"):
