@@ -115,11 +115,13 @@ class Bench:
         self.marks.update({3 + k: (11_000 - 700 * k) * WAD for k in range(N_BOOK - 2)})
         self.post_market(self.marks)
 
-    def post_market(self, marks: dict[int, int]) -> None:
+    def post_market(self, marks: dict[int, int], rate_factor: int = 1) -> None:
+        """Marks and per-unit rates of IM 10% and MM 5% of the mark, times `rate_factor`."""
         self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
         ts = self.chain.blocks.head.timestamp
         ids = sorted(marks)
-        rates = [(m // 10, m // 10, m // 20, m // 20) for m in (marks[i] for i in ids)]
+        rates = [(m * rate_factor // 10, m * rate_factor // 10, m * rate_factor // 20, m * rate_factor // 20)
+                 for m in (marks[i] for i in ids)]
         data = MarketData(ids=ids, marks_wad=[marks[i] for i in ids], funding_indices_wad=[0] * len(ids),
                           im_long_wad=[r[0] for r in rates], im_short_wad=[r[1] for r in rates],
                           mm_long_wad=[r[2] for r in rates], mm_short_wad=[r[3] for r in rates],
@@ -267,6 +269,7 @@ class Bench:
         self.post_market(crashed)
         assert e.health(victim).liquidatable, "benchmark setup: victim should be liquidatable"
         nonce = e.state_nonce(victim)
+        before_slice = self.leaf(victim, 10**9 * WAD, 10**9 * WAD)   # a leaf of the whole book
         witness = self.witness(victim, crashed)
         snap = self.chain.snapshot()
         tx = e.liquidate(victim, WAD, 10**40, nonce, witness.encode(), sender=self.liq)
@@ -282,6 +285,15 @@ class Bench:
             {"from": self.admin.address, "to": self.verifier.address, "data": witness.encode()}) - 21_000
         self.rows.append(Row(f"  of which the witness check ({N_BOOK} legs, one multiproof, {ROOT_INSTRUMENTS}-leaf root)",
                              check, None))
+        # the victim's leaf from before the slice, applied below the leaf floor the slice
+        # raised: raise-only, capped at the isolated bound of the rest (its sizes and one
+        # oracle.isolated_margins call), with rates doubled so that the cap raises something
+        self.post_market(crashed, rate_factor=2)
+        trees, _ = self.post_root([before_slice] + [self.filler(i) for i in range(N_FILLERS)])
+        leaf, proof = trees.account_proof(victim.address)
+        self.record(f"apply_leaf: raise-only below the floor after a slice, capped at the {N_BOOK}-position rest's "
+                    f"isolated bound, depth-{len(proof)} proof", e.apply_leaf(leaf.as_args(), proof, sender=self.admin),
+                    None)
         self.post_market(self.marks)
 
     def settlement_cases(self) -> None:
