@@ -76,7 +76,7 @@ def test_cap__rates_double_outsider_raises_reduced_book_rates_fall_then_1_wei_fi
     Suggested general fix: a raise the floor route let through never holds new risk above the
     book's isolated bound at the current rates: `_new_risk_im` takes min(effective IM,
     isolated bound) for margins whose last change was a below-floor raise (a flag bit in the
-    margins word; the bound is what the escape hatch already computes), or the floor-route
+    header, whose 15 top bits are free; the bound is what the escape hatch already computes), or the floor-route
     raise ages at once (the raised margins back withdrawals only through the escape hatch)."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     order, sig = make_order(owner, PERP, False, WAD // 20, PRICE, order_nonce=77)   # resting: sells 0.05 BTC
@@ -138,9 +138,9 @@ def test_cap__same_pre_reduction_leaf_reapplied_as_rates_rise__never_above_the_l
 def _lagging_root(engine, owner, maker, accomplice, liquidator, fund, set_market, trade, give_margin, leaf_for,  # noqa: F811
                   post_root, market_leaf, chain):
     """The owner long 1 BTC perp on 9,000 (equity 8,940; IM 6,000 / MM 3,000 applied). The
-    perp's vol triples: the keeper's root re-prices the owner's leaf (IM 18,000, MM 9,000) but
-    the posted per-unit rates stay at 6,000 / 3,000 per BTC (the keeper posts market data when
-    a mark moves by `price_move_frac` or every `price_max_age_s`, not when rates change).
+    perp's vol triples: the signers' root re-prices the owner's leaf (IM 18,000, MM 9,000) but
+    the posted per-unit rates stay at 6,000 / 3,000 per BTC (rates held back: the keeper posts
+    moved rates in the root's batch, so only signers that withhold them get here).
     After the snapshot the owner sells 1 wei to its second account at the mark (its floor
     rises); the root (with the model's market leaf of the perp) is posted; the root's leaf is
     applied by the liquidator (raise-only, capped at the isolated bound at the lagging rates).
@@ -168,13 +168,14 @@ def _lagging_root(engine, owner, maker, accomplice, liquidator, fund, set_market
 def test_cap__rates_lag_a_repriced_root_and_owner_reduces_1_wei_after_snapshot__higher_leaf_still_margins_the_book(
         engine, accounts, maker, accomplice, liquidator, fund, set_market, trade, give_margin,  # noqa: F811
         leaf_for, post_root, market_leaf, chain):
-    """V22 (Low; open). V16's route (a) against the cap. The owner's one-position book (long 1
-    BTC perp on 9,000, equity 8,940, IM 6,000 / MM 3,000 applied) is re-priced by the keeper's
-    root after a vol rise (IM 18,000, MM 9,000: equity below it), while the per-unit rates the
-    oracle holds still carry the old figures (6,000 / 3,000 per BTC). The keeper no longer
-    lets that happen (rates count as prices: they go out in the root's batch), so this pins
-    the engine's reliance on signers that do not hold the rates back. After the snapshot the owner sells 1 wei to its second account (the
-    leaf floor rises). Measured: the root's leaf, below the floor, counts only up to the
+    """V22 (Low; the keeper's side fixed, the engine's reliance open). V16's route (a) against
+    the cap. The owner's one-position book (long 1 BTC perp on 9,000, equity 8,940, IM 6,000 /
+    MM 3,000 applied) is re-priced by the root after a vol rise (IM 18,000, MM 9,000: equity
+    below it), while the per-unit rates the oracle holds still carry the old figures (6,000 /
+    3,000 per BTC). The keeper no longer lets that happen (rates count as prices: they go out
+    in the root's batch), so this pins the engine's reliance on signers that do not hold the
+    rates back. After the snapshot the owner sells 1 wei to its second account (the leaf floor
+    rises). Measured: the root's leaf, below the floor, counts only up to the
     isolated bound at the lagging rates (~6,000 / ~3,000, no more than the owner holds): MM
     stays ~3,000 and IM ~6,000: the owner withdraws 2,000 where the root's leaf frees nothing,
     and the book is not liquidatable ("engine: account is healthy", though the
@@ -183,12 +184,11 @@ def test_cap__rates_lag_a_repriced_root_and_owner_reduces_1_wei_after_snapshot__
     of its current book only, so in practice until the next root. The same window holds the
     pair of V16 (crash step paid by the insurance fund) open again for that long. Safe
     outcome: the book is liquidatable under the root's leaf.
-    Suggested general fix: a cap from the same root as the leaf, not from the rates of the
-    moment: the rates the cap reads are never older than the root (the keeper's `prices_due`
-    treats a change of rates like a mark move and posts them in the batch before the root;
-    on chain, the oracle could refuse a root signed later than an instrument's stored rates
-    while those differ from its market leaves', which `publish_epoch_data` carries). A
-    narrower engine-side option: cap IM only (V19 was about IM: withdrawals, new risk, a
+    Suggested general fix, on chain (the keeper's side is done: `prices_due` treats a change of
+    rates like a mark move): a cap from the same root as the leaf, not from the rates of the
+    moment, e.g. the oracle refuses a root signed later than an instrument's stored rates while
+    those differ from its market leaves' (which `publish_epoch_data` carries). A narrower
+    engine-side option: cap IM only (V19 was about IM: withdrawals, new risk, a
     liquidator's inherited IM) and let MM rise to the leaf's, which with a verifier never
     liquidates beyond the model's witness (V20's clock aside)."""
     owner = accounts[9]
