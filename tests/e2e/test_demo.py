@@ -42,7 +42,9 @@ def test_run_demo__margin_roots__every_root_with_its_public_data_liquidations_on
 
 def test_run_demo__basis_trade__cross_margin_nets_the_linear_legs(demo):
     c = demo[0].capital["basis_trade"]
-    assert c["cross"] < 0.2 * c["isolated"] and c["portfolio"] <= c["cross"] * 1.01
+    # the legs net to ~0 under both, so allow a cent: float64 sums differ by ~1e-13 USD from
+    # one CPU's vectorised exp/log to another's
+    assert c["cross"] < 0.2 * c["isolated"] and c["portfolio"] <= c["cross"] * 1.01 + 0.01
     assert demo[0].capital["market_maker"]["portfolio"] < demo[0].capital["market_maker"]["cross"]
 
 

@@ -80,7 +80,8 @@ def test_black76__put_call_parity__within_two_wei(pricer):
         put = pricer.black76(c.fwd, c.strike, c.tenor, c.vol, c.rate, False)
         disc = np.exp(-c.rate / WAD * c.tenor / WAD)
         parity = disc * (c.fwd - c.strike)
-        assert abs((call - put) - parity) <= 2 + 1e-15 * c.fwd
+        # the float64 reference itself is good to a few ulps of the larger of F and K
+        assert abs((call - put) - parity) <= 2 + 1e-15 * max(c.fwd, c.strike)
 
 
 def test_black76_delta__random_domain__matches_engine_forward_delta(pricer):
