@@ -59,9 +59,9 @@ exports: (
 )
 
 
-# ABI copies of the events only the extension logs (from this address, via delegatecall):
+# ABI copies of the events only the delegates log (from this address, via delegatecall):
 # Vyper puts an imported event into the ABI only where it is logged. Same fields as
-# IMarginEngine.vyi; tests/engine/test_governance.py checks the two ABIs agree.
+# IMarginEngine.vyi and snekmate's pausable; tests/engine/test_governance.py checks the ABIs agree.
 event Withdrawal:
     account: indexed(address)
     amount: uint256
@@ -100,6 +100,12 @@ event FeesWithdrawn:
 event SocialisedLossRepaid:
     amount_wad: uint256  # from collected fees
     total_wad: uint256  # socialised loss left
+
+event Paused:
+    account: address
+
+event Unpaused:
+    account: address
 
 
 # Code that runs in this contract's storage via delegatecall, one contract per concern:
@@ -418,18 +424,20 @@ def settle(account: address, instrument_id: uint256):
 
 @external
 def pause():
-    """@notice Owner stops new risk (deposits, reductions, settlement, liquidation stay open)."""
-    ownable._check_owner()
-    pausable._pause()
-    core._trading |= core.PAUSED_BIT
+    """
+    @notice Owner stops new risk (deposits, reductions, settlement, liquidation stay open).
+    @dev Runs in MarginEngineGovernance (delegatecall).
+    """
+    raw_call(GOVERNANCE, msg.data, is_delegate_call=True)
 
 
 @external
 def unpause():
-    """@notice Owner lifts the pause."""
-    ownable._check_owner()
-    pausable._unpause()
-    core._trading &= ~core.PAUSED_BIT
+    """
+    @notice Owner lifts the pause.
+    @dev Runs in MarginEngineGovernance (delegatecall).
+    """
+    raw_call(GOVERNANCE, msg.data, is_delegate_call=True)
 
 
 @external

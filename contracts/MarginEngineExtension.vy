@@ -207,6 +207,9 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
                     for iid: uint256 in ids:
                         sizes.append(unsafe_sub(convert(core._position[account][iid] & core.MASK_128, int256), core.OFFSET_128))
                     cap_im, cap_mm = staticcall core.ORACLE.isolated_margins(ids, sizes)
+                    # the cap is this moment's bound, and anyone picks the moment (V21):
+                    # until a leaf binds, new risk keeps at most the bound of its own moment
+                    core._header[account] = header | core.FLOOR_RAISED
             im: uint256 = max(margins & core.MASK_112, min(leaf.initial_margin_wad, cap_im))
             mm: uint256 = max((margins >> 112) & core.MASK_112, min(leaf.maintenance_margin_wad, cap_mm))
             new: uint256 = core._pack_margins(im, mm, margins >> 224)
@@ -219,6 +222,9 @@ def _apply_leaf(leaf: IRiskOracle.AccountLeaf, proof: DynArray[bytes32, 32]):
         # growth of the counters since the leaf's nonce, modulo 2**96 like the counters themselves
         add_im = unsafe_sub(total & core.MASK_96, leaf.pending_base_im_wad) & core.MASK_96
         add_mm = unsafe_sub((total >> 96) & core.MASK_96, leaf.pending_base_mm_wad) & core.MASK_96
+    if header & core.FLOOR_RAISED != 0:
+        # a bound leaf's margins are the model's: no floor-route raise is left in them
+        core._header[account] = header ^ core.FLOOR_RAISED
     # leaf margins are checked < 2**112 by _pack_margins; + a 96-bit growth cannot overflow 256 bits
     # the counters stay: the offset takes up the difference
     core._set_margins(
@@ -494,7 +500,7 @@ def liquidate(
     # the current root's) would stamp the root's basis on the inherited margins.
     core._set_margins(msg.sender, lmargins, (lheader & core.MASK_64) + 1)
     core._header[msg.sender] = core._with_cash(
-        core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash
+        core._list(msg.sender, core._with_count(lheader + 1, len(lids)) | (header & core.FLOOR_RAISED)), lcash
     )
     if lids_changed:
         core._store_ids(msg.sender, lids, ln)

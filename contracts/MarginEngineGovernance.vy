@@ -2,8 +2,8 @@
 """
 @title MarginEngineGovernance
 @custom:contract-name MarginEngineGovernance
-@notice The owner's side of MarginEngine: trading and liquidation parameters and the
-        withdrawal of collected taker fees. Runs ONLY through the engine's delegatecall, in
+@notice The owner's side of MarginEngine: pause, trading and liquidation parameters and
+        the withdrawal of collected taker fees. Runs ONLY through the engine's delegatecall, in
         the engine's storage (`initializes: core` first, as in MarginEngine.vy).
 @dev One contract per concern around the engine's storage: MarginEngine (collateral,
      trading, views), MarginEngineExtension (margin leaves, withdrawal under margin,
@@ -44,6 +44,22 @@ def __init__(token: IERC20, oracle: IRiskOracle, registry: IInstrumentRegistry):
 def _owner_through_engine():
     assert self != _SELF, "engine: delegatecall only"
     ownable._check_owner()
+
+
+@external
+def pause():
+    """@notice Owner stops new risk (deposits, reductions, settlement, liquidation stay open)."""
+    self._owner_through_engine()
+    pausable._pause()
+    core._trading |= core.PAUSED_BIT
+
+
+@external
+def unpause():
+    """@notice Owner lifts the pause."""
+    self._owner_through_engine()
+    pausable._unpause()
+    core._trading &= ~core.PAUSED_BIT
 
 
 @external

@@ -62,6 +62,10 @@ BIAS_96: constant(int256) = 2**95
 MASK_15: constant(uint256) = 2**15 - 1
 MASK_40: constant(uint256) = 2**40 - 1
 LISTED_BIT: constant(uint256) = 2**112
+# header bit: the margins' last leaf was a raise-only one below the leaf floor, capped at the
+# isolated bound of that moment; until a leaf binds, new risk keeps at most today's bound
+FLOOR_RAISED: constant(uint256) = 2**111
+MASK_7: constant(uint256) = 2**7 - 1
 OFFSET_SET: constant(uint256) = 2**255
 INSURANCE_SET: constant(uint256) = 2**255
 MASK_63: constant(uint256) = 2**63 - 1
@@ -90,8 +94,8 @@ SCALE: public(immutable(uint256))
 #### STORAGE ####
 
 # packed account header, one slot because every trade reads and writes all of it:
-# state_nonce (bits 0-63) | liquidatable_since (64-103) | position count (104-111) |
-# listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
+# state_nonce (bits 0-63) | liquidatable_since (64-103) | position count (104-110, at most
+# MAX_POSITIONS) | FLOOR_RAISED (bit 111) | listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
 # last seen liquidatable (113-127) | cash WAD as int128 two's complement (128-255)
 _header: HashMap[address, uint256]
 # packed effective margins (last applied leaf + pending adjustments): IM (0-111) |
@@ -297,15 +301,20 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
          figure by subadditivity), so a book never needs a keeper to withdraw what it frees.
          The same bound applies when the basis is the timestamp of a root a fraud proof
          voided (RiskOracle `epoch_record_hash` = VOID_RECORD): margins applied from a false root
-         never back new risk.
+         never back new risk. While a below-floor raise (FLOOR_RAISED) set them, the effective
+         IM counts only up to that bound: the raise was capped at the rates of its moment,
+         which anyone picks.
     """
     basis: uint256 = margins >> 224
+    eff: uint256 = max_value(uint256)
     if basis != 0 and block.timestamp <= basis + ((cfg >> 56) & MASK_32):
         # a basis from a root a fraud proof voided is no basis: its margins were never true.
         # The oracle is asked only once it has voided a root of this engine (VOID_SEEN), so
         # an engine that never saw a fraud pays nothing for the check.
         if cfg & VOID_SEEN == 0 or staticcall ORACLE.epoch_record_hash(self, basis) != VOID_RECORD:
-            return margins & MASK_112
+            eff = margins & MASK_112
+            if self._header[account] & FLOOR_RAISED == 0:
+                return eff
     sizes: DynArray[int256, MAX_POSITIONS] = []
     for iid: uint256 in ids:
         raw: uint256 = self._position[account][iid]
@@ -314,7 +323,7 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
     im: uint256 = 0
     mm: uint256 = 0
     im, mm = staticcall ORACLE.isolated_margins(ids, sizes)
-    return im
+    return min(im, eff)
 
 
 @internal
@@ -727,7 +736,7 @@ def _store_ids(account: address, ids: DynArray[uint256, MAX_POSITIONS], old_n: u
 @internal
 @pure
 def _count(header: uint256) -> uint256:
-    return (header >> 104) & MASK_8
+    return (header >> 104) & MASK_7
 
 
 @internal
@@ -790,7 +799,7 @@ def _with_seen(header: uint256, since: uint256) -> uint256:
 @pure
 def _with_count(header: uint256, n: uint256) -> uint256:
     """@dev Sets the position count; `header + 1` before the call bumps the state nonce."""
-    return (header & ~(MASK_8 << 104)) | (n << 104)
+    return (header & ~(MASK_7 << 104)) | (n << 104)
 
 
 @internal

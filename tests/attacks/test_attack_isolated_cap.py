@@ -52,12 +52,10 @@ def _margins(engine, account):
 # ------------------------------------------------------------------ V21: the cap is a snapshot
 
 
-@pytest.mark.xfail(strict=True, reason="V21: the isolated-bound cap is read at the apply; "
-                                       "a raise at a rate peak outlives the peak while leaves cannot bind")
 def test_cap__rates_double_outsider_raises_reduced_book_rates_fall_then_1_wei_fill_each_root__withdrawal_freed_to_current_isolated_bound(
         engine, oracle, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root,  # noqa: F811
         make_order):
-    """V21 (Low, availability; open). The cap bounds the raise by the reduced book's isolated
+    """V21 (Low, availability; fixed). The cap bounds the raise by the reduced book's isolated
     bound at the rates of the moment the raise is applied, and anyone chooses that moment; the
     raised margins then stay until a leaf binds, which V11's 1-wei churn prevents root after
     root. The owner's 1 BTC perp book is reduced to 0.1 BTC after the keeper's snapshot (IM
@@ -66,18 +64,12 @@ def test_cap__rates_double_outsider_raises_reduced_book_rates_fall_then_1_wei_fi
     the mark's own rise over a day); during it an outsider applies the owner's pre-reduction
     leaf of the current root: capped at the bound then, IM 1,200 / MM 600. The rates return to
     6,000 / 3,000 per BTC (isolated bound of 0.1 BTC: 600 / 300, the model's margin of the book
-    held), but at each of the next roots the outsider fills 1 wei of the resting order before
+    held), and at each of the next roots the outsider fills 1 wei of the resting order before
     the owner's honest leaf (IM 600) is applied: below the floor, capped at 600, it raises
-    nothing and is refused. Measured: IM stays ~1,200 (twice the book's isolated bound at the
-    current rates, the escape hatch's own figure) and withdrawing 19,000 (leaving ~946, above
-    600) is refused until root 1's basis ages `max_margin_basis_age` (a day). The peak ratio is
-    the whole effect (at most the pre-reduction leaf: IM 6,000 on 0.1 BTC needs a 10x peak);
-    cost one 1-wei fill per root, as V19 was. Safe outcome: 19,000 withdrawn.
-    Suggested general fix: a raise the floor route let through never holds new risk above the
-    book's isolated bound at the current rates: `_new_risk_im` takes min(effective IM,
-    isolated bound) for margins whose last change was a below-floor raise (a flag bit in the
-    header, whose 15 top bits are free; the bound is what the escape hatch already computes), or the floor-route
-    raise ages at once (the raised margins back withdrawals only through the escape hatch)."""
+    nothing and is refused. The stored IM stays ~1,200, but a margin the floor route raised
+    (FLOOR_RAISED in the header) backs new risk only up to the book's isolated bound at the
+    current rates: 19,000 is withdrawn (leaving ~946 above 600), and 400 more (leaving ~546)
+    is refused. Before the fix the 19,000 was held until root 1's basis aged a day."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     order, sig = make_order(owner, PERP, False, WAD // 20, PRICE, order_nonce=77)   # resting: sells 0.05 BTC
     set_market(rates=_rates(2 * IM, 2 * MM))                   # the rates double for a while
@@ -91,15 +83,45 @@ def test_cap__rates_double_outsider_raises_reduced_book_rates_fall_then_1_wei_fi
         trees = post_root([leaf_for(owner, IM // 10, MM // 10)])   # the owner's honest leaf
         engine.fill(order.as_args(), sig, 1, sender=attacker)    # 1 wei of the owner's resting sell
         leaf, proof = trees.account_proof(owner.address)
-        succeeds(engine.apply_leaf, leaf.as_args(), proof, sender=owner)
+        with ape.reverts("engine: leaf older than the book's last reduction"):
+            engine.apply_leaf(leaf.as_args(), proof, sender=owner)
     size = engine.position(owner, PERP)
     bound = tuple(oracle.isolated_margins([PERP], [size]))
     h = engine.health(owner)
     print(f"V21: IM {h.im_wad / WAD:,.2f} on {size / WAD} BTC, isolated bound now {bound[0] / WAD:,.2f}, "
           f"equity {h.equity_wad / WAD:,.2f}")
     assert h.im_wad > 2 * bound[0] - WAD and h.equity_wad - 19_000 * WAD > bound[0]
-    # the safe outcome
-    assert succeeds(engine.withdraw, 19_000 * USDC, sender=owner)
+    engine.withdraw(19_000 * USDC, sender=owner)
+    assert engine.health(owner).equity_wad - 400 * WAD < bound[0]
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(400 * USDC, sender=owner)
+
+
+def test_cap__raise_at_a_rate_peak_then_a_leaf_binds__new_risk_keeps_the_leafs_im_again(
+        engine, oracle, accounts, maker, attacker, fund, set_market, trade, give_margin, leaf_for, post_root):  # noqa: F811
+    """Held (V21's fix ends with the raise). The outsider's raise at doubled rates (IM 1,200 on
+    the reduced 0.1 BTC) marks the margins FLOOR_RAISED; the owner's honest leaf of the next root
+    (IM 600 / MM 300) binds and clears the mark: from then on the leaf's IM margins new risk,
+    not the isolated bound. With the rates then halved (bound of 0.1 BTC: 300), a withdrawal
+    leaving ~546 of equity is refused (IM 600), one leaving ~646 goes through."""
+    owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
+    set_market(rates=_rates(2 * IM, 2 * MM))
+    leaf, proof = trees.account_proof(owner.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=attacker)
+    assert _margins(engine, owner)[:2] == (1_200 * WAD, 600 * WAD)
+    set_market()
+    trees = post_root([leaf_for(owner, IM // 10, MM // 10)])
+    leaf, proof = trees.account_proof(owner.address)
+    engine.apply_leaf(leaf.as_args(), proof, sender=owner)        # binds: the book is the leaf's
+    assert _margins(engine, owner)[:2] == (IM // 10, MM // 10)
+    set_market(rates=_rates(IM // 2, MM // 2))
+    assert oracle.isolated_margins([PERP], [WAD // 10])[0] == IM // 20
+    equity = engine.health(owner).equity_wad
+    refused = (equity - 546 * WAD) // 10**12                        # token units (6 decimals)
+    with ape.reverts("engine: below initial margin"):
+        engine.withdraw(refused, sender=owner)
+    engine.withdraw(refused - 100 * USDC, sender=owner)
+    assert engine.health(owner).im_wad == IM // 10
 
 
 # ------------------------------------------------------------------ what holds
