@@ -778,7 +778,7 @@ def _trade_side(
         im_after: int256 = convert(margins & core.MASK_112, int256)
         if pays_away:
             # value leaves: the IM that new risk must keep (the escape hatch past the basis age)
-            im_after = convert(core._new_risk_im(account, ids, margins, cfg), int256)
+            im_after = convert(core._new_risk_im(account, header, ids, margins, cfg), int256)
         mm_after: uint256 = (margins >> 112) & core.MASK_112
         if equity < im_after:
             # value leaves: below the IM new risk must keep
@@ -800,7 +800,7 @@ def _trade_side(
     # New risk: equity >= IM after (listing, pause, marks and basis checked above).
     # equity >= IM is asserted below, so the account is healthy: clear the discount clock
     core._header[account] = core._with_cash(core._list(account, core._with_since(header, 0)), cash)
-    im: uint256 = core._new_risk_im(account, ids, margins, cfg)
+    im: uint256 = core._new_risk_im(account, header, ids, margins, cfg)
     self._require_im(equity >= convert(im, int256), is_maker)
 
 

@@ -120,7 +120,7 @@ def _withdraw(amount: uint256):
         words, marks_at = core._market_words(ids)
         assert block.timestamp <= marks_at + ((cfg >> 24) & core.MASK_32), "engine: stale marks"
         equity: int256 = core._equity(msg.sender, cash, ids, words)
-        im: uint256 = core._new_risk_im(msg.sender, ids, core._margins[msg.sender], cfg)
+        im: uint256 = core._new_risk_im(msg.sender, header, ids, core._margins[msg.sender], cfg)
         assert equity >= convert(im, int256), "engine: below initial margin"
     core._header[msg.sender] = core._with_cash(header, cash)
     core._push(msg.sender, amount)
@@ -499,9 +499,8 @@ def liquidate(
     # The leaf floor rises to the slice's nonce: a leaf of the book before the slice (even
     # the current root's) would stamp the root's basis on the inherited margins.
     core._set_margins(msg.sender, lmargins, (lheader & core.MASK_64) + 1)
-    core._header[msg.sender] = core._with_cash(
-        core._list(msg.sender, core._with_count(lheader + 1, len(lids)) | (header & core.FLOOR_RAISED)), lcash
-    )
+    lheader = core._with_cash(core._list(msg.sender, core._with_count(lheader + 1, len(lids)) | (header & core.FLOOR_RAISED)), lcash)
+    core._header[msg.sender] = lheader
     if lids_changed:
         core._store_ids(msg.sender, lids, ln)
     # An empty book's IM is 0: a liquidator flattened by the slice must not keep negative
@@ -521,7 +520,7 @@ def liquidate(
                 # MAX_UNITS underlyings) opened or closed a position: the registry refuses a
                 # book on more underlyings than a fraud proof re-prices (V9)
                 raw_call(core.REGISTRY.address, abi_encode(lids, method_id=method_id("check_book(uint256[])")), is_static_call=True)
-        lim: uint256 = core._new_risk_im(msg.sender, lids, lmargins, cfg)
+        lim: uint256 = core._new_risk_im(msg.sender, lheader, lids, lmargins, cfg)
         lok = lequity >= convert(lim, int256)
     assert lok, "engine: liquidator below initial margin"
 

@@ -292,7 +292,7 @@ def _funding_owed(account: address, iid: uint256, size: int256, last: int256, no
 
 @internal
 @view
-def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margins: uint256, cfg: uint256) -> uint256:
+def _new_risk_im(account: address, header: uint256, ids: DynArray[uint256, MAX_POSITIONS], margins: uint256, cfg: uint256) -> uint256:
     """
     @dev The IM that new risk (a withdrawal, a trade that is not risk-reducing) must keep:
          the effective IM while its basis (an applied leaf's root, or the first pending
@@ -301,9 +301,9 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
          figure by subadditivity), so a book never needs a keeper to withdraw what it frees.
          The same bound applies when the basis is the timestamp of a root a fraud proof
          voided (RiskOracle `epoch_record_hash` = VOID_RECORD): margins applied from a false root
-         never back new risk. While a below-floor raise (FLOOR_RAISED) set them, the effective
-         IM counts only up to that bound: the raise was capped at the rates of its moment,
-         which anyone picks.
+         never back new risk. While a below-floor raise set them (FLOOR_RAISED in the
+         account's `header`, which every caller holds), the effective IM counts only up to
+         that bound: the raise was capped at the rates of its moment, which anyone picks.
     """
     basis: uint256 = margins >> 224
     eff: uint256 = max_value(uint256)
@@ -313,7 +313,7 @@ def _new_risk_im(account: address, ids: DynArray[uint256, MAX_POSITIONS], margin
         # an engine that never saw a fraud pays nothing for the check.
         if cfg & VOID_SEEN == 0 or staticcall ORACLE.epoch_record_hash(self, basis) != VOID_RECORD:
             eff = margins & MASK_112
-            if self._header[account] & FLOOR_RAISED == 0:
+            if header & FLOOR_RAISED == 0:
                 return eff
     sizes: DynArray[int256, MAX_POSITIONS] = []
     for iid: uint256 in ids:

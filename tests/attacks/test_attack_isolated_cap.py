@@ -135,7 +135,8 @@ def test_cap__same_pre_reduction_leaf_reapplied_as_rates_rise__never_above_the_l
     the leaf (20x: bound 12,000 / 6,000, raised to the leaf's 6,000 / 3,000), and once the
     leaf is reached it is refused (raises nothing). The basis (root 1's) never moves, so the
     escape hatch still takes over a day after root 1, and the counters stay: the next bound
-    leaf lowers it. The residual is V21's (the peak outlives itself), not an unbounded climb."""
+    leaf lowers it. The stored peak stays until then (V21), but new risk reads the bound of
+    the current rates; never an unbounded climb."""
     owner, trees = _reduced_long(engine, accounts, maker, fund, set_market, trade, give_margin, leaf_for, post_root)
     basis = _margins(engine, owner)[2]
     leaf, proof = trees.account_proof(owner.address)
