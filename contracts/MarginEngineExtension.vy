@@ -490,6 +490,18 @@ def liquidate(
     if ln > 0:
         # else an empty book: it owes no margin, whatever a leaf of it said
         lmargins = core._margins[msg.sender]
+    if header & core.FLOOR_RAISED != 0:
+        # a below-floor raise is in the account's IM (capped at its moment's rates): the
+        # slice passes on at most f x the book's isolated bound at the current rates, as the
+        # account's own new risk reads it. Not the mark: the liquidator's own margins are
+        # its leaf's, and the mark would cap them too.
+        sizes: DynArray[int256, core.MAX_POSITIONS] = []
+        for raw: uint256 in raws:
+            sizes.append(unsafe_sub(convert(raw & core.MASK_128, int256), core.OFFSET_128))
+        bound_im: uint256 = 0
+        bound_mm: uint256 = 0
+        bound_im, bound_mm = staticcall core.ORACLE.isolated_margins(ids, sizes)
+        im = min(im, bound_im)
     lmargins = core._void_basis_wins(
         core._add_margins(lmargins, core._ceil_mul(im, f), core._ceil_mul(mm, f), basis), lmargins >> 224, basis, cfg
     )
@@ -499,7 +511,7 @@ def liquidate(
     # The leaf floor rises to the slice's nonce: a leaf of the book before the slice (even
     # the current root's) would stamp the root's basis on the inherited margins.
     core._set_margins(msg.sender, lmargins, (lheader & core.MASK_64) + 1)
-    lheader = core._with_cash(core._list(msg.sender, core._with_count(lheader + 1, len(lids)) | (header & core.FLOOR_RAISED)), lcash)
+    lheader = core._with_cash(core._list(msg.sender, core._with_count(lheader + 1, len(lids))), lcash)
     core._header[msg.sender] = lheader
     if lids_changed:
         core._store_ids(msg.sender, lids, ln)
