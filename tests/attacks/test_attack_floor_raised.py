@@ -27,6 +27,7 @@ from support.check_market import check_market
 from offchain.chain.witness import liquidation_witness
 
 from .conftest import FUTURE, PERP, succeeds
+from .test_attack_isolated_cap import _isolated, _rates  # noqa: F401 - _isolated is an autouse fixture
 from .test_attack_own_leaf_floor import _root_with
 from .test_attack_raise_only_leaf import _reduced_long
 from .test_attack_raise_only_rule import _half_book
@@ -38,22 +39,11 @@ IM, MM = 6_000 * WAD, 3_000 * WAD        # the default per-BTC rates (and 1 BTC'
 FLOOR_RAISED = 2**111
 
 
-def _rates(im_per_btc: int, mm_per_btc: int, iid: int = PERP):
-    """An instrument's per-unit rates (IM long/short, MM long/short), the same on both sides."""
-    return {iid: (im_per_btc, im_per_btc, mm_per_btc, mm_per_btc)}
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _deploy_first(engine, extension, governance, oracle, verifier, leaf_for, post_root, set_market, fund, trade,
                   make_order, witness_for, liquidate, flag, market_leaf, attacker, accomplice, liquidator,
                   give_margin):  # noqa: F811
     """Deployments and session fixtures before the first test's snapshot (ape isolation)."""
-
-
-@pytest.fixture(autouse=True)
-def _isolated(chain):
-    with chain.isolate():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ PRICE = 60_000 * WAD
 IM, MM = 6_000 * WAD, 3_000 * WAD        # the signers' leaf of 1 BTC perp at the default rates
 
 
-def _rates(im_per_btc: int, mm_per_btc: int):
-    """The perp's per-unit rates (IM long/short, MM long/short), the same on both sides."""
-    return {PERP: (im_per_btc, im_per_btc, mm_per_btc, mm_per_btc)}
+def _rates(im_per_btc: int, mm_per_btc: int, iid: int = PERP):
+    """An instrument's per-unit rates (IM long/short, MM long/short), the same on both sides."""
+    return {iid: (im_per_btc, im_per_btc, mm_per_btc, mm_per_btc)}
 
 
 @pytest.fixture(scope="module", autouse=True)
