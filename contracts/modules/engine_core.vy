@@ -95,8 +95,9 @@ SCALE: public(immutable(uint256))
 
 # packed account header, one slot because every trade reads and writes all of it:
 # state_nonce (bits 0-63) | liquidatable_since (64-103) | position count (104-110, at most
-# MAX_POSITIONS) | FLOOR_RAISED (bit 111) | listed in account_at (bit 112) | minutes from liquidatable_since to when the account was
-# last seen liquidatable (113-127) | cash WAD as int128 two's complement (128-255)
+# MAX_POSITIONS) | FLOOR_RAISED (bit 111) | listed in account_at (bit 112) | minutes from
+# liquidatable_since to when the account was last seen liquidatable (113-127) | cash WAD as
+# int128 two's complement (128-255)
 _header: HashMap[address, uint256]
 # packed effective margins (last applied leaf + pending adjustments): IM (0-111) |
 # MM (112-223) | margin basis timestamp (224-255); basis = the applied leaf's root timestamp,
