@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import boa
 from boa.contracts.event_decoder import decode_log
 from conftest import mark_steps
+from engine.conftest import ROOT, storage_layout
 from eth_abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -75,6 +76,9 @@ DISCOUNT_MAX_BPS = LIQUIDATION[2]
 SIGNER_KEYS = [keccak(text=f"netmargin stateful signer {i}") for i in range(3)]
 TRADER_NAMES = ("alice", "bob", "carol", "liz")
 ACTOR_NAMES = (*TRADER_NAMES, "saver")
+
+# the engine's account headers (a HashMap: keccak(slot . key)); bit 111 is FLOOR_RAISED
+HEADER_SLOT = storage_layout(ROOT / "contracts/MarginEngine.vy")["core._header"]
 
 
 def _key(name: str) -> LocalAccount:
@@ -333,6 +337,12 @@ class System:
 
     def account(self, who: str):
         return self.engine.account(who)
+
+    def floor_raised(self, who: str) -> bool:
+        """Whether the account's header carries FLOOR_RAISED (bit 111): its margins were last
+        raised by a leaf below its floor, so new risk keeps at most the isolated bound."""
+        key = keccak(HEADER_SLOT.to_bytes(32, "big") + bytes.fromhex(who[2:].rjust(64, "0")))
+        return boa.env.get_storage(self.engine.address, int.from_bytes(key, "big")) >> 111 & 1 == 1
 
     def margins(self, who: str) -> tuple[int, int, int]:
         """(IM, MM, basis timestamp) the engine stores for the account: the last leaf plus

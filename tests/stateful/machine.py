@@ -135,13 +135,16 @@ class EngineMachine(RuleBasedStateMachine):
         """The IM new risk must keep now (MarginEngine `_new_risk_im`): the effective IM while
         the margin basis is within max_margin_basis_age, else the escape hatch, the book's
         isolated bound at the oracle's rates (a stale basis with a large signed IM, which no
-        liquidation removed because the model called the book healthy, is such a book)."""
+        liquidation removed because the model called the book healthy, is such a book). While
+        a raise below the leaf floor set the margins (FLOOR_RAISED), the smaller of the two."""
         v = self.s.account(addr)
         basis = int(v.margin_basis_timestamp)
-        if basis != 0 and self.s.now() <= basis + TRADING[3]:
+        fresh = basis != 0 and self.s.now() <= basis + TRADING[3]
+        if fresh and not self.s.floor_raised(addr):
             return effective_im
         ids = [int(p.instrument_id) for p in v.positions]
-        return int(self.s.oracle.isolated_margins(ids, [int(p.size_wad) for p in v.positions])[0])
+        bound = int(self.s.oracle.isolated_margins(ids, [int(p.size_wad) for p in v.positions])[0])
+        return min(bound, effective_im) if fresh else bound
 
     def expired(self) -> bool:
         return self.s.now() >= self.s.expiry
@@ -675,7 +678,7 @@ class EngineMachine(RuleBasedStateMachine):
         assert ev.payment_wad == ev.slice_value_wad - ev.discount_wad + ev.insurance_wad
         # the liquidator ends at or above IM and gains the discount less the insurance share
         after_l = self.s.health(la)
-        assert after_l[0] >= after_l[1], "liquidator left below IM"
+        assert after_l[0] >= self.new_risk_im(la, after_l[1]), "liquidator left below IM"
         gain = after_l[0] - before_l[0]
         assert abs(gain - (ev.discount_wad - ev.insurance_wad)) <= 32, f"liquidator gained {gain}"
         # the two accounts may have one owner: together they never gain (self-liquidation)
