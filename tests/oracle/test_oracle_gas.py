@@ -10,7 +10,7 @@ from offchain.devnet.deploy import deploy_system, list_instruments, send
 from offchain.risk import load_params
 
 BATCH = 200
-BLOCK_GAS_LIMIT = 30_000_000
+BLOCK_GAS_LIMIT = 30_000_000   # mainnet's; the devnet's Anvil allows more
 PARAMS = load_params()
 
 
@@ -18,9 +18,10 @@ PARAMS = load_params()
 def wide_chain():
     """A chain of its own: the system deployed as the devnet deploys it, BATCH perpetuals
     listed, two signers (threshold 2, no bonds). The 14M-gas first write runs here, not on
-    the suite's shared chain: there (steps tracing, thousands of snapshots) Anvil 1.7.1 once
-    recorded the next block half-way (mined, yet no receipt and not the latest), so the test
-    measured a node fault instead of the oracle. -> (dev, deployment, signer keys)."""
+    the suite's shared chain: there (steps tracing, thousands of snapshot reverts, parallel
+    workers) Anvil 1.7.1 recorded the next block half-way (mined, yet no receipt and not the
+    latest), so the test measured a node fault instead of the oracle.
+    -> (dev, deployment, poster, signer keys)."""
     with start_anvil(accounts=4) as dev:
         admin, poster, *signers = dev.accounts
         dep = deploy_system(dev.w3, admin, [s.address for s in signers], 2, PARAMS, bonds=None)
