@@ -19,7 +19,7 @@ from offchain.chain.eip712 import Domain, sign_multi
 from offchain.chain.epoch_leaves import epoch_account_leaves, finish_market_leaves
 from offchain.chain.leaves import AccountLeaf, MarketLeaf
 from offchain.chain.roots import EpochTrees
-from offchain.errors import UserError
+from offchain.devnet.deploy import send_in_one_block
 from offchain.keeper.roots import EpochStore
 from offchain.risk import Params
 
@@ -61,35 +61,3 @@ def post_rogue_root(dep: Deployment, poster: LocalAccount, signers: Sequence[Loc
          "publish_epoch_data")])
     return path, receipt, trees
 
-
-# gas of a call sent without estimation (its estimate would run before the calls ahead of it
-# in the block): far above publish_epoch_data over hundreds of market leaves, far below the
-# devnet's 100M block gas limit
-UNESTIMATED_GAS = 20_000_000
-
-
-def send_in_one_block(w3, sender: LocalAccount, calls: Sequence[tuple]) -> list[dict]:
-    """Send `calls` ((contract call, what) pairs) from `sender` and mine them in one block, in
-    order, as a keeper's batch lands: a watcher polling between a root and its public data
-    would otherwise challenge (and void) the root before its data is published. The first call
-    is estimated (it would revert: raises UserError with the reason); returns the receipts."""
-    first = calls[0][0]
-    nonce = w3.eth.get_transaction_count(sender.address, "pending")
-    base = {"from": sender.address, "chainId": w3.eth.chain_id}
-    try:
-        txs = [first.build_transaction({**base, "nonce": nonce})]
-    except Exception as exc:  # noqa: BLE001 - estimation reverted: say why
-        raise UserError(f"{calls[0][1]}: would revert: {getattr(exc, 'message', None) or exc}") from exc
-    txs += [call.build_transaction({**base, "nonce": nonce + i, "gas": UNESTIMATED_GAS})
-            for i, (call, _what) in enumerate(calls[1:], start=1)]
-    w3.provider.make_request("evm_setAutomine", [False])
-    try:
-        hashes = [w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction) for tx in txs]
-        w3.provider.make_request("evm_mine", [])
-    finally:
-        w3.provider.make_request("evm_setAutomine", [True])
-    receipts = [w3.eth.wait_for_transaction_receipt(h) for h in hashes]
-    for (_call, what), receipt in zip(calls, receipts, strict=True):
-        if receipt["status"] != 1:
-            raise UserError(f"{what}: transaction reverted ({receipt['transactionHash'].to_0x_hex()})")
-    return receipts

@@ -185,6 +185,20 @@ def _slice_of_victim(engine, oracle, verifier, accounts, maker, attacker, liquid
     return victim, log.fraction_wad, before
 
 
+def _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator,  # noqa: F811
+                                fund, set_market, trade, give_margin, leaf_for, post_root, witness_for, mark: bool):  # noqa: F811
+    """The liquidator long 1 BTC future with its re-priced leaf bound (IM 18,000 / MM 9,000,
+    the future's rates lagging at 6,000 / 3,000 per BTC) takes a 0.1% slice of V19's half book,
+    raised and marked by an outsider if `mark`: the slice is f = 1e15 and leaves the
+    liquidator unmarked either way. Returns its health."""
+    _liquidator_with_bound_leaf(engine, accounts, maker, liquidator, fund, set_market, trade, give_margin,
+                                3 * IM, 3 * MM)
+    _victim, f, _before = _slice_of_victim(engine, oracle, verifier, accounts, maker, attacker, liquidator, fund,
+                                           set_market, trade, give_margin, leaf_for, post_root, witness_for, mark=mark)
+    assert f == WAD // 1_000 and not _marked(engine, chain, header_slot, liquidator)
+    return engine.health(liquidator)
+
+
 def test_mark__liquidator_with_a_bound_repriced_leaf_takes_a_tiny_slice_of_a_marked_book__its_leafs_im_still_holds_withdrawals(
         engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade,  # noqa: F811
         give_margin, leaf_for, post_root, witness_for):  # noqa: F811
@@ -201,18 +215,10 @@ def test_mark__liquidator_with_a_bound_repriced_leaf_takes_a_tiny_slice_of_a_mar
     withdrawal of 241,939.84 leaving 8,000 of equity (~10,014 below the IM of the leaf it bound;
     up to ~12,011 below it, down to the bound) goes through. Safe
     outcome: new risk keeps the IM of the leaf that bound (the bound leaf "clears the mark").
-    Suggested general fix: mark the margins the floor route set, not the account. E.g. keep
-    the raised amount (min(leaf, cap) - stored, IM part) beside the margins and let new risk
-    take min(eff, max(eff - raised, bound)); a slice carries f x the victim's raised amount
-    (not the bit) and a leaf that binds zeroes it. Cheaper and close: a liquidator inherits
-    no mark unless it held no margins of its own (`ln == 0`), and a raise that does not lift
-    IM does not mark."""
-    _liquidator_with_bound_leaf(engine, accounts, maker, liquidator, fund, set_market, trade, give_margin,
-                                3 * IM, 3 * MM)
-    _victim, f, _before = _slice_of_victim(engine, oracle, verifier, accounts, maker, attacker, liquidator, fund, set_market,
-                                  trade, give_margin, leaf_for, post_root, witness_for, mark=True)
-    assert f == WAD // 1_000 and not _marked(engine, chain, header_slot, liquidator)
-    h = engine.health(liquidator)
+    The fix: a slice passes on no mark; from a marked book it passes on at most f x the book's
+    isolated bound at the current rates as IM."""
+    h = _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator,
+                                    fund, set_market, trade, give_margin, leaf_for, post_root, witness_for, mark=True)
     book = engine.account(liquidator).positions
     bound = oracle.isolated_margins([p.instrument_id for p in book], [p.size_wad for p in book])[0]
     amount = (h.equity_wad - 8_000 * WAD) // 10**12
@@ -288,12 +294,8 @@ def test_mark__liquidator_with_a_bound_repriced_leaf_takes_a_tiny_slice_of_an_un
     rates lagging at 6,000 per BTC) takes the same 0.1% slice of the same half book, not
     raised (no mark): its header stays unmarked, its IM ~18,005, and a withdrawal leaving
     ~8,000 of equity is refused ("below initial margin"); one leaving ~18,100 goes through."""
-    _liquidator_with_bound_leaf(engine, accounts, maker, liquidator, fund, set_market, trade, give_margin,
-                                3 * IM, 3 * MM)
-    _victim, f, _before = _slice_of_victim(engine, oracle, verifier, accounts, maker, attacker, liquidator, fund, set_market,
-                                  trade, give_margin, leaf_for, post_root, witness_for, mark=False)
-    assert f == WAD // 1_000 and not _marked(engine, chain, header_slot, liquidator)
-    h = engine.health(liquidator)
+    h = _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator,
+                                    fund, set_market, trade, give_margin, leaf_for, post_root, witness_for, mark=False)
     with ape.reverts("engine: below initial margin"):
         engine.withdraw((h.equity_wad - 8_000 * WAD) // 10**12, sender=liquidator)
     engine.withdraw((h.equity_wad - h.im_wad - 100 * WAD) // 10**12, sender=liquidator)
