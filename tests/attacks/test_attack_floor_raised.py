@@ -199,6 +199,17 @@ def _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, ac
     return engine.health(liquidator)
 
 
+def _withdrawal_leaving(engine, oracle, chain, who, left_wad: int):
+    """`who`'s health, its book's isolated bound at the current rates, and whether a
+    withdrawal leaving `left_wad` of equity goes through (tried, then undone)."""
+    h = engine.health(who)
+    book = engine.account(who).positions
+    bound = oracle.isolated_margins([p.instrument_id for p in book], [p.size_wad for p in book])[0]
+    with chain.isolate():
+        withdrew = succeeds(engine.withdraw, (h.equity_wad - left_wad) // 10**12, sender=who)
+    return h, bound, withdrew
+
+
 def test_mark__liquidator_with_a_bound_repriced_leaf_takes_a_tiny_slice_of_a_marked_book__its_leafs_im_still_holds_withdrawals(
         engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator, fund, set_market, trade,  # noqa: F811
         give_margin, leaf_for, post_root, witness_for):  # noqa: F811
@@ -217,15 +228,11 @@ def test_mark__liquidator_with_a_bound_repriced_leaf_takes_a_tiny_slice_of_a_mar
     outcome: new risk keeps the IM of the leaf that bound (the bound leaf "clears the mark").
     The fix: a slice passes on no mark; from a marked book it passes on at most f x the book's
     isolated bound at the current rates as IM."""
-    h = _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator,
-                                    fund, set_market, trade, give_margin, leaf_for, post_root, witness_for, mark=True)
-    book = engine.account(liquidator).positions
-    bound = oracle.isolated_margins([p.instrument_id for p in book], [p.size_wad for p in book])[0]
-    amount = (h.equity_wad - 8_000 * WAD) // 10**12
-    with chain.isolate():
-        withdrew = succeeds(engine.withdraw, amount, sender=liquidator)
+    _repriced_liquidator_slices(engine, chain, header_slot, oracle, verifier, accounts, maker, attacker, liquidator,
+                                fund, set_market, trade, give_margin, leaf_for, post_root, witness_for, mark=True)
+    h, bound, withdrew = _withdrawal_leaving(engine, oracle, chain, liquidator, 8_000 * WAD)
     print(f"marked liquidator: IM {h.im_wad / WAD:,.2f} (its leaf 18,000), bound now {bound / WAD:,.2f}, "
-          f"equity {h.equity_wad / WAD:,.2f}; withdraw {amount / USDC:,.2f} leaving 8,000: {withdrew}")
+          f"equity {h.equity_wad / WAD:,.2f}; withdraw leaving 8,000: {withdrew}")
     assert h.im_wad > 3 * IM and bound < 2 * IM
     assert not withdrew
 
@@ -276,11 +283,7 @@ def test_mark__liquidator_slices_an_unmarked_book_raises_it_with_its_own_leaf_an
     assert _marked(engine, chain, header_slot, victim)
     slice_()
     assert not _marked(engine, chain, header_slot, liquidator)
-    h = engine.health(liquidator)
-    held = engine.account(liquidator).positions
-    bound = oracle.isolated_margins([p.instrument_id for p in held], [p.size_wad for p in held])[0]
-    with chain.isolate():
-        withdrew = succeeds(engine.withdraw, (h.equity_wad - 8_000 * WAD) // 10**12, sender=liquidator)
+    h, bound, withdrew = _withdrawal_leaving(engine, oracle, chain, liquidator, 8_000 * WAD)
     print(f"self-made mark: victim IM {engine.health(victim).im_wad / WAD:,.2f}; liquidator IM {h.im_wad / WAD:,.2f}, "
           f"bound {bound / WAD:,.2f}, equity {h.equity_wad / WAD:,.2f}; withdraw leaving 8,000: {withdrew}")
     assert h.im_wad > 3 * IM and bound < 2 * IM
@@ -318,10 +321,7 @@ def test_mark__liquidator_with_a_bound_leaf_rates_fall_then_a_tiny_slice_of_a_ma
     _victim, f, _before = _slice_of_victim(engine, oracle, verifier, accounts, maker, attacker, liquidator, fund, set_market,
                                   trade, give_margin, leaf_for, post_root, witness_for, mark=True, future_rates=half)
     assert not _marked(engine, chain, header_slot, liquidator)
-    h = engine.health(liquidator)
-    amount = (h.equity_wad - 4_000 * WAD) // 10**12
-    with chain.isolate():
-        withdrew = succeeds(engine.withdraw, amount, sender=liquidator)
+    h, _bound, withdrew = _withdrawal_leaving(engine, oracle, chain, liquidator, 4_000 * WAD)
     print(f"marked liquidator, rates halved: IM {h.im_wad / WAD:,.2f} (its leaf 6,000), equity "
           f"{h.equity_wad / WAD:,.2f}; withdraw leaving 4,000: {withdrew}")
     assert h.im_wad > IM
