@@ -311,6 +311,8 @@ def liquidate(
     # Before the oracle's owner registers the first verifier (irrevocable: RiskOracle.set_verifier)
     # the applied MM alone decides, as it did before the witness rule.
     verifier: address = staticcall core.ORACLE.verifier()
+    # the witness's root time; without a verifier no root prices the book (all marks pass)
+    root_ts: uint256 = core.MASK_64
     if verifier != empty(address):
         # one refusal for another function's call data or another book (a revert site costs
         # bytes); the words are read only once the selector is check_market's
@@ -330,7 +332,19 @@ def liquidate(
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)
         out: Bytes[core.MAX_CHECK] = raw_call(verifier, witness, max_outsize=core.MAX_CHECK, is_static_call=True)
-        assert block.timestamp <= staticcall core.ORACLE.root_timestamp(self) + ((cfg >> 88) & core.MASK_32), "engine: stale market root"
+        root_ts = staticcall core.ORACLE.root_timestamp(self)
+        assert block.timestamp <= root_ts + ((cfg >> 88) & core.MASK_32), "engine: stale market root"
+        # The witness prices the root's inputs, the equity the oracle's marks: one snapshot only
+        # if the root is at least as new as every mark of the book. A root older than a move
+        # would price a fallen long at its old spot (an MM above the model's now) and
+        # liquidate or flag a book the model calls healthy. The keeper posts its marks and
+        # root in one batch under one signed time; a root signed after the marks differs from
+        # them by no more than a price move the keeper did not post. A slice checks it in its
+        # loop (the word is read there anyway); a flag or a clearing here.
+        if fraction_wad == 0:
+            for word: uint256 in words:
+                # a market word's bits 0-63: when its mark was signed
+                assert word & core.MASK_64 <= root_ts, "engine: marks newer than the market root"
         # Check comes back as one dynamic tuple: its offset word, then 8 words before maintenance_wad
         model_mm: uint256 = extract32(out, 288, output_type=uint256)
         if equity >= convert(model_mm, int256):
@@ -400,10 +414,15 @@ def liquidate(
     # index (written only from them); f <= WAD < 2**60. So a size times f, a mark or an
     # index difference stays below 2**224, and a part (size * f / WAD truncated, same sign,
     # |part| <= |size|) leaves a rest within int128.
+    # a mark signed after the witness's root wraps its difference past 2**64 (signed times
+    # are below 2**64; a market word's bits 0-63): checked after the loop, branchless in it
+    late: uint256 = 0
     for i: uint256 in range(n, bound=core.MAX_POSITIONS):
         iid: uint256 = ids[i]
-        mark: int256 = core._word_mark(words[i])
-        now_index: int256 = core._word_findex(words[i])
+        word: uint256 = words[i]
+        late |= unsafe_sub(root_ts, word & core.MASK_64)
+        mark: int256 = core._word_mark(word)
+        now_index: int256 = core._word_findex(word)
         raw: uint256 = raws[i]
         size: int256 = unsafe_sub(convert(raw & core.MASK_128, int256), core.OFFSET_128)
         last: int256 = unsafe_sub(convert(raw >> 128, int256), core.OFFSET_128)
@@ -454,6 +473,7 @@ def liquidate(
             else:
                 lvalue += core._floor_wad(unsafe_mul(new_lsize, mark))
 
+    assert late <= core.MASK_64, "engine: marks newer than the market root"
     # a slice that moves nothing (f below 1e18 / |size| on every position) earns no discount:
     # the liquidator is paid only for what it takes, the insurance fund takes no share (V7)
     discount: uint256 = 0

@@ -298,6 +298,10 @@ class Keeper:
         settleable = (self.table.expiry > 0) & (self.table.expiry <= now) & (self.settlement > 0)
         decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
                         settleable_instruments=settleable)
+        if len(decision.liquidate) and not decision.epoch:
+            # a witness counts only against a root as new as the marks: read their time
+            decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
+                            settleable_instruments=settleable, marks_at=self._witness_marks_at(price_batch, now))
         report.unhealthy = decision.unhealthy
 
         # act: the root (when due) and the liquidations that apply its leaves go in one batch
@@ -570,6 +574,17 @@ class Keeper:
             self._count("liquidation", res, **details)
             out.append(entry)
         return out
+
+    def _witness_marks_at(self, price_batch: list[tuple], now: int) -> int:
+        """The signed time of the newest marks on chain once this cycle's batch lands (this
+        cycle's post: `now`), when liquidations need a witness; 0 before a verifier is
+        registered (no witness, no root needed)."""
+        if int(self.dep.oracle.functions.verifier().call(), 16) == 0:
+            return 0
+        if any(label == "post_market_data" for label, _call, _on in price_batch):
+            return now
+        ids = [int(i) for i in self.table.ids]
+        return max(batch_call(self.w3, [self.dep.oracle.functions.market_updated_at(i) for i in ids]), default=0)
 
     def _witness(self, account: str, trees, root_ts: int) -> tuple[bytes | None, str]:
         """The account's liquidation witness against the epoch `trees` (signed at `root_ts`):

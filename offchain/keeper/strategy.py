@@ -94,13 +94,17 @@ def epoch_due(view: AccountsView, now: int, policy: Policy, root_timestamp: int)
 def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
          positions: np.ndarray | None = None,
          settleable_instruments: np.ndarray | None = None,
-         unsettled_expired: np.ndarray | None = None) -> Plan:
+         unsettled_expired: np.ndarray | None = None,
+         marks_at: int = 0) -> Plan:
     """Decide this cycle's actions.
 
     root_timestamp: signed time of the keeper's latest root (0: none valid); positions:
     (accounts x instruments) sizes, needed for settlement; settleable_instruments: bool per
     instrument (expired and a settlement price is on chain); unsettled_expired: bool per
-    instrument (expired, no settlement price yet).
+    instrument (expired, no settlement price yet); marks_at: signed time of the newest marks
+    the liquidations will be judged at, this cycle's post included (0: not known or no
+    witness needed). The engine judges a liquidation's witness only against a root at least
+    as new as the book's marks, so liquidations make a root due when the marks are newer.
     """
     unhealthy = view.equity < view.mm
 
@@ -118,8 +122,11 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
         settle = np.argwhere(held).astype(np.int64)
     post_settlement = (np.flatnonzero(unsettled_expired) if unsettled_expired is not None
                        else np.empty(0, dtype=np.int64))
+    epoch = epoch_due(view, now, policy, root_timestamp)
+    if not epoch and len(liquidate) and marks_at > root_timestamp:
+        epoch = f"{len(liquidate)} liquidation(s): marks newer than the root"
     return Plan(liquidate=liquidate, settle=settle, post_settlement=post_settlement,
-                unhealthy=int(unhealthy.sum()), epoch=epoch_due(view, now, policy, root_timestamp))
+                unhealthy=int(unhealthy.sum()), epoch=epoch)
 
 
 def prices_due(new_values: np.ndarray, posted_values: np.ndarray, posted_at: int, now: int,

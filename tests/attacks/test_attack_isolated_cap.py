@@ -237,8 +237,9 @@ def test_cap__rates_lag_a_repriced_root_then_catch_up__same_leaf_reapplied_and_t
     market data carries the re-priced rates (18,000 / 9,000 per BTC), anyone re-applies the
     same leaf (the raise kept the basis, so the root is still newer than it): IM / MM ~18,000 /
     ~9,000 (the bound of 1 BTC less 1 wei), equity 8,940 below it, and the model's witness
-    liquidates the book. A one-position book's bound at rates that match the root is its leaf,
-    so the cap gives the owner nothing the rates do not."""
+    liquidates the book once a root as new as the catch-up's marks is posted (the engine
+    refuses a witness of a root older than the marks). A one-position book's bound at rates
+    that match the root is its leaf, so the cap gives the owner nothing the rates do not."""
     owner = accounts[9]
     trees, witness = _lagging_root(engine, owner, maker, accomplice, liquidator, fund, set_market, trade,
                                    give_margin, leaf_for, post_root, market_leaf, chain)
@@ -251,6 +252,11 @@ def test_cap__rates_lag_a_repriced_root_then_catch_up__same_leaf_reapplied_and_t
     h = engine.health(owner)
     print(f"rates caught up: IM {h.im_wad / WAD:,.4f} MM {h.mm_wad / WAD:,.4f}, equity {h.equity_wad / WAD:,.2f}")
     assert h.mm_wad > 3 * MM - WAD and h.liquidatable
+    with ape.reverts("engine: marks newer than the market root"):
+        engine.liquidate(owner, WAD, 10**30, engine.state_nonce(owner), witness, sender=liquidator)
+    book = [(p.instrument_id, p.size_wad) for p in engine.account(owner).positions]
+    fresh, fresh_at = _root_with(post_root, market_leaf, chain, [leaf_for(owner, 3 * IM, 3 * MM)], book)
+    witness = liquidation_witness(WITNESS_PARAMS, engine.address, book, fresh, fresh_at, None, None).encode()
     engine.liquidate(owner, WAD, 10**30, engine.state_nonce(owner), witness, sender=liquidator)   # the model's
     assert engine.position(owner, PERP) < WAD - 1
 

@@ -239,7 +239,9 @@ def test_raise_only__pre_slice_leaf_reapplied_after_a_slice_with_a_verifier__the
     slice (the signers' isolated rates are twice the model's, so the rest's isolated bound does
     not cap it) and makes the rest liquidatable by the applied MM again, but the witness
     re-prices the rest (its model MM scales by 1 - f, equity covers it x 1.1): "no shortfall",
-    nothing moves. One slice, one discount."""
+    nothing moves. One slice, one discount. (The rates post re-signs the marks after the
+    slice's root, so the witness is against the signers' next root, as new as the marks, as
+    the engine requires.)"""
     victim = accounts[9]
     fund(victim, 14_000 * USDC)
     fund(maker, 500_000 * USDC)
@@ -262,7 +264,8 @@ def test_raise_only__pre_slice_leaf_reapplied_after_a_slice_with_a_verifier__the
     assert engine.health(victim).mm_wad == mm and engine.health(victim).liquidatable
     before = engine.account(victim)
     rest = [(p.instrument_id, p.size_wad) for p in before.positions]
-    witness = liquidation_witness(WITNESS_PARAMS, engine.address, rest, trees, signed_at, None, None).encode()
+    fresh, fresh_at = _root_with(post_root, market_leaf, chain, [leaf_for(victim, 2 * mm, mm)], rest)
+    witness = liquidation_witness(WITNESS_PARAMS, engine.address, rest, fresh, fresh_at, None, None).encode()
     with ape.reverts("engine: witness scenarios show no shortfall"):
         engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), witness, sender=liquidator)
     with ape.reverts("engine: witness scenarios show no shortfall"):
