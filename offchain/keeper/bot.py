@@ -298,7 +298,7 @@ class Keeper:
         settleable = (self.table.expiry > 0) & (self.table.expiry <= now) & (self.settlement > 0)
         decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
                         settleable_instruments=settleable)
-        if len(decision.liquidate) and not decision.epoch:
+        if decision.unhealthy and not decision.epoch:
             # a witness counts only against a root as new as the marks: read their time
             decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
                             settleable_instruments=settleable, marks_at=self._witness_marks_at(price_batch, now))

@@ -102,17 +102,18 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
     (accounts x instruments) sizes, needed for settlement; settleable_instruments: bool per
     instrument (expired and a settlement price is on chain); unsettled_expired: bool per
     instrument (expired, no settlement price yet); marks_at: signed time of the newest marks
-    the liquidations will be judged at, this cycle's post included (0: not known or no
-    witness needed). The engine judges a liquidation's witness only against a root at least
-    as new as the book's marks, so liquidations make a root due when the marks are newer.
+    on chain once this cycle's post lands (0: not known or no witness needed). The engine
+    judges a liquidation's witness only against a root at least as new as the book's marks,
+    so a liquidatable account makes a root due when the marks are newer, whether this keeper
+    liquidates it or another liquidator does.
     """
     unhealthy = view.equity < view.mm
+    # both the chain (so the transaction succeeds) and fresh risk (so it is deserved)
+    liquidatable = view.onchain_liquidatable & unhealthy
 
     liquidate = np.empty(0, dtype=np.int64)
     if policy.liquidate:
-        # both the chain (so the transaction succeeds) and fresh risk (so it is deserved)
-        mask = view.onchain_liquidatable & unhealthy & ~view.inflight
-        idx = np.flatnonzero(mask)
+        idx = np.flatnonzero(liquidatable & ~view.inflight)
         shortfall = view.mm[idx] - view.equity[idx]
         liquidate = idx[np.argsort(-shortfall, kind="stable")][: policy.max_liquidations_per_cycle]
 
@@ -123,8 +124,10 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
     post_settlement = (np.flatnonzero(unsettled_expired) if unsettled_expired is not None
                        else np.empty(0, dtype=np.int64))
     epoch = epoch_due(view, now, policy, root_timestamp)
-    if not epoch and len(liquidate) and marks_at > root_timestamp:
-        epoch = f"{len(liquidate)} liquidation(s): marks newer than the root"
+    # for any liquidator, this keeper's or another's: without a root as new as the marks no
+    # witness is accepted
+    if not epoch and marks_at > root_timestamp and liquidatable.any():
+        epoch = f"{int(liquidatable.sum())} liquidatable account(s): marks newer than the root"
     return Plan(liquidate=liquidate, settle=settle, post_settlement=post_settlement,
                 unhealthy=int(unhealthy.sum()), epoch=epoch)
 

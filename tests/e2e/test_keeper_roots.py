@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -246,6 +247,39 @@ def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_bloc
     assert liq["blockNumber"] == root["blockNumber"] == applied[-1]["blockNumber"] == market[-1]["blockNumber"]
     assert applied[-1]["args"]["root_timestamp"] == root["args"]["signed_at"]
     assert call_named(w["dep"].engine, "account", victim.address)["positions"][0][1] < 10 * WAD
+
+
+def test_fall_within_leaf_move_frac__no_root_due_by_margins__keeper_posts_one_for_the_liquidation(world):
+    """A fall that moves no leaf's MM by `leaf_move_frac` (here 50%, so a 15% fall stays
+    inside it) leaves a long at its IM short of its MM: no root is due by margins, but the
+    engine judges a witness only against a root at least as new as the book's marks, so the
+    liquidatable account makes a root due: marks, root and liquidation land in one block,
+    the liquidation's witness being that root's."""
+    w = world
+    keeper, victim = w["keeper"], w["dev"].accounts[8]
+    now = w["dev"].w3.eth.get_block("latest")["timestamp"]
+    im_long = keeper.compute(keeper.posted_marks, w["source"].prices, np.array([0.6]), now,
+                             keeper._live(T0))["rates"][0][0]
+    fund(w["dep"], w["admin"], victim, int(10 * im_long * 1.01) + 1)
+    fill(w, w["dealer"], victim, 10 * WAD, maker_buys=True, nonce=2)
+    assert "changed" in cycle(w).epoch_reason   # the victim's book gets its leaf
+    policy = keeper.policy
+    keeper.policy = replace(policy, leaf_move_frac=0.5)
+    w["source"].prices = w["source"].prices * 0.85
+    w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 60)
+    w["dev"].interval_mining(2)
+    try:
+        report = keeper.cycle()
+    finally:
+        w["dev"].interval_mining(0)
+        keeper.policy = policy
+    # the victim and what is left of the crash's victim
+    assert report.epoch_reason == "2 liquidatable account(s): marks newer than the root"
+    assert victim.address in [x["account"] for x in report.liquidated if x["ok"]]
+    (liq,) = [e for e in engine_logs(w, "Liquidation", report.block) if e["args"]["account"] == victim.address]
+    root = oracle_logs(w, "RootPosted", report.block)[-1]
+    market = w["dep"].oracle.events.MarketDataPosted().get_logs(from_block=report.block)
+    assert liq["blockNumber"] == root["blockNumber"] == market[-1]["blockNumber"]
 
 
 def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):

@@ -72,16 +72,23 @@ def test_plan__unhealthy_and_liquidatable_on_chain__liquidates_largest_shortfall
     assert p.unhealthy == 2
 
 
-def test_plan__liquidation_with_marks_newer_than_the_root__root_due_in_the_same_batch(policy):
+def test_plan__liquidatable_with_marks_newer_than_the_root__root_due_in_the_same_batch(policy):
     """The engine judges a witness only against a root at least as new as the book's marks:
-    a liquidation after marks moved past the root makes a root due; marks no newer than the
-    root (or none needing a witness: marks_at 0) do not."""
+    an account liquidatable after the marks moved past the root makes a root due, also when
+    this keeper does not liquidate it (liquidations off, or one already in flight: another
+    liquidator needs the root too); marks no newer than the root (or none needing a witness:
+    marks_at 0), or nobody liquidatable, do not."""
     v = make_view(equity=np.array([100.0, 1_000.0, 1_000.0, 1_000.0]),
                   onchain_liquidatable=np.array([True, False, False, False]))
-    assert plan(v, NOW, policy, ROOT_TS, marks_at=NOW).epoch == "1 liquidation(s): marks newer than the root"
+    due = "1 liquidatable account(s): marks newer than the root"
+    assert plan(v, NOW, policy, ROOT_TS, marks_at=NOW).epoch == due
+    assert plan(v, NOW, Policy(liquidate=False), ROOT_TS, marks_at=NOW).epoch == due
+    inflight = make_view(equity=v.equity, onchain_liquidatable=v.onchain_liquidatable,
+                         inflight=np.array([True, False, False, False]))
+    assert plan(inflight, NOW, policy, ROOT_TS, marks_at=NOW).epoch == due
     assert plan(v, NOW, policy, ROOT_TS, marks_at=ROOT_TS).epoch == ""
     assert plan(v, NOW, policy, ROOT_TS).epoch == ""
-    assert plan(make_view(), NOW, policy, ROOT_TS, marks_at=NOW).epoch == ""   # nobody to liquidate
+    assert plan(make_view(), NOW, policy, ROOT_TS, marks_at=NOW).epoch == ""   # nobody liquidatable
 
 
 def test_plan__unhealthy_but_chain_disagrees__not_liquidated(policy):
