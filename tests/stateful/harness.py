@@ -145,14 +145,15 @@ class System:
             self.oracle.address,
             self.registry.address,
         )
-        governance = deploy("MarginEngineGovernance", self.token.address, self.oracle.address, self.registry.address)
+        self.governance = deploy("MarginEngineGovernance", self.token.address, self.oracle.address,
+                                 self.registry.address)
         self.engine = deploy(
             "MarginEngine",
             self.token.address,
             self.oracle.address,
             self.registry.address,
             self.extension.address,
-            governance.address,
+            self.governance.address,
             TRADING,
             LIQUIDATION,
         )
@@ -187,13 +188,15 @@ class System:
         return CallResult(True, logs=tuple(self._decode(e) for e in contract.get_logs(strict=False)), value=value)
 
     def _decode(self, entry):
-        """Events the engine logs inside its delegatecall to the extension come back raw
-        (the engine's ABI lacks them): decode them with the extension's ABI."""
+        """Events the engine logs inside its delegatecalls come back raw (boa decodes with
+        the engine's own code, which logs none of them): decode them with the delegate's ABI,
+        the extension's or the governance's (`SocialisedLossRepaid`, `FeesWithdrawn`)."""
         if type(entry).__name__ != "RawLogEntry":
             return entry
-        if entry.topics[0] not in self.extension.event_abi_for:
-            return entry
-        return decode_log(self.engine.address, self.extension.event_abi_for, entry)
+        for delegate in (self.extension, self.governance):
+            if entry.topics[0] in delegate.event_abi_for:
+                return decode_log(self.engine.address, delegate.event_abi_for, entry)
+        return entry
 
     # ------------------------------------------------------------------ oracle data
 

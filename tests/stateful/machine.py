@@ -818,7 +818,8 @@ class EngineMachine(RuleBasedStateMachine):
         balance = self.s.token.balanceOf(e.address)
         assert balance == self.token_in - self.token_out, "token balance differs from the ledger"
         assert e.external_pnl_wad() == self.external_pnl, "external P&L differs from its events"
-        assert e.socialised_loss_wad() == self.socialised, "socialised loss differs from its events"
+        assert e.socialised_loss_wad() == self.socialised, \
+            f"socialised loss differs from its events: {e.socialised_loss_wad()} on chain, {self.socialised} booked"
         cash = sum(v.cash_wad for v in views.values())
         assets = balance * SCALE + self.external_pnl + self.socialised
         assert assets == cash + e.insurance_wad() + e.fees_wad(), "funds do not add up"
