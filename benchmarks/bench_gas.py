@@ -130,15 +130,16 @@ class Bench:
 
     def witness(self, account, marks: dict[int, int]):
         """Post a root whose market tree holds the book's instruments (spot and forwards at
-        `marks`, calls at 60% vol) among ROOT_INSTRUMENTS, and return the book's witness."""
+        `marks`, calls at 60% vol, each leaf's mark the oracle's, as the engine requires) among
+        ROOT_INSTRUMENTS, and return the book's witness."""
         self.chain.mine(timestamp=self.chain.pending_timestamp + 1)
         ts = self.chain.blocks.head.timestamp
         btc = b"BTC".ljust(32, b"\0")
         spot = marks[1]
-        leaves = [MarketLeaf(1, 1, btc, 0, 0, WAD, spot, spot, 0, 0, 0, 0, 0, 0, 0),
-                  MarketLeaf(2, 0, btc, 0, self.expiry, WAD, spot, marks[2], 0, 0, 0, 0, 0, 0, 0)]
+        leaves = [MarketLeaf(1, 1, btc, 0, 0, WAD, spot, spot, 0, 0, marks[1], 0, 0, 0, 0),
+                  MarketLeaf(2, 0, btc, 0, self.expiry, WAD, spot, marks[2], 0, 0, marks[2], 0, 0, 0, 0)]
         leaves += [MarketLeaf(i, 2, btc, (50_000 + 1_000 * (i - 3)) * WAD, self.expiry, WAD, spot, spot,
-                              6 * WAD // 10, 0, 0, 0, 0, 0, 0) for i in range(3, ROOT_INSTRUMENTS + 1)]
+                              6 * WAD // 10, 0, marks.get(i, 0), 0, 0, 0, 0) for i in range(3, ROOT_INSTRUMENTS + 1)]
         placeholder = AccountLeaf("0x" + "0d" * 20, 0, b"\0" * 32, *([0] * 11))
         self.epoch += 1
         trees = EpochTrees.build(self.engine.address, self.epoch, [placeholder], leaves, ROOT_INSTRUMENTS)
