@@ -498,11 +498,14 @@ class Keeper:
 
     def _send_batch(self, price_batch: list[tuple], epoch: dict | None, decision: Plan, report: CycleReport,
                     chain_marks: np.ndarray) -> list[dict]:
-        """One batch, in order: due price posts, the root and its public data, then per victim
-        its newest leaf (where newer than its margin basis) and the liquidation; all mined in
-        the same block when they fit, so the engine judges each victim at the fresh marks
-        and margin."""
-        calls = [(label, call) for label, call, _ in price_batch]
+        """In order: due price posts, the root and its public data, then per victim its newest
+        leaf (where newer than its margin basis) and the liquidation, so the engine judges each
+        victim at the fresh marks and margin. One batch (one block when they fit), except that
+        a root posted with new marks goes out only once those marks are mined: a signed root
+        seen before its marks could be posted ahead of them by anyone, and a witness against
+        it would price the root's newer prices against the older marks (SECURITY.md V25)."""
+        prices = [(label, call) for label, call, _ in price_batch]
+        calls: list[tuple[str, object]] = []
         oracle = self.oracle_calls
         if epoch is not None:
             t = epoch["trees"]
@@ -530,7 +533,7 @@ class Keeper:
             nonce = int(self.book.state_nonce[i])
             liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce, witness)
             gas = WITNESS_LIQUIDATE_GAS if witnessed else LIQUIDATE_GAS
-            if calls:   # judged at the marks / root posted earlier in this batch
+            if prices or calls:   # judged at the marks / root posted earlier in this batch
                 liquidate = liquidate.with_gas(gas)
             if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
                 leaf, proof = trees.account_proof(a)
@@ -540,7 +543,19 @@ class Keeper:
                     liquidate = liquidate.with_gas(gas)
             calls.append((f"liquidate:{a}", liquidate))
             self.inflight[a] = nonce
-        results = self.executor.send_batch(calls)
+        if epoch is not None and any(label == "post_market_data" for label, _ in prices):
+            results = self.executor.send_batch(prices)
+            if all(r.ok for r in results if r.label == "post_market_data"):
+                results += self.executor.send_batch(calls)
+            else:
+                # the marks did not land: the root, and the liquidations whose witnesses are
+                # against it, wait for a cycle whose marks do
+                log.warning("root held back: its marks were not posted", extra={"epoch": epoch["trees"].epoch})
+                for label, _call in calls:
+                    if label.startswith("liquidate:"):
+                        self.inflight.pop(label.split(":", 1)[1], None)   # not sent: retried next cycle
+        else:
+            results = self.executor.send_batch(prices + calls)
         report.posted_prices = self._price_results(price_batch, results)
         out = skipped
         for res in results:

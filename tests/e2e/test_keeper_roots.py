@@ -1,7 +1,8 @@
 """The keeper on epoch roots, end to end on a real Anvil with real contracts and real
 signatures (2 of 2): one root per epoch for every account with its public data, a withdrawal
-with the proof fetched from the keeper's /proof endpoint, a crash answered by a root and a
-liquidation at the fresh margin in the same block, an older leaf applied after a trade (with
+with the proof fetched from the keeper's /proof endpoint, a crash answered by marks and then,
+in the next block, a root and a liquidation at the fresh margin (a fall too small for a root by
+margins gets one for its liquidation), an older leaf applied after a trade (with
 the pending growth since), every leaf rebuilt from public data alone, and a keeper whose key
 is not a signer refusing to start.
 
@@ -221,7 +222,10 @@ def test_trade_after_root__older_leaf_still_applies_with_pending_growth(world):
     assert applied["args"]["state_nonce"] == doc["leaf"]["state_nonce"]
 
 
-def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_block(world):
+def test_crash__keeper_posts_marks_then_root_and_liquidation_at_the_fresh_margin_in_one_block(world):
+    """A 10% fall: the keeper's marks are mined first, then, once they are, its root (signed at
+    the marks' time), the victim's fresh leaf and the liquidation in the next block. The root
+    is never public before its marks (SECURITY.md V25)."""
     w = world
     victim, keeper = w["victim"], w["keeper"]
     # a leveraged long: 10 perps on 5% above their IM at the posted rates
@@ -243,8 +247,9 @@ def test_crash__keeper_posts_root_and_liquidates_at_the_fresh_margin_in_one_bloc
     root = oracle_logs(w, "RootPosted", report.block)[-1]
     applied = [e for e in engine_logs(w, "LeafApplied", report.block) if e["args"]["account"] == victim.address]
     market = w["dep"].oracle.events.MarketDataPosted().get_logs(from_block=report.block)
-    # marks, root, the victim's fresh leaf and its liquidation: all in the block after the head seen
-    assert liq["blockNumber"] == root["blockNumber"] == applied[-1]["blockNumber"] == market[-1]["blockNumber"]
+    # the marks first; the root, the victim's fresh leaf and its liquidation in the next block
+    assert market[-1]["blockNumber"] < liq["blockNumber"] == root["blockNumber"] == applied[-1]["blockNumber"]
+    assert liq["blockNumber"] == market[-1]["blockNumber"] + 1
     assert applied[-1]["args"]["root_timestamp"] == root["args"]["signed_at"]
     assert call_named(w["dep"].engine, "account", victim.address)["positions"][0][1] < 10 * WAD
 
@@ -253,8 +258,8 @@ def test_fall_within_leaf_move_frac__no_root_due_by_margins__keeper_posts_one_fo
     """A fall that moves no leaf's MM by `leaf_move_frac` (here 50%, so a 15% fall stays
     inside it) leaves a long at its IM short of its MM: no root is due by margins, but the
     engine judges a witness only against a root at least as new as the book's marks, so the
-    liquidatable account makes a root due: marks, root and liquidation land in one block,
-    the liquidation's witness being that root's."""
+    liquidatable account makes a root due: the marks land, then the root and the liquidation
+    in the next block, the liquidation's witness being that root's."""
     w = world
     keeper, victim = w["keeper"], w["dev"].accounts[8]
     now = w["dev"].w3.eth.get_block("latest")["timestamp"]
@@ -279,7 +284,7 @@ def test_fall_within_leaf_move_frac__no_root_due_by_margins__keeper_posts_one_fo
     (liq,) = [e for e in engine_logs(w, "Liquidation", report.block) if e["args"]["account"] == victim.address]
     root = oracle_logs(w, "RootPosted", report.block)[-1]
     market = w["dep"].oracle.events.MarketDataPosted().get_logs(from_block=report.block)
-    assert liq["blockNumber"] == root["blockNumber"] == market[-1]["blockNumber"]
+    assert liq["blockNumber"] == root["blockNumber"] == market[-1]["blockNumber"] + 1
 
 
 def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
