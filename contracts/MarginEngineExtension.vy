@@ -337,10 +337,10 @@ def liquidate(
         # The witness prices the root's inputs, the equity the oracle's marks: one snapshot only
         # if the root is at least as new as every mark of the book. A root older than a move
         # would price a fallen long at its old spot (an MM above the model's now) and
-        # liquidate or flag a book the model calls healthy. The keeper posts its marks and
-        # root in one batch under one signed time; a root signed after the marks differs from
-        # them by no more than a price move the keeper did not post. A slice checks it in its
-        # loop (the word is read there anyway); a flag or a clearing here.
+        # liquidate or flag a book the model calls healthy. The keeper signs its marks and
+        # root at one time and sends the root once the marks are mined. Times, not prices: a
+        # root posted ahead of its own marks still passes (SECURITY.md V25). A slice checks it
+        # in its loop (the word is read there anyway); a flag or a clearing here.
         if fraction_wad == 0:
             for word: uint256 in words:
                 # a market word's bits 0-63: when its mark was signed
