@@ -18,11 +18,11 @@ from engine.conftest import WITNESS_PARAMS, give_margin  # noqa: F401 - give_mar
 from support.check_market import check_market
 from support.margins import next_epoch, sign_root, with_model_rates
 
-from offchain.chain.eip712 import Domain, MarketData, sign_multi
-from offchain.chain.orders import EngineDomain
+from offchain.chain.eip712 import MarketData, sign_multi
 from offchain.chain.witness import leaves_engine, liquidation_witness
 
-from .conftest import FUTURE, PERP, Desk, assert_funds_add_up, deploy_engine, succeeds
+from .conftest import FUTURE, PERP, assert_funds_add_up, succeeds
+from .test_attack_raise_only_leaf import bare  # noqa: F401 - the no-verifier deployment (a fixture)
 from .test_attack_stale_market_root import (
     STALE,
     _long_margined_at_60k,
@@ -35,20 +35,8 @@ PRICE = 60_000 * WAD
 DEFAULT_RATES = (6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD)
 
 
-@pytest.fixture(scope="module")
-def bare(project, admin, token, registry, signers, chain, local_keys, keeper):
-    """A deployment whose oracle has no verifier: its own RiskOracle (same signers, 2 of 3),
-    engine, extension and governance on the shared token and registry."""
-    oracle = project.RiskOracle.deploy(registry, [s.address for s in signers], 2, PARAMS_HASH, 2_000, sender=admin)
-    engine = deploy_engine(project, admin, token, oracle, registry)
-    assert oracle.verifier() == "0x" + "00" * 20
-    return Desk(engine, token, oracle, chain, Domain(chain_id=chain.chain_id, verifying_contract=oracle.address),
-                EngineDomain(chain_id=chain.chain_id, verifying_contract=engine.address), signers, local_keys,
-                keeper, registry=registry)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _deploy_first(bare, engine, extension, governance, oracle, verifier, leaf_for, post_root, set_market, fund,
+def _deploy_first(bare, engine, extension, governance, oracle, verifier, leaf_for, post_root, set_market, fund,  # noqa: F811
                   trade, make_order, witness_for, liquidate, flag, market_leaf, attacker, accomplice, liquidator,
                   give_margin):  # noqa: F811
     """Deployments and session fixtures before the first test's snapshot (ape isolation)."""
@@ -343,7 +331,7 @@ def test_liveness__outsider_posts_the_keepers_signed_marks_between_its_root_and_
     assert log.fraction_wad > 0 and engine.position(victim, PERP) < WAD
 
 
-def test_no_verifier__marks_newer_than_every_root__liquidation_and_flag_as_before(bare, maker, accounts, liquidator):
+def test_no_verifier__marks_newer_than_every_root__liquidation_and_flag_as_before(bare, maker, accounts, liquidator):  # noqa: F811
     """The no-verifier path (root_ts = 2**64 - 1: every mark passes). Sequence on a deployment
     without a verifier: long 1 BTC perp at 60,000 on 8,000, margined by a root (IM 6,000 / MM
     3,000); marks fall to 54,000 after the root (newer than it): equity 2,000 < MM 3,000. Safe
