@@ -287,6 +287,34 @@ def test_fall_within_leaf_move_frac__no_root_due_by_margins__keeper_posts_one_fo
     assert liq["blockNumber"] == root["blockNumber"] == market[-1]["blockNumber"] + 1
 
 
+def test_marks_refused__root_held_back_then_sent_with_the_next_cycles_marks(world):
+    """The keeper's root goes out only once the marks signed with it are mined. Here another
+    post of the signers' marks lands first in the cycle's second (the oracle then refuses the
+    keeper's, "not newer"): the book changed, so a root is due, but it is held back (no root,
+    no epoch) rather than posted ahead of marks it was not signed with. The next cycle posts
+    its marks, then the root in the following block."""
+    w = world
+    keeper, dev = w["keeper"], w["dev"]
+    fill(w, w["dealer"], w["trader"], WAD // 10, maker_buys=False, nonce=3)   # a root is due
+    w["source"].prices = w["source"].prices * 1.01                          # and marks
+    epoch = keeper.epoch
+    t = dev.w3.eth.get_block("latest")["timestamp"] + 1
+    risk = keeper.compute(keeper.posted_marks, w["source"].prices, np.array([0.6]), t, keeper._live(t))
+    label, call, _ = keeper._market_data_call(risk["marks"], risk["rates_wad"], t)   # signed at t
+    keeper.sending_marks = None
+    dev.set_next_timestamp(t)   # mined at t: a fixed gas limit, as its estimate runs before t
+    (rival,) = keeper.executor.send_batch([(label, call.with_gas(1_000_000))])
+    assert rival.ok and dev.w3.eth.get_block("latest")["timestamp"] == t
+    held = keeper.cycle()                      # its own marks, signed at t too, are refused
+    assert not held.posted_prices and held.epoch == 0 and keeper.epoch == epoch
+    assert oracle_logs(w, "RootPosted", held.block + 1) == []
+    report = cycle(w)
+    assert report.posted_prices and report.epoch == epoch + 1 and "changed" in report.epoch_reason
+    root = oracle_logs(w, "RootPosted", report.block)[-1]
+    market = w["dep"].oracle.events.MarketDataPosted().get_logs(from_block=report.block)
+    assert root["blockNumber"] == market[-1]["blockNumber"] + 1
+
+
 def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
     w = world
     rogue = Keeper(w["cfg"], w["dep"], Signers([w["stranger"]]),
