@@ -130,6 +130,7 @@ class Keeper:
         self.posted_marks = np.zeros(0)
         self.posted_rates = np.zeros(0)   # the 4 per-unit rate columns of the last post, flattened
         self.posted_at = 0
+        self._verifier_registered = False   # registration is one-way: cached once seen
         self.index_posted_at = 0
         self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
         self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
@@ -516,7 +517,7 @@ class Keeper:
                           .with_gas(PUBLISH_GAS_BASE + PUBLISH_GAS_PER_LEAF * len(market))))
         trees, root_ts = (epoch["trees"], epoch["timestamp"]) if epoch else (self.trees, self.root_ts)
         # once the oracle has a verifier, every liquidation carries its witness against the root
-        witnessed = len(decision.liquidate) > 0 and int(self.dep.oracle.functions.verifier().call(), 16) != 0
+        witnessed = len(decision.liquidate) > 0 and self._witness_needed()
         skipped = []
         for i in decision.liquidate:
             a = self.book.addresses[i]
@@ -590,11 +591,17 @@ class Keeper:
             out.append(entry)
         return out
 
+    def _witness_needed(self) -> bool:
+        """Whether liquidations carry a witness: the oracle has a verifier (one-way)."""
+        if not self._verifier_registered:
+            self._verifier_registered = int(self.dep.oracle.functions.verifier().call(), 16) != 0
+        return self._verifier_registered
+
     def _witness_marks_at(self, price_batch: list[tuple], now: int) -> int:
         """The signed time of the newest marks on chain once this cycle's batch lands (this
         cycle's post: `now`), when liquidations need a witness; 0 before a verifier is
         registered (no witness, no root needed)."""
-        if int(self.dep.oracle.functions.verifier().call(), 16) == 0:
+        if not self._witness_needed():
             return 0
         if any(label == "post_market_data" for label, _call, _on in price_batch):
             return now
