@@ -25,6 +25,12 @@ initializes: pausable
 # this contract's own address: `self` differs from it inside a delegatecall
 _SELF: immutable(address)
 
+# a market leaf's mark is biased by 2**127, an oracle market word's by 2**95 (market_leaf.vy)
+MARK_REBIAS: constant(uint256) = 2**127 - 2**95
+# a witness leaf's mark is not the oracle's (asserted after the verifier and the time rule,
+# whose reasons say more when both apply)
+UNMARKED: constant(String[42]) = "engine: witness marks are not the oracle's"
+
 # ScenarioVerifier.check_market(engine, sizes, leaves, proof, order, units, scenarios, joint):
 # a liquidation's witness is its call data (this selector, then the argument tuple)
 CHECK_MARKET_ID: constant(bytes4) = method_id(
@@ -313,6 +319,8 @@ def liquidate(
     verifier: address = staticcall core.ORACLE.verifier()
     # the witness's root time; without a verifier no root prices the book (all marks pass)
     root_ts: uint256 = core.MASK_64
+    # every witness leaf's mark is the oracle's (True without a verifier: no witness is read)
+    marked: bool = True
     if verifier != empty(address):
         # one refusal for another function's call data or another book (a revert site costs
         # bytes); the words are read only once the selector is check_market's
@@ -324,10 +332,19 @@ def liquidate(
             sizes_at = 4 + extract32(witness, 36, output_type=uint256)
             leaves_at = 4 + extract32(witness, 68, output_type=uint256)
             ok = extract32(witness, 4, output_type=address) == self and extract32(witness, sizes_at, output_type=uint256) == n and extract32(witness, leaves_at, output_type=uint256) == n
+        # Each leaf's mark must be the oracle's mark of its instrument: the witness then prices
+        # the very marks the equity is counted at. A root signed at other prices (ahead of its
+        # own marks, or at a target the oracle's per-update bound has clamped) proves nothing
+        # about this equity (SECURITY.md V25). Compared biased: the leaf's 128-bit field (bits
+        # 128-255 of its 5th word) is the word's 96-bit one (bits 160-255) re-biased.
+        # Offsets unchecked: read only while `ok`, so both heads passed extract32's bound
+        # (< MAX_WITNESS) and i < MAX_POSITIONS; extract32 still bounds every read.
         for i: uint256 in range(n, bound=core.MAX_POSITIONS):
             # an open position's word is nonzero and its size within int128 (`_set_position`)
             size: int256 = unsafe_sub(convert(raws[i] & core.MASK_128, int256), core.OFFSET_128)
-            ok = ok and extract32(witness, sizes_at + 32 + 32 * i, output_type=int256) == size and extract32(witness, leaves_at + 32 + 224 * i, output_type=uint256) & core.MASK_64 == ids[i]
+            at: uint256 = unsafe_add(leaves_at, unsafe_add(32, unsafe_mul(224, i)))
+            ok = ok and extract32(witness, unsafe_add(sizes_at, unsafe_add(32, unsafe_mul(32, i))), output_type=int256) == size and extract32(witness, at, output_type=uint256) & core.MASK_64 == ids[i]
+            marked = marked and ok and extract32(witness, unsafe_add(at, 128), output_type=uint256) >> 128 == unsafe_add(words[i] >> 160, MARK_REBIAS)
         assert ok, "engine: witness for another book"
         # one verifier per parameter file: after a params change it refuses every witness
         # until the owner registers the new file's (fails closed)
@@ -337,14 +354,15 @@ def liquidate(
         # The witness prices the root's inputs, the equity the oracle's marks: one snapshot only
         # if the root is at least as new as every mark of the book. A root older than a move
         # would price a fallen long at its old spot (an MM above the model's now) and
-        # liquidate or flag a book the model calls healthy. The keeper signs its marks and
-        # root at one time and sends the root once the marks are mined. Times, not prices: a
-        # root posted ahead of its own marks still passes (SECURITY.md V25). A slice checks it
-        # in its loop (the word is read there anyway); a flag or a clearing here.
+        # liquidate or flag a book the model calls healthy. Prices are bound above (a root
+        # ahead of its marks carries other marks); this rule still refuses a root older than
+        # marks re-signed at the same prices. A slice checks it in its loop (the word is read
+        # there anyway); a flag or a clearing here.
         if fraction_wad == 0:
             for word: uint256 in words:
                 # a market word's bits 0-63: when its mark was signed
                 assert word & core.MASK_64 <= root_ts, "engine: marks newer than the market root"
+            assert marked, UNMARKED
         # Check comes back as one dynamic tuple: its offset word, then 8 words before maintenance_wad
         model_mm: uint256 = extract32(out, 288, output_type=uint256)
         if equity >= convert(model_mm, int256):
@@ -488,6 +506,7 @@ def liquidate(
                 lvalue += q
 
     assert late <= core.MASK_64, "engine: marks newer than the market root"
+    assert marked, UNMARKED
     # a slice that moves nothing (f below 1e18 / |size| on every position) earns no discount:
     # the liquidator is paid only for what it takes, the insurance fund takes no share (V7)
     discount: uint256 = 0

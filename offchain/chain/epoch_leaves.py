@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,6 +51,9 @@ class MarketInputs:
     exact: ExactMargins | None
     column: dict[int, int]           # instrument id -> engine column (live instruments only)
     marks_wad: dict[int, int]        # instrument id -> mark of one contract (every leaf)
+    # live futures and perpetuals -> their mark from the leaf's integers (forward, or spot for
+    # a perpetual, times the contract size, nearest WAD): exact, where a float loses digits
+    linear_marks_wad: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_leaves(cls, params: Params, leaves: Sequence[MarketLeaf], timestamp: int) -> MarketInputs:
@@ -91,8 +94,11 @@ class MarketInputs:
             raise UserError(f"market leaves: instruments {bad} have a zero spot or forward; "
                             "a live instrument needs both to be priced")
         engine = RiskEngine.from_inputs(params, inputs, names)
+        linear = {m.instrument_id: ((m.spot_wad if m.kind == PERPETUAL else m.forward_wad) * m.contract_size_wad
+                                    + WAD // 2) // WAD
+                  for m in live if m.kind not in (CALL, PUT)}
         return cls(timestamp, engine, ExactMargins(engine),
-                   {m.instrument_id: k for k, m in enumerate(live)}, marks)
+                   {m.instrument_id: k for k, m in enumerate(live)}, marks, linear)
 
     def margins_wad(self, books_wad: Sequence[dict[int, int]]) -> tuple[list[int], list[int]]:
         """(IM, MM) in WAD of books {instrument id: size WAD}; positions in instruments that
@@ -177,11 +183,14 @@ class MarketInputs:
     def leaf_outputs(self) -> dict[int, dict[str, int]]:
         """What each live instrument's leaf must say its mark and per-unit rates are, given
         its inputs: {instrument id: {mark_wad, im_long_wad, im_short_wad, mm_long_wad,
-        mm_short_wad}} (mark rounded to the nearest WAD, rates from ExactMargins)."""
+        mm_short_wad}} (mark rounded to the nearest WAD: a future's or perpetual's from its
+        integers, an option's from the model; rates from ExactMargins)."""
         if self.exact is None:
             return {}
         rates = self.exact.rates_wad()
-        return {i: {"mark_wad": to_wad(float(self.engine.marks[c]), Rounding.NEAREST, field="mark"),
+        linear = self.linear_marks_wad
+        return {i: {"mark_wad": linear[i] if i in linear else to_wad(float(self.engine.marks[c]), Rounding.NEAREST,
+                                                                      field="mark"),
                     "im_long_wad": rates[0][c], "im_short_wad": rates[1][c],
                     "mm_long_wad": rates[2][c], "mm_short_wad": rates[3][c]}
                 for i, c in self.column.items()}
@@ -203,24 +212,34 @@ def epoch_account_leaves(market: MarketInputs, addresses: Sequence[str], state_n
 # ---- the keeper's side: market leaves from its prices ------------------------------------
 
 def market_input_leaves(table, underlyings: Sequence[str], live: np.ndarray, inputs: InstrumentInputs,
-                        contract_size_wad: int = WAD) -> list[MarketLeaf]:
+                        contract_size_wad: int = WAD, linear_marks_wad: dict[int, int] | None = None) -> list[MarketLeaf]:
     """Market leaves (inputs only; mark and rates 0) of the `live` instruments of `table`
     (offchain.chain.contracts.InstrumentTable; `underlyings` names its underlying indices),
     `inputs` the keeper's resolved pricing inputs of those rows in table order
-    (RiskEngine.inputs); strikes are the registry's exact integers when the table has them."""
+    (RiskEngine.inputs); strikes are the registry's exact integers when the table has them.
+    `linear_marks_wad` {id: WAD}: futures and perpetuals priced at these exact marks (a
+    perpetual's spot, a future's forward), so their leaves carry them to the wei (a keeper
+    that reads the oracle's marks instead of posting its own)."""
     out = []
+    linear = linear_marks_wad or {}
     for k, j in enumerate(np.flatnonzero(live)):
         kind = int(table.kind[j])
+        iid = int(table.ids[j])
         strike = 0
         if kind in (CALL, PUT):
             strike = table.strike_wad[j] if table.strike_wad else to_wad(float(table.strike[j]), Rounding.NEAREST)
+        spot_wad = to_wad(float(inputs.spot[k]), Rounding.NEAREST, field="spot")
+        forward_wad = to_wad(float(inputs.fwd[k]), Rounding.NEAREST, field="forward")
+        if kind not in (CALL, PUT) and linear.get(iid, 0) > 0 and contract_size_wad == WAD:
+            forward_wad = linear[iid]
+            if kind == PERPETUAL:
+                spot_wad = forward_wad
         out.append(MarketLeaf(
-            instrument_id=int(table.ids[j]), kind=kind,
+            instrument_id=iid, kind=kind,
             underlying=symbol_to_bytes32(underlyings[int(table.underlying_index[j])]),
             strike_wad=int(strike), expiry=0 if kind == PERPETUAL else int(table.expiry[j]),
             contract_size_wad=contract_size_wad,
-            spot_wad=to_wad(float(inputs.spot[k]), Rounding.NEAREST, field="spot"),
-            forward_wad=to_wad(float(inputs.fwd[k]), Rounding.NEAREST, field="forward"),
+            spot_wad=spot_wad, forward_wad=forward_wad,
             vol_wad=to_wad(float(inputs.vol[k]), Rounding.NEAREST, field="vol"),
             rate_wad=to_wad(float(inputs.rate[k]), Rounding.NEAREST, field="rate"),
             mark_wad=0, im_long_wad=0, im_short_wad=0, mm_long_wad=0, mm_short_wad=0))

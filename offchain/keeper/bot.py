@@ -65,6 +65,11 @@ from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
 log = logging.getLogger("netmargin.keeper")
 
+
+def _posts_marks(batch) -> bool:
+    """Whether a batch of (label, call[, on_result]) carries a market-data post."""
+    return any(item[0] == "post_market_data" for item in batch)
+
 # Gas limits of calls sent in the same batch as the root they depend on (their estimate
 # would revert before it is mined): publish_epoch_data grows with the market leaves
 # (calldata, hashing, log data), a leaf application with the proof depth, a liquidation
@@ -142,6 +147,11 @@ class Keeper:
         self.last_mm = np.zeros(0)
         self.trees: EpochTrees | None = None
         self.sending_marks: np.ndarray | None = None   # marks in this cycle's batch
+        # the exact WAD marks by instrument id: the oracle's as this keeper last posted or read
+        # them (None: not known yet), and this cycle's post. A witness counts only when its
+        # leaves' marks are the oracle's to the wei.
+        self.posted_marks_wad: dict[int, int] | None = None
+        self.sending_marks_wad: dict[int, int] | None = None
         self._positions_hashes: dict[tuple, bytes] = {}   # (row, book) -> positions hash
         self._writer: threading.Thread | None = None      # the last epoch file being written
 
@@ -288,9 +298,12 @@ class Keeper:
         # prices go first in the cycle's one batch: the root and liquidations after them are
         # judged at these marks (the engine will hold them when the liquidations run)
         price_batch: list[tuple] = []
-        self.sending_marks = None
-        if self.cfg.post_prices and self.source is not None and check.ok:
-            price_batch = self._price_calls(marks, risk["rates_wad"], spot, now)
+        self.sending_marks = self.sending_marks_wad = None
+        # the marks a root of this cycle's leaves carries, to the wei: posted as they are
+        leaf_marks = {m.instrument_id: m.mark_wad for m in risk["market_leaves"]}
+        posts_prices = self.cfg.post_prices and self.source is not None and check.ok
+        if posts_prices:
+            price_batch = self._price_calls(marks, risk["rates_wad"], spot, now, leaf_marks)
         elif self.source is None:
             self.posted_marks = marks  # oracle mode: what we read is what the engine uses
         chain_marks = self.sending_marks if self.sending_marks is not None else self.posted_marks
@@ -300,9 +313,12 @@ class Keeper:
         decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
                         settleable_instruments=settleable)
         if decision.unhealthy and not decision.epoch:
-            # a witness counts only against a root as new as the marks: read their time
+            # a witness counts only against a root as new as the marks, at the marks: read
+            # their time, and which of the root's leaves will not carry the oracle's mark
             decision = plan(view, now, self.policy, self.root_ts, self.book.positions,
-                            settleable_instruments=settleable, marks_at=self._witness_marks_at(price_batch, now))
+                            settleable_instruments=settleable, marks_at=self._witness_marks_at(price_batch, now),
+                            unbound_instruments=self._unbound_instruments(
+                                self.trees, None if posts_prices else leaf_marks))
         report.unhealthy = decision.unhealthy
 
         # act: the root (when due) and the liquidations that apply its leaves go in one batch
@@ -314,6 +330,13 @@ class Keeper:
             view = self._accounts_view(risk, chain_marks, epoch)
             decision = plan(view, now, self.policy, now, self.book.positions,
                             settleable_instruments=settleable)
+            if decision.unhealthy and posts_prices and not _posts_marks(price_batch):
+                # a root that liquidations may need comes with its leaves' marks: a witness
+                # counts only where the leaves' marks are the oracle's
+                forced = self._market_data_call(marks, risk["rates_wad"], now, leaf_marks, force=True)
+                if forced is not None:
+                    price_batch.insert(0, forced)
+                    chain_marks = self.sending_marks
         timing["sign"] = epoch["seconds"] if epoch else 0.0
         t3 = time.perf_counter()
         report.liquidated = self._send_batch(price_batch, epoch, decision, report, chain_marks)
@@ -373,6 +396,7 @@ class Keeper:
             for k in range(0, len(ids), 32):
                 m, _f, _at = self.dep.oracle.functions.marks(ids[k:k + 32]).call()
                 out.extend(m)
+            self.posted_marks_wad = dict(zip(ids, (int(x) for x in out), strict=True))
             return np.asarray(out, dtype=object).astype(np.float64) / WAD
         marks = instrument_marks(self.table, spot, vol, now, underlyings=self.underlyings)
         # expired and settled: the final price's payoff (what settle() will credit)
@@ -406,8 +430,12 @@ class Keeper:
         market, epoch = [], None
         if live.any():
             inputs = self._risk_engine(spot, vol, now, live).inputs
+            # read from the oracle: futures and perpetuals priced at its marks to the wei (a
+            # witness counts only where the leaves' marks are the oracle's)
+            linear = self.posted_marks_wad if self.source is None else None
             market, epoch = finish_market_leaves(
-                self.params, market_input_leaves(self.table, self.underlyings, live, inputs), now)
+                self.params, market_input_leaves(self.table, self.underlyings, live, inputs,
+                                                 linear_marks_wad=linear), now)
             live_idx = np.flatnonzero(live)   # ascending ids: the leaves' order
             for k, j in enumerate(live_idx):
                 m = market[k]
@@ -518,10 +546,19 @@ class Keeper:
         trees, root_ts = (epoch["trees"], epoch["timestamp"]) if epoch else (self.trees, self.root_ts)
         # once the oracle has a verifier, every liquidation carries its witness against the root
         witnessed = len(decision.liquidate) > 0 and self._witness_needed()
+        # a book holding an instrument whose leaf will not carry the oracle's mark (the oracle's
+        # move bound stopped the mark short of the root's in a gap) waits for a root that does
+        unbound = self._unbound_instruments(trees) if witnessed else None
+        waits = np.zeros(len(self.book), dtype=bool)
+        if unbound is not None and unbound.any():
+            waits = (self.book.positions[:, unbound] != 0).any(axis=1)
         skipped = []
         for i in decision.liquidate:
             a = self.book.addresses[i]
-            witness, why = self._witness(a, trees, root_ts) if witnessed else (b"", "")
+            if waits[i]:
+                witness, why = None, "the root's marks are not yet the oracle's (a mark stepped short of it)"
+            else:
+                witness, why = self._witness(a, trees, root_ts) if witnessed else (b"", "")
             if witness is None:
                 log.info("liquidation skipped", extra={"account": a, "reason": why})
                 skipped.append({"account": a, "ok": False, "tx": None, "error": f"no witness: {why}", "block": None})
@@ -544,7 +581,7 @@ class Keeper:
                     liquidate = liquidate.with_gas(gas)
             calls.append((f"liquidate:{a}", liquidate))
             self.inflight[a] = nonce
-        if epoch is not None and any(label == "post_market_data" for label, _ in prices):
+        if epoch is not None and _posts_marks(prices):
             results = self.executor.send_batch(prices)
             if all(r.ok for r in results if r.label == "post_market_data"):
                 results += self.executor.send_batch(calls)
@@ -603,10 +640,28 @@ class Keeper:
         registered (no witness, no root needed)."""
         if not self._witness_needed():
             return 0
-        if any(label == "post_market_data" for label, _call, _on in price_batch):
+        if _posts_marks(price_batch):
             return now
         ids = [int(i) for i in self.table.ids]
         return max(batch_call(self.w3, [self.dep.oracle.functions.market_updated_at(i) for i in ids]), default=0)
+
+    def _unbound_instruments(self, trees, cycle_leaf_marks: dict[int, int] | None = None) -> np.ndarray | None:
+        """Per instrument (table order): whether the root's market leaf will not carry the
+        oracle's mark once this cycle's posts land (the engine refuses such a witness); None
+        when not known (no root, or the oracle's marks not yet read or posted). With
+        `cycle_leaf_marks` (this cycle's leaves, when it posts no marks of its own): only
+        where a root of this cycle would carry the oracle's mark (a new root helps there)."""
+        chain = self.sending_marks_wad if self.sending_marks_wad is not None else self.posted_marks_wad
+        if trees is None or chain is None:
+            return None
+        out = self._marks_differ({m.instrument_id: m.mark_wad for m in trees.market_leaves_by_id()}, chain)
+        if cycle_leaf_marks is not None:
+            out &= ~self._marks_differ(cycle_leaf_marks, chain)
+        return out
+
+    def _marks_differ(self, leaf: dict[int, int], chain: dict[int, int]) -> np.ndarray:
+        return np.asarray([int(i) in leaf and int(i) in chain and leaf[int(i)] != chain[int(i)]
+                           for i in self.table.ids], dtype=bool)
 
     def _witness(self, account: str, trees, root_ts: int) -> tuple[bytes | None, str]:
         """The account's liquidation witness against the epoch `trees` (signed at `root_ts`):
@@ -652,12 +707,13 @@ class Keeper:
         self._post_settlements(now)
         return posted
 
-    def _price_calls(self, marks, rates, spot, now) -> list[tuple]:
+    def _price_calls(self, marks, rates, spot, now, exact: dict[int, int] | None = None) -> list[tuple]:
         """(label, call, on_result) of the due market-data and index posts, signed, unsent:
-        the cycle sends them in one batch with its root and liquidations."""
+        the cycle sends them in one batch with its root and liquidations. `exact`: the WAD
+        marks by id that the cycle's market leaves carry (posted as they are)."""
         if any(not isinstance(v, int) for col in rates for v in col):
             raise TypeError("publish_prices: rates must be compute()['rates_wad'] (WAD integers)")
-        return [c for c in (self._market_data_call(marks, rates, now), self._index_call(spot, now)) if c]
+        return [c for c in (self._market_data_call(marks, rates, now, exact), self._index_call(spot, now)) if c]
 
     def _price_results(self, batch: list[tuple], results: list[TxResult]) -> bool:
         """Run each price post's on_result; True when new marks were posted."""
@@ -668,14 +724,14 @@ class Keeper:
                 posted |= bool(on_result(by_label[label]))
         return posted
 
-    def _market_data_call(self, marks, rates, now):
+    def _market_data_call(self, marks, rates, now, exact: dict[int, int] | None = None, force: bool = False):
         # rates count as prices: a re-priced root's leaves come with re-priced rates, and the
         # engine caps a raise-only leaf at the book's isolated bound at the posted rates, so
         # rates that lag the root would hold that leaf down
         rate_values = np.asarray([v for col in rates for v in col], dtype=np.float64) / WAD
-        if not prices_due(np.concatenate([np.asarray(marks, dtype=np.float64), rate_values]),
-                          np.concatenate([self.posted_marks, self.posted_rates]), self.posted_at, now,
-                          self.cfg.price_move_frac, self.cfg.price_max_age_s):
+        if not force and not prices_due(np.concatenate([np.asarray(marks, dtype=np.float64), rate_values]),
+                                        np.concatenate([self.posted_marks, self.posted_rates]), self.posted_at,
+                                        now, self.cfg.price_move_frac, self.cfg.price_max_age_s):
             return None
         if now <= self.posted_at:
             return None
@@ -683,9 +739,15 @@ class Keeper:
         # the oracle bounds each mark's move (RiskOracle._check_mark_move): step toward the
         # target, the rest next cycle; a margin of 0.1% keeps rounding inside the bound
         prev_marks, prev_mm, fresh = self._onchain_marks(ids)
-        marks = clamp_moves(np.asarray(marks, dtype=np.float64), prev_marks,
-                            0.999 * self.max_index_move_bps / 10_000, floor=0.999 * prev_mm, fresh=fresh)
-        mark_w = to_wad_list(marks, Rounding.NEAREST, field="marks")
+        target = np.asarray(marks, dtype=np.float64)
+        marks = clamp_moves(target, prev_marks, 0.999 * self.max_index_move_bps / 10_000,
+                            floor=0.999 * prev_mm, fresh=fresh)
+        # a mark the bound did not stop is its leaf's exact integer (a float round trip of a
+        # 23-digit WAD loses digits, and the engine compares them to the wei)
+        exact = exact or {}
+        mark_w = [exact[i] if i in exact and c == t else w
+                  for i, c, t, w in zip(ids, marks, target, to_wad_list(marks, Rounding.NEAREST, field="marks"),
+                                        strict=True)]
         zeros = [0] * len(ids)
         r = [list(rates[k]) for k in range(4)]   # exact WAD integers (ExactMargins)
         deadline = now + self.cfg.signature_validity_s
@@ -696,12 +758,15 @@ class Keeper:
             moved = np.where(fresh | (prev_marks == 0), 0.0, np.abs(marks / prev_marks - 1))
         sent = np.asarray(marks, dtype=np.float64).copy()
         self.sending_marks = sent
+        sent_wad = dict(zip(ids, mark_w, strict=True))
+        self.sending_marks_wad = sent_wad
 
         def on_result(res: TxResult) -> bool:
             self._count("market_data", res, instruments=len(ids),
                         max_mark_move=f"{float(moved.max()) if len(moved) else 0.0:.2%}")
             if res.ok and not res.dry_run:
                 self.posted_marks = sent
+                self.posted_marks_wad = sent_wad
                 self.posted_rates = rate_values
                 self.posted_at = now
             return res.ok

@@ -95,17 +95,19 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
          positions: np.ndarray | None = None,
          settleable_instruments: np.ndarray | None = None,
          unsettled_expired: np.ndarray | None = None,
-         marks_at: int = 0) -> Plan:
+         marks_at: int = 0, unbound_instruments: np.ndarray | None = None) -> Plan:
     """Decide this cycle's actions.
 
     root_timestamp: signed time of the keeper's latest root (0: none valid); positions:
     (accounts x instruments) sizes, needed for settlement; settleable_instruments: bool per
     instrument (expired and a settlement price is on chain); unsettled_expired: bool per
     instrument (expired, no settlement price yet); marks_at: signed time of the newest marks
-    on chain once this cycle's post lands (0: not known or no witness needed). The engine
-    judges a liquidation's witness only against a root at least as new as the book's marks,
-    so a liquidatable account makes a root due when the marks are newer, whether this keeper
-    liquidates it or another liquidator does.
+    on chain once this cycle's post lands (0: not known or no witness needed);
+    unbound_instruments: bool per instrument, the root's leaf will not carry the oracle's
+    mark then (None: not known). The engine judges a liquidation's witness only against a
+    root at least as new as the book's marks whose leaves carry those very marks, so a
+    liquidatable account makes a root due when the marks are newer or not the root's,
+    whether this keeper liquidates it or another liquidator does.
     """
     unhealthy = view.equity < view.mm
     # both the chain (so the transaction succeeds) and fresh risk (so it is deserved)
@@ -126,8 +128,13 @@ def plan(view: AccountsView, now: int, policy: Policy, root_timestamp: int = 0,
     epoch = epoch_due(view, now, policy, root_timestamp)
     # for any liquidator, this keeper's or another's: without a root as new as the marks no
     # witness is accepted
-    if not epoch and marks_at > root_timestamp and liquidatable.any():
-        epoch = f"{int(liquidatable.sum())} liquidatable account(s): marks newer than the root"
+    if not epoch and liquidatable.any():
+        if marks_at > root_timestamp:
+            epoch = f"{int(liquidatable.sum())} liquidatable account(s): marks newer than the root"
+        elif unbound_instruments is not None and positions is not None and unbound_instruments.any():
+            off = liquidatable & (positions[:, unbound_instruments] != 0).any(axis=1)
+            if off.any():
+                epoch = f"{int(off.sum())} liquidatable account(s): the root's marks are not the oracle's"
     return Plan(liquidate=liquidate, settle=settle, post_settlement=post_settlement,
                 unhealthy=int(unhealthy.sum()), epoch=epoch)
 

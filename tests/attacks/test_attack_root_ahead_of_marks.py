@@ -1,9 +1,10 @@
 """The V24 rule (a liquidation or flag witness counts only against a market root whose signed
 time is >= every mark's signed time of the book) compares times; what it is meant to
 guarantee is that the witness and the equity price one snapshot. These tests attack the gap
-between the two (SECURITY.md V25, open): a root newer than the marks, posted ahead of the
-keeper's own marks by anyone (signed messages are public), and a root signed in the same
-second as marks the oracle's per-update bound clamped (V24's residual); and they hold the
+between the two (SECURITY.md V25): a root newer than the marks, posted ahead of the keeper's
+own marks by anyone (signed messages are public), and a root signed in the same second as
+marks the oracle's per-update bound clamped. Both are refused by the price binding (each
+witness leaf's mark must be the oracle's mark of its instrument). They also hold the time
 rule where it works: a late mark on the last position of a slice, the clearing path, an
 outsider relaying the keeper's signed marks, and the no-verifier path.
 
@@ -31,6 +32,7 @@ from .test_attack_stale_market_root import (
 )
 
 USDC = 10**6
+UNMARKED = "engine: witness marks are not the oracle's"
 PRICE = 60_000 * WAD
 DEFAULT_RATES = (6_000 * WAD, 6_000 * WAD, 3_000 * WAD, 3_000 * WAD)
 
@@ -44,8 +46,9 @@ def _deploy_first(bare, engine, extension, governance, oracle, verifier, leaf_fo
 
 def _model_mm(book, spot_wad, market_leaf, at) -> tuple[int, list]:
     """The exact model's MM (WAD) of `book` [(id, size_wad)] with every perpetual's spot at
-    `spot_wad`, and the market leaves (model rates) a root signed at `at` carries for it."""
-    leaves = with_model_rates(WITNESS_PARAMS, [market_leaf(i, spot_wad=spot_wad, forward_wad=spot_wad)
+    `spot_wad`, and the market leaves (model rates, marked at `spot_wad`) a root signed at `at`
+    carries for it: the keeper's leaves carry the marks it signs with them."""
+    leaves = with_model_rates(WITNESS_PARAMS, [market_leaf(i, spot_wad=spot_wad, forward_wad=spot_wad, mark_wad=spot_wad)
                                                for i, _ in sorted(book)], at)
     eng, _ = leaves_engine(WITNESS_PARAMS, leaves, at)
     q = np.array([s / WAD for _, s in book])[None, :]
@@ -97,9 +100,6 @@ def _frontrun_root(engine, oracle, root, victim, sender):
     engine.apply_leaf(leaf.as_args(), proof, sender=sender)
 
 
-@pytest.mark.xfail(strict=True, reason="V25: a root newer than the marks is accepted; a watcher posts the "
-                                       "keeper's root ahead of the keeper's marks of the same cycle and liquidates "
-                                       "a long healthy at both the old and the new price")
 def test_witness__watcher_posts_the_keepers_root_ahead_of_its_marks_after_a_rally__healthy_long_not_liquidated(
         engine, token, verifier, oracle, registry, domain, signers, accounts, maker, liquidator, fund, set_market,
         trade, leaf_for, post_root, market_leaf, chain, mine, keeper):
@@ -123,26 +123,13 @@ def test_witness__watcher_posts_the_keepers_root_ahead_of_its_marks_after_a_rall
     assert oracle.market_updated_at(PERP) < t2 == oracle.root_timestamp(engine)
     assert model_now <= equity < verifier_mm                  # healthy at the marks; short at the root's spot
     before = _state(engine, token, victim, liquidator)
-    try:
-        tx = engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), w.encode(), sender=liquidator)
-        ok, [log] = True, tx.decode_logs(engine.Liquidation)
-    except ape.exceptions.ContractLogicError:
-        ok = False
+    with ape.reverts(UNMARKED):   # the leaf says 66,000, the oracle 60,000
+        engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), w.encode(), sender=liquidator)
+    assert _state(engine, token, victim, liquidator) == before
     oracle.post_market_data(data.as_args(), sigs, sender=keeper)  # the keeper's marks land
-    after_equity = engine.health(victim).equity_wad
-    if ok:
-        print(f"\n  BROKEN: fraction {log.fraction_wad / WAD:.4f}, discount {log.discount_wad / WAD:,.2f} "
-              f"({log.insurance_wad / WAD:,.2f} to insurance)")
-        print(f"  equity {equity / WAD:,.2f} at 60,000, model MM there {model_now / WAD:,.2f}, "
-              f"the front-run root's witness MM {verifier_mm / WAD:,.2f}; victim left with "
-              f"{engine.position(victim, PERP) / WAD:.4f} BTC, equity at 66,000 {after_equity / WAD:,.2f} "
-              f"(16,000 had it not been liquidated); liquidator position "
-              f"{engine.position(liquidator, PERP) / WAD:.4f} BTC")
-    assert not ok and _state(engine, token, victim, liquidator)[0][0] == before[0][0]
+    assert engine.health(victim).equity_wad >= verifier_mm        # healthy at 66,000: nothing to liquidate
 
 
-@pytest.mark.xfail(strict=True, reason="V25: a root newer than the marks is accepted; the front-run "
-                                       "root starts the discount clock of a long healthy at both prices")
 def test_flag__watcher_posts_the_keepers_root_ahead_of_its_marks_after_a_rally__healthy_longs_clock_not_started(
         engine, token, verifier, oracle, registry, domain, signers, accounts, maker, liquidator, fund, set_market,
         trade, leaf_for, post_root, market_leaf, chain, mine, keeper):
@@ -155,19 +142,12 @@ def test_flag__watcher_posts_the_keepers_root_ahead_of_its_marks_after_a_rally__
     _frontrun_root(engine, oracle, root, victim, liquidator)
     assert engine.health(victim).equity_wad >= _model_mm_at_current_marks(engine, oracle, market_leaf, chain, victim)
     w = liquidation_witness(WITNESS_PARAMS, engine.address, [(PERP, WAD)], root.trees, t2).encode()
-    ok = succeeds(engine.flag, victim, w, sender=liquidator)
+    with ape.reverts(UNMARKED):
+        engine.flag(victim, w, sender=liquidator)
     oracle.post_market_data(data.as_args(), sigs, sender=keeper)
-    since = engine.account(victim).liquidatable_since
-    if ok:
-        print(f"\n  BROKEN: healthy long flagged, clock since {since}; equity at 66,000 "
-              f"{engine.health(victim).equity_wad / WAD:,.2f}")
-    assert not ok and since == 0
+    assert engine.account(victim).liquidatable_since == 0
 
 
-@pytest.mark.xfail(strict=True, reason="V25, the gap case (V24's documented residual: 'or the oracle's per-update bound in "
-                                       "a gap'): marks clamped by the step bound and a root at the target in the "
-                                       "same signed second pass the rule; the model calls the book healthy at "
-                                       "the posted marks")
 def test_witness__rally_past_the_step_bound_clamped_marks_and_target_root_same_second__short_not_liquidated(
         engine, token, verifier, oracle, registry, domain, signers, accounts, maker, liquidator, fund, set_market,
         trade, leaf_for, market_leaf, chain, mine, keeper):
@@ -209,12 +189,10 @@ def test_witness__rally_past_the_step_bound_clamped_marks_and_target_root_same_s
     w = liquidation_witness(WITNESS_PARAMS, engine.address, [(PERP, -WAD)], root.trees, t2)
     verifier_mm = check_market(verifier, w).maintenance_wad
     assert model_now <= equity < verifier_mm
-    ok = succeeds(engine.liquidate, victim, WAD, 10**30, engine.state_nonce(victim), w.encode(), sender=liquidator)
-    if ok:
-        print(f"\n  BROKEN (documented residual): equity {equity / WAD:,.2f} at the posted 72,000, model MM there "
-              f"{model_now / WAD:,.2f}, the same-second root's witness MM (84,000) {verifier_mm / WAD:,.2f}; "
-              f"victim left with {engine.position(victim, PERP) / WAD:.4f} BTC")
-    assert not ok
+    before = _state(engine, token, victim, liquidator)
+    with ape.reverts(UNMARKED):   # the leaf says 84,000, the oracle 72,000
+        engine.liquidate(victim, WAD, 10**30, engine.state_nonce(victim), w.encode(), sender=liquidator)
+    assert _state(engine, token, victim, liquidator) == before
 
 
 def _two_leg_long_after_a_fall(engine, accounts, maker, liquidator, fund, set_market, trade):

@@ -917,8 +917,10 @@ def test_void__current_root_voided__liquidations_wait_for_the_next_root_then_res
     rebond(token, bond, admin, signers[2])
     rebond(token, bond, admin, signers[0])
     by = [signers[0], signers[2]]
+    # the new root's leaves carry the oracle's marks, as honest signers' do (else no witness counts)
+    marked = [replace(m, mark_wad=oracle.marks([m.instrument_id])[0][0]) for m in market_leaves(registry, 56_000 * WAD)]
     trees2, record2, books2 = post_epoch(engine, oracle, registry, domain, signers, chain, keeper, [victim],
-                                         spot=56_000 * WAD, by=by)
+                                         by=by, market=marked)
     w2 = liquidation_witness(WITNESS_PARAMS, engine.address, [(i, q) for i, q in books2[victim.address].items()],
                              trees2, record2.signed_at)
     nonce = engine.state_nonce(victim)

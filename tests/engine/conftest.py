@@ -296,18 +296,20 @@ _PLACEHOLDER_LEAF = AccountLeaf(
 def market_leaf(registry, oracle):
     """market_leaf(instrument_id, **overrides) -> MarketLeaf from the registry's terms: a
     perpetual or future at its current oracle mark, an option on a SPOT_WAD forward at
-    VOL_WAD (the model inputs a liquidation is judged on)."""
+    VOL_WAD (the model inputs a liquidation is judged on); every leaf carries its
+    instrument's oracle mark, as honest signers' leaves do (the engine refuses a witness
+    whose leaf marks are not the oracle's)."""
 
     def _leaf(iid: int, **over) -> MarketLeaf:
         inst = registry.instrument(iid)
+        mark = oracle.marks([iid])[0][0]
         fields = dict(instrument_id=iid, kind=inst.kind, underlying=bytes(inst.underlying),
                       strike_wad=inst.strike_wad, expiry=inst.expiry, contract_size_wad=WAD,
-                      spot_wad=SPOT_WAD, forward_wad=SPOT_WAD, vol_wad=0, rate_wad=0, mark_wad=0,
+                      spot_wad=SPOT_WAD, forward_wad=SPOT_WAD, vol_wad=0, rate_wad=0, mark_wad=mark,
                       im_long_wad=0, im_short_wad=0, mm_long_wad=0, mm_short_wad=0)
         if inst.kind in (2, 3):
             fields["vol_wad"] = VOL_WAD
         else:
-            mark = oracle.marks([iid])[0][0]
             fields["spot_wad"] = fields["forward_wad"] = mark
         fields.update(over)
         return MarketLeaf(**fields)

@@ -256,13 +256,16 @@ class System:
     def market_leaves(self, spot_wad: int) -> list[MarketLeaf]:
         """The epoch's market leaves at `spot_wad` (the instruments live at the root: the
         perpetual, and the others before expiry): futures at their mark's forward, options
-        on a spot forward at VOL_WAD."""
+        on a spot forward at VOL_WAD; each carries its instrument's oracle mark, as honest
+        signers' leaves do (the engine refuses a witness whose leaf marks are not the oracle's)."""
         rows = market_rows(spot_wad, 0, self.expiry - self.now())
-        out = [MarketLeaf(PERP, KIND_PERPETUAL, BTC, 0, 0, WAD, spot_wad, spot_wad, 0, 0, 0, 0, 0, 0, 0)]
+        live = [PERP] + ([FUTURE, CALL, PUT] if self.now() < self.expiry else [])
+        mark = dict(zip(live, self.oracle.marks(live)[0], strict=True))
+        out = [MarketLeaf(PERP, KIND_PERPETUAL, BTC, 0, 0, WAD, spot_wad, spot_wad, 0, 0, mark[PERP], 0, 0, 0, 0)]
         if self.now() < self.expiry:
             out += [MarketLeaf(FUTURE, KIND_FUTURE, BTC, 0, self.expiry, WAD, spot_wad, rows[FUTURE][0], 0, 0,
-                               0, 0, 0, 0, 0)]
-            out += [MarketLeaf(i, kind, BTC, STRIKE_WAD, self.expiry, WAD, spot_wad, spot_wad, VOL_WAD, 0, 0,
+                               mark[FUTURE], 0, 0, 0, 0)]
+            out += [MarketLeaf(i, kind, BTC, STRIKE_WAD, self.expiry, WAD, spot_wad, spot_wad, VOL_WAD, 0, mark[i],
                                0, 0, 0, 0) for i, kind in ((CALL, KIND_CALL), (PUT, KIND_PUT))]
         return out
 
