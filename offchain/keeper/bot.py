@@ -151,6 +151,7 @@ class Keeper:
         # them (None: not known yet), and this cycle's post. A witness counts only when its
         # leaves' marks are the oracle's to the wei.
         self.posted_marks_wad: dict[int, int] | None = None
+        self.posted_spot: np.ndarray | None = None   # the spot the posted marks were priced at
         self.sending_marks_wad: dict[int, int] | None = None
         self._positions_hashes: dict[tuple, bytes] = {}   # (row, book) -> positions hash
         self._writer: threading.Thread | None = None      # the last epoch file being written
@@ -278,6 +279,8 @@ class Keeper:
         if check.ok:
             spot, vol = check.spot, check.vol
             marks = self._marks(spot, vol, now)
+            if self.cfg.post_prices and self.source is not None:
+                spot, marks = self._stepped(spot, vol, marks, now)
         else:
             # holding: sign and post nothing; judge liquidations at the chain's own marks
             report.held = check.reason
@@ -409,6 +412,41 @@ class Keeper:
                                        self.settlement))
             marks = np.where(done, payoff, marks)
         return marks
+
+    def _stepped(self, spot, vol, marks, now) -> tuple[np.ndarray, np.ndarray]:
+        """In a gap, the spot (and its marks) one market-data update can reach: the oracle
+        bounds each mark's move (`_check_mark_move`: max of max_index_move_bps of the mark and
+        its per-unit MM rate), and a witness counts only where the root's leaves carry the
+        oracle's marks, so marks, leaves and root are all priced at one spot that moves
+        toward the source's by the largest fraction (bisected, one fraction for every
+        underlying) whose marks are all within their bound; the rest next cycle."""
+        n = len(self.posted_marks)
+        if self.posted_spot is None or self.posted_at == 0 or len(self.posted_rates) != 4 * n \
+                or len(self.posted_spot) != len(spot):
+            return spot, marks
+        prev_mm = np.maximum(self.posted_rates[2 * n:3 * n], self.posted_rates[3 * n:])
+        fresh = self.posted_marks == 0
+
+        def within(m) -> bool:
+            # a little inside the post's own margin (0.999): the oracle's marks are these
+            # floats' integers, and a step bisected onto the edge must not be clamped there
+            bound = clamp_moves(m, self.posted_marks, 0.998 * self.max_index_move_bps / 10_000,
+                                floor=0.998 * prev_mm, fresh=fresh)
+            return bool(np.all(bound == m))
+
+        if within(marks):
+            return spot, marks
+        lo, lo_marks = 0.0, self.posted_marks
+        hi = 1.0
+        for _ in range(16):
+            mid = (lo + hi) / 2
+            m = self._marks(self.posted_spot + mid * (spot - self.posted_spot), vol, now)
+            if within(m):
+                lo, lo_marks = mid, m
+            else:
+                hi = mid
+        log.info("gap: marks stepped toward the source", extra={"fraction": round(lo, 4)})
+        return self.posted_spot + lo * (spot - self.posted_spot), lo_marks
 
     def _live(self, now: int) -> np.ndarray:
         return live_instruments(self.table, now)
@@ -760,6 +798,7 @@ class Keeper:
         self.sending_marks = sent
         sent_wad = dict(zip(ids, mark_w, strict=True))
         self.sending_marks_wad = sent_wad
+        priced_at = None if self.last_spot is None or not len(self.last_spot) else np.asarray(self.last_spot).copy()
 
         def on_result(res: TxResult) -> bool:
             self._count("market_data", res, instruments=len(ids),
@@ -767,6 +806,7 @@ class Keeper:
             if res.ok and not res.dry_run:
                 self.posted_marks = sent
                 self.posted_marks_wad = sent_wad
+                self.posted_spot = priced_at
                 self.posted_rates = rate_values
                 self.posted_at = now
             return res.ok

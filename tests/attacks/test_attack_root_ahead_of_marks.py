@@ -22,7 +22,7 @@ from support.margins import next_epoch, sign_root, with_model_rates
 from offchain.chain.eip712 import MarketData, sign_multi
 from offchain.chain.witness import leaves_engine, liquidation_witness
 
-from .conftest import FUTURE, PERP, assert_funds_add_up, succeeds
+from .conftest import FUTURE, PERP, assert_funds_add_up
 from .test_attack_raise_only_leaf import bare  # noqa: F401 - the no-verifier deployment (a fixture)
 from .test_attack_stale_market_root import (
     STALE,

@@ -91,6 +91,25 @@ def test_plan__liquidatable_with_marks_newer_than_the_root__root_due_in_the_same
     assert plan(make_view(), NOW, policy, ROOT_TS, marks_at=NOW).epoch == ""   # nobody liquidatable
 
 
+def test_plan__liquidatable_book_on_an_instrument_whose_root_mark_is_not_the_oracles__root_due(policy):
+    """The engine counts a witness only where every leaf's mark is the oracle's: a liquidatable
+    account holding an instrument whose root leaf does not carry the oracle's mark makes a root
+    due (the keeper posts the new leaves' marks with it); one holding only bound instruments,
+    or nobody liquidatable, does not; marks newer than the root say so first."""
+    v = make_view(equity=np.array([100.0, 100.0, 1_000.0, 1_000.0]),
+                  onchain_liquidatable=np.array([True, True, False, False]))
+    positions = np.array([[1.0, 0.0], [0.0, -2.0], [1.0, 1.0], [0.0, 0.0]])
+    off = np.array([False, True])   # the second instrument's leaf mark is not the oracle's
+    p = plan(v, NOW, policy, ROOT_TS, positions, unbound_instruments=off)
+    assert p.epoch == "1 liquidatable account(s): the root's marks are not the oracle's"
+    assert p.liquidate.tolist() == [0, 1]   # the bot skips the unbound one with its reason
+    assert plan(v, NOW, policy, ROOT_TS, positions, unbound_instruments=np.array([False, False])).epoch == ""
+    assert plan(v, NOW, policy, ROOT_TS, positions).epoch == ""   # not known: nothing due
+    assert plan(make_view(), NOW, policy, ROOT_TS, positions, unbound_instruments=off).epoch == ""
+    assert plan(v, NOW, policy, ROOT_TS, positions, marks_at=NOW,
+                unbound_instruments=off).epoch == "2 liquidatable account(s): marks newer than the root"
+
+
 def test_plan__unhealthy_but_chain_disagrees__not_liquidated(policy):
     eq = np.array([1_000.0, 300.0, 1_000.0, 1_000.0])
     p = plan(make_view(equity=eq), NOW, policy, ROOT_TS)
