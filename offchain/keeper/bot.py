@@ -426,13 +426,16 @@ class Keeper:
             return spot, marks
         prev_mm = np.maximum(self.posted_rates[2 * n:3 * n], self.posted_rates[3 * n:])
         fresh = self.posted_marks == 0
+        # only marks the spot moves (live, unsettled instruments): an expiry's payoff jump is
+        # stepped by the post's own clamp, as before; no spot would bring it within the bound
+        moved_by_spot = self._live(now) & (self.settlement == 0) & ~fresh
 
         def within(m) -> bool:
             # a little inside the post's own margin (0.999): the oracle's marks are these
             # floats' integers, and a step bisected onto the edge must not be clamped there
             bound = clamp_moves(m, self.posted_marks, 0.998 * self.max_index_move_bps / 10_000,
                                 floor=0.998 * prev_mm, fresh=fresh)
-            return bool(np.all(bound == m))
+            return bool(np.all((bound == m) | ~moved_by_spot))
 
         if within(marks):
             return spot, marks
@@ -445,6 +448,8 @@ class Keeper:
                 lo, lo_marks = mid, m
             else:
                 hi = mid
+        if lo == 0.0:
+            return spot, marks   # no step fits (other keepers' marks?): the post's clamp decides
         log.info("gap: marks stepped toward the source", extra={"fraction": round(lo, 4)})
         return self.posted_spot + lo * (spot - self.posted_spot), lo_marks
 
