@@ -315,6 +315,38 @@ def test_marks_refused__root_held_back_then_sent_with_the_next_cycles_marks(worl
     assert root["blockNumber"] == market[-1]["blockNumber"] + 1
 
 
+def test_gap_past_the_mark_bound__keeper_steps_spot_root_and_marks_together__liquidates_at_the_step(world):
+    """A 40% crash, twice the oracle's per-update mark bound (20%). The engine counts a witness
+    only where each leaf's mark is the oracle's (SECURITY.md V25), so the keeper does not post
+    a clamped mark beside a root at the source's price: it prices marks, leaves, root and index
+    at one spot its marks can reach in this update, and liquidates there in the same cycle.
+    The posted mark is the root's leaf mark to the wei, within the bound, short of the source's.
+    Without the step the keeper posted the clamped mark beside a root at the target and every
+    liquidation waited for the marks to catch up."""
+    w = world
+    keeper, dev = w["keeper"], w["dev"]
+    victim = dev.accounts[8]
+    oracle = w["dep"].oracle.functions
+    before = oracle.marks([PERP]).call()[0][0]
+    source_before = float(w["source"].prices[0])
+    w["source"].prices = w["source"].prices * 0.6
+    dev.mine(dev.w3.eth.get_block("latest")["timestamp"] + 60)
+    dev.interval_mining(2)
+    try:
+        report = keeper.cycle()
+    finally:
+        dev.interval_mining(0)
+    posted = oracle.marks([PERP]).call()[0][0]
+    (leaf,) = [m for m in keeper.trees.market_leaves_by_id() if m.instrument_id == PERP]
+    assert report.epoch > 0 and leaf.mark_wad == posted                 # one price, to the wei
+    # the oracle took it (within max(20% of the mark, its MM rate)): a step, short of the target
+    assert posted < before and posted > 0.6 * before * 1.01
+    assert source_before * 0.6 < float(keeper.last_spot[0]) < source_before
+    assert victim.address in [x["account"] for x in report.liquidated if x["ok"]]
+    skipped = [x for x in report.liquidated if not x["ok"]]
+    assert skipped == []
+
+
 def test_keeper__key_not_an_oracle_signer__refuses_to_start(world):
     w = world
     rogue = Keeper(w["cfg"], w["dep"], Signers([w["stranger"]]),
