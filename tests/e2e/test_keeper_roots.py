@@ -288,18 +288,19 @@ def test_fall_within_leaf_move_frac__no_root_due_by_margins__keeper_posts_one_fo
 
 
 def test_marks_refused__root_held_back_then_sent_with_the_next_cycles_marks(world):
-    """The keeper's root goes out only once the marks signed with it are mined. Here another
-    post of the signers' marks lands first in the cycle's second (the oracle then refuses the
-    keeper's, "not newer"): the book changed, so a root is due, but it is held back (no root,
-    no epoch) rather than posted ahead of marks it was not signed with. The next cycle posts
-    its marks, then the root in the following block."""
+    """The keeper's root goes out only once the marks signed with it are on chain. Here another
+    post of the signers' marks, at other prices, lands first in the cycle's second (the oracle
+    then refuses the keeper's, "not newer", and holds marks the root was not signed with):
+    the book changed, so a root is due, but it is held back (no root, no epoch). The next
+    cycle posts its marks, then the root in the following block. (The same message relayed
+    by anyone counts as posted: tests/attacks/test_attack_relayed_marks_hold_root.py.)"""
     w = world
     keeper, dev = w["keeper"], w["dev"]
     fill(w, w["dealer"], w["trader"], WAD // 10, maker_buys=False, nonce=3)   # a root is due
     w["source"].prices = w["source"].prices * 1.01                          # and marks
     epoch = keeper.epoch
     t = dev.w3.eth.get_block("latest")["timestamp"] + 1
-    risk = keeper.compute(keeper.posted_marks, w["source"].prices, np.array([0.6]), t, keeper._live(t))
+    risk = keeper.compute(keeper.posted_marks, w["source"].prices * 1.001, np.array([0.6]), t, keeper._live(t))
     label, call, _ = keeper._market_data_call(risk["marks"], risk["rates_wad"], t)   # signed at t
     keeper.sending_marks = None
     dev.set_next_timestamp(t)   # mined at t: a fixed gas limit, as its estimate runs before t
