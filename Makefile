@@ -8,7 +8,7 @@ ANVIL_BIN := node_modules/@foundry-rs/anvil-linux-amd64/bin
 # ape-vyper downloads a compiler unless the venv's vyper is on PATH; ape-foundry finds anvil on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/$(ANVIL_BIN):$(PATH)
 
-.PHONY: install compile test test-quick demo devnet lint bench test-long lock clean chromium
+.PHONY: install compile test test-quick demo devnet lint bench test-long lock clean clean-anvil chromium
 
 WEB_STATIC := offchain/api/static/index.html
 
@@ -59,7 +59,15 @@ TEST_WORKERS ?= auto
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: install lint compile
-	pytest -q $(PYTEST_PARALLEL)
+	@$(MAKE) --no-print-directory clean-anvil
+	pytest -q $(PYTEST_PARALLEL); rc=$$?; $(MAKE) --no-print-directory clean-anvil; exit $$rc
+
+# Anvil writes each chain's older states to a folder under ~/.foundry/anvil/tmp (up to ~1 GB for
+# the suite's long chains) and leaves it behind when stopped: a test run left ~2 GB. They are
+# removed only while no anvil runs on this machine, so no folder in use is touched.
+clean-anvil:
+	@if grep -qsx anvil /proc/[0-9]*/comm; then echo "clean-anvil: an anvil is running; its state folders are kept"; \
+	else rm -rf $$HOME/.foundry/anvil/tmp/anvil-state-*; fi
 
 lint: install
 	ruff check .
