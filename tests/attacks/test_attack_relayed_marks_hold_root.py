@@ -1,16 +1,12 @@
-"""V25 keeper side: a root that liquidations need goes out only once the marks signed with it
-are mined (`Keeper._send_batch`: "root held back: its marks were not posted"). Signed market
-data is public the moment the keeper broadcasts it and anyone may post it. An outsider (here
-the victim itself) that relays the keeper's own signed market data ahead of the keeper's
-transaction makes the keeper's post revert ("not newer than stored"): the marks ARE on chain,
-exactly the keeper's, but the keeper reads its failed receipt as "marks not posted", holds
-back the root and the liquidations, and keeps its in-memory marks stale, so its next cycle
-signs and broadcasts new marks again, which the outsider relays again. One relayed
-post_market_data per keeper cycle stops every witness liquidation for as long as it goes on,
-while the book sinks below zero (the insurance fund then pays the deficit of an account that
-could have been liquidated while solvent). The same relaying also freezes the oracle's marks
-one step into a gap (re-signed each cycle with fresh times), and relaying the keeper's root
-instead leaves the keeper serving proofs of an old epoch.
+"""SECURITY.md V26 (keeper side of V25): signed market data and roots are public the moment
+the keeper broadcasts them, and anyone may post them. An outsider (here the victim itself)
+that relays the keeper's own signed market data ahead of the keeper's transaction makes the
+keeper's post revert ("not newer than stored"): the marks ARE on chain, exactly the keeper's.
+The keeper used to read its failed receipt as "marks not posted", hold back the root and the
+liquidations and keep its in-memory marks stale, so one relay per cycle stopped every witness
+liquidation while the book sank below zero, froze the oracle's marks one step into a gap,
+and (relaying the root instead) left the keeper serving proofs of an old epoch. Now a refused
+post counts as posted when the chain holds exactly what was signed.
 
 Real Anvil, real contracts and signatures (2 of 2), the real keeper's cycles; the front-run
 is simulated by posting the keeper's own PreparedCall from the outsider's account just before
@@ -21,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.e2e import FixedSource
 
 from offchain.chain.contracts import WAD, call_named
 from offchain.devnet.anvil import start_anvil
@@ -36,19 +33,6 @@ from offchain.risk import load_params
 
 T0 = 1_700_000_000
 PERP = 1
-
-
-class FixedSource:
-    underlyings = ["BTC"]
-
-    def __init__(self):
-        self.prices = np.array([30_000.0])
-
-    def spot(self, t):
-        return self.prices.copy()
-
-    def vol(self, t):
-        return np.array([0.6])
 
 
 @pytest.fixture
@@ -99,17 +83,18 @@ def _leveraged_long_with_its_leaf(w):
     raise AssertionError("no root for the victim's book")
 
 
-def _relay_the_keepers_marks_first(w, relayer):
-    """Every post_market_data the keeper broadcasts is posted first, unchanged, by `relayer`."""
+def _relay_first(w, relayer, label="post_market_data"):
+    """Every call labelled `label` the keeper broadcasts (its signed market data, or "root")
+    is posted first, unchanged, by `relayer`; returns the relays' outcomes."""
     keeper = w["keeper"]
     rival = Executor(w["dev"].w3, relayer, w["cfg"].gas)
     own = keeper.executor.send_batch
     relayed = []
 
     def front_run(calls):
-        for label, call in calls:
-            if label == "post_market_data":
-                (r,) = rival.send_batch([(label, call.with_gas(1_000_000))])
+        for name, call in calls:
+            if name == label:
+                (r,) = rival.send_batch([(name, call.with_gas(1_000_000))])
                 relayed.append(r.ok)
         return own(calls)
 
@@ -138,7 +123,7 @@ def test_keeper__outsider_relays_each_cycles_signed_marks_first__liquidation_of_
     _leveraged_long_with_its_leaf(w)
     equity0, mm0, _ = _book(w)
     assert equity0 > mm0                                     # healthy before the fall
-    relayed = _relay_the_keepers_marks_first(w, victim)
+    relayed = _relay_first(w, victim)
     w["source"].prices = w["source"].prices * 0.90
     reports = []
     for _ in range(8):
@@ -177,30 +162,12 @@ def test_keeper__one_relay__the_same_cycle_posts_its_root_and_liquidates(world):
     w = world
     keeper, victim = w["keeper"], w["victim"]
     _leveraged_long_with_its_leaf(w)
-    relayed = _relay_the_keepers_marks_first(w, victim)
+    relayed = _relay_first(w, victim)
     w["source"].prices = w["source"].prices * 0.90
     w["dev"].mine(w["dev"].w3.eth.get_block("latest")["timestamp"] + 60)
     first = keeper.cycle()
     assert relayed == [True] and first.posted_prices and first.epoch > 0
     assert victim.address in [x["account"] for x in first.liquidated if x["ok"]]
-
-
-def _relay_the_keepers_roots_first(w, relayer):
-    """Every post_root the keeper broadcasts is posted first, unchanged, by `relayer`."""
-    keeper = w["keeper"]
-    rival = Executor(w["dev"].w3, relayer, w["cfg"].gas)
-    own = keeper.executor.send_batch
-    relayed = []
-
-    def front_run(calls):
-        for label, call in calls:
-            if label == "root":
-                (r,) = rival.send_batch([(label, call.with_gas(1_000_000))])
-                relayed.append(r.ok)
-        return own(calls)
-
-    keeper.executor.send_batch = front_run
-    return relayed
 
 
 def test_keeper__outsider_relays_its_signed_root_first__keeper_serves_proofs_of_the_current_root(world):
@@ -216,7 +183,7 @@ def test_keeper__outsider_relays_its_signed_root_first__keeper_serves_proofs_of_
     w = world
     keeper, dealer, dep, dev = w["keeper"], w["dealer"], w["dep"], w["dev"]
     _leveraged_long_with_its_leaf(w)
-    relayed = _relay_the_keepers_roots_first(w, dev.accounts[7])
+    relayed = _relay_first(w, dev.accounts[7], "root")
     w["source"].prices = w["source"].prices * 0.90
     for _ in range(3):
         dev.mine(dev.w3.eth.get_block("latest")["timestamp"] + 60)
@@ -250,7 +217,7 @@ def test_keeper__outsider_relays_each_cycles_signed_marks_in_a_gap__chain_marks_
     w = world
     keeper, victim, dep, dev = w["keeper"], w["victim"], w["dep"], w["dev"]
     _leveraged_long_with_its_leaf(w)
-    relayed = _relay_the_keepers_marks_first(w, victim)
+    relayed = _relay_first(w, victim)
     w["source"].prices = w["source"].prices * 0.50
     seen = []
     for _ in range(5):

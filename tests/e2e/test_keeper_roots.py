@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from support.e2e import FixedSource
 
 from offchain.chain.contracts import WAD, call_named
 from offchain.chain.epoch_leaves import market_leaves_of
@@ -45,21 +46,6 @@ from offchain.risk import load_params
 
 T0 = 1_700_000_000
 PERP = 1
-
-
-class FixedSource:
-    """Prices the test moves by hand."""
-
-    underlyings = ["BTC"]
-
-    def __init__(self):
-        self.prices = np.array([30_000.0])
-
-    def spot(self, t):
-        return self.prices.copy()
-
-    def vol(self, t):
-        return np.array([0.6])
 
 
 @pytest.fixture(scope="module")

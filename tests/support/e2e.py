@@ -4,6 +4,8 @@ a root."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from offchain.chain.contracts import WAD
 from offchain.devnet.deploy import send
 from offchain.devnet.rogue import next_second
@@ -13,6 +15,21 @@ from offchain.keeper.executor import Executor
 from offchain.keeper.prices import DAY
 from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
 from offchain.keeper.store import StateStore
+
+
+class FixedSource:
+    """A price source whose BTC price the test moves by hand (`prices`), at 60% vol."""
+
+    underlyings = ["BTC"]
+
+    def __init__(self, price: float = 30_000.0):
+        self.prices = np.array([price])
+
+    def spot(self, t):
+        return self.prices.copy()
+
+    def vol(self, t):
+        return np.array([0.6])
 
 
 def start_keeper(dev, dep, gas, signers, params, source, data_dir, metrics=None, **config) -> Keeper:
