@@ -336,7 +336,7 @@ class Keeper:
             if decision.unhealthy and posts_prices and not _posts_marks(price_batch):
                 # a root that liquidations may need comes with its leaves' marks: a witness
                 # counts only where the leaves' marks are the oracle's
-                forced = self._market_data_call(marks, risk["rates_wad"], now, leaf_marks, force=True)
+                forced = self._market_data_call(marks, risk["rates_wad"], now, leaf_marks, force=True, spot=spot)
                 if forced is not None:
                     price_batch.insert(0, forced)
                     chain_marks = self.sending_marks
@@ -767,7 +767,8 @@ class Keeper:
         marks by id that the cycle's market leaves carry (posted as they are)."""
         if any(not isinstance(v, int) for col in rates for v in col):
             raise TypeError("publish_prices: rates must be compute()['rates_wad'] (WAD integers)")
-        return [c for c in (self._market_data_call(marks, rates, now, exact), self._index_call(spot, now)) if c]
+        return [c for c in (self._market_data_call(marks, rates, now, exact, spot=spot), self._index_call(spot, now))
+                if c]
 
     def _price_results(self, batch: list[tuple], results: list[TxResult]) -> bool:
         """Run each price post's on_result; True when new marks were posted."""
@@ -778,7 +779,9 @@ class Keeper:
                 posted |= bool(on_result(by_label[label]))
         return posted
 
-    def _market_data_call(self, marks, rates, now, exact: dict[int, int] | None = None, force: bool = False):
+    def _market_data_call(self, marks, rates, now, exact: dict[int, int] | None = None, force: bool = False,
+                          spot=None):
+        # `spot`: what the marks were priced at, where a gap's next step starts (None: not known)
         # rates count as prices: a re-priced root's leaves come with re-priced rates, and the
         # engine caps a raise-only leaf at the book's isolated bound at the posted rates, so
         # rates that lag the root would hold that leaf down
@@ -814,7 +817,7 @@ class Keeper:
         self.sending_marks = sent
         sent_wad = dict(zip(ids, mark_w, strict=True))
         self.sending_marks_wad = sent_wad
-        priced_at = None if self.last_spot is None or not len(self.last_spot) else np.asarray(self.last_spot).copy()
+        priced_at = None if spot is None else np.asarray(spot, dtype=np.float64).copy()
 
         def on_result(res: TxResult) -> bool:
             self._count("market_data", res, instruments=len(ids),
