@@ -77,7 +77,15 @@ def run(args) -> int:
     metrics = KeeperMetrics()
     executor = Executor(w3, gas, cfg.gas, cfg.dry_run,
                         on_error=lambda label, err: metrics.errors.labels(kind="tx").inc())
-    keeper = Keeper(cfg, dep, signers, executor, store, params, source, metrics)
+    spares = [Executor(w3, load_key(s, f"liquidator_keys[{i}]"), cfg.gas, cfg.dry_run,
+                       on_error=lambda label, err: metrics.errors.labels(kind="tx").inc())
+              for i, s in enumerate(cfg.liquidator_keys)]
+    seen = [gas.address, *(e.account.address for e in spares)]
+    for i, e in enumerate(spares):
+        if seen.index(e.account.address) != i + 1:
+            raise UserError(f"config.liquidator_keys[{i}]: {e.account.address} is already the gas key or "
+                            f"another spare (each account needs its own key: one nonce sequence each)")
+    keeper = Keeper(cfg, dep, signers, executor, store, params, source, metrics, liquidators=spares)
     server = None
     try:
         if cfg.metrics_port:

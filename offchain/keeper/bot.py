@@ -39,7 +39,7 @@ from offchain.chain.epoch_leaves import (
 from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
-from offchain.chain.witness import WitnessError, liquidation_witness
+from offchain.chain.witness import MAX_UNITS, WitnessError, liquidation_witness
 from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
@@ -59,7 +59,15 @@ from offchain.keeper.signing import (
     typed_digest,
 )
 from offchain.keeper.store import StateStore
-from offchain.keeper.strategy import AccountsView, Plan, Policy, clamp_moves, plan, prices_due
+from offchain.keeper.strategy import (
+    AccountsView,
+    Plan,
+    Policy,
+    assign_liquidators,
+    clamp_moves,
+    plan,
+    prices_due,
+)
 from offchain.risk import Params, RiskEngine
 from offchain.risk.pricing import CALL, PERPETUAL, PUT
 
@@ -104,12 +112,16 @@ class CycleReport:
 class Keeper:
     def __init__(self, cfg: KeeperConfig, dep: Deployment, signers: Signers, executor: Executor,
                  store: StateStore, params: Params, source: PriceSource | None,
-                 metrics: KeeperMetrics | None = None):
+                 metrics: KeeperMetrics | None = None, liquidators: list[Executor] | None = None):
         self.cfg = cfg
         self.dep = dep
         self.w3 = dep.w3
         self.signers = signers
         self.executor = executor
+        # the accounts liquidations are sent from: the gas key's first, then spares for a
+        # book the first has no room for (`assign_liquidators`)
+        self.liquidators = [executor, *(liquidators or [])]
+        self.max_positions = 32   # the engine's cap on a book, read when a slice is assigned
         self.store = store
         self.params = params
         self.params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
@@ -174,6 +186,7 @@ class Keeper:
                                           "signers": self.signers.addresses, "epoch": self.epoch,
                                           "signer_bond": bond,
                                           "gas_key": self.executor.account.address,
+                                          "liquidators": [e.account.address for e in self.liquidators],
                                           "dry_run": self.cfg.dry_run})
 
     def check_signers(self) -> None:
@@ -596,6 +609,7 @@ class Keeper:
         if unbound is not None and unbound.any():
             waits = (self.book.positions[:, unbound] != 0).any(axis=1)
         skipped = []
+        ready = []   # (account index, witness)
         for i in decision.liquidate:
             a = self.book.addresses[i]
             if waits[i]:
@@ -606,6 +620,20 @@ class Keeper:
                 log.info("liquidation skipped", extra={"account": a, "reason": why})
                 skipped.append({"account": a, "ok": False, "tx": None, "error": f"no witness: {why}", "block": None})
                 continue
+            ready.append((int(i), witness))
+        # each slice goes to a liquidator account with room for every position of it
+        taker = self._assign_liquidators([i for i, _ in ready])
+        self.metrics.liquidations_blocked.set(int((taker < 0).sum()))
+        pool: list[list[tuple[str, object]]] = [[] for _ in self.liquidators]
+        for (i, witness), k in zip(ready, taker, strict=True):
+            a = self.book.addresses[i]
+            if k < 0:
+                why = (f"no liquidator account has room for its book (at most {self.max_positions} positions "
+                       f"on {MAX_UNITS} underlyings each): add a spare to liquidator_keys, or close the "
+                       f"positions the keeper's accounts took")
+                log.error("liquidation blocked", extra={"account": a, "reason": why})
+                skipped.append({"account": a, "ok": False, "tx": None, "error": why, "block": None})
+                continue
             # the payment limit at the marks the engine holds (this cycle's post, which the
             # oracle's move bound may have stopped short of the source's price in a gap)
             value = max(float(self.book.positions[i] @ chain_marks), 0.0) * \
@@ -614,7 +642,7 @@ class Keeper:
             nonce = int(self.book.state_nonce[i])
             liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce, witness)
             gas = WITNESS_LIQUIDATE_GAS if witnessed else LIQUIDATE_GAS
-            if prices or calls:   # judged at the marks / root posted earlier in this batch
+            if prices or calls or k > 0:   # judged at the marks / root / leaf sent before it
                 liquidate = liquidate.with_gas(gas)
             if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
                 leaf, proof = trees.account_proof(a)
@@ -622,7 +650,7 @@ class Keeper:
                     calls.append((f"apply_leaf:{a}", self.engine_calls("apply_leaf", leaf.as_args(), proof)
                                   .with_gas(APPLY_LEAF_GAS)))
                     liquidate = liquidate.with_gas(gas)
-            calls.append((f"liquidate:{a}", liquidate))
+            (calls if k == 0 else pool[k]).append((f"liquidate:{a}", liquidate))
             self.inflight[a] = nonce
         if epoch is not None and _posts_marks(prices):
             price_results = self.executor.send_batch(prices)
@@ -634,12 +662,17 @@ class Keeper:
                 # the marks did not land: the root, and the liquidations whose witnesses are
                 # against it, wait for a cycle whose marks do
                 log.warning("root held back: its marks were not posted", extra={"epoch": epoch["trees"].epoch})
-                for label, _call in calls:
+                for label, _call in calls + [c for spare in pool for c in spare]:
                     if label.startswith("liquidate:"):
                         self.inflight.pop(label.split(":", 1)[1], None)   # not sent: retried next cycle
+                pool = []
         else:
             results = self.executor.send_batch(prices + calls)
             report.posted_prices = self._price_results(price_batch, results)
+        # the spares' liquidations, once the batch they are judged on (marks, root, leaf) is mined
+        for k, spare in enumerate(pool):
+            if spare:
+                results = results + self.liquidators[k].send_batch(spare)
         out = skipped
         for res in results:
             if res.label in ("post_market_data", "post_index_prices"):
@@ -673,6 +706,17 @@ class Keeper:
             self._count("liquidation", res, **details)
             out.append(entry)
         return out
+
+    def _assign_liquidators(self, victims: list[int]) -> np.ndarray:
+        """The index in `self.liquidators` of the account each victim's slice goes to (-1: no
+        account has room; `assign_liquidators`), at the engine's position cap of the moment."""
+        if not victims:
+            return np.zeros(0, dtype=np.int64)
+        self.max_positions = int(self.dep.engine.functions.trading_params().call()[0])
+        rows = np.asarray([self.book.index.get(e.account.address, -1) for e in self.liquidators], dtype=np.int64)
+        return assign_liquidators(self.book.positions, np.asarray(victims, dtype=np.int64), rows,
+                                  np.asarray(self.table.underlying_index, dtype=np.int64),
+                                  self.max_positions, MAX_UNITS)
 
     def _chain_holds_root(self, epoch: dict) -> bool:
         """Whether the engine's current epoch root is this signed one (epoch, both roots, time)."""

@@ -150,6 +150,10 @@ class KeeperConfig:
     # this keeper's oracle signing keys (one or more of the M-of-N), kept apart from the gas key
     signers: list[KeySpec] = field(default_factory=list)
     gas_key: KeySpec = field(default_factory=KeySpec)
+    # spare accounts (each funded in the engine and with gas) that liquidate a book the gas
+    # key's account has no room for: a liquidator keeps every slice it takes, and the engine
+    # caps a book's positions and underlyings
+    liquidator_keys: list[KeySpec] = field(default_factory=list)
     gas: GasConfig = field(default_factory=GasConfig)
     prices: PriceSourceConfig = field(default_factory=PriceSourceConfig)
 
@@ -224,6 +228,7 @@ def validate(config: KeeperConfig) -> None:
     for name in ("engine_address", "oracle_address", "registry_address", "token_address", "signer_bond_address"):
         check_address(f"config.{name}", getattr(config, name))
     specs = [(f"signers[{i}]", s) for i, s in enumerate(config.signers)] + [("gas_key", config.gas_key)]
+    specs += [(f"liquidator_keys[{i}]", s) for i, s in enumerate(config.liquidator_keys)]
     for name, spec in specs:
         if spec.source and not spec.source.startswith(("ape:", "keyfile:")):
             raise UserError(

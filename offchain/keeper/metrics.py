@@ -60,6 +60,9 @@ class KeeperMetrics:
         self.forfeited_pending = Gauge("keeper_forfeited_pending_units", "The signer bond's forfeited balance "
                                        "(token units) not yet in the insurance fund, at the last cycle", registry=r)
         self.forfeited_status: dict | None = None   # /health's "forfeited" (None: no bond)
+        self.liquidations_blocked = Gauge(
+            "keeper_liquidations_blocked", "Liquidatable books of the last cycle that no liquidator account had "
+            "room for (positions or underlyings): an alarm", registry=r)
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
         head = int(self.head_block._value.get())
@@ -71,11 +74,14 @@ class KeeperMetrics:
         if self.forfeited_status is not None:   # informational: a refused push raises no alarm
             status["forfeited"] = self.forfeited_status
         alarm = bool(self.price_alarm._value.get())
-        ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s and not alarm
+        blocked = int(self.liquidations_blocked._value.get())
+        ok = (head - done) <= max_lag_blocks and age <= max_cycle_age_s and not alarm and not blocked
         if not ok:
             status["reason"] = ("behind head" if head - done > max_lag_blocks
                                 else "no cycle finished recently" if age > max_cycle_age_s
-                                else self.price_alarm_reason)
+                                else self.price_alarm_reason if alarm
+                                else f"{blocked} liquidatable book(s) no liquidator account has room for: "
+                                     f"add a spare to liquidator_keys or close the keeper's positions")
         return ok, status
 
 

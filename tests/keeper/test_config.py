@@ -72,6 +72,14 @@ def test_load_config__plain_private_key__refused(tmp_path):
     assert "ab" * 8 not in str(exc.value)  # the key itself is never echoed
 
 
+def test_load_config__spare_liquidator_key__plain_key_refused_by_its_index(tmp_path):
+    path = tmp_path / "k.toml"
+    path.write_text('liquidator_keys = [{ source = "ape:spare" }, { source = "0x' + "cd" * 32 + '" }]\n')
+    with pytest.raises(UserError, match=r"config\.liquidator_keys\[1\]\.source: must be 'ape:<alias>'") as exc:
+        load_config(path, env={})
+    assert "cd" * 8 not in str(exc.value)
+
+
 def test_load_config__missing_file__says_what_to_do(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "nope.toml", env={})

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from offchain.keeper.strategy import AccountsView, Policy, clamp_moves, plan, prices_due
+from offchain.keeper.strategy import (
+    AccountsView,
+    Policy,
+    assign_liquidators,
+    clamp_moves,
+    plan,
+    prices_due,
+)
 
 NOW = 1_000_000
 
@@ -191,3 +198,39 @@ def test_plan__book_first_traded_this_second__root_waits_for_a_later_block(polic
     stale = make_view(leaf_nonce=np.array([1, -2, 1, 1]), basis_timestamp=np.array([0, ROOT_TS, 0, 0]))
     assert plan(stale, NOW, policy, ROOT_TS).epoch == "1 book(s) changed"
     assert plan(make_view(basis_timestamp=np.full(4, NOW)), NOW, policy, 0).epoch == ""
+
+
+def _books(rows):
+    """(accounts x 6 instruments) sizes from {account: [instrument, ...]}; instruments 0-3 on
+    underlying 0, 4 on 1, 5 on 2."""
+    pos = np.zeros((len(rows), 6))
+    for a, held in rows.items():
+        pos[a, held] = 1.0
+    return pos, np.array([0, 0, 0, 0, 1, 2])
+
+
+def test_assign_liquidators__first_account_full__the_spare_takes_the_slice():
+    # account 0: the keeper's full book (instruments 0-2 of a cap of 3); 1: its empty spare;
+    # 2: the victim on instrument 3, a fourth position for account 0
+    pos, unit_of = _books({0: [0, 1, 2], 1: [], 2: [3]})
+    assert assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 3, 8).tolist() == [1]
+    # a victim on instruments the full account already holds still goes to it
+    pos, unit_of = _books({0: [0, 1, 2], 1: [], 2: [1, 2]})
+    assert assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 3, 8).tolist() == [0]
+
+
+def test_assign_liquidators__slices_of_one_cycle_add_up__the_second_victim_moves_on_or_is_blocked():
+    pos, unit_of = _books({0: [0], 1: [1], 2: [2], 3: []})
+    # cap 2: account 0 takes victim 1 (book {0, 1}); victim 2 needs a third: the spare (row 3)
+    assert assign_liquidators(pos, np.array([1, 2]), np.array([0, 3]), unit_of, 2, 8).tolist() == [0, 1]
+    # without the spare, nobody can take victim 2: -1
+    assert assign_liquidators(pos, np.array([1, 2]), np.array([0]), unit_of, 2, 8).tolist() == [0, -1]
+
+
+def test_assign_liquidators__underlyings_cap_and_own_book_and_unlisted_account():
+    pos, unit_of = _books({0: [0, 4], 1: [5], 2: []})
+    # max 2 underlyings: account 0 (units 0, 1) cannot take a book on unit 2; the unlisted
+    # spare (-1: an empty book) can
+    assert assign_liquidators(pos, np.array([1]), np.array([0, -1]), unit_of, 32, 2).tolist() == [1]
+    # nobody liquidates its own book: account 0 short is given to the spare
+    assert assign_liquidators(pos, np.array([0]), np.array([0, 2]), unit_of, 32, 8).tolist() == [1]
