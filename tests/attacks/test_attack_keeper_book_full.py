@@ -17,6 +17,8 @@ Real Anvil, real contracts and signatures (2 of 2), the real keeper's cycles.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from support.e2e import FixedSource
@@ -39,9 +41,10 @@ FUTURES = list(range(2, 34))   # 32 futures, ids 2..33
 DUST = 10**15                  # 0.001 BTC
 
 
+@contextmanager
 def _world(tmp_path, source, specs, spare: bool):
     """The chain, the system with `specs` listed, and the keeper: its gas key's account and,
-    with `spare`, one spare liquidator account (each funded 1,000,000)."""
+    with `spare`, one spare liquidator account (each funded 1,000,000); the chain stops after."""
     dev = start_anvil(accounts=9, timestamp=T0)
     a = dev.accounts
     admin, dealer, gas, filler, victim, hedge, extra = a[0], a[1], a[2], a[3], a[4], a[7], a[8]
@@ -57,10 +60,13 @@ def _world(tmp_path, source, specs, spare: bool):
     metrics = KeeperMetrics()
     keeper = Keeper(cfg, dep, Signers(signer_keys), Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"),
                     params, source, metrics, liquidators=[Executor(dev.w3, extra, cfg.gas)] if spare else [])
-    keeper.startup()
-    keeper.cycle()
-    return dict(dev=dev, dep=dep, admin=admin, dealer=dealer, gas=gas, spare=extra, filler=filler, victim=victim,
-                hedge=hedge, keeper=keeper, metrics=metrics, cfg=cfg, source=source, nonce=[0])
+    try:
+        keeper.startup()
+        keeper.cycle()
+        yield dict(dev=dev, dep=dep, admin=admin, dealer=dealer, gas=gas, spare=extra, filler=filler, victim=victim,
+                   hedge=hedge, keeper=keeper, metrics=metrics, cfg=cfg, source=source, nonce=[0])
+    finally:
+        dev.stop()
 
 
 FUTURE_SPECS = [{"underlying": "BTC", "kind": "perpetual"}] + [
@@ -69,20 +75,14 @@ FUTURE_SPECS = [{"underlying": "BTC", "kind": "perpetual"}] + [
 
 @pytest.fixture
 def world(tmp_path):
-    w = _world(tmp_path, FixedSource(), FUTURE_SPECS, spare=True)
-    try:
+    with _world(tmp_path, FixedSource(), FUTURE_SPECS, spare=True) as w:
         yield w
-    finally:
-        w["dev"].stop()
 
 
 @pytest.fixture
 def world_without_spare(tmp_path):
-    w = _world(tmp_path, FixedSource(), FUTURE_SPECS, spare=False)
-    try:
+    with _world(tmp_path, FixedSource(), FUTURE_SPECS, spare=False) as w:
         yield w
-    finally:
-        w["dev"].stop()
 
 
 def _next(w, seconds=1):
@@ -175,6 +175,18 @@ def _fill_the_keepers_book(w):
     assert len(_positions(w, w["gas"])) == 32
 
 
+def _the_spare_liquidates_the_fall(w):
+    """The fall liquidates the victim from the spare account, no attempt refused; returns the
+    victim's (equity, MM) per cycle."""
+    attempts, caught, seen = _fall(w)
+    equity, mm = seen[-1]
+    print(f"V27: victim (equity, MM) per cycle={[(round(e), round(m)) for e, m in seen]} "
+          f"refused={attempts} liquidated at={caught} source={w['source'].prices[0]:.0f}")
+    assert caught and not attempts, f"{len(attempts)} refused attempt(s) {attempts[:2]}, victim {equity:.0f} vs MM {mm:.0f}"
+    assert [p[0] for p in _positions(w, w["spare"])] == [PERP]
+    return seen
+
+
 def test_keeper__outsider_fills_the_keepers_book_with_32_dust_positions__the_spare_account_liquidates_the_long(world):
     """V27. Before the fix, with the gas key's account full, in the fall (source 22,500 ->
     15,265) the victim's (equity, MM) went (49,086, 53,372) ... (4,182, 25,618), (-685,
@@ -183,12 +195,7 @@ def test_keeper__outsider_fills_the_keepers_book_with_32_dust_positions__the_spa
     keeper's spare account, from the first cycle the victim is short, and no attempt reverts."""
     w = world
     _fill_the_keepers_book(w)
-    attempts, caught, seen = _fall(w)
-    equity, mm = seen[-1]
-    print(f"V27: victim (equity, MM) per cycle={[(round(e), round(m)) for e, m in seen]} "
-          f"refused={attempts} liquidated at={caught} source={w['source'].prices[0]:.0f}")
-    assert caught and not attempts, f"{len(attempts)} refused attempt(s) {attempts[:2]}, victim {equity:.0f} vs MM {mm:.0f}"
-    assert [p[0] for p in _positions(w, w["spare"])] == [PERP]
+    seen = _the_spare_liquidates_the_fall(w)
     assert len(_positions(w, w["gas"])) == 32
     assert min(e for e, _m in seen) > 0
     assert int(w["metrics"].liquidations_blocked._value.get()) == 0
@@ -252,11 +259,8 @@ class NineSource:
 def nine(tmp_path):
     source = NineSource()
     # ids: 1 = BTC perp, 2..9 = U1..U8 perps
-    w = _world(tmp_path, source, [{"underlying": u, "kind": "perpetual"} for u in source.underlyings], spare=True)
-    try:
+    with _world(tmp_path, source, [{"underlying": u, "kind": "perpetual"} for u in source.underlyings], spare=True) as w:
         yield w
-    finally:
-        w["dev"].stop()
 
 
 def test_keeper__outsider_puts_the_keepers_book_on_8_underlyings__the_spare_liquidates_a_long_on_a_9th(nine):
@@ -288,11 +292,5 @@ def test_keeper__outsider_puts_the_keepers_book_on_8_underlyings__the_spare_liqu
     for _ in range(3):
         _next(w, 60)
         liquidated += [x["account"] for x in keeper.cycle().liquidated if x["ok"]]
-    keeper_book = _positions(w, w["gas"])
-    assert w["filler"].address in liquidated and len(keeper_book) == 8
-    attempts, caught, seen = _fall(w)
-    equity, mm = seen[-1]
-    print(f"nine: keeper positions={len(keeper_book)} victim (equity, MM)={[(round(e), round(m)) for e, m in seen]} "
-          f"attempts={attempts} liquidated at={caught}")
-    assert caught and not attempts, f"{len(attempts)} refused attempt(s) {attempts[:2]}, victim {equity:.0f} vs MM {mm:.0f}"
-    assert [p[0] for p in _positions(w, w["spare"])] == [PERP]
+    assert w["filler"].address in liquidated and len(_positions(w, w["gas"])) == 8
+    _the_spare_liquidates_the_fall(w)

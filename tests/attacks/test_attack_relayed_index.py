@@ -7,32 +7,19 @@ index reach the source, the short long is liquidated. Held (pins the behaviour).
 from __future__ import annotations
 
 from offchain.chain.contracts import WAD
-from offchain.keeper.executor import Executor
 
-from .test_attack_relayed_marks_hold_root import PERP, _leveraged_long_with_its_leaf, world  # noqa: F401
-
-
-def _relay(w, relayer, labels):
-    keeper = w["keeper"]
-    rival = Executor(w["dev"].w3, relayer, w["cfg"].gas)
-    own = keeper.executor.send_batch
-    relayed = []
-
-    def front_run(calls):
-        for name, call in calls:
-            if name in labels:
-                (r,) = rival.send_batch([(name, call.with_gas(1_000_000))])
-                relayed.append((name, r.ok))
-        return own(calls)
-
-    keeper.executor.send_batch = front_run
-    return relayed
+from .test_attack_relayed_marks_hold_root import (  # noqa: F401
+    PERP,
+    _leveraged_long_with_its_leaf,
+    _relay_first,
+    world,
+)
 
 
 def _gap(w, labels):
     keeper, victim, dep, dev = w["keeper"], w["victim"], w["dep"], w["dev"]
     _leveraged_long_with_its_leaf(w)
-    relayed = _relay(w, victim, labels)
+    relayed = _relay_first(w, victim, labels, labelled=True)
     w["source"].prices = w["source"].prices * 0.50
     seen, liquidated = [], []
     for _ in range(5):

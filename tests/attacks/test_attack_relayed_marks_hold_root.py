@@ -83,19 +83,21 @@ def _leveraged_long_with_its_leaf(w):
     raise AssertionError("no root for the victim's book")
 
 
-def _relay_first(w, relayer, label="post_market_data"):
-    """Every call labelled `label` the keeper broadcasts (its signed market data, or "root")
-    is posted first, unchanged, by `relayer`; returns the relays' outcomes."""
+def _relay_first(w, relayer, label="post_market_data", labelled=False):
+    """Every call labelled `label` (a label or a set of them) the keeper broadcasts (its signed
+    market data, "post_index_prices" or "root") is posted first, unchanged, by `relayer`;
+    returns the relays' outcomes (with `labelled`, as (label, outcome) pairs)."""
     keeper = w["keeper"]
+    labels = {label} if isinstance(label, str) else set(label)
     rival = Executor(w["dev"].w3, relayer, w["cfg"].gas)
     own = keeper.executor.send_batch
     relayed = []
 
     def front_run(calls):
         for name, call in calls:
-            if name == label:
+            if name in labels:
                 (r,) = rival.send_batch([(name, call.with_gas(1_000_000))])
-                relayed.append(r.ok)
+                relayed.append((name, r.ok) if labelled else r.ok)
         return own(calls)
 
     keeper.executor.send_batch = front_run
