@@ -39,7 +39,7 @@ from offchain.chain.epoch_leaves import (
 from offchain.chain.risk_inputs import live_instruments, risk_engine
 from offchain.chain.roots import EpochTrees
 from offchain.chain.wad import Rounding, to_wad, to_wad_list
-from offchain.chain.witness import MAX_UNITS, WitnessError, liquidation_witness
+from offchain.chain.witness import MAX_LEGS, MAX_UNITS, WitnessError, liquidation_witness
 from offchain.errors import UserError
 from offchain.keeper.book import KeeperBook
 from offchain.keeper.config import KeeperConfig
@@ -87,6 +87,8 @@ APPLY_LEAF_GAS = 400_000
 LIQUIDATE_GAS = 1_200_000
 # with a witness the verifier re-prices the book: ~1.5M for 16 positions (benchmarks/bench_gas.py)
 WITNESS_LIQUIDATE_GAS = 3_000_000
+# the engine's refusals of a slice for the liquidator's own state, not the victim's
+LIQUIDATOR_REFUSALS = ("liquidator below initial margin", "too many positions", "book on more than")
 
 
 @dataclass
@@ -121,7 +123,6 @@ class Keeper:
         # the accounts liquidations are sent from: the gas key's first, then spares for a
         # book the first has no room for (`assign_liquidators`)
         self.liquidators = [executor, *(liquidators or [])]
-        self.max_positions = 32   # the engine's cap on a book, read when a slice is assigned
         self.store = store
         self.params = params
         self.params_hash = bytes.fromhex(params.hash.removeprefix("0x"))
@@ -151,6 +152,12 @@ class Keeper:
         self.index_posted_at = 0
         self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
         self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
+        # account -> (refused attempts in a row, block before which it is not tried again,
+        # refused for the liquidator's own reason): a refused liquidation is retried, with
+        # backoff, and one the keeper's accounts cannot take raises the alarm
+        self.refused: dict[str, tuple[int, int, bool]] = {}
+        self.blocked: set[str] = set()   # this cycle's victims no liquidator account could take
+        self.head = 0
         self.last_report: CycleReport | None = None
         self.last_spot = np.zeros(0)
         self.last_vol = np.zeros(0)
@@ -279,8 +286,10 @@ class Keeper:
             self._refresh_instruments()
         self._refresh_accounts(sync.touched, state_block)
         self._refresh_listed(state_block)
+        self.head = head
         for a in sync.touched:
             self.inflight.pop(a, None)
+            self.refused.pop(a, None)
         timing["read"] = time.perf_counter() - t0
 
         # prices + risk
@@ -356,6 +365,7 @@ class Keeper:
         timing["sign"] = epoch["seconds"] if epoch else 0.0
         t3 = time.perf_counter()
         report.liquidated = self._send_batch(price_batch, epoch, decision, report, chain_marks)
+        self.metrics.liquidations_blocked.set(self._blocked_count(view))
         timing["send"] = time.perf_counter() - t3
         if self.cfg.post_prices and self.source is not None and check.ok:
             self._post_settlements(now)
@@ -531,6 +541,10 @@ class Keeper:
             i = b.index.get(a)
             if i is not None and b.state_nonce[i] == n:
                 inflight[i] = True
+        for a, (_n, retry_at, _own) in self.refused.items():
+            i = b.index.get(a)
+            if i is not None and retry_at > self.head:
+                inflight[i] = True
         return AccountsView(
             state_nonce=b.view("state_nonce"), has_positions=has, equity=risk["equity"],
             im=risk["im"], mm=risk["mm"], leaf_nonce=nonce, leaf_im=leaf_im, leaf_mm=leaf_mm,
@@ -621,18 +635,20 @@ class Keeper:
                 skipped.append({"account": a, "ok": False, "tx": None, "error": f"no witness: {why}", "block": None})
                 continue
             ready.append((int(i), witness))
-        # each slice goes to a liquidator account with room for every position of it
-        taker = self._assign_liquidators([i for i, _ in ready])
-        self.metrics.liquidations_blocked.set(int((taker < 0).sum()))
+        # each slice goes to a liquidator account with room for every position of it and the
+        # margin to hold it
+        taker, fraction = self._assign_liquidators([i for i, _ in ready], trees, root_ts)
+        self.blocked = set()
         pool: list[list[tuple[str, object]]] = [[] for _ in self.liquidators]
-        for (i, witness), k in zip(ready, taker, strict=True):
+        for (i, witness), k, f in zip(ready, taker, fraction, strict=True):
             a = self.book.addresses[i]
             if k < 0:
-                why = (f"no liquidator account has room for its book (at most {self.max_positions} positions "
-                       f"on {MAX_UNITS} underlyings each): add a spare to liquidator_keys, or close the "
-                       f"positions the keeper's accounts took")
+                why = (f"no liquidator account has room for its book (at most {MAX_LEGS} positions on "
+                       f"{MAX_UNITS} underlyings each) and free margin: add a spare to liquidator_keys, "
+                       f"fund one, or close the positions the keeper's accounts took")
                 log.error("liquidation blocked", extra={"account": a, "reason": why})
                 skipped.append({"account": a, "ok": False, "tx": None, "error": why, "block": None})
+                self.blocked.add(a)
                 continue
             # the payment limit at the marks the engine holds (this cycle's post, which the
             # oracle's move bound may have stopped short of the source's price in a gap)
@@ -640,7 +656,10 @@ class Keeper:
                 self.cfg.liquidation_max_payment_frac
             max_pay = to_wad(value, Rounding.UP, field="max_payment") + WAD  # 1 unit rounding slack
             nonce = int(self.book.state_nonce[i])
-            liquidate = self.engine_calls("liquidate", a, WAD, max_pay, nonce, witness)
+            # the part of the book the account can margin (the engine caps it, or raises it to
+            # the whole book when a part would lower the margin ratio)
+            f_wad = WAD if f >= 1 else max(int(f * WAD), 1)
+            liquidate = self.engine_calls("liquidate", a, f_wad, max_pay, nonce, witness)
             gas = WITNESS_LIQUIDATE_GAS if witnessed else LIQUIDATE_GAS
             if prices or calls or k > 0:   # judged at the marks / root / leaf sent before it
                 liquidate = liquidate.with_gas(gas)
@@ -692,6 +711,7 @@ class Keeper:
             account = res.label.split(":", 1)[1]
             entry = {"account": account, "ok": res.ok, "tx": res.tx_hash, "error": res.error,
                      "block": res.block}
+            self._note_outcome(account, res)
             if res.ok:
                 self.metrics.last_liquidation.set(time.time())
                 for ev in self._decode_logs(res, "Liquidation"):
@@ -707,16 +727,51 @@ class Keeper:
             out.append(entry)
         return out
 
-    def _assign_liquidators(self, victims: list[int]) -> np.ndarray:
-        """The index in `self.liquidators` of the account each victim's slice goes to (-1: no
-        account has room; `assign_liquidators`), at the engine's position cap of the moment."""
+    def _note_outcome(self, account: str, res: TxResult) -> None:
+        """A liquidation that went through clears the account's refusals; a refused one is
+        tried again after 1, 2, 4 ... 32 blocks (not left in flight: only an event naming the
+        victim clears that, and a refusal emits none), and one refused for the liquidator's own
+        reason (its margin, its book's room) keeps the alarm on while the account stays
+        liquidatable."""
+        self.inflight.pop(account, None)
+        if res.ok or res.dry_run:
+            self.refused.pop(account, None)
+            return
+        n = self.refused.get(account, (0, 0, False))[0] + 1
+        own = any(r in (res.error or "") for r in LIQUIDATOR_REFUSALS)
+        self.refused[account] = (n, self.head + min(2 ** (n - 1), 32), own)
+
+    def _blocked_count(self, view: AccountsView) -> int:
+        """Liquidatable books the keeper's accounts cannot take: none had room or margin this
+        cycle, or the engine refused the last attempt for the liquidator's own reason."""
+        blocked = set(self.blocked)
+        for a, (_n, _retry_at, own) in self.refused.items():
+            i = self.book.index.get(a)
+            if own and i is not None and view.onchain_liquidatable[i]:
+                blocked.add(a)
+        return len(blocked)
+
+    def _assign_liquidators(self, victims: list[int], trees, root_ts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per victim, the index in `self.liquidators` of the account its slice goes to (-1:
+        none can) and the fraction to ask for (`assign_liquidators`): room at the engine's hard
+        bound on a liquidator's book (not `max_positions`, which a liquidation ignores), free
+        margin as the engine sees it now (equity minus IM), and each victim's IM once the leaf
+        the batch applies is in (what a whole slice passes on), with 5% to spare."""
         if not victims:
-            return np.zeros(0, dtype=np.int64)
-        self.max_positions = int(self.dep.engine.functions.trading_params().call()[0])
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         rows = np.asarray([self.book.index.get(e.account.address, -1) for e in self.liquidators], dtype=np.int64)
+        health = batch_call(self.w3, [self.dep.engine.functions.health(e.account.address) for e in self.liquidators])
+        free = np.asarray([(int(h[0]) - int(h[2])) / WAD for h in health])   # equity - IM
+        need = []
+        for i in victims:
+            im = float(self.book.im[i])
+            a = self.book.addresses[i]
+            if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
+                im = max(im, trees.account_proof(a)[0].initial_margin_wad / WAD)
+            need.append(1.05 * im)
         return assign_liquidators(self.book.positions, np.asarray(victims, dtype=np.int64), rows,
                                   np.asarray(self.table.underlying_index, dtype=np.int64),
-                                  self.max_positions, MAX_UNITS)
+                                  MAX_LEGS, MAX_UNITS, free=free, need=np.asarray(need))
 
     def _chain_holds_root(self, epoch: dict) -> bool:
         """Whether the engine's current epoch root is this signed one (epoch, both roots, time)."""

@@ -164,32 +164,53 @@ def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
 
 
 def assign_liquidators(positions: np.ndarray, victims: np.ndarray, liquidator_rows: np.ndarray,
-                       unit_of: np.ndarray, max_positions: int, max_units: int) -> np.ndarray:
-    """Which of the keeper's liquidator accounts takes each victim's slice (-1: none can).
+                       unit_of: np.ndarray, max_positions: int, max_units: int,
+                       free: np.ndarray | None = None,
+                       need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the keeper's liquidator accounts takes each victim's slice (-1: none can), and
+    the fraction of the book to ask for.
 
     A slice gives the liquidator a part of every position of the victim, and the engine
     refuses one that takes the liquidator's book past `max_positions` instruments or
-    `max_units` underlyings. The keeper keeps what it takes, so an outsider can fill one
-    account's book with dust (a thin account of 32 dust positions, liquidated once): each
-    victim goes to the first account whose book, with the slices given to it earlier in the
-    cycle, still has room for every instrument of the victim's.
+    `max_units` underlyings, or leaves it below its initial margin. The keeper keeps what it
+    takes, so an outsider can fill one account's book with dust (a thin account of 32 dust
+    positions, liquidated once): each victim goes to the first account whose book, with the
+    slices given to it earlier in the cycle, still has room for every instrument of the
+    victim's and whose free margin covers the whole book's IM (fraction 1); failing that, to
+    the account with room and the most free margin, for the part of the book it covers (the
+    engine may still raise a slice to the whole book, and then refuses it: the keeper counts
+    that as blocked).
 
     positions: (accounts x instruments) sizes; victims: account indices in liquidation
     order; liquidator_rows: each liquidator account's index in `positions` (-1: not listed,
-    an empty book); unit_of: each instrument's underlying index.
+    an empty book); unit_of: each instrument's underlying index; free: each liquidator
+    account's equity minus its IM (None: margin not checked); need: the IM each victim's
+    whole book brings its liquidator.
     """
     n_units = int(unit_of.max()) + 1 if len(unit_of) else 0
     onehot = np.zeros((len(unit_of), max(n_units, 1)), dtype=bool)
     onehot[np.arange(len(unit_of)), unit_of] = True
     rows = np.asarray(liquidator_rows, dtype=np.int64)
     held = np.where(rows[:, None] >= 0, positions[np.maximum(rows, 0)] != 0, False)
-    out = np.full(len(victims), -1, dtype=np.int64)
+    left = np.full(len(rows), np.inf) if free is None else np.asarray(free, dtype=np.float64).copy()
+    want = np.zeros(len(victims)) if need is None else np.asarray(need, dtype=np.float64)
+    taker = np.full(len(victims), -1, dtype=np.int64)
+    fraction = np.zeros(len(victims))
     for k, v in enumerate(victims):   # the cycle's victims: a handful, each against every account at once
         after = held | (positions[v] != 0)[None, :]
         units = (after.astype(np.int64) @ onehot.astype(np.int64) > 0).sum(axis=1)
         # nobody liquidates its own book
-        fits = np.flatnonzero((after.sum(axis=1) <= max_positions) & (units <= max_units) & (rows != v))
-        if len(fits):
-            out[k] = fits[0]
-            held[fits[0]] = after[fits[0]]
-    return out
+        room = (after.sum(axis=1) <= max_positions) & (units <= max_units) & (rows != v)
+        whole = np.flatnonzero(room & (left >= want[k]))
+        if len(whole):
+            j, f = whole[0], 1.0
+        else:
+            part = np.flatnonzero(room & (left > 0))
+            if not len(part):
+                continue
+            j = part[np.argmax(left[part])]
+            f = float(left[j] / want[k])
+        taker[k], fraction[k] = j, f
+        held[j] = after[j]
+        left[j] -= want[k] * f
+    return taker, fraction

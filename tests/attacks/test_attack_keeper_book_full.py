@@ -146,7 +146,7 @@ def _fall(w):
     return attempts, caught, seen
 
 
-def _fill_the_keepers_book(w):
+def _fill_the_keepers_book(w, before_the_dip=lambda w: None):
     """The attacker's `filler` account buys 1 BTC of future #2 on 1.05x its IM and 0.001 BTC of
     each of the 31 other futures (32 positions; the dealer takes the other sides); its `victim`
     account goes long 10 BTC perps on 2.5x IM, its `hedge` account short them. BTC -8%: only
@@ -166,6 +166,7 @@ def _fill_the_keepers_book(w):
     _victim_long(w, 2.5)
     _root(w)
     assert len(_positions(w, w["filler"])) == 32
+    before_the_dip(w)
     w["source"].prices = w["source"].prices * 0.92
     liquidated = []
     for _ in range(3):
@@ -222,6 +223,24 @@ def test_keeper__outsider_fills_the_only_liquidator_account__liquidation_not_sen
     assert int(w["metrics"].liquidations_blocked._value.get()) == 1
     equity, mm = _health(w, w["victim"])
     assert equity < mm   # still short: the alarm is the operator's to answer
+
+
+def test_keeper__owner_lowers_max_positions_below_a_book__the_keeper_still_liquidates_it(world):
+    """Found by the attacker pass on V27's mitigation (Low): the keeper judged an account's
+    room at the engine's `max_positions` parameter, but the engine bounds a liquidator's book
+    by its hard bound (32), so that lowering the parameter below existing books never makes
+    them impossible to liquidate. With the parameter at 8, the filler's 32-position book was
+    "blocked" (no account had room, /health red) though the engine takes it from an empty
+    account. Now the keeper judges room at the hard bound."""
+    def lower_the_cap(w):
+        engine = w["dep"].engine
+        params = list(engine.functions.trading_params().call())
+        params[0] = 8
+        send(w["dev"].w3, w["admin"], engine.functions.set_trading_params(tuple(params)), "set_trading_params")
+
+    w = world
+    _fill_the_keepers_book(w, lower_the_cap)   # the gas key's empty account takes the 32-position slice
+    assert int(w["metrics"].liquidations_blocked._value.get()) == 0
 
 
 def test_keeper__control_without_the_filler__the_same_fall_liquidates_the_victim(world):

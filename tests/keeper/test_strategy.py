@@ -200,6 +200,11 @@ def test_plan__book_first_traded_this_second__root_waits_for_a_later_block(polic
     assert plan(make_view(basis_timestamp=np.full(4, NOW)), NOW, policy, 0).epoch == ""
 
 
+def _takers(pos, victims, rows, unit_of, max_positions, max_units):
+    taker, _fraction = assign_liquidators(pos, np.array(victims), np.array(rows), unit_of, max_positions, max_units)
+    return taker.tolist()
+
+
 def _books(rows):
     """(accounts x 6 instruments) sizes from {account: [instrument, ...]}; instruments 0-3 on
     underlying 0, 4 on 1, 5 on 2."""
@@ -213,24 +218,41 @@ def test_assign_liquidators__first_account_full__the_spare_takes_the_slice():
     # account 0: the keeper's full book (instruments 0-2 of a cap of 3); 1: its empty spare;
     # 2: the victim on instrument 3, a fourth position for account 0
     pos, unit_of = _books({0: [0, 1, 2], 1: [], 2: [3]})
-    assert assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 3, 8).tolist() == [1]
+    assert _takers(pos, [2], [0, 1], unit_of, 3, 8) == [1]
     # a victim on instruments the full account already holds still goes to it
     pos, unit_of = _books({0: [0, 1, 2], 1: [], 2: [1, 2]})
-    assert assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 3, 8).tolist() == [0]
+    assert _takers(pos, [2], [0, 1], unit_of, 3, 8) == [0]
 
 
 def test_assign_liquidators__slices_of_one_cycle_add_up__the_second_victim_moves_on_or_is_blocked():
     pos, unit_of = _books({0: [0], 1: [1], 2: [2], 3: []})
     # cap 2: account 0 takes victim 1 (book {0, 1}); victim 2 needs a third: the spare (row 3)
-    assert assign_liquidators(pos, np.array([1, 2]), np.array([0, 3]), unit_of, 2, 8).tolist() == [0, 1]
+    assert _takers(pos, [1, 2], [0, 3], unit_of, 2, 8) == [0, 1]
     # without the spare, nobody can take victim 2: -1
-    assert assign_liquidators(pos, np.array([1, 2]), np.array([0]), unit_of, 2, 8).tolist() == [0, -1]
+    assert _takers(pos, [1, 2], [0], unit_of, 2, 8) == [0, -1]
 
 
 def test_assign_liquidators__underlyings_cap_and_own_book_and_unlisted_account():
     pos, unit_of = _books({0: [0, 4], 1: [5], 2: []})
     # max 2 underlyings: account 0 (units 0, 1) cannot take a book on unit 2; the unlisted
     # spare (-1: an empty book) can
-    assert assign_liquidators(pos, np.array([1]), np.array([0, -1]), unit_of, 32, 2).tolist() == [1]
+    assert _takers(pos, [1], [0, -1], unit_of, 32, 2) == [1]
     # nobody liquidates its own book: account 0 short is given to the spare
-    assert assign_liquidators(pos, np.array([0]), np.array([0, 2]), unit_of, 32, 8).tolist() == [1]
+    assert _takers(pos, [0], [0, 2], unit_of, 32, 8) == [1]
+
+
+def test_assign_liquidators__margin__first_account_that_covers_the_whole_book_else_a_part_else_none():
+    pos, unit_of = _books({0: [], 1: [], 2: [0], 3: [1]})
+    # free margin 1,000 and 11,000; the victim's book brings 5,000 of IM: the second account, whole
+    taker, fraction = assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 32, 8,
+                                         free=np.array([1_000.0, 11_000.0]), need=np.array([5_000.0]))
+    assert taker.tolist() == [1] and fraction.tolist() == [1.0]
+    # two victims of 5,000 each: the second account covers the first whole, then 6,000 is left
+    # of which the second victim needs 5,000: whole again; a third finds 1,000 + 1,000: a fifth
+    taker, fraction = assign_liquidators(pos, np.array([2, 3, 2]), np.array([0, 1]), unit_of, 32, 8,
+                                         free=np.array([1_000.0, 11_000.0]), need=np.array([5_000.0] * 3))
+    assert taker.tolist() == [1, 1, 0] and fraction.tolist() == [1.0, 1.0, 0.2]
+    # nobody has free margin: none
+    taker, fraction = assign_liquidators(pos, np.array([2]), np.array([0, 1]), unit_of, 32, 8,
+                                         free=np.array([0.0, -5.0]), need=np.array([5_000.0]))
+    assert taker.tolist() == [-1]
