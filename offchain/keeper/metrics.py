@@ -61,8 +61,8 @@ class KeeperMetrics:
                                        "(token units) not yet in the insurance fund, at the last cycle", registry=r)
         self.forfeited_status: dict | None = None   # /health's "forfeited" (None: no bond)
         self.liquidations_blocked = Gauge(
-            "keeper_liquidations_blocked", "Liquidatable books of the last cycle that no liquidator account had "
-            "room for (positions or underlyings): an alarm", registry=r)
+            "keeper_liquidations_blocked", "Liquidatable books that no liquidator account could take (room for "
+            "the positions and underlyings, or margin): an alarm", registry=r)
 
     def health(self, max_lag_blocks: int, max_cycle_age_s: float) -> tuple[bool, dict]:
         head = int(self.head_block._value.get())
@@ -80,8 +80,8 @@ class KeeperMetrics:
             status["reason"] = ("behind head" if head - done > max_lag_blocks
                                 else "no cycle finished recently" if age > max_cycle_age_s
                                 else self.price_alarm_reason if alarm
-                                else f"{blocked} liquidatable book(s) no liquidator account has room for: "
-                                     f"add a spare to liquidator_keys or close the keeper's positions")
+                                else f"{blocked} liquidatable book(s) no liquidator account has room or margin "
+                                     f"for: add or fund a spare in liquidator_keys, or close the keeper's positions")
         return ok, status
 
 
