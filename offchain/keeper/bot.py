@@ -728,18 +728,19 @@ class Keeper:
         return out
 
     def _note_outcome(self, account: str, res: TxResult) -> None:
-        """A liquidation that went through clears the account's refusals; a refused one is
-        tried again after 1, 2, 4 ... 32 blocks (not left in flight: only an event naming the
-        victim clears that, and a refusal emits none), and one refused for the liquidator's own
-        reason (its margin, its book's room) keeps the alarm on while the account stays
-        liquidatable."""
-        self.inflight.pop(account, None)
+        """A liquidation that went through clears the account's refusals and stays in flight
+        until its event is read; a refused one is tried again after 1, 2, 4 ... 32 blocks plus
+        `confirmations` (by then the event of whatever changed its book is read): not left in
+        flight, which only an event naming the victim clears, and a refusal emits none. One
+        refused for the liquidator's own reason (its margin, its book's room) keeps the alarm
+        on while the account stays liquidatable."""
         if res.ok or res.dry_run:
             self.refused.pop(account, None)
             return
+        self.inflight.pop(account, None)
         n = self.refused.get(account, (0, 0, False))[0] + 1
         own = any(r in (res.error or "") for r in LIQUIDATOR_REFUSALS)
-        self.refused[account] = (n, self.head + min(2 ** (n - 1), 32), own)
+        self.refused[account] = (n, self.head + min(2 ** (n - 1), 32) + self.cfg.confirmations, own)
 
     def _blocked_count(self, view: AccountsView) -> int:
         """Liquidatable books the keeper's accounts cannot take: none had room or margin this
