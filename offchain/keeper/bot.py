@@ -91,6 +91,17 @@ WITNESS_LIQUIDATE_GAS = 3_000_000
 LIQUIDATOR_REFUSALS = ("liquidator below initial margin", "too many positions", "book on more than")
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """The engine's refusals of one victim's liquidation since its book last changed."""
+
+    nonce: int            # the victim's state nonce they were refused at
+    count: int            # refusals in a row
+    retry_at: int         # the block before which it is not tried again
+    alarm: bool           # counted by the alarm while the victim stays liquidatable
+    barred: frozenset[int] = frozenset()   # liquidator accounts refused for their own state
+
+
 @dataclass
 class CycleReport:
     block: int
@@ -152,11 +163,12 @@ class Keeper:
         self.index_posted_at = 0
         self.settlement = np.zeros(0)  # settlement price per instrument (0 = not yet)
         self.inflight: dict[str, int] = {}  # account -> state nonce of a liquidation attempt
-        # account -> (refused attempts in a row, block before which it is not tried again,
-        # refused for the liquidator's own reason): a refused liquidation is retried, with
-        # backoff, and one the keeper's accounts cannot take raises the alarm
-        self.refused: dict[str, tuple[int, int, bool]] = {}
+        # a refused liquidation is retried with backoff, from another account when the engine
+        # refused the liquidator's own state, until the victim's book changes; one the
+        # keeper's accounts cannot take raises the alarm
+        self.refused: dict[str, Refusal] = {}
         self.blocked: set[str] = set()   # this cycle's victims no liquidator account could take
+        self.taken_by: dict[str, int] = {}   # victim -> the liquidator account sent for it
         self.head = 0
         self.last_report: CycleReport | None = None
         self.last_spot = np.zeros(0)
@@ -289,7 +301,12 @@ class Keeper:
         self.head = head
         for a in sync.touched:
             self.inflight.pop(a, None)
-            self.refused.pop(a, None)
+        for a, r in list(self.refused.items()):
+            # refusals hold for the book they were refused on (a leaf applied to it, or a
+            # deposit, leaves the nonce; a trade, a slice or a settlement moves it)
+            i = self.book.index.get(a)
+            if i is None or int(self.book.state_nonce[i]) != r.nonce:
+                del self.refused[a]
         timing["read"] = time.perf_counter() - t0
 
         # prices + risk
@@ -541,9 +558,9 @@ class Keeper:
             i = b.index.get(a)
             if i is not None and b.state_nonce[i] == n:
                 inflight[i] = True
-        for a, (_n, retry_at, _own) in self.refused.items():
+        for a, r in self.refused.items():
             i = b.index.get(a)
-            if i is not None and retry_at > self.head:
+            if i is not None and r.retry_at > self.head:
                 inflight[i] = True
         return AccountsView(
             state_nonce=b.view("state_nonce"), has_positions=has, equity=risk["equity"],
@@ -640,8 +657,14 @@ class Keeper:
         taker, fraction = self._assign_liquidators([i for i, _ in ready], trees, root_ts)
         self.blocked = set()
         pool: list[list[tuple[str, object]]] = [[] for _ in self.liquidators]
+        fresh: set[int] = set()
         for (i, witness), k, f in zip(ready, taker, fraction, strict=True):
             a = self.book.addresses[i]
+            if k >= 0 and k not in fresh:
+                # the liquidator's own leaf first: past max_margin_basis_age the engine margins
+                # new risk, a slice too, at the book's isolated bound
+                fresh.add(k)
+                calls.extend(self._own_leaf_call(k, trees, root_ts))
             if k < 0:
                 why = (f"no liquidator account has room for its book (at most {MAX_LEGS} positions on "
                        f"{MAX_UNITS} underlyings each) and free margin: add a spare to liquidator_keys, "
@@ -671,6 +694,7 @@ class Keeper:
                     liquidate = liquidate.with_gas(gas)
             (calls if k == 0 else pool[k]).append((f"liquidate:{a}", liquidate))
             self.inflight[a] = nonce
+            self.taken_by[a] = int(k)
         if epoch is not None and _posts_marks(prices):
             price_results = self.executor.send_batch(prices)
             report.posted_prices = self._price_results(price_batch, price_results)
@@ -732,23 +756,40 @@ class Keeper:
         until its event is read; a refused one is tried again after 1, 2, 4 ... 32 blocks plus
         `confirmations` (by then the event of whatever changed its book is read): not left in
         flight, which only an event naming the victim clears, and a refusal emits none. One
-        refused for the liquidator's own reason (its margin, its book's room) keeps the alarm
-        on while the account stays liquidatable."""
+        refused for the liquidator's own reason (its margin, its book's room) is tried next
+        from another account; it, and any refused twice in a row whatever the reason, keeps
+        the alarm on while the account stays liquidatable."""
         if res.ok or res.dry_run:
             self.refused.pop(account, None)
             return
-        self.inflight.pop(account, None)
-        n = self.refused.get(account, (0, 0, False))[0] + 1
+        nonce = self.inflight.pop(account, None)
+        last = self.refused.get(account)
+        n, barred = (last.count, last.barred) if last is not None and last.nonce == nonce else (0, frozenset())
         own = any(r in (res.error or "") for r in LIQUIDATOR_REFUSALS)
-        self.refused[account] = (n, self.head + min(2 ** (n - 1), 32) + self.cfg.confirmations, own)
+        if own and account in self.taken_by:
+            barred = barred | {self.taken_by[account]}
+        self.refused[account] = Refusal(nonce if nonce is not None else -1, n + 1,
+                                        self.head + min(2 ** n, 32) + self.cfg.confirmations, own or n + 1 >= 2, barred)
+
+    def _own_leaf_call(self, k: int, trees, root_ts: int) -> list[tuple[str, object]]:
+        """`apply_leaf` of liquidator account `k`'s leaf in the current root, when it binds
+        (its current nonce) and is newer than the account's margin basis; else nothing."""
+        address = self.liquidators[k].account.address
+        row = self.book.index.get(address)
+        if trees is None or row is None or not trees.has_account(address) or self.book.basis_ts[row] >= root_ts:
+            return []
+        leaf, proof = trees.account_proof(address)
+        if leaf.state_nonce != int(self.book.state_nonce[row]):
+            return []
+        return [(f"apply_leaf:{address}", self.engine_calls("apply_leaf", leaf.as_args(), proof).with_gas(APPLY_LEAF_GAS))]
 
     def _blocked_count(self, view: AccountsView) -> int:
         """Liquidatable books the keeper's accounts cannot take: none had room or margin this
         cycle, or the engine refused the last attempt for the liquidator's own reason."""
         blocked = set(self.blocked)
-        for a, (_n, _retry_at, own) in self.refused.items():
+        for a, r in self.refused.items():
             i = self.book.index.get(a)
-            if own and i is not None and view.onchain_liquidatable[i]:
+            if r.alarm and i is not None and view.onchain_liquidatable[i]:
                 blocked.add(a)
         return len(blocked)
 
@@ -770,9 +811,14 @@ class Keeper:
             if trees is not None and trees.has_account(a) and self.book.basis_ts[i] < root_ts:
                 im = max(im, trees.account_proof(a)[0].initial_margin_wad / WAD)
             need.append(1.05 * im)
+        barred = np.zeros((len(victims), len(self.liquidators)), dtype=bool)
+        for r, i in enumerate(victims):
+            refusal = self.refused.get(self.book.addresses[i])
+            for k in refusal.barred if refusal is not None else ():
+                barred[r, k] = True
         return assign_liquidators(self.book.positions, np.asarray(victims, dtype=np.int64), rows,
                                   np.asarray(self.table.underlying_index, dtype=np.int64),
-                                  MAX_LEGS, MAX_UNITS, free=free, need=np.asarray(need))
+                                  MAX_LEGS, MAX_UNITS, free=free, need=np.asarray(need), barred=barred)
 
     def _chain_holds_root(self, epoch: dict) -> bool:
         """Whether the engine's current epoch root is this signed one (epoch, both roots, time)."""

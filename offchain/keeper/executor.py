@@ -286,7 +286,7 @@ class Executor:
                 receipt = None
             if receipt is not None:
                 ok = receipt["status"] == 1
-                error = "" if ok else self._replay_reason(p.tx, receipt["blockNumber"])
+                error = "" if ok else self._replay_reason(p.tx, receipt["blockNumber"], p.tx_hash)
                 if not ok:
                     log.info("reverted", extra={"label": p.label, "reason": error})
                 return TxResult(p.label, ok=ok, tx_hash=p.tx_hash, block=receipt["blockNumber"],
@@ -312,13 +312,41 @@ class Executor:
             return _Pending(p.label, p.tx, p.tx_hash, time.monotonic())
         return _Pending(p.label, tx, tx_hash, time.monotonic())
 
-    def _replay_reason(self, tx: dict, block: int) -> str:
+    def _replay_reason(self, tx: dict, block: int, tx_hash: str = "") -> str:
+        """Why a mined transaction reverted: its own trace's reason where the node traces
+        (the state it ran on, whatever else its block held), else a replay on the state
+        before its block (wrong when an earlier transaction of the block changed what it
+        read, as a root posted in the same block does)."""
+        if tx_hash:
+            reason = self._traced_reason(tx_hash)
+            if reason:
+                return reason
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
         try:
             self.w3.eth.call(call, block - 1)
         except Exception as exc:  # noqa: BLE001
             return _revert_reason(exc)
         return "reverted"
+
+    def _traced_reason(self, tx_hash: str) -> str:
+        """The revert reason of `tx_hash` from `debug_traceTransaction`'s call tracer ("" when
+        the node does not trace or the revert carries no Error(string))."""
+        try:
+            trace = self.w3.provider.make_request("debug_traceTransaction", [tx_hash, {"tracer": "callTracer"}])
+        except Exception:  # noqa: BLE001 - a node without the debug namespace
+            return ""
+        result = trace.get("result") if isinstance(trace, dict) else None
+        if not isinstance(result, dict):
+            return ""
+        if result.get("revertReason"):
+            return str(result["revertReason"])
+        out = str(result.get("output") or "")
+        if out.startswith("0x08c379a0") and len(out) >= 10 + 128:
+            try:
+                return abi_decode(["string"], bytes.fromhex(out[10:]))[0]
+            except Exception:  # noqa: BLE001 - not an Error(string) after all
+                return ""
+        return ""
 
     def _fail(self, label: str, error: str) -> TxResult:
         log.error("tx failed", extra={"label": label, "error": error[:300]})

@@ -165,8 +165,8 @@ def clamp_moves(target: np.ndarray, current: np.ndarray, max_move_frac: float,
 
 def assign_liquidators(positions: np.ndarray, victims: np.ndarray, liquidator_rows: np.ndarray,
                        unit_of: np.ndarray, max_positions: int, max_units: int,
-                       free: np.ndarray | None = None,
-                       need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       free: np.ndarray | None = None, need: np.ndarray | None = None,
+                       barred: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Which of the keeper's liquidator accounts takes each victim's slice (-1: none can), and
     the fraction of the book to ask for.
 
@@ -185,7 +185,8 @@ def assign_liquidators(positions: np.ndarray, victims: np.ndarray, liquidator_ro
     order; liquidator_rows: each liquidator account's index in `positions` (-1: not listed,
     an empty book); unit_of: each instrument's underlying index; free: each liquidator
     account's equity minus its IM (None: margin not checked); need: the IM each victim's
-    whole book brings its liquidator.
+    whole book brings its liquidator; barred: (victims x liquidators) True where the engine
+    refused that account for that victim for its own state (the slice goes to another).
     """
     n_units = int(unit_of.max()) + 1 if len(unit_of) else 0
     onehot = np.zeros((len(unit_of), max(n_units, 1)), dtype=bool)
@@ -201,6 +202,8 @@ def assign_liquidators(positions: np.ndarray, victims: np.ndarray, liquidator_ro
         units = (after.astype(np.int64) @ onehot.astype(np.int64) > 0).sum(axis=1)
         # nobody liquidates its own book
         room = (after.sum(axis=1) <= max_positions) & (units <= max_units) & (rows != v)
+        if barred is not None:
+            room &= ~barred[k]
         whole = np.flatnonzero(room & (left >= want[k]))
         if len(whole):
             j, f = whole[0], 1.0
