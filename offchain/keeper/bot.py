@@ -307,6 +307,7 @@ class Keeper:
             i = self.book.index.get(a)
             if i is None or int(self.book.state_nonce[i]) != r.nonce:
                 del self.refused[a]
+                self.taken_by.pop(a, None)
         timing["read"] = time.perf_counter() - t0
 
         # prices + risk
@@ -761,6 +762,7 @@ class Keeper:
         the alarm on while the account stays liquidatable."""
         if res.ok or res.dry_run:
             self.refused.pop(account, None)
+            self.taken_by.pop(account, None)
             return
         nonce = self.inflight.pop(account, None)
         last = self.refused.get(account)
