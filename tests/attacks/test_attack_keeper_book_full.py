@@ -259,24 +259,10 @@ def test_keeper__control_without_the_filler__the_same_fall_liquidates_the_victim
     assert caught and not attempts
 
 
-class NineSource:
-    """Nine underlyings at 30,000 (BTC) and 1,000 (the others), 60% vol; the test moves BTC."""
-
-    underlyings = ["BTC", "U1", "U2", "U3", "U4", "U5", "U6", "U7", "U8"]
-
-    def __init__(self):
-        self.prices = np.array([30_000.0] + [1_000.0] * 8)
-
-    def spot(self, t):
-        return self.prices.copy()
-
-    def vol(self, t):
-        return np.full(9, 0.6)
-
-
 @pytest.fixture
 def nine(tmp_path):
-    source = NineSource()
+    # BTC 30,000 and eight others at 1,000
+    source = FixedSource([30_000.0] + [1_000.0] * 8, ["BTC", "U1", "U2", "U3", "U4", "U5", "U6", "U7", "U8"])
     # ids: 1 = BTC perp, 2..9 = U1..U8 perps
     with _world(tmp_path, source, [{"underlying": u, "kind": "perpetual"} for u in source.underlyings], spare=True) as w:
         yield w

@@ -19,8 +19,8 @@ reason (margin, room) keeps /health red while the victim stays liquidatable.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from support.e2e import FixedSource
 
 from attacks.test_attack_keeper_book_full import _health, _next, _positions, _root, _trade, _world
 from offchain.chain.contracts import WAD, call_named
@@ -31,24 +31,14 @@ SPECS = [{"underlying": "BTC", "kind": "perpetual"}, {"underlying": "ETH", "kind
 WHALE_ETH = 10_500
 
 
-class TwoSource:
-    """BTC 30,000 and ETH 2,000 at 60% vol; the test moves ETH."""
-
-    underlyings = ["BTC", "ETH"]
-
-    def __init__(self):
-        self.prices = np.array([30_000.0, 2_000.0])
-
-    def spot(self, t):
-        return self.prices.copy()
-
-    def vol(self, t):
-        return np.full(2, 0.6)
+def two_source():
+    """BTC 30,000 and ETH 2,000 at 60% vol; the tests move ETH."""
+    return FixedSource([30_000.0, 2_000.0], ["BTC", "ETH"])
 
 
 @pytest.fixture
 def world(tmp_path):
-    with _world(tmp_path, TwoSource(), SPECS, spare=True) as w:
+    with _world(tmp_path, two_source(), SPECS, spare=True) as w:
         yield w
 
 

@@ -18,18 +18,18 @@ from offchain.keeper.store import StateStore
 
 
 class FixedSource:
-    """A price source whose BTC price the test moves by hand (`prices`), at 60% vol."""
+    """A price source whose prices the test moves by hand (`prices`, one per underlying: BTC
+    alone unless named), at 60% vol."""
 
-    underlyings = ["BTC"]
-
-    def __init__(self, price: float = 30_000.0):
-        self.prices = np.array([price])
+    def __init__(self, price: float | list[float] = 30_000.0, underlyings: list[str] | None = None):
+        self.prices = np.array(price if isinstance(price, list) else [price], dtype=np.float64)
+        self.underlyings = underlyings or ["BTC"]
 
     def spot(self, t):
         return self.prices.copy()
 
     def vol(self, t):
-        return np.array([0.6])
+        return np.full(len(self.prices), 0.6)
 
 
 def start_keeper(dev, dep, gas, signers, params, source, data_dir, metrics=None, **config) -> Keeper:
