@@ -132,7 +132,7 @@ class Keeper:
         self.signers = signers
         self.executor = executor
         # the accounts liquidations are sent from: the gas key's first, then spares for a
-        # book the first has no room for (`assign_liquidators`)
+        # book the first has no room or margin for (`assign_liquidators`)
         self.liquidators = [executor, *(liquidators or [])]
         self.store = store
         self.params = params

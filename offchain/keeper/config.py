@@ -151,8 +151,8 @@ class KeeperConfig:
     signers: list[KeySpec] = field(default_factory=list)
     gas_key: KeySpec = field(default_factory=KeySpec)
     # spare accounts (each funded in the engine and with gas) that liquidate a book the gas
-    # key's account has no room for: a liquidator keeps every slice it takes, and the engine
-    # caps a book's positions and underlyings
+    # key's account has no room or margin for: a liquidator keeps every slice it takes, and
+    # the engine caps a book's positions and underlyings and margins a slice like a trade
     liquidator_keys: list[KeySpec] = field(default_factory=list)
     gas: GasConfig = field(default_factory=GasConfig)
     prices: PriceSourceConfig = field(default_factory=PriceSourceConfig)
