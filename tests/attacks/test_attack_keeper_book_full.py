@@ -19,20 +19,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import numpy as np
 import pytest
-from support.e2e import FixedSource
+from support.e2e import FixedSource, fill_at_marks, keeper_epoch, start_keeper
 
 from offchain.chain.contracts import WAD, call_named
 from offchain.devnet.anvil import start_anvil
 from offchain.devnet.deploy import EngineSettings, deploy_system, fund, list_instruments, send
-from offchain.keeper.bot import Keeper
-from offchain.keeper.config import KeeperConfig
-from offchain.keeper.executor import Executor
 from offchain.keeper.metrics import KeeperMetrics
 from offchain.keeper.prices import DAY
-from offchain.keeper.signing import Order, Signers, engine_domain, sign_order
-from offchain.keeper.store import StateStore
 from offchain.risk import load_params
 
 T0 = 1_700_000_000
@@ -55,16 +49,12 @@ def _world(tmp_path, source, specs, spare: bool):
     list_instruments(dep, admin, specs)
     for acct, amount in ((gas, 1_000_000), (extra, 1_000_000), (dealer, 5_000_000)):
         fund(dep, admin, acct, amount)
-    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(tmp_path),
-                       price_max_age_s=DAY, root_max_age_s=DAY)
     metrics = KeeperMetrics()
-    keeper = Keeper(cfg, dep, Signers(signer_keys), Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"),
-                    params, source, metrics, liquidators=[Executor(dev.w3, extra, cfg.gas)] if spare else [])
     try:
-        keeper.startup()
-        keeper.cycle()
+        keeper = start_keeper(dev, dep, gas, signer_keys, params, source, tmp_path, metrics,
+                              spares=[extra] if spare else [], price_max_age_s=DAY, root_max_age_s=DAY)
         yield dict(dev=dev, dep=dep, admin=admin, dealer=dealer, gas=gas, spare=extra, filler=filler, victim=victim,
-                   hedge=hedge, keeper=keeper, metrics=metrics, cfg=cfg, source=source, nonce=[0])
+                   hedge=hedge, keeper=keeper, metrics=metrics, cfg=keeper.cfg, source=source, nonce=[0])
     finally:
         dev.stop()
 
@@ -90,28 +80,22 @@ def _next(w, seconds=1):
 
 
 def _rates(w):
+    """The keeper's per-unit rates at the source's prices now: [IM long, IM short, MM long, MM
+    short] per instrument."""
     keeper = w["keeper"]
     now = w["dev"].w3.eth.get_block("latest")["timestamp"]
-    return keeper.compute(keeper.posted_marks, w["source"].prices, np.array([0.6]), now, keeper._live(now))["rates"]
+    return keeper.compute(keeper.posted_marks, w["source"].prices, w["source"].vol(now), now,
+                          keeper._live(now))["rates"]
 
 
 def _trade(w, maker, taker, iid, size):
     """maker buys `size` (WAD, < 0 sells) of `iid` from taker at the keeper's posted mark."""
-    dev, dep, keeper = w["dev"], w["dep"], w["keeper"]
     w["nonce"][0] += 1
-    now = dev.w3.eth.get_block("latest")["timestamp"]
-    mark = int(round(keeper.posted_marks[iid - 1] * WAD))
-    order = Order(maker.address, iid, size > 0, abs(size), mark, w["nonce"][0], now + DAY)
-    sig = sign_order(order, engine_domain(dev.w3.eth.chain_id, dep.engine.address), maker)
-    send(dev.w3, taker, dep.engine.functions.fill(order.as_tuple(), sig, abs(size)), "fill")
+    fill_at_marks(w["dev"], w["dep"], w["keeper"], [(maker, taker, iid, size)], first_nonce=w["nonce"][0])
 
 
 def _root(w):
-    for _ in range(4):
-        _next(w)
-        if w["keeper"].cycle().epoch:
-            return
-    raise AssertionError("no root")
+    keeper_epoch(w["dep"], w["keeper"])
 
 
 def _health(w, who):
@@ -279,9 +263,7 @@ def test_keeper__outsider_puts_the_keepers_book_on_8_underlyings__the_spare_liqu
     16,968), 4 keeper attempts, all refused, 0 liquidations. Now the spare takes it."""
     w = nine
     keeper = w["keeper"]
-    now = w["dev"].w3.eth.get_block("latest")["timestamp"]
-    rates = keeper.compute(keeper.posted_marks, w["source"].prices, w["source"].vol(now), now,
-                           keeper._live(now))["rates"]
+    rates = _rates(w)
     others = list(range(3, 10))
     fund(w["dep"], w["admin"], w["filler"],
          int((rates[0][1] + sum(rates[0][i - 1] * DUST / WAD for i in others)) * 1.05) + 1)

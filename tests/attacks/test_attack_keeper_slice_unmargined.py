@@ -22,7 +22,15 @@ from __future__ import annotations
 import pytest
 from support.e2e import FixedSource
 
-from attacks.test_attack_keeper_book_full import _health, _next, _positions, _root, _trade, _world
+from attacks.test_attack_keeper_book_full import (
+    _health,
+    _next,
+    _positions,
+    _rates,
+    _root,
+    _trade,
+    _world,
+)
 from offchain.chain.contracts import WAD, call_named
 from offchain.devnet.deploy import TOKEN_DECIMALS, fund, send
 
@@ -40,13 +48,6 @@ def two_source():
 def world(tmp_path):
     with _world(tmp_path, two_source(), SPECS, spare=True) as w:
         yield w
-
-
-def _rates(w):
-    keeper = w["keeper"]
-    now = w["dev"].w3.eth.get_block("latest")["timestamp"]
-    return keeper.compute(keeper.posted_marks, w["source"].prices, w["source"].vol(now), now,
-                          keeper._live(now))["rates"]
 
 
 def _whale(w):

@@ -32,24 +32,24 @@ class FixedSource:
         return np.full(len(self.prices), 0.6)
 
 
-def start_keeper(dev, dep, gas, signers, params, source, data_dir, metrics=None, **config) -> Keeper:
-    """The keeper bound as `netmargin keeper` binds it (in-memory state store), started, and
-    one cycle run: the first marks and rates posted."""
-    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, price_max_age_s=3600,
-                       data_dir=str(data_dir), **config)
+def start_keeper(dev, dep, gas, signers, params, source, data_dir, metrics=None, spares=(), **config) -> Keeper:
+    """The keeper bound as `netmargin keeper` binds it (in-memory state store; `spares`: its
+    spare liquidator accounts), started, and one cycle run: the first marks and rates posted."""
+    cfg = KeeperConfig(rpc_url=dev.url, engine_address=dep.engine.address, data_dir=str(data_dir),
+                       **{"price_max_age_s": 3600, **config})
     keeper = Keeper(cfg, dep, Signers(list(signers)), Executor(dev.w3, gas, cfg.gas), StateStore(":memory:"),
-                    params, source, *([metrics] if metrics is not None else []))
+                    params, source, metrics, liquidators=[Executor(dev.w3, s, cfg.gas) for s in spares])
     keeper.startup()
     keeper.cycle()
     return keeper
 
 
-def fill_at_marks(dev, dep, keeper, trades) -> None:
+def fill_at_marks(dev, dep, keeper, trades, first_nonce: int = 1) -> None:
     """Each (maker, taker, instrument id, size WAD: > 0 the maker buys) as a signed order at
-    the keeper's posted mark, filled whole by the taker; order nonces 1, 2, ..."""
+    the keeper's posted mark, filled whole by the taker; order nonces first_nonce, +1, ..."""
     domain = engine_domain(dev.w3.eth.chain_id, dep.engine.address)
     now = dev.w3.eth.get_block("latest")["timestamp"]
-    for nonce, (maker, taker, iid, size) in enumerate(trades, start=1):
+    for nonce, (maker, taker, iid, size) in enumerate(trades, start=first_nonce):
         mark = int(round(keeper.posted_marks[iid - 1] * WAD))
         order = Order(maker.address, iid, size > 0, abs(size), mark, nonce, now + DAY)
         send(dev.w3, taker, dep.engine.functions.fill(order.as_tuple(), sign_order(order, domain, maker), abs(size)),
